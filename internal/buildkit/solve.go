@@ -1,0 +1,446 @@
+package buildkit
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/containerd/containerd/v2/core/content"
+	"github.com/containerd/containerd/v2/plugins/content/local"
+	"github.com/docker/cli/cli/config"
+	"github.com/moby/buildkit/client"
+	"github.com/moby/buildkit/session"
+	"github.com/moby/buildkit/session/auth/authprovider"
+	"github.com/moby/buildkit/session/secrets/secretsprovider"
+	"github.com/moby/buildkit/session/sshforward/sshprovider"
+	"github.com/moby/buildkit/solver/errdefs"
+	"github.com/moby/buildkit/util/progress/progressui"
+	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/tonistiigi/fsutil"
+	"golang.org/x/sync/errgroup"
+)
+
+// Options is one build.
+type Options struct {
+	ContextDir    string
+	Dockerfile    string // path; default <ContextDir>/Dockerfile
+	BuildArgs     map[string]string
+	Labels        map[string]string
+	Target        string
+	Platforms     []string
+	Secrets       []Secret
+	SSH           []SSH
+	NamedContexts []NamedContext
+	Tags          []string
+	Push          bool
+	Outputs       []Output
+	CacheFrom     []CacheEntry
+	CacheTo       []CacheEntry
+	NoCache       bool
+	// InsecureRegistries are HOST:PORT reached over plain HTTP (pushes and caches).
+	InsecureRegistries []string
+	// Progress is the display mode: auto, tty, plain, quiet or rawjson.
+	Progress    string
+	ProgressOut io.Writer
+}
+
+// secretValues reads the values of the build's secrets, to mask them in output.
+func (o Options) secretValues() ([][]byte, error) {
+	var vals [][]byte
+	for _, s := range o.Secrets {
+		v, err := s.Value()
+		if err != nil {
+			return nil, err
+		}
+		vals = append(vals, v)
+	}
+	return vals, nil
+}
+
+// Validate checks everything that can be checked before a runner exists.
+func (o Options) Validate() error {
+	fi, err := os.Stat(o.ContextDir)
+	if err != nil {
+		return inputErr("build context", o.ContextDir, "does not exist")
+	}
+	if !fi.IsDir() {
+		return inputErr("build context", o.ContextDir, "is not a directory")
+	}
+	if err := CheckDockerfile(dockerfilePath(o.ContextDir, o.Dockerfile)); err != nil {
+		return err
+	}
+	if _, err := o.secretValues(); err != nil {
+		return err
+	}
+	switch o.Progress {
+	case "", "auto", "tty", "plain", "quiet", "rawjson":
+	default:
+		return inputErr("--progress", o.Progress, "want auto, tty, plain, quiet or rawjson")
+	}
+	if o.Push && len(o.Tags) == 0 {
+		return inputErr("--push", "", "needs at least one -t/--tag")
+	}
+	return nil
+}
+
+// Report is what a build produced.
+type Report struct {
+	Steps            StepCounts        `json:"steps"`
+	Digest           string            `json:"digest,omitempty"`
+	ExporterResponse map[string]string `json:"-"`
+}
+
+// Failure describes the step that failed.
+type Failure struct {
+	Step     string   `json:"step,omitempty"`
+	Error    string   `json:"error"`
+	File     string   `json:"file,omitempty"`
+	Line     int      `json:"line,omitempty"`
+	ExitCode int      `json:"exit_code"`
+	LogTail  []string `json:"log_tail,omitempty"`
+}
+
+// BuildError is a failed build, with what the status stream said about it.
+type BuildError struct {
+	Failure Failure
+	Report  Report // steps seen before the failure
+	Err     error
+}
+
+func (e *BuildError) Error() string {
+	var b strings.Builder
+	if e.Failure.Step != "" {
+		b.WriteString(e.Failure.Step)
+		if e.Failure.File != "" {
+			fmt.Fprintf(&b, " (%s:%d)", e.Failure.File, e.Failure.Line)
+		}
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Failure.Error)
+	return b.String()
+}
+
+func (e *BuildError) Unwrap() error { return e.Err }
+
+// Build runs one build on c: the solve and the progress display in an errgroup,
+// the status stream teed into a tracker.
+func Build(ctx context.Context, c *client.Client, o Options) (Report, error) {
+	so, err := solveOpt(o)
+	if err != nil {
+		return Report{}, err
+	}
+	masks, err := o.secretValues()
+	if err != nil {
+		return Report{}, err
+	}
+	out := o.ProgressOut
+	if out == nil {
+		out = io.Discard
+	}
+	// Secrets are masked in everything shown: the display and the failure report.
+	red := NewRedactor(out, masks)
+	defer red.Flush()
+	mode := progressui.DisplayMode(o.Progress)
+	if mode == "" {
+		mode = progressui.AutoMode
+	}
+	var pw io.Writer = out
+	if len(masks) > 0 {
+		// A TTY display redraws in place and cannot be masked line by line.
+		pw = red
+		if mode == progressui.TtyMode || mode == progressui.AutoMode {
+			mode = progressui.PlainMode
+		}
+	}
+	disp, err := progressui.NewDisplay(pw, mode)
+	if err != nil {
+		return Report{}, fmt.Errorf("progress display: %w", err)
+	}
+
+	tr := newTracker()
+	statusCh := make(chan *client.SolveStatus)
+	dispCh := make(chan *client.SolveStatus)
+	var resp *client.SolveResponse
+	eg, ectx := errgroup.WithContext(ctx)
+	eg.Go(func() error {
+		var err error
+		resp, err = c.Solve(ectx, nil, so, statusCh)
+		return err
+	})
+	eg.Go(func() error {
+		defer close(dispCh)
+		for s := range statusCh {
+			tr.update(s)
+			dispCh <- s
+		}
+		return nil
+	})
+	eg.Go(func() error {
+		// Not the group's context: the display keeps reporting the error that cancels it.
+		_, err := disp.UpdateFrom(context.WithoutCancel(ctx), dispCh)
+		return err
+	})
+	err = eg.Wait()
+	rep := Report{Steps: tr.counts(o.NoCache)}
+	if err != nil {
+		return rep, buildError(err, tr, rep, red)
+	}
+	rep.ExporterResponse = resp.ExporterResponse
+	rep.Digest = resp.ExporterResponse["containerimage.digest"]
+	return rep, nil
+}
+
+func buildError(err error, tr *tracker, rep Report, red *Redactor) error {
+	f := Failure{Error: red.RedactString(cleanErr(err)), ExitCode: ExitCode(err)}
+	if name, msg, logs, ok := tr.failed(); ok {
+		f.Step = name
+		if f.Error == "" {
+			f.Error = red.RedactString(msg)
+		}
+		if len(logs) > 30 {
+			logs = logs[len(logs)-30:]
+		}
+		for _, l := range logs {
+			f.LogTail = append(f.LogTail, red.RedactString(l))
+		}
+	}
+	for _, src := range errdefs.Sources(err) {
+		if src.Info == nil || len(src.Ranges) == 0 {
+			continue
+		}
+		f.File = src.Info.Filename
+		f.Line = int(src.Ranges[0].Start.Line)
+		break
+	}
+	return &BuildError{Failure: f, Report: rep, Err: err}
+}
+
+var rpcPrefix = regexp.MustCompile(`^rpc error: code = \w+ desc = `)
+
+func cleanErr(err error) string { return rpcPrefix.ReplaceAllString(err.Error(), "") }
+
+func solveOpt(o Options) (client.SolveOpt, error) {
+	df := dockerfilePath(o.ContextDir, o.Dockerfile)
+	ctxFS, err := fsutil.NewFS(o.ContextDir)
+	if err != nil {
+		return client.SolveOpt{}, inputErr("build context", o.ContextDir, "%v", err)
+	}
+	dfFS, err := fsutil.NewFS(filepath.Dir(df))
+	if err != nil {
+		return client.SolveOpt{}, inputErr("--file", df, "%v", err)
+	}
+	attrs := map[string]string{"filename": filepath.Base(df)}
+	for k, v := range o.BuildArgs {
+		attrs["build-arg:"+k] = v
+	}
+	for k, v := range o.Labels {
+		attrs["label:"+k] = v
+	}
+	if o.Target != "" {
+		attrs["target"] = o.Target
+	}
+	if len(o.Platforms) > 0 {
+		attrs["platform"] = strings.Join(o.Platforms, ",")
+	}
+	if o.NoCache {
+		attrs["no-cache"] = ""
+	}
+	so := client.SolveOpt{
+		Frontend:      "dockerfile.v0",
+		FrontendAttrs: attrs,
+		LocalMounts:   map[string]fsutil.FS{"context": ctxFS, "dockerfile": dfFS},
+	}
+	for _, nc := range o.NamedContexts {
+		switch {
+		case nc.Dir != "":
+			fs, err := fsutil.NewFS(nc.Dir)
+			if err != nil {
+				return so, inputErr("--build-context", nc.Name, "%v", err)
+			}
+			key := "ctx-" + nc.Name
+			so.LocalMounts[key] = fs
+			attrs["context:"+nc.Name] = "local:" + key
+		case nc.DockerImage != "":
+			attrs["context:"+nc.Name] = "docker-image://" + nc.DockerImage
+		case nc.OCILayout != "":
+			store, dgst, err := openOCILayout(nc.OCILayout, nc.OCIRef)
+			if err != nil {
+				return so, inputErr("--build-context", nc.Name+"=oci-layout://"+nc.OCILayout, "%v", err)
+			}
+			if so.OCIStores == nil {
+				so.OCIStores = map[string]content.Store{}
+			}
+			id := storeID(nc.Name)
+			so.OCIStores[id] = store
+			attrs["context:"+nc.Name] = "oci-layout://" + id + "@" + dgst
+		}
+	}
+
+	exports, err := exports(o)
+	if err != nil {
+		return so, err
+	}
+	so.Exports = exports
+	for _, e := range o.CacheFrom {
+		so.CacheImports = append(so.CacheImports, client.CacheOptionsEntry{Type: e.Type, Attrs: cacheAttrs(e, o.InsecureRegistries)})
+	}
+	for _, e := range o.CacheTo {
+		so.CacheExports = append(so.CacheExports, client.CacheOptionsEntry{Type: e.Type, Attrs: cacheAttrs(e, o.InsecureRegistries)})
+	}
+
+	attach := []session.Attachable{authprovider.NewDockerAuthProvider(authprovider.DockerAuthProviderConfig{
+		AuthConfigProvider: authprovider.LoadAuthConfig(config.LoadDefaultConfigFile(io.Discard)),
+	})}
+	if len(o.Secrets) > 0 {
+		srcs := make([]secretsprovider.Source, 0, len(o.Secrets))
+		for _, s := range o.Secrets {
+			srcs = append(srcs, secretsprovider.Source{ID: s.ID, FilePath: s.File, Env: s.Env})
+		}
+		store, err := secretsprovider.NewStore(srcs)
+		if err != nil {
+			return so, inputErr("--secret", "", "%v", err)
+		}
+		attach = append(attach, secretsprovider.NewSecretProvider(store))
+	}
+	if len(o.SSH) > 0 {
+		confs := make([]sshprovider.AgentConfig, 0, len(o.SSH))
+		for _, s := range o.SSH {
+			confs = append(confs, sshprovider.AgentConfig{ID: s.ID, Paths: s.Paths})
+		}
+		sp, err := sshprovider.NewSSHAgentProvider(confs)
+		if err != nil {
+			return so, inputErr("--ssh", "", "%v", err)
+		}
+		attach = append(attach, sp)
+	}
+	so.Session = attach
+	return so, nil
+}
+
+func exports(o Options) ([]client.ExportEntry, error) {
+	var out []client.ExportEntry
+	if len(o.Tags) > 0 {
+		attrs := map[string]string{"name": strings.Join(o.Tags, ",")}
+		if o.Push {
+			attrs["push"] = "true"
+		}
+		if anyInsecure(o.Tags, o.InsecureRegistries) {
+			attrs["registry.insecure"] = "true"
+		}
+		out = append(out, client.ExportEntry{Type: client.ExporterImage, Attrs: attrs})
+	}
+	for _, op := range o.Outputs {
+		attrs := map[string]string{}
+		for k, v := range op.Attrs {
+			attrs[k] = v
+		}
+		e := client.ExportEntry{Type: op.Type, Attrs: attrs}
+		switch op.Type {
+		case "image":
+			e.Type = client.ExporterImage
+			if anyInsecure(strings.Split(attrs["name"], ","), o.InsecureRegistries) {
+				attrs["registry.insecure"] = "true"
+			}
+		case "local":
+			e.OutputDir = op.Dest
+		case "oci", "docker", "tar":
+			if attrs["tar"] == "false" {
+				e.OutputDir = op.Dest
+				break
+			}
+			dest := op.Dest
+			e.Output = func(map[string]string) (io.WriteCloser, error) {
+				if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
+					return nil, err
+				}
+				return os.Create(dest)
+			}
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+func cacheAttrs(e CacheEntry, insecure []string) map[string]string {
+	attrs := map[string]string{}
+	for k, v := range e.Attrs {
+		attrs[k] = v
+	}
+	if e.Type == "registry" && anyInsecure([]string{attrs["ref"]}, insecure) {
+		attrs["registry.insecure"] = "true"
+	}
+	return attrs
+}
+
+func anyInsecure(refs, insecure []string) bool {
+	for _, r := range refs {
+		host, _, _ := strings.Cut(strings.TrimSpace(r), "/")
+		for _, h := range insecure {
+			if host == h {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+var storeIDClean = regexp.MustCompile(`[^a-z0-9]+`)
+
+func storeID(name string) string {
+	return "ctx-" + strings.Trim(storeIDClean.ReplaceAllString(strings.ToLower(name), "-"), "-")
+}
+
+// openOCILayout opens a layout as a content store and finds the manifest to use:
+// by digest, by tag (org.opencontainers.image.ref.name), or the only one.
+func openOCILayout(dir, ref string) (content.Store, string, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "index.json"))
+	if err != nil {
+		return nil, "", err
+	}
+	var idx ocispecs.Index
+	if err := json.Unmarshal(b, &idx); err != nil {
+		return nil, "", fmt.Errorf("%s: %w", filepath.Join(dir, "index.json"), err)
+	}
+	var dgst string
+	switch {
+	case strings.HasPrefix(ref, "sha256:"):
+		dgst = ref
+	case ref != "":
+		for _, m := range idx.Manifests {
+			if m.Annotations[ocispecs.AnnotationRefName] == ref {
+				dgst = m.Digest.String()
+			}
+		}
+		if dgst == "" {
+			return nil, "", fmt.Errorf("no image tagged %q in the layout", ref)
+		}
+	case len(idx.Manifests) == 1:
+		dgst = idx.Manifests[0].Digest.String()
+	default:
+		var names []string
+		for _, m := range idx.Manifests {
+			names = append(names, m.Annotations[ocispecs.AnnotationRefName])
+		}
+		sort.Strings(names)
+		return nil, "", fmt.Errorf("the layout holds %d images (%s); name one with :TAG or @DIGEST", len(idx.Manifests), strings.Join(names, ", "))
+	}
+	store, err := local.NewStore(dir)
+	if err != nil {
+		return nil, "", err
+	}
+	return store, dgst, nil
+}
+
+// ErrIsBuild reports whether err is a failed build (as opposed to a failure to start one).
+func ErrIsBuild(err error) (*BuildError, bool) {
+	var be *BuildError
+	ok := errors.As(err, &be)
+	return be, ok
+}

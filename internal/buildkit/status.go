@@ -1,0 +1,118 @@
+package buildkit
+
+import (
+	"regexp"
+	"strings"
+
+	"github.com/moby/buildkit/client"
+	digest "github.com/opencontainers/go-digest"
+)
+
+// stepName matches the vertices the dockerfile frontend names after
+// instructions: "[2/5] RUN …", "[build 3/4] COPY …". Internal vertices
+// ("[internal] load …", "exporting to image", "[context base] …") are not steps.
+var stepName = regexp.MustCompile(`^\[(?:[^\]\s]+ )?\d+/\d+\] `)
+
+// IsStep reports whether a vertex name is a Dockerfile instruction.
+func IsStep(name string) bool { return stepName.MatchString(name) }
+
+// tracker folds the status stream into step counts, the failing step and logs.
+// It is fed from a single goroutine.
+type tracker struct {
+	vertices map[digest.Digest]*vertexState
+	order    []digest.Digest
+	maxLog   int // lines kept per vertex
+}
+
+type vertexState struct {
+	name      string
+	step      bool
+	cached    bool
+	completed bool
+	err       string
+	logs      []string
+	partial   string
+}
+
+func newTracker() *tracker {
+	return &tracker{vertices: map[digest.Digest]*vertexState{}, maxLog: 200}
+}
+
+func (t *tracker) vertex(d digest.Digest) *vertexState {
+	v, ok := t.vertices[d]
+	if !ok {
+		v = &vertexState{}
+		t.vertices[d] = v
+		t.order = append(t.order, d)
+	}
+	return v
+}
+
+func (t *tracker) update(s *client.SolveStatus) {
+	for _, v := range s.Vertexes {
+		st := t.vertex(v.Digest)
+		if v.Name != "" {
+			st.name = v.Name
+			st.step = IsStep(v.Name)
+		}
+		if v.Cached {
+			st.cached = true
+		}
+		if v.Completed != nil {
+			st.completed = true
+		}
+		if v.Error != "" {
+			st.err = v.Error
+		}
+	}
+	for _, l := range s.Logs {
+		st := t.vertex(l.Vertex)
+		data := st.partial + string(l.Data)
+		lines := strings.Split(data, "\n")
+		st.partial = lines[len(lines)-1]
+		st.logs = append(st.logs, lines[:len(lines)-1]...)
+		if len(st.logs) > t.maxLog {
+			st.logs = st.logs[len(st.logs)-t.maxLog:]
+		}
+	}
+}
+
+// StepCounts are the Dockerfile steps of a build.
+type StepCounts struct {
+	Total     int `json:"steps_total"`
+	Cached    int `json:"steps_cached"`
+	Cacheable int `json:"steps_cacheable"`
+}
+
+func (t *tracker) counts(noCache bool) StepCounts {
+	var c StepCounts
+	for _, d := range t.order {
+		v := t.vertices[d]
+		if !v.step {
+			continue
+		}
+		c.Total++
+		if v.cached {
+			c.Cached++
+		}
+	}
+	if !noCache {
+		c.Cacheable = c.Total
+	}
+	return c
+}
+
+// failed returns the first vertex that reported an error, with its log tail.
+func (t *tracker) failed() (name, errMsg string, logs []string, ok bool) {
+	for _, d := range t.order {
+		v := t.vertices[d]
+		if v.err != "" && !strings.Contains(v.err, "context canceled") {
+			l := v.logs
+			if v.partial != "" {
+				l = append(append([]string(nil), l...), v.partial)
+			}
+			return v.name, v.err, l, true
+		}
+	}
+	return "", "", nil, false
+}

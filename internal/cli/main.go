@@ -1,0 +1,122 @@
+// Package cli is the lian-build command line over the shared pipeline.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/lian-build/action/internal/pipeline"
+	"github.com/lian-build/action/internal/sizing"
+)
+
+const usage = `lian-build — container builds on fresh, right-sized BuildKit runners
+
+usage:
+  lian-build build [flags] CONTEXT   build CONTEXT (see lian-build build -h)
+  lian-build runners ls              list local runners
+  lian-build runners gc              remove runners whose owner died or lease expired
+
+Exit codes: 0 success, 1 build failed, 2 bad input, 3 out of memory on every
+allowed tier, 4 time budget exceeded, 130 interrupted.
+`
+
+// Exit codes.
+const (
+	ExitOK       = 0
+	ExitFailed   = 1
+	ExitUsage    = 2
+	ExitOOM      = 3
+	ExitTimeout  = 4
+	ExitCanceled = 130
+)
+
+// Main runs the command line and returns the process exit code.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	level := slog.LevelWarn
+	if v := os.Getenv("LIAN_LOG_LEVEL"); v != "" {
+		if err := level.UnmarshalText([]byte(v)); err != nil {
+			fmt.Fprintf(stderr, "LIAN_LOG_LEVEL: %v\n", err)
+			return ExitUsage
+		}
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return ExitUsage
+	}
+	var err error
+	switch args[0] {
+	case "build":
+		err = runBuild(ctx, args[1:], stdout, stderr, log)
+	case "runners":
+		err = runRunners(ctx, args[1:], stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return ExitOK
+	default:
+		err = usageErr("unknown command %q\n%s", args[0], usage)
+	}
+	return exitCode(err, stderr)
+}
+
+func exitCode(err error, stderr io.Writer) int {
+	if err == nil {
+		return ExitOK
+	}
+	var ue *UsageError
+	var oe *pipeline.OOMError
+	var te *pipeline.TimeoutError
+	code := ExitFailed
+	switch {
+	case errors.As(err, &ue), isInputError(err):
+		code = ExitUsage
+	case errors.As(err, &oe):
+		code = ExitOOM
+	case errors.As(err, &te):
+		code = ExitTimeout
+	case errors.Is(err, pipeline.ErrCanceled):
+		code = ExitCanceled
+	}
+	if !errors.Is(err, errReported) {
+		fmt.Fprintf(stderr, "lian-build: %v\n", err)
+	}
+	return code
+}
+
+var errReported = errors.New("reported")
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func sizingTable() sizing.Table { return sizing.HCloud }
+
+// defaultWorkspace names a workspace after the context directory.
+func defaultWorkspace(dir string) string {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "default"
+	}
+	var b strings.Builder
+	for _, c := range strings.ToLower(filepath.Base(abs)) {
+		if c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' {
+			b.WriteRune(c)
+		} else {
+			b.WriteRune('-')
+		}
+	}
+	s := strings.Trim(b.String(), "-.")
+	if s == "" {
+		return "default"
+	}
+	return s
+}

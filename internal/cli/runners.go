@@ -1,0 +1,52 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+)
+
+func runRunners(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return usageErr("usage: lian-build runners ls|gc [flags]")
+	}
+	fs := newFlagSet("lian-build runners "+args[0], stderr)
+	var pf providerFlags
+	pf.register(fs)
+	if _, err := parseInterspersed(fs, args[1:]); err != nil {
+		return &UsageError{Msg: err.Error()}
+	}
+	prov, err := pf.open()
+	if err != nil {
+		return err
+	}
+	switch args[0] {
+	case "ls":
+		infos, err := prov.List(ctx)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tTIER\tPID\tAGE\tSTATE")
+		for _, i := range infos {
+			state := "running"
+			if i.Orphan {
+				state = "orphan: " + i.Why
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", i.ID, i.Tier, i.PID, time.Since(i.Created).Round(time.Second), state)
+		}
+		return tw.Flush()
+	case "gc":
+		removed, err := prov.GC(ctx)
+		for _, r := range removed {
+			fmt.Fprintf(stdout, "removed runner %s (%s)\n", r.ID, r.Why)
+		}
+		if err == nil && len(removed) == 0 {
+			fmt.Fprintln(stdout, "no orphaned runners")
+		}
+		return err
+	}
+	return usageErr("runners: unknown command %q (ls, gc)", args[0])
+}

@@ -1,0 +1,306 @@
+// Package local is the embedded compute provider: one buildkitd process per
+// lease on this machine, with its own state dir, socket and buildkitd.toml,
+// RUN containers confined to a cgroup sized to the tier.
+package local
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/lian-build/action/internal/compute"
+	"github.com/lian-build/action/internal/sizing"
+	"github.com/moby/buildkit/client"
+)
+
+// Options configures the local provider.
+type Options struct {
+	// Buildkitd is the buildkitd binary (default: "buildkitd" on PATH).
+	Buildkitd string
+	// StateDir holds one directory per runner (default /var/lib/lian-build/runners).
+	StateDir string
+	// TierMemory overrides the memory limit of tiers, in bytes (for tests and small machines).
+	TierMemory map[string]int64
+	// InsecureRegistries are HOST:PORT registries reached over plain HTTP.
+	InsecureRegistries []string
+	// CgroupRoot is where cgroups are mounted (default /sys/fs/cgroup).
+	CgroupRoot string
+	// Table is the tier table (default sizing.HCloud).
+	Table sizing.Table
+	// ReadyTimeout bounds the wait for buildkitd to answer (default 60s).
+	ReadyTimeout time.Duration
+}
+
+// DefaultStateDir is where runners live unless configured.
+const DefaultStateDir = "/var/lib/lian-build/runners"
+
+// cgroupPrefix is the parent of every lease's cgroup.
+const cgroupPrefix = "lian-build"
+
+// Provider is the local compute provider.
+type Provider struct{ opts Options }
+
+// New validates opts and returns a provider. It needs root, buildkitd and runc.
+func New(opts Options) (*Provider, error) {
+	if opts.Buildkitd == "" {
+		opts.Buildkitd = "buildkitd"
+	}
+	bk, err := exec.LookPath(opts.Buildkitd)
+	if err != nil {
+		return nil, fmt.Errorf("local provider: buildkitd not found (%s); run `make tools` or pass --buildkitd: %w", opts.Buildkitd, err)
+	}
+	opts.Buildkitd = bk
+	if _, err := exec.LookPath("runc"); err != nil {
+		return nil, fmt.Errorf("local provider: runc not found on PATH (apt-get install runc): %w", err)
+	}
+	if os.Geteuid() != 0 {
+		return nil, errors.New("local provider: needs root (buildkitd with the OCI worker and cgroup limits)")
+	}
+	if opts.StateDir == "" {
+		opts.StateDir = DefaultStateDir
+	}
+	if opts.CgroupRoot == "" {
+		opts.CgroupRoot = cgroupRoot
+	}
+	if opts.Table == nil {
+		opts.Table = sizing.HCloud
+	}
+	if opts.ReadyTimeout == 0 {
+		opts.ReadyTimeout = 60 * time.Second
+	}
+	for name := range opts.TierMemory {
+		if _, err := opts.Table.Lookup(name); err != nil {
+			return nil, fmt.Errorf("local provider: tier memory: %w", err)
+		}
+	}
+	if err := os.MkdirAll(opts.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("local provider: state dir: %w", err)
+	}
+	return &Provider{opts: opts}, nil
+}
+
+func (p *Provider) Name() string        { return "local" }
+func (p *Provider) Tiers() sizing.Table { return p.opts.Table }
+
+// MemoryLimit is the cgroup memory limit a tier gets.
+func (p *Provider) MemoryLimit(t sizing.Tier) int64 {
+	if n, ok := p.opts.TierMemory[t.Name]; ok {
+		return n
+	}
+	return int64(t.MemoryGB) << 30
+}
+
+// Spawn starts a buildkitd for the lease and waits until it answers.
+func (p *Provider) Spawn(ctx context.Context, tier sizing.Tier, lease compute.Lease) (compute.Runner, error) {
+	if err := validLeaseID(lease.ID); err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(p.opts.StateDir, lease.ID)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("local provider: runner dir: %w", err)
+	}
+	r := &runner{
+		id:     lease.ID,
+		dir:    dir,
+		socket: filepath.Join(dir, "buildkitd.sock"),
+		cg:     detectCgroup(p.opts.CgroupRoot, cgroupPrefix+"/"+lease.ID),
+		exited: make(chan struct{}),
+	}
+	fail := func(err error) (compute.Runner, error) {
+		derr := r.Destroy(context.WithoutCancel(ctx))
+		return nil, errors.Join(err, derr)
+	}
+	if err := r.cg.create(p.MemoryLimit(tier), tier.CPU); err != nil {
+		return fail(fmt.Errorf("local provider: %w", err))
+	}
+	cfg := filepath.Join(dir, "buildkitd.toml")
+	if err := os.WriteFile(cfg, []byte(buildkitdConfig(filepath.Join(dir, "state"), r.socket, r.cg.rel, p.opts.InsecureRegistries)), 0o600); err != nil {
+		return fail(err)
+	}
+	logf, err := os.Create(filepath.Join(dir, "buildkitd.log"))
+	if err != nil {
+		return fail(err)
+	}
+	defer logf.Close()
+	// Not exec.CommandContext: the daemon lives as long as the runner, not the spawn call.
+	cmd := exec.Command(p.opts.Buildkitd, "--config", cfg)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// Own process group: a Ctrl-C in the terminal reaches lian-build, which destroys in order.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return fail(fmt.Errorf("local provider: start buildkitd: %w", err))
+	}
+	r.pid = cmd.Process.Pid
+	go func() { r.waitErr = cmd.Wait(); close(r.exited) }()
+
+	now := time.Now()
+	rec := leaseRecord{
+		ID: lease.ID, Tier: tier.Name, PID: r.pid, OwnerPID: os.Getpid(),
+		CgroupParent: r.cg.rel, Socket: r.socket, Created: now, Labels: lease.Labels,
+	}
+	rec.OwnerStart, _ = procStart(os.Getpid())
+	rec.DaemonStart, _ = procStart(r.pid)
+	r.start = rec.DaemonStart
+	if lease.TTL > 0 {
+		rec.Expires = now.Add(lease.TTL)
+	}
+	if err := writeLease(dir, rec); err != nil {
+		return fail(err)
+	}
+
+	if err := r.waitReady(ctx, p.opts.ReadyTimeout); err != nil {
+		return fail(err)
+	}
+	return r, nil
+}
+
+func validLeaseID(id string) error {
+	if id == "" || strings.ContainsAny(id, "/\\. ") || len(id) > 64 {
+		return fmt.Errorf("local provider: invalid lease id %q", id)
+	}
+	return nil
+}
+
+type runner struct {
+	id, dir, socket string
+	cg              cgroup
+	pid             int
+	start           uint64
+	exited          chan struct{}
+	waitErr         error
+
+	once       sync.Once
+	destroyErr error
+}
+
+func (r *runner) waitReady(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	// Stop waiting as soon as the daemon dies instead of at the timeout.
+	go func() {
+		select {
+		case <-r.exited:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	err := waitForSocket(ctx, r.socket)
+	var c *client.Client
+	if err == nil {
+		c, err = client.New(ctx, "unix://"+r.socket)
+	}
+	if err == nil {
+		defer c.Close()
+		err = c.Wait(ctx)
+	}
+	if err == nil {
+		return nil
+	}
+	select {
+	case <-r.exited:
+		return fmt.Errorf("local provider: buildkitd exited before it was ready (%v):\n%s", r.waitErr, r.logTail(20))
+	default:
+	}
+	return fmt.Errorf("local provider: buildkitd not ready: %w\n%s", err, r.logTail(20))
+}
+
+func (r *runner) logTail(n int) string {
+	b, err := os.ReadFile(filepath.Join(r.dir, "buildkitd.log"))
+	if err != nil {
+		return ""
+	}
+	var lines []string
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func (r *runner) Client(ctx context.Context) (*client.Client, error) {
+	return client.New(ctx, "unix://"+r.socket)
+}
+
+func (r *runner) Stats(ctx context.Context) (compute.Stats, error) {
+	if err := ctx.Err(); err != nil {
+		return compute.Stats{}, err
+	}
+	s, err := r.cg.stats()
+	if err != nil {
+		return compute.Stats{}, fmt.Errorf("local runner %s: %w", r.id, err)
+	}
+	return compute.Stats{Time: time.Now(), MemoryBytes: s.mem, MemoryPeak: s.peak, CPUUsageNanos: s.cpuNanos, OOMKills: s.oomKills}, nil
+}
+
+// Destroy stops buildkitd and removes its cgroup, mounts and state. ctx bounds
+// the wait for a graceful stop; removal itself always runs.
+func (r *runner) Destroy(ctx context.Context) error {
+	r.once.Do(func() { r.destroyErr = destroy(ctx, r.dir, r.pid, r.start, r.cg) })
+	return r.destroyErr
+}
+
+// destroy is shared by Runner.Destroy and the reaper.
+func destroy(ctx context.Context, dir string, pid int, start uint64, cg cgroup) error {
+	grace := 10 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		grace = min(grace, time.Until(dl))
+	}
+	killWait(pid, start, grace)
+	var errs []error
+	if alive(pid, start) {
+		errs = append(errs, fmt.Errorf("buildkitd pid %d did not exit", pid))
+	}
+	if err := cg.remove(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := unmountUnder(dir); err != nil {
+		errs = append(errs, err)
+	}
+	if err := os.RemoveAll(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("destroy runner %s: %w", filepath.Base(dir), err)
+	}
+	return nil
+}
+
+// unmountUnder detaches every mount below dir that a killed buildkitd left behind.
+func unmountUnder(dir string) error {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return err
+	}
+	prefix := filepath.Clean(dir) + "/"
+	var mounts []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && strings.HasPrefix(unescapeMount(f[4])+"/", prefix) {
+			mounts = append(mounts, unescapeMount(f[4]))
+		}
+	}
+	var errs []error
+	for i := len(mounts) - 1; i >= 0; i-- {
+		if err := syscall.Unmount(mounts[i], syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.ENOENT) {
+			errs = append(errs, fmt.Errorf("unmount %s: %w", mounts[i], err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func unescapeMount(s string) string {
+	return strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`).Replace(s)
+}

@@ -1,0 +1,49 @@
+package pipeline
+
+import (
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/lian-build/action/internal/compute"
+	"github.com/lian-build/action/internal/sizing"
+)
+
+// Config wires the pipeline to its collaborators.
+type Config struct {
+	Provider compute.Provider // required
+	Events   Publisher        // default: no events
+	Metrics  MetricsRecorder  // default: not recorded
+	History  sizing.History   // default: no P95 rule
+	Logger   *slog.Logger     // default: slog.Default()
+	// SampleEvery is the runner sampling interval (default 500ms).
+	SampleEvery time.Duration
+	// DestroyTimeout bounds a runner's teardown (default 60s).
+	DestroyTimeout time.Duration
+}
+
+// Pipeline runs builds.
+type Pipeline struct{ cfg Config }
+
+// New checks cfg and fills defaults.
+func New(cfg Config) (*Pipeline, error) {
+	if cfg.Provider == nil {
+		return nil, errors.New("pipeline: no compute provider")
+	}
+	if cfg.Events == nil {
+		cfg.Events = NopPublisher{}
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NopMetrics{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.SampleEvery <= 0 {
+		cfg.SampleEvery = 500 * time.Millisecond
+	}
+	if cfg.DestroyTimeout <= 0 {
+		cfg.DestroyTimeout = 60 * time.Second
+	}
+	return &Pipeline{cfg: cfg}, nil
+}

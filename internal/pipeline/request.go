@@ -1,0 +1,152 @@
+// Package pipeline runs one build: sizing, lifecycle events, a fresh runner,
+// the build, a bounded OOM retry on the next tier, metrics, and teardown that
+// always happens. It knows nothing of who called it.
+package pipeline
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/lian-build/action/internal/buildkit"
+	"github.com/lian-build/action/internal/sizing"
+)
+
+// Request is one build, as the caller's directives describe it.
+type Request struct {
+	// BuildID identifies the build in events, leases and logs; generated when empty.
+	BuildID string
+	// Workspace names the project for metrics, events and cache namespaces.
+	Workspace string
+	// RunnerOverride is a tier that wins over every other sizing rule.
+	RunnerOverride string
+	// Spec is the .build-spec.ncl of the context, nil when there is none.
+	Spec *sizing.Spec
+	// Build is what BuildKit builds.
+	Build buildkit.Options
+	// LeaseTTL is how long a runner may outlive a crashed caller before the
+	// reaper removes it; default: the time budget plus 10 minutes.
+	LeaseTTL time.Duration
+}
+
+// Validate checks the request before anything is spawned.
+func (r Request) Validate() error {
+	if err := r.Build.Validate(); err != nil {
+		return err
+	}
+	if r.Workspace != "" && !validName(r.Workspace) {
+		return fmt.Errorf("workspace %q: use lower-case letters, digits, '-', '_' and '.' (registry path rules)", r.Workspace)
+	}
+	return nil
+}
+
+func validName(s string) bool {
+	if s == "" || len(s) > 128 || s[0] == '.' || s[0] == '-' {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// Outcome of a build or an attempt.
+type Outcome string
+
+const (
+	OutcomeSuccess  Outcome = "success"
+	OutcomeFailure  Outcome = "failure"
+	OutcomeOOM      Outcome = "oom"
+	OutcomeCanceled Outcome = "canceled"
+	OutcomeTimeout  Outcome = "timeout"
+	OutcomeError    Outcome = "error" // the build could not run (runner, input)
+)
+
+// Attempt is one try on one runner.
+type Attempt struct {
+	Number     int     `json:"number"`
+	Tier       string  `json:"tier"`
+	RunnerID   string  `json:"runner_id"`
+	SpawnMS    int64   `json:"spawn_ms"`
+	DurationMS int64   `json:"duration_ms"`
+	Outcome    Outcome `json:"outcome"`
+	OOM        bool    `json:"oom"`
+	Error      string  `json:"error,omitempty"`
+}
+
+// Usage is the resource use sampled on the runner during the build.
+type Usage struct {
+	Samples     int     `json:"samples"`
+	CPUP95      float64 `json:"cpu_p95"`       // cores
+	MemP95Bytes uint64  `json:"mem_p95_bytes"` // bytes
+	MemPeak     uint64  `json:"mem_peak_bytes"`
+}
+
+// Result is what happened. Field names are stable: reports and front doors read them.
+type Result struct {
+	BuildID          string            `json:"build_id"`
+	Workspace        string            `json:"workspace,omitempty"`
+	Outcome          Outcome           `json:"outcome"`
+	Provider         string            `json:"provider"`
+	Tier             string            `json:"tier"`
+	SizingSource     sizing.Source     `json:"sizing_source"`
+	SizingReason     string            `json:"sizing_reason"`
+	SizingSuggestion string            `json:"sizing_suggestion,omitempty"`
+	Attempts         []Attempt         `json:"attempts"`
+	OOMRetries       int               `json:"oom_retries"`
+	StepsTotal       int               `json:"steps_total"`
+	StepsCached      int               `json:"steps_cached"`
+	StepsCacheable   int               `json:"steps_cacheable"`
+	Digest           string            `json:"digest,omitempty"`
+	Tags             []string          `json:"tags,omitempty"`
+	DurationMS       int64             `json:"duration_ms"`
+	Usage            *Usage            `json:"usage,omitempty"`
+	Failure          *buildkit.Failure `json:"failure,omitempty"`
+	Error            string            `json:"error,omitempty"`
+	StartedAt        time.Time         `json:"started_at"`
+	FinishedAt       time.Time         `json:"finished_at"`
+}
+
+// OOMError is a build that ran out of memory on every tier it was allowed.
+type OOMError struct {
+	Tiers []string
+	Err   error
+}
+
+func (e *OOMError) Error() string {
+	return fmt.Sprintf("the build ran out of memory on %s (one retry on the next tier is the limit); set runner_type in .build-spec.ncl to a larger tier: %v",
+		joinTiers(e.Tiers), e.Err)
+}
+
+func (e *OOMError) Unwrap() error { return e.Err }
+
+func joinTiers(t []string) string {
+	switch len(t) {
+	case 0:
+		return "its tier"
+	case 1:
+		return t[0]
+	}
+	s := t[0]
+	for _, x := range t[1:] {
+		s += " and " + x
+	}
+	return s
+}
+
+// TimeoutError is a build stopped at its time budget.
+type TimeoutError struct {
+	Budget time.Duration
+	Err    error
+}
+
+func (e *TimeoutError) Error() string {
+	return fmt.Sprintf("the build exceeded its time budget of %s (time_budget_min in .build-spec.ncl) and was cancelled", e.Budget)
+}
+
+func (e *TimeoutError) Unwrap() error { return e.Err }
+
+// ErrCanceled is returned when the caller cancelled the build.
+var ErrCanceled = errors.New("build canceled")

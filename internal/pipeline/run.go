@@ -1,0 +1,150 @@
+package pipeline
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/lian-build/action/internal/buildkit"
+)
+
+// NewBuildID returns a fresh build id.
+func NewBuildID() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return "b" + hex.EncodeToString(b)
+}
+
+// Run executes one build through the steps of DESIGN.md. The Result is
+// filled as far as the build got, also when err is not nil.
+func (p *Pipeline) Run(ctx context.Context, req Request) (res Result, err error) {
+	if req.BuildID == "" {
+		req.BuildID = NewBuildID()
+	}
+	start := time.Now()
+	res = Result{BuildID: req.BuildID, Workspace: req.Workspace, Provider: p.cfg.Provider.Name(), StartedAt: start, Tags: req.Build.Tags}
+	log := p.cfg.Logger.With("build_id", req.BuildID, "workspace", req.Workspace)
+	defer func() {
+		res.FinishedAt = time.Now()
+		res.DurationMS = res.FinishedAt.Sub(start).Milliseconds()
+		if err != nil {
+			res.Error = err.Error()
+		}
+	}()
+
+	if err := req.Validate(); err != nil {
+		res.Outcome = OutcomeError
+		return res, err
+	}
+
+	// 1. sizing
+	dec, err := p.resolveSizing(ctx, req)
+	if err != nil {
+		res.Outcome = OutcomeError
+		return res, err
+	}
+	res.Tier, res.SizingSource, res.SizingReason, res.SizingSuggestion = dec.Tier.Name, dec.Source, dec.Reason, dec.Suggestion
+	log.Info("sizing resolved", "tier", dec.Tier.Name, "source", dec.Source, "reason", dec.Reason)
+
+	// 2. build.started
+	p.publish(ctx, Event{Name: EventStarted, BuildID: req.BuildID, Workspace: req.Workspace, Tier: dec.Tier.Name, SizingSource: string(dec.Source), Attempt: 1, Time: start})
+	defer func() {
+		// 8. build.completed / build.failed — also after a panic in a later step.
+		name := EventCompleted
+		if err != nil || res.Outcome != OutcomeSuccess {
+			name = EventFailed
+		}
+		r := res
+		p.publish(ctx, Event{Name: name, BuildID: req.BuildID, Workspace: req.Workspace, Tier: res.Tier, SizingSource: string(res.SizingSource), Attempt: len(res.Attempts), Time: time.Now(), Result: &r})
+	}()
+
+	budget := dec.Budget
+	bctx := ctx
+	if budget > 0 {
+		var cancel context.CancelFunc
+		bctx, cancel = context.WithTimeoutCause(ctx, budget, errBudget)
+		defer cancel()
+	}
+	ttl := req.LeaseTTL
+	if ttl <= 0 {
+		ttl = budget + 10*time.Minute
+	}
+
+	// 3–7, with at most one OOM retry on the next tier.
+	tier := dec.Tier
+	var oomTiers []string
+	for n := 1; ; n++ {
+		a, out := p.runAttempt(bctx, log, req, n, tier, ttl)
+		res.Attempts = append(res.Attempts, a)
+		res.Tier = tier.Name
+		res.StepsTotal, res.StepsCached, res.StepsCacheable = out.report.Steps.Total, out.report.Steps.Cached, out.report.Steps.Cacheable
+		if u := usageOf(out.samples); u.Samples > 0 {
+			res.Usage = &u
+		}
+		if out.err == nil {
+			res.Outcome, res.Digest, res.Failure = OutcomeSuccess, out.report.Digest, nil
+			p.recordMetrics(ctx, req, res)
+			log.Info("build succeeded", "attempts", n, "steps_cached", res.StepsCached, "steps_total", res.StepsTotal)
+			return res, nil
+		}
+		if be, ok := buildkit.ErrIsBuild(out.err); ok {
+			f := be.Failure
+			res.Failure = &f
+		}
+		if cerr := contextErr(ctx, bctx, budget); cerr != nil {
+			res.Outcome = outcomeOf(cerr)
+			return res, cerr
+		}
+		if !out.oom {
+			res.Outcome = OutcomeFailure
+			if a.Outcome == OutcomeError {
+				res.Outcome = OutcomeError
+			}
+			return res, out.err
+		}
+		oomTiers = append(oomTiers, tier.Name)
+		next, nerr := p.cfg.Provider.Tiers().Next(tier.Name)
+		if !shouldRetryOnOOM(true, res.OOMRetries, nerr == nil) {
+			res.Outcome = OutcomeOOM
+			p.recordMetrics(ctx, req, res)
+			return res, &OOMError{Tiers: oomTiers, Err: out.err}
+		}
+		log.Warn("out of memory; retrying once on the next tier", "tier", tier.Name, "next", next.Name)
+		res.OOMRetries++
+		tier = next
+	}
+}
+
+var errBudget = errors.New("time budget exceeded")
+
+// contextErr tells a caller's cancel and a budget timeout apart from a build failure.
+func contextErr(ctx, bctx context.Context, budget time.Duration) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("%w: %w", ErrCanceled, context.Cause(ctx))
+	}
+	if errors.Is(context.Cause(bctx), errBudget) {
+		return &TimeoutError{Budget: budget, Err: errBudget}
+	}
+	return nil
+}
+
+func outcomeOf(err error) Outcome {
+	var te *TimeoutError
+	if errors.As(err, &te) {
+		return OutcomeTimeout
+	}
+	return OutcomeCanceled
+}
+
+// recordMetrics is step 6; its failure is logged, not fatal.
+func (p *Pipeline) recordMetrics(ctx context.Context, req Request, res Result) {
+	if res.Usage == nil || req.Workspace == "" {
+		return
+	}
+	if err := p.cfg.Metrics.Record(context.WithoutCancel(ctx), req.Workspace, *res.Usage, res); err != nil {
+		p.cfg.Logger.Warn("recording build metrics failed", "build_id", req.BuildID, "err", err)
+	}
+}
