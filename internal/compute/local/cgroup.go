@@ -47,6 +47,24 @@ func (c cgroup) dirs() []string {
 	return out
 }
 
+// allDirs is every hierarchy's directory of the cgroup: runc creates the
+// container cgroups in each v1 hierarchy (blkio, devices, freezer, …), not
+// only in those whose limits we set.
+func (c cgroup) allDirs() []string {
+	if c.v2 {
+		return c.dirs()
+	}
+	entries, _ := os.ReadDir(c.root)
+	var out []string
+	for _, e := range entries {
+		d := filepath.Join(c.root, e.Name(), c.rel)
+		if _, err := os.Stat(d); err == nil {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
 func (c cgroup) path(ctl, file string) string {
 	if c.v2 {
 		return filepath.Join(c.root, c.rel, file)
@@ -164,7 +182,7 @@ func (c cgroup) stats() (cgroupStats, error) {
 func (c cgroup) pids() []int {
 	var out []int
 	seen := map[int]bool{}
-	for _, d := range c.dirs() {
+	for _, d := range c.allDirs() {
 		_ = filepath.WalkDir(d, func(p string, e fs.DirEntry, err error) error {
 			if err != nil || e.IsDir() || e.Name() != "cgroup.procs" {
 				return nil
@@ -196,7 +214,7 @@ func (c cgroup) remove() error {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	for _, d := range c.dirs() {
+	for _, d := range c.allDirs() {
 		var sub []string
 		_ = filepath.WalkDir(d, func(p string, e fs.DirEntry, err error) error {
 			if err == nil && e.IsDir() {

@@ -17,11 +17,11 @@ import (
 type leaseRecord struct {
 	ID           string            `json:"id"`
 	Tier         string            `json:"tier"`
-	PID          int               `json:"pid"`            // buildkitd
-	OwnerPID     int               `json:"owner_pid"`      // the lian-build process that spawned it
-	OwnerStart   uint64            `json:"owner_start"`    // its start time in clock ticks (guards against pid reuse)
-	DaemonStart  uint64            `json:"daemon_start"`   // same, for buildkitd
-	CgroupParent string            `json:"cgroup_parent"`  // relative to the cgroup root
+	PID          int               `json:"pid"`           // buildkitd
+	OwnerPID     int               `json:"owner_pid"`     // the lian-build process that spawned it
+	OwnerStart   uint64            `json:"owner_start"`   // its start time in clock ticks (guards against pid reuse)
+	DaemonStart  uint64            `json:"daemon_start"`  // same, for buildkitd
+	CgroupParent string            `json:"cgroup_parent"` // relative to the cgroup root
 	Socket       string            `json:"socket"`
 	Created      time.Time         `json:"created"`
 	Expires      time.Time         `json:"expires"`

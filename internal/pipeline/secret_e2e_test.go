@@ -1,0 +1,173 @@
+package pipeline_test
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/lian-build/action/internal/buildkit"
+	"github.com/lian-build/action/internal/testenv"
+)
+
+// The secret is usable in RUN --mount=type=secret and appears nowhere else:
+// not in the progress output, the report, the image layers or the exported cache.
+func TestSecretNeverLeaks(t *testing.T) {
+	const secret = "s3cr3t-T0KEN-4f9a1c"
+	t.Setenv("LIAN_TEST_TOKEN", secret)
+	reg := testenv.StartRegistry(t)
+	e := newEnv(t, nil, reg.Host)
+	dir := project(t, `FROM base
+RUN --mount=type=secret,id=tok sha256sum /run/secrets/tok | cut -d' ' -f1 > /tok.sha256
+RUN --mount=type=secret,id=tok echo "the token is $(cat /run/secrets/tok)"
+RUN --mount=type=secret,id=tok test "$(cat /run/secrets/tok)" != "" && exit 7
+`, map[string]string{})
+	out := t.TempDir()
+	var progress bytes.Buffer
+	req := e.request(dir)
+	req.Build.ProgressOut = &progress
+	req.Build.Secrets = []buildkit.Secret{{ID: "tok", Env: "LIAN_TEST_TOKEN"}}
+	req.Build.CacheTo = []buildkit.CacheEntry{{Type: "registry", Attrs: map[string]string{"ref": reg.Host + "/cache/secret:main", "mode": "max"}}}
+	// First build fails at the last step (after echoing the secret): the failure report is checked too.
+	res, err := e.p.Run(context.Background(), req)
+	if err == nil || res.Failure == nil || res.Failure.ExitCode != 7 {
+		t.Fatalf("want the exit-7 step to fail, got %v / %+v", err, res.Failure)
+	}
+	report, _ := json.Marshal(res)
+	if !strings.Contains(progress.String(), "the token is ***") {
+		t.Fatalf("the echo step's output is not in the progress log (masked): %s", progress.String())
+	}
+	// Now a successful build of the first two steps, pushed with its cache.
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(strings.Join(strings.Split(mustRead(t, filepath.Join(dir, "Dockerfile")), "\n")[:3], "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	req.Build.Tags = []string{reg.Host + "/e2e/secret:v1"}
+	req.Build.Push = true
+	req.Build.Outputs = []buildkit.Output{{Type: "oci", Dest: filepath.Join(out, "img.tar"), Attrs: map[string]string{}}}
+	res2, err := e.p.Run(context.Background(), req)
+	if err != nil {
+		t.Fatalf("build: %v\n%s", err, progress.String())
+	}
+	report2, _ := json.Marshal(res2)
+
+	for name, text := range map[string]string{"progress": progress.String(), "report": string(report), "report2": string(report2), "error": err2s(err)} {
+		if strings.Contains(text, secret) {
+			t.Errorf("secret appears in the %s", name)
+		}
+	}
+	// Every file of every layer of the exported image, and every blob in the registry (image and cache).
+	layers := tarFiles(t, filepath.Join(out, "img.tar"))
+	sum := sha256.Sum256([]byte(secret))
+	if got := strings.TrimSpace(layers["tok.sha256"]); got != hex.EncodeToString(sum[:]) {
+		t.Errorf("the secret was not usable in RUN --mount=type=secret: /tok.sha256 = %q", got)
+	}
+	for name, content := range layers {
+		if strings.Contains(content, secret) {
+			t.Errorf("secret appears in image file %s", name)
+		}
+	}
+	if !reg.Touched("/v2/cache/secret/manifests/main") {
+		t.Fatal("the cache was not exported")
+	}
+	_ = filepath.WalkDir(reg.Root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		for _, text := range blobTexts(t, p) {
+			if strings.Contains(text, secret) {
+				t.Errorf("secret appears in registry blob %s", p)
+			}
+		}
+		return nil
+	})
+}
+
+func err2s(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+func mustRead(t *testing.T, p string) string {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// tarFiles reads an OCI image tarball and returns every regular file of every
+// layer (and the blobs themselves, as text), keyed by path.
+func tarFiles(t *testing.T, path string) map[string]string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	files := map[string]string{}
+	tr := tar.NewReader(f)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(tr)
+		files["blob:"+h.Name] = string(b)
+		for name, content := range layerFiles(b) {
+			files[name] = content
+		}
+	}
+	return files
+}
+
+// layerFiles unpacks a (possibly gzipped) layer tar; not a layer → nothing.
+func layerFiles(b []byte) map[string]string {
+	var r io.Reader = bytes.NewReader(b)
+	if gz, err := gzip.NewReader(bytes.NewReader(b)); err == nil {
+		r = gz
+	}
+	out := map[string]string{}
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			return out
+		}
+		if h.Typeflag == tar.TypeReg {
+			c, _ := io.ReadAll(tr)
+			out[h.Name] = string(c)
+		}
+	}
+}
+
+// blobTexts is a registry blob as stored, and its unpacked files if it is a layer.
+func blobTexts(t *testing.T, p string) []string {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	texts := []string{string(b)}
+	for _, c := range layerFiles(b) {
+		texts = append(texts, c)
+	}
+	if gz, err := gzip.NewReader(bytes.NewReader(b)); err == nil {
+		if raw, err := io.ReadAll(gz); err == nil {
+			texts = append(texts, string(raw))
+		}
+	}
+	return texts
+}
