@@ -51,10 +51,12 @@ func CheckDockerfile(path string) error {
 }
 
 func lineOf(err error) int {
-	var le interface{ Location() []parser.Range }
+	var le *parser.LocationError
 	if errors.As(err, &le) {
-		if r := le.Location(); len(r) > 0 {
-			return r[0].Start.Line
+		for _, loc := range le.Locations {
+			if len(loc) > 0 {
+				return loc[0].Start.Line
+			}
 		}
 	}
 	return 0

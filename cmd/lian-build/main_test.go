@@ -1,0 +1,256 @@
+package main_test
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/lian-build/action/internal/testenv"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "lian-build-cli-")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "lian-build")
+	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		panic(fmt.Sprintf("go build: %v\n%s", err, out))
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type run struct {
+	code           int
+	stdout, stderr string
+}
+
+func lian(t *testing.T, env []string, args ...string) run {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(append(os.Environ(), buildkitdEnv()...), env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return run{code, out.String(), errb.String()}
+}
+
+func ctxDir(t *testing.T, dockerfile string) string {
+	t.Helper()
+	d := t.TempDir()
+	if dockerfile != "" {
+		if err := os.WriteFile(filepath.Join(d, "Dockerfile"), []byte(dockerfile), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return d
+}
+
+// Bad input is refused before any runner exists, with exit code 2 and a message naming what is wrong.
+func TestBadInput(t *testing.T) {
+	good := ctxDir(t, "FROM scratch\nCOPY Dockerfile /\n")
+	noDockerfile := ctxDir(t, "")
+	syntax := ctxDir(t, "FROM scratch\nCOPY Dockerfile /\nRUNN echo hi\n")
+	tests := []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"no context", []string{"build"}, []string{"exactly one CONTEXT"}},
+		{"missing context", []string{"build", "/nonexistent/ctx"}, []string{`build context "/nonexistent/ctx": does not exist`}},
+		{"missing Dockerfile", []string{"build", noDockerfile}, []string{"--file", filepath.Join(noDockerfile, "Dockerfile"), "cannot read Dockerfile"}},
+		{"missing -f", []string{"build", "-f", "/nope/Dockerfile", good}, []string{"/nope/Dockerfile"}},
+		{"syntax error", []string{"build", syntax}, []string{filepath.Join(syntax, "Dockerfile") + ":3", "RUNN"}},
+		{"unknown tier", []string{"build", "--runner-type", "cax99", good}, []string{"--runner-type", `"cax99"`, "cax11, cax21, cax31, cax41"}},
+		{"malformed build-arg", []string{"build", "--build-arg", "=x", good}, []string{"--build-arg", "NAME=VALUE"}},
+		{"build-arg from unset env", []string{"build", "--build-arg", "LIAN_SURELY_UNSET", good}, []string{"--build-arg", "LIAN_SURELY_UNSET"}},
+		{"malformed secret", []string{"build", "--secret", "id=x,colour=red", good}, []string{"--secret", `unknown key "colour"`}},
+		{"secret file missing", []string{"build", "--secret", "id=x,src=/nope/secret", good}, []string{"--secret", "id=x", "cannot read src"}},
+		{"secret env unset", []string{"build", "--secret", "id=x,env=LIAN_SURELY_UNSET", good}, []string{"LIAN_SURELY_UNSET is not set"}},
+		{"bad output", []string{"build", "--output", "type=floppy", good}, []string{"--output", `unknown type "floppy"`}},
+		{"bad build context", []string{"build", "--build-context", "base=/nope", good}, []string{"--build-context", "not a directory"}},
+		{"bad progress", []string{"build", "--progress", "loud", good}, []string{"--progress", "loud"}},
+		{"push without tag", []string{"build", "--push", good}, []string{"--push", "-t"}},
+		{"bad tier memory", []string{"build", "--local-tier-memory", "cax11=lots", good}, []string{"--local-tier-memory", "cax11", "lots"}},
+		{"unknown flag", []string{"build", "--frobnicate", good}, []string{"frobnicate"}},
+		{"unknown command", []string{"frobnicate"}, []string{`unknown command "frobnicate"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := lian(t, []string{"LIAN_STATE_DIR=" + t.TempDir()}, tt.args...)
+			if r.code != 2 {
+				t.Errorf("exit code %d, want 2\nstderr: %s", r.code, r.stderr)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(r.stderr, w) {
+					t.Errorf("stderr does not mention %q:\n%s", w, r.stderr)
+				}
+			}
+		})
+	}
+}
+
+func baseFlag(t *testing.T) string {
+	return "base=oci-layout://" + testenv.BaseLayout(t)
+}
+
+func TestBuildReportJSON(t *testing.T) {
+	testenv.Require(t)
+	state := filepath.Join(t.TempDir(), "runners")
+	dir := ctxDir(t, "FROM base\nRUN echo hi > /hi\n")
+	report := filepath.Join(t.TempDir(), "report.json")
+	r := lian(t, nil, "build", "--state-dir", state, "--build-context", baseFlag(t), "--progress", "plain",
+		"--output", "type=oci,dest="+filepath.Join(t.TempDir(), "img.tar"), "--report-json", report, dir)
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	var m map[string]any
+	if err := json.Unmarshal([]byte(mustRead(t, report)), &m); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"tier", "sizing_source", "attempts", "oom_retries", "steps_total", "steps_cached", "digest", "duration_ms", "outcome"} {
+		if _, ok := m[k]; !ok {
+			t.Errorf("report has no %q: %v", k, m)
+		}
+	}
+	if m["outcome"] != "success" || m["tier"] != "cax11" || m["steps_total"] != 1.0 || !strings.HasPrefix(fmt.Sprint(m["digest"]), "sha256:") {
+		t.Errorf("report %v", m)
+	}
+	for _, w := range []string{"succeeded", "tier         cax11 (default:", "oom retries  0", "steps        0/1 cached", "digest       sha256:"} {
+		if !strings.Contains(r.stdout, w) {
+			t.Errorf("report on stdout lacks %q:\n%s", w, r.stdout)
+		}
+	}
+	testenv.AssertNoRunners(t, state)
+}
+
+func TestUnreachableRegistry(t *testing.T) {
+	testenv.Require(t)
+	state := filepath.Join(t.TempDir(), "runners")
+	dir := ctxDir(t, "FROM base\nRUN true\n")
+	r := lian(t, nil, "build", "--state-dir", state, "--build-context", baseFlag(t), "--insecure-registry", "127.0.0.1:1",
+		"-t", "127.0.0.1:1/app:v1", "--push", "--progress", "quiet", dir)
+	if r.code != 1 || !strings.Contains(r.stderr, "127.0.0.1:1") {
+		t.Fatalf("exit %d, want 1 with the registry named\n%s", r.code, r.stderr)
+	}
+	testenv.AssertNoRunners(t, state)
+}
+
+// startSleeper starts a build whose step sleeps, and returns once the step runs.
+func startSleeper(t *testing.T, state string) *exec.Cmd {
+	t.Helper()
+	dir := ctxDir(t, "FROM base\nRUN echo sleeping-now && sleep 120\n")
+	cmd := exec.Command(binary, "build", "--state-dir", state, "--build-context", baseFlag(t), "--progress", "plain", dir)
+	cmd.Env = append(os.Environ(), buildkitdEnv()...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	started, ended := make(chan struct{}), make(chan struct{})
+	var seen strings.Builder
+	go func() {
+		defer close(ended)
+		sc := bufio.NewScanner(stderr)
+		once := false
+		for sc.Scan() {
+			seen.WriteString(sc.Text() + "\n")
+			if !once && strings.Contains(sc.Text(), "sleeping-now") && !strings.Contains(sc.Text(), "RUN") {
+				once = true
+				close(started)
+			}
+		}
+	}()
+	select {
+	case <-started:
+	case <-ended:
+		_ = cmd.Wait()
+		t.Fatalf("the build ended before its step started:\n%s", seen.String())
+	case <-time.After(90 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("the build step never started")
+	}
+	return cmd
+}
+
+func TestSIGTERMDestroysRunner(t *testing.T) {
+	testenv.Require(t)
+	state := filepath.Join(t.TempDir(), "runners")
+	cmd := startSleeper(t, state)
+	ids := testenv.LeaseIDs(state)
+	if len(ids) != 1 {
+		t.Fatalf("runners while building: %v", ids)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	err := cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 130 {
+		t.Fatalf("exit: %v, want code 130", err)
+	}
+	testenv.AssertNoRunners(t, state)
+	testenv.AssertNoCgroup(t, ids[0])
+}
+
+func TestKill9ThenGC(t *testing.T) {
+	testenv.Require(t)
+	state := filepath.Join(t.TempDir(), "runners")
+	cmd := startSleeper(t, state)
+	ids := testenv.LeaseIDs(state)
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	if len(testenv.ProcessesMentioning(state)) == 0 {
+		t.Fatal("kill -9 of the CLI took buildkitd with it; nothing for gc to do")
+	}
+	ls := lian(t, nil, "runners", "ls", "--state-dir", state)
+	if ls.code != 0 || !strings.Contains(ls.stdout, ids[0]) || !strings.Contains(ls.stdout, "orphan: owner pid") {
+		t.Fatalf("runners ls (exit %d):\n%s%s", ls.code, ls.stdout, ls.stderr)
+	}
+	gc := lian(t, nil, "runners", "gc", "--state-dir", state)
+	if gc.code != 0 || !strings.Contains(gc.stdout, "removed runner "+ids[0]) {
+		t.Fatalf("runners gc (exit %d):\n%s%s", gc.code, gc.stdout, gc.stderr)
+	}
+	testenv.AssertNoRunners(t, state)
+	testenv.AssertNoCgroup(t, ids[0])
+	again := lian(t, nil, "runners", "gc", "--state-dir", state)
+	if !strings.Contains(again.stdout, "no orphaned runners") {
+		t.Errorf("second gc: %s", again.stdout)
+	}
+}
+
+func mustRead(t *testing.T, p string) string {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func buildkitdEnv() []string {
+	if bk, err := testenv.Buildkitd(); err == nil {
+		return []string{"LIAN_BUILDKITD=" + bk}
+	}
+	return nil
+}
