@@ -9,9 +9,9 @@ import (
 )
 
 // stepName matches the vertices the dockerfile frontend names after
-// instructions: "[2/5] RUN …", "[build 3/4] COPY …". Internal vertices
+// instructions: "[2/5] RUN …", "[build 3/4] COPY …", "[linux/arm64 build 3/4] …". Internal vertices
 // ("[internal] load …", "exporting to image", "[context base] …") are not steps.
-var stepName = regexp.MustCompile(`^\[(?:[^\]\s]+ )?\d+/\d+\] `)
+var stepName = regexp.MustCompile(`^\[(?:[^\]]+ )?\d+/\d+\] `)
 
 // IsStep reports whether a vertex name is a Dockerfile instruction.
 func IsStep(name string) bool { return stepName.MatchString(name) }

@@ -1,0 +1,66 @@
+// Package arch holds tests of the architecture's rules.
+package arch
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/lian-build/action/"
+
+// Core packages never know which front door called them (DESIGN.md).
+var core = []string{"internal/pipeline", "internal/sizing", "internal/compute/...", "internal/buildkit"}
+
+// forbiddenDep reports why a dependency of the core breaks that rule.
+func forbiddenDep(dep string) (string, bool) {
+	if own, ok := strings.CutPrefix(dep, module); ok {
+		for _, f := range []string{"cmd/", "internal/cli", "internal/gateway", "internal/checks", "plugin/", "internal/action", "internal/woodpecker"} {
+			if strings.HasPrefix(own, f) {
+				return "a front door's package", true
+			}
+		}
+		return "", false
+	}
+	for _, f := range []string{"google/go-github", "woodpecker", "go-githubactions", "ghinstallation", "labstack/echo"} {
+		if strings.Contains(dep, f) {
+			return "a caller-specific library", true
+		}
+	}
+	return "", false
+}
+
+func TestForbiddenDep(t *testing.T) {
+	for dep, want := range map[string]bool{
+		module + "internal/cli":                  true,
+		module + "cmd/gateway":                   true,
+		module + "internal/checks":               true,
+		module + "internal/sizing":               false,
+		"github.com/google/go-github/v66/github": true,
+		"github.com/moby/buildkit/client":        false,
+	} {
+		if _, got := forbiddenDep(dep); got != want {
+			t.Errorf("forbiddenDep(%q) = %v", dep, got)
+		}
+	}
+}
+
+func TestCoreImportsNoCallerIdentity(t *testing.T) {
+	args := []string{"list", "-deps", "-f", "{{.ImportPath}}"}
+	for _, p := range core {
+		args = append(args, module+p)
+	}
+	out, err := exec.Command("go", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	deps := strings.Fields(string(out))
+	if len(deps) < 50 {
+		t.Fatalf("go list found only %d dependencies; the check would be empty", len(deps))
+	}
+	for _, dep := range deps {
+		if why, bad := forbiddenDep(dep); bad {
+			t.Errorf("the core depends on %s, %s", dep, why)
+		}
+	}
+}

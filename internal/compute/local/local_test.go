@@ -1,0 +1,121 @@
+package local
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lian-build/action/internal/compute"
+	"github.com/lian-build/action/internal/sizing"
+)
+
+func TestParseSize(t *testing.T) {
+	tests := map[string]int64{"256MiB": 256 << 20, "1GiB": 1 << 30, "300M": 300 << 20, "4096": 4096, "2GB": 2e9, "10KiB": 10 << 10}
+	for in, want := range tests {
+		if got, err := ParseSize(in); err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "lots", "-5MiB", "1.5GiB", "MiB", "0"} {
+		if _, err := ParseSize(bad); err == nil {
+			t.Errorf("ParseSize(%q) accepted", bad)
+		}
+	}
+}
+
+func TestParseTierMemory(t *testing.T) {
+	m, err := ParseTierMemory("cax11=256MiB, CAX21=512MiB", sizing.HCloud)
+	if err != nil || m["cax11"] != 256<<20 || m["cax21"] != 512<<20 || len(m) != 2 {
+		t.Fatalf("%v %v", m, err)
+	}
+	for in, want := range map[string]string{
+		"cax99=1GiB": "unknown runner tier",
+		"cax11":      "not TIER=SIZE",
+		"cax11=big":  "invalid size",
+	} {
+		if _, err := ParseTierMemory(in, sizing.HCloud); err == nil || !strings.Contains(err.Error(), want) || !strings.HasPrefix(err.Error(), "--local-tier-memory") {
+			t.Errorf("%q: err = %v, want %q", in, err, want)
+		}
+	}
+}
+
+func TestBuildkitdConfig(t *testing.T) {
+	got := buildkitdConfig("/s/state", "/s/sock", "lian-build/x", []string{"127.0.0.1:5000"})
+	for _, want := range []string{
+		`root = "/s/state"`, `address = ["unix:///s/sock"]`, `defaultCgroupParent = "lian-build/x"`,
+		`snapshotter = "overlayfs"`, "[worker.containerd]\n  enabled = false", `[registry."127.0.0.1:5000"]` + "\n  http = true",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("config lacks %q:\n%s", want, got)
+		}
+	}
+}
+
+func TestOrphaned(t *testing.T) {
+	now := time.Now()
+	tests := []struct {
+		info   RunnerInfo
+		recErr error
+		want   bool
+		why    string
+	}{
+		{RunnerInfo{OwnerAlive: true}, nil, false, ""},
+		{RunnerInfo{OwnerAlive: true, Expires: now.Add(time.Hour)}, nil, false, ""},
+		{RunnerInfo{OwnerAlive: false, OwnerPID: 42}, nil, true, "owner pid 42 is gone"},
+		{RunnerInfo{OwnerAlive: true, Expires: now.Add(-time.Minute)}, nil, true, "lease expired"},
+		{RunnerInfo{}, os.ErrNotExist, true, "no readable lease record"},
+	}
+	for _, tt := range tests {
+		got, why := orphaned(tt.info, tt.recErr, now)
+		if got != tt.want || !strings.Contains(why, tt.why) {
+			t.Errorf("orphaned(%+v) = %v %q", tt.info, got, why)
+		}
+	}
+}
+
+func TestAliveGuardsPidReuse(t *testing.T) {
+	start, err := procStart(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !alive(os.Getpid(), start) {
+		t.Error("this process is not alive")
+	}
+	if alive(os.Getpid(), start+1) {
+		t.Error("a different start time must mean a different process")
+	}
+	if alive(0, 0) || alive(1<<22+7, 0) {
+		t.Error("nonexistent pids are alive")
+	}
+}
+
+func TestWaitForSocket(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "s.sock")
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		_ = os.WriteFile(p, nil, 0o600)
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := waitForSocket(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel2()
+	if err := waitForSocket(ctx2, filepath.Join(dir, "never")); err == nil {
+		t.Fatal("waited for a socket that never came")
+	}
+}
+
+func TestInvalidLeaseID(t *testing.T) {
+	p := &Provider{opts: Options{StateDir: t.TempDir(), Table: sizing.HCloud}}
+	for _, id := range []string{"", "../x", "a/b", "a b"} {
+		if _, err := p.Spawn(context.Background(), sizing.HCloud[0], compute.Lease{ID: id}); err == nil || !strings.Contains(err.Error(), "invalid lease id") {
+			t.Errorf("lease %q: err = %v", id, err)
+		}
+	}
+}

@@ -1,0 +1,73 @@
+package pipeline
+
+import (
+	"testing"
+	"time"
+
+	"github.com/lian-build/action/internal/compute"
+)
+
+func TestShouldRetryOnOOM(t *testing.T) {
+	tests := []struct {
+		oom     bool
+		done    int
+		hasNext bool
+		want    bool
+	}{
+		{true, 0, true, true},
+		{true, 1, true, false}, // MAX_OOM_RETRIES = 1
+		{true, 0, false, false},
+		{false, 0, true, false},
+	}
+	for _, tt := range tests {
+		if got := shouldRetryOnOOM(tt.oom, tt.done, tt.hasNext); got != tt.want {
+			t.Errorf("shouldRetryOnOOM(%v, %d, %v) = %v", tt.oom, tt.done, tt.hasNext, got)
+		}
+	}
+}
+
+func TestUsageOf(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	var samples []compute.Stats
+	for i := 0; i < 20; i++ {
+		samples = append(samples, compute.Stats{
+			Time:          t0.Add(time.Duration(i) * time.Second),
+			MemoryBytes:   uint64(i+1) * 10 << 20,     // 10 … 200 MiB
+			CPUUsageNanos: uint64(i) * 1_500_000_000,  // 1.5 cores throughout
+			MemoryPeak:    uint64(i+1)*10<<20 + 5<<20, // peak a bit above the samples
+		})
+	}
+	u := usageOf(samples)
+	if u.Samples != 20 || u.MemP95Bytes != 190<<20 || u.CPUP95 != 1.5 || u.MemPeak != 205<<20 {
+		t.Errorf("usage = %+v", u)
+	}
+	if u := usageOf(nil); u.Samples != 0 || u.MemP95Bytes != 0 {
+		t.Errorf("empty usage = %+v", u)
+	}
+}
+
+func TestP95NearestRank(t *testing.T) {
+	v := []float64{5, 1, 4, 2, 3}
+	if got := p95(v); got != 5 {
+		t.Errorf("p95 = %v", got)
+	}
+	if v[0] != 5 {
+		t.Error("p95 sorted its input in place")
+	}
+}
+
+func TestOOMErrorGuidance(t *testing.T) {
+	err := &OOMError{Tiers: []string{"cax11", "cax21"}}
+	want := "the build ran out of memory on cax11 and cax21 (one retry on the next tier is the limit); set runner_type in .build-spec.ncl to a larger tier"
+	if got := err.Error(); len(got) < len(want) || got[:len(want)] != want {
+		t.Errorf("message %q", got)
+	}
+}
+
+func TestValidName(t *testing.T) {
+	for s, want := range map[string]bool{"lian-build": true, "a.b_c-1": true, "Upper": false, "a/b": false, "..": false, "": false, "-x": false} {
+		if validName(s) != want {
+			t.Errorf("validName(%q) = %v", s, !want)
+		}
+	}
+}
