@@ -13,6 +13,7 @@ import (
 
 	"github.com/lian-build/action/internal/pipeline"
 	"github.com/lian-build/action/internal/sizing"
+	"github.com/sirupsen/logrus"
 )
 
 const usage = `lian-build — container builds on fresh, right-sized BuildKit runners
@@ -46,6 +47,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	// containerd's content store (OCI layouts) logs through logrus; keep its chatter out of build output.
+	logrus.SetLevel(logrus.ErrorLevel)
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return ExitUsage
@@ -83,13 +86,9 @@ func exitCode(err error, stderr io.Writer) int {
 	case errors.Is(err, pipeline.ErrCanceled):
 		code = ExitCanceled
 	}
-	if !errors.Is(err, errReported) {
-		fmt.Fprintf(stderr, "lian-build: %v\n", err)
-	}
+	fmt.Fprintf(stderr, "lian-build: %v\n", err)
 	return code
 }
-
-var errReported = errors.New("reported")
 
 func envOr(k, def string) string {
 	if v := os.Getenv(k); v != "" {

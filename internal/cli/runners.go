@@ -28,6 +28,10 @@ func runRunners(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if err != nil {
 			return err
 		}
+		if len(infos) == 0 {
+			fmt.Fprintln(stdout, "no runners")
+			return nil
+		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "ID\tTIER\tPID\tAGE\tSTATE")
 		for _, i := range infos {
