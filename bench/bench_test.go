@@ -1,0 +1,204 @@
+// Package bench measures lian-build against BuildKit driven by hand. Run with
+// `make bench` (or ./bench/run.sh); every benchmark prints its numbers as
+// custom metrics: milliseconds and ratios.
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/lian-build/action/internal/buildkit"
+	"github.com/lian-build/action/internal/compute"
+	"github.com/lian-build/action/internal/pipeline"
+	"github.com/lian-build/action/internal/sizing"
+	"github.com/lian-build/action/internal/testenv"
+)
+
+func median(d []time.Duration) time.Duration { return pct(d, 0.5) }
+
+func pct(d []time.Duration, p float64) time.Duration {
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[int(p*float64(len(s)-1)+0.5)]
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// BenchmarkSpawnReady: local runner spawn → ready (BuildKit answers), then destroy. Target p50 ≤ 1.5 s.
+func BenchmarkSpawnReady(b *testing.B) {
+	prov := testenv.NewProvider(b, nil)
+	var spawn, destroy []time.Duration
+	for i := 0; b.Loop(); i++ {
+		start := time.Now()
+		r, err := prov.Spawn(context.Background(), sizing.HCloud[0], compute.Lease{ID: fmt.Sprintf("bench-spawn-%d-%d", os.Getpid(), i), TTL: time.Minute})
+		if err != nil {
+			b.Fatal(err)
+		}
+		spawn = append(spawn, time.Since(start))
+		start = time.Now()
+		if err := r.Destroy(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		destroy = append(destroy, time.Since(start))
+	}
+	b.ReportMetric(ms(median(spawn)), "spawn-p50-ms")
+	b.ReportMetric(ms(pct(spawn, 0.9)), "spawn-p90-ms")
+	b.ReportMetric(ms(median(destroy)), "destroy-p50-ms")
+}
+
+// workload is a build with real work in it: 2 CPU-seconds of hashing, files copied, layers written.
+const workload = `FROM base
+COPY data/ /data/
+RUN dd if=/dev/urandom of=/tmp/blob bs=1M count=64 2>/dev/null && for i in 1 2 3 4 5 6; do sha256sum /tmp/blob; done && rm /tmp/blob
+RUN tar -cf /data.tar /data && sha256sum /data.tar > /data.sha256
+`
+
+func benchContext(b *testing.B) string {
+	dir := b.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o755); err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; i < 200; i++ {
+		buf := make([]byte, 16<<10)
+		for j := range buf {
+			buf[j] = byte(i * j)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "data", fmt.Sprintf("f%03d.bin", i)), buf, 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(workload), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	return dir
+}
+
+func newPipeline(b *testing.B, insecure ...string) *pipeline.Pipeline {
+	p, err := pipeline.New(pipeline.Config{
+		Provider: testenv.NewProvider(b, nil, insecure...),
+		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return p
+}
+
+// byHand is what an operator does without lian-build: start buildkitd, poll
+// until buildctl answers, buildctl build, stop the daemon, remove its state.
+func byHand(b *testing.B, dir, layout string, extra ...string) time.Duration {
+	bk, err := testenv.Buildkitd()
+	if err != nil {
+		b.Fatal(err)
+	}
+	buildctl := filepath.Join(filepath.Dir(bk), "buildctl")
+	state := b.TempDir()
+	sock := "unix://" + filepath.Join(state, "buildkitd.sock")
+	start := time.Now()
+	d := exec.Command(bk, "--root", filepath.Join(state, "root"), "--addr", sock, "--oci-worker-snapshotter", "overlayfs", "--containerd-worker", "false", "--oci-worker-gc=false")
+	if err := d.Start(); err != nil {
+		b.Fatal(err)
+	}
+	for exec.Command(buildctl, "--addr", sock, "debug", "workers").Run() != nil {
+		time.Sleep(50 * time.Millisecond)
+		if time.Since(start) > time.Minute {
+			b.Fatal("buildkitd never answered")
+		}
+	}
+	args := append([]string{"--addr", sock, "build", "--frontend", "dockerfile.v0",
+		"--local", "context=" + dir, "--local", "dockerfile=" + dir, "--oci-layout", "base=" + layout,
+		"--opt", "context:base=oci-layout://base@" + layoutDigest(b, layout), "--progress", "quiet"}, extra...)
+	if out, err := exec.Command(buildctl, args...).CombinedOutput(); err != nil {
+		b.Fatalf("buildctl build: %v\n%s", err, out)
+	}
+	_ = d.Process.Signal(os.Interrupt)
+	_ = d.Wait()
+	elapsed := time.Since(start)
+	_ = os.RemoveAll(state)
+	return elapsed
+}
+
+func pipelineRun(b *testing.B, p *pipeline.Pipeline, req pipeline.Request) (time.Duration, pipeline.Result) {
+	start := time.Now()
+	res, err := p.Run(context.Background(), req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return time.Since(start), res
+}
+
+func request(dir, layout string) pipeline.Request {
+	return pipeline.Request{Workspace: "bench", Build: buildkit.Options{
+		ContextDir:    dir,
+		NamedContexts: []buildkit.NamedContext{{Name: "base", OCILayout: layout}},
+		Progress:      "quiet", ProgressOut: io.Discard,
+	}}
+}
+
+// BenchmarkPipelineVsByHand: the whole pipeline (sizing, spawn, build, sample,
+// destroy) against the same cold build done by hand. Target ratio ≤ 1.10.
+func BenchmarkPipelineVsByHand(b *testing.B) {
+	layout := testenv.BaseLayout(b)
+	dir := benchContext(b)
+	p := newPipeline(b)
+	var lian, hand []time.Duration
+	for b.Loop() {
+		hand = append(hand, byHand(b, dir, layout))
+		d, _ := pipelineRun(b, p, request(dir, layout))
+		lian = append(lian, d)
+	}
+	b.ReportMetric(ms(median(hand)), "by-hand-p50-ms")
+	b.ReportMetric(ms(median(lian)), "pipeline-p50-ms")
+	b.ReportMetric(float64(median(lian))/float64(median(hand)), "ratio")
+}
+
+// BenchmarkCacheImport: a second build of an unchanged context on a fresh
+// runner importing the registry cache, against the cold build that exported it.
+func BenchmarkCacheImport(b *testing.B) {
+	layout := testenv.BaseLayout(b)
+	dir := benchContext(b)
+	var cold, warm []time.Duration
+	cached := 0
+	for i := 0; b.Loop(); i++ {
+		reg := testenv.StartRegistry(b)
+		p := newPipeline(b, reg.Host)
+		req := request(dir, layout)
+		cache := buildkit.CacheEntry{Type: "registry", Attrs: map[string]string{"ref": reg.Host + "/cache/bench:main", "mode": "max"}}
+		req.Build.CacheFrom, req.Build.CacheTo = []buildkit.CacheEntry{cache}, []buildkit.CacheEntry{cache}
+		d, _ := pipelineRun(b, p, req)
+		cold = append(cold, d)
+		d, res := pipelineRun(b, p, req)
+		warm = append(warm, d)
+		cached = res.StepsCached
+	}
+	b.ReportMetric(ms(median(cold)), "cold-p50-ms")
+	b.ReportMetric(ms(median(warm)), "cached-p50-ms")
+	b.ReportMetric(float64(median(warm))/float64(median(cold)), "ratio")
+	b.ReportMetric(float64(cached), "steps-cached")
+	if cached == 0 {
+		b.Fatal("the rebuild imported no cache")
+	}
+}
+
+func layoutDigest(b *testing.B, layout string) string {
+	var idx struct {
+		Manifests []struct{ Digest string } `json:"manifests"`
+	}
+	raw, err := os.ReadFile(filepath.Join(layout, "index.json"))
+	if err == nil {
+		err = json.Unmarshal(raw, &idx)
+	}
+	if err != nil || len(idx.Manifests) != 1 {
+		b.Fatalf("base layout index: %v (%d manifests)", err, len(idx.Manifests))
+	}
+	return idx.Manifests[0].Digest
+}
