@@ -93,6 +93,8 @@ func assertRunnersGone(t *testing.T, e *env, r pipeline.Result) {
 	}
 }
 
+func newRegistry(t *testing.T) *testenv.Registry { return testenv.StartRegistry(t) }
+
 func TestBuildPushesToRegistry(t *testing.T) {
 	reg := testenv.StartRegistry(t)
 	e := newEnv(t, nil, reg.Host)
