@@ -12,15 +12,52 @@ import (
 
 	"github.com/lian-build/action/internal/buildkit"
 	"github.com/lian-build/action/internal/pipeline"
+	"github.com/lian-build/action/internal/spec"
 )
 
 // buildFlags are `lian-build build`'s flags, named like docker buildx build.
 type buildFlags struct {
 	file, target, progress, reportJSON, runnerType, workspace string
+	directives                                                string
 	tags, buildArgs, labels, secrets, ssh, platforms          listFlag
 	contexts, outputs, cacheFrom, cacheTo                     listFlag
 	push, noCache, quiet                                      bool
 	provider                                                  providerFlags
+
+	contextFromDirectives string
+}
+
+// applyDirectives fills every setting the command line left unset from the
+// directives file: flags override directives.
+func (b *buildFlags) applyDirectives(ctx context.Context, specs spec.Loader, fs *flag.FlagSet) error {
+	if b.directives == "" {
+		return nil
+	}
+	d, err := specs.LoadDirectives(ctx, b.directives)
+	if err != nil {
+		return err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if !set["workspace"] {
+		b.workspace = d.Workspace
+	}
+	if !set["runner-type"] && d.RunnerOverride != "" {
+		b.runnerType = d.RunnerOverride
+	}
+	if a := d.Artifact; a != nil {
+		if !set["t"] && !set["tag"] && a.Image != "" {
+			b.tags = listFlag{a.Image}
+		}
+		if !set["f"] && !set["file"] {
+			b.file = a.Dockerfile
+		}
+		if !set["target"] {
+			b.target = a.Target
+		}
+		b.contextFromDirectives = a.Context
+	}
+	return nil
 }
 
 func (b *buildFlags) register(fs *flag.FlagSet) {
@@ -46,6 +83,7 @@ func (b *buildFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&b.runnerType, "runner-type", "", "runner tier, overriding every sizing rule (cax11, cax21, cax31, cax41)")
 	fs.StringVar(&b.workspace, "workspace", "", "workspace name (default: the context directory's name)")
 	fs.BoolVar(&b.quiet, "q", false, "print only the image digest on success")
+	fs.StringVar(&b.directives, "directives", "", "BuildDirectives file (.ncl); flags override it")
 	b.provider.register(fs)
 }
 
@@ -137,6 +175,13 @@ func runBuild(ctx context.Context, args []string, stdout, stderr io.Writer, log 
 	if err != nil {
 		return &UsageError{Msg: err.Error()}
 	}
+	specs := spec.Loader{Eval: spec.DefaultEvaluator(), Table: sizingTable()}
+	if err := b.applyDirectives(ctx, specs, fs); err != nil {
+		return err
+	}
+	if len(pos) == 0 && b.contextFromDirectives != "" {
+		pos = []string{b.contextFromDirectives}
+	}
 	if len(pos) != 1 {
 		return usageErr("build takes exactly one CONTEXT directory, got %d arguments", len(pos))
 	}
@@ -148,7 +193,7 @@ func runBuild(ctx context.Context, args []string, stdout, stderr io.Writer, log 
 	if err != nil {
 		return err
 	}
-	p, err := pipeline.New(pipeline.Config{Provider: prov, Logger: log})
+	p, err := pipeline.New(pipeline.Config{Provider: prov, Logger: log, Specs: specs})
 	if err != nil {
 		return err
 	}

@@ -20,6 +20,8 @@ const usage = `lian-build — container builds on fresh, right-sized BuildKit ru
 
 usage:
   lian-build build [flags] CONTEXT   build CONTEXT (see lian-build build -h)
+  lian-build spec check [PATH]       validate a .build-spec.ncl or a BuildDirectives file
+  lian-build sizing explain CONTEXT  which sizing rule decides the tier, and why
   lian-build runners ls              list local runners
   lian-build runners gc              remove runners whose owner died or lease expired
 
@@ -59,6 +61,10 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runBuild(ctx, args[1:], stdout, stderr, log)
 	case "runners":
 		err = runRunners(ctx, args[1:], stdout, stderr)
+	case "spec":
+		err = runSpec(ctx, args[1:], stdout, stderr)
+	case "sizing":
+		err = runSizing(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return ExitOK

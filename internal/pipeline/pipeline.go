@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"time"
@@ -15,6 +16,7 @@ type Config struct {
 	Events   Publisher        // default: no events
 	Metrics  MetricsRecorder  // default: not recorded
 	History  sizing.History   // default: no P95 rule
+	Specs    SpecSource       // default: .build-spec.ncl is not read
 	Logger   *slog.Logger     // default: slog.Default()
 	// SampleEvery is the runner sampling interval (default 500ms).
 	SampleEvery time.Duration
@@ -46,4 +48,9 @@ func New(cfg Config) (*Pipeline, error) {
 		cfg.DestroyTimeout = 60 * time.Second
 	}
 	return &Pipeline{cfg: cfg}, nil
+}
+
+// SpecSource reads the .build-spec.ncl of a build context; nil, nil when there is none.
+type SpecSource interface {
+	Load(ctx context.Context, contextDir string) (*sizing.Spec, error)
 }

@@ -19,11 +19,11 @@ const (
 
 // Spec is the sizing part of a .build-spec.ncl (filled by the specs layer).
 type Spec struct {
-	RunnerType    string
-	CPU           int
-	MemoryGB      int
-	TimeBudgetMin int
-	Language      string
+	RunnerType string
+	CPU        int
+	MemoryGB   int
+	TimeBudget time.Duration // time_budget_min; 0 = the language default
+	Language   string
 }
 
 // Usage is a workspace's historical P95 resource use.
@@ -76,8 +76,8 @@ func Resolve(ctx context.Context, in Input) (Decision, error) {
 		lang, marker = l, ""
 	}
 	d := Decision{Language: lang.Name, Budget: lang.Budget}
-	if in.Spec != nil && in.Spec.TimeBudgetMin > 0 {
-		d.Budget = time.Duration(in.Spec.TimeBudgetMin) * time.Minute
+	if in.Spec != nil && in.Spec.TimeBudget > 0 {
+		d.Budget = in.Spec.TimeBudget
 	}
 
 	// 0. override

@@ -110,8 +110,8 @@ func TestResolve(t *testing.T) {
 	}{
 		{"override wins over spec", Input{Override: "cax41", Spec: &Spec{RunnerType: "cax11"}, ContextDir: dirWith(t, "Cargo.toml")}, "cax41", SourceOverride, "runner override cax41", "", 60 * time.Minute},
 		{"spec runner_type", Input{Spec: &Spec{RunnerType: "cax31"}, ContextDir: dirWith(t)}, "cax31", SourceSpec, `runner_type = "cax31"`, "", 30 * time.Minute},
-		{"spec cpu/mem", Input{Spec: &Spec{CPU: 3, MemoryGB: 4, TimeBudgetMin: 7}, ContextDir: dirWith(t)}, "cax21", SourceSpec, "3 CPU / 4 GB", "", 7 * time.Minute},
-		{"spec only budget falls through", Input{Spec: &Spec{TimeBudgetMin: 9}, ContextDir: dirWith(t, "go.mod")}, "cax11", SourceDefault, "go.mod found", "", 9 * time.Minute},
+		{"spec cpu/mem", Input{Spec: &Spec{CPU: 3, MemoryGB: 4, TimeBudget: 7 * time.Minute}, ContextDir: dirWith(t)}, "cax21", SourceSpec, "3 CPU / 4 GB", "", 7 * time.Minute},
+		{"spec only budget falls through", Input{Spec: &Spec{TimeBudget: 9 * time.Minute}, ContextDir: dirWith(t, "go.mod")}, "cax11", SourceDefault, "go.mod found", "", 9 * time.Minute},
 		{"approved p95", Input{Workspace: "approved", History: hist, ContextDir: dirWith(t)}, "cax31", SourceP95, "× 1.2 → 6 CPU / 12 GB", "", 30 * time.Minute},
 		{"unapproved p95 is a suggestion", Input{Workspace: "unapproved", History: hist, ContextDir: dirWith(t, "Cargo.toml")}, "cax21", SourceDefault, "rust default 4 CPU / 8 GB (Cargo.toml found)", "cax31", 60 * time.Minute},
 		{"no history", Input{Workspace: "none", History: hist, ContextDir: dirWith(t, "pom.xml")}, "cax21", SourceDefault, "java default", "", 45 * time.Minute},

@@ -1,0 +1,86 @@
+package spec
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/lian-build/action/internal/sizing"
+)
+
+// Directives is a BuildDirectives value (schemas/build_directives.ncl).
+type Directives struct {
+	Workspace        string      `json:"workspace"`
+	Artifact         *Artifact   `json:"artifact,omitempty"`
+	ComputeProvider  string      `json:"compute_provider"`
+	RegistryProvider string      `json:"registry_provider"`
+	Registry         string      `json:"registry,omitempty"`
+	CachePolicy      CachePolicy `json:"cache_policy"`
+	RunnerOverride   string      `json:"runner_override,omitempty"`
+	NatsEvents       *NatsEvents `json:"nats_events,omitempty"`
+}
+
+// Artifact is what to build.
+type Artifact struct {
+	Image      string `json:"image"`
+	Dockerfile string `json:"dockerfile,omitempty"`
+	Context    string `json:"context,omitempty"`
+	Target     string `json:"target,omitempty"`
+}
+
+// CachePolicy says who builds and what happens to the cache.
+type CachePolicy struct {
+	Actor        string   `json:"actor"`
+	ActorID      string   `json:"actor_id,omitempty"`
+	Disposition  string   `json:"disposition"`
+	ExtraImports []string `json:"extra_imports"`
+}
+
+// NatsEvents is where lifecycle events go.
+type NatsEvents struct {
+	URL    string `json:"url"`
+	Prefix string `json:"prefix"`
+}
+
+// LoadDirectives evaluates a directives file against BuildDirectives.
+// Relative paths in artifact (context, dockerfile) are made relative to the file.
+func (l Loader) LoadDirectives(ctx context.Context, path string) (Directives, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return Directives{}, err
+	}
+	if _, err := os.Stat(abs); err != nil {
+		return Directives{}, &MissingError{Path: path}
+	}
+	doc, err := l.Eval.contracted(ctx, filepath.Dir(abs), abs, "build_directives.ncl", "BuildDirectives")
+	if err != nil {
+		return Directives{}, err
+	}
+	var d Directives
+	if err := decode(doc, &d); err != nil {
+		return Directives{}, fmt.Errorf("%s: %w", path, err)
+	}
+	table := l.Table
+	if table == nil {
+		table = sizing.HCloud
+	}
+	if d.RunnerOverride != "" {
+		t, err := table.Lookup(d.RunnerOverride)
+		if err != nil {
+			return d, fieldErr(doc, abs, "runner_override", err)
+		}
+		d.RunnerOverride = t.Name
+	}
+	if (d.CachePolicy.Actor == "human" || d.CachePolicy.Actor == "agent") && d.CachePolicy.ActorID == "" {
+		return d, fieldErr(doc, abs, "cache_policy.actor_id", fmt.Errorf("required for actor '%s", d.CachePolicy.Actor))
+	}
+	if a := d.Artifact; a != nil {
+		for _, p := range []*string{&a.Context, &a.Dockerfile} {
+			if *p != "" && !filepath.IsAbs(*p) {
+				*p = filepath.Join(filepath.Dir(abs), *p)
+			}
+		}
+	}
+	return d, nil
+}

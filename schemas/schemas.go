@@ -1,0 +1,10 @@
+// Package schemas embeds the Nickel contracts that users read and that
+// lian-build evaluates: one source of truth.
+package schemas
+
+import "embed"
+
+// FS holds build_spec.ncl, build_directives.ncl, cache_policy.ncl and defaults/.
+//
+//go:embed *.ncl defaults/*.ncl
+var FS embed.FS
