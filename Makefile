@@ -42,6 +42,7 @@ fmt-check:
 ## test: the whole suite, real buildkitd + runc + registry included (LIAN_E2E=1 makes missing prerequisites fail)
 test: tools vet fmt-check
 	$(GO) test -race -count=1 -timeout 40m ./...
+	$(GO) test -run '^$$' -fuzz FuzzEval -fuzztime 20s ./internal/nickel/
 
 ## bench: spawn time, pipeline vs BuildKit by hand, cache import (prints numbers)
 bench: tools build

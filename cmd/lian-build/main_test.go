@@ -254,3 +254,43 @@ func buildkitdEnv() []string {
 	}
 	return nil
 }
+
+// Directives fill the request; flags override them.
+func TestBuildWithDirectives(t *testing.T) {
+	testenv.Require(t)
+	state := filepath.Join(t.TempDir(), "runners")
+	dir := ctxDir(t, "FROM base\nRUN echo from-directives\n")
+	directives := filepath.Join(dir, "lian.ncl")
+	src := `let D = import "defaults/build_directives.ncl" in
+D.make_ci_build { workspace = "dirws", artifact = { image = "example.com/dirws:1", context = "." }, runner_override = "cax21" }
+`
+	if err := os.WriteFile(directives, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	report := filepath.Join(t.TempDir(), "r.json")
+	r := lian(t, nil, "build", "--state-dir", state, "--directives", directives, "--build-context", baseFlag(t), "--progress", "quiet", "--report-json", report)
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	var m map[string]any
+	if err := json.Unmarshal([]byte(mustRead(t, report)), &m); err != nil {
+		t.Fatal(err)
+	}
+	if m["workspace"] != "dirws" || m["tier"] != "cax21" || m["sizing_source"] != "override" || fmt.Sprint(m["tags"]) != "[example.com/dirws:1]" {
+		t.Fatalf("report %v", m)
+	}
+	// The flag wins over the directives.
+	r = lian(t, nil, "build", "--state-dir", state, "--directives", directives, "--runner-type", "cax11", "--build-context", baseFlag(t), "--progress", "quiet", "--report-json", report)
+	if r.code != 0 || !strings.Contains(mustRead(t, report), `"tier": "cax11"`) {
+		t.Fatalf("exit %d, report %s\n%s", r.code, mustRead(t, report), r.stderr)
+	}
+	bad := filepath.Join(dir, "bad.ncl")
+	if err := os.WriteFile(bad, []byte(`{ workspace = "x" }`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r = lian(t, nil, "build", "--state-dir", state, "--directives", bad, dir)
+	if r.code != 2 || !strings.Contains(r.stderr, "missing required field") {
+		t.Fatalf("bad directives: exit %d\n%s", r.code, r.stderr)
+	}
+	testenv.AssertNoRunners(t, state)
+}

@@ -171,6 +171,21 @@ func (r *vRecord) withPath(p string) *vRecord {
 	return &vRecord{fields: r.fields, open: r.open, path: p}
 }
 
+// demoted is the record with every field definition at default priority.
+func (r *vRecord) demoted() *vRecord {
+	out := &vRecord{fields: make(map[string]*fieldDef, len(r.fields)), open: r.open, path: r.path}
+	for name, fd := range r.fields {
+		cp := *fd
+		cp.defs = make([]def, len(fd.defs))
+		for i, d := range fd.defs {
+			d.prio = 0
+			cp.defs[i] = d
+		}
+		out.fields[name] = &cp
+	}
+	return out
+}
+
 func (r *vRecord) child(name string) string {
 	if r.path == "" {
 		return name
@@ -408,16 +423,14 @@ func inRecord(r *vRecord) string {
 // merged, then the field's contracts.
 func (ev *evaluator) fieldValue(r *vRecord, name string, fd *fieldDef) (value, error) {
 	path := r.child(name)
-	top := 0
-	for _, d := range fd.defs {
-		top = max(top, d.prio)
+	type evaluated struct {
+		v    value
+		prio int
+		pos  Pos
 	}
-	var v value
-	var vpos Pos
+	vals := make([]evaluated, 0, len(fd.defs))
+	allRecords := true
 	for _, d := range fd.defs {
-		if d.prio != top {
-			continue
-		}
 		var dv value
 		var err error
 		if d.value != nil {
@@ -429,13 +442,34 @@ func (ev *evaluator) fieldValue(r *vRecord, name string, fd *fieldDef) (value, e
 			return nil, err
 		}
 		if rec, ok := dv.(*vRecord); ok {
+			if d.prio == 0 {
+				// A default record is a default for each of its fields, all the way down.
+				rec = rec.demoted()
+			}
 			dv = rec.withPath(path)
+		} else {
+			allRecords = false
 		}
-		if v == nil {
-			v, vpos = dv, d.pos
+		vals = append(vals, evaluated{dv, d.prio, d.pos})
+	}
+	top := 0
+	for _, x := range vals {
+		top = max(top, x.prio)
+	}
+	var v value
+	var vpos Pos
+	for _, x := range vals {
+		// Records merge whatever their priority (their fields carry it); other
+		// values of a lower priority give way.
+		if x.prio != top && !allRecords {
 			continue
 		}
-		if v, err = ev.merge(v, dv, d.pos, path); err != nil {
+		if v == nil {
+			v, vpos = x.v, x.pos
+			continue
+		}
+		var err error
+		if v, err = ev.merge(v, x.v, x.pos, path); err != nil {
 			return nil, err
 		}
 	}

@@ -105,6 +105,11 @@ func (l *lexer) peek(n int) byte {
 	return 0
 }
 
+func (l *lexer) rune() rune {
+	r, _ := utf8.DecodeRuneInString(l.src[l.off:])
+	return r
+}
+
 func (l *lexer) advance() rune {
 	r, size := utf8.DecodeRuneInString(l.src[l.off:])
 	l.off += size
@@ -181,8 +186,12 @@ func (l *lexer) tokens(inInterp bool) ([]token, error) {
 				return nil, errAt(p, "expected an enum tag after '")
 			}
 			out = append(out, token{kind: tEnum, text: id, pos: p})
-		case isIdentStart(rune(c)):
-			out = append(out, token{kind: tIdent, text: l.ident(), pos: p})
+		case isIdentStart(l.rune()):
+			id := l.ident()
+			if id == "" {
+				return nil, errAt(p, "unexpected character %q", l.rune())
+			}
+			out = append(out, token{kind: tIdent, text: id, pos: p})
 		case c >= '0' && c <= '9' || (c == '-' && l.peek(1) >= '0' && l.peek(1) <= '9' && !operandBefore(out)):
 			out = append(out, token{kind: tNum, text: l.number(), pos: p})
 		default:

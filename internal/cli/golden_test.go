@@ -1,0 +1,66 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+// Golden tests of `spec check` and `sizing explain`, one per sizing source and per kind of bad spec.
+func TestGolden(t *testing.T) {
+	t.Setenv("LIAN_NICKEL", "") // the built-in evaluator: the goldens are its messages
+	t.Setenv("PATH", "/nonexistent")
+	tests := []struct {
+		name string
+		args []string
+		code int
+	}{
+		{"explain-override", []string{"sizing", "explain", "--runner-type", "cax41", "testdata/specs/override"}, 0},
+		{"explain-spec-runner-type", []string{"sizing", "explain", "testdata/specs/spec-runner-type"}, 0},
+		{"explain-spec-cpu", []string{"sizing", "explain", "testdata/specs/spec-cpu"}, 0},
+		{"explain-default-go", []string{"sizing", "explain", "testdata/specs/default-go"}, 0},
+		{"explain-bad-tier", []string{"sizing", "explain", "testdata/specs/bad-tier"}, 2},
+		{"check-spec", []string{"spec", "check", "testdata/specs/spec-cpu"}, 0},
+		{"check-directives", []string{"spec", "check", "testdata/specs/directives.ncl"}, 0},
+		{"check-bad-tier", []string{"spec", "check", "testdata/specs/bad-tier"}, 2},
+		{"check-typo", []string{"spec", "check", "testdata/specs/typo"}, 2},
+		{"check-wrong-type", []string{"spec", "check", "testdata/specs/wrong-type"}, 2},
+		{"check-too-big", []string{"spec", "check", "testdata/specs/too-big"}, 2},
+		{"check-not-subset", []string{"spec", "check", "testdata/specs/not-subset"}, 2},
+		{"check-missing", []string{"spec", "check", "testdata/specs/nope.ncl"}, 2},
+	}
+	abs, err := filepath.Abs("testdata")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			code := Main(context.Background(), tt.args, &out, &errb)
+			got := strings.ReplaceAll(out.String()+errb.String(), abs, "<testdata>")
+			if code != tt.code {
+				t.Errorf("exit code %d, want %d\n%s", code, tt.code, got)
+			}
+			golden := filepath.Join("testdata", "golden", tt.name+".txt")
+			if *update {
+				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test ./internal/cli -run TestGolden -update)", err)
+			}
+			if got != string(want) {
+				t.Errorf("output differs from %s:\n--- got\n%s\n--- want\n%s", golden, got, want)
+			}
+		})
+	}
+}
