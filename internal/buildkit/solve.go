@@ -15,6 +15,7 @@ import (
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/plugins/content/local"
 	"github.com/docker/cli/cli/config"
+	"github.com/docker/cli/cli/config/types"
 	"github.com/moby/buildkit/client"
 	"github.com/moby/buildkit/session"
 	"github.com/moby/buildkit/session/auth/authprovider"
@@ -46,10 +47,20 @@ type Options struct {
 	NoCache       bool
 	// InsecureRegistries are HOST:PORT reached over plain HTTP (pushes and caches).
 	InsecureRegistries []string
+	// RegistryAuth logs in to registries by host; hosts not listed use ~/.docker/config.json.
+	RegistryAuth map[string]Credential
 	// Progress is the display mode: auto, tty, plain, quiet or rawjson.
 	Progress    string
 	ProgressOut io.Writer
 }
+
+// Credential logs in to one registry. String never shows the password.
+type Credential struct {
+	Username string
+	Password string // a password or a token
+}
+
+func (c Credential) String() string { return "user " + c.Username + " (password set)" }
 
 // secretValues reads the values of the build's secrets, to mask them in output.
 func (o Options) secretValues() ([][]byte, error) {
@@ -60,6 +71,9 @@ func (o Options) secretValues() ([][]byte, error) {
 			return nil, err
 		}
 		vals = append(vals, v)
+	}
+	for _, c := range o.RegistryAuth {
+		vals = append(vals, []byte(c.Password))
 	}
 	return vals, nil
 }
@@ -295,8 +309,17 @@ func solveOpt(o Options) (client.SolveOpt, error) {
 		so.CacheExports = append(so.CacheExports, client.CacheOptionsEntry{Type: e.Type, Attrs: cacheAttrs(e, o.InsecureRegistries)})
 	}
 
+	dockerCfg := config.LoadDefaultConfigFile(io.Discard)
+	for host, c := range o.RegistryAuth {
+		if dockerCfg.AuthConfigs == nil {
+			dockerCfg.AuthConfigs = map[string]types.AuthConfig{}
+		}
+		dockerCfg.AuthConfigs[host] = types.AuthConfig{ServerAddress: host, Username: c.Username, Password: c.Password}
+	}
+	// In memory only: credentials are never written to a config file.
+	dockerCfg.Filename = ""
 	attach := []session.Attachable{authprovider.NewDockerAuthProvider(authprovider.DockerAuthProviderConfig{
-		AuthConfigProvider: authprovider.LoadAuthConfig(config.LoadDefaultConfigFile(io.Discard)),
+		AuthConfigProvider: authprovider.LoadAuthConfig(dockerCfg),
 	})}
 	if len(o.Secrets) > 0 {
 		srcs := make([]secretsprovider.Source, 0, len(o.Secrets))

@@ -11,6 +11,7 @@ import (
 	"os"
 
 	"github.com/lian-build/action/internal/buildkit"
+	"github.com/lian-build/action/internal/events"
 	"github.com/lian-build/action/internal/pipeline"
 	"github.com/lian-build/action/internal/spec"
 )
@@ -23,6 +24,8 @@ type buildFlags struct {
 	contexts, outputs, cacheFrom, cacheTo                     listFlag
 	push, noCache, quiet                                      bool
 	provider                                                  providerFlags
+	cache                                                     cacheFlags
+	history                                                   historyFlags
 
 	contextFromDirectives string
 }
@@ -41,6 +44,10 @@ func (b *buildFlags) applyDirectives(ctx context.Context, specs spec.Loader, fs 
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if !set["workspace"] {
 		b.workspace = d.Workspace
+	}
+	b.cache.fromDirectives(d, set)
+	if !set["nats-url"] && d.NatsEvents != nil {
+		b.history.natsURL = d.NatsEvents.URL
 	}
 	if !set["runner-type"] && d.RunnerOverride != "" {
 		b.runnerType = d.RunnerOverride
@@ -85,6 +92,8 @@ func (b *buildFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&b.quiet, "q", false, "print only the image digest on success")
 	fs.StringVar(&b.directives, "directives", "", "BuildDirectives file (.ncl); flags override it")
 	b.provider.register(fs)
+	b.cache.register(fs)
+	b.history.register(fs)
 }
 
 // request turns the flags into a validated pipeline request.
@@ -160,6 +169,9 @@ func (b *buildFlags) request(contextDir string) (pipeline.Request, error) {
 			return req, fmt.Errorf("--runner-type: %w", err)
 		}
 	}
+	if err := b.cache.apply(&req, b.provider.insecure); err != nil {
+		return req, err
+	}
 	return req, req.Validate()
 }
 
@@ -193,7 +205,18 @@ func runBuild(ctx context.Context, args []string, stdout, stderr io.Writer, log 
 	if err != nil {
 		return err
 	}
-	p, err := pipeline.New(pipeline.Config{Provider: prov, Logger: log, Specs: specs})
+	rec, closeHistory, err := b.history.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer closeHistory()
+	cfg := pipeline.Config{Provider: prov, Logger: log, Specs: specs, Metrics: rec, History: rec}
+	if b.history.natsURL != "" {
+		pub := events.New(events.Options{URL: b.history.natsURL, Prefix: b.cache.eventsPrefix, Logger: log})
+		defer pub.Close()
+		cfg.Events = pub
+	}
+	p, err := pipeline.New(cfg)
 	if err != nil {
 		return err
 	}

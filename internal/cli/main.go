@@ -22,6 +22,8 @@ usage:
   lian-build build [flags] CONTEXT   build CONTEXT (see lian-build build -h)
   lian-build spec check [PATH]       validate a .build-spec.ncl or a BuildDirectives file
   lian-build sizing explain CONTEXT  which sizing rule decides the tier, and why
+  lian-build sizing approve|revoke WS  let a workspace's P95 history decide its tier (or stop it)
+  lian-build metrics show WS         a workspace's recorded builds and their P95
   lian-build runners ls              list local runners
   lian-build runners gc              remove runners whose owner died or lease expired
 
@@ -65,6 +67,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runSpec(ctx, args[1:], stdout, stderr)
 	case "sizing":
 		err = runSizing(ctx, args[1:], stdout, stderr)
+	case "metrics":
+		err = runMetrics(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return ExitOK

@@ -81,8 +81,11 @@ func printJSON(w io.Writer, v any) error {
 
 // runSizing is `lian-build sizing explain CONTEXT`.
 func runSizing(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && (args[0] == "approve" || args[0] == "revoke") {
+		return runApprove(ctx, args[0] == "approve", args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "explain" {
-		return usageErr("usage: lian-build sizing explain [--runner-type T] [--workspace WS] CONTEXT")
+		return usageErr("usage: lian-build sizing explain [--runner-type T] [--workspace WS] CONTEXT | sizing approve|revoke WS")
 	}
 	fs := newFlagSet("lian-build sizing explain", stderr)
 	override := fs.String("runner-type", "", "runner tier override")
@@ -105,10 +108,11 @@ func runSizing(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	history, err := hist.open()
+	history, closeHistory, err := hist.open(ctx)
 	if err != nil {
 		return err
 	}
+	defer closeHistory()
 	d, err := sizing.Resolve(ctx, sizing.Input{
 		Table: sizingTable(), Override: *override, Spec: s, Workspace: ws, History: history, ContextDir: pos[0],
 	})

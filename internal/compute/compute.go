@@ -26,6 +26,7 @@ type Stats struct {
 	Time          time.Time
 	MemoryBytes   uint64 // current usage of the build's containers
 	MemoryPeak    uint64 // high-water mark since spawn
+	IntervalPeak  uint64 // high-water mark since the previous reading (0: unknown)
 	CPUUsageNanos uint64 // cumulative CPU time of the build's containers
 	OOMKills      uint64 // cumulative count of processes the kernel killed for memory
 }

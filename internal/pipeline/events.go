@@ -12,16 +12,38 @@ const (
 	EventFailed    = "build.failed"
 )
 
+// EventSchemaVersion is the version of Event's JSON (schemas/events.schema.json).
+const EventSchemaVersion = 1
+
 // Event is a lifecycle event of a build.
 type Event struct {
-	Name         string    `json:"event"`
-	BuildID      string    `json:"build_id"`
-	Workspace    string    `json:"workspace"`
-	Tier         string    `json:"tier"`
-	SizingSource string    `json:"sizing_source"`
-	Attempt      int       `json:"attempt"`
-	Time         time.Time `json:"time"`
-	Result       *Result   `json:"result,omitempty"`
+	SchemaVersion int       `json:"schema_version"`
+	Name          string    `json:"event"`
+	BuildID       string    `json:"build_id"`
+	Workspace     string    `json:"workspace"`
+	Actor         string    `json:"actor"`
+	Commit        string    `json:"commit,omitempty"`
+	Ref           string    `json:"ref,omitempty"`
+	Tier          string    `json:"tier"`
+	SizingSource  string    `json:"sizing_source"`
+	Attempt       int       `json:"attempt"`
+	StartedAt     time.Time `json:"started_at"`
+	Time          time.Time `json:"time"`
+	Result        *Result   `json:"result,omitempty"`
+}
+
+// event builds an event of req at this point of res.
+func event(name string, req Request, res Result, attempt int) Event {
+	e := Event{
+		SchemaVersion: EventSchemaVersion, Name: name, BuildID: req.BuildID, Workspace: req.Workspace,
+		Actor: req.Actor.String(), Commit: req.Commit, Ref: req.Ref, Tier: res.Tier,
+		SizingSource: string(res.SizingSource), Attempt: attempt, StartedAt: res.StartedAt, Time: time.Now().UTC(),
+	}
+	if name != EventStarted {
+		r := res
+		e.Result = &r
+	}
+	return e
 }
 
 // Publisher sends lifecycle events. Publishing never fails or stalls a build:

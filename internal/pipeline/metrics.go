@@ -63,7 +63,11 @@ func usageOf(samples []compute.Stats) Usage {
 	mem := make([]float64, 0, len(samples))
 	var cpu []float64
 	for i, s := range samples {
-		mem = append(mem, float64(s.MemoryBytes))
+		m := s.MemoryBytes
+		if s.IntervalPeak > 0 {
+			m = s.IntervalPeak
+		}
+		mem = append(mem, float64(m))
 		u.MemPeak = max(u.MemPeak, s.MemoryPeak, s.MemoryBytes)
 		if i > 0 {
 			dt := s.Time.Sub(samples[i-1].Time).Seconds()

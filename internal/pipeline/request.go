@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/lian-build/action/internal/buildkit"
+	"github.com/lian-build/action/internal/cache"
 	"github.com/lian-build/action/internal/sizing"
 )
 
@@ -24,9 +25,27 @@ type Request struct {
 	Spec *sizing.Spec
 	// Build is what BuildKit builds.
 	Build buildkit.Options
+	// Actor is who builds: it picks the cache namespaces (ci, human:ID, agent:ID, ci_aux).
+	Actor cache.Actor
+	// Cache is where the registry cache lives and what happens to it.
+	Cache CacheSettings
+	// Commit and Ref name the source, when the caller knows them (events, reports).
+	Commit string
+	Ref    string
 	// LeaseTTL is how long a runner may outlive a crashed caller before the
 	// reaper removes it; default: the time budget plus 10 minutes.
 	LeaseTTL time.Duration
+}
+
+// CacheSettings are the registry cache of a build; no Registry, no cache.
+type CacheSettings struct {
+	Registry     string // HOST[:PORT][/PREFIX]
+	Provider     cache.Provider
+	Disposition  cache.Disposition
+	ExtraImports []string
+	IgnoreError  bool
+	Insecure     bool
+	Auth         cache.Auth
 }
 
 // Validate checks the request before anything is spawned.
@@ -103,6 +122,10 @@ type Result struct {
 	Tags             []string          `json:"tags,omitempty"`
 	DurationMS       int64             `json:"duration_ms"`
 	Usage            *Usage            `json:"usage,omitempty"`
+	Actor            string            `json:"actor,omitempty"`
+	CacheImports     []string          `json:"cache_imports,omitempty"`
+	CacheExports     []string          `json:"cache_exports,omitempty"`
+	CachePromoted    string            `json:"cache_promoted,omitempty"`
 	Failure          *buildkit.Failure `json:"failure,omitempty"`
 	Error            string            `json:"error,omitempty"`
 	StartedAt        time.Time         `json:"started_at"`

@@ -25,7 +25,7 @@ func (p *Pipeline) Run(ctx context.Context, req Request) (res Result, err error)
 		req.BuildID = NewBuildID()
 	}
 	start := time.Now()
-	res = Result{BuildID: req.BuildID, Workspace: req.Workspace, Provider: p.cfg.Provider.Name(), StartedAt: start, Tags: req.Build.Tags}
+	res = Result{BuildID: req.BuildID, Workspace: req.Workspace, Provider: p.cfg.Provider.Name(), StartedAt: start, Tags: req.Build.Tags, Actor: req.Actor.String()}
 	log := p.cfg.Logger.With("build_id", req.BuildID, "workspace", req.Workspace)
 	defer func() {
 		res.FinishedAt = time.Now()
@@ -49,16 +49,33 @@ func (p *Pipeline) Run(ctx context.Context, req Request) (res Result, err error)
 	res.Tier, res.SizingSource, res.SizingReason, res.SizingSuggestion = dec.Tier.Name, dec.Source, dec.Reason, dec.Suggestion
 	log.Info("sizing resolved", "tier", dec.Tier.Name, "source", dec.Source, "reason", dec.Reason)
 
+	// The cache namespace plan: refused before anything is spawned when it breaks a rule.
+	plan, err := p.planCache(req)
+	if err != nil {
+		res.Outcome = OutcomeError
+		return res, err
+	}
+	req.Build.CacheFrom = append(append([]buildkit.CacheEntry(nil), req.Build.CacheFrom...), plan.Imports...)
+	req.Build.CacheTo = append(append([]buildkit.CacheEntry(nil), req.Build.CacheTo...), plan.Exports...)
+	res.CacheImports, res.CacheExports = plan.ImportRefs(), plan.ExportRefs()
+	if plan.Promote != nil || len(plan.Imports) > 0 {
+		log.Info("cache plan", "plan", plan.Describe())
+	}
+
 	// 2. build.started
-	p.publish(ctx, Event{Name: EventStarted, BuildID: req.BuildID, Workspace: req.Workspace, Tier: dec.Tier.Name, SizingSource: string(dec.Source), Attempt: 1, Time: start})
+	p.publish(ctx, event(EventStarted, req, res, 1))
 	defer func() {
 		// 8. build.completed / build.failed — also after a panic in a later step.
 		name := EventCompleted
 		if err != nil || res.Outcome != OutcomeSuccess {
 			name = EventFailed
 		}
-		r := res
-		p.publish(ctx, Event{Name: name, BuildID: req.BuildID, Workspace: req.Workspace, Tier: res.Tier, SizingSource: string(res.SizingSource), Attempt: len(res.Attempts), Time: time.Now(), Result: &r})
+		res.FinishedAt = time.Now()
+		res.DurationMS = res.FinishedAt.Sub(start).Milliseconds()
+		if err != nil {
+			res.Error = err.Error()
+		}
+		p.publish(ctx, event(name, req, res, len(res.Attempts)))
 	}()
 
 	budget := dec.Budget
@@ -86,6 +103,14 @@ func (p *Pipeline) Run(ctx context.Context, req Request) (res Result, err error)
 		}
 		if out.err == nil {
 			res.Outcome, res.Digest, res.Failure = OutcomeSuccess, out.report.Digest, nil
+			if plan.Promote != nil {
+				// 'rollback: only a successful build replaces the session cache.
+				if err := p.promote(ctx, req, *plan.Promote); err != nil {
+					res.Outcome = OutcomeError
+					return res, err
+				}
+				res.CachePromoted = plan.Promote.To
+			}
 			p.recordMetrics(ctx, req, res)
 			log.Info("build succeeded", "attempts", n, "steps_cached", res.StepsCached, "steps_total", res.StepsTotal)
 			return res, nil

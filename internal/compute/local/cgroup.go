@@ -146,7 +146,7 @@ func keyed(path, key string) (uint64, error) {
 }
 
 type cgroupStats struct {
-	mem, peak, cpuNanos, oomKills uint64
+	mem, peak, intervalPeak, cpuNanos, oomKills uint64
 }
 
 func (c cgroup) stats() (cgroupStats, error) {
@@ -171,6 +171,10 @@ func (c cgroup) stats() (cgroupStats, error) {
 	if s.peak, err = readUint(c.path("memory", "memory.max_usage_in_bytes")); err != nil {
 		return s, err
 	}
+	// Reset the high-water mark: the next reading is the peak of its interval,
+	// so short spikes between samples are not missed.
+	s.intervalPeak = s.peak
+	_ = os.WriteFile(c.path("memory", "memory.max_usage_in_bytes"), []byte("0"), 0o644)
 	if s.cpuNanos, err = readUint(c.path("cpuacct", "cpuacct.usage")); err != nil {
 		return s, err
 	}

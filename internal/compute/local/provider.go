@@ -181,6 +181,9 @@ type runner struct {
 
 	once       sync.Once
 	destroyErr error
+
+	mu   sync.Mutex
+	peak uint64 // running high-water mark (the cgroup's is reset at each reading)
 }
 
 func (r *runner) waitReady(ctx context.Context, timeout time.Duration) error {
@@ -242,7 +245,11 @@ func (r *runner) Stats(ctx context.Context) (compute.Stats, error) {
 	if err != nil {
 		return compute.Stats{}, fmt.Errorf("local runner %s: %w", r.id, err)
 	}
-	return compute.Stats{Time: time.Now(), MemoryBytes: s.mem, MemoryPeak: s.peak, CPUUsageNanos: s.cpuNanos, OOMKills: s.oomKills}, nil
+	r.mu.Lock()
+	r.peak = max(r.peak, s.peak, s.mem)
+	peak := r.peak
+	r.mu.Unlock()
+	return compute.Stats{Time: time.Now(), MemoryBytes: s.mem, MemoryPeak: peak, IntervalPeak: s.intervalPeak, CPUUsageNanos: s.cpuNanos, OOMKills: s.oomKills}, nil
 }
 
 // Destroy stops buildkitd and removes its cgroup, mounts and state. ctx bounds

@@ -1,0 +1,90 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"text/tabwriter"
+
+	"github.com/lian-build/action/internal/metrics"
+	"github.com/lian-build/action/internal/sizing"
+)
+
+// runApprove is `lian-build sizing approve|revoke WS`.
+func runApprove(ctx context.Context, approve bool, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("lian-build sizing approve", stderr)
+	var hist historyFlags
+	hist.register(fs)
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return &UsageError{Msg: err.Error()}
+	}
+	if len(pos) != 1 {
+		return usageErr("sizing approve|revoke takes one WORKSPACE")
+	}
+	rec, closeHistory, err := hist.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer closeHistory()
+	if err := rec.SetApproved(ctx, pos[0], approve); err != nil {
+		return usageErr("%v", err)
+	}
+	verb := "approved"
+	if !approve {
+		verb = "revoked"
+	}
+	fmt.Fprintf(stdout, "P95 sizing %s for workspace %s\n", verb, pos[0])
+	return nil
+}
+
+// runMetrics is `lian-build metrics show WS`.
+func runMetrics(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "show" {
+		return usageErr("usage: lian-build metrics show WORKSPACE")
+	}
+	fs := newFlagSet("lian-build metrics show", stderr)
+	var hist historyFlags
+	hist.register(fs)
+	pos, err := parseInterspersed(fs, args[1:])
+	if err != nil {
+		return &UsageError{Msg: err.Error()}
+	}
+	if len(pos) != 1 {
+		return usageErr("metrics show takes one WORKSPACE")
+	}
+	rec, closeHistory, err := hist.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer closeHistory()
+	h, err := rec.Store.Get(ctx, pos[0])
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "BUILD\tTIME\tTIER\tCPU P95\tMEM P95\tDURATION")
+	for _, s := range h.Samples {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f\t%s\t%s\n", s.BuildID, s.Time.Format("2006-01-02 15:04:05"), s.Tier, s.CPUP95, fmtBytes(s.MemP95Bytes), fmtDur(s.DurationMS))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	u, ok := metrics.Summarize(h)
+	approved := "not approved"
+	if h.Approved {
+		approved = "approved"
+	}
+	if !ok {
+		fmt.Fprintf(stdout, "\n%d builds recorded; the P95 rule needs %d (%s)\n", len(h.Samples), metrics.MinSamples, approved)
+		return nil
+	}
+	cpu, mem := sizing.P95Need(u)
+	t, fits := sizingTable().Fit(cpu, mem)
+	tier := "no tier fits"
+	if fits {
+		tier = t.Name
+	}
+	fmt.Fprintf(stdout, "\nP95 over %d builds: %.2f CPU, %.2f GB → ×1.2: %d CPU / %d GB → %s (%s)\n", u.Samples, u.CPU, u.MemoryGB, cpu, mem, tier, approved)
+	return nil
+}
