@@ -4,10 +4,14 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/lian-build/action/internal/metrics"
+	"github.com/lian-build/action/internal/pipeline"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -16,6 +20,19 @@ var update = flag.Bool("update", false, "rewrite the golden files")
 func TestGolden(t *testing.T) {
 	t.Setenv("LIAN_NICKEL", "") // the built-in evaluator: the goldens are its messages
 	t.Setenv("PATH", "/nonexistent")
+	metricsDir := t.TempDir()
+	t.Setenv("LIAN_METRICS_DIR", metricsDir)
+	rec := metrics.Recorder{Store: metrics.FileStore{Dir: metricsDir}}
+	for _, ws := range []string{"p95-approved", "p95-suggestion"} {
+		for i, u := range []pipeline.Usage{{Samples: 9, CPUP95: 3.1, MemP95Bytes: 9 << 30}, {Samples: 9, CPUP95: 5.2, MemP95Bytes: 11 << 30}, {Samples: 9, CPUP95: 4, MemP95Bytes: 10 << 30}} {
+			if err := rec.Record(context.Background(), ws, u, pipeline.Result{BuildID: fmt.Sprint(i), Outcome: pipeline.OutcomeSuccess}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := rec.SetApproved(context.Background(), "p95-approved", true); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name string
 		args []string
@@ -24,6 +41,8 @@ func TestGolden(t *testing.T) {
 		{"explain-override", []string{"sizing", "explain", "--runner-type", "cax41", "testdata/specs/override"}, 0},
 		{"explain-spec-runner-type", []string{"sizing", "explain", "testdata/specs/spec-runner-type"}, 0},
 		{"explain-spec-cpu", []string{"sizing", "explain", "testdata/specs/spec-cpu"}, 0},
+		{"explain-p95-approved", []string{"sizing", "explain", "--workspace", "p95-approved", "testdata/specs/default-go"}, 0},
+		{"explain-p95-suggestion", []string{"sizing", "explain", "--workspace", "p95-suggestion", "testdata/specs/default-go"}, 0},
 		{"explain-default-go", []string{"sizing", "explain", "testdata/specs/default-go"}, 0},
 		{"explain-bad-tier", []string{"sizing", "explain", "testdata/specs/bad-tier"}, 2},
 		{"check-spec", []string{"spec", "check", "testdata/specs/spec-cpu"}, 0},

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -48,7 +50,15 @@ func (s KVStore) get(ctx context.Context, ws string) (History, uint64, error) {
 // Update implements Store with optimistic concurrency: a concurrent writer
 // makes the revision check fail, and the update is redone on fresh data.
 func (s KVStore) Update(ctx context.Context, ws string, fn func(*History)) error {
-	for attempt := 0; attempt < 10; attempt++ {
+	for attempt := 0; attempt < 50; attempt++ {
+		if attempt > 0 {
+			// Jittered backoff: concurrent writers spread out instead of colliding again.
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Duration(1+rand.IntN(5*attempt)) * time.Millisecond):
+			}
+		}
 		h, rev, err := s.get(ctx, ws)
 		if err != nil {
 			return err

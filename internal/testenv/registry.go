@@ -5,13 +5,17 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/distribution/distribution/v3/configuration"
 	"github.com/distribution/distribution/v3/registry/handlers"
+	_ "github.com/distribution/distribution/v3/registry/auth/htpasswd"
 	_ "github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // Registry is a real OCI registry (distribution/v3) served on loopback over
@@ -29,10 +33,34 @@ type Request struct {
 	Status       int
 }
 
+// RegistryOption configures StartRegistry.
+type RegistryOption func(*configuration.Configuration, string) error
+
+// WithBasicAuth makes the registry require user/password (htpasswd, bcrypt).
+func WithBasicAuth(user, password string) RegistryOption {
+	return func(cfg *configuration.Configuration, dir string) error {
+		hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+		if err != nil {
+			return err
+		}
+		path := filepath.Join(dir, "htpasswd")
+		if err := os.WriteFile(path, []byte(user+":"+string(hash)+"\n"), 0o600); err != nil {
+			return err
+		}
+		cfg.Auth = configuration.Auth{"htpasswd": configuration.Parameters{"realm": "lian-test", "path": path}}
+		return nil
+	}
+}
+
 // StartRegistry starts a registry for the test; it stops with the test.
-func StartRegistry(t testing.TB) *Registry {
+func StartRegistry(t testing.TB, opts ...RegistryOption) *Registry {
 	t.Helper()
 	cfg := &configuration.Configuration{}
+	for _, o := range opts {
+		if err := o(cfg, t.TempDir()); err != nil {
+			t.Fatal(err)
+		}
+	}
 	root := t.TempDir()
 	cfg.Storage = configuration.Storage{"filesystem": configuration.Parameters{"rootdirectory": root}}
 	cfg.Storage["delete"] = configuration.Parameters{"enabled": true}
@@ -62,6 +90,26 @@ func (r *Registry) Requests() []Request {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([]Request(nil), r.reqs...)
+}
+
+// Since returns the requests answered after the first n.
+func (r *Registry) Since(n int) []Request {
+	all := r.Requests()
+	if n > len(all) {
+		return nil
+	}
+	return all[n:]
+}
+
+// Writes are the requests that change the registry (uploads, manifests, deletes).
+func Writes(reqs []Request) []Request {
+	var out []Request
+	for _, q := range reqs {
+		if q.Method == http.MethodPut || q.Method == http.MethodPost || q.Method == http.MethodPatch || q.Method == http.MethodDelete {
+			out = append(out, q)
+		}
+	}
+	return out
 }
 
 // Touched reports whether any request's path contained s.

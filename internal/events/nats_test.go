@@ -1,0 +1,143 @@
+package events
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lian-build/action/internal/pipeline"
+	"github.com/lian-build/action/internal/testenv"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+func ev(name string) pipeline.Event {
+	return pipeline.Event{SchemaVersion: pipeline.EventSchemaVersion, Name: name, BuildID: "b1", Workspace: "app", Actor: "ci", Tier: "cax11", SizingSource: "default", Attempt: 1, Time: time.Now()}
+}
+
+func TestPlainPublish(t *testing.T) {
+	s := testenv.StartNATS(t, false)
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	sub, err := nc.SubscribeSync("lian-build.app.build.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := New(Options{URL: s.ClientURL()})
+	defer p.Close()
+	p.Publish(context.Background(), ev(pipeline.EventStarted))
+	p.Publish(context.Background(), ev(pipeline.EventCompleted))
+	for _, want := range []string{"lian-build.app.build.started", "lian-build.app.build.completed"} {
+		m, err := sub.NextMsg(2 * time.Second)
+		if err != nil {
+			t.Fatalf("waiting for %s: %v", want, err)
+		}
+		var got pipeline.Event
+		if m.Subject != want || json.Unmarshal(m.Data, &got) != nil || got.BuildID != "b1" || got.SchemaVersion != 1 {
+			t.Fatalf("got %s %s", m.Subject, m.Data)
+		}
+	}
+}
+
+func TestJetStreamDropsDuplicates(t *testing.T) {
+	s := testenv.StartNATS(t, true)
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx := context.Background()
+	st, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "BUILDS", Subjects: []string{"lian-build.>"}, Duplicates: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := New(Options{URL: s.ClientURL()})
+	defer p.Close()
+	p.Publish(ctx, ev(pipeline.EventStarted))
+	p.Publish(ctx, ev(pipeline.EventStarted)) // a re-publish of the same event
+	p.Publish(ctx, ev(pipeline.EventCompleted))
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 2 {
+		t.Fatalf("stream holds %d messages, want 2 (the duplicate dropped)", info.State.Msgs)
+	}
+	m, err := st.GetMsg(ctx, 1)
+	if err != nil || m.Header.Get(jetstream.MsgIDHeader) != "b1.build.started" {
+		t.Fatalf("first message %v %v", m, err)
+	}
+}
+
+// NATS down: one warning, and all of a build's events cost ≤ 2 s together.
+func TestDownNATSIsBoundedAndWarnsOnce(t *testing.T) {
+	for name, url := range map[string]string{"refused": refusedURL(t), "black hole": blackHoleURL(t)} {
+		t.Run(name, func(t *testing.T) {
+			var logs bytes.Buffer
+			p := New(Options{URL: url, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+			start := time.Now()
+			for _, n := range []string{pipeline.EventStarted, pipeline.EventCompleted, pipeline.EventFailed} {
+				p.Publish(context.Background(), ev(n))
+			}
+			if d := time.Since(start); d > 2*time.Second {
+				t.Errorf("publishing to a down NATS took %s", d)
+			}
+			if c := strings.Count(logs.String(), "level=WARN"); c != 1 {
+				t.Errorf("%d warnings, want 1:\n%s", c, logs.String())
+			}
+		})
+	}
+}
+
+func TestURLPasswordNotLogged(t *testing.T) {
+	var logs bytes.Buffer
+	p := New(Options{URL: "nats://user:s3cret-pw@" + strings.TrimPrefix(refusedURL(t), "nats://"), Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	p.Publish(context.Background(), ev(pipeline.EventStarted))
+	if strings.Contains(logs.String(), "s3cret-pw") || !strings.Contains(logs.String(), "xxxxx") {
+		t.Fatalf("log: %s", logs.String())
+	}
+}
+
+func refusedURL(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return "nats://" + addr
+}
+
+// blackHoleURL accepts connections and never answers.
+func blackHoleURL(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c)
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return "nats://" + ln.Addr().String()
+}
