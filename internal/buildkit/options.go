@@ -31,12 +31,17 @@ func inputErr(field, value, format string, a ...any) error {
 	return &InputError{Field: field, Value: value, Msg: fmt.Sprintf(format, a...)}
 }
 
-// Secret is a build secret: from a file or from an environment variable.
+// Secret is a build secret: from a file, an environment variable, or given
+// inline (front doors that receive the value itself, e.g. an Action input).
 type Secret struct {
-	ID   string
-	File string
-	Env  string
+	ID     string
+	File   string
+	Env    string
+	Inline []byte
 }
+
+// String never shows the value.
+func (s Secret) String() string { return "secret " + s.ID }
 
 // ParseSecret reads docker's form: id=NAME,src=PATH | id=NAME,env=VAR | type=env,...
 func ParseSecret(s string) (Secret, error) {
@@ -90,8 +95,11 @@ func ParseSecret(s string) (Secret, error) {
 	return sec, nil
 }
 
-// Value reads the secret's value (used to redact it from output).
-func (s Secret) Value() ([]byte, error) {
+// Read returns the secret's value (used to redact it from output).
+func (s Secret) Read() ([]byte, error) {
+	if s.Inline != nil {
+		return s.Inline, nil
+	}
 	if s.File != "" {
 		b, err := os.ReadFile(s.File)
 		if err != nil {

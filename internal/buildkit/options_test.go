@@ -36,14 +36,14 @@ func TestParseSecret(t *testing.T) {
 			}
 			continue
 		}
-		if err != nil || got != tt.want {
+		if err != nil || !reflect.DeepEqual(got, tt.want) {
 			t.Errorf("ParseSecret(%q) = %+v, %v; want %+v", tt.in, got, err, tt.want)
 		}
 	}
 }
 
 func TestSecretValueErrorNeverShowsValue(t *testing.T) {
-	_, err := Secret{ID: "tok", Env: "LIAN_TEST_SURELY_UNSET"}.Value()
+	_, err := Secret{ID: "tok", Env: "LIAN_TEST_SURELY_UNSET"}.Read()
 	if err == nil || !strings.Contains(err.Error(), "LIAN_TEST_SURELY_UNSET is not set") {
 		t.Fatalf("err = %v", err)
 	}

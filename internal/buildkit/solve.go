@@ -19,6 +19,7 @@ import (
 	"github.com/moby/buildkit/client"
 	"github.com/moby/buildkit/session"
 	"github.com/moby/buildkit/session/auth/authprovider"
+	"github.com/moby/buildkit/session/secrets"
 	"github.com/moby/buildkit/session/secrets/secretsprovider"
 	"github.com/moby/buildkit/session/sshforward/sshprovider"
 	"github.com/moby/buildkit/solver/errdefs"
@@ -66,7 +67,7 @@ func (c Credential) String() string { return "user " + c.Username + " (password 
 func (o Options) secretValues() ([][]byte, error) {
 	var vals [][]byte
 	for _, s := range o.Secrets {
-		v, err := s.Value()
+		v, err := s.Read()
 		if err != nil {
 			return nil, err
 		}
@@ -322,15 +323,20 @@ func solveOpt(o Options) (client.SolveOpt, error) {
 		AuthConfigProvider: authprovider.LoadAuthConfig(dockerCfg),
 	})}
 	if len(o.Secrets) > 0 {
-		srcs := make([]secretsprovider.Source, 0, len(o.Secrets))
+		var srcs []secretsprovider.Source
+		inline := map[string][]byte{}
 		for _, s := range o.Secrets {
+			if s.Inline != nil {
+				inline[s.ID] = s.Inline
+				continue
+			}
 			srcs = append(srcs, secretsprovider.Source{ID: s.ID, FilePath: s.File, Env: s.Env})
 		}
 		store, err := secretsprovider.NewStore(srcs)
 		if err != nil {
 			return so, inputErr("--secret", "", "%v", err)
 		}
-		attach = append(attach, secretsprovider.NewSecretProvider(store))
+		attach = append(attach, secretsprovider.NewSecretProvider(secretStore{inline: inline, files: store}))
 	}
 	if len(o.SSH) > 0 {
 		confs := make([]sshprovider.AgentConfig, 0, len(o.SSH))
@@ -466,4 +472,17 @@ func ErrIsBuild(err error) (*BuildError, bool) {
 	var be *BuildError
 	ok := errors.As(err, &be)
 	return be, ok
+}
+
+// secretStore serves inline secrets first, then file and env ones.
+type secretStore struct {
+	inline map[string][]byte
+	files  secrets.SecretStore
+}
+
+func (s secretStore) GetSecret(ctx context.Context, id string) ([]byte, error) {
+	if v, ok := s.inline[id]; ok {
+		return v, nil
+	}
+	return s.files.GetSecret(ctx, id)
 }

@@ -10,169 +10,107 @@ import (
 	"log/slog"
 	"os"
 
-	"github.com/lian-build/action/internal/buildkit"
-	"github.com/lian-build/action/internal/events"
-	"github.com/lian-build/action/internal/pipeline"
-	"github.com/lian-build/action/internal/spec"
+	"github.com/lian-build/action/internal/frontdoor"
 )
 
-// buildFlags are `lian-build build`'s flags, named like docker buildx build.
-type buildFlags struct {
-	file, target, progress, reportJSON, runnerType, workspace string
-	directives                                                string
-	tags, buildArgs, labels, secrets, ssh, platforms          listFlag
-	contexts, outputs, cacheFrom, cacheTo                     listFlag
-	push, noCache, quiet                                      bool
-	provider                                                  providerFlags
-	cache                                                     cacheFlags
-	history                                                   historyFlags
-
-	contextFromDirectives string
+// flagSetting maps a flag to the setting it gives (for "flags override directives").
+var flagSetting = map[string]string{
+	"t": "tags", "tag": "tags", "f": "file", "file": "file", "target": "target", "workspace": "workspace",
+	"runner-type": "runner-type", "actor": "actor", "cache-disposition": "cache-disposition", "registry": "registry",
+	"registry-provider": "registry-provider", "cache-import": "cache-imports", "nats-url": "nats-url",
+	"events-prefix": "events-prefix", "provider": "compute-provider",
 }
 
-// applyDirectives fills every setting the command line left unset from the
-// directives file: flags override directives.
-func (b *buildFlags) applyDirectives(ctx context.Context, specs spec.Loader, fs *flag.FlagSet) error {
-	if b.directives == "" {
-		return nil
-	}
-	d, err := specs.LoadDirectives(ctx, b.directives)
-	if err != nil {
-		return err
-	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	if !set["workspace"] {
-		b.workspace = d.Workspace
-	}
-	b.cache.fromDirectives(d, set)
-	if !set["nats-url"] && d.NatsEvents != nil {
-		b.history.natsURL = d.NatsEvents.URL
-	}
-	if !set["runner-type"] && d.RunnerOverride != "" {
-		b.runnerType = d.RunnerOverride
-	}
-	if a := d.Artifact; a != nil {
-		if !set["t"] && !set["tag"] && a.Image != "" {
-			b.tags = listFlag{a.Image}
-		}
-		if !set["f"] && !set["file"] {
-			b.file = a.Dockerfile
-		}
-		if !set["target"] {
-			b.target = a.Target
-		}
-		b.contextFromDirectives = a.Context
-	}
-	return nil
+// cliNames are the flags that give each setting, for error messages.
+var cliNames = map[string]string{
+	"build-args": "--build-arg", "labels": "--label", "secrets": "--secret", "ssh": "--ssh", "build-contexts": "--build-context",
+	"outputs": "--output", "cache-from": "--cache-from", "cache-to": "--cache-to", "runner-type": "--runner-type", "actor": "--actor",
+	"cache-disposition": "--cache-disposition", "registry": "--registry", "registry-provider": "--registry-provider",
+	"registry-username": "--registry-username", "file": "--file", "progress": "--progress", "push": "--push",
+	"context": "build context", "compute-provider": "--provider", "local-tier-memory": "--local-tier-memory",
+}
+
+type buildFlags struct {
+	s                                frontdoor.Settings
+	reportJSON, passwordFile         string
+	quiet                            bool
+	tags, args, labels, secrets, ssh listFlag
+	platforms, contexts, outputs     listFlag
+	cacheFrom, cacheTo, cacheImports listFlag
 }
 
 func (b *buildFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&b.file, "f", "", "Dockerfile (default CONTEXT/Dockerfile)")
-	fs.StringVar(&b.file, "file", "", "Dockerfile (default CONTEXT/Dockerfile)")
+	s := &b.s
+	fs.StringVar(&s.File, "f", "", "Dockerfile (default CONTEXT/Dockerfile)")
+	fs.StringVar(&s.File, "file", "", "Dockerfile (default CONTEXT/Dockerfile)")
 	fs.Var(&b.tags, "t", "image name and tag (repeatable)")
 	fs.Var(&b.tags, "tag", "image name and tag (repeatable)")
-	fs.BoolVar(&b.push, "push", false, "push the tagged image")
+	fs.BoolVar(&s.Push, "push", false, "push the tagged image")
 	fs.Var(&b.outputs, "output", "output: type=image|registry|oci|docker|local|tar,… (repeatable)")
 	fs.Var(&b.outputs, "o", "shorthand for --output")
-	fs.Var(&b.buildArgs, "build-arg", "NAME=VALUE build argument (repeatable)")
+	fs.Var(&b.args, "build-arg", "NAME=VALUE build argument (repeatable)")
 	fs.Var(&b.labels, "label", "NAME=VALUE image label (repeatable)")
-	fs.StringVar(&b.target, "target", "", "target stage")
+	fs.StringVar(&s.Target, "target", "", "target stage")
 	fs.Var(&b.secrets, "secret", "id=NAME,src=PATH | id=NAME,env=VAR (repeatable)")
 	fs.Var(&b.ssh, "ssh", "default | ID=SOCKET|KEY (repeatable)")
 	fs.Var(&b.platforms, "platform", "target platform (repeatable)")
 	fs.Var(&b.contexts, "build-context", "NAME=DIR | NAME=oci-layout://PATH[:TAG|@DIGEST] | NAME=docker-image://REF (repeatable)")
-	fs.Var(&b.cacheFrom, "cache-from", "cache import, e.g. type=registry,ref=R (repeatable)")
-	fs.Var(&b.cacheTo, "cache-to", "cache export, e.g. type=registry,ref=R,mode=max (repeatable)")
-	fs.BoolVar(&b.noCache, "no-cache", false, "do not use the cache")
-	fs.StringVar(&b.progress, "progress", "auto", "progress output: auto, tty, plain, quiet, rawjson")
+	fs.Var(&b.cacheFrom, "cache-from", "extra cache import, e.g. type=registry,ref=R (repeatable)")
+	fs.Var(&b.cacheTo, "cache-to", "extra cache export, e.g. type=registry,ref=R,mode=max (repeatable)")
+	fs.BoolVar(&s.NoCache, "no-cache", false, "do not use the cache")
+	fs.StringVar(&s.Progress, "progress", "auto", "progress output: auto, tty, plain, quiet, rawjson")
 	fs.StringVar(&b.reportJSON, "report-json", "", "write the build report as JSON to PATH")
-	fs.StringVar(&b.runnerType, "runner-type", "", "runner tier, overriding every sizing rule (cax11, cax21, cax31, cax41)")
-	fs.StringVar(&b.workspace, "workspace", "", "workspace name (default: the context directory's name)")
+	fs.StringVar(&s.RunnerType, "runner-type", "", "runner tier, overriding every sizing rule (cax11, cax21, cax31, cax41)")
+	fs.StringVar(&s.Workspace, "workspace", "", "workspace name (default: the context directory's name)")
 	fs.BoolVar(&b.quiet, "q", false, "print only the image digest on success")
-	fs.StringVar(&b.directives, "directives", "", "BuildDirectives file (.ncl); flags override it")
-	b.provider.register(fs)
-	b.cache.register(fs)
-	b.history.register(fs)
+	fs.StringVar(&s.Directives, "directives", "", "BuildDirectives file (.ncl); flags override it")
+	fs.StringVar(&s.Actor, "actor", "ci", "who builds: ci, ci_aux, human:ID or agent:ID (picks the cache namespaces)")
+	fs.StringVar(&s.CacheDisposition, "cache-disposition", "export", "session cache: export, discard or rollback")
+	fs.StringVar(&s.Registry, "registry", envOr("LIAN_REGISTRY", ""), "cache registry HOST[:PORT][/PREFIX]: ci/<ws> and dev/<id>-<ws> live there ($LIAN_REGISTRY)")
+	fs.StringVar(&s.RegistryProvider, "registry-provider", "generic", "registry product: zot, harbor, ghcr, dockerhub or generic")
+	fs.StringVar(&s.RegistryUsername, "registry-username", envOr("LIAN_REGISTRY_USERNAME", ""), "registry user ($LIAN_REGISTRY_USERNAME)")
+	fs.StringVar(&b.passwordFile, "registry-password-file", "", "file holding the registry password or token (else $LIAN_REGISTRY_PASSWORD)")
+	fs.Var(&b.cacheImports, "cache-import", "extra cache import, e.g. a lamina base layer ref (repeatable)")
+	fs.BoolVar(&s.CacheIgnoreError, "cache-ignore-error", false, "a failed cache export does not fail the build")
+	fs.StringVar(&s.EventsPrefix, "events-prefix", "lian-build", "NATS subject prefix of lifecycle events")
+	registerProvider(fs, s)
+	registerHistory(fs, s)
 }
 
-// request turns the flags into a validated pipeline request.
-func (b *buildFlags) request(contextDir string) (pipeline.Request, error) {
-	o := buildkit.Options{
-		ContextDir: contextDir, Dockerfile: b.file, Target: b.target,
-		Tags: b.tags, Push: b.push, NoCache: b.noCache, Progress: b.progress,
-		Platforms: b.platforms, InsecureRegistries: b.provider.insecure,
-		BuildArgs: map[string]string{}, Labels: map[string]string{},
-	}
-	for _, s := range b.buildArgs {
-		k, v, err := buildkit.ParseKeyValue("--build-arg", s)
+// settings completes the settings from the parsed flags, the environment and the directives.
+func (b *buildFlags) settings(ctx context.Context, fs *flag.FlagSet, pos []string) (frontdoor.Settings, error) {
+	s := b.s
+	s.Tags, s.BuildArgs, s.Labels, s.Secrets, s.SSH = b.tags, b.args, b.labels, b.secrets, b.ssh
+	s.Platforms, s.BuildContexts, s.Outputs = b.platforms, b.contexts, b.outputs
+	s.CacheFrom, s.CacheTo, s.CacheImports = b.cacheFrom, b.cacheTo, b.cacheImports
+	s.Given, s.Names = map[string]bool{}, cliNames
+	fs.Visit(func(f *flag.Flag) {
+		if name, ok := flagSetting[f.Name]; ok {
+			s.Given[name] = true
+		}
+	})
+	s.RegistryPassword = os.Getenv("LIAN_REGISTRY_PASSWORD")
+	if b.passwordFile != "" {
+		pw, err := frontdoor.ReadSecretFile("--registry-password-file", b.passwordFile)
 		if err != nil {
-			return pipeline.Request{}, err
+			return s, err
 		}
-		o.BuildArgs[k] = v
+		s.RegistryPassword = pw
 	}
-	for _, s := range b.labels {
-		k, v, err := buildkit.ParseKeyValue("--label", s)
-		if err != nil {
-			return pipeline.Request{}, err
-		}
-		o.Labels[k] = v
+	if len(pos) > 1 {
+		return s, usageErr("build takes one CONTEXT directory, got %d arguments", len(pos))
 	}
-	for _, s := range b.secrets {
-		sec, err := buildkit.ParseSecret(s)
-		if err != nil {
-			return pipeline.Request{}, err
-		}
-		o.Secrets = append(o.Secrets, sec)
+	if len(pos) == 1 {
+		s.Context = pos[0]
+		s.Given["context"] = true
 	}
-	for _, s := range b.ssh {
-		v, err := buildkit.ParseSSH(s)
-		if err != nil {
-			return pipeline.Request{}, err
-		}
-		o.SSH = append(o.SSH, v)
+	if err := s.ApplyDirectives(ctx); err != nil {
+		return s, err
 	}
-	for _, s := range b.contexts {
-		v, err := buildkit.ParseNamedContext(s)
-		if err != nil {
-			return pipeline.Request{}, err
-		}
-		o.NamedContexts = append(o.NamedContexts, v)
+	if s.Context == "" {
+		return s, usageErr("build takes exactly one CONTEXT directory (or artifact.context in --directives)")
 	}
-	for _, s := range b.outputs {
-		v, err := buildkit.ParseOutput(s)
-		if err != nil {
-			return pipeline.Request{}, err
-		}
-		o.Outputs = append(o.Outputs, v)
-	}
-	for _, s := range b.cacheFrom {
-		v, err := buildkit.ParseCache("--cache-from", s)
-		if err != nil {
-			return pipeline.Request{}, err
-		}
-		o.CacheFrom = append(o.CacheFrom, v)
-	}
-	for _, s := range b.cacheTo {
-		v, err := buildkit.ParseCache("--cache-to", s)
-		if err != nil {
-			return pipeline.Request{}, err
-		}
-		o.CacheTo = append(o.CacheTo, v)
-	}
-	req := pipeline.Request{Workspace: b.workspace, RunnerOverride: b.runnerType, Build: o}
-	if req.Workspace == "" {
-		req.Workspace = defaultWorkspace(contextDir)
-	}
-	if b.runnerType != "" {
-		if _, err := sizingTable().Lookup(b.runnerType); err != nil {
-			return req, fmt.Errorf("--runner-type: %w", err)
-		}
-	}
-	if err := b.cache.apply(&req, b.provider.insecure); err != nil {
-		return req, err
-	}
-	return req, req.Validate()
+	return s, nil
 }
 
 func runBuild(ctx context.Context, args []string, stdout, stderr io.Writer, log *slog.Logger) error {
@@ -187,44 +125,24 @@ func runBuild(ctx context.Context, args []string, stdout, stderr io.Writer, log 
 	if err != nil {
 		return &UsageError{Msg: err.Error()}
 	}
-	specs := spec.Loader{Eval: spec.DefaultEvaluator(), Table: sizingTable()}
-	if err := b.applyDirectives(ctx, specs, fs); err != nil {
-		return err
-	}
-	if len(pos) == 0 && b.contextFromDirectives != "" {
-		pos = []string{b.contextFromDirectives}
-	}
-	if len(pos) != 1 {
-		return usageErr("build takes exactly one CONTEXT directory, got %d arguments", len(pos))
-	}
-	req, err := b.request(pos[0])
+	s, err := b.settings(ctx, fs, pos)
 	if err != nil {
 		return err
 	}
-	prov, err := b.provider.open()
+	req, err := s.Request()
 	if err != nil {
 		return err
 	}
-	rec, closeHistory, err := b.history.open(ctx)
+	rt, err := s.Open(ctx, log)
 	if err != nil {
 		return err
 	}
-	defer closeHistory()
-	cfg := pipeline.Config{Provider: prov, Logger: log, Specs: specs, Metrics: rec, History: rec}
-	if b.history.natsURL != "" {
-		pub := events.New(events.Options{URL: b.history.natsURL, Prefix: b.cache.eventsPrefix, Logger: log})
-		defer pub.Close()
-		cfg.Events = pub
-	}
-	p, err := pipeline.New(cfg)
-	if err != nil {
-		return err
-	}
+	defer rt.Close()
 	req.Build.ProgressOut = stderr
-	if b.progress == "quiet" || b.quiet {
+	if s.Progress == "quiet" || b.quiet {
 		req.Build.ProgressOut = io.Discard
 	}
-	res, runErr := p.Run(ctx, req)
+	res, runErr := rt.Pipeline.Run(ctx, req)
 	if b.reportJSON != "" {
 		if err := writeJSON(b.reportJSON, res); err != nil {
 			return errors.Join(runErr, err)

@@ -8,9 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
-	"strings"
 
+	"github.com/lian-build/action/internal/frontdoor"
 	"github.com/lian-build/action/internal/pipeline"
 	"github.com/lian-build/action/internal/sizing"
 	"github.com/sirupsen/logrus"
@@ -107,25 +106,6 @@ func envOr(k, def string) string {
 	return def
 }
 
-func sizingTable() sizing.Table { return sizing.HCloud }
+func sizingTable() sizing.Table { return frontdoor.Table() }
 
-// defaultWorkspace names a workspace after the context directory.
-func defaultWorkspace(dir string) string {
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		return "default"
-	}
-	var b strings.Builder
-	for _, c := range strings.ToLower(filepath.Base(abs)) {
-		if c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' {
-			b.WriteRune(c)
-		} else {
-			b.WriteRune('-')
-		}
-	}
-	s := strings.Trim(b.String(), "-.")
-	if s == "" {
-		return "default"
-	}
-	return s
-}
+func defaultWorkspace(dir string) string { return frontdoor.DefaultWorkspace(dir) }

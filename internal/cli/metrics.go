@@ -6,6 +6,7 @@ import (
 	"io"
 	"text/tabwriter"
 
+	"github.com/lian-build/action/internal/frontdoor"
 	"github.com/lian-build/action/internal/metrics"
 	"github.com/lian-build/action/internal/sizing"
 )
@@ -13,8 +14,8 @@ import (
 // runApprove is `lian-build sizing approve|revoke WS`.
 func runApprove(ctx context.Context, approve bool, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("lian-build sizing approve", stderr)
-	var hist historyFlags
-	hist.register(fs)
+	var hist frontdoor.Settings
+	registerHistory(fs, &hist)
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return &UsageError{Msg: err.Error()}
@@ -22,7 +23,7 @@ func runApprove(ctx context.Context, approve bool, args []string, stdout, stderr
 	if len(pos) != 1 {
 		return usageErr("sizing approve|revoke takes one WORKSPACE")
 	}
-	rec, closeHistory, err := hist.open(ctx)
+	rec, closeHistory, err := hist.OpenHistory(ctx)
 	if err != nil {
 		return err
 	}
@@ -44,8 +45,8 @@ func runMetrics(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return usageErr("usage: lian-build metrics show WORKSPACE")
 	}
 	fs := newFlagSet("lian-build metrics show", stderr)
-	var hist historyFlags
-	hist.register(fs)
+	var hist frontdoor.Settings
+	registerHistory(fs, &hist)
 	pos, err := parseInterspersed(fs, args[1:])
 	if err != nil {
 		return &UsageError{Msg: err.Error()}
@@ -53,7 +54,7 @@ func runMetrics(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if len(pos) != 1 {
 		return usageErr("metrics show takes one WORKSPACE")
 	}
-	rec, closeHistory, err := hist.open(ctx)
+	rec, closeHistory, err := hist.OpenHistory(ctx)
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,8 @@ import (
 	"io"
 	"text/tabwriter"
 	"time"
+
+	"github.com/lian-build/action/internal/frontdoor"
 )
 
 func runRunners(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -13,12 +15,12 @@ func runRunners(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return usageErr("usage: lian-build runners ls|gc [flags]")
 	}
 	fs := newFlagSet("lian-build runners "+args[0], stderr)
-	var pf providerFlags
-	pf.register(fs)
+	s := frontdoor.Settings{Names: cliNames}
+	registerProvider(fs, &s)
 	if _, err := parseInterspersed(fs, args[1:]); err != nil {
 		return &UsageError{Msg: err.Error()}
 	}
-	prov, err := pf.open()
+	prov, err := s.OpenProvider()
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/lian-build/action/internal/frontdoor"
 	"github.com/lian-build/action/internal/sizing"
 	"github.com/lian-build/action/internal/spec"
 )
@@ -90,8 +91,8 @@ func runSizing(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := newFlagSet("lian-build sizing explain", stderr)
 	override := fs.String("runner-type", "", "runner tier override")
 	workspace := fs.String("workspace", "", "workspace (default: the context directory's name)")
-	var hist historyFlags
-	hist.register(fs)
+	var hist frontdoor.Settings
+	registerHistory(fs, &hist)
 	pos, err := parseInterspersed(fs, args[1:])
 	if err != nil {
 		return &UsageError{Msg: err.Error()}
@@ -108,7 +109,7 @@ func runSizing(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	history, closeHistory, err := hist.open(ctx)
+	history, closeHistory, err := hist.OpenHistory(ctx)
 	if err != nil {
 		return err
 	}

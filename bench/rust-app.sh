@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# The rust-app workload of ../shared/bench/rust-app (a lamina chain: Debian rootfs →
+# Rust toolchain with Debian's crates, offline → an app with 94 crates), built by
+# lian-build's pipeline and by BuildKit driven by hand (fresh buildkitd + buildctl),
+# in three scenarios on fresh runners with a registry cache:
+#   cold · src/ changed (ci/ cache) · nothing changed (ci/ cache)
+# Prints the times and ratios next to the reference figures. Root; ~20 min cold.
+# Usage: bench/rust-app.sh [ROUNDS]   (default 1; the reference used the median of 3)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${1:-1}
+export PATH="$PWD/bin:$PATH"
+shared=$(cd ../shared/bench/rust-app && pwd)
+work=$PWD/.lian/bench/rust-app
+mkdir -p "$work"
+command -v debootstrap >/dev/null || { apt-get update -qq && apt-get install -y -qq debootstrap >/dev/null; }
+make -s tools build >/dev/null
+
+# --- registry
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+reg=127.0.0.1:$port
+cat > "$work/registry.yml" <<YML
+version: 0.1
+storage: {filesystem: {rootdirectory: $work/registry}, delete: {enabled: true}}
+http: {addr: $reg}
+log: {level: error, accesslog: {disabled: true}}
+YML
+rm -rf "$work/registry"
+docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
+regpid=$!
+trap 'kill $regpid 2>/dev/null || true' EXIT
+for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+
+common=(--insecure-registry "$reg" --progress plain --state-dir "$work/runners" --metrics-dir "$work/metrics")
+
+# --- lamina/debian and lamina/rust (built once, with lian-build)
+if [ ! -f "$work/rootfs/.done" ]; then
+  echo "debootstrap bookworm (minbase)…"
+  rm -rf "$work/rootfs"
+  debootstrap --variant=minbase bookworm "$work/rootfs" http://deb.debian.org/debian >"$work/debootstrap.log" 2>&1
+  rm -rf "$work/rootfs"/var/cache/apt/archives/*.deb "$work/rootfs"/var/lib/apt/lists/*
+  touch "$work/rootfs/.done"
+fi
+mkdir -p "$work/base-ctx" && cp "$shared/base/Dockerfile" "$work/base-ctx/"
+echo "building lamina/debian and lamina/rust…"
+# The base Dockerfile copies rootfs/ from its own context.
+[ -d "$work/base-ctx/rootfs" ] || cp -a "$work/rootfs" "$work/base-ctx/rootfs"
+lian-build build "${common[@]}" -t "$reg/lamina/debian:bookworm" --push -q "$work/base-ctx" 2>"$work/base.log" >/dev/null
+lian-build build "${common[@]}" --build-arg "BASE=$reg/lamina/debian:bookworm" -t "$reg/lamina/rust:bookworm" --push -q \
+  --runner-type cax21 "$shared/toolchain" 2>"$work/toolchain.log" >/dev/null
+
+app=$work/app
+args=(--build-arg "BASE=$reg/lamina/debian:bookworm" --build-arg "TOOLCHAIN=$reg/lamina/rust:bookworm")
+bk_args=(--opt "build-arg:BASE=$reg/lamina/debian:bookworm" --opt "build-arg:TOOLCHAIN=$reg/lamina/rust:bookworm")
+
+now() { date +%s.%N; }
+elapsed() { python3 -c "print(f'{$2-$1:.2f}')"; }
+
+# lian-build: the pipeline, a fresh runner each time, the ci/ namespace of the cache registry.
+lian() { # $1 = cache prefix
+  local t0; t0=$(now)
+  lian-build build "${common[@]}" "${args[@]}" --registry "$reg/$1" --workspace rust-app --actor ci \
+    --runner-type cax21 --report-json "$work/last.json" "$app" 2>>"$work/lian.log" >/dev/null
+  elapsed "$t0" "$(now)"
+}
+# By hand: start buildkitd, wait for it, buildctl build with the same cache options, stop it.
+byhand() { # $1 = cache prefix
+  local t0 state pid ref; t0=$(now); state=$(mktemp -d)
+  cat > "$state/buildkitd.toml" <<TOML
+[worker.oci]
+  snapshotter = "overlayfs"
+  gc = false
+[worker.containerd]
+  enabled = false
+[registry."$reg"]
+  http = true
+TOML
+  buildkitd --config "$state/buildkitd.toml" --root "$state/root" --addr "unix://$state/sock" >"$state/log" 2>&1 & pid=$!
+  until buildctl --addr "unix://$state/sock" debug workers >/dev/null 2>&1; do sleep 0.05; done
+  ref="$reg/$1/ci/rust-app:cache"
+  buildctl --addr "unix://$state/sock" build --frontend dockerfile.v0 --local context="$app" --local dockerfile="$app" \
+    "${bk_args[@]}" --import-cache "type=registry,ref=$ref,registry.insecure=true" \
+    --export-cache "type=registry,ref=$ref,mode=max,oci-mediatypes=true,image-manifest=true,compression=zstd,registry.insecure=true" \
+    --progress plain 2>>"$work/byhand.log"
+  kill "$pid"; wait "$pid" 2>/dev/null || true; rm -rf "$state"
+  elapsed "$t0" "$(now)"
+}
+
+declare -A results
+for r in $(seq "$rounds"); do
+  for who in lian byhand; do
+    rm -rf "$app" && cp -a "$shared/app" "$app"
+    results[$who,cold,$r]=$($who "$who-r$r")
+    echo 'fn _bench_touch() {}' >> "$app/src/main.rs"
+    results[$who,src,$r]=$($who "$who-r$r")
+    results[$who,none,$r]=$($who "$who-r$r")
+    echo "round $r $who: cold ${results[$who,cold,$r]}s · src changed ${results[$who,src,$r]}s · unchanged ${results[$who,none,$r]}s"
+  done
+done
+
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+echo
+printf '%-34s %10s %10s %8s %12s\n' scenario lian-build by-hand ratio reference
+for s in cold src none; do
+  l=$(median $(for r in $(seq "$rounds"); do echo "${results[lian,$s,$r]}"; done))
+  h=$(median $(for r in $(seq "$rounds"); do echo "${results[byhand,$s,$r]}"; done))
+  ref=$(case $s in cold) echo 90;; src) echo 26;; none) echo 0.11;; esac)
+  name=$(case $s in cold) echo "cold (fresh runner, empty cache)";; src) echo "src/ changed, fresh runner, ci/";; none) echo "nothing changed, fresh runner, ci/";; esac)
+  printf '%-34s %9ss %9ss %8s %11ss\n' "$name" "$l" "$h" "$(python3 -c "print(f'{$l/$h:.3f}')")" "$ref"
+done
+echo "(reference: BuildKit 0.34.2 by hand, median of 3, from ../shared/bench/rust-app/README.md; by-hand times here include daemon start and stop)"

@@ -1,0 +1,328 @@
+// Package frontdoor turns the settings every front door collects — CLI flags,
+// Action inputs, Woodpecker plugin settings — into one pipeline Request and a
+// ready pipeline. The front doors only translate their platform's conventions
+// into Settings; everything after that is shared, so equivalent settings make
+// identical requests whichever door they came through.
+package frontdoor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/lian-build/action/internal/buildkit"
+	"github.com/lian-build/action/internal/cache"
+	"github.com/lian-build/action/internal/pipeline"
+	"github.com/lian-build/action/internal/sizing"
+	"github.com/lian-build/action/internal/spec"
+)
+
+// Settings are a build as a front door describes it. Lists hold one item per
+// entry; Given names the settings the user set explicitly (they win over
+// directives).
+type Settings struct {
+	Context       string
+	File          string
+	Tags          []string
+	Push          bool
+	BuildArgs     []string          // NAME=VALUE
+	Labels        []string          // NAME=VALUE
+	Secrets       []string          // id=ID,src=PATH | id=ID,env=VAR
+	InlineSecrets map[string]string // id → value (Action `secrets`, Woodpecker from_secret)
+	SSH           []string
+	Target        string
+	Platforms     []string
+	BuildContexts []string
+	Outputs       []string
+	CacheFrom     []string
+	CacheTo       []string
+	NoCache       bool
+	Progress      string
+
+	Workspace        string
+	Directives       string
+	RunnerType       string
+	ComputeProvider  string
+	Actor            string
+	CacheDisposition string
+	Registry         string
+	RegistryProvider string
+	RegistryUsername string
+	RegistryPassword string
+	CacheImports     []string
+	CacheIgnoreError bool
+	Insecure         []string
+	NatsURL          string
+	EventsPrefix     string
+	MetricsDir       string
+
+	Commit string
+	Ref    string
+
+	Local LocalSettings
+	Given map[string]bool
+	// Names maps a setting ("build-args") to what the user calls it in this
+	// front door ("--build-arg", the input build-args, settings: build_args),
+	// so that errors name what the user wrote.
+	Names map[string]string
+}
+
+// name is the user-facing name of a setting.
+func (s Settings) name(setting string) string {
+	if n, ok := s.Names[setting]; ok {
+		return n
+	}
+	return setting
+}
+
+// named puts the front door's name of the setting on an input error.
+func (s Settings) named(setting string, err error) error {
+	var ie *buildkit.InputError
+	if errors.As(err, &ie) {
+		cp := *ie
+		cp.Field = s.name(setting)
+		return &cp
+	}
+	return err
+}
+
+// LocalSettings configure the local compute provider.
+type LocalSettings struct {
+	StateDir   string
+	Buildkitd  string
+	TierMemory string
+}
+
+// Table is the tier table of every provider here.
+func Table() sizing.Table { return sizing.HCloud }
+
+func (s *Settings) given(name string) bool { return s.Given[name] }
+
+// ApplyDirectives fills every setting not given explicitly from the directives file.
+func (s *Settings) ApplyDirectives(ctx context.Context) error {
+	if s.Directives == "" {
+		return nil
+	}
+	d, err := SpecLoader().LoadDirectives(ctx, s.Directives)
+	if err != nil {
+		return err
+	}
+	set := func(name string, dst *string, v string) {
+		if !s.given(name) && v != "" {
+			*dst = v
+		}
+	}
+	set("workspace", &s.Workspace, d.Workspace)
+	set("runner-type", &s.RunnerType, d.RunnerOverride)
+	set("compute-provider", &s.ComputeProvider, d.ComputeProvider)
+	actor := d.CachePolicy.Actor
+	if d.CachePolicy.ActorID != "" {
+		actor += ":" + d.CachePolicy.ActorID
+	}
+	set("actor", &s.Actor, actor)
+	set("cache-disposition", &s.CacheDisposition, d.CachePolicy.Disposition)
+	set("registry", &s.Registry, d.Registry)
+	set("registry-provider", &s.RegistryProvider, d.RegistryProvider)
+	if !s.given("cache-imports") && len(d.CachePolicy.ExtraImports) > 0 {
+		s.CacheImports = d.CachePolicy.ExtraImports
+	}
+	if n := d.NatsEvents; n != nil {
+		set("nats-url", &s.NatsURL, n.URL)
+		set("events-prefix", &s.EventsPrefix, n.Prefix)
+	}
+	if a := d.Artifact; a != nil {
+		if !s.given("tags") && a.Image != "" {
+			s.Tags = []string{a.Image}
+		}
+		set("file", &s.File, a.Dockerfile)
+		set("target", &s.Target, a.Target)
+		set("context", &s.Context, a.Context)
+	}
+	return nil
+}
+
+// SpecLoader reads specs and directives with the default evaluator.
+func SpecLoader() spec.Loader {
+	return spec.Loader{Eval: spec.DefaultEvaluator(), Table: Table()}
+}
+
+// Request validates the settings and builds the pipeline request.
+func (s Settings) Request() (pipeline.Request, error) {
+	if s.Context == "" {
+		return pipeline.Request{}, &buildkit.InputError{Field: "context", Msg: "no build context given"}
+	}
+	o := buildkit.Options{
+		ContextDir: s.Context, Dockerfile: s.File, Target: s.Target, Tags: s.Tags, Push: s.Push,
+		NoCache: s.NoCache, Progress: s.Progress, Platforms: s.Platforms, InsecureRegistries: s.Insecure,
+		BuildArgs: map[string]string{}, Labels: map[string]string{},
+	}
+	for _, kv := range s.BuildArgs {
+		k, v, err := buildkit.ParseKeyValue("build-args", kv)
+		if err != nil {
+			return pipeline.Request{}, s.named("build-args", err)
+		}
+		o.BuildArgs[k] = v
+	}
+	for _, kv := range s.Labels {
+		k, v, err := buildkit.ParseKeyValue("labels", kv)
+		if err != nil {
+			return pipeline.Request{}, s.named("labels", err)
+		}
+		o.Labels[k] = v
+	}
+	for _, x := range s.Secrets {
+		sec, err := buildkit.ParseSecret(x)
+		if err != nil {
+			return pipeline.Request{}, s.named("secrets", err)
+		}
+		o.Secrets = append(o.Secrets, sec)
+	}
+	for _, id := range sortedKeys(s.InlineSecrets) {
+		o.Secrets = append(o.Secrets, buildkit.Secret{ID: id, Inline: []byte(s.InlineSecrets[id])})
+	}
+	for _, x := range s.SSH {
+		v, err := buildkit.ParseSSH(x)
+		if err != nil {
+			return pipeline.Request{}, s.named("ssh", err)
+		}
+		o.SSH = append(o.SSH, v)
+	}
+	for _, x := range s.BuildContexts {
+		v, err := buildkit.ParseNamedContext(x)
+		if err != nil {
+			return pipeline.Request{}, s.named("build-contexts", err)
+		}
+		o.NamedContexts = append(o.NamedContexts, v)
+	}
+	for _, x := range s.Outputs {
+		v, err := buildkit.ParseOutput(x)
+		if err != nil {
+			return pipeline.Request{}, s.named("outputs", err)
+		}
+		o.Outputs = append(o.Outputs, v)
+	}
+	for _, x := range s.CacheFrom {
+		v, err := buildkit.ParseCache("cache-from", x)
+		if err != nil {
+			return pipeline.Request{}, s.named("cache-from", err)
+		}
+		o.CacheFrom = append(o.CacheFrom, v)
+	}
+	for _, x := range s.CacheTo {
+		v, err := buildkit.ParseCache("cache-to", x)
+		if err != nil {
+			return pipeline.Request{}, s.named("cache-to", err)
+		}
+		o.CacheTo = append(o.CacheTo, v)
+	}
+	req := pipeline.Request{Workspace: s.Workspace, RunnerOverride: s.RunnerType, Build: o, Commit: s.Commit, Ref: s.Ref}
+	if req.Workspace == "" {
+		req.Workspace = DefaultWorkspace(s.Context)
+	}
+	if s.RunnerType != "" {
+		t, err := Table().Lookup(s.RunnerType)
+		if err != nil {
+			return req, &buildkit.InputError{Field: s.name("runner-type"), Msg: err.Error()}
+		}
+		req.RunnerOverride = t.Name
+	}
+	if err := s.applyCache(&req); err != nil {
+		return req, err
+	}
+	if err := req.Validate(); err != nil {
+		var ie *buildkit.InputError
+		if errors.As(err, &ie) {
+			// Validation names settings by their canonical names.
+			if n, ok := validationSetting[ie.Field]; ok {
+				return req, s.named(n, err)
+			}
+		}
+		return req, err
+	}
+	return req, nil
+}
+
+// validationSetting maps the fields buildkit.Options.Validate names to settings.
+var validationSetting = map[string]string{
+	"--file": "file", "--secret": "secrets", "--progress": "progress", "--push": "push", "build context": "context",
+}
+
+func (s Settings) applyCache(req *pipeline.Request) error {
+	actorText := s.Actor
+	if actorText == "" {
+		actorText = "ci"
+	}
+	actor, err := cache.ParseActor(actorText)
+	if err != nil {
+		return &buildkit.InputError{Field: s.name("actor"), Msg: err.Error()}
+	}
+	disp, err := cache.ParseDisposition(s.CacheDisposition)
+	if err != nil {
+		return &buildkit.InputError{Field: s.name("cache-disposition"), Msg: err.Error()}
+	}
+	prov, err := cache.ParseProvider(s.RegistryProvider)
+	if err != nil {
+		return &buildkit.InputError{Field: s.name("registry-provider"), Msg: err.Error()}
+	}
+	req.Actor = actor
+	req.Cache = pipeline.CacheSettings{Registry: s.Registry, Provider: prov, Disposition: disp, ExtraImports: s.CacheImports, IgnoreError: s.CacheIgnoreError}
+	if s.Registry == "" {
+		return nil
+	}
+	host, _, _ := strings.Cut(s.Registry, "/")
+	req.Cache.Insecure = slices.Contains(s.Insecure, host)
+	if s.RegistryUsername != "" || s.RegistryPassword != "" {
+		if s.RegistryUsername == "" {
+			return &buildkit.InputError{Field: s.name("registry-username"), Msg: "needed with a registry password"}
+		}
+		req.Cache.Auth = cache.Auth{Username: s.RegistryUsername, Password: s.RegistryPassword}
+		req.Build.RegistryAuth = map[string]buildkit.Credential{host: {Username: s.RegistryUsername, Password: s.RegistryPassword}}
+	}
+	if _, err := cache.NewPlan(cache.Input{Registry: s.Registry, Workspace: req.Workspace, Actor: actor, Disposition: disp, Provider: prov, ExtraImports: s.CacheImports}); err != nil {
+		return &buildkit.InputError{Field: s.name("registry"), Value: s.Registry, Msg: err.Error()}
+	}
+	return nil
+}
+
+// DefaultWorkspace names a workspace after a directory or repository name.
+func DefaultWorkspace(dirOrRepo string) string {
+	base := dirOrRepo
+	if abs, err := filepath.Abs(dirOrRepo); err == nil && !strings.Contains(dirOrRepo, "://") {
+		base = abs
+	}
+	var b strings.Builder
+	for _, c := range strings.ToLower(filepath.Base(base)) {
+		if c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' {
+			b.WriteRune(c)
+		} else {
+			b.WriteRune('-')
+		}
+	}
+	s := strings.Trim(b.String(), "-._")
+	if s == "" {
+		return "default"
+	}
+	return s
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// ReadSecretFile reads a password or token from a file, without its trailing newline.
+func ReadSecretFile(field, path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", &buildkit.InputError{Field: field, Value: path, Msg: fmt.Sprintf("cannot read: %v", err)}
+	}
+	return strings.TrimRight(string(b), "\r\n"), nil
+}
