@@ -153,7 +153,7 @@ func runBuild(ctx context.Context, args []string, stdout, stderr io.Writer, log 
 			fmt.Fprintln(stdout, res.Digest)
 		}
 	} else {
-		printReport(stdout, res)
+		frontdoor.WriteReport(stdout, res)
 	}
 	return runErr
 }

@@ -66,7 +66,7 @@ func runMetrics(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "BUILD\tTIME\tTIER\tCPU P95\tMEM P95\tDURATION")
 	for _, s := range h.Samples {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f\t%s\t%s\n", s.BuildID, s.Time.Format("2006-01-02 15:04:05"), s.Tier, s.CPUP95, fmtBytes(s.MemP95Bytes), fmtDur(s.DurationMS))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f\t%s\t%s\n", s.BuildID, s.Time.Format("2006-01-02 15:04:05"), s.Tier, s.CPUP95, frontdoor.FmtBytes(s.MemP95Bytes), frontdoor.FmtDur(s.DurationMS))
 	}
 	if err := tw.Flush(); err != nil {
 		return err

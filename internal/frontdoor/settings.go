@@ -63,6 +63,9 @@ type Settings struct {
 	Commit string
 	Ref    string
 
+	// Logins are registry credentials for pushes and pulls, by host.
+	Logins map[string]buildkit.Credential
+
 	Local LocalSettings
 	Given map[string]bool
 	// Names maps a setting ("build-args") to what the user calls it in this
@@ -230,6 +233,12 @@ func (s Settings) Request() (pipeline.Request, error) {
 		}
 		req.RunnerOverride = t.Name
 	}
+	for host, c := range s.Logins {
+		if req.Build.RegistryAuth == nil {
+			req.Build.RegistryAuth = map[string]buildkit.Credential{}
+		}
+		req.Build.RegistryAuth[host] = c
+	}
 	if err := s.applyCache(&req); err != nil {
 		return req, err
 	}
@@ -280,7 +289,10 @@ func (s Settings) applyCache(req *pipeline.Request) error {
 			return &buildkit.InputError{Field: s.name("registry-username"), Msg: "needed with a registry password"}
 		}
 		req.Cache.Auth = cache.Auth{Username: s.RegistryUsername, Password: s.RegistryPassword}
-		req.Build.RegistryAuth = map[string]buildkit.Credential{host: {Username: s.RegistryUsername, Password: s.RegistryPassword}}
+		if req.Build.RegistryAuth == nil {
+			req.Build.RegistryAuth = map[string]buildkit.Credential{}
+		}
+		req.Build.RegistryAuth[host] = buildkit.Credential{Username: s.RegistryUsername, Password: s.RegistryPassword}
 	}
 	if _, err := cache.NewPlan(cache.Input{Registry: s.Registry, Workspace: req.Workspace, Actor: actor, Disposition: disp, Provider: prov, ExtraImports: s.CacheImports}); err != nil {
 		return &buildkit.InputError{Field: s.name("registry"), Value: s.Registry, Msg: err.Error()}

@@ -1,4 +1,4 @@
-package cli
+package frontdoor
 
 import (
 	"fmt"
@@ -9,13 +9,13 @@ import (
 	"github.com/lian-build/action/internal/pipeline"
 )
 
-// printReport writes the human report of a build.
-func printReport(w io.Writer, r pipeline.Result) {
+// WriteReport writes the human report of a build.
+func WriteReport(w io.Writer, r pipeline.Result) {
 	verb := map[pipeline.Outcome]string{
 		pipeline.OutcomeSuccess: "succeeded", pipeline.OutcomeFailure: "failed", pipeline.OutcomeOOM: "ran out of memory",
 		pipeline.OutcomeCanceled: "was canceled", pipeline.OutcomeTimeout: "timed out", pipeline.OutcomeError: "could not run",
 	}[r.Outcome]
-	fmt.Fprintf(w, "\nlian-build: build %s %s in %s\n", r.BuildID, verb, fmtDur(r.DurationMS))
+	fmt.Fprintf(w, "\nlian-build: build %s %s in %s\n", r.BuildID, verb, FmtDur(r.DurationMS))
 	row := func(k, v string) { fmt.Fprintf(w, "  %-12s %s\n", k, v) }
 	if r.Tier != "" {
 		row("tier", fmt.Sprintf("%s (%s: %s)", r.Tier, r.SizingSource, r.SizingReason))
@@ -26,7 +26,7 @@ func printReport(w io.Writer, r pipeline.Result) {
 	if len(r.Attempts) > 0 {
 		var parts []string
 		for _, a := range r.Attempts {
-			parts = append(parts, fmt.Sprintf("#%d %s %s %s", a.Number, a.Tier, a.Outcome, fmtDur(a.DurationMS)))
+			parts = append(parts, fmt.Sprintf("#%d %s %s %s", a.Number, a.Tier, a.Outcome, FmtDur(a.DurationMS)))
 		}
 		row("attempts", strings.Join(parts, " → "))
 		row("oom retries", fmt.Sprint(r.OOMRetries))
@@ -39,7 +39,7 @@ func printReport(w io.Writer, r pipeline.Result) {
 		row("tags", strings.Join(r.Tags, ", "))
 	}
 	if r.Usage != nil {
-		row("usage", fmt.Sprintf("cpu p95 %.2f cores, mem p95 %s (peak %s), %d samples", r.Usage.CPUP95, fmtBytes(r.Usage.MemP95Bytes), fmtBytes(r.Usage.MemPeak), r.Usage.Samples))
+		row("usage", fmt.Sprintf("cpu p95 %.2f cores, mem p95 %s (peak %s), %d samples", r.Usage.CPUP95, FmtBytes(r.Usage.MemP95Bytes), FmtBytes(r.Usage.MemPeak), r.Usage.Samples))
 	}
 	if f := r.Failure; f != nil {
 		if f.Step != "" {
@@ -49,7 +49,7 @@ func printReport(w io.Writer, r pipeline.Result) {
 			}
 			row("failed step", f.Step+loc)
 		}
-		for _, l := range tail(f.LogTail, 10) {
+		for _, l := range Tail(f.LogTail, 10) {
 			fmt.Fprintf(w, "  | %s\n", l)
 		}
 	}
@@ -58,18 +58,21 @@ func printReport(w io.Writer, r pipeline.Result) {
 	}
 }
 
-func tail(l []string, n int) []string {
+// Tail is the last n lines.
+func Tail(l []string, n int) []string {
 	if len(l) > n {
 		return l[len(l)-n:]
 	}
 	return l
 }
 
-func fmtDur(ms int64) string {
+// FmtDur formats milliseconds for people.
+func FmtDur(ms int64) string {
 	return (time.Duration(ms) * time.Millisecond).Round(100 * time.Millisecond).String()
 }
 
-func fmtBytes(b uint64) string {
+// FmtBytes formats a byte count for people.
+func FmtBytes(b uint64) string {
 	switch {
 	case b >= 1<<30:
 		return fmt.Sprintf("%.2f GiB", float64(b)/(1<<30))

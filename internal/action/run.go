@@ -1,0 +1,175 @@
+package action
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/lian-build/action/internal/frontdoor"
+	"github.com/lian-build/action/internal/pipeline"
+	"github.com/sethvargo/go-githubactions"
+)
+
+// Main runs the action, or its post step when invoked as lian-build-action-post
+// (action.yml's post-entrypoint) or with the argument "post"; it returns the
+// process exit code.
+func Main(ctx context.Context, a *githubactions.Action, out io.Writer, argv0 string, args []string) int {
+	log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if filepath.Base(argv0) == "lian-build-action-post" || (len(args) > 0 && args[0] == "post") {
+		return post(ctx, a)
+	}
+	if len(args) > 0 && (args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
+		fmt.Fprint(out, help)
+		return 0
+	}
+	maskSecrets(a) // before anything else is printed
+	if err := run(ctx, a, out, log); err != nil {
+		a.Errorf("lian-build: %v", err)
+		return 1
+	}
+	return 0
+}
+
+const help = `lian-build-action — the GitHub Action entrypoint of lian-build.
+
+Run by GitHub as a container action: inputs arrive as INPUT_* variables,
+outputs go to $GITHUB_OUTPUT, the report to $GITHUB_STEP_SUMMARY.
+  lian-build-action         the build
+  lian-build-action post    removes this job's runners if the build step died
+`
+
+func run(ctx context.Context, a *githubactions.Action, out io.Writer, log *slog.Logger) error {
+	gh, err := a.Context()
+	if err != nil {
+		return fmt.Errorf("reading the GitHub context: %w", err)
+	}
+	s, err := settings(a, gh)
+	if err != nil {
+		return err
+	}
+	if err := s.ApplyDirectives(ctx); err != nil {
+		return err
+	}
+	req, err := s.Request()
+	if err != nil {
+		return err
+	}
+	rt, err := s.Open(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+	a.SaveState("state_dir", s.Local.StateDir)
+
+	a.Group(fmt.Sprintf("lian-build: %s (%s)", req.Workspace, req.Actor))
+	req.Build.ProgressOut = out
+	res, runErr := rt.Pipeline.Run(ctx, req)
+	a.EndGroup()
+	frontdoor.WriteReport(out, res)
+
+	setOutputs(a, res)
+	a.AddStepSummary(Summary(res))
+	if f := res.Failure; f != nil && f.Line > 0 {
+		file := f.File
+		if df := req.Build.Dockerfile; df != "" {
+			file = df
+		} else if file != "" {
+			file = filepath.Join(req.Build.ContextDir, file)
+		}
+		if ws := gh.Workspace; ws != "" {
+			if rel, err := filepath.Rel(ws, file); err == nil && !strings.HasPrefix(rel, "..") {
+				file = rel
+			}
+		}
+		a.WithFieldsMap(map[string]string{"file": file, "line": strconv.Itoa(f.Line), "title": "lian-build: " + f.Step}).
+			Errorf("%s", firstLine(f.Error))
+	}
+	return runErr
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	return s
+}
+
+func setOutputs(a *githubactions.Action, r pipeline.Result) {
+	image := ""
+	if len(r.Tags) > 0 {
+		image = r.Tags[0]
+	}
+	meta, _ := json.Marshal(r)
+	for k, v := range map[string]string{
+		"digest": r.Digest, "image": image, "runner-type": r.Tier, "sizing-source": string(r.SizingSource),
+		"oom-retries": strconv.Itoa(r.OOMRetries), "cache-hits": strconv.Itoa(r.StepsCached),
+		"steps-total": strconv.Itoa(r.StepsTotal), "duration": strconv.FormatInt(r.DurationMS, 10),
+		"metadata": string(meta),
+	} {
+		a.SetOutput(k, v)
+	}
+}
+
+// Summary is the job summary's Markdown.
+func Summary(r pipeline.Result) string {
+	var b strings.Builder
+	status := map[pipeline.Outcome]string{pipeline.OutcomeSuccess: "✅ succeeded", pipeline.OutcomeFailure: "❌ failed",
+		pipeline.OutcomeOOM: "❌ ran out of memory", pipeline.OutcomeTimeout: "⏱️ timed out", pipeline.OutcomeCanceled: "⚪ canceled",
+		pipeline.OutcomeError: "❌ could not run"}[r.Outcome]
+	fmt.Fprintf(&b, "### lian-build: `%s` %s\n\n", r.Workspace, status)
+	b.WriteString("| | |\n|---|---|\n")
+	row := func(k, v string) { fmt.Fprintf(&b, "| %s | %s |\n", k, strings.ReplaceAll(v, "|", "\\|")) }
+	row("Tier", fmt.Sprintf("`%s` — %s: %s", r.Tier, r.SizingSource, r.SizingReason))
+	if r.SizingSuggestion != "" {
+		row("P95 suggestion", r.SizingSuggestion)
+	}
+	var att []string
+	for _, a := range r.Attempts {
+		att = append(att, fmt.Sprintf("%d. `%s` %s (%s)", a.Number, a.Tier, a.Outcome, frontdoor.FmtDur(a.DurationMS)))
+	}
+	row("Attempts", strings.Join(att, " → "))
+	row("OOM retries", strconv.Itoa(r.OOMRetries))
+	row("Cache", fmt.Sprintf("%d/%d steps cached", r.StepsCached, r.StepsTotal))
+	if r.Digest != "" {
+		row("Digest", "`"+r.Digest+"`")
+	}
+	if len(r.Tags) > 0 {
+		row("Tags", "`"+strings.Join(r.Tags, "`, `")+"`")
+	}
+	row("Duration", frontdoor.FmtDur(r.DurationMS))
+	if r.Actor != "" {
+		row("Actor", "`"+r.Actor+"`")
+	}
+	if f := r.Failure; f != nil {
+		loc := ""
+		if f.File != "" {
+			loc = fmt.Sprintf(" (`%s:%d`)", f.File, f.Line)
+		}
+		row("Failed step", "`"+f.Step+"`"+loc)
+		if len(f.LogTail) > 0 {
+			fmt.Fprintf(&b, "\n<details><summary>Log tail</summary>\n\n```\n%s\n```\n</details>\n", strings.Join(frontdoor.Tail(f.LogTail, 20), "\n"))
+		}
+	}
+	return b.String()
+}
+
+// post removes the runners of this job whose owner (the main step) is gone.
+func post(ctx context.Context, a *githubactions.Action) int {
+	s := frontdoor.Settings{Local: frontdoor.LocalSettings{StateDir: a.Getenv("STATE_state_dir")}}
+	prov, err := s.OpenProvider()
+	if err != nil {
+		a.Warningf("lian-build post: %v", err)
+		return 0
+	}
+	removed, err := prov.GC(ctx)
+	for _, r := range removed {
+		a.Infof("lian-build post: removed runner %s (%s)", r.ID, r.Why)
+	}
+	if err != nil {
+		a.Warningf("lian-build post: %v", err)
+	}
+	return 0
+}

@@ -1,0 +1,51 @@
+package woodpecker
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	"github.com/lian-build/action/internal/frontdoor"
+)
+
+// Main runs the plugin with the process environment and returns the exit code.
+func Main(ctx context.Context, environ []string, out io.Writer) int {
+	env := Env{}
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			env[k] = v
+		}
+	}
+	log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if err := run(ctx, env, out, log); err != nil {
+		fmt.Fprintf(out, "lian-build: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func run(ctx context.Context, env Env, out io.Writer, log *slog.Logger) error {
+	s, err := Settings(env)
+	if err != nil {
+		return err
+	}
+	if err := s.ApplyDirectives(ctx); err != nil {
+		return err
+	}
+	req, err := s.Request()
+	if err != nil {
+		return err
+	}
+	rt, err := s.Open(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+	fmt.Fprintf(out, "lian-build: building %s as %s (push: %v)\n", req.Workspace, req.Actor, req.Build.Push)
+	req.Build.ProgressOut = out // plain: Woodpecker's log is no TTY
+	res, runErr := rt.Pipeline.Run(ctx, req)
+	frontdoor.WriteReport(out, res)
+	return runErr
+}
