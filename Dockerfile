@@ -25,6 +25,6 @@ RUN if [ -n "$RUNTIME_PACKAGES" ]; then \
       apt-get update && apt-get install -y --no-install-recommends $RUNTIME_PACKAGES && rm -rf /var/lib/apt/lists/*; \
     fi
 COPY --from=build /out/ /usr/local/bin/
-# The post step (action.yml post-entrypoint) is the same binary under another name.
-RUN ln -s lian-build-action /usr/local/bin/lian-build-action-post
+# The post step (action.yml post-entrypoint), found on PATH.
+COPY lian-build-action-post /usr/local/bin/
 ENTRYPOINT ["/usr/local/bin/lian-build-action"]

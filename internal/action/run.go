@@ -43,6 +43,22 @@ outputs go to $GITHUB_OUTPUT, the report to $GITHUB_STEP_SUMMARY.
   lian-build-action post    removes this job's runners if the build step died
 `
 
+// Request is the pipeline request the inputs and event describe.
+func Request(ctx context.Context, a *githubactions.Action) (pipeline.Request, error) {
+	gh, err := a.Context()
+	if err != nil {
+		return pipeline.Request{}, fmt.Errorf("reading the GitHub context: %w", err)
+	}
+	s, err := settings(a, gh)
+	if err != nil {
+		return pipeline.Request{}, err
+	}
+	if err := s.ApplyDirectives(ctx); err != nil {
+		return pipeline.Request{}, err
+	}
+	return s.Request()
+}
+
 func run(ctx context.Context, a *githubactions.Action, out io.Writer, log *slog.Logger) error {
 	gh, err := a.Context()
 	if err != nil {

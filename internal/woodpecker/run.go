@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/lian-build/action/internal/frontdoor"
+	"github.com/lian-build/action/internal/pipeline"
 )
 
 // Main runs the plugin with the process environment and returns the exit code.
@@ -24,6 +25,18 @@ func Main(ctx context.Context, environ []string, out io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// Request is the pipeline request the settings and CI_* describe.
+func Request(ctx context.Context, env Env) (pipeline.Request, error) {
+	s, err := Settings(env)
+	if err != nil {
+		return pipeline.Request{}, err
+	}
+	if err := s.ApplyDirectives(ctx); err != nil {
+		return pipeline.Request{}, err
+	}
+	return s.Request()
 }
 
 func run(ctx context.Context, env Env, out io.Writer, log *slog.Logger) error {

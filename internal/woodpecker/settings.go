@@ -9,6 +9,7 @@ package woodpecker
 import (
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -136,6 +137,14 @@ func Settings(env Env) (frontdoor.Settings, error) {
 	}
 	if s.Context == "" {
 		s.Context = "."
+	}
+	// Relative paths are relative to the workspace, the plugin's working directory.
+	if ws := env["CI_WORKSPACE"]; ws != "" {
+		for _, p := range []*string{&s.Context, &s.File, &s.Directives} {
+			if *p != "" && !filepath.IsAbs(*p) {
+				*p = filepath.Join(ws, *p)
+			}
+		}
 	}
 	defaults(&s, env)
 	return s, nil
