@@ -1,0 +1,102 @@
+package gateway
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/lian-build/action/internal/compute/local"
+	"github.com/lian-build/action/internal/frontdoor"
+	"github.com/lian-build/action/internal/metrics"
+)
+
+// ParseFlags reads the configuration from flags, with LIAN_GATEWAY_* environment
+// variables as defaults, and reads the secret files. Validation is Config.Validate.
+func ParseFlags(args []string, getenv func(string) string) (Config, error) {
+	env := func(k, def string) string {
+		if v := getenv("LIAN_GATEWAY_" + k); v != "" {
+			return v
+		}
+		return def
+	}
+	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var c Config
+	var secretFile, keyFile, tokenFile, branches, allow, insecure string
+	var appID string
+	fs.StringVar(&c.Listen, "listen", env("LISTEN", ":8080"), "listen address ($LIAN_GATEWAY_LISTEN)")
+	fs.StringVar(&secretFile, "webhook-secret-file", env("WEBHOOK_SECRET_FILE", ""), "file with the webhook secret (required)")
+	fs.StringVar(&appID, "app-id", env("APP_ID", ""), "GitHub App id")
+	fs.StringVar(&keyFile, "private-key-file", env("PRIVATE_KEY_FILE", ""), "GitHub App private key (PEM)")
+	fs.StringVar(&c.GitHubURL, "github-url", env("GITHUB_URL", "https://github.com"), "GitHub web and git base URL")
+	fs.StringVar(&c.GitHubAPIURL, "github-api-url", env("GITHUB_API_URL", "https://api.github.com"), "GitHub API base URL")
+	fs.StringVar(&c.DataDir, "data-dir", env("DATA_DIR", "/var/lib/lian-build/gateway"), "data directory (embedded NATS, checkouts)")
+	fs.StringVar(&c.NatsURL, "nats-url", env("NATS_URL", ""), "external NATS (empty: embedded nats-server)")
+	fs.IntVar(&c.Concurrency, "concurrency", 2, "builds at once")
+	fs.StringVar(&branches, "branches", env("BRANCHES", ""), "branches whose pushes build, comma-separated (default: the repository's default branch)")
+	fs.BoolVar(&c.Route.BuildTags, "build-tags", false, "tag pushes build too")
+	fs.StringVar(&allow, "allow", env("ALLOW", ""), "orgs or org/repo allowed, comma-separated (default: all installations)")
+	fs.StringVar(&tokenFile, "api-token-file", env("API_TOKEN_FILE", ""), "file with the bearer token of /api/v1 (absent: API off)")
+	fs.StringVar(&c.Build.Registry, "registry", env("REGISTRY", ""), "cache registry HOST[:PORT][/PREFIX]")
+	fs.StringVar(&c.Build.RegistryProvider, "registry-provider", env("REGISTRY_PROVIDER", "generic"), "zot, harbor, ghcr, dockerhub or generic")
+	fs.StringVar(&insecure, "insecure-registry", env("INSECURE_REGISTRY", ""), "plain-HTTP registries HOST:PORT, comma-separated")
+	fs.StringVar(&c.Build.ComputeProvider, "provider", env("PROVIDER", "local"), "compute provider")
+	fs.StringVar(&c.Build.Local.StateDir, "state-dir", env("STATE_DIR", local.DefaultStateDir), "local provider: runner state directory")
+	fs.StringVar(&c.Build.Local.Buildkitd, "buildkitd", env("BUILDKITD", ""), "local provider: buildkitd binary")
+	fs.StringVar(&c.Build.Local.TierMemory, "local-tier-memory", env("LOCAL_TIER_MEMORY", ""), "local provider: memory per tier")
+	fs.StringVar(&c.Build.MetricsDir, "metrics-dir", env("METRICS_DIR", metrics.DefaultDir), "unused with NATS (the history lives in JetStream)")
+	fs.DurationVar(&c.AckWait, "ack-wait", 30*time.Second, "redeliver a job whose worker is silent this long")
+	fs.DurationVar(&c.ProgressEvery, "progress-every", 10*time.Second, "at most one check run progress update per interval")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments %v", fs.Args())
+	}
+	read := func(flagName, path string) ([]byte, error) {
+		if path == "" {
+			return nil, nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", flagName, err)
+		}
+		return []byte(strings.TrimRight(string(b), "\r\n")), nil
+	}
+	var err error
+	if c.WebhookSecret, err = read("--webhook-secret-file", secretFile); err != nil {
+		return c, err
+	}
+	if c.PrivateKey, err = read("--private-key-file", keyFile); err != nil {
+		return c, err
+	}
+	tok, err := read("--api-token-file", tokenFile)
+	if err != nil {
+		return c, err
+	}
+	c.APIToken = string(tok)
+	if appID != "" {
+		if c.AppID, err = strconv.ParseInt(appID, 10, 64); err != nil {
+			return c, fmt.Errorf("--app-id %q: not a number", appID)
+		}
+	}
+	c.Route.Branches = splitComma(branches)
+	c.Route.Allow = splitComma(allow)
+	c.Build.Insecure = splitComma(insecure)
+	c.Route.Table = frontdoor.Table()
+	return c, c.Validate()
+}
+
+func splitComma(s string) []string {
+	var out []string
+	for _, x := range strings.Split(s, ",") {
+		if x = strings.TrimSpace(x); x != "" {
+			out = append(out, x)
+		}
+	}
+	return out
+}

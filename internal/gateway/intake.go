@@ -1,0 +1,118 @@
+package gateway
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+)
+
+// MaxBody is above GitHub's 25 MB payload cap.
+const MaxBody = 25<<20 + 1<<10
+
+// Intake is POST /webhooks/github: it only handles HTTP — verify, dedupe,
+// route, queue — and answers as soon as the job is durably queued.
+type Intake struct {
+	Secret  []byte
+	Queue   *Queue
+	Route   RouteConfig
+	Log     *slog.Logger
+	Metrics *Metrics
+	// Closed stops intake during shutdown (503).
+	Closed func() bool
+}
+
+// VerifySignature checks X-Hub-Signature-256 (HMAC-SHA256 of the raw body) in constant time.
+func VerifySignature(secret, body []byte, header string) bool {
+	sig, ok := strings.CutPrefix(header, "sha256=")
+	if !ok {
+		return false
+	}
+	got, err := hex.DecodeString(sig)
+	if err != nil {
+		return false
+	}
+	mac := hmac.New(sha256.New, secret)
+	mac.Write(body)
+	return hmac.Equal(got, mac.Sum(nil))
+}
+
+// Sign is the X-Hub-Signature-256 value of body.
+func Sign(secret, body []byte) string {
+	mac := hmac.New(sha256.New, secret)
+	mac.Write(body)
+	return "sha256=" + hex.EncodeToString(mac.Sum(nil))
+}
+
+func (in *Intake) Handle(c echo.Context) error {
+	start := time.Now()
+	req := c.Request()
+	event, delivery := req.Header.Get("X-GitHub-Event"), req.Header.Get("X-GitHub-Delivery")
+	log := in.Log.With("delivery_id", delivery, "event", event)
+	outcome := "error"
+	defer func() { in.Metrics.Delivery(event, outcome, time.Since(start)) }()
+	reply := func(code int, o, msg string) error {
+		outcome = o
+		if code >= 400 {
+			log.Warn("delivery refused", "status", code, "reason", msg)
+		} else {
+			log.Info("delivery", "status", code, "outcome", o, "detail", msg)
+		}
+		return c.JSON(code, map[string]string{"status": o, "message": msg})
+	}
+	if in.Closed != nil && in.Closed() {
+		return reply(http.StatusServiceUnavailable, "shutting_down", "the gateway is shutting down; GitHub will redeliver")
+	}
+	if event == "" {
+		return reply(http.StatusBadRequest, "bad_request", "missing header X-GitHub-Event")
+	}
+	if delivery == "" {
+		return reply(http.StatusBadRequest, "bad_request", "missing header X-GitHub-Delivery")
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), req.Body, MaxBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return reply(http.StatusRequestEntityTooLarge, "too_large", "body larger than 25 MB")
+		}
+		return reply(http.StatusBadRequest, "bad_request", "reading the body: "+err.Error())
+	}
+	sig := req.Header.Get("X-Hub-Signature-256")
+	if sig == "" {
+		return reply(http.StatusUnauthorized, "unauthorized", "missing header X-Hub-Signature-256")
+	}
+	if !VerifySignature(in.Secret, body, sig) {
+		return reply(http.StatusUnauthorized, "unauthorized", "X-Hub-Signature-256 does not match the body")
+	}
+	d, err := Route(event, delivery, body, in.Route)
+	if err != nil {
+		return reply(http.StatusBadRequest, "bad_request", err.Error())
+	}
+	if event == "ping" {
+		return reply(http.StatusOK, "pong", "pong")
+	}
+	ctx, cancel := context.WithTimeout(req.Context(), 10*time.Second)
+	defer cancel()
+	if err := in.Queue.Accept(ctx, delivery); errors.Is(err, ErrDuplicate) {
+		return reply(http.StatusOK, "duplicate", "delivery "+delivery+" was already accepted")
+	} else if err != nil {
+		return reply(http.StatusServiceUnavailable, "unavailable", "recording the delivery: "+err.Error())
+	}
+	if d.Job == nil {
+		return reply(http.StatusOK, "ignored", d.Ignore)
+	}
+	if err := in.Queue.Enqueue(ctx, *d.Job); err != nil {
+		in.Queue.Forget(context.WithoutCancel(ctx), delivery)
+		return reply(http.StatusServiceUnavailable, "unavailable", "queuing: "+err.Error())
+	}
+	log.Info("queued", "build_id", d.Job.BuildID, "kind", d.Job.Kind, "repo", d.Job.Owner+"/"+d.Job.Repo)
+	return reply(http.StatusAccepted, "queued", "build "+d.Job.BuildID)
+}

@@ -1,0 +1,274 @@
+package gateway
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/lian-build/action/internal/checks"
+	"github.com/lian-build/action/internal/frontdoor"
+	"github.com/lian-build/action/internal/metrics"
+	"github.com/lian-build/action/internal/pipeline"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// Config is the gateway's validated configuration.
+type Config struct {
+	Listen        string
+	WebhookSecret []byte
+	AppID         int64
+	PrivateKey    []byte
+	GitHubURL     string // web and git base (GHES, tests)
+	GitHubAPIURL  string
+	DataDir       string
+	NatsURL       string // "" = embedded nats-server in DataDir
+	Concurrency   int
+	AckWait       time.Duration
+	Route         RouteConfig
+	Build         frontdoor.Settings // registry, provider and local settings for every build
+	APIToken      string             // protects /api/v1; "" disables the API
+	ReapEvery     time.Duration
+	ProgressEvery time.Duration
+	// Exec replaces the pipeline (the intake benchmark counts jobs instead of building).
+	Exec Executor
+	// Ready, if set, receives the listening address.
+	Ready func(addr string)
+}
+
+// Validate checks the configuration once, at start.
+func (c *Config) Validate() error {
+	var errs []error
+	if len(c.WebhookSecret) == 0 {
+		errs = append(errs, errors.New("a webhook secret is required (--webhook-secret-file): unsigned deliveries are never accepted"))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("--data-dir is required"))
+	}
+	for name, u := range map[string]string{"--github-url": c.GitHubURL, "--github-api-url": c.GitHubAPIURL} {
+		if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+			errs = append(errs, fmt.Errorf("%s %q: want an http(s) URL", name, u))
+		}
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = 2
+	}
+	if c.AckWait <= 0 {
+		c.AckWait = 30 * time.Second
+	}
+	if c.ReapEvery <= 0 {
+		c.ReapEvery = 10 * time.Minute
+	}
+	if c.Route.Table == nil {
+		c.Route.Table = frontdoor.Table()
+	}
+	return errors.Join(errs...)
+}
+
+// Run serves until ctx ends, then shuts down in order: intake closes (503),
+// workers stop and requeue what runs (runners destroyed), connections drain.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return err
+	}
+	natsURL := cfg.NatsURL
+	if natsURL == "" {
+		ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true,
+			StoreDir: filepath.Join(cfg.DataDir, "nats"), NoSigs: true, NoLog: true})
+		if err != nil {
+			return fmt.Errorf("embedded nats-server: %w", err)
+		}
+		go ns.Start()
+		if !ns.ReadyForConnections(15 * time.Second) {
+			return errors.New("embedded nats-server did not start")
+		}
+		defer ns.Shutdown()
+		natsURL = ns.ClientURL()
+	}
+	nc, err := nats.Connect(natsURL, nats.Name("lian-build gateway"), nats.MaxReconnects(-1))
+	if err != nil {
+		return fmt.Errorf("--nats-url: %w", err)
+	}
+	defer nc.Drain()
+	q, err := OpenQueue(ctx, nc, cfg.AckWait)
+	if err != nil {
+		return err
+	}
+	app, err := checks.NewApp(cfg.AppID, cfg.PrivateKey, cfg.GitHubAPIURL)
+	if err != nil {
+		return err
+	}
+	m := NewMetrics(func() float64 {
+		d, _ := q.Depth(context.Background())
+		return float64(d)
+	})
+
+	bs := cfg.Build
+	if bs.NatsURL == "" {
+		bs.NatsURL = natsURL // events and the shared P95 history on the same NATS
+	}
+	rt, err := bs.Open(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+	exec := cfg.Exec
+	if exec == nil {
+		exec = PipelineExecutor{Pipeline: rt.Pipeline, Base: bs}
+	}
+	// Runners of a gateway that died are removed before any build starts.
+	if removed, err := rt.Provider.GC(ctx); err != nil {
+		log.Warn("reaping orphaned runners", "err", err)
+	} else if len(removed) > 0 {
+		log.Info("reaped orphaned runners", "count", len(removed))
+	}
+	work := filepath.Join(cfg.DataDir, "work")
+	if err := os.MkdirAll(work, 0o700); err != nil {
+		return err
+	}
+	w := &Worker{Queue: q, GitHub: app, Exec: exec, GitURL: cfg.GitHubURL, Concurrency: cfg.Concurrency,
+		Table: cfg.Route.Table, Provider: "local", WorkDir: work, ProgressEvery: cfg.ProgressEvery, Log: log, Metrics: m}
+
+	var closed atomic.Bool
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	in := &Intake{Secret: cfg.WebhookSecret, Queue: q, Route: cfg.Route, Log: log, Metrics: m, Closed: closed.Load}
+	e.POST("/webhooks/github", in.Handle)
+	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
+	e.GET("/readyz", func(c echo.Context) error {
+		if closed.Load() || !nc.IsConnected() {
+			return c.String(http.StatusServiceUnavailable, "not ready\n")
+		}
+		return c.String(http.StatusOK, "ready\n")
+	})
+	e.GET("/metrics", func(c echo.Context) error {
+		c.Response().Header().Set("Content-Type", "text/plain; version=0.0.4")
+		m.Write(c.Response())
+		return nil
+	})
+	api := &api{rec: rt.Recorder, token: cfg.APIToken}
+	g := e.Group("/api/v1", api.auth)
+	g.POST("/metrics", api.postMetrics)
+	g.GET("/p95", api.getP95)
+	g.POST("/approvals/:workspace", api.approve(true))
+	g.DELETE("/approvals/:workspace", api.approve(false))
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	if cfg.Ready != nil {
+		cfg.Ready(ln.Addr().String())
+	}
+	log.Info("gateway listening", "addr", ln.Addr().String(), "nats", natsURL)
+	e.Listener = ln
+	srvErr := make(chan error, 1)
+	go func() { srvErr <- e.Start("") }()
+	wctx, stopWorkers := context.WithCancel(context.WithoutCancel(ctx))
+	workersDone := make(chan error, 1)
+	go func() { workersDone <- w.Run(wctx) }()
+	go reap(wctx, rt, cfg.ReapEvery, log)
+
+	select {
+	case <-ctx.Done():
+	case err := <-srvErr:
+		stopWorkers()
+		return err
+	}
+	log.Info("shutting down: intake closed, requeuing running builds")
+	closed.Store(true)
+	stopWorkers()
+	<-workersDone
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return e.Shutdown(sctx)
+}
+
+func reap(ctx context.Context, rt *frontdoor.Runtime, every time.Duration, log *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := rt.Provider.GC(ctx); err != nil {
+				log.Warn("reaping orphaned runners", "err", err)
+			}
+		}
+	}
+}
+
+// api is /api/v1: metrics samples, P95 and approvals, behind a bearer token.
+type api struct {
+	rec   metrics.Recorder
+	token string
+}
+
+func (a *api) auth(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		got, _ := strings.CutPrefix(c.Request().Header.Get("Authorization"), "Bearer ")
+		if a.token == "" || subtle.ConstantTimeCompare([]byte(got), []byte(a.token)) != 1 {
+			return c.JSON(http.StatusUnauthorized, map[string]string{"message": "a valid Authorization: Bearer token is required"})
+		}
+		return next(c)
+	}
+}
+
+type sampleIn struct {
+	Workspace   string  `json:"workspace"`
+	BuildID     string  `json:"build_id"`
+	Tier        string  `json:"tier"`
+	CPUP95      float64 `json:"cpu_p95"`
+	MemP95Bytes uint64  `json:"mem_p95_bytes"`
+	DurationMS  int64   `json:"duration_ms"`
+}
+
+func (a *api) postMetrics(c echo.Context) error {
+	var in sampleIn
+	dec := json.NewDecoder(http.MaxBytesReader(c.Response(), c.Request().Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&in); err != nil {
+		return c.JSON(http.StatusBadRequest, map[string]string{"message": "body: " + err.Error()})
+	}
+	res := pipeline.Result{BuildID: in.BuildID, Outcome: pipeline.OutcomeSuccess, Tier: in.Tier, DurationMS: in.DurationMS, FinishedAt: time.Now()}
+	if err := a.rec.Record(c.Request().Context(), in.Workspace, pipeline.Usage{Samples: 1, CPUP95: in.CPUP95, MemP95Bytes: in.MemP95Bytes}, res); err != nil {
+		return c.JSON(http.StatusBadRequest, map[string]string{"message": err.Error()})
+	}
+	return c.JSON(http.StatusAccepted, map[string]string{"status": "recorded"})
+}
+
+func (a *api) getP95(c echo.Context) error {
+	ws := c.QueryParam("workspace")
+	if ws == "" {
+		return c.JSON(http.StatusBadRequest, map[string]string{"message": "query parameter workspace is required"})
+	}
+	u, ok, err := a.rec.P95(c.Request().Context(), ws)
+	if err != nil {
+		return c.JSON(http.StatusInternalServerError, map[string]string{"message": err.Error()})
+	}
+	return c.JSON(http.StatusOK, map[string]any{"workspace": ws, "enough_samples": ok, "cpu_p95": u.CPU, "mem_p95_gb": u.MemoryGB, "samples": u.Samples, "approved": u.Approved})
+}
+
+func (a *api) approve(on bool) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if err := a.rec.SetApproved(c.Request().Context(), c.Param("workspace"), on); err != nil {
+			return c.JSON(http.StatusBadRequest, map[string]string{"message": err.Error()})
+		}
+		return c.JSON(http.StatusOK, map[string]any{"workspace": c.Param("workspace"), "approved": on})
+	}
+}

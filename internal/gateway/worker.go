@@ -1,0 +1,340 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/lian-build/action/internal/checks"
+	"github.com/lian-build/action/internal/pipeline"
+	"github.com/lian-build/action/internal/sizing"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// GitHub is what the worker asks of GitHub (checks.App in production, an
+// httptest fake API in tests — the same client either way).
+type GitHub interface {
+	CreateCheckRun(ctx context.Context, inst int64, owner, repo string, cr checks.CheckRun) (int64, error)
+	UpdateCheckRun(ctx context.Context, inst int64, owner, repo string, id int64, cr checks.CheckRun) error
+	PullRequestHead(ctx context.Context, inst int64, owner, repo string, n int) (string, bool, error)
+	Permission(ctx context.Context, inst int64, owner, repo, user string) (string, error)
+	React(ctx context.Context, inst int64, owner, repo string, commentID int64, content string) error
+	Comment(ctx context.Context, inst int64, owner, repo string, n int, body string) error
+	Token(ctx context.Context, inst int64) (string, error)
+}
+
+// Executor runs a job's build on a checked-out source directory.
+type Executor interface {
+	Execute(ctx context.Context, job Job, dir string, progress io.Writer) (pipeline.Result, error)
+}
+
+// Worker takes jobs off the queue.
+type Worker struct {
+	Queue         *Queue
+	GitHub        GitHub
+	Exec          Executor
+	GitURL        string
+	Concurrency   int
+	Table         sizing.Table
+	Provider      string
+	WorkDir       string
+	ProgressEvery time.Duration
+	Log           *slog.Logger
+	Metrics       *Metrics
+
+	mu       sync.Mutex
+	branches map[string]context.CancelCauseFunc
+}
+
+var errSuperseded = errors.New("superseded by a newer push to the same branch")
+
+// Run processes jobs until ctx ends; then it stops fetching, cancels what is
+// running (the pipeline destroys the runners) and leaves those jobs to be
+// redelivered (durable queue), and returns when they have stopped.
+func (w *Worker) Run(ctx context.Context) error {
+	if w.Concurrency <= 0 {
+		w.Concurrency = 2
+	}
+	if w.ProgressEvery <= 0 {
+		w.ProgressEvery = 10 * time.Second
+	}
+	w.branches = map[string]context.CancelCauseFunc{}
+	slots := make(chan struct{}, w.Concurrency)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case slots <- struct{}{}:
+		}
+		batch, err := w.Queue.consumer.Fetch(1, jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			<-slots
+			if ctx.Err() != nil {
+				return nil
+			}
+			w.Log.Warn("fetching jobs", "err", err)
+			time.Sleep(time.Second)
+			continue
+		}
+		got := false
+		for msg := range batch.Messages() {
+			got = true
+			wg.Add(1)
+			go func(msg jetstream.Msg) {
+				defer wg.Done()
+				defer func() { <-slots }()
+				w.handle(ctx, msg)
+			}(msg)
+		}
+		if !got {
+			<-slots
+		}
+	}
+}
+
+func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
+	var job Job
+	if err := json.Unmarshal(msg.Data(), &job); err != nil {
+		w.Log.Error("unreadable job; dropped", "err", err)
+		_ = msg.Term()
+		return
+	}
+	log := w.Log.With("delivery_id", job.DeliveryID, "build_id", job.BuildID, "repo", job.Owner+"/"+job.Repo)
+	// Tell JetStream the job is alive while it runs: a gateway killed mid-build
+	// stops these, and the job is delivered again after AckWait.
+	hb, stopHB := context.WithCancel(ctx)
+	defer stopHB()
+	go func() {
+		t := time.NewTicker(max(w.Queue.ackWait/3, 100*time.Millisecond))
+		defer t.Stop()
+		for {
+			select {
+			case <-hb.Done():
+				return
+			case <-t.C:
+				_ = msg.InProgress()
+			}
+		}
+	}()
+	err := w.process(ctx, log, job)
+	switch {
+	case err == nil:
+		_ = msg.Ack()
+	case ctx.Err() != nil:
+		// Shutting down: requeue now rather than after AckWait.
+		log.Info("requeued at shutdown")
+		_ = msg.Nak()
+	default:
+		log.Error("job failed; will be retried", "err", err)
+		_ = msg.NakWithDelay(10 * time.Second)
+	}
+}
+
+func (w *Worker) process(ctx context.Context, log *slog.Logger, job Job) error {
+	st, _, err := w.Queue.State(ctx, job.BuildID)
+	if err != nil {
+		return err
+	}
+	if st.Done {
+		log.Info("already done; acknowledged again")
+		return nil
+	}
+	st.Job = job
+	switch job.Kind {
+	case JobReply:
+		if err := w.GitHub.React(ctx, job.Installation, job.Owner, job.Repo, job.CommentID, "eyes"); err != nil {
+			log.Warn("reaction", "err", err)
+		}
+		if err := w.GitHub.Comment(ctx, job.Installation, job.Owner, job.Repo, job.PR, job.Reply); err != nil {
+			return err
+		}
+		st.Done = true
+		return w.Queue.SaveState(ctx, job.BuildID, st)
+	case JobComment:
+		if err := w.GitHub.React(ctx, job.Installation, job.Owner, job.Repo, job.CommentID, "eyes"); err != nil {
+			log.Warn("reaction", "err", err)
+		}
+		perm, err := w.GitHub.Permission(ctx, job.Installation, job.Owner, job.Repo, job.Commenter)
+		if err != nil {
+			return err
+		}
+		if refusal := shouldRefuseRebuild(perm, job.Association); refusal != "" {
+			return w.refuse(ctx, job, st, "@"+job.Commenter+" "+refusal)
+		}
+		sha, fork, err := w.GitHub.PullRequestHead(ctx, job.Installation, job.Owner, job.Repo, job.PR)
+		if err != nil {
+			return err
+		}
+		if fork {
+			return w.refuse(ctx, job, st, "This pull request comes from a fork: lian-build does not build fork code with the repository's credentials and caches.")
+		}
+		// Pinned to the head as it is now; later pushes do not change this build.
+		job.SHA, job.Ref = sha, fmt.Sprintf("refs/pull/%d/head", job.PR)
+	case JobRebuild:
+		if prev, ok, err := w.Queue.State(ctx, job.RebuildOf); err == nil && ok {
+			job.Actor, job.Ref, job.PR = prev.Job.Actor, prev.Job.Ref, prev.Job.PR
+			if job.Tier == "" {
+				job.Tier = prev.Job.Tier
+			}
+		} else if job.Actor == "" {
+			job.Actor = "ci"
+		}
+	case JobPush:
+	default:
+		return fmt.Errorf("unknown job kind %q", job.Kind)
+	}
+	st.Job = job
+	return w.build(ctx, log, job, st)
+}
+
+// shouldRefuseRebuild decides from the permission API (and, as a fallback, the
+// author association) whether a commenter may start a build; "" means yes.
+func shouldRefuseRebuild(permission, association string) string {
+	switch permission {
+	case "admin", "maintain", "write":
+		return ""
+	}
+	if permission == "" && (association == "OWNER" || association == "MEMBER" || association == "COLLABORATOR") {
+		return ""
+	}
+	return "only people with write access to this repository can start lian-build builds."
+}
+
+func (w *Worker) refuse(ctx context.Context, job Job, st BuildState, msg string) error {
+	if err := w.GitHub.Comment(ctx, job.Installation, job.Owner, job.Repo, job.PR, msg); err != nil {
+		return err
+	}
+	st.Done = true
+	return w.Queue.SaveState(ctx, job.BuildID, st)
+}
+
+func (w *Worker) build(ctx context.Context, log *slog.Logger, job Job, st BuildState) error {
+	gh := w.GitHub
+	var err error
+	if st.CheckRunID == 0 {
+		st.CheckRunID, err = gh.CreateCheckRun(ctx, job.Installation, job.Owner, job.Repo, checks.CheckRun{HeadSHA: job.SHA, ExternalID: job.BuildID, Status: "queued"})
+		if err != nil {
+			return err
+		}
+		if err := w.Queue.SaveState(ctx, job.BuildID, st); err != nil {
+			return err
+		}
+	}
+	bctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	if key := job.BranchKey(); key != "" {
+		w.mu.Lock()
+		if older, ok := w.branches[key]; ok {
+			older(errSuperseded)
+		}
+		w.branches[key] = cancel
+		w.mu.Unlock()
+		defer func() {
+			w.mu.Lock()
+			if w.branches[key] != nil {
+				delete(w.branches, key)
+			}
+			w.mu.Unlock()
+		}()
+	}
+	inProgress := checks.CheckRun{HeadSHA: job.SHA, ExternalID: job.BuildID, Status: "in_progress", Title: "building", Summary: fmt.Sprintf("Building `%s` as `%s`.", short(job.SHA), job.Actor)}
+	if err := gh.UpdateCheckRun(ctx, job.Installation, job.Owner, job.Repo, st.CheckRunID, inProgress); err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp(w.WorkDir, "src-"+job.BuildID+"-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	token, err := gh.Token(ctx, job.Installation)
+	if err != nil {
+		return fmt.Errorf("installation token: %w", err)
+	}
+	if err := Fetch(bctx, w.GitURL, job.Owner, job.Repo, job.SHA, token, dir); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return w.complete(ctx, job, st, pipeline.Result{BuildID: job.BuildID, Outcome: pipeline.OutcomeError, Error: err.Error()})
+	}
+	progress := &throttledProgress{every: w.ProgressEvery, flush: func(tail string) {
+		upd := inProgress
+		upd.Text = "```\n" + tail + "\n```"
+		_ = gh.UpdateCheckRun(ctx, job.Installation, job.Owner, job.Repo, st.CheckRunID, upd)
+	}}
+	log.Info("build starting", "sha", job.SHA, "actor", job.Actor, "tier", job.Tier)
+	res, runErr := w.Exec.Execute(bctx, job, dir, progress)
+	if ctx.Err() != nil {
+		return ctx.Err() // gateway stopping: the job is redone, with the same check run
+	}
+	if errors.Is(context.Cause(bctx), errSuperseded) {
+		res.Outcome, res.Error = pipeline.OutcomeCanceled, errSuperseded.Error()
+	} else if runErr != nil && res.Error == "" {
+		res.Error = runErr.Error()
+	}
+	log.Info("build finished", "outcome", res.Outcome, "tier", res.Tier, "oom_retries", res.OOMRetries)
+	w.Metrics.Build(string(res.Outcome), res.Tier, res.OOMRetries, res.StepsTotal, res.StepsCached, time.Duration(res.DurationMS)*time.Millisecond)
+	return w.complete(ctx, job, st, res)
+}
+
+func (w *Worker) complete(ctx context.Context, job Job, st BuildState, res pipeline.Result) error {
+	path := "Dockerfile"
+	if res.Failure != nil && res.Failure.File != "" {
+		path = filepath.ToSlash(res.Failure.File)
+	}
+	cr := checks.CheckRun{
+		HeadSHA: job.SHA, ExternalID: job.BuildID, Status: "completed", Conclusion: checks.Conclusion(res),
+		Title: checks.Title(res), Summary: checks.Summary(res, w.Provider), Text: checks.Text(res),
+		Annotations: checks.Annotations(res, path), Actions: checks.Actions(res, w.Table),
+	}
+	if res.Tier == "" {
+		cr.Title = "could not build"
+	}
+	if err := w.GitHub.UpdateCheckRun(ctx, job.Installation, job.Owner, job.Repo, st.CheckRunID, cr); err != nil {
+		return err
+	}
+	st.Done, st.Conclusion = true, cr.Conclusion
+	return w.Queue.SaveState(ctx, job.BuildID, st)
+}
+
+func short(sha string) string {
+	if len(sha) > 12 {
+		return sha[:12]
+	}
+	return sha
+}
+
+// throttledProgress keeps the log tail and hands it to flush at most once per interval.
+type throttledProgress struct {
+	mu    sync.Mutex
+	buf   []byte
+	last  time.Time
+	every time.Duration
+	flush func(tail string)
+}
+
+func (p *throttledProgress) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	p.buf = append(p.buf, b...)
+	if len(p.buf) > 16<<10 {
+		p.buf = p.buf[len(p.buf)-16<<10:]
+	}
+	due := time.Since(p.last) >= p.every
+	if due {
+		p.last = time.Now()
+	}
+	tail := string(p.buf)
+	p.mu.Unlock()
+	if due && p.flush != nil {
+		go p.flush(tail)
+	}
+	return len(b), nil
+}
