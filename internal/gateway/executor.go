@@ -42,6 +42,9 @@ func (e PipelineExecutor) Execute(ctx context.Context, job Job, dir string, prog
 	if s.Workspace == "" {
 		s.Workspace = frontdoor.DefaultWorkspace(job.Repo)
 	}
+	// The directives' artifact image is built by every job and pushed by CI only:
+	// a session's image stays on its runner.
+	s.Push = len(s.Tags) > 0 && job.Actor == "ci"
 	req, err := s.Request()
 	if err != nil {
 		return pipeline.Result{BuildID: job.BuildID, Outcome: pipeline.OutcomeError, Error: err.Error()}, err

@@ -1,0 +1,330 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cgi"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lian-build/action/internal/frontdoor"
+	"github.com/lian-build/action/internal/testenv"
+)
+
+const testSecret = "webhook-s3cret"
+
+// fakeGitHub is an httptest GitHub API: the endpoints the gateway uses, and a
+// record of every call. Installation tokens are checked on every API call.
+type fakeGitHub struct {
+	srv *httptest.Server
+	mu  sync.Mutex
+
+	calls      []string
+	checkRuns  map[int64][]map[string]any // id → every create/update body
+	comments   []string
+	reactions  []string
+	permission map[string]string // user → permission
+	prHead     string
+	prFork     bool
+	nextID     int64
+	completed  chan int64
+	tokensSeen int
+}
+
+func newFakeGitHub(t *testing.T) *fakeGitHub {
+	f := &fakeGitHub{checkRuns: map[int64][]map[string]any{}, permission: map[string]string{}, completed: make(chan int64, 100), nextID: 1000}
+	mux := http.NewServeMux()
+	body := func(r *http.Request) map[string]any {
+		var m map[string]any
+		_ = json.NewDecoder(r.Body).Decode(&m)
+		return m
+	}
+	authed := func(h http.HandlerFunc) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			if r.Header.Get("Authorization") != "token ghs_installation_token" {
+				http.Error(w, `{"message":"Bad credentials"}`, http.StatusUnauthorized)
+				return
+			}
+			f.mu.Lock()
+			f.calls = append(f.calls, r.Method+" "+r.URL.Path)
+			f.mu.Unlock()
+			h(w, r)
+		}
+	}
+	mux.HandleFunc("POST /app/installations/{id}/access_tokens", func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasPrefix(r.Header.Get("Authorization"), "Bearer ") {
+			http.Error(w, "JWT required", http.StatusUnauthorized)
+			return
+		}
+		f.mu.Lock()
+		f.tokensSeen++
+		f.mu.Unlock()
+		w.WriteHeader(http.StatusCreated)
+		fmt.Fprintf(w, `{"token":"ghs_installation_token","expires_at":%q}`, time.Now().Add(time.Hour).UTC().Format(time.RFC3339))
+	})
+	mux.HandleFunc("POST /repos/{o}/{r}/check-runs", authed(func(w http.ResponseWriter, r *http.Request) {
+		b := body(r)
+		f.mu.Lock()
+		f.nextID++
+		id := f.nextID
+		f.checkRuns[id] = append(f.checkRuns[id], b)
+		f.mu.Unlock()
+		w.WriteHeader(http.StatusCreated)
+		fmt.Fprintf(w, `{"id":%d,"name":"lian-build","head_sha":%q}`, id, b["head_sha"])
+	}))
+	mux.HandleFunc("PATCH /repos/{o}/{r}/check-runs/{id}", authed(func(w http.ResponseWriter, r *http.Request) {
+		var id int64
+		fmt.Sscan(r.PathValue("id"), &id)
+		b := body(r)
+		f.mu.Lock()
+		f.checkRuns[id] = append(f.checkRuns[id], b)
+		f.mu.Unlock()
+		if b["status"] == "completed" {
+			f.completed <- id
+		}
+		fmt.Fprintf(w, `{"id":%d}`, id)
+	}))
+	mux.HandleFunc("GET /repos/{o}/{r}/pulls/{n}", authed(func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		head, fork := f.prHead, f.prFork
+		f.mu.Unlock()
+		headRepo := r.PathValue("o") + "/" + r.PathValue("r")
+		if fork {
+			headRepo = "forker/" + r.PathValue("r")
+		}
+		fmt.Fprintf(w, `{"number":1,"head":{"sha":%q,"repo":{"full_name":%q}},"base":{"repo":{"full_name":"%s/%s"}}}`, head, headRepo, r.PathValue("o"), r.PathValue("r"))
+	}))
+	mux.HandleFunc("GET /repos/{o}/{r}/collaborators/{u}/permission", authed(func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		p, ok := f.permission[r.PathValue("u")]
+		f.mu.Unlock()
+		if !ok {
+			p = "read"
+		}
+		fmt.Fprintf(w, `{"permission":%q}`, p)
+	}))
+	mux.HandleFunc("POST /repos/{o}/{r}/issues/comments/{id}/reactions", authed(func(w http.ResponseWriter, r *http.Request) {
+		b := body(r)
+		f.mu.Lock()
+		f.reactions = append(f.reactions, fmt.Sprintf("%s:%v", r.PathValue("id"), b["content"]))
+		f.mu.Unlock()
+		w.WriteHeader(http.StatusCreated)
+		fmt.Fprint(w, `{"id":1}`)
+	}))
+	mux.HandleFunc("POST /repos/{o}/{r}/issues/{n}/comments", authed(func(w http.ResponseWriter, r *http.Request) {
+		b := body(r)
+		f.mu.Lock()
+		f.comments = append(f.comments, fmt.Sprint(b["body"]))
+		f.mu.Unlock()
+		w.WriteHeader(http.StatusCreated)
+		fmt.Fprint(w, `{"id":1}`)
+	}))
+	f.srv = httptest.NewServer(mux)
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+func (f *fakeGitHub) waitCompleted(t *testing.T) map[string]any {
+	t.Helper()
+	select {
+	case id := <-f.completed:
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		runs := f.checkRuns[id]
+		return runs[len(runs)-1]
+	case <-time.After(3 * time.Minute):
+		t.Fatal("no check run completed")
+	}
+	return nil
+}
+
+func (f *fakeGitHub) snapshot() (runs int, comments []string, reactions []string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.checkRuns), append([]string(nil), f.comments...), append([]string(nil), f.reactions...)
+}
+
+// gitServer serves bare repositories through git http-backend (smart HTTP).
+type gitServer struct {
+	srv  *httptest.Server
+	root string
+	work string
+}
+
+func newGitServer(t *testing.T) *gitServer {
+	g := &gitServer{root: t.TempDir(), work: t.TempDir()}
+	bare := filepath.Join(g.root, "Codertocat", "Hello-World.git")
+	git(t, "", "init", "-q", "--bare", bare)
+	git(t, bare, "config", "uploadpack.allowAnySHA1InWant", "true")
+	git(t, bare, "config", "http.receivepack", "false")
+	git(t, "", "init", "-q", "-b", "master", g.work)
+	git(t, g.work, "remote", "add", "origin", bare)
+	h := &cgi.Handler{Path: "/usr/lib/git-core/git-http-backend", Env: []string{"GIT_PROJECT_ROOT=" + g.root, "GIT_HTTP_EXPORT_ALL=1"}}
+	g.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") == "" {
+			w.Header().Set("WWW-Authenticate", `Basic realm="git"`)
+			http.Error(w, "auth required (private repository)", http.StatusUnauthorized)
+			return
+		}
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(g.srv.Close)
+	return g
+}
+
+// commit writes files, commits and pushes to the served repository; it returns the SHA.
+func (g *gitServer) commit(t *testing.T, files map[string]string) string {
+	for name, content := range files {
+		p := filepath.Join(g.work, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	git(t, g.work, "add", "-A")
+	git(t, g.work, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "--allow-empty", "-m", "test")
+	git(t, g.work, "push", "-q", "origin", "master")
+	return strings.TrimSpace(git(t, g.work, "rev-parse", "HEAD"))
+}
+
+func git(t *testing.T, dir string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("git", args...)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("git %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
+
+func testKey(t testing.TB) []byte {
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(k)})
+}
+
+type gw struct {
+	url    string
+	gh     *fakeGitHub
+	git    *gitServer
+	reg    *testenv.Registry
+	state  string
+	cancel context.CancelFunc
+	done   chan error
+	logs   *bytes.Buffer
+}
+
+// startGateway runs a real gateway (embedded JetStream, local runners) against the fakes.
+func startGateway(t *testing.T, tierMemory string, exec Executor) *gw {
+	t.Helper()
+	bk := testenv.Require(t)
+	g := &gw{gh: newFakeGitHub(t), git: newGitServer(t), reg: testenv.StartRegistry(t), state: filepath.Join(t.TempDir(), "runners"), logs: &bytes.Buffer{}}
+	cfg := Config{
+		Listen: "127.0.0.1:0", WebhookSecret: []byte(testSecret), AppID: 42, PrivateKey: testKey(t),
+		GitHubURL: g.git.srv.URL, GitHubAPIURL: g.gh.srv.URL, DataDir: t.TempDir(), Concurrency: 2,
+		AckWait: 5 * time.Second, ProgressEvery: time.Second, Exec: exec,
+		Build: frontdoor.Settings{
+			Registry: g.reg.Host, Insecure: []string{g.reg.Host},
+			BuildContexts: []string{"base=oci-layout://" + testenv.BaseLayout(t)},
+			Local:         frontdoor.LocalSettings{StateDir: g.state, Buildkitd: bk, TierMemory: tierMemory},
+		},
+	}
+	ready := make(chan string, 1)
+	cfg.Ready = func(addr string) { ready <- addr }
+	ctx, cancel := context.WithCancel(context.Background())
+	g.cancel, g.done = cancel, make(chan error, 1)
+	log := slog.New(slog.NewJSONHandler(&syncWriter{w: g.logs}, nil))
+	go func() { g.done <- Run(ctx, cfg, log) }()
+	select {
+	case addr := <-ready:
+		g.url = "http://" + addr
+	case err := <-g.done:
+		t.Fatalf("gateway did not start: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("gateway did not start")
+	}
+	t.Cleanup(func() {
+		cancel()
+		<-g.done
+		testenv.AssertNoRunners(t, g.state)
+	})
+	return g
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
+
+// post sends a signed delivery (signature "" = sign it; "-" = no header).
+func (g *gw) post(t *testing.T, event, delivery string, body []byte, signature string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, g.url+"/webhooks/github", bytes.NewReader(body))
+	if event != "" {
+		req.Header.Set("X-GitHub-Event", event)
+	}
+	if delivery != "" {
+		req.Header.Set("X-GitHub-Delivery", delivery)
+	}
+	switch signature {
+	case "":
+		req.Header.Set("X-Hub-Signature-256", Sign([]byte(testSecret), body))
+	case "-":
+	default:
+		req.Header.Set("X-Hub-Signature-256", signature)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func pushPayload(t *testing.T, sha string) []byte {
+	return fixture(t, "push/with-installation.payload.json", func(m map[string]any) {
+		m["ref"], m["after"], m["deleted"] = "refs/heads/master", sha, false
+	})
+}
+
+func commentPayload(t *testing.T, body string, mut func(map[string]any)) []byte {
+	return fixture(t, "issue_comment/created.with-installation.payload.json", func(m map[string]any) {
+		obj(m, "comment")["body"] = body
+		obj(m, "issue")["pull_request"] = map[string]any{"url": "https://api.github.com/repos/Codertocat/Hello-World/pulls/1"}
+		if mut != nil {
+			mut(m)
+		}
+	})
+}
+
+func output(run map[string]any) map[string]any {
+	o, _ := run["output"].(map[string]any)
+	return o
+}

@@ -1,0 +1,188 @@
+package gateway
+
+import (
+	"encoding/json"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/lian-build/action/internal/sizing"
+)
+
+func TestParseCommand(t *testing.T) {
+	tests := []struct {
+		body string
+		cmd  Command
+		ok   bool
+	}{
+		{"/lian rebuild", Command{Verb: "rebuild"}, true},
+		{"/lian rebuild cax31", Command{Verb: "rebuild", Arg: "cax31"}, true},
+		{"Looks good.\n\n/lian rebuild CAX41\nthanks", Command{Verb: "rebuild", Arg: "cax41"}, true},
+		{"/lian", Command{Verb: "help"}, true},
+		{"/lian help", Command{Verb: "help"}, true},
+		{"/lian frobnicate", Command{Verb: "frobnicate"}, true},
+		{"```\n/lian rebuild\n```", Command{}, false},
+		{"~~~sh\n/lian rebuild\n~~~\n", Command{}, false},
+		{"    /lian rebuild", Command{}, false},
+		{"> /lian rebuild", Command{}, false},
+		{"please run /lian rebuild", Command{}, false},
+		{"/lianrebuild", Command{}, false},
+		{"", Command{}, false},
+		{"```\nunterminated\n/lian rebuild", Command{}, false},
+	}
+	for _, tt := range tests {
+		cmd, ok := ParseCommand(tt.body)
+		if ok != tt.ok || cmd != tt.cmd {
+			t.Errorf("ParseCommand(%q) = %+v, %v; want %+v, %v", tt.body, cmd, ok, tt.cmd, tt.ok)
+		}
+	}
+}
+
+func FuzzParseCommand(f *testing.F) {
+	f.Add("/lian rebuild cax31")
+	f.Add("```\n/lian\n```")
+	f.Fuzz(func(t *testing.T, body string) {
+		cmd, ok := ParseCommand(body)
+		if ok && cmd.Verb == "" {
+			t.Fatalf("command without a verb from %q", body)
+		}
+	})
+}
+
+func TestVerifySignature(t *testing.T) {
+	secret, body := []byte("s3cret"), []byte(`{"a":1}`)
+	good := Sign(secret, body)
+	for sig, want := range map[string]bool{
+		good: true, "": false, "sha256=": false, "sha256=zz": false, "sha1=" + good[7:]: false,
+		Sign([]byte("other"), body): false, Sign(secret, []byte(`{"a":2}`)): false,
+	} {
+		if VerifySignature(secret, body, sig) != want {
+			t.Errorf("VerifySignature(%q) = %v", sig, !want)
+		}
+	}
+}
+
+// fixture reads a real payload from ../shared/fixtures/github-webhooks and adapts it.
+func fixture(t testing.TB, path string, adapt func(map[string]any)) []byte {
+	t.Helper()
+	b, err := os.ReadFile("../../../shared/fixtures/github-webhooks/" + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	if adapt != nil {
+		adapt(m)
+	}
+	out, _ := json.Marshal(m)
+	return out
+}
+
+func obj(m map[string]any, key string) map[string]any { return m[key].(map[string]any) }
+
+func TestRoute(t *testing.T) {
+	cfg := RouteConfig{Table: sizing.HCloud}
+	pushTo := func(ref string) func(map[string]any) {
+		return func(m map[string]any) { m["ref"], m["after"], m["deleted"] = ref, "abc123", false }
+	}
+	comment := func(body string, pr bool, mut func(map[string]any)) func(map[string]any) {
+		return func(m map[string]any) {
+			obj(m, "comment")["body"] = body
+			if pr {
+				obj(m, "issue")["pull_request"] = map[string]any{"url": "https://api.github.com/repos/Codertocat/Hello-World/pulls/1"}
+			}
+			if mut != nil {
+				mut(m)
+			}
+		}
+	}
+	tests := []struct {
+		name, event, file string
+		adapt             func(map[string]any)
+		kind              JobKind
+		ignore            string
+		check             func(*testing.T, Job)
+	}{
+		{"push to default branch", "push", "push/with-installation.payload.json", pushTo("refs/heads/master"), JobPush, "", func(t *testing.T, j Job) {
+			if j.SHA != "abc123" || j.Actor != "ci" || j.Installation != 1 || j.BranchKey() != "Codertocat/Hello-World@refs/heads/master" {
+				t.Errorf("%+v", j)
+			}
+		}},
+		{"push to another branch", "push", "push/with-installation.payload.json", pushTo("refs/heads/feature"), "", "branch feature is not configured", nil},
+		{"tag deletion (the fixture as is)", "push", "push/with-installation.payload.json", nil, "", "ref deleted", nil},
+		{"tag push", "push", "push/with-installation.payload.json", pushTo("refs/tags/v1"), "", "tag push", nil},
+		{"push without installation", "push", "push/payload.json", pushTo("refs/heads/master"), "", "no installation", nil},
+		{"rebuild on a tier", "issue_comment", "issue_comment/created.with-installation.payload.json", comment("/lian rebuild cax31", true, nil), JobComment, "", func(t *testing.T, j Job) {
+			if j.Tier != "cax31" || j.Actor != "human:codertocat" || j.PR != 1 || j.Commenter != "Codertocat" || j.Association != "OWNER" {
+				t.Errorf("%+v", j)
+			}
+		}},
+		{"unknown tier gets a reply", "issue_comment", "issue_comment/created.with-installation.payload.json", comment("/lian rebuild huge", true, nil), JobReply, "", func(t *testing.T, j Job) {
+			if !strings.Contains(j.Reply, "`huge` is not a runner tier") || !strings.Contains(j.Reply, "`cax41` (16 CPU / 32 GB)") {
+				t.Errorf("reply %q", j.Reply)
+			}
+		}},
+		{"help", "issue_comment", "issue_comment/created.with-installation.payload.json", comment("/lian help", true, nil), JobReply, "", nil},
+		{"comment on an issue", "issue_comment", "issue_comment/created.with-installation.payload.json", comment("/lian rebuild", false, nil), "", "not a pull request", nil},
+		{"edited comment", "issue_comment", "issue_comment/edited.payload.json", comment("/lian rebuild", true, func(m map[string]any) {
+			m["installation"] = map[string]any{"id": 1}
+		}), "", "comment edited", nil},
+		{"bot", "issue_comment", "issue_comment/created.with-installation.payload.json", comment("/lian rebuild", true, func(m map[string]any) {
+			obj(obj(m, "comment"), "user")["type"] = "Bot"
+		}), "", "bot", nil},
+		{"command in a code block", "issue_comment", "issue_comment/created.with-installation.payload.json", comment("```\n/lian rebuild\n```", true, nil), "", "no /lian command", nil},
+		{"check run rerequested", "check_run", "check_run/rerequested.payload.json", func(m map[string]any) {
+			obj(m, "check_run")["name"], obj(m, "check_run")["external_id"] = "lian-build", "g0123"
+		}, JobRebuild, "", func(t *testing.T, j Job) {
+			if j.RebuildOf != "g0123" || j.SHA != "d6fde92930d4715a2b49857d24b940956b26d2d3" {
+				t.Errorf("%+v", j)
+			}
+		}},
+		{"requested action", "check_run", "check_run/requested_action.payload.json", func(m map[string]any) {
+			obj(m, "check_run")["name"] = "lian-build"
+			obj(m, "requested_action")["identifier"] = "rebuild-cax41"
+		}, JobRebuild, "", func(t *testing.T, j Job) {
+			if j.Tier != "cax41" || j.Installation != 690857 {
+				t.Errorf("%+v", j)
+			}
+		}},
+		{"someone else's check run", "check_run", "check_run/rerequested.payload.json", nil, "", "is not lian-build's", nil},
+		{"installation event", "installation", "installation/created.payload.json", nil, "", "no repository", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d, err := Route(tt.event, "delivery-1", fixture(t, tt.file, tt.adapt), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.ignore != "" {
+				if d.Job != nil || !strings.Contains(d.Ignore, tt.ignore) {
+					t.Fatalf("decision %+v, want ignored for %q", d, tt.ignore)
+				}
+				return
+			}
+			if d.Job == nil || d.Job.Kind != tt.kind || d.Job.BuildID != BuildIDFor("delivery-1") {
+				t.Fatalf("decision %+v (ignore %q)", d.Job, d.Ignore)
+			}
+			if tt.check != nil {
+				tt.check(t, *d.Job)
+			}
+		})
+	}
+	if _, err := Route("push", "d", []byte("{not json"), cfg); err == nil {
+		t.Error("malformed JSON routed")
+	}
+}
+
+func TestShouldRefuseRebuild(t *testing.T) {
+	for _, tt := range []struct {
+		perm, assoc string
+		ok          bool
+	}{{"admin", "", true}, {"write", "NONE", true}, {"maintain", "", true}, {"read", "OWNER", false}, {"none", "CONTRIBUTOR", false}, {"", "MEMBER", true}, {"", "CONTRIBUTOR", false}} {
+		if got := shouldRefuseRebuild(tt.perm, tt.assoc) == ""; got != tt.ok {
+			t.Errorf("shouldRefuseRebuild(%q, %q) allows = %v", tt.perm, tt.assoc, got)
+		}
+	}
+}
