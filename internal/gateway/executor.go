@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -13,16 +14,40 @@ import (
 // DirectivesFiles are looked for at the repository root, in this order.
 var DirectivesFiles = []string{".lian/directives.ncl", "lian.ncl"}
 
-// PipelineExecutor runs jobs through the shared pipeline.
+// TokenSource gives installation tokens (for fetching private repositories).
+type TokenSource interface {
+	Token(ctx context.Context, inst int64) (string, error)
+}
+
+// PipelineExecutor fetches the repository at the job's commit and runs the
+// shared pipeline on it.
 type PipelineExecutor struct {
 	Pipeline *pipeline.Pipeline
+	Tokens   TokenSource
+	GitURL   string
+	WorkDir  string
 	// Base are the gateway's build settings (registry, insecure registries,
 	// local tier memory, …); each job adds its source, actor and tier.
 	Base frontdoor.Settings
 }
 
-// Execute builds dir as the job says.
-func (e PipelineExecutor) Execute(ctx context.Context, job Job, dir string, progress io.Writer) (pipeline.Result, error) {
+// Execute checks out and builds the job's commit.
+func (e PipelineExecutor) Execute(ctx context.Context, job Job, progress io.Writer) (pipeline.Result, error) {
+	fail := func(err error) (pipeline.Result, error) {
+		return pipeline.Result{BuildID: job.BuildID, Outcome: pipeline.OutcomeError, Error: err.Error()}, err
+	}
+	dir, err := os.MkdirTemp(e.WorkDir, "src-"+job.BuildID+"-")
+	if err != nil {
+		return fail(err)
+	}
+	defer os.RemoveAll(dir)
+	token, err := e.Tokens.Token(ctx, job.Installation)
+	if err != nil {
+		return fail(fmt.Errorf("installation token: %w", err))
+	}
+	if err := Fetch(ctx, e.GitURL, job.Owner, job.Repo, job.SHA, token, dir); err != nil {
+		return fail(err)
+	}
 	s := e.Base
 	s.Given = map[string]bool{"actor": true, "context": true}
 	s.Context, s.Actor, s.Commit, s.Ref, s.Progress = dir, job.Actor, job.SHA, job.Ref, "plain"
@@ -37,7 +62,7 @@ func (e PipelineExecutor) Execute(ctx context.Context, job Job, dir string, prog
 		}
 	}
 	if err := s.ApplyDirectives(ctx); err != nil {
-		return pipeline.Result{BuildID: job.BuildID, Outcome: pipeline.OutcomeError, Error: err.Error()}, err
+		return fail(err)
 	}
 	if s.Workspace == "" {
 		s.Workspace = frontdoor.DefaultWorkspace(job.Repo)
@@ -47,7 +72,7 @@ func (e PipelineExecutor) Execute(ctx context.Context, job Job, dir string, prog
 	s.Push = len(s.Tags) > 0 && job.Actor == "ci"
 	req, err := s.Request()
 	if err != nil {
-		return pipeline.Result{BuildID: job.BuildID, Outcome: pipeline.OutcomeError, Error: err.Error()}, err
+		return fail(err)
 	}
 	req.BuildID = job.BuildID
 	req.Build.ProgressOut = progress

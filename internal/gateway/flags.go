@@ -49,6 +49,10 @@ func ParseFlags(args []string, getenv func(string) string) (Config, error) {
 	fs.StringVar(&c.Build.Local.Buildkitd, "buildkitd", env("BUILDKITD", ""), "local provider: buildkitd binary")
 	fs.StringVar(&c.Build.Local.TierMemory, "local-tier-memory", env("LOCAL_TIER_MEMORY", ""), "local provider: memory per tier")
 	fs.StringVar(&c.Build.MetricsDir, "metrics-dir", env("METRICS_DIR", metrics.DefaultDir), "unused with NATS (the history lives in JetStream)")
+	fs.Func("build-context", "named context for every build, NAME=DIR|oci-layout://PATH|docker-image://REF (repeatable)", func(v string) error {
+		c.Build.BuildContexts = append(c.Build.BuildContexts, v)
+		return nil
+	})
 	fs.DurationVar(&c.AckWait, "ack-wait", 30*time.Second, "redeliver a job whose worker is silent this long")
 	fs.DurationVar(&c.ProgressEvery, "progress-every", 10*time.Second, "at most one check run progress update per interval")
 	if err := fs.Parse(args); err != nil {

@@ -126,9 +126,13 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer rt.Close()
+	work := filepath.Join(cfg.DataDir, "work")
+	if err := os.MkdirAll(work, 0o700); err != nil {
+		return err
+	}
 	exec := cfg.Exec
 	if exec == nil {
-		exec = PipelineExecutor{Pipeline: rt.Pipeline, Base: bs}
+		exec = PipelineExecutor{Pipeline: rt.Pipeline, Base: bs, Tokens: app, GitURL: cfg.GitHubURL, WorkDir: work}
 	}
 	// Runners of a gateway that died are removed before any build starts.
 	if removed, err := rt.Provider.GC(ctx); err != nil {
@@ -136,12 +140,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	} else if len(removed) > 0 {
 		log.Info("reaped orphaned runners", "count", len(removed))
 	}
-	work := filepath.Join(cfg.DataDir, "work")
-	if err := os.MkdirAll(work, 0o700); err != nil {
-		return err
-	}
-	w := &Worker{Queue: q, GitHub: app, Exec: exec, GitURL: cfg.GitHubURL, Concurrency: cfg.Concurrency,
-		Table: cfg.Route.Table, Provider: "local", WorkDir: work, ProgressEvery: cfg.ProgressEvery, Log: log, Metrics: m}
+	w := &Worker{Queue: q, GitHub: app, Exec: exec, Concurrency: cfg.Concurrency,
+		Table: cfg.Route.Table, Provider: "local", ProgressEvery: cfg.ProgressEvery, Log: log, Metrics: m}
 
 	var closed atomic.Bool
 	e := echo.New()

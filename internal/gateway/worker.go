@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -30,9 +29,9 @@ type GitHub interface {
 	Token(ctx context.Context, inst int64) (string, error)
 }
 
-// Executor runs a job's build on a checked-out source directory.
+// Executor fetches a job's source and builds it.
 type Executor interface {
-	Execute(ctx context.Context, job Job, dir string, progress io.Writer) (pipeline.Result, error)
+	Execute(ctx context.Context, job Job, progress io.Writer) (pipeline.Result, error)
 }
 
 // Worker takes jobs off the queue.
@@ -40,11 +39,9 @@ type Worker struct {
 	Queue         *Queue
 	GitHub        GitHub
 	Exec          Executor
-	GitURL        string
 	Concurrency   int
 	Table         sizing.Table
 	Provider      string
-	WorkDir       string
 	ProgressEvery time.Duration
 	Log           *slog.Logger
 	Metrics       *Metrics
@@ -250,28 +247,13 @@ func (w *Worker) build(ctx context.Context, log *slog.Logger, job Job, st BuildS
 	if err := gh.UpdateCheckRun(ctx, job.Installation, job.Owner, job.Repo, st.CheckRunID, inProgress); err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp(w.WorkDir, "src-"+job.BuildID+"-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	token, err := gh.Token(ctx, job.Installation)
-	if err != nil {
-		return fmt.Errorf("installation token: %w", err)
-	}
-	if err := Fetch(bctx, w.GitURL, job.Owner, job.Repo, job.SHA, token, dir); err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return w.complete(ctx, job, st, pipeline.Result{BuildID: job.BuildID, Outcome: pipeline.OutcomeError, Error: err.Error()})
-	}
 	progress := &throttledProgress{every: w.ProgressEvery, flush: func(tail string) {
 		upd := inProgress
 		upd.Text = "```\n" + tail + "\n```"
 		_ = gh.UpdateCheckRun(ctx, job.Installation, job.Owner, job.Repo, st.CheckRunID, upd)
 	}}
 	log.Info("build starting", "sha", job.SHA, "actor", job.Actor, "tier", job.Tier)
-	res, runErr := w.Exec.Execute(bctx, job, dir, progress)
+	res, runErr := w.Exec.Execute(bctx, job, progress)
 	if ctx.Err() != nil {
 		return ctx.Err() // gateway stopping: the job is redone, with the same check run
 	}

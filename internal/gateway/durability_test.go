@@ -1,0 +1,136 @@
+package gateway
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/lian-build/action/internal/testenv"
+)
+
+// kill -9 the gateway with builds queued and one running; restart it on the
+// same data dir: every accepted delivery ends in exactly one completed check
+// run, and no runner is left behind.
+func TestKill9AndRestart(t *testing.T) {
+	bk := testenv.Require(t)
+	bin := filepath.Join(t.TempDir(), "gateway")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/gateway").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	gh, gs, reg := newFakeGitHub(t), newGitServer(t), testenv.StartRegistry(t)
+	dir := t.TempDir()
+	write := func(name string, b []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	secret, key := write("secret", []byte(testSecret)), write("key.pem", testKey(t))
+	state, data := filepath.Join(dir, "runners"), filepath.Join(dir, "data")
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close()
+	start := func(name string) *exec.Cmd {
+		cmd := exec.Command(bin, "--listen", addr, "--webhook-secret-file", secret, "--app-id", "42", "--private-key-file", key,
+			"--github-url", gs.srv.URL, "--github-api-url", gh.srv.URL, "--data-dir", data, "--state-dir", state, "--buildkitd", bk,
+			"--registry", reg.Host, "--insecure-registry", reg.Host, "--build-context", "base=oci-layout://"+testenv.BaseLayout(t),
+			"--concurrency", "1", "--ack-wait", "3s", "--branches", "b1,b2,b3", "--progress-every", "1s")
+		logf, _ := os.Create(filepath.Join(dir, name+".log"))
+		cmd.Stdout, cmd.Stderr = logf, logf
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; ; i++ {
+			if c, err := net.Dial("tcp", addr); err == nil {
+				c.Close()
+				return cmd
+			}
+			if i > 300 {
+				b, _ := os.ReadFile(filepath.Join(dir, name+".log"))
+				t.Fatalf("%s did not listen:\n%s", name, b)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	a := start("first")
+	g := &gw{url: "http://" + addr}
+	var shas []string
+	for i := 1; i <= 3; i++ {
+		sha := gs.commit(t, map[string]string{"Dockerfile": fmt.Sprintf("FROM base\nRUN echo build %d && sleep 3\n", i)})
+		shas = append(shas, sha)
+		body := fixture(t, "push/with-installation.payload.json", func(m map[string]any) {
+			m["ref"], m["after"], m["deleted"] = fmt.Sprintf("refs/heads/b%d", i), sha, false
+		})
+		if code, resp := g.post(t, "push", fmt.Sprintf("durable-%d", i), body, ""); code != 202 {
+			t.Fatalf("push %d: %d %s", i, code, resp)
+		}
+	}
+	// Wait until one build runs, then kill -9.
+	for deadline := time.Now().Add(60 * time.Second); ; {
+		if len(testenv.LeaseIDs(state)) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no build started")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if err := a.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = a.Wait()
+
+	b := start("second")
+	done := map[int64]bool{}
+	for len(done) < 3 {
+		select {
+		case id := <-gh.completed:
+			if done[id] {
+				t.Fatalf("check run %d completed twice", id)
+			}
+			done[id] = true
+		case <-time.After(2 * time.Minute):
+			log, _ := os.ReadFile(filepath.Join(dir, "second.log"))
+			t.Fatalf("%d of 3 builds completed after the restart\n%s", len(done), log)
+		}
+	}
+	// Give a duplicate completion the chance to show up.
+	select {
+	case id := <-gh.completed:
+		t.Fatalf("an extra completion of check run %d", id)
+	case <-time.After(4 * time.Second):
+	}
+	gh.mu.Lock()
+	created := 0
+	for id, runs := range gh.checkRuns {
+		if _, ok := runs[0]["head_sha"]; ok {
+			created++
+		}
+		if last := runs[len(runs)-1]; last["conclusion"] != "success" {
+			t.Errorf("check run %d: %v", id, last["conclusion"])
+		}
+	}
+	gh.mu.Unlock()
+	if created != 3 {
+		t.Errorf("%d check runs created for 3 deliveries", created)
+	}
+	if err := b.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Wait(); err != nil {
+		log, _ := os.ReadFile(filepath.Join(dir, "second.log"))
+		t.Errorf("gateway exit after SIGTERM: %v\n%s", err, log)
+	}
+	testenv.AssertNoRunners(t, state)
+	if p := testenv.ProcessesMentioning(state); len(p) > 0 || strings.Contains(strings.Join(p, ""), "buildkitd") {
+		t.Errorf("processes left: %v", p)
+	}
+}
