@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Benchmarks that print numbers (as root; `make bench` builds what they need).
+# The rust-app workload (lamina chain, ~20 min) is separate: bench/rust-app.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/bin:$PATH"
 go test -run '^$' -bench 'SpawnReady' -benchtime 20x ./bench/
 go test -run '^$' -bench 'PipelineVsByHand|CacheImport' -benchtime 5x ./bench/
+go test -run '^$' -bench 'SchemasAnd200LineDirectives' ./internal/nickel/
+go test -run '^$' -bench 'IntakeBurst' -benchtime 1x ./internal/gateway/

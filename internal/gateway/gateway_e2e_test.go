@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -182,5 +183,68 @@ func TestSecurity(t *testing.T) {
 	}
 	if strings.Contains(g.logs.String(), "ghs_installation_token") || strings.Contains(g.logs.String(), testSecret) {
 		t.Error("a token or the webhook secret is in the logs")
+	}
+}
+
+func TestOpsEndpoints(t *testing.T) {
+	g := startGateway(t, "", nil)
+	g.post(t, "ping", "ops-ping", fixture(t, "ping/with-app_id.payload.json", nil), "")
+	get := func(path, token string) (int, string) {
+		req, _ := http.NewRequest(http.MethodGet, g.url+path, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, _ := get("/healthz", ""); code != 200 {
+		t.Errorf("healthz %d", code)
+	}
+	if code, _ := get("/readyz", ""); code != 200 {
+		t.Errorf("readyz %d", code)
+	}
+	code, body := get("/metrics", "")
+	if code != 200 || !strings.Contains(body, `lian_gateway_deliveries_total{event="ping",outcome="pong"} 1`) || !strings.Contains(body, "lian_gateway_queue_depth") || !strings.Contains(body, `lian_gateway_intake_seconds{quantile="0.99"}`) {
+		t.Errorf("metrics %d:\n%s", code, body)
+	}
+	if code, _ := get("/api/v1/p95?workspace=app", ""); code != 401 {
+		t.Errorf("API without a token: %d", code)
+	}
+	if code, _ := get("/api/v1/p95?workspace=app", "wrong"); code != 401 {
+		t.Errorf("API with a wrong token: %d", code)
+	}
+	post := func(method, path, body string) int {
+		req, _ := http.NewRequest(method, g.url+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer api-t0ken")
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for i := 0; i < 3; i++ {
+		if c := post(http.MethodPost, "/api/v1/metrics", fmt.Sprintf(`{"workspace":"app","build_id":"b%d","tier":"cax21","cpu_p95":5.2,"mem_p95_bytes":%d}`, i, 11<<30)); c != 202 {
+			t.Fatalf("post metrics: %d", c)
+		}
+	}
+	if c := post(http.MethodPost, "/api/v1/metrics", `{"workspace":"App/../x"}`); c != 400 {
+		t.Errorf("bad workspace accepted: %d", c)
+	}
+	if c := post(http.MethodPost, "/api/v1/approvals/app", ""); c != 200 {
+		t.Fatalf("approve: %d", c)
+	}
+	code, body = get("/api/v1/p95?workspace=app", "api-t0ken")
+	if code != 200 || !strings.Contains(body, `"approved":true`) || !strings.Contains(body, `"cpu_p95":5.2`) || !strings.Contains(body, `"samples":3`) {
+		t.Errorf("p95: %d %s", code, body)
+	}
+	if c := post(http.MethodDelete, "/api/v1/approvals/app", ""); c != 200 {
+		t.Fatalf("revoke: %d", c)
 	}
 }

@@ -238,7 +238,9 @@ type gw struct {
 }
 
 // startGateway runs a real gateway (embedded JetStream, local runners) against the fakes.
-func startGateway(t *testing.T, tierMemory string, exec Executor) *gw { return startGW(t, tierMemory, exec) }
+func startGateway(t *testing.T, tierMemory string, exec Executor) *gw {
+	return startGW(t, tierMemory, exec)
+}
 
 func startGatewayForBench(b *testing.B, exec Executor) *gw { return startGW(b, "", exec) }
 
@@ -249,7 +251,7 @@ func startGW(t testing.TB, tierMemory string, exec Executor) *gw {
 	cfg := Config{
 		Listen: "127.0.0.1:0", WebhookSecret: []byte(testSecret), AppID: 42, PrivateKey: testKey(t),
 		GitHubURL: g.git.srv.URL, GitHubAPIURL: g.gh.srv.URL, DataDir: t.TempDir(), Concurrency: 2,
-		AckWait: 5 * time.Second, ProgressEvery: time.Second, Exec: exec,
+		AckWait: 5 * time.Second, ProgressEvery: time.Second, Exec: exec, APIToken: "api-t0ken",
 		Build: frontdoor.Settings{
 			Registry: g.reg.Host, Insecure: []string{g.reg.Host},
 			BuildContexts: []string{"base=oci-layout://" + testenv.BaseLayout(t)},
