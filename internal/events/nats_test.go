@@ -31,6 +31,9 @@ func TestPlainPublish(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := nc.Flush(); err != nil { // the subscription is on the server before anything is published
+		t.Fatal(err)
+	}
 	p := New(Options{URL: s.ClientURL()})
 	defer p.Close()
 	p.Publish(context.Background(), ev(pipeline.EventStarted))

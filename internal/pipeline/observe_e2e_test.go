@@ -34,6 +34,9 @@ func TestLifecycleEventsOnNATS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := nc.Flush(); err != nil { // the subscription is on the server before anything is published
+		t.Fatal(err)
+	}
 	e := newEnv(t, nil)
 	pub := events.New(events.Options{URL: s.ClientURL()})
 	defer pub.Close()
@@ -195,6 +198,9 @@ func TestCredentialsNeverLeak(t *testing.T) {
 	var evMu sync.Mutex
 	var evs bytes.Buffer
 	if _, err := nc.Subscribe("lian-build.>", func(m *nats.Msg) { evMu.Lock(); evs.Write(m.Data); evMu.Unlock() }); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
 	e := newEnv(t, nil, reg.Host)
