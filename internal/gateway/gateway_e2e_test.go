@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lian-build/action/internal/testenv"
 )
 
 const appDockerfile = "FROM base\nRUN echo deps > /deps\nCOPY app.txt /app.txt\nRUN cat /app.txt\n"
@@ -248,3 +250,64 @@ func TestOpsEndpoints(t *testing.T) {
 		t.Fatalf("revoke: %d", c)
 	}
 }
+
+// "Re-run" of a check run repeats the build with its actor; a button rebuilds
+// on the tier it names; a newer push to the same branch cancels the older build.
+func TestRerunButtonAndSupersededPush(t *testing.T) {
+	g := startGateway(t, "", nil)
+	sha := g.git.commit(t, map[string]string{"Dockerfile": appDockerfile, "app.txt": "v1\n"})
+	g.post(t, "push", "rerun-base", pushPayload(t, sha), "")
+	first := g.gh.waitCompleted(t)
+	buildID := fmt.Sprint(first["external_id"])
+	checkRun := func(action string, adapt func(map[string]any)) []byte {
+		file := "check_run/rerequested.payload.json"
+		if action == "requested_action" {
+			file = "check_run/requested_action.payload.json"
+		}
+		return fixture(t, file, func(m map[string]any) {
+			cr := obj(m, "check_run")
+			cr["name"], cr["external_id"], cr["head_sha"] = "lian-build", buildID, sha
+			m["repository"] = map[string]any{"name": "Hello-World", "owner": map[string]any{"login": "Codertocat"}, "default_branch": "master"}
+			m["installation"] = map[string]any{"id": 1}
+			if adapt != nil {
+				adapt(m)
+			}
+		})
+	}
+	if code, body := g.post(t, "check_run", "rerun-1", checkRun("rerequested", nil), ""); code != 202 {
+		t.Fatalf("rerequested: %d %s", code, body)
+	}
+	rerun := g.gh.waitCompleted(t)
+	if rerun["conclusion"] != "success" || rerun["external_id"] == buildID || !strings.Contains(fmt.Sprint(output(rerun)["summary"]), "| Actor | `ci` |") {
+		t.Fatalf("rerun %v", rerun)
+	}
+	if code, _ := g.post(t, "check_run", "rerun-2", checkRun("requested_action", func(m map[string]any) {
+		obj(m, "requested_action")["identifier"] = "rebuild-cax21"
+	}), ""); code != 202 {
+		t.Fatal(code)
+	}
+	button := g.gh.waitCompleted(t)
+	if !strings.HasPrefix(fmt.Sprint(output(button)["title"]), "cax21 · ") {
+		t.Fatalf("requested_action: %v", output(button)["title"])
+	}
+
+	slow := g.git.commit(t, map[string]string{"Dockerfile": "FROM base\nRUN echo slow-build && sleep 30\n"})
+	g.post(t, "push", "slow", pushPayload(t, slow), "")
+	for deadline := time.Now().Add(60 * time.Second); len(testenvLeases(g)) == 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the slow build did not start")
+		}
+	}
+	fast := g.git.commit(t, map[string]string{"Dockerfile": appDockerfile})
+	g.post(t, "push", "fast", pushPayload(t, fast), "")
+	results := map[string]string{}
+	for i := 0; i < 2; i++ {
+		r := g.gh.waitCompleted(t)
+		results[fmt.Sprint(r["conclusion"])] = fmt.Sprint(output(r)["title"]) + " " + fmt.Sprint(output(r)["summary"])
+	}
+	if !strings.Contains(results["cancelled"], "superseded by a newer push") || results["success"] == "" {
+		t.Fatalf("results %v", results)
+	}
+}
+
+func testenvLeases(g *gw) []string { return testenv.LeaseIDs(g.state) }
