@@ -53,10 +53,7 @@ func Request(ctx context.Context, a *githubactions.Action) (pipeline.Request, er
 	if err != nil {
 		return pipeline.Request{}, err
 	}
-	if err := s.ApplyDirectives(ctx); err != nil {
-		return pipeline.Request{}, err
-	}
-	return s.Request()
+	return s.Resolve(ctx)
 }
 
 func run(ctx context.Context, a *githubactions.Action, out io.Writer, log *slog.Logger) error {
@@ -68,10 +65,7 @@ func run(ctx context.Context, a *githubactions.Action, out io.Writer, log *slog.
 	if err != nil {
 		return err
 	}
-	if err := s.ApplyDirectives(ctx); err != nil {
-		return err
-	}
-	req, err := s.Request()
+	req, err := s.Resolve(ctx)
 	if err != nil {
 		return err
 	}

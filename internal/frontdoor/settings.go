@@ -148,6 +148,14 @@ func (s *Settings) ApplyDirectives(ctx context.Context) error {
 	return nil
 }
 
+// Resolve applies the directives file, then validates everything into a request.
+func (s Settings) Resolve(ctx context.Context) (pipeline.Request, error) {
+	if err := s.ApplyDirectives(ctx); err != nil {
+		return pipeline.Request{}, err
+	}
+	return s.Request()
+}
+
 // SpecLoader reads specs and directives with the default evaluator.
 func SpecLoader() spec.Loader {
 	return spec.Loader{Eval: spec.DefaultEvaluator(), Table: Table()}

@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/lian-build/action/internal/suggest"
 )
 
 // Limits bound evaluation: no unbounded recursion, no endless loops.
@@ -403,7 +405,7 @@ func (ev *evaluator) field(r *vRecord, name string, pos Pos) (*thunk, error) {
 	ev.bind(r)
 	t, ok := r.inst[name]
 	if !ok {
-		return nil, errAt(pos, "no field %q%s%s", name, inRecord(r), suggest(name, fieldNames(r)))
+		return nil, errAt(pos, "no field %q%s%s", name, inRecord(r), didYouMean(name, fieldNames(r)))
 	}
 	fd := r.fields[name]
 	if len(fd.defs) == 0 {
@@ -615,7 +617,7 @@ func (ev *evaluator) applyContract(c, v value, cpos, vpos Pos, path string) (val
 				return v, nil
 			}
 		}
-		return nil, fail("'%s is not one of %s%s", e, enumList(c.tags), suggest(string(e), c.tags))
+		return nil, fail("'%s is not one of %s%s", e, enumList(c.tags), didYouMean(string(e), c.tags))
 	case *vRecord:
 		r, ok := v.(*vRecord)
 		if !ok {
@@ -625,7 +627,7 @@ func (ev *evaluator) applyContract(c, v value, cpos, vpos Pos, path string) (val
 			known := fieldNames(c)
 			for _, name := range sortedNames(r) {
 				if _, ok := c.fields[name]; !ok {
-					return nil, &Error{Pos: r.fields[name].pos, Path: joinPath(path, name), Msg: "unknown field" + suggest(name, known)}
+					return nil, &Error{Pos: r.fields[name].pos, Path: joinPath(path, name), Msg: "unknown field" + didYouMean(name, known)}
 				}
 			}
 		}
@@ -711,36 +713,10 @@ func show(v value) string {
 	return typeName(v)
 }
 
-// suggest names the closest known name when it is close enough to be a typo.
-func suggest(name string, known []string) string {
-	best, bestD := "", 1<<30
-	for _, k := range known {
-		if d := levenshtein(name, k); d < bestD {
-			best, bestD = k, d
-		}
-	}
-	if best != "" && bestD <= max(2, len(name)/3) {
+// didYouMean names the closest known name when it is close enough to be a typo.
+func didYouMean(name string, known []string) string {
+	if best, ok := suggest.Nearest(name, known); ok {
 		return fmt.Sprintf(" (did you mean %q?)", best)
 	}
 	return ""
-}
-
-func levenshtein(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

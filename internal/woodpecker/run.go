@@ -33,10 +33,7 @@ func Request(ctx context.Context, env Env) (pipeline.Request, error) {
 	if err != nil {
 		return pipeline.Request{}, err
 	}
-	if err := s.ApplyDirectives(ctx); err != nil {
-		return pipeline.Request{}, err
-	}
-	return s.Request()
+	return s.Resolve(ctx)
 }
 
 func run(ctx context.Context, env Env, out io.Writer, log *slog.Logger) error {
@@ -44,10 +41,7 @@ func run(ctx context.Context, env Env, out io.Writer, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	if err := s.ApplyDirectives(ctx); err != nil {
-		return err
-	}
-	req, err := s.Request()
+	req, err := s.Resolve(ctx)
 	if err != nil {
 		return err
 	}

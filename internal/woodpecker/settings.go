@@ -16,6 +16,7 @@ import (
 
 	"github.com/lian-build/action/internal/buildkit"
 	"github.com/lian-build/action/internal/frontdoor"
+	"github.com/lian-build/action/internal/suggest"
 )
 
 // Env reads a variable; the plugin passes os.Getenv's environment as a map.
@@ -276,34 +277,8 @@ func actorID(login string) string {
 }
 
 func nearest(key string) string {
-	best, bestD := "", 1<<30
-	for _, k := range keys {
-		if d := lev(key, k); d < bestD {
-			best, bestD = k, d
-		}
-	}
-	if bestD <= 3 {
+	if best, ok := suggest.Nearest(key, keys); ok {
 		return fmt.Sprintf(" (did you mean %s?)", best)
 	}
 	return ""
-}
-
-func lev(a, b string) int {
-	prev := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur := make([]int, len(b)+1)
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			c := 1
-			if a[i-1] == b[j-1] {
-				c = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+c)
-		}
-		prev = cur
-	}
-	return prev[len(b)]
 }
