@@ -166,6 +166,11 @@ func TestMemoryP95AndHistory(t *testing.T) {
 	if err != nil || len(h.Samples) != 3 {
 		t.Fatalf("history %+v %v", h, err)
 	}
+	for _, s := range h.Samples {
+		if s.DurationMS <= 0 || s.Tier != "cax21" || s.BuildID == "" {
+			t.Errorf("recorded sample %+v", s)
+		}
+	}
 	// Unapproved: a suggestion only.
 	d, err := sizing.Resolve(context.Background(), sizing.Input{Table: sizing.HCloud, Workspace: "heavy", History: rec, ContextDir: dir})
 	if err != nil || d.Source != sizing.SourceDefault || !strings.HasPrefix(d.Suggestion, "cax11") {

@@ -169,6 +169,9 @@ func (p *Pipeline) recordMetrics(ctx context.Context, req Request, res Result) {
 	if res.Usage == nil || req.Workspace == "" {
 		return
 	}
+	// Step 6 runs before step 8 finalizes the result: stamp the duration here.
+	res.FinishedAt = time.Now()
+	res.DurationMS = res.FinishedAt.Sub(res.StartedAt).Milliseconds()
 	if err := p.cfg.Metrics.Record(context.WithoutCancel(ctx), req.Workspace, *res.Usage, res); err != nil {
 		p.cfg.Logger.Warn("recording build metrics failed", "build_id", req.BuildID, "err", err)
 	}
