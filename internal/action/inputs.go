@@ -208,16 +208,7 @@ func defaultActorAndWorkspace(s *frontdoor.Settings, gh *githubactions.GitHubCon
 	}
 }
 
-// actorID makes a GitHub login fit registry path rules (lower case; [bot] dropped).
+// actorID makes a GitHub login an actor id ("[bot]" dropped).
 func actorID(login string) string {
-	login = strings.TrimSuffix(strings.ToLower(login), "[bot]")
-	var b strings.Builder
-	for _, c := range login {
-		if c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_' {
-			b.WriteRune(c)
-		} else {
-			b.WriteRune('-')
-		}
-	}
-	return strings.Trim(b.String(), "-._")
+	return frontdoor.ActorID(strings.TrimSuffix(strings.ToLower(login), "[bot]"))
 }

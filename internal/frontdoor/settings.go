@@ -314,19 +314,28 @@ func DefaultWorkspace(dirOrRepo string) string {
 	if abs, err := filepath.Abs(dirOrRepo); err == nil && !strings.Contains(dirOrRepo, "://") {
 		base = abs
 	}
+	if s := pathComponent(filepath.Base(base)); s != "" {
+		return s
+	}
+	return "default"
+}
+
+// ActorID makes a login (GitHub, Woodpecker) an actor id: a registry path
+// component, lower case, other characters as '-'.
+func ActorID(login string) string { return pathComponent(login) }
+
+// pathComponent lower-cases s and keeps what a registry path component
+// allows: letters, digits, '-', '_', '.' (others become '-'), trimmed.
+func pathComponent(s string) string {
 	var b strings.Builder
-	for _, c := range strings.ToLower(filepath.Base(base)) {
+	for _, c := range strings.ToLower(s) {
 		if c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' {
 			b.WriteRune(c)
 		} else {
 			b.WriteRune('-')
 		}
 	}
-	s := strings.Trim(b.String(), "-._")
-	if s == "" {
-		return "default"
-	}
-	return s
+	return strings.Trim(b.String(), "-._")
 }
 
 func sortedKeys(m map[string]string) []string {

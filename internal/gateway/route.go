@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/lian-build/action/internal/frontdoor"
 	"github.com/lian-build/action/internal/sizing"
 )
 
@@ -188,7 +189,7 @@ func routeComment(p payload, job *Job, cfg RouteConfig) (Decision, error) {
 		return Decision{Ignore: "comment by a bot"}, nil
 	}
 	job.PR, job.CommentID, job.Commenter, job.Association = p.Issue.Number, p.Comment.ID, p.Comment.User.Login, p.Comment.AuthorAssociation
-	job.Actor = "human:" + strings.ToLower(p.Comment.User.Login)
+	job.Actor = "human:" + frontdoor.ActorID(p.Comment.User.Login)
 	switch cmd.Verb {
 	case "help":
 		job.Kind, job.Reply = JobReply, HelpText(cfg.Table)

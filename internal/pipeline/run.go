@@ -27,13 +27,7 @@ func (p *Pipeline) Run(ctx context.Context, req Request) (res Result, err error)
 	start := time.Now()
 	res = Result{BuildID: req.BuildID, Workspace: req.Workspace, Provider: p.cfg.Provider.Name(), StartedAt: start, Tags: req.Build.Tags, Actor: req.Actor.String()}
 	log := p.cfg.Logger.With("build_id", req.BuildID, "workspace", req.Workspace)
-	defer func() {
-		res.FinishedAt = time.Now()
-		res.DurationMS = res.FinishedAt.Sub(start).Milliseconds()
-		if err != nil {
-			res.Error = err.Error()
-		}
-	}()
+	defer func() { res.stamp(err) }()
 
 	if err := req.Validate(); err != nil {
 		res.Outcome = OutcomeError
@@ -70,11 +64,7 @@ func (p *Pipeline) Run(ctx context.Context, req Request) (res Result, err error)
 		if err != nil || res.Outcome != OutcomeSuccess {
 			name = EventFailed
 		}
-		res.FinishedAt = time.Now()
-		res.DurationMS = res.FinishedAt.Sub(start).Milliseconds()
-		if err != nil {
-			res.Error = err.Error()
-		}
+		res.stamp(err)
 		p.publish(ctx, event(name, req, res, len(res.Attempts)))
 	}()
 
@@ -169,10 +159,17 @@ func (p *Pipeline) recordMetrics(ctx context.Context, req Request, res Result) {
 	if res.Usage == nil || req.Workspace == "" {
 		return
 	}
-	// Step 6 runs before step 8 finalizes the result: stamp the duration here.
-	res.FinishedAt = time.Now()
-	res.DurationMS = res.FinishedAt.Sub(res.StartedAt).Milliseconds()
+	res.stamp(nil) // step 6 runs before step 8 finalizes the result
 	if err := p.cfg.Metrics.Record(context.WithoutCancel(ctx), req.Workspace, *res.Usage, res); err != nil {
 		p.cfg.Logger.Warn("recording build metrics failed", "build_id", req.BuildID, "err", err)
+	}
+}
+
+// stamp sets the finish time, the duration and, for a failure, the error.
+func (r *Result) stamp(err error) {
+	r.FinishedAt = time.Now()
+	r.DurationMS = r.FinishedAt.Sub(r.StartedAt).Milliseconds()
+	if err != nil {
+		r.Error = err.Error()
 	}
 }

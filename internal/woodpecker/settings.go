@@ -258,22 +258,10 @@ func defaults(s *frontdoor.Settings, env Env) {
 	}
 	s.Actor = "ci"
 	if env["CI_PIPELINE_EVENT"] == "pull_request" {
-		if a := actorID(env["CI_COMMIT_AUTHOR"]); a != "" {
+		if a := frontdoor.ActorID(env["CI_COMMIT_AUTHOR"]); a != "" {
 			s.Actor = "human:" + a
 		}
 	}
-}
-
-func actorID(login string) string {
-	var b strings.Builder
-	for _, c := range strings.ToLower(login) {
-		if c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_' {
-			b.WriteRune(c)
-		} else {
-			b.WriteRune('-')
-		}
-	}
-	return strings.Trim(b.String(), "-._")
 }
 
 func nearest(key string) string {
