@@ -31,7 +31,28 @@ regpid=$!
 trap 'kill $regpid 2>/dev/null || true' EXIT
 for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
 
-common=(--insecure-registry "$reg" --progress plain --state-dir "$work/runners" --metrics-dir "$work/metrics")
+# Both sides keep their runner state side by side on one filesystem: by default
+# a journaled ext4 image mounted for the run, like a runner VM's disk. This
+# machine's root is ext4 *without* a journal, where creating files right after
+# many were deleted costs seconds of kernel time (ext4 skips recently deleted
+# inodes one by one; fs/ext4/ialloc.c): there every build's time depends on how
+# many files the builds before it deleted, and the comparison would measure the
+# filesystem's history rather than the pipeline. RUST_APP_STATE=DIR uses DIR
+# instead (e.g. to see that effect).
+if [ -n "${RUST_APP_STATE:-}" ]; then
+  statebase=$RUST_APP_STATE
+else
+  statebase=$work/state
+  mkdir -p "$statebase"
+  if ! mountpoint -q "$statebase"; then
+    rm -f "$work/state.img" && truncate -s 48G "$work/state.img"
+    mkfs.ext4 -q -F "$work/state.img"
+    mount -o loop "$work/state.img" "$statebase"
+  fi
+  trap 'kill $regpid 2>/dev/null || true; umount "$statebase" 2>/dev/null && rm -f "$work/state.img"' EXIT
+fi
+mkdir -p "$statebase/runners" "$statebase/byhand"
+common=(--insecure-registry "$reg" --progress plain --state-dir "$statebase/runners" --metrics-dir "$work/metrics")
 
 # --- lamina/debian and lamina/rust (built once, with lian-build)
 if [ ! -f "$work/rootfs/.done" ]; then
@@ -65,7 +86,7 @@ lian() { # $1 = cache prefix
 }
 # By hand: start buildkitd, wait for it, buildctl build with the same cache options, stop it.
 byhand() { # $1 = cache prefix
-  local t0 state pid ref; t0=$(now); state=$(mktemp -d)
+  local t0 state pid ref; t0=$(now); state=$(mktemp -d -p "$statebase/byhand")
   cat > "$state/buildkitd.toml" <<TOML
 [worker.oci]
   snapshotter = "overlayfs"

@@ -69,21 +69,18 @@ func run(ctx context.Context, a *githubactions.Action, out io.Writer, log *slog.
 	if err != nil {
 		return err
 	}
-	rt, err := s.Open(ctx, log)
-	if err != nil {
-		return err
+	res, runErr := s.Build(ctx, req, frontdoor.BuildOptions{Logger: log, Progress: out, Starting: func() {
+		a.SaveState("state_dir", s.Local.StateDir)
+		a.Group(fmt.Sprintf("lian-build: %s (%s)", req.Workspace, req.Actor))
+	}})
+	if res.BuildID == "" {
+		return runErr
 	}
-	defer rt.Close()
-	a.SaveState("state_dir", s.Local.StateDir)
-
-	a.Group(fmt.Sprintf("lian-build: %s (%s)", req.Workspace, req.Actor))
-	req.Build.ProgressOut = out
-	res, runErr := rt.Pipeline.Run(ctx, req)
 	a.EndGroup()
 	frontdoor.WriteReport(out, res)
 
 	setOutputs(a, res)
-	a.AddStepSummary(Summary(res))
+	a.AddStepSummary(Summary(res, s.ProviderName()))
 	if f := res.Failure; f != nil && f.Line > 0 {
 		file := f.File
 		if df := req.Build.Dockerfile; df != "" {
@@ -123,45 +120,20 @@ func setOutputs(a *githubactions.Action, r pipeline.Result) {
 	}
 }
 
-// Summary is the job summary's Markdown.
-func Summary(r pipeline.Result) string {
+// Summary is the job summary's Markdown: a heading with the outcome, the
+// result table the check runs show too, and the failing step's log tail.
+func Summary(r pipeline.Result, runner string) string {
 	var b strings.Builder
 	status := map[pipeline.Outcome]string{pipeline.OutcomeSuccess: "✅ succeeded", pipeline.OutcomeFailure: "❌ failed",
 		pipeline.OutcomeOOM: "❌ ran out of memory", pipeline.OutcomeTimeout: "⏱️ timed out", pipeline.OutcomeCanceled: "⚪ canceled",
 		pipeline.OutcomeError: "❌ could not run"}[r.Outcome]
 	fmt.Fprintf(&b, "### lian-build: `%s` %s\n\n", r.Workspace, status)
-	b.WriteString("| | |\n|---|---|\n")
-	row := func(k, v string) { fmt.Fprintf(&b, "| %s | %s |\n", k, strings.ReplaceAll(v, "|", "\\|")) }
-	row("Tier", fmt.Sprintf("`%s` — %s: %s", r.Tier, r.SizingSource, r.SizingReason))
-	if r.SizingSuggestion != "" {
-		row("P95 suggestion", r.SizingSuggestion)
+	b.WriteString(frontdoor.ResultTable(r, runner))
+	if r.Error != "" && r.Outcome != pipeline.OutcomeSuccess {
+		fmt.Fprintf(&b, "\n**Error:** %s\n", firstLine(r.Error))
 	}
-	var att []string
-	for _, a := range r.Attempts {
-		att = append(att, fmt.Sprintf("%d. `%s` %s (%s)", a.Number, a.Tier, a.Outcome, frontdoor.FmtDur(a.DurationMS)))
-	}
-	row("Attempts", strings.Join(att, " → "))
-	row("OOM retries", strconv.Itoa(r.OOMRetries))
-	row("Cache", fmt.Sprintf("%d/%d steps cached", r.StepsCached, r.StepsTotal))
-	if r.Digest != "" {
-		row("Digest", "`"+r.Digest+"`")
-	}
-	if len(r.Tags) > 0 {
-		row("Tags", "`"+strings.Join(r.Tags, "`, `")+"`")
-	}
-	row("Duration", frontdoor.FmtDur(r.DurationMS))
-	if r.Actor != "" {
-		row("Actor", "`"+r.Actor+"`")
-	}
-	if f := r.Failure; f != nil {
-		loc := ""
-		if f.File != "" {
-			loc = fmt.Sprintf(" (`%s:%d`)", f.File, f.Line)
-		}
-		row("Failed step", "`"+f.Step+"`"+loc)
-		if len(f.LogTail) > 0 {
-			fmt.Fprintf(&b, "\n<details><summary>Log tail</summary>\n\n```\n%s\n```\n</details>\n", strings.Join(frontdoor.Tail(f.LogTail, 20), "\n"))
-		}
+	if f := r.Failure; f != nil && len(f.LogTail) > 0 {
+		fmt.Fprintf(&b, "\n<details><summary>Log tail</summary>\n\n```\n%s\n```\n</details>\n", strings.Join(frontdoor.Tail(f.LogTail, 20), "\n"))
 	}
 	return b.String()
 }

@@ -60,38 +60,14 @@ func Conclusion(r pipeline.Result) string {
 	return "failure"
 }
 
-// Summary is the Markdown table of a finished build.
+// Summary is the Markdown of a finished build: the result table the Action's
+// job summary shows too, and the error when it failed.
 func Summary(r pipeline.Result, provider string) string {
-	var b strings.Builder
-	b.WriteString("| | |\n|---|---|\n")
-	row := func(k, v string) { fmt.Fprintf(&b, "| %s | %s |\n", k, strings.ReplaceAll(v, "|", "\\|")) }
-	row("Tier", fmt.Sprintf("`%s` (%s: %s)", r.Tier, r.SizingSource, r.SizingReason))
-	if r.SizingSuggestion != "" {
-		row("P95 suggestion", r.SizingSuggestion)
-	}
-	var att []string
-	for _, a := range r.Attempts {
-		oom := ""
-		if a.OOM {
-			oom = ", OOM"
-		}
-		att = append(att, fmt.Sprintf("%d. `%s` %s in %s%s", a.Number, a.Tier, a.Outcome, frontdoor.FmtDur(a.DurationMS), oom))
-	}
-	row("Attempts", strings.Join(att, "<br>"))
-	row("OOM retries", fmt.Sprint(r.OOMRetries))
-	row("Cache hits", fmt.Sprintf("%d/%d steps", r.StepsCached, r.StepsTotal))
-	row("Duration", frontdoor.FmtDur(r.DurationMS))
-	if r.Digest != "" {
-		row("Digest", "`"+r.Digest+"`")
-	}
-	row("Runner", provider)
-	if r.Actor != "" {
-		row("Actor", "`"+r.Actor+"`")
-	}
+	s := frontdoor.ResultTable(r, provider)
 	if r.Error != "" && r.Outcome != pipeline.OutcomeSuccess {
-		fmt.Fprintf(&b, "\n**Error:** %s\n", r.Error)
+		s += fmt.Sprintf("\n**Error:** %s\n", r.Error)
 	}
-	return Truncate(b.String(), MaxText)
+	return Truncate(s, MaxText)
 }
 
 // Text is the log tail shown under the summary.

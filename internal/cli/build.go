@@ -133,16 +133,14 @@ func runBuild(ctx context.Context, args []string, stdout, stderr io.Writer, log 
 	if err != nil {
 		return err
 	}
-	rt, err := s.Open(ctx, log)
-	if err != nil {
-		return err
-	}
-	defer rt.Close()
-	req.Build.ProgressOut = stderr
+	var progress io.Writer = stderr
 	if s.Progress == "quiet" || b.quiet {
-		req.Build.ProgressOut = io.Discard
+		progress = nil
 	}
-	res, runErr := rt.Pipeline.Run(ctx, req)
+	res, runErr := s.Build(ctx, req, frontdoor.BuildOptions{Logger: log, Progress: progress})
+	if res.BuildID == "" {
+		return runErr
+	}
 	if b.reportJSON != "" {
 		if err := writeJSON(b.reportJSON, res); err != nil {
 			return errors.Join(runErr, err)

@@ -26,6 +26,9 @@ func runRunners(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	switch args[0] {
 	case "ls":
+		if note := prov.FilesystemNote(); note != "" {
+			fmt.Fprintln(stderr, "note:", note)
+		}
 		infos, err := prov.List(ctx)
 		if err != nil {
 			return err

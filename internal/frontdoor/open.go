@@ -3,6 +3,7 @@ package frontdoor
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -33,10 +34,18 @@ func (r *Runtime) Close() {
 	}
 }
 
+// ProviderName is the compute provider the settings name ("local" when unset).
+func (s Settings) ProviderName() string {
+	if s.ComputeProvider == "" {
+		return "local"
+	}
+	return s.ComputeProvider
+}
+
 // OpenProvider returns the compute provider the settings name.
 func (s Settings) OpenProvider() (*local.Provider, error) {
-	switch s.ComputeProvider {
-	case "", "local":
+	switch s.ProviderName() {
+	case "local":
 	default:
 		return nil, &buildkit.InputError{Field: s.name("compute-provider"), Value: s.ComputeProvider, Msg: "only local is available in this build (hcloud, proxmox, vm_pool and docker_local are not implemented yet)"}
 	}
@@ -85,6 +94,9 @@ func (s Settings) Open(ctx context.Context, log *slog.Logger) (*Runtime, error) 
 	if err != nil {
 		return nil, err
 	}
+	if note := prov.FilesystemNote(); note != "" && log != nil {
+		log.Info(note)
+	}
 	rec, closeHistory, err := s.OpenHistory(ctx)
 	if err != nil {
 		return nil, err
@@ -119,4 +131,39 @@ func DefaultBuildkitd() string {
 func fileExists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
+}
+
+// BuildOptions are what a front door adds around the build sequence.
+type BuildOptions struct {
+	Logger *slog.Logger
+	// Progress receives BuildKit's progress display (plain unless it is a TTY);
+	// nil discards it.
+	Progress io.Writer
+	// Starting runs once the runtime is open, just before the pipeline: the
+	// place for a front door's banner, log group or saved state.
+	Starting func()
+}
+
+// Build is the sequence every front door shares: open the runtime the settings
+// describe, run req through the pipeline, close the runtime. The result is
+// filled as far as the build got, also when err is set; its BuildID is empty
+// when the runtime could not open and nothing ran.
+func (s Settings) Build(ctx context.Context, req pipeline.Request, o BuildOptions) (pipeline.Result, error) {
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	rt, err := s.Open(ctx, log)
+	if err != nil {
+		return pipeline.Result{}, err
+	}
+	defer rt.Close()
+	req.Build.ProgressOut = o.Progress
+	if req.Build.ProgressOut == nil {
+		req.Build.ProgressOut = io.Discard
+	}
+	if o.Starting != nil {
+		o.Starting()
+	}
+	return rt.Pipeline.Run(ctx, req)
 }

@@ -45,14 +45,12 @@ func run(ctx context.Context, env Env, out io.Writer, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	rt, err := s.Open(ctx, log)
-	if err != nil {
-		return err
+	// Progress is plain: Woodpecker's log is no TTY.
+	res, runErr := s.Build(ctx, req, frontdoor.BuildOptions{Logger: log, Progress: out, Starting: func() {
+		fmt.Fprintf(out, "lian-build: building %s as %s (push: %v)\n", req.Workspace, req.Actor, req.Build.Push)
+	}})
+	if res.BuildID != "" {
+		frontdoor.WriteReport(out, res)
 	}
-	defer rt.Close()
-	fmt.Fprintf(out, "lian-build: building %s as %s (push: %v)\n", req.Workspace, req.Actor, req.Build.Push)
-	req.Build.ProgressOut = out // plain: Woodpecker's log is no TTY
-	res, runErr := rt.Pipeline.Run(ctx, req)
-	frontdoor.WriteReport(out, res)
 	return runErr
 }
