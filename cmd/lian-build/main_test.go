@@ -134,7 +134,7 @@ func TestBuildReportJSON(t *testing.T) {
 	if m["outcome"] != "success" || m["tier"] != "cax11" || m["steps_total"] != 1.0 || !strings.HasPrefix(fmt.Sprint(m["digest"]), "sha256:") {
 		t.Errorf("report %v", m)
 	}
-	for _, w := range []string{"succeeded", "tier         cax11 (default:", "oom retries  0", "steps        0/1 cached", "digest       sha256:"} {
+	for _, w := range []string{"succeeded", "tier            cax11 (default:", "OOM retries     0", "cache hits      0/1 steps cached", "digest          sha256:"} {
 		if !strings.Contains(r.stdout, w) {
 			t.Errorf("report on stdout lacks %q:\n%s", w, r.stdout)
 		}

@@ -80,7 +80,7 @@ func run(ctx context.Context, a *githubactions.Action, out io.Writer, log *slog.
 	frontdoor.WriteReport(out, res)
 
 	setOutputs(a, res)
-	a.AddStepSummary(Summary(res, s.ProviderName()))
+	a.AddStepSummary(Summary(res))
 	if f := res.Failure; f != nil && f.Line > 0 {
 		file := f.File
 		if df := req.Build.Dockerfile; df != "" {
@@ -122,13 +122,13 @@ func setOutputs(a *githubactions.Action, r pipeline.Result) {
 
 // Summary is the job summary's Markdown: a heading with the outcome, the
 // result table the check runs show too, and the failing step's log tail.
-func Summary(r pipeline.Result, runner string) string {
+func Summary(r pipeline.Result) string {
 	var b strings.Builder
 	status := map[pipeline.Outcome]string{pipeline.OutcomeSuccess: "✅ succeeded", pipeline.OutcomeFailure: "❌ failed",
 		pipeline.OutcomeOOM: "❌ ran out of memory", pipeline.OutcomeTimeout: "⏱️ timed out", pipeline.OutcomeCanceled: "⚪ canceled",
 		pipeline.OutcomeError: "❌ could not run"}[r.Outcome]
 	fmt.Fprintf(&b, "### lian-build: `%s` %s\n\n", r.Workspace, status)
-	b.WriteString(frontdoor.ResultTable(r, runner))
+	b.WriteString(frontdoor.ResultTable(r))
 	if r.Error != "" && r.Outcome != pipeline.OutcomeSuccess {
 		fmt.Fprintf(&b, "\n**Error:** %s\n", firstLine(r.Error))
 	}

@@ -62,8 +62,8 @@ func Conclusion(r pipeline.Result) string {
 
 // Summary is the Markdown of a finished build: the result table the Action's
 // job summary shows too, and the error when it failed.
-func Summary(r pipeline.Result, provider string) string {
-	s := frontdoor.ResultTable(r, provider)
+func Summary(r pipeline.Result) string {
+	s := frontdoor.ResultTable(r)
 	if r.Error != "" && r.Outcome != pipeline.OutcomeSuccess {
 		s += fmt.Sprintf("\n**Error:** %s\n", r.Error)
 	}

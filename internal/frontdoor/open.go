@@ -34,18 +34,10 @@ func (r *Runtime) Close() {
 	}
 }
 
-// ProviderName is the compute provider the settings name ("local" when unset).
-func (s Settings) ProviderName() string {
-	if s.ComputeProvider == "" {
-		return "local"
-	}
-	return s.ComputeProvider
-}
-
 // OpenProvider returns the compute provider the settings name.
 func (s Settings) OpenProvider() (*local.Provider, error) {
-	switch s.ProviderName() {
-	case "local":
+	switch s.ComputeProvider {
+	case "", "local":
 	default:
 		return nil, &buildkit.InputError{Field: s.name("compute-provider"), Value: s.ComputeProvider, Msg: "only local is available in this build (hcloud, proxmox, vm_pool and docker_local are not implemented yet)"}
 	}

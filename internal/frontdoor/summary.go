@@ -8,24 +8,23 @@ import (
 	"github.com/lian-build/action/internal/pipeline"
 )
 
-// ResultTable is the Markdown table of a finished build that GitHub shows: the
-// Action's job summary and the gateway's check run render the same rows (tier
-// and why, attempts, OOM retries, cache hits, duration, digest, tags, usage,
-// runner, actor, failed step). runner names the compute provider ("" leaves
-// the row out). Cells are escaped for the table; the caller adds headings,
-// log tails and length limits of its surface.
-func ResultTable(r pipeline.Result, runner string) string {
-	var b strings.Builder
-	b.WriteString("| | |\n|---|---|\n")
-	row := func(k, v string) {
-		v = strings.ReplaceAll(strings.ReplaceAll(v, "|", "\\|"), "\n", " ")
-		fmt.Fprintf(&b, "| %s | %s |\n", k, v)
-	}
+// fact is one line of a build's report. The CLI and the Woodpecker log print
+// facts as text (WriteReport); the Action's job summary and the check run show
+// them as a Markdown table (ResultTable): one list, so the surfaces say the same.
+type fact struct {
+	key, value string
+	code       bool // a literal (digest, tags, actor, step): a code span in Markdown
+}
+
+// facts are what every report of a finished build says, in order.
+func facts(r pipeline.Result) []fact {
+	var out []fact
+	add := func(k, v string, code bool) { out = append(out, fact{k, v, code}) }
 	if r.Tier != "" {
-		row("Tier", fmt.Sprintf("`%s` (%s: %s)", r.Tier, r.SizingSource, r.SizingReason))
+		add("tier", fmt.Sprintf("%s (%s: %s)", r.Tier, r.SizingSource, r.SizingReason), false)
 	}
 	if r.SizingSuggestion != "" {
-		row("P95 suggestion", r.SizingSuggestion)
+		add("P95 suggestion", r.SizingSuggestion, false)
 	}
 	if len(r.Attempts) > 0 {
 		var att []string
@@ -34,34 +33,51 @@ func ResultTable(r pipeline.Result, runner string) string {
 			if a.OOM {
 				oom = ", OOM"
 			}
-			att = append(att, fmt.Sprintf("%d. `%s` %s in %s%s", a.Number, a.Tier, a.Outcome, FmtDur(a.DurationMS), oom))
+			att = append(att, fmt.Sprintf("%d. %s %s in %s%s", a.Number, a.Tier, a.Outcome, FmtDur(a.DurationMS), oom))
 		}
-		row("Attempts", strings.Join(att, " → "))
-		row("OOM retries", strconv.Itoa(r.OOMRetries))
-		row("Cache hits", fmt.Sprintf("%d/%d steps cached", r.StepsCached, r.StepsTotal))
+		add("attempts", strings.Join(att, " → "), false)
+		add("OOM retries", strconv.Itoa(r.OOMRetries), false)
+		add("cache hits", fmt.Sprintf("%d/%d steps cached", r.StepsCached, r.StepsTotal), false)
 	}
-	row("Duration", FmtDur(r.DurationMS))
+	add("duration", FmtDur(r.DurationMS), false)
 	if r.Digest != "" {
-		row("Digest", "`"+r.Digest+"`")
+		add("digest", r.Digest, true)
 	}
 	if len(r.Tags) > 0 {
-		row("Tags", "`"+strings.Join(r.Tags, "`, `")+"`")
+		add("tags", strings.Join(r.Tags, ", "), true)
 	}
 	if u := r.Usage; u != nil {
-		row("Usage", fmt.Sprintf("CPU p95 %.2f cores, memory p95 %s (peak %s), %d samples", u.CPUP95, FmtBytes(u.MemP95Bytes), FmtBytes(u.MemPeak), u.Samples))
+		add("usage", fmt.Sprintf("CPU p95 %.2f cores, memory p95 %s (peak %s), %d samples", u.CPUP95, FmtBytes(u.MemP95Bytes), FmtBytes(u.MemPeak), u.Samples), false)
 	}
-	if runner != "" {
-		row("Runner", runner)
+	if r.Provider != "" {
+		add("runner", r.Provider, false)
 	}
 	if r.Actor != "" {
-		row("Actor", "`"+r.Actor+"`")
+		add("actor", r.Actor, true)
 	}
 	if f := r.Failure; f != nil && f.Step != "" {
-		loc := ""
+		v := f.Step
 		if f.File != "" {
-			loc = fmt.Sprintf(" (`%s:%d`)", f.File, f.Line)
+			v += fmt.Sprintf(" at %s:%d", f.File, f.Line)
 		}
-		row("Failed step", "`"+f.Step+"`"+loc)
+		add("failed step", v, true)
+	}
+	return out
+}
+
+// ResultTable is the Markdown table of a finished build that GitHub shows (the
+// Action's job summary, the gateway's check run): the facts WriteReport prints.
+// Cells are escaped for the table; the caller adds headings, log tails and its
+// surface's limits.
+func ResultTable(r pipeline.Result) string {
+	var b strings.Builder
+	b.WriteString("| | |\n|---|---|\n")
+	for _, f := range facts(r) {
+		v := strings.ReplaceAll(strings.ReplaceAll(f.value, "|", "\\|"), "\n", " ")
+		if f.code {
+			v = "`" + strings.ReplaceAll(v, "`", "'") + "`"
+		}
+		fmt.Fprintf(&b, "| %s | %s |\n", strings.ToUpper(f.key[:1])+f.key[1:], v)
 	}
 	return b.String()
 }

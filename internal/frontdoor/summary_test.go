@@ -1,6 +1,7 @@
 package frontdoor
 
 import (
+	"bytes"
 	"strings"
 	"testing"
 
@@ -9,9 +10,10 @@ import (
 	"github.com/lian-build/action/internal/sizing"
 )
 
-func TestResultTable(t *testing.T) {
-	r := pipeline.Result{
-		Workspace: "app", Actor: "human:jpl", Tier: "cax21", SizingSource: sizing.SourceDefault, SizingReason: "generic default",
+func failedResult() pipeline.Result {
+	return pipeline.Result{
+		BuildID: "b1", Workspace: "app", Actor: "human:jpl", Provider: "local",
+		Tier: "cax21", SizingSource: sizing.SourceDefault, SizingReason: "generic default",
 		Outcome: pipeline.OutcomeFailure, OOMRetries: 1, StepsCached: 3, StepsTotal: 7, DurationMS: 12_345,
 		Attempts: []pipeline.Attempt{
 			{Number: 1, Tier: "cax11", Outcome: pipeline.OutcomeOOM, OOM: true, DurationMS: 4_000},
@@ -19,29 +21,55 @@ func TestResultTable(t *testing.T) {
 		},
 		Usage:   &pipeline.Usage{Samples: 9, CPUP95: 1.5, MemP95Bytes: 300 << 20, MemPeak: 310 << 20},
 		Failure: &buildkit.Failure{Step: "[build 3/4] RUN a | b", File: "Dockerfile", Line: 3, LogTail: []string{"boom"}},
+		Error:   "process did not complete successfully: exit code: 1",
 	}
-	got := ResultTable(r, "local")
+}
+
+func TestResultTable(t *testing.T) {
+	r := failedResult()
 	want := "| | |\n|---|---|\n" +
-		"| Tier | `cax21` (default: generic default) |\n" +
-		"| Attempts | 1. `cax11` oom in 4s, OOM → 2. `cax21` failure in 8s |\n" +
+		"| Tier | cax21 (default: generic default) |\n" +
+		"| P95 suggestion | cax31 |\n" +
+		"| Attempts | 1. cax11 oom in 4s, OOM → 2. cax21 failure in 8s |\n" +
 		"| OOM retries | 1 |\n" +
 		"| Cache hits | 3/7 steps cached |\n" +
 		"| Duration | 12.3s |\n" +
 		"| Usage | CPU p95 1.50 cores, memory p95 300.0 MiB (peak 310.0 MiB), 9 samples |\n" +
 		"| Runner | local |\n" +
 		"| Actor | `human:jpl` |\n" +
-		"| Failed step | `[build 3/4] RUN a \\| b` (`Dockerfile:3`) |\n"
-	if got != want {
+		"| Failed step | `[build 3/4] RUN a \\| b at Dockerfile:3` |\n"
+	r.SizingSuggestion = "cax31"
+	if got := ResultTable(r); got != want {
 		t.Errorf("table:\n%s\nwant:\n%s", got, want)
 	}
-	// Every row is one table line: a newline or pipe in a value cannot break the table.
+	// Every row stays one table row: a newline, pipe or backtick in a value cannot break it.
 	r.SizingReason = "line one\nline | two"
-	for _, l := range strings.Split(strings.TrimSpace(ResultTable(r, "")), "\n") {
-		if strings.Count(strings.ReplaceAll(l, `\|`, ""), "|") != 3 {
+	r.Failure.Step = "RUN echo `x` | y"
+	for _, l := range strings.Split(strings.TrimSpace(ResultTable(r)), "\n") {
+		if strings.Count(strings.ReplaceAll(l, `\|`, ""), "|") != 3 || strings.Count(l, "`")%2 != 0 {
 			t.Errorf("row breaks the table: %q", l)
 		}
 	}
-	if strings.Contains(ResultTable(r, ""), "| Runner |") {
-		t.Error("empty runner still printed")
+	r.Provider = ""
+	if strings.Contains(ResultTable(r), "| Runner |") {
+		t.Error("a result without a provider still has a Runner row")
+	}
+}
+
+// The text report and the table say the same things.
+func TestReportAndTableShowTheSameFacts(t *testing.T) {
+	r := failedResult()
+	var b bytes.Buffer
+	WriteReport(&b, r)
+	text := b.String()
+	for _, f := range facts(r) {
+		if !strings.Contains(text, f.value) {
+			t.Errorf("text report lacks %s %q:\n%s", f.key, f.value, text)
+		}
+	}
+	for _, w := range []string{"lian-build: build b1 failed", "  | boom", "error           process did not complete"} {
+		if !strings.Contains(text, w) {
+			t.Errorf("text report lacks %q:\n%s", w, text)
+		}
 	}
 }

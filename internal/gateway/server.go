@@ -141,7 +141,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		log.Info("reaped orphaned runners", "count", len(removed))
 	}
 	w := &Worker{Queue: q, GitHub: app, Exec: exec, Concurrency: cfg.Concurrency,
-		Table: cfg.Route.Table, Provider: "local", ProgressEvery: cfg.ProgressEvery, Log: log, Metrics: m}
+		Table: cfg.Route.Table, ProgressEvery: cfg.ProgressEvery, Log: log, Metrics: m}
 
 	var closed atomic.Bool
 	e := echo.New()

@@ -41,7 +41,6 @@ type Worker struct {
 	Exec          Executor
 	Concurrency   int
 	Table         sizing.Table
-	Provider      string
 	ProgressEvery time.Duration
 	Log           *slog.Logger
 	Metrics       *Metrics
@@ -274,7 +273,7 @@ func (w *Worker) complete(ctx context.Context, job Job, st BuildState, res pipel
 	}
 	cr := checks.CheckRun{
 		HeadSHA: job.SHA, ExternalID: job.BuildID, Status: "completed", Conclusion: checks.Conclusion(res),
-		Title: checks.Title(res), Summary: checks.Summary(res, w.Provider), Text: checks.Text(res),
+		Title: checks.Title(res), Summary: checks.Summary(res), Text: checks.Text(res),
 		Annotations: checks.Annotations(res, path), Actions: checks.Actions(res, w.Table),
 	}
 	if res.Tier == "" {

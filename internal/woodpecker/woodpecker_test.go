@@ -88,7 +88,7 @@ func TestPluginBuildsAndDryRunDoesNotPush(t *testing.T) {
 	if code := Main(context.Background(), env, &out); code != 0 {
 		t.Fatalf("exit %d\n%s", code, out.String())
 	}
-	for _, w := range []string{"lian-build: building hello-world as ci (push: true)", "succeeded", "tier         cax11 (override", "digest       sha256:", "tok=***"} {
+	for _, w := range []string{"lian-build: building hello-world as ci (push: true)", "succeeded", "tier            cax11 (override", "digest          sha256:", "tok=***"} {
 		if !strings.Contains(out.String(), w) {
 			t.Errorf("log lacks %q", w)
 		}
@@ -135,7 +135,7 @@ func TestPluginFailureExitCode(t *testing.T) {
 	if code := Main(context.Background(), env, &out); code == 0 {
 		t.Fatal("a failing build exited 0")
 	}
-	if !strings.Contains(out.String(), "as human:codertocat") || !strings.Contains(out.String(), "failed step  [1/2] RUN exit 5 at Dockerfile:2") {
+	if !strings.Contains(out.String(), "as human:codertocat") || !strings.Contains(out.String(), "failed step     [1/2] RUN exit 5 at Dockerfile:2") {
 		t.Fatalf("log:\n%s", out.String())
 	}
 }
