@@ -24,6 +24,10 @@ func TestFilesystemNote(t *testing.T) {
 		`32 22 254:16 / /srv/with\040space rw shared:4 - ext4 /dev/vda rw`,
 		"garbage line",
 	}, "\n")
+	mounts, err := parseMountinfo(strings.NewReader(mountinfo))
+	if err != nil || len(mounts) != 4 {
+		t.Fatalf("parsed %d mounts (%v), want 4 (the garbage line skipped)", len(mounts), err)
+	}
 	for _, c := range []struct {
 		dir, want string
 	}{
@@ -33,7 +37,7 @@ func TestFilesystemNote(t *testing.T) {
 		{"/srv/journaledX/runners", "/dev/vda at /"},               // a prefix of a name is not a parent
 		{"/srv/with space/runners", "/dev/vda at /srv/with space"}, // escaped mount point
 	} {
-		got := filesystemNote(strings.NewReader(mountinfo), sys, c.dir)
+		got := filesystemNote(mounts, sys, c.dir)
 		if (c.want == "") != (got == "") || !strings.Contains(got, c.want) {
 			t.Errorf("%s: note %q, want one naming %q", c.dir, got, c.want)
 		}
@@ -41,7 +45,7 @@ func TestFilesystemNote(t *testing.T) {
 			t.Errorf("%s: the note does not say what to do: %q", c.dir, got)
 		}
 	}
-	if got := filesystemNote(strings.NewReader(mountinfo), filepath.Join(sys, "absent"), "/x"); got != "" {
+	if got := filesystemNote(mounts, filepath.Join(sys, "absent"), "/x"); got != "" {
 		t.Errorf("no sysfs entry must give no note, got %q", got)
 	}
 }

@@ -287,16 +287,15 @@ func destroy(ctx context.Context, dir string, pid int, start uint64, cg cgroup) 
 
 // unmountUnder detaches every mount below dir that a killed buildkitd left behind.
 func unmountUnder(dir string) error {
-	b, err := os.ReadFile("/proc/self/mountinfo")
+	all, err := readMounts()
 	if err != nil {
 		return err
 	}
 	prefix := filepath.Clean(dir) + "/"
 	var mounts []string
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 && strings.HasPrefix(unescapeMount(f[4])+"/", prefix) {
-			mounts = append(mounts, unescapeMount(f[4]))
+	for _, m := range all {
+		if strings.HasPrefix(m.point+"/", prefix) {
+			mounts = append(mounts, m.point)
 		}
 	}
 	var errs []error
@@ -306,8 +305,4 @@ func unmountUnder(dir string) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func unescapeMount(s string) string {
-	return strings.NewReplacer(`\040`, " ", `\011`, "\t", `\012`, "\n", `\134`, `\`).Replace(s)
 }
