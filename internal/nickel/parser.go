@@ -359,20 +359,32 @@ func (p *parser) importExpr(kw token) (expr, error) {
 	return &importExpr{pos: kw.pos, file: f}, nil
 }
 
-func (p *parser) array(open token) (expr, error) {
-	a := &arrayLit{pos: open.pos}
-	for !p.isPunct("]") {
-		e, err := p.expr()
+// commaList parses the items of a bracketed list up to and including close:
+// items separated by commas, a trailing comma allowed. item reports last when
+// nothing may follow it (a record's "..").
+func (p *parser) commaList(close string, item func() (last bool, err error)) error {
+	for !p.isPunct(close) {
+		last, err := item()
 		if err != nil {
-			return nil, err
+			return err
 		}
-		a.elems = append(a.elems, e)
-		if !p.isPunct(",") {
+		if last || !p.isPunct(",") {
 			break
 		}
 		p.next()
 	}
-	if _, err := p.expect("]"); err != nil {
+	_, err := p.expect(close)
+	return err
+}
+
+func (p *parser) array(open token) (expr, error) {
+	a := &arrayLit{pos: open.pos}
+	err := p.commaList("]", func() (bool, error) {
+		e, err := p.expr()
+		a.elems = append(a.elems, e)
+		return false, err
+	})
+	if err != nil {
 		return nil, err
 	}
 	return a, nil
@@ -380,18 +392,15 @@ func (p *parser) array(open token) (expr, error) {
 
 func (p *parser) enumType(open token) (expr, error) {
 	et := &enumType{pos: open.pos}
-	for !p.isPunct("|]") {
+	err := p.commaList("|]", func() (bool, error) {
 		t := p.next()
 		if t.kind != tEnum {
-			return nil, errAt(t.pos, "expected an enum tag in [| … |], found %s", t)
+			return false, errAt(t.pos, "expected an enum tag in [| … |], found %s", t)
 		}
 		et.tags = append(et.tags, t.text)
-		if !p.isPunct(",") {
-			break
-		}
-		p.next()
-	}
-	if _, err := p.expect("|]"); err != nil {
+		return false, nil
+	})
+	if err != nil {
 		return nil, err
 	}
 	return et, nil
@@ -415,23 +424,17 @@ func (p *parser) fieldName() (string, Pos, error) {
 
 func (p *parser) record(open token) (expr, error) {
 	r := &recordLit{pos: open.pos}
-	for !p.isPunct("}") {
+	err := p.commaList("}", func() (bool, error) {
 		if p.isPunct("..") {
 			p.next()
 			r.open = true
-			break
+			return true, nil
 		}
 		f, err := p.field()
-		if err != nil {
-			return nil, err
-		}
 		r.fields = append(r.fields, f)
-		if !p.isPunct(",") {
-			break
-		}
-		p.next()
-	}
-	if _, err := p.expect("}"); err != nil {
+		return false, err
+	})
+	if err != nil {
 		return nil, err
 	}
 	return r, nil
