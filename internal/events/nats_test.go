@@ -12,7 +12,6 @@ import (
 
 	"github.com/lian-build/action/internal/pipeline"
 	"github.com/lian-build/action/internal/testenv"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -22,18 +21,7 @@ func ev(name string) pipeline.Event {
 
 func TestPlainPublish(t *testing.T) {
 	s := testenv.StartNATS(t, false)
-	nc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	sub, err := nc.SubscribeSync("lian-build.app.build.>")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := nc.Flush(); err != nil { // the subscription is on the server before anything is published
-		t.Fatal(err)
-	}
+	sub := testenv.SubscribeNATS(t, s, "lian-build.app.build.>")
 	p := New(Options{URL: s.ClientURL()})
 	defer p.Close()
 	p.Publish(context.Background(), ev(pipeline.EventStarted))
@@ -52,11 +40,7 @@ func TestPlainPublish(t *testing.T) {
 
 func TestJetStreamDropsDuplicates(t *testing.T) {
 	s := testenv.StartNATS(t, true)
-	nc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc := testenv.ConnectNATS(t, s)
 	js, _ := jetstream.New(nc)
 	ctx := context.Background()
 	st, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "BUILDS", Subjects: []string{"lian-build.>"}, Duplicates: time.Hour})

@@ -25,18 +25,7 @@ import (
 // A subscriber sees started → completed, in order, with the documented fields.
 func TestLifecycleEventsOnNATS(t *testing.T) {
 	s := testenv.StartNATS(t, false)
-	nc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	sub, err := nc.SubscribeSync("lian-build.app.build.>")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := nc.Flush(); err != nil { // the subscription is on the server before anything is published
-		t.Fatal(err)
-	}
+	sub := testenv.SubscribeNATS(t, s, "lian-build.app.build.>")
 	e := newEnv(t, nil)
 	pub := events.New(events.Options{URL: s.ClientURL()})
 	defer pub.Close()
@@ -195,11 +184,7 @@ func TestCredentialsNeverLeak(t *testing.T) {
 	t.Setenv("LIAN_TEST_SECRET", secret)
 	reg := testenv.StartRegistry(t, testenv.WithBasicAuth(user, password))
 	s := testenv.StartNATS(t, false)
-	nc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc := testenv.ConnectNATS(t, s)
 	var evMu sync.Mutex
 	var evs bytes.Buffer
 	if _, err := nc.Subscribe("lian-build.>", func(m *nats.Msg) { evMu.Lock(); evs.Write(m.Data); evMu.Unlock() }); err != nil {

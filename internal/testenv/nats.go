@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 )
 
 // StartNATS runs a real nats-server in process (with JetStream when js is
@@ -22,4 +23,30 @@ func StartNATS(t testing.TB, js bool) *server.Server {
 	}
 	t.Cleanup(s.Shutdown)
 	return s
+}
+
+// ConnectNATS connects a client to s; it closes with the test.
+func ConnectNATS(t testing.TB, s *server.Server) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// SubscribeNATS subscribes to subject on s and returns once the server has
+// the subscription, so nothing published afterwards is missed.
+func SubscribeNATS(t testing.TB, s *server.Server, subject string) *nats.Subscription {
+	t.Helper()
+	nc := ConnectNATS(t, s)
+	sub, err := nc.SubscribeSync(subject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return sub
 }
