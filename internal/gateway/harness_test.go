@@ -308,12 +308,21 @@ func (g *gw) post(t testing.TB, event, delivery string, body []byte, signature s
 	default:
 		req.Header.Set("X-Hub-Signature-256", signature)
 	}
+	return do(t, req)
+}
+
+// do sends req and returns the status code and body.
+func do(t testing.TB, req *http.Request) (int, string) {
+	t.Helper()
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: reading the response: %v", req.Method, req.URL, err)
+	}
 	return resp.StatusCode, string(b)
 }
 
