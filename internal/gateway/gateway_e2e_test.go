@@ -217,12 +217,8 @@ func TestOpsEndpoints(t *testing.T) {
 		req, _ := http.NewRequest(method, g.url+path, strings.NewReader(body))
 		req.Header.Set("Authorization", "Bearer api-t0ken")
 		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
+		code, _ := do(t, req)
+		return code
 	}
 	for i := 0; i < 3; i++ {
 		if c := post(http.MethodPost, "/api/v1/metrics", fmt.Sprintf(`{"workspace":"app","build_id":"b%d","tier":"cax21","cpu_p95":5.2,"mem_p95_bytes":%d}`, i, 11<<30)); c != 202 {
