@@ -13,30 +13,40 @@ import (
 
 // runApprove is `lian-build sizing approve|revoke WS`.
 func runApprove(ctx context.Context, approve bool, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("lian-build sizing approve", stderr)
-	var hist frontdoor.Settings
-	registerHistory(fs, &hist)
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return &UsageError{Msg: err.Error()}
-	}
-	if len(pos) != 1 {
-		return usageErr("sizing approve|revoke takes one WORKSPACE")
-	}
-	rec, closeHistory, err := hist.OpenHistory(ctx)
+	ws, rec, closeHistory, err := workspaceHistory(ctx, "sizing approve|revoke", args, stderr)
 	if err != nil {
 		return err
 	}
 	defer closeHistory()
-	if err := rec.SetApproved(ctx, pos[0], approve); err != nil {
+	if err := rec.SetApproved(ctx, ws, approve); err != nil {
 		return usageErr("%v", err)
 	}
 	verb := "approved"
 	if !approve {
 		verb = "revoked"
 	}
-	fmt.Fprintf(stdout, "P95 sizing %s for workspace %s\n", verb, pos[0])
+	fmt.Fprintf(stdout, "P95 sizing %s for workspace %s\n", verb, ws)
 	return nil
+}
+
+// workspaceHistory parses the arguments of a command that takes the history
+// flags and one WORKSPACE, and opens the history.
+func workspaceHistory(ctx context.Context, cmd string, args []string, stderr io.Writer) (string, metrics.Recorder, func(), error) {
+	fs := newFlagSet("lian-build "+cmd, stderr)
+	var hist frontdoor.Settings
+	registerHistory(fs, &hist)
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return "", metrics.Recorder{}, nil, &UsageError{Msg: err.Error()}
+	}
+	if len(pos) != 1 {
+		return "", metrics.Recorder{}, nil, usageErr("%s takes one WORKSPACE", cmd)
+	}
+	rec, closeHistory, err := hist.OpenHistory(ctx)
+	if err != nil {
+		return "", metrics.Recorder{}, nil, err
+	}
+	return pos[0], rec, closeHistory, nil
 }
 
 // runMetrics is `lian-build metrics show WS`.
@@ -44,22 +54,12 @@ func runMetrics(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if len(args) == 0 || args[0] != "show" {
 		return usageErr("usage: lian-build metrics show WORKSPACE")
 	}
-	fs := newFlagSet("lian-build metrics show", stderr)
-	var hist frontdoor.Settings
-	registerHistory(fs, &hist)
-	pos, err := parseInterspersed(fs, args[1:])
-	if err != nil {
-		return &UsageError{Msg: err.Error()}
-	}
-	if len(pos) != 1 {
-		return usageErr("metrics show takes one WORKSPACE")
-	}
-	rec, closeHistory, err := hist.OpenHistory(ctx)
+	ws, rec, closeHistory, err := workspaceHistory(ctx, "metrics show", args[1:], stderr)
 	if err != nil {
 		return err
 	}
 	defer closeHistory()
-	h, err := rec.Store.Get(ctx, pos[0])
+	h, err := rec.Store.Get(ctx, ws)
 	if err != nil {
 		return err
 	}
