@@ -86,8 +86,10 @@ func (s Settings) Open(ctx context.Context, log *slog.Logger) (*Runtime, error) 
 	if err != nil {
 		return nil, err
 	}
-	if note := prov.FilesystemNote(); note != "" && log != nil {
-		log.Info(note)
+	if log != nil && log.Enabled(ctx, slog.LevelInfo) {
+		if note := prov.FilesystemNote(); note != "" {
+			log.Info(note)
+		}
 	}
 	rec, closeHistory, err := s.OpenHistory(ctx)
 	if err != nil {
