@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The rust-app workload of ../shared/bench/rust-app (a lamina chain: Debian rootfs →
+# The rust-app workload of bench/rust-app (a lamina chain: Debian rootfs →
 # Rust toolchain with Debian's crates, offline → an app with 94 crates), built by
 # lian-build's pipeline and by BuildKit driven by hand (fresh buildkitd + buildctl),
 # in three scenarios on fresh runners with a registry cache:
@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-1}
 export PATH="$PWD/bin:$PATH"
-shared=$(cd ../shared/bench/rust-app && pwd)
+workload=$PWD/bench/rust-app
 work=$PWD/.lian/bench/rust-app
 mkdir -p "$work"
 command -v debootstrap >/dev/null || { apt-get update -qq && apt-get install -y -qq debootstrap >/dev/null; }
@@ -62,13 +62,13 @@ if [ ! -f "$work/rootfs/.done" ]; then
   rm -rf "$work/rootfs"/var/cache/apt/archives/*.deb "$work/rootfs"/var/lib/apt/lists/*
   touch "$work/rootfs/.done"
 fi
-mkdir -p "$work/base-ctx" && cp "$shared/base/Dockerfile" "$work/base-ctx/"
+mkdir -p "$work/base-ctx" && cp "$workload/base/Dockerfile" "$work/base-ctx/"
 echo "building lamina/debian and lamina/rust…"
 # The base Dockerfile copies rootfs/ from its own context.
 [ -d "$work/base-ctx/rootfs" ] || cp -a "$work/rootfs" "$work/base-ctx/rootfs"
 lian-build build "${common[@]}" -t "$reg/lamina/debian:bookworm" --push -q "$work/base-ctx" 2>"$work/base.log" >/dev/null
 lian-build build "${common[@]}" --build-arg "BASE=$reg/lamina/debian:bookworm" -t "$reg/lamina/rust:bookworm" --push -q \
-  --runner-type cax21 "$shared/toolchain" 2>"$work/toolchain.log" >/dev/null
+  --runner-type cax21 "$workload/toolchain" 2>"$work/toolchain.log" >/dev/null
 
 app=$work/app
 args=(--build-arg "BASE=$reg/lamina/debian:bookworm" --build-arg "TOOLCHAIN=$reg/lamina/rust:bookworm")
@@ -112,7 +112,7 @@ for r in $(seq "$rounds"); do
   # Alternate who goes first: the second run of a round finds the registry's blobs in the page cache.
   order="lian byhand"; [ $((r % 2)) -eq 0 ] && order="byhand lian"
   for who in $order; do
-    rm -rf "$app" && cp -a "$shared/app" "$app"
+    rm -rf "$app" && cp -a "$workload/app" "$app"
     results[$who,cold,$r]=$($who "$who-r$r")
     echo 'fn _bench_touch() {}' >> "$app/src/main.rs"
     results[$who,src,$r]=$($who "$who-r$r")
@@ -131,4 +131,4 @@ for s in cold src none; do
   name=$(case $s in cold) echo "cold (fresh runner, empty cache)";; src) echo "src/ changed, fresh runner, ci/";; none) echo "nothing changed, fresh runner, ci/";; esac)
   printf '%-34s %9ss %9ss %8s %11ss\n' "$name" "$l" "$h" "$(python3 -c "print(f'{$l/$h:.3f}')")" "$ref"
 done
-echo "(reference: BuildKit 0.34.2 by hand, median of 3, from ../shared/bench/rust-app/README.md; by-hand times here include daemon start and stop)"
+echo "(reference: BuildKit 0.34.2 by hand, median of 3, from bench/rust-app/README.md; by-hand times here include daemon start and stop)"

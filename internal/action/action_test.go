@@ -14,8 +14,6 @@ import (
 	"github.com/sethvargo/go-githubactions"
 )
 
-const fixtures = "../../../shared/fixtures/github-webhooks"
-
 // runner is the environment GitHub gives a container action.
 type runner struct {
 	env             map[string]string
@@ -33,7 +31,7 @@ func newRunner(t *testing.T, event, payload string, inputs map[string]string) *r
 	}
 	ws := t.TempDir()
 	r.env = map[string]string{
-		"GITHUB_ACTIONS": "true", "GITHUB_EVENT_NAME": event, "GITHUB_EVENT_PATH": filepath.Join(fixtures, payload),
+		"GITHUB_ACTIONS": "true", "GITHUB_EVENT_NAME": event, "GITHUB_EVENT_PATH": testenv.Webhook(payload),
 		"GITHUB_REPOSITORY": "Codertocat/Hello-World", "GITHUB_SHA": "ec26c3e57ca3a959ca5aad62de7213c562f8c821",
 		"GITHUB_REF": "refs/heads/main", "GITHUB_WORKSPACE": ws, "GITHUB_OUTPUT": r.output, "GITHUB_STEP_SUMMARY": r.summary,
 		"GITHUB_STATE": filepath.Join(dir, "state"), "RUNNER_TEMP": dir,

@@ -9,7 +9,7 @@ import (
 
 const module = "github.com/lian-build/action/"
 
-// Core packages never know which front door called them (DESIGN.md).
+// Core packages never know which front door called them (docs/architecture.md).
 var core = []string{"internal/pipeline", "internal/sizing", "internal/compute/...", "internal/buildkit"}
 
 // forbiddenDep reports why a dependency of the core breaks that rule.

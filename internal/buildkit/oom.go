@@ -22,7 +22,7 @@ type Signals struct {
 
 var oomText = regexp.MustCompile(`(?i)\b(out of memory|oom[- ]?kill(ed)?|oom)\b|\bKilled\b|signal: killed|exit code: 137`)
 
-// IsOOM decides whether a failure was a step killed for memory (DESIGN.md, step 5):
+// IsOOM decides whether a failure was a step killed for memory (docs/architecture.md, step 5):
 // exit code 137, gRPC ResourceExhausted, "OOM"/"Killed" in the step error, or
 // the runner's own oom-kill counter rising.
 func IsOOM(s Signals) bool {

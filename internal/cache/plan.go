@@ -1,5 +1,5 @@
 // Package cache turns who is building into the exact list of registry cache
-// imports and exports (DESIGN.md, "Cache namespace model"):
+// imports and exports (docs/architecture.md, "Cache namespace model"):
 //
 //	<registry>/ci/<workspace>:cache               canonical, written by CI only
 //	<registry>/dev/<actor-id>-<workspace>:cache   per session actor

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/lian-build/action/internal/sizing"
+	"github.com/lian-build/action/internal/testenv"
 )
 
 func TestParseCommand(t *testing.T) {
@@ -62,10 +63,10 @@ func TestVerifySignature(t *testing.T) {
 	}
 }
 
-// fixture reads a real payload from ../shared/fixtures/github-webhooks and adapts it.
+// fixture reads a real payload from testdata/github-webhooks and adapts it.
 func fixture(t testing.TB, path string, adapt func(map[string]any)) []byte {
 	t.Helper()
-	b, err := os.ReadFile("../../../shared/fixtures/github-webhooks/" + path)
+	b, err := os.ReadFile(testenv.Webhook(path))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package nickel
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -28,7 +29,7 @@ func TestDirectives200Lines(t *testing.T) {
 	if n := strings.Count(src, "\n"); n < 195 {
 		t.Fatalf("only %d lines", n)
 	}
-	doc, err := Eval("/d/main.ncl", []byte(src), Options{Loader: DirLoader{Root: "/d", Library: schemas.FS}})
+	doc, err := Eval(context.Background(), "/d/main.ncl", []byte(src), Options{Loader: DirLoader{Root: "/d", Library: schemas.FS}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +44,7 @@ func BenchmarkSchemasAnd200LineDirectives(b *testing.B) {
 	src := []byte(directives200())
 	opts := Options{Loader: DirLoader{Root: "/d", Library: schemas.FS}}
 	for b.Loop() {
-		if _, err := Eval(filepath.Join("/d", "main.ncl"), src, opts); err != nil {
+		if _, err := Eval(context.Background(), filepath.Join("/d", "main.ncl"), src, opts); err != nil {
 			b.Fatal(err)
 		}
 	}

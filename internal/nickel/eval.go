@@ -1,6 +1,7 @@
 package nickel
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"sort"
@@ -10,11 +11,23 @@ import (
 	"github.com/lian-build/action/internal/suggest"
 )
 
-// Limits bound evaluation: no unbounded recursion, no endless loops.
+// Limits bound evaluation: no unbounded recursion, no endless loops, no
+// unbounded memory. The caller's context bounds the time.
 type Limits struct {
-	MaxSteps int // evaluation steps (default 1,000,000)
-	MaxDepth int // nested evaluations (default 400)
+	MaxSteps int   // evaluation steps (default 1,000,000)
+	MaxDepth int   // nested evaluations (default 400)
+	MaxBytes int64 // bytes allocated for strings, arrays and records (default 16 MiB)
 }
+
+// Default limits.
+const (
+	DefaultMaxSteps = 1_000_000
+	DefaultMaxDepth = 400
+	DefaultMaxBytes = 16 << 20
+)
+
+// ctxCheckEvery is how many steps pass between checks of the context.
+const ctxCheckEvery = 1024
 
 type (
 	vNum   float64
@@ -108,21 +121,26 @@ type thunk struct {
 func valueThunk(v value, pos Pos) *thunk { return &thunk{v: v, state: 2, pos: pos} }
 
 type evaluator struct {
+	ctx    context.Context
 	limits Limits
 	steps  int
 	depth  int
+	bytes  int64
 	global *env
 	files  map[*sourceFile]*thunk
 }
 
-func newEvaluator(l Limits) *evaluator {
+func newEvaluator(ctx context.Context, l Limits) *evaluator {
 	if l.MaxSteps <= 0 {
-		l.MaxSteps = 1_000_000
+		l.MaxSteps = DefaultMaxSteps
 	}
 	if l.MaxDepth <= 0 {
-		l.MaxDepth = 400
+		l.MaxDepth = DefaultMaxDepth
 	}
-	ev := &evaluator{limits: l, files: map[*sourceFile]*thunk{}}
+	if l.MaxBytes <= 0 {
+		l.MaxBytes = DefaultMaxBytes
+	}
+	ev := &evaluator{ctx: ctx, limits: l, files: map[*sourceFile]*thunk{}}
 	g := map[string]*thunk{}
 	for _, n := range []string{"Number", "String", "Bool", "Dyn"} {
 		g[n] = valueThunk(&vContract{name: n}, Pos{})
@@ -195,10 +213,24 @@ func (r *vRecord) child(name string) string {
 	return r.path + "." + name
 }
 
+// alloc accounts for n bytes about to be allocated at pos.
+func (ev *evaluator) alloc(n int64, pos Pos) error {
+	ev.bytes += n
+	if n < 0 || ev.bytes > ev.limits.MaxBytes {
+		return errAt(pos, "evaluation allocates more than %d bytes (strings, arrays and records)", ev.limits.MaxBytes)
+	}
+	return nil
+}
+
 func (ev *evaluator) eval(e expr, en *env) (value, error) {
 	ev.steps++
 	if ev.steps > ev.limits.MaxSteps {
 		return nil, errAt(e.position(), "evaluation exceeds %d steps", ev.limits.MaxSteps)
+	}
+	if ev.steps%ctxCheckEvery == 0 {
+		if err := ev.ctx.Err(); err != nil {
+			return nil, errAt(e.position(), "evaluation stopped: %v", context.Cause(ev.ctx))
+		}
 	}
 	ev.depth++
 	defer func() { ev.depth-- }()
@@ -217,24 +249,11 @@ func (ev *evaluator) eval(e expr, en *env) (value, error) {
 	case *enumType:
 		return &vEnumType{tags: e.tags}, nil
 	case *strLit:
-		var b strings.Builder
-		for _, p := range e.parts {
-			if !p.isExpr {
-				b.WriteString(p.lit)
-				continue
-			}
-			v, err := ev.eval(p.e, en)
-			if err != nil {
-				return nil, err
-			}
-			s, err := interpolate(v, p.e.position())
-			if err != nil {
-				return nil, err
-			}
-			b.WriteString(s)
-		}
-		return vStr(b.String()), nil
+		return ev.strLit(e, en)
 	case *arrayLit:
+		if err := ev.alloc(int64(len(e.elems))*thunkBytes, e.pos); err != nil {
+			return nil, err
+		}
 		a := make(vArray, len(e.elems))
 		for i, el := range e.elems {
 			a[i] = &thunk{e: el, env: en, pos: el.position()}
@@ -319,6 +338,37 @@ func (ev *evaluator) eval(e expr, en *env) (value, error) {
 	return nil, errAt(e.position(), "internal: unknown expression %T", e)
 }
 
+// thunkBytes is what one array element or record field costs, roughly.
+const thunkBytes = 64
+
+// strLit builds a string with interpolations, accounting for its length
+// before it is allocated (doubling a string in a chain of lets grows
+// exponentially).
+func (ev *evaluator) strLit(e *strLit, en *env) (value, error) {
+	parts := make([]string, len(e.parts))
+	var n int64
+	for i, p := range e.parts {
+		if !p.isExpr {
+			parts[i] = p.lit
+		} else {
+			v, err := ev.eval(p.e, en)
+			if err != nil {
+				return nil, err
+			}
+			if parts[i], err = interpolate(v, p.e.position()); err != nil {
+				return nil, err
+			}
+		}
+		n += int64(len(parts[i]))
+	}
+	if len(e.parts) > 1 || (len(e.parts) == 1 && e.parts[0].isExpr) {
+		if err := ev.alloc(n, e.pos); err != nil {
+			return nil, err
+		}
+	}
+	return vStr(strings.Join(parts, "")), nil
+}
+
 func interpolate(v value, pos Pos) (string, error) {
 	switch v := v.(type) {
 	case vStr:
@@ -357,6 +407,9 @@ func (ev *evaluator) apply(fv value, arg *thunk, pos Pos) (value, error) {
 // recordLit turns a literal into a record value: nested paths become nested
 // record definitions, repeated fields become several definitions to merge.
 func (ev *evaluator) recordLit(e *recordLit, en *env) (value, error) {
+	if err := ev.alloc(int64(len(e.fields))*thunkBytes, e.pos); err != nil {
+		return nil, err
+	}
 	r := &vRecord{fields: map[string]*fieldDef{}, open: e.open}
 	for _, f := range e.fields {
 		name := f.path[0]

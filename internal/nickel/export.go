@@ -1,6 +1,7 @@
 package nickel
 
 import (
+	"context"
 	"fmt"
 	"math"
 )
@@ -19,14 +20,15 @@ type Options struct {
 }
 
 // Eval parses and evaluates src (named name, for positions and relative
-// imports) and forces the whole result, as `nickel export` does.
-func Eval(name string, src []byte, opts Options) (*Document, error) {
+// imports) and forces the whole result, as `nickel export` does. It stops
+// with an error when ctx is done or a bound of opts.Limits is exceeded.
+func Eval(ctx context.Context, name string, src []byte, opts Options) (*Document, error) {
 	p := &parser{loader: opts.Loader, files: map[string]*sourceFile{}}
 	f, err := p.parseFile(name, src)
 	if err != nil {
 		return nil, err
 	}
-	ev := newEvaluator(opts.Limits)
+	ev := newEvaluator(ctx, opts.Limits)
 	t := &thunk{e: f.root, env: ev.global, pos: Pos{File: name, Line: 1, Col: 1}}
 	ev.files[f] = t
 	v, err := ev.force(t)
@@ -50,6 +52,10 @@ func (ev *evaluator) export(v value, path string, pos map[string]Pos, at Pos) (a
 		}
 		return f, nil
 	case vStr:
+		// The exported document holds one copy per occurrence.
+		if err := ev.alloc(int64(len(v)), at); err != nil {
+			return nil, err
+		}
 		return string(v), nil
 	case vBool:
 		return bool(v), nil
@@ -58,6 +64,9 @@ func (ev *evaluator) export(v value, path string, pos map[string]Pos, at Pos) (a
 	case vEnum:
 		return string(v), nil
 	case vArray:
+		if err := ev.alloc(int64(len(v))*thunkBytes, at); err != nil {
+			return nil, err
+		}
 		out := make([]any, len(v))
 		for i, t := range v {
 			x, err := ev.force(t)
@@ -70,6 +79,9 @@ func (ev *evaluator) export(v value, path string, pos map[string]Pos, at Pos) (a
 		}
 		return out, nil
 	case *vRecord:
+		if err := ev.alloc(int64(len(v.fields))*thunkBytes, at); err != nil {
+			return nil, err
+		}
 		ev.bind(v)
 		out := map[string]any{}
 		for _, name := range sortedNames(v) {

@@ -1,6 +1,7 @@
 package nickel
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
@@ -13,7 +14,7 @@ func FuzzEval(f *testing.F) {
 	for _, s := range []string{
 		`{ a = 1, b.c = "x%{a}" }`, `let f = fun x => x in f 1`, `{ a | Number | default = 1 } & { a = 2 }`,
 		`[| 'a, 'b |]`, `{"json": [1, 2, {"x": null}]}`, `let D = import "defaults/build_directives.ncl" in D.make_ci_build { workspace = "w", artifact.image = "i" }`,
-		`{ a = b, b = a }`, `"%{ "%{1}" }"`, `{ x | { y | String } = { y = "s" } }`, `# c` + "\n" + `'tag`,
+		`{ a = b, b = a }`, `"%{ "%{1}" }"`, bomb(40), `{ x | { y | String } = { y = "s" } }`, `# c` + "\n" + `'tag`,
 	} {
 		f.Add(s)
 	}
@@ -22,7 +23,7 @@ func FuzzEval(f *testing.F) {
 		var err error
 		go func() {
 			defer close(done)
-			_, err = Eval("fuzz.ncl", []byte(src), Options{Loader: DirLoader{Root: t.TempDir(), Library: schemas.FS}, Limits: Limits{MaxSteps: 20000, MaxDepth: 200}})
+			_, err = Eval(context.Background(), "fuzz.ncl", []byte(src), Options{Loader: DirLoader{Root: t.TempDir(), Library: schemas.FS}, Limits: Limits{MaxSteps: 20000, MaxDepth: 200, MaxBytes: 1 << 20}})
 		}()
 		select {
 		case <-done:

@@ -7,6 +7,8 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+
+	"github.com/lian-build/action/internal/safefile"
 )
 
 // DirLoader reads imports from disk, confined to Root, falling back to a
@@ -81,5 +83,5 @@ func (l DirLoader) Read(name string) ([]byte, error) {
 	if lib, ok := strings.CutPrefix(name, libPrefix); ok {
 		return fs.ReadFile(l.Library, lib)
 	}
-	return os.ReadFile(name)
+	return safefile.Read(name, safefile.MaxSpec)
 }

@@ -1,7 +1,7 @@
 package pipeline
 
 // MaxOOMRetries is how many times a build that ran out of memory is retried on
-// the next tier (DESIGN.md: exactly once).
+// the next tier (docs/architecture.md: exactly once).
 const MaxOOMRetries = 1
 
 // shouldRetryOnOOM decides whether a failed attempt gets another runner: only

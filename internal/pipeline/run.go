@@ -18,7 +18,7 @@ func NewBuildID() string {
 	return "b" + hex.EncodeToString(b)
 }
 
-// Run executes one build through the steps of DESIGN.md. The Result is
+// Run executes one build through the steps of docs/architecture.md. The Result is
 // filled as far as the build got, also when err is not nil.
 func (p *Pipeline) Run(ctx context.Context, req Request) (res Result, err error) {
 	if req.BuildID == "" {

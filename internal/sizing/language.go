@@ -14,7 +14,7 @@ type Language struct {
 	Budget   time.Duration
 }
 
-// Languages are the defaults of rule 3 (DESIGN.md), in detection order.
+// Languages are the defaults of rule 3 (docs/architecture.md), in detection order.
 var (
 	Rust    = Language{Name: "rust", CPU: 4, MemoryGB: 8, Budget: 60 * time.Minute}
 	Go      = Language{Name: "go", CPU: 2, MemoryGB: 4, Budget: 30 * time.Minute}

@@ -21,7 +21,7 @@ type Tier struct {
 // Table is the ordered list of tiers of one provider, smallest first.
 type Table []Tier
 
-// HCloud is the Hetzner Cloud ARM tier table (DESIGN.md, "Resolve sizing").
+// HCloud is the Hetzner Cloud ARM tier table (docs/architecture.md, "Resolve sizing").
 var HCloud = Table{
 	{Name: "cax11", CPU: 2, MemoryGB: 4},
 	{Name: "cax21", CPU: 4, MemoryGB: 8},

@@ -53,7 +53,7 @@ func (e Evaluator) contracted(ctx context.Context, root, file, schema, contract 
 	}
 	// The wrapper is virtual: errors point into the user's file, where the values are.
 	name := filepath.Join(root, ".lian-"+contract+".ncl")
-	return nickel.Eval(name, []byte(wrapper), nickel.Options{
+	return nickel.Eval(ctx, name, []byte(wrapper), nickel.Options{
 		Loader: nickel.DirLoader{Root: root, Library: schemas.FS},
 		Limits: e.Limits,
 	})

@@ -199,7 +199,7 @@ func TestFrontDoorsMakeIdenticalRequests(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			fixture := map[string]string{"push": "push/payload.json", "pull_request": "pull_request/opened.payload.json"}[c.event[0]]
 			genv := map[string]string{
-				"GITHUB_EVENT_NAME": c.event[0], "GITHUB_EVENT_PATH": filepath.Join("../../../shared/fixtures/github-webhooks", fixture),
+				"GITHUB_EVENT_NAME": c.event[0], "GITHUB_EVENT_PATH": testenv.Webhook(fixture),
 				"GITHUB_REPOSITORY": "Codertocat/Hello-World", "GITHUB_SHA": "ec26c3e57ca3a959ca5aad62de7213c562f8c821",
 				"GITHUB_REF": "refs/heads/main", "GITHUB_WORKSPACE": ws,
 			}
