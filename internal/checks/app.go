@@ -71,6 +71,18 @@ func (a *App) client(inst int64) (*installation, error) {
 	return c, nil
 }
 
+// repoClient is the installation's client for owner/repo, once both names
+// are known to follow GitHub's rules (they end up in API paths).
+func (a *App) repoClient(inst int64, owner, repo string) (*installation, error) {
+	if err := ValidOwner("owner", owner); err != nil {
+		return nil, err
+	}
+	if err := ValidRepo("repository", repo); err != nil {
+		return nil, err
+	}
+	return a.client(inst)
+}
+
 // Token is an installation access token (for fetching the repository).
 func (a *App) Token(ctx context.Context, inst int64) (string, error) {
 	c, err := a.client(inst)
@@ -110,7 +122,7 @@ func (cr CheckRun) output() *github.CheckRunOutput {
 
 // CreateCheckRun creates the lian-build check run and returns its id.
 func (a *App) CreateCheckRun(ctx context.Context, inst int64, owner, repo string, cr CheckRun) (int64, error) {
-	c, err := a.client(inst)
+	c, err := a.repoClient(inst, owner, repo)
 	if err != nil {
 		return 0, err
 	}
@@ -132,7 +144,7 @@ func (a *App) CreateCheckRun(ctx context.Context, inst int64, owner, repo string
 // UpdateCheckRun updates a check run; a completed one gets its conclusion,
 // output (annotations beyond 50 in further requests) and actions.
 func (a *App) UpdateCheckRun(ctx context.Context, inst int64, owner, repo string, id int64, cr CheckRun) error {
-	c, err := a.client(inst)
+	c, err := a.repoClient(inst, owner, repo)
 	if err != nil {
 		return err
 	}
@@ -167,7 +179,7 @@ func (a *App) UpdateCheckRun(ctx context.Context, inst int64, owner, repo string
 
 // PullRequestHead reads a PR's head commit now, and whether it comes from a fork.
 func (a *App) PullRequestHead(ctx context.Context, inst int64, owner, repo string, n int) (sha string, fork bool, err error) {
-	c, err := a.client(inst)
+	c, err := a.repoClient(inst, owner, repo)
 	if err != nil {
 		return "", false, err
 	}
@@ -182,12 +194,18 @@ func (a *App) PullRequestHead(ctx context.Context, inst int64, owner, repo strin
 	}
 	head := pr.GetHead()
 	fork = head.GetRepo().GetFullName() != "" && head.GetRepo().GetFullName() != pr.GetBase().GetRepo().GetFullName()
+	if err := ValidSHA("pull request head sha", head.GetSHA()); err != nil {
+		return "", false, err
+	}
 	return head.GetSHA(), fork, nil
 }
 
 // Permission is a user's permission on the repository (admin, write, read, none).
 func (a *App) Permission(ctx context.Context, inst int64, owner, repo, user string) (string, error) {
-	c, err := a.client(inst)
+	if err := ValidLogin("user", user); err != nil {
+		return "", err
+	}
+	c, err := a.repoClient(inst, owner, repo)
 	if err != nil {
 		return "", err
 	}
@@ -209,7 +227,7 @@ func (a *App) Permission(ctx context.Context, inst int64, owner, repo, user stri
 
 // React puts a reaction (e.g. "eyes") on an issue comment.
 func (a *App) React(ctx context.Context, inst int64, owner, repo string, commentID int64, content string) error {
-	c, err := a.client(inst)
+	c, err := a.repoClient(inst, owner, repo)
 	if err != nil {
 		return err
 	}
@@ -221,12 +239,12 @@ func (a *App) React(ctx context.Context, inst int64, owner, repo string, comment
 
 // Comment replies on a pull request.
 func (a *App) Comment(ctx context.Context, inst int64, owner, repo string, n int, body string) error {
-	c, err := a.client(inst)
+	c, err := a.repoClient(inst, owner, repo)
 	if err != nil {
 		return err
 	}
 	return retry(ctx, func() error {
-		_, _, err := c.gh.Issues.CreateComment(ctx, owner, repo, n, &github.IssueComment{Body: github.String(body)})
+		_, _, err := c.gh.Issues.CreateComment(ctx, owner, repo, n, &github.IssueComment{Body: github.String(Truncate(body, MaxText))})
 		return err
 	})
 }

@@ -2,10 +2,12 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/lian-build/action/internal/frontdoor"
 	"github.com/lian-build/action/internal/pipeline"
@@ -62,7 +64,8 @@ func (e PipelineExecutor) Execute(ctx context.Context, job Job, progress io.Writ
 		}
 	}
 	if err := s.ApplyDirectives(ctx); err != nil {
-		return fail(err)
+		// Name the file as it is in the repository, not in the checkout.
+		return fail(errors.New(strings.ReplaceAll(err.Error(), dir+string(filepath.Separator), "")))
 	}
 	if s.Workspace == "" {
 		s.Workspace = frontdoor.DefaultWorkspace(job.Repo)

@@ -54,6 +54,7 @@ func ParseFlags(args []string, getenv func(string) string) (Config, error) {
 		return nil
 	})
 	fs.DurationVar(&c.AckWait, "ack-wait", 30*time.Second, "redeliver a job whose worker is silent this long")
+	fs.IntVar(&c.Retry.MaxAttempts, "job-attempts", DefaultRetry.MaxAttempts, "attempts of a failing job (a crash of its worker counts) before it is dead-lettered on "+SubjectDead)
 	fs.DurationVar(&c.ProgressEvery, "progress-every", 10*time.Second, "at most one check run progress update per interval")
 	if err := fs.Parse(args); err != nil {
 		return c, err

@@ -56,9 +56,9 @@ func (in *Intake) Handle(c echo.Context) error {
 	start := time.Now()
 	req := c.Request()
 	event, delivery := req.Header.Get("X-GitHub-Event"), req.Header.Get("X-GitHub-Delivery")
-	log := in.Log.With("delivery_id", delivery, "event", event)
+	log := in.Log.With("delivery_id", clip(delivery), "event", clip(event))
 	outcome := "error"
-	defer func() { in.Metrics.Delivery(event, outcome, time.Since(start)) }()
+	defer func() { in.Metrics.Delivery(metricEvent(event), outcome, time.Since(start)) }()
 	reply := func(code int, o, msg string) error {
 		outcome = o
 		if code >= 400 {
@@ -76,6 +76,12 @@ func (in *Intake) Handle(c echo.Context) error {
 	}
 	if delivery == "" {
 		return reply(http.StatusBadRequest, "bad_request", "missing header X-GitHub-Delivery")
+	}
+	if err := ValidDelivery(delivery); err != nil {
+		return reply(http.StatusBadRequest, "bad_request", err.Error())
+	}
+	if len(event) > 64 {
+		return reply(http.StatusBadRequest, "bad_request", "header X-GitHub-Event longer than 64 bytes")
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), req.Body, MaxBody))
 	if err != nil {
@@ -115,4 +121,22 @@ func (in *Intake) Handle(c echo.Context) error {
 	}
 	log.Info("queued", "build_id", d.Job.BuildID, "kind", d.Job.Kind, "repo", d.Job.Owner+"/"+d.Job.Repo)
 	return reply(http.StatusAccepted, "queued", "build "+d.Job.BuildID)
+}
+
+// clip bounds a header value before it goes into a log line or a metric label.
+func clip(s string) string {
+	if len(s) > 100 {
+		return s[:100] + "…"
+	}
+	return s
+}
+
+// metricEvent keeps the event label's values to the events GitHub sends the
+// App (a hostile header must not create series without bound).
+func metricEvent(event string) string {
+	switch event {
+	case "ping", "push", "issue_comment", "check_run", "check_suite", "pull_request", "installation", "installation_repositories":
+		return event
+	}
+	return "other"
 }

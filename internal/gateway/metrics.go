@@ -15,6 +15,8 @@ type Metrics struct {
 	deliveries map[[2]string]float64 // event, outcome
 	builds     map[[2]string]float64 // outcome, tier
 	oomRetries float64
+	retries    float64
+	dead       map[string]float64 // job kind
 	stepsTotal float64
 	stepsHit   float64
 	intake     []float64 // seconds, for the summary
@@ -24,7 +26,7 @@ type Metrics struct {
 
 // NewMetrics returns empty metrics; depth reports the queue depth.
 func NewMetrics(depth func() float64) *Metrics {
-	return &Metrics{deliveries: map[[2]string]float64{}, builds: map[[2]string]float64{}, depth: depth}
+	return &Metrics{deliveries: map[[2]string]float64{}, builds: map[[2]string]float64{}, dead: map[string]float64{}, depth: depth}
 }
 
 // Delivery counts one webhook delivery.
@@ -36,6 +38,26 @@ func (m *Metrics) Delivery(event, outcome string, d time.Duration) {
 	defer m.mu.Unlock()
 	m.deliveries[[2]string{event, outcome}]++
 	m.intake = appendBounded(m.intake, d.Seconds())
+}
+
+// Retry counts a failed job that is redelivered later.
+func (m *Metrics) Retry() {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.retries++
+}
+
+// DeadLetter counts a job given up on.
+func (m *Metrics) DeadLetter(kind string) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.dead[kind]++
 }
 
 // Build counts one finished build.
@@ -73,6 +95,14 @@ func (m *Metrics) Write(w io.Writer) {
 	fmt.Fprintln(w, "# TYPE lian_gateway_builds_total counter")
 	for _, k := range sortedKeys(m.builds) {
 		fmt.Fprintf(w, "lian_gateway_builds_total{outcome=%q,tier=%q} %g\n", k[0], k[1], m.builds[k])
+	}
+	fmt.Fprintln(w, "# HELP lian_gateway_job_retries_total Failed jobs redelivered after a backoff.")
+	fmt.Fprintln(w, "# TYPE lian_gateway_job_retries_total counter")
+	fmt.Fprintf(w, "lian_gateway_job_retries_total %g\n", m.retries)
+	fmt.Fprintln(w, "# HELP lian_gateway_jobs_dead_lettered_total Jobs given up on (failed or crashed their worker too often), by kind.")
+	fmt.Fprintln(w, "# TYPE lian_gateway_jobs_dead_lettered_total counter")
+	for _, k := range sortedNames(m.dead) {
+		fmt.Fprintf(w, "lian_gateway_jobs_dead_lettered_total{kind=%q} %g\n", k, m.dead[k])
 	}
 	fmt.Fprintln(w, "# HELP lian_gateway_oom_retries_total OOM retries on the next tier.")
 	fmt.Fprintln(w, "# TYPE lian_gateway_oom_retries_total counter")
@@ -117,5 +147,14 @@ func sortedKeys(m map[[2]string]float64) [][2]string {
 		keys = append(keys, k)
 	}
 	sort.Slice(keys, func(i, j int) bool { return strings.Join(keys[i][:], "\x00") < strings.Join(keys[j][:], "\x00") })
+	return keys
+}
+
+func sortedNames(m map[string]float64) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
 	return keys
 }

@@ -5,9 +5,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 
+	"github.com/lian-build/action/internal/checks"
 	"github.com/lian-build/action/internal/frontdoor"
 	"github.com/lian-build/action/internal/sizing"
 )
@@ -63,6 +65,22 @@ func (j Job) BranchKey() string {
 type Decision struct {
 	Job    *Job
 	Ignore string
+}
+
+// deliveryRE is what a delivery id may be: GitHub sends GUIDs; the id is a
+// KV key and a NATS header, so its length and characters are bounded.
+var deliveryRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,100}$`)
+
+// ValidDelivery checks an X-GitHub-Delivery header value.
+func ValidDelivery(id string) error {
+	if !deliveryRE.MatchString(id) {
+		v := id
+		if len(v) > 40 {
+			v = v[:40] + "…"
+		}
+		return fmt.Errorf("header X-GitHub-Delivery %q (%d bytes): want a GUID (at most 100 letters, digits, '-' or '_')", v, len(id))
+	}
+	return nil
 }
 
 // BuildIDFor derives a build id from a delivery id: redeliveries map to the same build.
@@ -128,6 +146,12 @@ func Route(event, delivery string, body []byte, cfg RouteConfig) (Decision, erro
 		return Decision{Ignore: "no repository in the payload"}, nil
 	}
 	owner, repo := p.Repository.Owner.Login, p.Repository.Name
+	if err := checks.ValidOwner("repository.owner.login", owner); err != nil {
+		return Decision{}, err
+	}
+	if err := checks.ValidRepo("repository.name", repo); err != nil {
+		return Decision{}, err
+	}
 	if !allowed(cfg.Allow, owner, repo) {
 		return Decision{Ignore: "repository " + owner + "/" + repo + " is not allowed"}, nil
 	}
@@ -147,8 +171,17 @@ func Route(event, delivery string, body []byte, cfg RouteConfig) (Decision, erro
 }
 
 func routePush(p payload, job *Job, cfg RouteConfig) (Decision, error) {
-	if p.Deleted || strings.Trim(p.After, "0") == "" {
+	if p.Deleted {
 		return Decision{Ignore: "ref deleted"}, nil
+	}
+	if p.After == "" {
+		return Decision{}, fmt.Errorf("push payload without after (the pushed commit)")
+	}
+	if strings.Trim(p.After, "0") == "" {
+		return Decision{Ignore: "ref deleted (after is all zeros)"}, nil
+	}
+	if err := checks.ValidSHA("after", p.After); err != nil {
+		return Decision{}, err
 	}
 	switch {
 	case strings.HasPrefix(p.Ref, "refs/tags/"):
@@ -188,6 +221,9 @@ func routeComment(p payload, job *Job, cfg RouteConfig) (Decision, error) {
 	if p.Comment.User.Type == "Bot" || strings.HasSuffix(p.Comment.User.Login, "[bot]") {
 		return Decision{Ignore: "comment by a bot"}, nil
 	}
+	if err := checks.ValidLogin("comment.user.login", p.Comment.User.Login); err != nil {
+		return Decision{}, err
+	}
 	job.PR, job.CommentID, job.Commenter, job.Association = p.Issue.Number, p.Comment.ID, p.Comment.User.Login, p.Comment.AuthorAssociation
 	job.Actor = "human:" + frontdoor.ActorID(p.Comment.User.Login)
 	switch cmd.Verb {
@@ -217,6 +253,9 @@ func routeCheckRun(p payload, job *Job, cfg RouteConfig) (Decision, error) {
 	if p.CheckRun.Name != CheckName {
 		return Decision{Ignore: "check run " + p.CheckRun.Name + " is not lian-build's"}, nil
 	}
+	if err := checks.ValidSHA("check_run.head_sha", p.CheckRun.HeadSHA); err != nil {
+		return Decision{}, err
+	}
 	job.Kind, job.SHA, job.RebuildOf = JobRebuild, p.CheckRun.HeadSHA, p.CheckRun.ExternalID
 	switch p.Action {
 	case "rerequested":
@@ -237,6 +276,9 @@ func routeCheckRun(p payload, job *Job, cfg RouteConfig) (Decision, error) {
 		return Decision{Ignore: "check_run " + p.Action}, nil
 	}
 	if p.Sender != nil {
+		if err := checks.ValidLogin("sender.login", p.Sender.Login); err != nil {
+			return Decision{}, err
+		}
 		job.Commenter = p.Sender.Login
 	}
 	return Decision{Job: job}, nil

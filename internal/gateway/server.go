@@ -41,6 +41,7 @@ type Config struct {
 	APIToken      string             // protects /api/v1; "" disables the API
 	ReapEvery     time.Duration
 	ProgressEvery time.Duration
+	Retry         RetryPolicy // failed jobs: attempts and backoff before the dead letter
 	// Exec replaces the pipeline (the intake benchmark counts jobs instead of building).
 	Exec Executor
 	// Ready, if set, receives the listening address.
@@ -85,38 +86,24 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return err
 	}
-	natsURL := cfg.NatsURL
-	if natsURL == "" {
-		ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true,
-			StoreDir: filepath.Join(cfg.DataDir, "nats"), NoSigs: true, NoLog: true})
-		if err != nil {
-			return fmt.Errorf("embedded nats-server: %w", err)
-		}
-		go ns.Start()
-		if !ns.ReadyForConnections(15 * time.Second) {
-			return errors.New("embedded nats-server did not start")
-		}
-		defer ns.Shutdown()
-		natsURL = ns.ClientURL()
-	}
-	nc, err := nats.Connect(natsURL, nats.Name("lian-build gateway"), nats.MaxReconnects(-1))
-	if err != nil {
-		return fmt.Errorf("--nats-url: %w", err)
-	}
-	defer nc.Drain()
-	q, err := OpenQueue(ctx, nc, cfg.AckWait)
+	natsURL, stopNATS, err := startNATS(cfg)
 	if err != nil {
 		return err
 	}
+	defer stopNATS()
+	q, err := OpenQueue(ctx, dialer(natsURL, log), cfg.AckWait, cfg.Retry)
+	if err != nil {
+		return err
+	}
+	defer q.Close()
 	app, err := checks.NewApp(cfg.AppID, cfg.PrivateKey, cfg.GitHubAPIURL)
 	if err != nil {
 		return err
 	}
 	m := NewMetrics(func() float64 {
-		d, _ := q.Depth(context.Background())
+		d, _ := q.Depth(ctx)
 		return float64(d)
 	})
-
 	bs := cfg.Build
 	if bs.NatsURL == "" {
 		bs.NatsURL = natsURL // events and the shared P95 history on the same NATS
@@ -126,13 +113,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer rt.Close()
-	work := filepath.Join(cfg.DataDir, "work")
-	if err := os.MkdirAll(work, 0o700); err != nil {
+	exec, err := executor(cfg, rt, bs, app)
+	if err != nil {
 		return err
-	}
-	exec := cfg.Exec
-	if exec == nil {
-		exec = PipelineExecutor{Pipeline: rt.Pipeline, Base: bs, Tokens: app, GitURL: cfg.GitHubURL, WorkDir: work}
 	}
 	// Runners of a gateway that died are removed before any build starts.
 	if removed, err := rt.Provider.GC(ctx); err != nil {
@@ -142,16 +125,79 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	w := &Worker{Queue: q, GitHub: app, Exec: exec, Concurrency: cfg.Concurrency,
 		Table: cfg.Route.Table, ProgressEvery: cfg.ProgressEvery, Log: log, Metrics: m}
-
 	var closed atomic.Bool
+	e := routes(cfg, q, m, rt, log, closed.Load)
+	return serve(ctx, cfg, e, w, rt, log, closed.Store)
+}
+
+// startNATS starts the embedded nats-server unless --nats-url names one.
+func startNATS(cfg Config) (url string, stop func(), err error) {
+	if cfg.NatsURL != "" {
+		return cfg.NatsURL, func() {}, nil
+	}
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true,
+		StoreDir: filepath.Join(cfg.DataDir, "nats"), NoSigs: true, NoLog: true})
+	if err != nil {
+		return "", nil, fmt.Errorf("embedded nats-server: %w", err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(15 * time.Second) {
+		ns.Shutdown()
+		return "", nil, errors.New("embedded nats-server did not start")
+	}
+	return ns.ClientURL(), ns.Shutdown, nil
+}
+
+// dialer connects to NATS, reconnecting for ever on network errors; the
+// queue dials again when a connection is closed for good.
+func dialer(url string, log *slog.Logger) func() (*nats.Conn, error) {
+	return func() (*nats.Conn, error) {
+		nc, err := nats.Connect(url, nats.Name("lian-build gateway"), nats.MaxReconnects(-1),
+			nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+				log.Warn("nats", "err", err)
+			}),
+			nats.ClosedHandler(func(*nats.Conn) { log.Warn("nats connection closed; the queue dials again on next use") }))
+		if err != nil {
+			return nil, fmt.Errorf("--nats-url: %w", err)
+		}
+		return nc, nil
+	}
+}
+
+func executor(cfg Config, rt *frontdoor.Runtime, bs frontdoor.Settings, app *checks.App) (Executor, error) {
+	if cfg.Exec != nil {
+		return cfg.Exec, nil
+	}
+	work := filepath.Join(cfg.DataDir, "work")
+	if err := os.MkdirAll(work, 0o700); err != nil {
+		return nil, err
+	}
+	return PipelineExecutor{Pipeline: rt.Pipeline, Base: bs, Tokens: app, GitURL: cfg.GitHubURL, WorkDir: work}, nil
+}
+
+// routes is the HTTP surface. /healthz is liveness: the process serves and
+// its queue connection is usable (a closed one is dialled again here; if that
+// fails the orchestrator should restart the gateway). /readyz is readiness:
+// live, connected, and not shutting down.
+func routes(cfg Config, q *Queue, m *Metrics, rt *frontdoor.Runtime, log *slog.Logger, closed func() bool) *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
-	in := &Intake{Secret: cfg.WebhookSecret, Queue: q, Route: cfg.Route, Log: log, Metrics: m, Closed: closed.Load}
+	in := &Intake{Secret: cfg.WebhookSecret, Queue: q, Route: cfg.Route, Log: log, Metrics: m, Closed: closed}
 	e.POST("/webhooks/github", in.Handle)
-	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
+	e.GET("/healthz", func(c echo.Context) error {
+		if q.Healthy() != nil {
+			if _, err := q.conn(c.Request().Context()); err != nil {
+				return c.String(http.StatusServiceUnavailable, "unhealthy: "+err.Error()+"\n")
+			}
+		}
+		return c.String(http.StatusOK, "ok\n")
+	})
 	e.GET("/readyz", func(c echo.Context) error {
-		if closed.Load() || !nc.IsConnected() {
-			return c.String(http.StatusServiceUnavailable, "not ready\n")
+		if closed() {
+			return c.String(http.StatusServiceUnavailable, "not ready: shutting down\n")
+		}
+		if err := q.Healthy(); err != nil {
+			return c.String(http.StatusServiceUnavailable, "not ready: "+err.Error()+"\n")
 		}
 		return c.String(http.StatusOK, "ready\n")
 	})
@@ -166,15 +212,19 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	g.GET("/p95", api.getP95)
 	g.POST("/approvals/:workspace", api.approve(true))
 	g.DELETE("/approvals/:workspace", api.approve(false))
+	return e
+}
 
+// serve listens, runs the workers and the reaper, and shuts down in order.
+func serve(ctx context.Context, cfg Config, e *echo.Echo, w *Worker, rt *frontdoor.Runtime, log *slog.Logger, setClosed func(bool)) error {
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
-		return err
+		return fmt.Errorf("--listen %s: %w", cfg.Listen, err)
 	}
 	if cfg.Ready != nil {
 		cfg.Ready(ln.Addr().String())
 	}
-	log.Info("gateway listening", "addr", ln.Addr().String(), "nats", natsURL)
+	log.Info("gateway listening", "addr", ln.Addr().String())
 	e.Listener = ln
 	srvErr := make(chan error, 1)
 	go func() { srvErr <- e.Start("") }()
@@ -187,13 +237,14 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	case <-ctx.Done():
 	case err := <-srvErr:
 		stopWorkers()
+		<-workersDone
 		return err
 	}
 	log.Info("shutting down: intake closed, requeuing running builds")
-	closed.Store(true)
+	setClosed(true)
 	stopWorkers()
 	<-workersDone
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	return e.Shutdown(sctx)
 }

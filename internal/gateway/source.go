@@ -8,12 +8,19 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+
+	"github.com/lian-build/action/internal/checks"
 )
 
 // Fetch checks out owner/repo at sha into dir, with git over HTTP(S) from
 // gitURL. The installation token goes in an HTTP header through git's
 // environment configuration: never in a URL, an argument or a log line.
 func Fetch(ctx context.Context, gitURL, owner, repo, sha, token, dir string) error {
+	for _, err := range []error{checks.ValidOwner("owner", owner), checks.ValidRepo("repository", repo), checks.ValidSHA("sha", sha)} {
+		if err != nil {
+			return err
+		}
+	}
 	url := strings.TrimSuffix(gitURL, "/") + "/" + owner + "/" + repo + ".git"
 	env := append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "GIT_ASKPASS=/bin/true")
 	if token != "" {
@@ -34,7 +41,7 @@ func Fetch(ctx context.Context, gitURL, owner, repo, sha, token, dir string) err
 	if err := run("init", "-q"); err != nil {
 		return err
 	}
-	if err := run("fetch", "-q", "--depth", "1", url, sha); err != nil {
+	if err := run("fetch", "-q", "--depth", "1", "--", url, sha); err != nil {
 		return fmt.Errorf("fetching %s/%s at %s: %w", owner, repo, sha, err)
 	}
 	return run("-c", "advice.detachedHead=false", "checkout", "-q", "FETCH_HEAD")

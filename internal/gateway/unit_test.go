@@ -86,7 +86,9 @@ func obj(m map[string]any, key string) map[string]any { return m[key].(map[strin
 func TestRoute(t *testing.T) {
 	cfg := RouteConfig{Table: sizing.HCloud}
 	pushTo := func(ref string) func(map[string]any) {
-		return func(m map[string]any) { m["ref"], m["after"], m["deleted"] = ref, "abc123", false }
+		return func(m map[string]any) {
+			m["ref"], m["after"], m["deleted"] = ref, "abc123abc123abc123abc123abc123abc123abcd", false
+		}
 	}
 	comment := func(body string, pr bool, mut func(map[string]any)) func(map[string]any) {
 		return func(m map[string]any) {
@@ -107,7 +109,7 @@ func TestRoute(t *testing.T) {
 		check             func(*testing.T, Job)
 	}{
 		{"push to default branch", "push", "push/with-installation.payload.json", pushTo("refs/heads/master"), JobPush, "", func(t *testing.T, j Job) {
-			if j.SHA != "abc123" || j.Actor != "ci" || j.Installation != 1 || j.BranchKey() != "Codertocat/Hello-World@refs/heads/master" {
+			if j.SHA != "abc123abc123abc123abc123abc123abc123abcd" || j.Actor != "ci" || j.Installation != 1 || j.BranchKey() != "Codertocat/Hello-World@refs/heads/master" {
 				t.Errorf("%+v", j)
 			}
 		}},

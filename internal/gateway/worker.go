@@ -71,7 +71,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			return nil
 		case slots <- struct{}{}:
 		}
-		batch, err := w.Queue.consumer.Fetch(1, jetstream.FetchMaxWait(time.Second))
+		batch, err := w.Queue.Fetch(ctx, time.Second)
 		if err != nil {
 			<-slots
 			if ctx.Err() != nil {
@@ -101,15 +101,66 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 	var job Job
 	if err := json.Unmarshal(msg.Data(), &job); err != nil {
 		w.Log.Error("unreadable job; dropped", "err", err)
+		w.Metrics.DeadLetter("unreadable")
 		_ = msg.Term()
 		return
 	}
 	log := w.Log.With("delivery_id", job.DeliveryID, "build_id", job.BuildID, "repo", job.Owner+"/"+job.Repo)
-	// Tell JetStream the job is alive while it runs: a gateway killed mid-build
-	// stops these, and the job is delivered again after AckWait.
-	hb, stopHB := context.WithCancel(ctx)
-	defer stopHB()
+	st, _, err := w.Queue.State(ctx, job.BuildID)
+	if err != nil {
+		log.Warn("reading build state; retried", "err", err)
+		_ = msg.NakWithDelay(w.Queue.retry.delay(1))
+		return
+	}
+	// Deliveries that ended in a graceful requeue (shutdown) do not count:
+	// what is left are attempts that failed or died with their worker.
+	attempts := delivered(msg) - st.Requeues
+	if w.Queue.retry.exhausted(attempts) {
+		w.bury(ctx, log, msg, job, st, attempts-1)
+		return
+	}
+	stop := w.heartbeat(ctx, msg)
+	err = w.process(ctx, log, job)
+	stop()
+	switch {
+	case err == nil:
+		_ = msg.Ack()
+	case ctx.Err() != nil:
+		// Shutting down: requeue now rather than after AckWait.
+		log.Info("requeued at shutdown")
+		w.noteRequeue(context.WithoutCancel(ctx), job.BuildID)
+		_ = msg.Nak()
+	default:
+		w.noteFailure(ctx, job.BuildID, err)
+		if w.Queue.retry.exhausted(attempts + 1) {
+			if st, _, serr := w.Queue.State(ctx, job.BuildID); serr == nil {
+				w.bury(ctx, log, msg, job, st, attempts)
+				return
+			}
+		}
+		delay := w.Queue.retry.delay(attempts)
+		log.Error("job failed; will be retried", "err", err, "attempt", attempts, "of", w.Queue.retry.MaxAttempts, "retry_in", delay)
+		w.Metrics.Retry()
+		_ = msg.NakWithDelay(delay)
+	}
+}
+
+// delivered is how many times JetStream has delivered msg (1 the first time).
+func delivered(msg jetstream.Msg) uint64 {
+	md, err := msg.Metadata()
+	if err != nil {
+		return 1
+	}
+	return md.NumDelivered
+}
+
+// heartbeat tells JetStream the job is alive while it runs: a gateway killed
+// mid-build stops these, and the job is delivered again after AckWait.
+func (w *Worker) heartbeat(ctx context.Context, msg jetstream.Msg) (stop func()) {
+	hb, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
 	go func() {
+		defer close(done)
 		t := time.NewTicker(max(w.Queue.ackWait/3, 100*time.Millisecond))
 		defer t.Stop()
 		for {
@@ -121,18 +172,65 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 			}
 		}
 	}()
-	err := w.process(ctx, log, job)
-	switch {
-	case err == nil:
-		_ = msg.Ack()
-	case ctx.Err() != nil:
-		// Shutting down: requeue now rather than after AckWait.
-		log.Info("requeued at shutdown")
-		_ = msg.Nak()
-	default:
-		log.Error("job failed; will be retried", "err", err)
-		_ = msg.NakWithDelay(10 * time.Second)
+	return func() { cancel(); <-done }
+}
+
+// noteRequeue and noteFailure keep what the dead letter will need to say.
+func (w *Worker) noteRequeue(ctx context.Context, buildID string) {
+	w.updateState(ctx, buildID, func(st *BuildState) { st.Requeues++ })
+}
+
+func (w *Worker) noteFailure(ctx context.Context, buildID string, err error) {
+	w.updateState(ctx, buildID, func(st *BuildState) { st.LastError = err.Error() })
+}
+
+func (w *Worker) updateState(ctx context.Context, buildID string, change func(*BuildState)) {
+	st, _, err := w.Queue.State(ctx, buildID)
+	if err == nil {
+		change(&st)
+		err = w.Queue.SaveState(ctx, buildID, st)
 	}
+	if err != nil {
+		w.Log.Warn("saving build state", "build_id", buildID, "err", err)
+	}
+}
+
+// bury ends a job that failed or crashed its worker too often: it goes to the
+// dead-letter stream, its check run (if it has a commit) says why, and it is
+// never delivered again.
+func (w *Worker) bury(ctx context.Context, log *slog.Logger, msg jetstream.Msg, job Job, st BuildState, attempts uint64) {
+	reason := st.LastError
+	if reason == "" {
+		reason = "the worker running it stopped without finishing (crashed or was killed)"
+	}
+	reason = fmt.Sprintf("gave up after %d attempts: %s", attempts, reason)
+	log.Error("job dead-lettered", "reason", reason, "subject", SubjectDead)
+	if err := w.Queue.Bury(ctx, DeadLetter{Job: job, Reason: reason, Attempts: attempts, At: time.Now().UTC()}); err != nil {
+		log.Error("publishing the dead letter; retried", "err", err)
+		_ = msg.NakWithDelay(w.Queue.retry.delay(1))
+		return
+	}
+	w.Metrics.DeadLetter(string(job.Kind))
+	if job.SHA != "" {
+		if err := w.failCheckRun(ctx, job, st, reason); err != nil {
+			log.Warn("reporting the dead letter on the check run", "err", err)
+		}
+	}
+	st.Job, st.Done, st.Conclusion = job, true, "failure"
+	if err := w.Queue.SaveState(ctx, job.BuildID, st); err != nil {
+		log.Warn("saving build state", "err", err)
+	}
+	_ = msg.Term()
+}
+
+func (w *Worker) failCheckRun(ctx context.Context, job Job, st BuildState, reason string) error {
+	cr := checks.CheckRun{HeadSHA: job.SHA, ExternalID: job.BuildID, Status: "completed", Conclusion: "failure",
+		Title: "lian-build gave up on this build", Summary: "This build was not finished and will not be retried: " + reason + "."}
+	if st.CheckRunID != 0 {
+		return w.GitHub.UpdateCheckRun(ctx, job.Installation, job.Owner, job.Repo, st.CheckRunID, cr)
+	}
+	_, err := w.GitHub.CreateCheckRun(ctx, job.Installation, job.Owner, job.Repo, cr)
+	return err
 }
 
 func (w *Worker) process(ctx context.Context, log *slog.Logger, job Job) error {

@@ -51,12 +51,22 @@ func (e Evaluator) contracted(ctx context.Context, root, file, schema, contract 
 	if e.Nickel != "" {
 		return e.viaCLI(ctx, root, wrapper)
 	}
-	// The wrapper is virtual: errors point into the user's file, where the values are.
+	// The wrapper is virtual: most errors point into the user's file, where
+	// the values are; one that points at the wrapper (a contract failing on
+	// the whole document) is reported at the user's file, which exists.
 	name := filepath.Join(root, ".lian-"+contract+".ncl")
-	return nickel.Eval(ctx, name, []byte(wrapper), nickel.Options{
+	doc, err := nickel.Eval(ctx, name, []byte(wrapper), nickel.Options{
 		Loader: nickel.DirLoader{Root: root, Library: schemas.FS},
 		Limits: e.Limits,
 	})
+	var ne *nickel.Error
+	if errors.As(err, &ne) && ne.Pos.File == name {
+		ne.Pos = nickel.Pos{File: file, Line: 1, Col: 1}
+		if ne.Path != "" {
+			ne.Msg += " (in the " + contract + " contract)"
+		}
+	}
+	return doc, err
 }
 
 // viaCLI runs `nickel export --format json` with the embedded schemas on the import path.

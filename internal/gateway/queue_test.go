@@ -1,0 +1,248 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/lian-build/action/internal/checks"
+	"github.com/lian-build/action/internal/pipeline"
+	"github.com/lian-build/action/internal/testenv"
+)
+
+func openTestQueue(t *testing.T, ackWait time.Duration, retry RetryPolicy) (*Queue, string) {
+	t.Helper()
+	ns := testenv.StartNATS(t, true)
+	q, err := OpenQueue(context.Background(), func() (*nats.Conn, error) { return nats.Connect(ns.ClientURL()) }, ackWait, retry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(q.Close)
+	return q, ns.ClientURL()
+}
+
+// A protocol error makes nats.go close the connection for good (a subject
+// beyond the server's control line did that to the gateway). The queue dials
+// again, and is unhealthy until it has.
+func TestQueueRecoversFromAClosedConnection(t *testing.T) {
+	q, _ := openTestQueue(t, time.Second, RetryPolicy{})
+	ctx := context.Background()
+	if err := q.Accept(ctx, "first"); err != nil {
+		t.Fatal(err)
+	}
+	c, err := q.conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = c.nc.Publish("x."+strings.Repeat("a", 8<<10), nil) // the server answers -ERR and closes
+	_ = c.nc.Flush()
+	deadline := time.Now().Add(5 * time.Second)
+	for !c.nc.IsClosed() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !c.nc.IsClosed() {
+		t.Fatal("the connection did not close on a maximum-control-line error; the test proves nothing")
+	}
+	if err := q.Healthy(); err == nil {
+		t.Fatal("Healthy() = nil with a closed connection")
+	}
+	if err := q.Accept(ctx, "second"); err != nil {
+		t.Fatalf("Accept after the close: %v", err)
+	}
+	if err := q.Accept(ctx, "first"); !errors.Is(err, ErrDuplicate) {
+		t.Fatalf("the dedupe state was lost across the redial: %v", err)
+	}
+	if err := q.Healthy(); err != nil {
+		t.Fatalf("Healthy() after the redial = %v", err)
+	}
+}
+
+func TestRetryPolicy(t *testing.T) {
+	p := RetryPolicy{MaxAttempts: 3, Backoff: []time.Duration{time.Second, 5 * time.Second}}
+	for attempt, want := range map[uint64]time.Duration{1: time.Second, 2: 5 * time.Second, 3: 5 * time.Second, 0: time.Second} {
+		if got := p.delay(attempt); got != want {
+			t.Errorf("delay(%d) = %v, want %v", attempt, got, want)
+		}
+	}
+	if p.exhausted(3) || !p.exhausted(4) {
+		t.Error("exhausted: 3 attempts allowed, the 4th delivery is buried")
+	}
+	if d := (RetryPolicy{}).withDefaults(); d.MaxAttempts != 5 || len(d.Backoff) == 0 {
+		t.Errorf("defaults = %+v", d)
+	}
+}
+
+// recordingGitHub is a minimal GitHub for the worker: it records check runs
+// and fails creating queued ones when told to.
+type recordingGitHub struct {
+	mu         sync.Mutex
+	failQueued bool
+	created    []checks.CheckRun
+}
+
+func (g *recordingGitHub) CreateCheckRun(_ context.Context, _ int64, _, _ string, cr checks.CheckRun) (int64, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.failQueued && cr.Status == "queued" {
+		return 0, errors.New("POST check-runs: 502 Bad Gateway")
+	}
+	g.created = append(g.created, cr)
+	return int64(len(g.created)), nil
+}
+func (g *recordingGitHub) UpdateCheckRun(context.Context, int64, string, string, int64, checks.CheckRun) error {
+	return nil
+}
+func (g *recordingGitHub) PullRequestHead(context.Context, int64, string, string, int) (string, bool, error) {
+	return "", false, nil
+}
+func (g *recordingGitHub) Permission(context.Context, int64, string, string, string) (string, error) {
+	return "", nil
+}
+func (g *recordingGitHub) React(context.Context, int64, string, string, int64, string) error {
+	return nil
+}
+func (g *recordingGitHub) Comment(context.Context, int64, string, string, int, string) error {
+	return nil
+}
+func (g *recordingGitHub) Token(context.Context, int64) (string, error) { return "", nil }
+
+type countingExec struct{ n atomic.Int32 }
+
+func (e *countingExec) Execute(context.Context, Job, io.Writer) (pipeline.Result, error) {
+	e.n.Add(1)
+	return pipeline.Result{Outcome: pipeline.OutcomeSuccess}, nil
+}
+
+func deadLetters(t *testing.T, url string) []DeadLetter {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx := context.Background()
+	c, err := js.OrderedConsumer(ctx, StreamDead, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []DeadLetter
+	for {
+		msg, err := c.Next(jetstream.FetchMaxWait(300 * time.Millisecond))
+		if err != nil {
+			return out
+		}
+		var d DeadLetter
+		if err := json.Unmarshal(msg.Data(), &d); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, d)
+	}
+}
+
+var sha1 = strings.Repeat("ab", 20)
+
+// A job that crashes its worker is delivered again after AckWait. A crashing
+// worker never acks, so it is modelled by fetching the job and dropping it;
+// after MaxAttempts such deliveries, the next worker buries the job unrun.
+func TestJobThatCrashesItsWorkerIsDeadLettered(t *testing.T) {
+	q, url := openTestQueue(t, 300*time.Millisecond, RetryPolicy{MaxAttempts: 2, Backoff: []time.Duration{50 * time.Millisecond}})
+	ctx := context.Background()
+	job := Job{Kind: JobPush, BuildID: "gpoison", DeliveryID: "poison", Installation: 1, Owner: "o", Repo: "r", SHA: sha1, Actor: "ci"}
+	if err := q.Enqueue(ctx, job); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		batch, err := q.Fetch(ctx, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := 0
+		for range batch.Messages() {
+			got++ // "crash": no ack, no nak
+		}
+		if got != 1 {
+			t.Fatalf("delivery %d: got %d messages", i+1, got)
+		}
+	}
+	gh, ex, m := &recordingGitHub{}, &countingExec{}, NewMetrics(nil)
+	w := &Worker{Queue: q, GitHub: gh, Exec: ex, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: m}
+	batch, err := q.Fetch(ctx, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for msg := range batch.Messages() {
+		w.handle(ctx, msg)
+	}
+	if n := ex.n.Load(); n != 0 {
+		t.Fatalf("the poison job ran %d more times", n)
+	}
+	dead := deadLetters(t, url)
+	if len(dead) != 1 || dead[0].Job.BuildID != "gpoison" || !strings.Contains(dead[0].Reason, "gave up after 2 attempts") || !strings.Contains(dead[0].Reason, "crashed or was killed") {
+		t.Fatalf("dead letters = %+v", dead)
+	}
+	gh.mu.Lock()
+	defer gh.mu.Unlock()
+	if len(gh.created) != 1 || gh.created[0].Conclusion != "failure" || !strings.Contains(gh.created[0].Summary, "will not be retried") {
+		t.Fatalf("check runs = %+v", gh.created)
+	}
+	if d, _ := q.Depth(ctx); d != 0 {
+		t.Fatalf("queue depth %d after the dead letter", d)
+	}
+	var sb strings.Builder
+	m.Write(&sb)
+	if !strings.Contains(sb.String(), `lian_gateway_jobs_dead_lettered_total{kind="push"} 1`) {
+		t.Fatalf("metrics:\n%s", sb.String())
+	}
+}
+
+// A job whose check run cannot be created is retried with backoff, then
+// dead-lettered with the last error; the worker goes on to the next job.
+func TestFailingJobIsRetriedThenDeadLettered(t *testing.T) {
+	q, url := openTestQueue(t, 5*time.Second, RetryPolicy{MaxAttempts: 3, Backoff: []time.Duration{50 * time.Millisecond, 100 * time.Millisecond}})
+	gh, ex, m := &recordingGitHub{failQueued: true}, &countingExec{}, NewMetrics(nil)
+	w := &Worker{Queue: q, GitHub: gh, Exec: ex, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: m}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	if err := q.Enqueue(ctx, Job{Kind: JobPush, BuildID: "gfail", DeliveryID: "fail", Installation: 1, Owner: "o", Repo: "r", SHA: sha1, Actor: "ci"}); err != nil {
+		t.Fatal(err)
+	}
+	var dead []DeadLetter
+	for deadline := time.Now().Add(20 * time.Second); len(dead) == 0 && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+		dead = deadLetters(t, url)
+	}
+	if len(dead) != 1 || dead[0].Attempts != 3 || !strings.Contains(dead[0].Reason, "502 Bad Gateway") {
+		t.Fatalf("dead letters = %+v", dead)
+	}
+	var sb strings.Builder
+	m.Write(&sb)
+	if !strings.Contains(sb.String(), "lian_gateway_job_retries_total 2") {
+		t.Fatalf("metrics:\n%s", sb.String())
+	}
+	// The worker is free: the next job runs.
+	gh.mu.Lock()
+	gh.failQueued = false
+	gh.mu.Unlock()
+	if err := q.Enqueue(ctx, Job{Kind: JobPush, BuildID: "gok", DeliveryID: "ok", Installation: 1, Owner: "o", Repo: "r", SHA: sha1, Actor: "ci"}); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ex.n.Load() == 0 && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := ex.n.Load(); n != 1 {
+		t.Fatalf("the next job ran %d times", n)
+	}
+}
