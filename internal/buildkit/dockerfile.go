@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
+	"strings"
+
+	"github.com/lian-build/action/internal/safefile"
 
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
@@ -25,10 +27,10 @@ func (e *DockerfileError) Error() string {
 	return fmt.Sprintf("%s: %s", e.File, e.Msg)
 }
 
-// CheckDockerfile parses a Dockerfile locally, so that a syntax error is
-// reported with its line before any runner is spawned.
-func CheckDockerfile(path string) error {
-	b, err := os.ReadFile(path)
+// CheckDockerfile parses a Dockerfile locally, so that a syntax error, or a
+// --target that names no stage, is reported before any runner is spawned.
+func CheckDockerfile(path, target string) error {
+	b, err := safefile.Read(path, maxDockerfile)
 	if err != nil {
 		return inputErr("--file", path, "cannot read Dockerfile: %v", errors.Unwrap(err))
 	}
@@ -47,8 +49,26 @@ func CheckDockerfile(path string) error {
 	if len(stages) == 0 {
 		return &DockerfileError{File: path, Msg: "no FROM instruction"}
 	}
-	return nil
+	if target == "" {
+		return nil
+	}
+	var names []string
+	for _, st := range stages {
+		if strings.EqualFold(st.Name, target) {
+			return nil
+		}
+		if st.Name != "" {
+			names = append(names, st.Name)
+		}
+	}
+	if len(names) == 0 {
+		return inputErr("--target", target, "%s has no named stage (FROM … AS NAME)", path)
+	}
+	return inputErr("--target", target, "no such stage in %s (stages: %s)", path, strings.Join(names, ", "))
 }
+
+// maxDockerfile bounds a Dockerfile read for checking.
+const maxDockerfile = 4 << 20
 
 func lineOf(err error) int {
 	var le *parser.LocationError

@@ -289,6 +289,11 @@ func ParseSSH(s string) (SSH, error) {
 	if len(paths) == 0 && os.Getenv("SSH_AUTH_SOCK") == "" {
 		return SSH{}, inputErr("--ssh", s, "no path given and SSH_AUTH_SOCK is not set")
 	}
+	for _, p := range paths {
+		if _, err := os.Stat(p); err != nil {
+			return SSH{}, inputErr("--ssh", s, "%s: no such agent socket or key file", p)
+		}
+	}
 	return SSH{ID: id, Paths: paths}, nil
 }
 

@@ -164,10 +164,10 @@ func TestCheckDockerfile(t *testing.T) {
 		}
 		return p
 	}
-	if err := CheckDockerfile(write("FROM scratch\nCOPY . /\n")); err != nil {
+	if err := CheckDockerfile(write("FROM scratch\nCOPY . /\n"), ""); err != nil {
 		t.Fatalf("valid Dockerfile: %v", err)
 	}
-	if err := CheckDockerfile(write("# syntax=example/frontend:1\nANYTHING goes\n")); err != nil {
+	if err := CheckDockerfile(write("# syntax=example/frontend:1\nANYTHING goes\n"), ""); err != nil {
 		t.Fatalf("custom frontend left to BuildKit: %v", err)
 	}
 	tests := []struct {
@@ -181,7 +181,7 @@ func TestCheckDockerfile(t *testing.T) {
 		{"# only a comment\n", 1, "file with no instructions"},
 	}
 	for _, tt := range tests {
-		err := CheckDockerfile(write(tt.df))
+		err := CheckDockerfile(write(tt.df), "")
 		var de *DockerfileError
 		if !errors.As(err, &de) || de.Line != tt.line || !strings.Contains(err.Error(), tt.msg) {
 			t.Errorf("%q: err = %v (line %v), want line %d %q", tt.df, err, de, tt.line, tt.msg)

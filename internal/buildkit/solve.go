@@ -14,6 +14,8 @@ import (
 
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/plugins/content/local"
+	"github.com/containerd/platforms"
+	"github.com/distribution/reference"
 	"github.com/docker/cli/cli/config"
 	"github.com/docker/cli/cli/config/types"
 	"github.com/moby/buildkit/client"
@@ -88,8 +90,18 @@ func (o Options) Validate() error {
 	if !fi.IsDir() {
 		return inputErr("build context", o.ContextDir, "is not a directory")
 	}
-	if err := CheckDockerfile(dockerfilePath(o.ContextDir, o.Dockerfile)); err != nil {
+	if err := CheckDockerfile(dockerfilePath(o.ContextDir, o.Dockerfile), o.Target); err != nil {
 		return err
+	}
+	for _, t := range o.Tags {
+		if err := ValidTag(t); err != nil {
+			return err
+		}
+	}
+	for _, p := range o.Platforms {
+		if _, err := platforms.Parse(p); err != nil {
+			return inputErr("--platform", p, "want OS/ARCH[/VARIANT], e.g. linux/arm64")
+		}
 	}
 	if _, err := o.secretValues(); err != nil {
 		return err
@@ -101,6 +113,15 @@ func (o Options) Validate() error {
 	}
 	if o.Push && len(o.Tags) == 0 {
 		return inputErr("--push", "", "needs at least one -t/--tag")
+	}
+	return nil
+}
+
+// ValidTag checks an image reference the way docker does (lower-case
+// repository, optional tag or digest).
+func ValidTag(t string) error {
+	if _, err := reference.ParseNormalizedNamed(t); err != nil {
+		return inputErr("-t/--tag", t, "%v", err)
 	}
 	return nil
 }
@@ -334,7 +355,7 @@ func solveOpt(o Options) (client.SolveOpt, error) {
 		}
 		store, err := secretsprovider.NewStore(srcs)
 		if err != nil {
-			return so, inputErr("--secret", "", "%v", err)
+			return so, inputErr("--secret", "", "%v", innermost(err))
 		}
 		attach = append(attach, secretsprovider.NewSecretProvider(secretStore{inline: inline, files: store}))
 	}
@@ -345,12 +366,39 @@ func solveOpt(o Options) (client.SolveOpt, error) {
 		}
 		sp, err := sshprovider.NewSSHAgentProvider(confs)
 		if err != nil {
-			return so, inputErr("--ssh", "", "%v", err)
+			return so, inputErr("--ssh", "", "cannot use the agent or keys: %v", innermost(err))
 		}
 		attach = append(attach, sp)
 	}
 	so.Session = attach
 	return so, nil
+}
+
+// innermost is the root cause of a wrapped error (BuildKit's providers wrap
+// theirs with Go-syntax dumps of their configuration).
+func innermost(err error) error {
+	for {
+		next := errors.Unwrap(err)
+		if next == nil {
+			return err
+		}
+		err = next
+	}
+}
+
+// ResultKept reports whether the build's result goes anywhere: pushed tags,
+// or an output that writes a registry, a directory or a tarball. Without one
+// the image stays only in the runner's cache, which is destroyed.
+func (o Options) ResultKept() bool {
+	if o.Push && len(o.Tags) > 0 {
+		return true
+	}
+	for _, op := range o.Outputs {
+		if op.Type != "image" || op.Attrs["push"] == "true" {
+			return true
+		}
+	}
+	return false
 }
 
 func exports(o Options) ([]client.ExportEntry, error) {

@@ -172,10 +172,52 @@ var nameRE = regexp.MustCompile(`^[a-z0-9]+(?:[._-][a-z0-9]+)*$`)
 // ValidName checks a workspace or actor id: registry path component rules,
 // no '/', no "..", no upper case.
 func ValidName(what, s string) error {
-	if len(s) > 100 || !nameRE.MatchString(s) {
-		return fmt.Errorf("%s %q: use lower-case letters and digits separated by '.', '_' or '-' (registry path rules)", what, s)
+	if rule := NameRule(s); rule != "" {
+		return fmt.Errorf("%s %q: %s", what, s, rule)
 	}
 	return nil
+}
+
+// MaxName is the longest workspace or actor id.
+const MaxName = 100
+
+// NameRule is "" for a valid workspace or actor id, else the rule it breaks.
+// It is the one rule for these names: the pipeline, the cache plan and the
+// metrics history all use it.
+func NameRule(s string) string {
+	switch {
+	case s == "":
+		return "must not be empty"
+	case len(s) > MaxName:
+		return fmt.Sprintf("longer than %d characters (%d)", MaxName, len(s))
+	case !nameRE.MatchString(s):
+		return "use lower-case letters and digits separated by single '.', '_' or '-' (registry path rules)"
+	}
+	return ""
+}
+
+// SanitizeName turns any text (a directory, a repository, a login) into a
+// valid name: lower case, other characters and runs of separators become a
+// single '-', trimmed, at most MaxName characters; "" if nothing is left.
+func SanitizeName(s string) string {
+	var b strings.Builder
+	sep := false
+	for _, c := range strings.ToLower(s) {
+		if c >= 'a' && c <= 'z' || c >= '0' && c <= '9' {
+			if sep && b.Len() > 0 {
+				b.WriteByte('-')
+			}
+			sep = false
+			b.WriteRune(c)
+			continue
+		}
+		sep = true
+	}
+	out := b.String()
+	if len(out) > MaxName {
+		out = strings.TrimRight(out[:MaxName], "-")
+	}
+	return out
 }
 
 var registryRE = regexp.MustCompile(`^[a-zA-Z0-9.-]+(?::[0-9]+)?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$`)

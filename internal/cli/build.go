@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 
+	"github.com/containerd/console"
 	"github.com/lian-build/action/internal/frontdoor"
 )
 
@@ -28,6 +29,7 @@ var cliNames = map[string]string{
 	"cache-disposition": "--cache-disposition", "registry": "--registry", "registry-provider": "--registry-provider",
 	"registry-username": "--registry-username", "file": "--file", "progress": "--progress", "push": "--push",
 	"context": "build context", "compute-provider": "--provider", "local-tier-memory": "--local-tier-memory",
+	"state-dir": "--state-dir", "workspace": "--workspace", "platforms": "--platform", "tags": "-t/--tag", "target": "--target",
 }
 
 type buildFlags struct {
@@ -133,6 +135,12 @@ func runBuild(ctx context.Context, args []string, stdout, stderr io.Writer, log 
 	if err != nil {
 		return err
 	}
+	if err := checkProgress(s.Progress, stderr); err != nil {
+		return err
+	}
+	if !req.Build.ResultKept() {
+		fmt.Fprintln(stderr, "lian-build: warning: no output (--push with -t, or --output): the result stays only in the runner's cache, which is destroyed after the build")
+	}
 	var progress io.Writer = stderr
 	if s.Progress == "quiet" || b.quiet {
 		progress = nil
@@ -147,13 +155,27 @@ func runBuild(ctx context.Context, args []string, stdout, stderr io.Writer, log 
 		}
 	}
 	if b.quiet {
-		if runErr == nil {
+		if runErr == nil && res.Digest != "" {
 			fmt.Fprintln(stdout, res.Digest)
 		}
 	} else {
 		frontdoor.WriteReport(stdout, res)
 	}
 	return runErr
+}
+
+// checkProgress refuses --progress tty when stderr is not a terminal (the
+// display would fail after a runner was spawned).
+func checkProgress(mode string, stderr io.Writer) error {
+	if mode != "tty" {
+		return nil
+	}
+	if f, ok := stderr.(*os.File); ok {
+		if _, err := console.ConsoleFromFile(f); err == nil {
+			return nil
+		}
+	}
+	return usageErr("--progress tty: stderr is not a terminal (use auto, plain, quiet or rawjson)")
 }
 
 func writeJSON(path string, v any) error {

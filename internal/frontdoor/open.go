@@ -2,6 +2,7 @@ package frontdoor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -48,6 +49,11 @@ func (s Settings) OpenProvider() (*local.Provider, error) {
 	bk := s.Local.Buildkitd
 	if bk == "" {
 		bk = DefaultBuildkitd()
+	}
+	if dir := s.Local.StateDir; dir != "" {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, &buildkit.InputError{Field: s.name("state-dir"), Value: dir, Msg: fmt.Sprintf("cannot create it: %v", errors.Unwrap(err))}
+		}
 	}
 	return local.New(local.Options{Buildkitd: bk, StateDir: s.Local.StateDir, TierMemory: mem, InsecureRegistries: s.Insecure, Table: Table()})
 }

@@ -72,10 +72,17 @@ type Settings struct {
 	// front door ("--build-arg", the input build-args, settings: build_args),
 	// so that errors name what the user wrote.
 	Names map[string]string
+	// fromDirectives maps the settings taken from the directives file to
+	// their field there, for errors.
+	fromDirectives map[string]string
 }
 
-// name is the user-facing name of a setting.
+// name is the user-facing name of a setting: the directives file and field
+// when the value came from there, else what this front door calls it.
 func (s Settings) name(setting string) string {
+	if field, ok := s.fromDirectives[setting]; ok {
+		return s.Directives + ": " + field
+	}
 	if n, ok := s.Names[setting]; ok {
 		return n
 	}
@@ -114,9 +121,11 @@ func (s *Settings) ApplyDirectives(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	s.fromDirectives = map[string]string{}
 	set := func(name string, dst *string, v string) {
 		if !s.given(name) && v != "" {
 			*dst = v
+			s.fromDirectives[name] = directiveField[name]
 		}
 	}
 	set("workspace", &s.Workspace, d.Workspace)
@@ -140,12 +149,21 @@ func (s *Settings) ApplyDirectives(ctx context.Context) error {
 	if a := d.Artifact; a != nil {
 		if !s.given("tags") && a.Image != "" {
 			s.Tags = []string{a.Image}
+			s.fromDirectives["tags"] = "artifact.image"
 		}
 		set("file", &s.File, a.Dockerfile)
 		set("target", &s.Target, a.Target)
 		set("context", &s.Context, a.Context)
 	}
 	return nil
+}
+
+// directiveField names the BuildDirectives field each setting comes from.
+var directiveField = map[string]string{
+	"workspace": "workspace", "runner-type": "runner_override", "compute-provider": "compute_provider",
+	"actor": "cache_policy.actor", "cache-disposition": "cache_policy.disposition", "registry": "registry",
+	"registry-provider": "registry_provider", "nats-url": "nats_events.url", "events-prefix": "nats_events.prefix",
+	"file": "artifact.dockerfile", "target": "artifact.target", "context": "artifact.context",
 }
 
 // Resolve applies the directives file, then validates everything into a request.
@@ -247,6 +265,9 @@ func (s Settings) Request() (pipeline.Request, error) {
 		}
 		req.Build.RegistryAuth[host] = c
 	}
+	if rule := cache.NameRule(req.Workspace); rule != "" {
+		return req, &buildkit.InputError{Field: s.name("workspace"), Value: req.Workspace, Msg: rule}
+	}
 	if err := s.applyCache(&req); err != nil {
 		return req, err
 	}
@@ -266,6 +287,7 @@ func (s Settings) Request() (pipeline.Request, error) {
 // validationSetting maps the fields buildkit.Options.Validate names to settings.
 var validationSetting = map[string]string{
 	"--file": "file", "--secret": "secrets", "--progress": "progress", "--push": "push", "build context": "context",
+	"workspace": "workspace", "--platform": "platforms", "-t/--tag": "tags", "--target": "target", "--ssh": "ssh",
 }
 
 func (s Settings) applyCache(req *pipeline.Request) error {
@@ -324,19 +346,8 @@ func DefaultWorkspace(dirOrRepo string) string {
 // component, lower case, other characters as '-'.
 func ActorID(login string) string { return pathComponent(login) }
 
-// pathComponent lower-cases s and keeps what a registry path component
-// allows: letters, digits, '-', '_', '.' (others become '-'), trimmed.
-func pathComponent(s string) string {
-	var b strings.Builder
-	for _, c := range strings.ToLower(s) {
-		if c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' {
-			b.WriteRune(c)
-		} else {
-			b.WriteRune('-')
-		}
-	}
-	return strings.Trim(b.String(), "-._")
-}
+// pathComponent is s as a valid workspace or actor id (cache.SanitizeName).
+func pathComponent(s string) string { return cache.SanitizeName(s) }
 
 func sortedKeys(m map[string]string) []string {
 	keys := make([]string, 0, len(m))

@@ -53,22 +53,12 @@ func (r Request) Validate() error {
 	if err := r.Build.Validate(); err != nil {
 		return err
 	}
-	if r.Workspace != "" && !validName(r.Workspace) {
-		return fmt.Errorf("workspace %q: use lower-case letters, digits, '-', '_' and '.' (registry path rules)", r.Workspace)
-	}
-	return nil
-}
-
-func validName(s string) bool {
-	if s == "" || len(s) > 128 || s[0] == '.' || s[0] == '-' {
-		return false
-	}
-	for _, c := range s {
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
-			return false
+	if r.Workspace != "" {
+		if rule := cache.NameRule(r.Workspace); rule != "" {
+			return &buildkit.InputError{Field: "workspace", Value: r.Workspace, Msg: rule}
 		}
 	}
-	return true
+	return nil
 }
 
 // Outcome of a build or an attempt.

@@ -73,31 +73,49 @@ func (l Loader) Check(ctx context.Context, path string) (*sizing.Spec, error) {
 		}
 		out.RunnerType = t.Name
 	}
-	positive := func(field string, v *float64) (int, error) {
+	bounded := func(field string, v *float64) (int, error) {
 		if v == nil {
 			return 0, nil
 		}
-		if *v <= 0 {
-			return 0, fieldErr(doc, abs, field, fmt.Errorf("must be positive, got %v", *v))
+		if err := checkBound(*v, specBounds[field]); err != nil {
+			return 0, fieldErr(doc, abs, field, err)
 		}
 		return int(math.Ceil(*v)), nil
 	}
-	if out.CPU, err = positive("cpu", bs.CPU); err != nil {
+	if out.CPU, err = bounded("cpu", bs.CPU); err != nil {
 		return nil, err
 	}
-	if out.MemoryGB, err = positive("memory_gb", bs.MemoryGB); err != nil {
+	if out.MemoryGB, err = bounded("memory_gb", bs.MemoryGB); err != nil {
+		return nil, err
+	}
+	if _, err := bounded("time_budget_min", bs.TimeBudgetMin); err != nil {
 		return nil, err
 	}
 	if bs.TimeBudgetMin != nil {
-		if *bs.TimeBudgetMin <= 0 {
-			return nil, fieldErr(doc, abs, "time_budget_min", fmt.Errorf("must be positive, got %v", *bs.TimeBudgetMin))
-		}
 		out.TimeBudget = time.Duration(*bs.TimeBudgetMin * float64(time.Minute))
 	}
 	if out.RunnerType == "" && (out.CPU > 0 || out.MemoryGB > 0) {
 		if _, ok := table.Fit(out.CPU, out.MemoryGB); !ok {
-			return nil, fieldErr(doc, abs, "cpu", fmt.Errorf("cpu = %d, memory_gb = %d fits no tier (largest: %s)", out.CPU, out.MemoryGB, table[len(table)-1].Name))
+			field := "cpu"
+			if _, cpuFits := table.Fit(out.CPU, 0); cpuFits {
+				field = "memory_gb"
+			}
+			return nil, fieldErr(doc, abs, field, fmt.Errorf("cpu = %d, memory_gb = %d fits no tier (largest: %s)", out.CPU, out.MemoryGB, table[len(table)-1].Name))
 		}
 	}
 	return out, nil
+}
+
+// specBounds are the largest values a spec may give: beyond them a number is
+// a mistake, and converting it to an integer would overflow.
+var specBounds = map[string]float64{"cpu": 1024, "memory_gb": 16384, "time_budget_min": 7 * 24 * 60}
+
+func checkBound(v, max float64) error {
+	switch {
+	case math.IsNaN(v) || v <= 0:
+		return fmt.Errorf("must be positive, got %v", v)
+	case v > max:
+		return fmt.Errorf("%v is out of range (at most %v)", v, max)
+	}
+	return nil
 }

@@ -34,15 +34,15 @@ func ParseTierMemory(s string, table sizing.Table) (map[string]int64, error) {
 	for _, kv := range strings.Split(s, ",") {
 		name, size, ok := strings.Cut(strings.TrimSpace(kv), "=")
 		if !ok {
-			return nil, fmt.Errorf("--local-tier-memory: %q is not TIER=SIZE", kv)
+			return nil, fmt.Errorf("%q is not TIER=SIZE", kv)
 		}
 		t, err := table.Lookup(name)
 		if err != nil {
-			return nil, fmt.Errorf("--local-tier-memory: %w", err)
+			return nil, err
 		}
 		n, err := ParseSize(size)
 		if err != nil {
-			return nil, fmt.Errorf("--local-tier-memory: %s: %w", name, err)
+			return nil, fmt.Errorf("%s: %w", name, err)
 		}
 		out[t.Name] = n
 	}
