@@ -189,7 +189,9 @@ func Build(ctx context.Context, c *client.Client, o Options) (Report, error) {
 	}
 	var pw io.Writer = out
 	if len(masks) > 0 {
-		// A TTY display redraws in place and cannot be masked line by line.
+		// The stream is masked (statusRedactor); the text is masked again,
+		// for what the display adds. A TTY display redraws in place and
+		// cannot be masked line by line.
 		pw = red
 		if mode == progressui.TtyMode || mode == progressui.AutoMode {
 			mode = progressui.PlainMode
@@ -210,9 +212,15 @@ func Build(ctx context.Context, c *client.Client, o Options) (Report, error) {
 		resp, err = c.Solve(ectx, nil, so, statusCh)
 		return err
 	})
+	sr := newStatusRedactor(red)
 	eg.Go(func() error {
 		defer close(dispCh)
 		for s := range statusCh {
+			s = sr.redact(s)
+			tr.update(s)
+			dispCh <- s
+		}
+		if s := sr.flush(); s != nil {
 			tr.update(s)
 			dispCh <- s
 		}

@@ -1,9 +1,13 @@
 package pipeline
 
 import (
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/lian-build/action/internal/buildkit"
+	"github.com/lian-build/action/internal/cache"
 	"github.com/lian-build/action/internal/compute"
 )
 
@@ -64,10 +68,26 @@ func TestOOMErrorGuidance(t *testing.T) {
 	}
 }
 
-func TestValidName(t *testing.T) {
-	for s, want := range map[string]bool{"lian-build": true, "a.b_c-1": true, "Upper": false, "a/b": false, "..": false, "": false, "-x": false} {
-		if validName(s) != want {
-			t.Errorf("validName(%q) = %v", s, !want)
+// The pipeline, the cache plan and the metrics history use one rule for
+// workspace names (they used to disagree on app_, a__b and 101–128 chars).
+func TestWorkspaceRuleIsTheCacheRule(t *testing.T) {
+	long := strings.Repeat("a", 101)
+	for ws, want := range map[string]string{"lian-build": "", "a.b_c-1": "", "Upper": "registry path rules", "a/b": "registry path rules",
+		"..": "registry path rules", "-x": "registry path rules", "app_": "registry path rules", "a__b": "registry path rules",
+		long: "longer than 100", strings.Repeat("a", 100): "", "appé": "registry path rules"} {
+		err := Request{Workspace: ws, Build: buildkit.Options{ContextDir: t.TempDir()}}.Validate()
+		var ie *buildkit.InputError
+		if want == "" {
+			if errors.As(err, &ie) && ie.Field == "workspace" {
+				t.Errorf("workspace %q refused: %v", ws, err)
+			}
+			continue
+		}
+		if !errors.As(err, &ie) || ie.Field != "workspace" || !strings.Contains(ie.Msg, want) {
+			t.Errorf("workspace %q: %v, want %q", ws, err, want)
+		}
+		if (cache.ValidName("workspace", ws) == nil) != (want == "") {
+			t.Errorf("cache.ValidName disagrees on %q", ws)
 		}
 	}
 }

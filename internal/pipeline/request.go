@@ -50,15 +50,12 @@ type CacheSettings struct {
 
 // Validate checks the request before anything is spawned.
 func (r Request) Validate() error {
-	if err := r.Build.Validate(); err != nil {
-		return err
-	}
 	if r.Workspace != "" {
 		if rule := cache.NameRule(r.Workspace); rule != "" {
 			return &buildkit.InputError{Field: "workspace", Value: r.Workspace, Msg: rule}
 		}
 	}
-	return nil
+	return r.Build.Validate()
 }
 
 // Outcome of a build or an attempt.

@@ -171,3 +171,65 @@ func blobTexts(t *testing.T, p string) []string {
 	}
 	return texts
 }
+
+// Every progress mode masks the secret, rawjson included (its log data is
+// base64 in "data", where a text mask cannot see it): the raw output, and
+// for rawjson every decoded log chunk, are searched.
+func TestSecretMaskedInEveryProgressMode(t *testing.T) {
+	const secret = "s3cr3t-T0KEN-77b2e0"
+	t.Setenv("LIAN_TEST_TOKEN", secret)
+	e := newEnv(t, nil)
+	// printf without a newline splits nothing here, but the secret is written
+	// in two pieces with a pause, so that BuildKit sends two log chunks.
+	dir := project(t, `FROM base
+RUN --mount=type=secret,id=tok t=$(cat /run/secrets/tok); printf 'half: %s' "${t%%-*}"; sleep 0.3; echo "-${t#*-}"; echo "the token is $t"
+`, map[string]string{})
+	for _, mode := range []string{"plain", "rawjson", "auto", "tty", "quiet"} {
+		t.Run(mode, func(t *testing.T) {
+			var progress bytes.Buffer
+			req := e.request(dir)
+			req.Build.Progress, req.Build.NoCache, req.Build.ProgressOut = mode, true, &progress
+			req.Build.Secrets = []buildkit.Secret{{ID: "tok", Env: "LIAN_TEST_TOKEN"}}
+			if _, err := e.p.Run(context.Background(), req); err != nil {
+				t.Fatalf("build: %v\n%s", err, progress.String())
+			}
+			out := progress.String()
+			if strings.Contains(out, secret) {
+				t.Fatalf("the secret appears in %s progress", mode)
+			}
+			if mode == "rawjson" {
+				logs := rawJSONLogs(t, out)
+				if !strings.Contains(logs, "the token is ***") {
+					t.Fatalf("rawjson logs lack the masked line: %q", logs)
+				}
+				if strings.Contains(logs, secret) || strings.Contains(logs, "T0KEN-77b2e0") {
+					t.Fatalf("the secret decodes from rawjson: %q", logs)
+				}
+			}
+			if mode == "plain" && !strings.Contains(out, "the token is ***") {
+				t.Fatalf("plain output lacks the masked line:\n%s", out)
+			}
+		})
+	}
+}
+
+// rawJSONLogs decodes every log chunk of a rawjson progress stream.
+func rawJSONLogs(t *testing.T, out string) string {
+	t.Helper()
+	var logs strings.Builder
+	dec := json.NewDecoder(strings.NewReader(out))
+	for dec.More() {
+		var s struct {
+			Logs []struct {
+				Data []byte `json:"data"`
+			} `json:"logs"`
+		}
+		if err := dec.Decode(&s); err != nil {
+			t.Fatalf("rawjson: %v", err)
+		}
+		for _, l := range s.Logs {
+			logs.Write(l.Data)
+		}
+	}
+	return logs.String()
+}
