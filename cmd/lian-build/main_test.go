@@ -64,46 +64,88 @@ func ctxDir(t *testing.T, dockerfile string) string {
 	return d
 }
 
-// Bad input is refused before any runner exists, with exit code 2 and a message naming what is wrong.
-func TestBadInput(t *testing.T) {
-	good := ctxDir(t, "FROM scratch\nCOPY Dockerfile /\n")
-	noDockerfile := ctxDir(t, "")
-	syntax := ctxDir(t, "FROM scratch\nCOPY Dockerfile /\nRUNN echo hi\n")
-	tests := []struct {
-		name string
-		args []string
-		want []string
-	}{
-		{"no context", []string{"build"}, []string{"exactly one CONTEXT"}},
-		{"missing context", []string{"build", "/nonexistent/ctx"}, []string{`build context "/nonexistent/ctx": does not exist`}},
-		{"missing Dockerfile", []string{"build", noDockerfile}, []string{"--file", filepath.Join(noDockerfile, "Dockerfile"), "cannot read Dockerfile"}},
-		{"missing -f", []string{"build", "-f", "/nope/Dockerfile", good}, []string{"/nope/Dockerfile"}},
-		{"syntax error", []string{"build", syntax}, []string{filepath.Join(syntax, "Dockerfile") + ":3", "RUNN"}},
-		{"unknown tier", []string{"build", "--runner-type", "cax99", good}, []string{"--runner-type", `"cax99"`, "cax11, cax21, cax31, cax41"}},
-		{"malformed build-arg", []string{"build", "--build-arg", "=x", good}, []string{"--build-arg", "NAME=VALUE"}},
-		{"build-arg from unset env", []string{"build", "--build-arg", "LIAN_SURELY_UNSET", good}, []string{"--build-arg", "LIAN_SURELY_UNSET"}},
-		{"malformed secret", []string{"build", "--secret", "id=x,colour=red", good}, []string{"--secret", `unknown key "colour"`}},
-		{"secret file missing", []string{"build", "--secret", "id=x,src=/nope/secret", good}, []string{"--secret", "id=x", "cannot read src"}},
-		{"secret env unset", []string{"build", "--secret", "id=x,env=LIAN_SURELY_UNSET", good}, []string{"LIAN_SURELY_UNSET is not set"}},
-		{"bad output", []string{"build", "--output", "type=floppy", good}, []string{"--output", `unknown type "floppy"`}},
-		{"bad build context", []string{"build", "--build-context", "base=/nope", good}, []string{"--build-context", "not a directory"}},
-		{"bad progress", []string{"build", "--progress", "loud", good}, []string{"--progress", "loud"}},
-		{"push without tag", []string{"build", "--push", good}, []string{"--push", "-t"}},
-		{"bad tier memory", []string{"build", "--local-tier-memory", "cax11=lots", good}, []string{"--local-tier-memory", "cax11", "lots"}},
-		{"unknown flag", []string{"build", "--frobnicate", good}, []string{"frobnicate"}},
-		{"unknown command", []string{"frobnicate"}, []string{`unknown command "frobnicate"`}},
+// hostileCLI is one row of testdata/hostile/cli.json.
+type hostileCLI struct {
+	Name   string            `json:"name"`
+	Args   []string          `json:"args"`
+	Files  map[string]string `json:"files"`
+	Exit   int               `json:"exit"`
+	Words  []string          `json:"words"`
+	Absent []string          `json:"absent"`
+}
+
+// writeHostileFiles fills dir: {{fifo}} makes a FIFO, BOMB the exponential
+// Nickel string, HUGE a 2 MB file; without files, a good Dockerfile.
+func writeHostileFiles(t *testing.T, dir string, files map[string]string) {
+	t.Helper()
+	if files == nil {
+		files = map[string]string{"Dockerfile": "FROM scratch\nCOPY Dockerfile /\n"}
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			r := lian(t, []string{"LIAN_STATE_DIR=" + t.TempDir()}, tt.args...)
-			if r.code != 2 {
-				t.Errorf("exit code %d, want 2\nstderr: %s", r.code, r.stderr)
+	for name, content := range files {
+		p := filepath.Join(dir, name)
+		switch content {
+		case "{{fifo}}":
+			if err := syscall.Mkfifo(p, 0o600); err != nil {
+				t.Fatal(err)
 			}
-			for _, w := range tt.want {
-				if !strings.Contains(r.stderr, w) {
+			continue
+		case "BOMB":
+			var b strings.Builder
+			b.WriteString("let a0 = \"xxxxxxxxxxxxxxxx\" in\n")
+			for i := 1; i < 59; i++ {
+				fmt.Fprintf(&b, "let a%d = \"%%{a%d}%%{a%d}\" in\n", i, i-1, i-1)
+			}
+			b.WriteString("{ language = a58 }\n")
+			content = b.String()
+		case "HUGE":
+			content = "{ language = \"" + strings.Repeat("x", 2<<20) + "\" }"
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// Bad input is refused before any runner exists, with the exit code of the
+// README's table and a message naming the flag, file or field; no row
+// panics, hangs, leaves a runner or shows the registry password.
+func TestHostileCLI(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "testdata", "hostile", "cli.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows []hostileCLI
+	if err := json.Unmarshal(b, &rows); err != nil {
+		t.Fatal(err)
+	}
+	const password = "hostile-pa55word-7c1"
+	for _, tt := range rows {
+		t.Run(tt.Name, func(t *testing.T) {
+			dir, state := t.TempDir(), filepath.Join(t.TempDir(), "runners")
+			writeHostileFiles(t, dir, tt.Files)
+			args := make([]string, len(tt.Args))
+			for i, a := range tt.Args {
+				args[i] = strings.ReplaceAll(a, "{{dir}}", dir)
+			}
+			start := time.Now()
+			r := lian(t, []string{"LIAN_STATE_DIR=" + state, "LIAN_REGISTRY_PASSWORD=" + password, "LIAN_METRICS_DIR=" + t.TempDir()}, args...)
+			if took := time.Since(start); took > 20*time.Second {
+				t.Errorf("took %v", took)
+			}
+			if r.code != tt.Exit {
+				t.Errorf("exit code %d, want %d\nstderr: %s", r.code, tt.Exit, r.stderr)
+			}
+			for _, w := range tt.Words {
+				if w = strings.ReplaceAll(w, "{{dir}}", dir); !strings.Contains(r.stderr, w) {
 					t.Errorf("stderr does not mention %q:\n%s", w, r.stderr)
 				}
 			}
+			for _, w := range append(tt.Absent, password, "panic:", "goroutine ") {
+				if strings.Contains(r.stdout+r.stderr, w) {
+					t.Errorf("output shows %q:\n%s%s", w, r.stdout, r.stderr)
+				}
+			}
+			testenv.AssertNoRunners(t, state)
 		})
 	}
 }

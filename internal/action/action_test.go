@@ -8,7 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/lian-build/action/internal/testenv"
 	"github.com/sethvargo/go-githubactions"
@@ -167,24 +169,87 @@ func TestActionFailureAnnotatesTheDockerfileLine(t *testing.T) {
 	}
 }
 
-func TestActionBadInput(t *testing.T) {
-	for name, tt := range map[string]struct {
-		inputs map[string]string
-		want   string
-	}{
-		"bad bool":        {map[string]string{"push": "yes please"}, "push \"yes please\": want true or false"},
-		"bad build-arg":   {map[string]string{"build-args": "=x"}, "build-args \"=x\""},
-		"bad tier":        {map[string]string{"runner-type": "huge"}, "runner-type: unknown runner tier \"huge\""},
-		"bad secret line": {map[string]string{"secrets": "novalue"}, "secrets: each line must be ID=VALUE"},
-		"bad actor":       {map[string]string{"actor": "robot"}, "actor: actor \"robot\""},
-		"bad provider":    {map[string]string{"compute-provider": "aws"}, "compute-provider \"aws\""},
-	} {
-		t.Run(name, func(t *testing.T) {
-			r := newRunner(t, "push", "push/payload.json", tt.inputs)
+// hostileEnv is one row of testdata/hostile/action.json.
+type hostileEnv struct {
+	Name   string            `json:"name"`
+	Inputs map[string]string `json:"inputs"`
+	Env    map[string]string `json:"env"`
+	Files  map[string]string `json:"files"`
+	Exit   int               `json:"exit"`
+	Words  []string          `json:"words"`
+	Absent []string          `json:"absent"`
+}
+
+// Every hostile environment exits with its code, says what is wrong naming
+// the input or variable, never panics, and masks every secret before it
+// prints anything else.
+func TestHostileAction(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "testdata", "hostile", "action.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows []hostileEnv
+	if err := json.Unmarshal(b, &rows); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range rows {
+		t.Run(tt.Name, func(t *testing.T) {
+			dir := t.TempDir()
+			for name, content := range tt.Files {
+				p := filepath.Join(dir, name)
+				if content == "{{fifo}}" {
+					if err := syscall.Mkfifo(p, 0o600); err != nil {
+						t.Fatal(err)
+					}
+					continue
+				}
+				if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			inputs := map[string]string{}
+			for k, v := range tt.Inputs {
+				inputs[k] = strings.ReplaceAll(v, "{{dir}}", dir)
+			}
+			r := newRunner(t, "push", "push/payload.json", inputs)
+			for k, v := range tt.Env {
+				r.env[k] = v
+			}
 			writeContext(t, r, "FROM scratch\n")
-			code, stdout := r.run(t)
-			if code != 1 || !strings.Contains(stdout, "::error::lian-build: ") || !strings.Contains(stdout, tt.want) {
-				t.Fatalf("exit %d, want 1 and %q:\n%s", code, tt.want, stdout)
+			done := make(chan struct{})
+			var code int
+			var stdout string
+			go func() {
+				defer close(done)
+				code, stdout = r.run(t)
+			}()
+			select {
+			case <-done:
+			case <-time.After(30 * time.Second):
+				t.Fatal("the action hangs")
+			}
+			if code != tt.Exit || !strings.Contains(stdout, "::error::lian-build: ") {
+				t.Fatalf("exit %d, want %d with an ::error:::\n%s", code, tt.Exit, stdout)
+			}
+			for _, w := range tt.Words {
+				if !strings.Contains(stdout, w) {
+					t.Errorf("output lacks %q:\n%s", w, stdout)
+				}
+			}
+			// The runner hides ::add-mask:: lines; everything else is shown.
+			var shown []string
+			for _, l := range strings.Split(stdout, "\n") {
+				if !strings.HasPrefix(l, "::add-mask::") {
+					shown = append(shown, l)
+				}
+			}
+			for _, w := range tt.Absent {
+				if strings.Contains(strings.Join(shown, "\n"), w) {
+					t.Errorf("output shows %q:\n%s", w, stdout)
+				}
+			}
+			if first := strings.Index(stdout, "::add-mask::"); first > 0 && strings.Contains(stdout[:first], "::") {
+				t.Errorf("something was printed before the masks:\n%s", stdout)
 			}
 		})
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/lian-build/action/internal/buildkit"
 	"github.com/lian-build/action/internal/frontdoor"
+	"github.com/lian-build/action/internal/safefile"
 	"github.com/sethvargo/go-githubactions"
 )
 
@@ -36,26 +37,50 @@ var names = map[string]string{
 // secretInputs are masked before anything is printed.
 var secretInputs = []string{"registry-password", "hcloud-token", "secrets"}
 
-// maskSecrets registers every secret input value (line by line, and each
-// KEY=VALUE's value) with the runner's log masking.
+// maskSecrets registers every secret value with the runner's log masking:
+// the secret inputs (line by line, and each KEY=VALUE's value), and the
+// values behind secret-envs (the variables) and secret-files (the contents).
 func maskSecrets(a *githubactions.Action) {
 	for _, in := range secretInputs {
 		v := a.GetInput(in)
-		if v == "" {
+		mask(a, v)
+		if in != "secrets" {
 			continue
 		}
-		a.AddMask(v)
-		for _, line := range strings.Split(v, "\n") {
-			line = strings.TrimSpace(line)
-			if line == "" {
-				continue
+		for _, line := range frontdoor.SplitLines(v) {
+			if _, val, ok := strings.Cut(line, "="); ok {
+				mask(a, strings.Trim(val, `"`))
 			}
+		}
+	}
+	for _, line := range frontdoor.SplitLines(a.GetInput("secret-envs")) {
+		if _, name, ok := strings.Cut(line, "="); ok {
+			mask(a, a.Getenv(strings.Trim(name, `"`)))
+		}
+	}
+	for _, line := range frontdoor.SplitLines(a.GetInput("secret-files")) {
+		if _, path, ok := strings.Cut(line, "="); ok {
+			if b, err := safefile.Read(strings.Trim(path, `"`), safefile.MaxSecret); err == nil {
+				mask(a, string(b))
+			}
+		}
+	}
+}
+
+// mask masks a value, and each of its lines (a multi-line value is masked
+// line by line in the runner's log).
+func mask(a *githubactions.Action, v string) {
+	v = strings.TrimRight(v, "\r\n")
+	if len(v) < 2 {
+		return
+	}
+	a.AddMask(v)
+	if !strings.Contains(v, "\n") {
+		return
+	}
+	for _, line := range strings.Split(v, "\n") {
+		if line = strings.TrimSpace(line); len(line) > 1 {
 			a.AddMask(line)
-			if in == "secrets" {
-				if _, val, ok := strings.Cut(line, "="); ok && len(val) > 1 {
-					a.AddMask(strings.Trim(val, `"`))
-				}
-			}
 		}
 	}
 }

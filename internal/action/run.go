@@ -3,6 +3,7 @@ package action
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -30,7 +31,7 @@ func Main(ctx context.Context, a *githubactions.Action, out io.Writer, argv0 str
 	maskSecrets(a) // before anything else is printed
 	if err := run(ctx, a, out, log); err != nil {
 		a.Errorf("lian-build: %v", err)
-		return 1
+		return frontdoor.ExitCode(err)
 	}
 	return 0
 }
@@ -65,12 +66,16 @@ func run(ctx context.Context, a *githubactions.Action, out io.Writer, log *slog.
 	if err != nil {
 		return err
 	}
+	if err := checkFileCommands(a); err != nil {
+		return err
+	}
 	req, err := s.Resolve(ctx)
 	if err != nil {
 		return err
 	}
+	var stateErr error
 	res, runErr := s.Build(ctx, req, frontdoor.BuildOptions{Logger: log, Progress: out, Starting: func() {
-		a.SaveState("state_dir", s.Local.StateDir)
+		stateErr = fileCommand("GITHUB_STATE", func() { a.SaveState("state_dir", s.Local.StateDir) })
 		a.Group(fmt.Sprintf("lian-build: %s (%s)", req.Workspace, req.Actor))
 	}})
 	if res.BuildID == "" {
@@ -78,9 +83,11 @@ func run(ctx context.Context, a *githubactions.Action, out io.Writer, log *slog.
 	}
 	a.EndGroup()
 	frontdoor.WriteReport(out, res)
-
-	setOutputs(a, res)
-	a.AddStepSummary(Summary(res))
+	outErr := fileCommand("GITHUB_OUTPUT", func() { setOutputs(a, res) })
+	sumErr := fileCommand("GITHUB_STEP_SUMMARY", func() { a.AddStepSummary(Summary(res)) })
+	if err := errors.Join(stateErr, outErr, sumErr); err != nil {
+		return errors.Join(runErr, err)
+	}
 	if f := res.Failure; f != nil && f.Line > 0 {
 		file := f.File
 		if df := req.Build.Dockerfile; df != "" {

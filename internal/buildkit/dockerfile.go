@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
 	"path/filepath"
 	"strings"
 
@@ -32,7 +33,11 @@ func (e *DockerfileError) Error() string {
 func CheckDockerfile(path, target string) error {
 	b, err := safefile.Read(path, maxDockerfile)
 	if err != nil {
-		return inputErr("--file", path, "cannot read Dockerfile: %v", errors.Unwrap(err))
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return inputErr("--file", path, "cannot read Dockerfile: %v", err)
 	}
 	// A custom frontend (# syntax=…) has its own grammar; leave it to BuildKit.
 	if ref, _, _, ok := parser.DetectSyntax(b); ok && ref != "" {

@@ -1,17 +1,6 @@
 package cli
 
-import (
-	"errors"
-
-	"github.com/lian-build/action/internal/buildkit"
-	"github.com/lian-build/action/internal/sizing"
-	"github.com/lian-build/action/internal/spec"
-)
+import "github.com/lian-build/action/internal/frontdoor"
 
 // isInputError reports errors caused by what the user gave, not by the build.
-func isInputError(err error) bool {
-	var ie *buildkit.InputError
-	var de *buildkit.DockerfileError
-	var te *sizing.UnknownTierError
-	return errors.As(err, &ie) || errors.As(err, &de) || errors.As(err, &te) || spec.IsSpecError(err)
-}
+func isInputError(err error) bool { return frontdoor.IsInputError(err) }

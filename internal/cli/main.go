@@ -10,7 +10,6 @@ import (
 	"os"
 
 	"github.com/lian-build/action/internal/frontdoor"
-	"github.com/lian-build/action/internal/pipeline"
 	"github.com/lian-build/action/internal/sizing"
 	"github.com/sirupsen/logrus"
 )
@@ -30,14 +29,14 @@ Exit codes: 0 success, 1 build failed, 2 bad input, 3 out of memory on every
 allowed tier, 4 time budget exceeded, 130 interrupted.
 `
 
-// Exit codes.
+// Exit codes (frontdoor's, the same for every front door).
 const (
-	ExitOK       = 0
-	ExitFailed   = 1
-	ExitUsage    = 2
-	ExitOOM      = 3
-	ExitTimeout  = 4
-	ExitCanceled = 130
+	ExitOK       = frontdoor.ExitOK
+	ExitFailed   = frontdoor.ExitFailed
+	ExitUsage    = frontdoor.ExitUsage
+	ExitOOM      = frontdoor.ExitOOM
+	ExitTimeout  = frontdoor.ExitTimeout
+	ExitCanceled = frontdoor.ExitCanceled
 )
 
 // Main runs the command line and returns the process exit code.
@@ -82,18 +81,9 @@ func exitCode(err error, stderr io.Writer) int {
 		return ExitOK
 	}
 	var ue *UsageError
-	var oe *pipeline.OOMError
-	var te *pipeline.TimeoutError
-	code := ExitFailed
-	switch {
-	case errors.As(err, &ue), isInputError(err):
+	code := frontdoor.ExitCode(err)
+	if errors.As(err, &ue) {
 		code = ExitUsage
-	case errors.As(err, &oe):
-		code = ExitOOM
-	case errors.As(err, &te):
-		code = ExitTimeout
-	case errors.Is(err, pipeline.ErrCanceled):
-		code = ExitCanceled
 	}
 	fmt.Fprintf(stderr, "lian-build: %v\n", err)
 	return code

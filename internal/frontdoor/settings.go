@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	"github.com/lian-build/action/internal/buildkit"
 	"github.com/lian-build/action/internal/cache"
 	"github.com/lian-build/action/internal/pipeline"
+	"github.com/lian-build/action/internal/safefile"
 	"github.com/lian-build/action/internal/sizing"
 	"github.com/lian-build/action/internal/spec"
 )
@@ -360,7 +360,7 @@ func sortedKeys(m map[string]string) []string {
 
 // ReadSecretFile reads a password or token from a file, without its trailing newline.
 func ReadSecretFile(field, path string) (string, error) {
-	b, err := os.ReadFile(path)
+	b, err := safefile.Read(path, safefile.MaxSecret)
 	if err != nil {
 		return "", &buildkit.InputError{Field: field, Value: path, Msg: fmt.Sprintf("cannot read: %v", err)}
 	}

@@ -28,8 +28,11 @@ type TooLargeError struct {
 }
 
 func (e *TooLargeError) Error() string {
-	return fmt.Sprintf("%s: larger than %d bytes", e.Path, e.Max)
+	return fmt.Sprintf("larger than %d bytes", e.Max)
 }
+
+// Errors of Read name no path (callers name the file in their own terms),
+// except those of open(2), which are *os.PathError.
 
 // Read returns the contents of the regular file at path, at most max bytes.
 // It opens with O_NONBLOCK so that a FIFO cannot block the open itself, then
@@ -45,7 +48,7 @@ func Read(path string, max int64) ([]byte, error) {
 		return nil, err
 	}
 	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s: %w (%s)", path, ErrNotRegular, kind(st.Mode()))
+		return nil, fmt.Errorf("%w (%s)", ErrNotRegular, kind(st.Mode()))
 	}
 	if st.Size() > max {
 		return nil, &TooLargeError{Path: path, Max: max}

@@ -2,6 +2,7 @@ package woodpecker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -22,7 +23,11 @@ func Main(ctx context.Context, environ []string, out io.Writer) int {
 	log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	if err := run(ctx, env, out, log); err != nil {
 		fmt.Fprintf(out, "lian-build: %v\n", err)
-		return 1
+		var se *SettingError
+		if errors.As(err, &se) {
+			return frontdoor.ExitUsage
+		}
+		return frontdoor.ExitCode(err)
 	}
 	return 0
 }

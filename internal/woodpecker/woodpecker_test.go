@@ -162,8 +162,8 @@ func TestSettingErrorsNameTheKey(t *testing.T) {
 			tt.settings["context"] = ws
 			env := merge(pluginEnv(t, tt.settings), ciEnv(ws, "push"))
 			var out bytes.Buffer
-			if code := Main(context.Background(), env, &out); code != 1 || !strings.Contains(out.String(), tt.want) {
-				t.Fatalf("exit %d, want 1 and %q:\n%s", code, tt.want, out.String())
+			if code := Main(context.Background(), env, &out); code != 2 || !strings.Contains(out.String(), tt.want) {
+				t.Fatalf("exit %d, want 2 and %q:\n%s", code, tt.want, out.String())
 			}
 		})
 	}
@@ -172,7 +172,7 @@ func TestSettingErrorsNameTheKey(t *testing.T) {
 // Equivalent settings through the Action and the plugin make identical requests.
 func TestFrontDoorsMakeIdenticalRequests(t *testing.T) {
 	ws := t.TempDir()
-	if err := os.WriteFile(filepath.Join(ws, "Dockerfile"), []byte("FROM scratch\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(ws, "Dockerfile"), []byte("FROM scratch AS final\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv("LIAN_TEST_TOKEN_ENV", "x")

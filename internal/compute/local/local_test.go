@@ -36,7 +36,7 @@ func TestParseTierMemory(t *testing.T) {
 		"cax11":      "not TIER=SIZE",
 		"cax11=big":  "invalid size",
 	} {
-		if _, err := ParseTierMemory(in, sizing.HCloud); err == nil || !strings.Contains(err.Error(), want)  {
+		if _, err := ParseTierMemory(in, sizing.HCloud); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: err = %v, want %q", in, err, want)
 		}
 	}
