@@ -13,6 +13,7 @@ import (
 
 	"github.com/lian-build/action/internal/frontdoor"
 	"github.com/lian-build/action/internal/pipeline"
+	"github.com/lian-build/action/internal/version"
 	"github.com/sethvargo/go-githubactions"
 )
 
@@ -28,6 +29,10 @@ func Main(ctx context.Context, a *githubactions.Action, out io.Writer, argv0 str
 		fmt.Fprint(out, help)
 		return 0
 	}
+	if len(args) > 0 && (args[0] == "--version" || args[0] == "version") {
+		fmt.Fprintln(out, version.String("lian-build-action"))
+		return 0
+	}
 	maskSecrets(a) // before anything else is printed
 	if err := run(ctx, a, out, log); err != nil {
 		a.Errorf("lian-build: %v", err)
@@ -40,8 +45,11 @@ const help = `lian-build-action — the GitHub Action entrypoint of lian-build.
 
 Run by GitHub as a container action: inputs arrive as INPUT_* variables,
 outputs go to $GITHUB_OUTPUT, the report to $GITHUB_STEP_SUMMARY.
-  lian-build-action         the build
-  lian-build-action post    removes this job's runners if the build step died
+
+usage:
+  lian-build-action            the build
+  lian-build-action post       removes this job's runners if the build step died
+  lian-build-action --version  the lian-build and BuildKit versions
 `
 
 // Request is the pipeline request the inputs and event describe.

@@ -125,7 +125,7 @@ func runBuild(ctx context.Context, args []string, stdout, stderr io.Writer, log 
 	}
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
-		return &UsageError{Msg: err.Error()}
+		return flagErr(err)
 	}
 	s, err := b.settings(ctx, fs, pos)
 	if err != nil {

@@ -33,10 +33,18 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-// UsageError is a command line that cannot be run; exit code 2.
-type UsageError struct{ Msg string }
+// UsageError is a command line that cannot be run; exit code 2 (0 for
+// -h/--help, whose usage the flag set has printed).
+type UsageError struct {
+	Msg string
+	Err error
+}
 
 func (e *UsageError) Error() string { return e.Msg }
+func (e *UsageError) Unwrap() error { return e.Err }
+
+// flagErr is a flag parsing error as a UsageError.
+func flagErr(err error) error { return &UsageError{Msg: err.Error(), Err: err} }
 
 func usageErr(format string, a ...any) error { return &UsageError{Msg: fmt.Sprintf(format, a...)} }
 

@@ -4,6 +4,7 @@ package cli
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/lian-build/action/internal/frontdoor"
 	"github.com/lian-build/action/internal/sizing"
+	"github.com/lian-build/action/internal/version"
 	"github.com/sirupsen/logrus"
 )
 
@@ -24,6 +26,7 @@ usage:
   lian-build metrics show WS         a workspace's recorded builds and their P95
   lian-build runners ls              list local runners
   lian-build runners gc              remove runners whose owner died or lease expired
+  lian-build version                 the lian-build and BuildKit versions (also --version)
 
 Exit codes: 0 success, 1 build failed, 2 bad input, 3 out of memory on every
 allowed tier, 4 time budget exceeded, 130 interrupted.
@@ -70,6 +73,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return ExitOK
+	case "version", "--version":
+		fmt.Fprintln(stdout, version.String("lian-build"))
+		return ExitOK
 	default:
 		err = usageErr("unknown command %q\n%s", args[0], usage)
 	}
@@ -79,6 +85,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 func exitCode(err error, stderr io.Writer) int {
 	if err == nil {
 		return ExitOK
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return ExitOK // the flag set printed the usage
 	}
 	var ue *UsageError
 	code := frontdoor.ExitCode(err)

@@ -26,6 +26,9 @@ func runApprove(ctx context.Context, approve bool, args []string, stdout, stderr
 		verb = "revoked"
 	}
 	fmt.Fprintf(stdout, "P95 sizing %s for workspace %s\n", verb, ws)
+	if u, _, err := rec.P95(ctx, ws); err == nil && u.Samples == 0 && approve {
+		fmt.Fprintf(stderr, "lian-build: note: workspace %s has no recorded builds here yet; the approval takes effect once it has %d\n", ws, metrics.MinSamples)
+	}
 	return nil
 }
 
@@ -37,7 +40,7 @@ func workspaceHistory(ctx context.Context, cmd string, args []string, stderr io.
 	registerHistory(fs, &hist)
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
-		return "", metrics.Recorder{}, nil, &UsageError{Msg: err.Error()}
+		return "", metrics.Recorder{}, nil, flagErr(err)
 	}
 	if len(pos) != 1 {
 		return "", metrics.Recorder{}, nil, usageErr("%s takes one WORKSPACE", cmd)

@@ -18,7 +18,7 @@ func runRunners(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	s := frontdoor.Settings{Names: cliNames}
 	registerProvider(fs, &s)
 	if _, err := parseInterspersed(fs, args[1:]); err != nil {
-		return &UsageError{Msg: err.Error()}
+		return flagErr(err)
 	}
 	prov, err := s.OpenProvider()
 	if err != nil {

@@ -23,7 +23,7 @@ func runSpec(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs := newFlagSet("lian-build spec check", stderr)
 	pos, err := parseInterspersed(fs, args[1:])
 	if err != nil {
-		return &UsageError{Msg: err.Error()}
+		return flagErr(err)
 	}
 	path := "."
 	if len(pos) > 1 {
@@ -95,7 +95,7 @@ func runSizing(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	registerHistory(fs, &hist)
 	pos, err := parseInterspersed(fs, args[1:])
 	if err != nil {
-		return &UsageError{Msg: err.Error()}
+		return flagErr(err)
 	}
 	if len(pos) != 1 {
 		return usageErr("sizing explain takes one CONTEXT directory")

@@ -1,17 +1,25 @@
 package gateway
 
 import (
+	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
+	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/lian-build/action/internal/compute/local"
 	"github.com/lian-build/action/internal/frontdoor"
 	"github.com/lian-build/action/internal/metrics"
+	"github.com/lian-build/action/internal/safefile"
+	"github.com/lian-build/action/internal/version"
 )
 
 // ParseFlags reads the configuration from flags, with LIAN_GATEWAY_* environment
@@ -57,6 +65,12 @@ func ParseFlags(args []string, getenv func(string) string) (Config, error) {
 	fs.IntVar(&c.Retry.MaxAttempts, "job-attempts", DefaultRetry.MaxAttempts, "attempts of a failing job (a crash of its worker counts) before it is dead-lettered on "+SubjectDead)
 	fs.DurationVar(&c.ProgressEvery, "progress-every", 10*time.Second, "at most one check run progress update per interval")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			var b strings.Builder
+			fs.SetOutput(&b)
+			fs.PrintDefaults()
+			return c, &HelpRequested{Usage: "usage: gateway [flags]\n\nlian-build's GitHub App webhook gateway. Flags (and LIAN_GATEWAY_* variables):\n" + b.String()}
+		}
 		return c, err
 	}
 	if fs.NArg() > 0 {
@@ -66,9 +80,9 @@ func ParseFlags(args []string, getenv func(string) string) (Config, error) {
 		if path == "" {
 			return nil, nil
 		}
-		b, err := os.ReadFile(path)
+		b, err := safefile.Read(path, safefile.MaxSecret)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", flagName, err)
+			return nil, fmt.Errorf("%s %s: %w", flagName, path, err)
 		}
 		return []byte(strings.TrimRight(string(b), "\r\n")), nil
 	}
@@ -94,6 +108,38 @@ func ParseFlags(args []string, getenv func(string) string) (Config, error) {
 	c.Build.Insecure = splitComma(insecure)
 	c.Route.Table = frontdoor.Table()
 	return c, c.Validate()
+}
+
+// HelpRequested is -h/--help: the usage to print, exit 0.
+type HelpRequested struct{ Usage string }
+
+func (h *HelpRequested) Error() string { return "help requested" }
+
+// Main is the gateway process: flags, then Run until SIGINT/SIGTERM. Bad
+// flags or configuration exit 2 with a plain message, before any log line.
+func Main(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if slices.Contains(args, "--version") || slices.Contains(args, "-version") {
+		fmt.Fprintln(stdout, version.String("lian-build gateway"))
+		return 0
+	}
+	cfg, err := ParseFlags(args, getenv)
+	var help *HelpRequested
+	switch {
+	case errors.As(err, &help):
+		fmt.Fprint(stdout, help.Usage)
+		return 0
+	case err != nil:
+		fmt.Fprintf(stderr, "gateway: %v\n", err)
+		return 2
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := Run(ctx, cfg, log); err != nil {
+		log.Error("gateway stopped", "err", err)
+		return 1
+	}
+	return 0
 }
 
 func splitComma(s string) []string {

@@ -57,6 +57,12 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("--data-dir is required"))
 	}
+	if c.AppID <= 0 {
+		errs = append(errs, errors.New("--app-id is required (the GitHub App's id, a number)"))
+	}
+	if len(c.PrivateKey) == 0 {
+		errs = append(errs, errors.New("--private-key-file is required (the GitHub App's private key, PEM)"))
+	}
 	for name, u := range map[string]string{"--github-url": c.GitHubURL, "--github-api-url": c.GitHubAPIURL} {
 		if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
 			errs = append(errs, fmt.Errorf("%s %q: want an http(s) URL", name, u))

@@ -2,17 +2,9 @@
 package main
 
 import (
-	"context"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/lian-build/action/internal/woodpecker"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := woodpecker.Main(ctx, os.Environ(), os.Stdout)
-	stop()
-	os.Exit(code)
-}
+func main() { os.Exit(woodpecker.Process(os.Args[1:], os.Environ(), os.Stdout)) }
