@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job: build examples/hello twice on fresh local runners, sharing a
 # registry cache, and show lian-build's report. Run by `make demo` (as root).
+# With the argument "base" it only makes the busybox base image, .lian/demo/base.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/bin:$PATH"
@@ -17,6 +18,12 @@ for applet in $(/bin/busybox --list); do
 done
 echo 'root:x:0:0:root:/root:/bin/sh' > "$rootfs/etc/passwd"
 echo 'root:x:0:' > "$rootfs/etc/group"
+
+echo "== base image (FROM scratch + busybox) → OCI layout $work/base"
+lian-build build --progress plain -q --build-context rootfs="$rootfs" \
+  --output "type=oci,dest=$work/base,tar=false,name=lamina/busybox:demo" examples/base >/dev/null
+# `examples/demo.sh base` stops here (the self-test workflow uses the base).
+[ "${1:-}" = base ] && exit 0
 
 # 2. A local OCI registry (Debian's docker-registry) for the image and the cache.
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo 5055)
@@ -37,9 +44,6 @@ done
 
 common=(--insecure-registry "$registry" --progress plain)
 
-echo "== base image (FROM scratch + busybox) → OCI layout"
-lian-build build "${common[@]}" -q --build-context rootfs="$rootfs" \
-  --output "type=oci,dest=$work/base,tar=false,name=lamina/busybox:demo" examples/base >/dev/null
 
 cache="type=registry,ref=$registry/cache/hello:main"
 hello=(build "${common[@]}" --build-context "base=oci-layout://$work/base"

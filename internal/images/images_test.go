@@ -31,7 +31,7 @@ func TestImagesBuildAndRun(t *testing.T) {
 		{"action", "Dockerfile", map[string]string{"lian-build-action": "./cmd/action", "lian-build": "./cmd/lian-build"},
 			"/usr/local/bin/lian-build-action --help > /out.txt && /usr/local/bin/lian-build help >> /out.txt && test -x /usr/local/bin/lian-build-action-post", "INPUT_*"},
 		{"woodpecker", "plugin/woodpecker/Dockerfile", map[string]string{"lian-build-plugin": "./plugin/woodpecker", "lian-build": "./cmd/lian-build"},
-			"cd /tmp && /usr/local/bin/lian-build-plugin > /out.txt 2>&1; test $? = 1 && /usr/local/bin/lian-build help >> /out.txt", "lian-build:"},
+			"cd /tmp && /usr/local/bin/lian-build-plugin --help > /out.txt && /usr/local/bin/lian-build-plugin > /out.txt 2>&1; test $? = 2 && /usr/local/bin/lian-build help >> /out.txt", "lian-build:"},
 	}
 	prov := testenv.NewProvider(t, nil)
 	p, err := pipeline.New(pipeline.Config{Provider: prov})
