@@ -1,0 +1,59 @@
+package frontdoor
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/lian-build/action/internal/pipeline"
+)
+
+// readmeReport is the build the README's sample report shows: an OOM on
+// cax11, the retry on cax21, 14 of 18 steps from the cache.
+func readmeReport() pipeline.Result {
+	return pipeline.Result{
+		BuildID: "b5f0c2e1a9d3e", Outcome: pipeline.OutcomeSuccess, Tier: "cax21", SizingSource: "default",
+		SizingReason: "generic default 2 CPU / 4 GB (no language marker)",
+		Attempts: []pipeline.Attempt{
+			{Number: 1, Tier: "cax11", Outcome: pipeline.OutcomeOOM, DurationMS: 2300, OOM: true},
+			{Number: 2, Tier: "cax21", Outcome: pipeline.OutcomeSuccess, DurationMS: 4900},
+		},
+		OOMRetries: 1, StepsTotal: 18, StepsCached: 14, DurationMS: 7400,
+		Digest: "sha256:6551c3ca985963ef7c28b10784bf43490b94db156518bf308997b35b4ac513f4",
+		Tags:   []string{"registry.example.com/team/app:latest"}, Provider: "local", Actor: "ci",
+	}
+}
+
+// The README's sample report is what WriteReport prints (LIAN_UPDATE_README=1
+// rewrites it).
+func TestREADMEReportSample(t *testing.T) {
+	var b bytes.Buffer
+	WriteReport(&b, readmeReport())
+	want := strings.TrimLeft(b.String(), "\n")
+	path := filepath.Join("..", "..", "README.md")
+	readme, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const marker = "`oom_retries`, `steps_total`, `steps_cached`, `digest`, `duration_ms`, `outcome`, …):\n\n```\n"
+	start := bytes.Index(readme, []byte(marker))
+	if start < 0 {
+		t.Fatal("README: the report sample's introduction is gone")
+	}
+	start += len(marker)
+	end := bytes.Index(readme[start:], []byte("```\n"))
+	got := string(readme[start : start+end])
+	if got == want {
+		return
+	}
+	if os.Getenv("LIAN_UPDATE_README") == "1" {
+		out := append(append(append([]byte{}, readme[:start]...), want...), readme[start+end:]...)
+		if err := os.WriteFile(path, out, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	t.Errorf("README's sample report differs from WriteReport's output (LIAN_UPDATE_README=1 go test ./internal/frontdoor fixes it):\n--- README\n%s--- WriteReport\n%s", got, want)
+}
