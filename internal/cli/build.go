@@ -14,91 +14,43 @@ import (
 	"github.com/lian-build/action/internal/frontdoor"
 )
 
-// flagSetting maps a flag to the setting it gives (for "flags override directives").
-var flagSetting = map[string]string{
-	"t": "tags", "tag": "tags", "f": "file", "file": "file", "target": "target", "workspace": "workspace",
-	"runner-type": "runner-type", "actor": "actor", "cache-disposition": "cache-disposition", "registry": "registry",
-	"registry-provider": "registry-provider", "cache-import": "cache-imports", "nats-url": "nats-url",
-	"events-prefix": "events-prefix", "provider": "compute-provider",
-}
-
-// cliNames are the flags that give each setting, for error messages.
-var cliNames = map[string]string{
-	"build-args": "--build-arg", "labels": "--label", "secrets": "--secret", "ssh": "--ssh", "build-contexts": "--build-context",
-	"outputs": "--output", "cache-from": "--cache-from", "cache-to": "--cache-to", "runner-type": "--runner-type", "actor": "--actor",
-	"cache-disposition": "--cache-disposition", "registry": "--registry", "registry-provider": "--registry-provider",
-	"registry-username": "--registry-username", "file": "--file", "progress": "--progress", "push": "--push",
-	"context": "build context", "compute-provider": "--provider", "local-tier-memory": "--local-tier-memory",
-	"state-dir": "--state-dir", "workspace": "--workspace", "platforms": "--platform", "tags": "-t/--tag", "target": "--target",
+// cliNames are what the CLI calls each setting in errors.
+func cliNames(table []frontdoor.Setting) map[string]string {
+	names := frontdoor.Names(table, frontdoor.Setting.CLIName)
+	names["context"] = "build context"
+	return names
 }
 
 type buildFlags struct {
-	s                                frontdoor.Settings
-	reportJSON, passwordFile         string
-	quiet                            bool
-	tags, args, labels, secrets, ssh listFlag
-	platforms, contexts, outputs     listFlag
-	cacheFrom, cacheTo, cacheImports listFlag
+	s          frontdoor.Settings
+	table      []frontdoor.Setting
+	reportJSON string
+	quiet      bool
 }
 
-func (b *buildFlags) register(fs *flag.FlagSet) {
-	s := &b.s
-	fs.StringVar(&s.File, "f", "", "Dockerfile (default CONTEXT/Dockerfile)")
-	fs.StringVar(&s.File, "file", "", "Dockerfile (default CONTEXT/Dockerfile)")
-	fs.Var(&b.tags, "t", "image name and tag (repeatable)")
-	fs.Var(&b.tags, "tag", "image name and tag (repeatable)")
-	fs.BoolVar(&s.Push, "push", false, "push the tagged image")
-	fs.Var(&b.outputs, "output", "output: type=image|registry|oci|docker|local|tar,… (repeatable)")
-	fs.Var(&b.outputs, "o", "shorthand for --output")
-	fs.Var(&b.args, "build-arg", "NAME=VALUE build argument (repeatable)")
-	fs.Var(&b.labels, "label", "NAME=VALUE image label (repeatable)")
-	fs.StringVar(&s.Target, "target", "", "target stage")
-	fs.Var(&b.secrets, "secret", "id=NAME,src=PATH | id=NAME,env=VAR (repeatable)")
-	fs.Var(&b.ssh, "ssh", "default | ID=SOCKET|KEY (repeatable)")
-	fs.Var(&b.platforms, "platform", "target platform (repeatable)")
-	fs.Var(&b.contexts, "build-context", "NAME=DIR | NAME=oci-layout://PATH[:TAG|@DIGEST] | NAME=docker-image://REF (repeatable)")
-	fs.Var(&b.cacheFrom, "cache-from", "extra cache import, e.g. type=registry,ref=R (repeatable)")
-	fs.Var(&b.cacheTo, "cache-to", "extra cache export, e.g. type=registry,ref=R,mode=max (repeatable)")
-	fs.BoolVar(&s.NoCache, "no-cache", false, "do not use the cache")
-	fs.StringVar(&s.Progress, "progress", "auto", "progress output: auto, tty, plain, quiet, rawjson")
+// register adds a flag for every setting of the table the CLI has, plus the
+// CLI's own output flags.
+func (b *buildFlags) register(fs *flag.FlagSet, table []frontdoor.Setting) {
+	b.table = table
+	registerSettings(fs, table, &b.s, nil)
 	fs.StringVar(&b.reportJSON, "report-json", "", "write the build report as JSON to PATH")
-	fs.StringVar(&s.RunnerType, "runner-type", "", "runner tier, overriding every sizing rule (cax11, cax21, cax31, cax41)")
-	fs.StringVar(&s.Workspace, "workspace", "", "workspace name (default: the context directory's name)")
 	fs.BoolVar(&b.quiet, "q", false, "print only the image digest on success")
-	fs.StringVar(&s.Directives, "directives", "", "BuildDirectives file (.ncl); flags override it")
-	fs.StringVar(&s.Actor, "actor", "ci", "who builds: ci, ci_aux, human:ID or agent:ID (picks the cache namespaces)")
-	fs.StringVar(&s.CacheDisposition, "cache-disposition", "export", "session cache: export, discard or rollback")
-	fs.StringVar(&s.Registry, "registry", envOr("LIAN_REGISTRY", ""), "cache registry HOST[:PORT][/PREFIX]: ci/<ws> and dev/<id>-<ws> live there ($LIAN_REGISTRY)")
-	fs.StringVar(&s.RegistryProvider, "registry-provider", "generic", "registry product: zot, harbor, ghcr, dockerhub or generic")
-	fs.StringVar(&s.RegistryUsername, "registry-username", envOr("LIAN_REGISTRY_USERNAME", ""), "registry user ($LIAN_REGISTRY_USERNAME)")
-	fs.StringVar(&b.passwordFile, "registry-password-file", "", "file holding the registry password or token (else $LIAN_REGISTRY_PASSWORD)")
-	fs.Var(&b.cacheImports, "cache-import", "extra cache import, e.g. a lamina base layer ref (repeatable)")
-	fs.BoolVar(&s.CacheIgnoreError, "cache-ignore-error", false, "a failed cache export does not fail the build")
-	fs.StringVar(&s.EventsPrefix, "events-prefix", "lian-build", "NATS subject prefix of lifecycle events")
-	registerProvider(fs, s)
-	registerHistory(fs, s)
 }
 
 // settings completes the settings from the parsed flags, the environment and the directives.
 func (b *buildFlags) settings(ctx context.Context, fs *flag.FlagSet, pos []string) (frontdoor.Settings, error) {
 	s := b.s
-	s.Tags, s.BuildArgs, s.Labels, s.Secrets, s.SSH = b.tags, b.args, b.labels, b.secrets, b.ssh
-	s.Platforms, s.BuildContexts, s.Outputs = b.platforms, b.contexts, b.outputs
-	s.CacheFrom, s.CacheTo, s.CacheImports = b.cacheFrom, b.cacheTo, b.cacheImports
-	s.Given, s.Names = map[string]bool{}, cliNames
+	s.Given, s.Names = map[string]bool{}, cliNames(b.table)
+	bySetting := map[string]string{}
+	for _, st := range b.table {
+		bySetting[st.Flag], bySetting[st.Short] = st.Name, st.Name
+	}
 	fs.Visit(func(f *flag.Flag) {
-		if name, ok := flagSetting[f.Name]; ok {
+		if name, ok := bySetting[f.Name]; ok {
 			s.Given[name] = true
 		}
 	})
 	s.RegistryPassword = os.Getenv("LIAN_REGISTRY_PASSWORD")
-	if b.passwordFile != "" {
-		pw, err := frontdoor.ReadSecretFile("--registry-password-file", b.passwordFile)
-		if err != nil {
-			return s, err
-		}
-		s.RegistryPassword = pw
-	}
 	if len(pos) > 1 {
 		return s, usageErr("build takes one CONTEXT directory, got %d arguments", len(pos))
 	}
@@ -118,7 +70,7 @@ func (b *buildFlags) settings(ctx context.Context, fs *flag.FlagSet, pos []strin
 func runBuild(ctx context.Context, args []string, stdout, stderr io.Writer, log *slog.Logger) error {
 	fs := newFlagSet("lian-build build", stderr)
 	var b buildFlags
-	b.register(fs)
+	b.register(fs, frontdoor.SettingsTable())
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: lian-build build [flags] CONTEXT")
 		fs.PrintDefaults()

@@ -2,23 +2,55 @@ package cli
 
 import (
 	"flag"
+	"slices"
 
-	"github.com/lian-build/action/internal/compute/local"
 	"github.com/lian-build/action/internal/frontdoor"
-	"github.com/lian-build/action/internal/metrics"
 )
+
+// The settings the runners, sizing and metrics commands take besides build.
+var (
+	providerSettings = []string{"compute-provider", "state-dir", "buildkitd", "local-tier-memory", "insecure-registries"}
+	historySettings  = []string{"metrics-dir", "nats-url"}
+)
+
+// registerSettings adds a flag for each setting of the table that the CLI
+// has (only those named in only, when it is not nil): the flags, their
+// defaults, environment variables and help all come from the table.
+func registerSettings(fs *flag.FlagSet, table []frontdoor.Setting, s *frontdoor.Settings, only []string) {
+	for _, st := range table {
+		if st.Flag == "" || st.Field == nil || (only != nil && !slices.Contains(only, st.Name)) {
+			continue
+		}
+		def, help := st.Default, st.Help
+		if st.Env != "" {
+			def = envOr(st.Env, def)
+			help += " ($" + st.Env + ")"
+		}
+		if st.Kind != frontdoor.KindText && st.Kind != frontdoor.KindBool {
+			help += " (repeatable)"
+		}
+		for _, name := range []string{st.Flag, st.Short} {
+			if name == "" {
+				continue
+			}
+			switch p := st.Field(s).(type) {
+			case *string:
+				fs.StringVar(p, name, def, help)
+			case *bool:
+				fs.BoolVar(p, name, def == "true", help)
+			case *[]string:
+				fs.Var((*listFlag)(p), name, help)
+			}
+		}
+	}
+}
 
 // registerProvider adds the compute provider flags.
 func registerProvider(fs *flag.FlagSet, s *frontdoor.Settings) {
-	fs.StringVar(&s.ComputeProvider, "provider", "local", "compute provider: local")
-	fs.StringVar(&s.Local.StateDir, "state-dir", envOr("LIAN_STATE_DIR", local.DefaultStateDir), "local provider: runner state directory ($LIAN_STATE_DIR)")
-	fs.StringVar(&s.Local.Buildkitd, "buildkitd", envOr("LIAN_BUILDKITD", ""), "local provider: buildkitd binary (default: on PATH or next to lian-build; $LIAN_BUILDKITD)")
-	fs.StringVar(&s.Local.TierMemory, "local-tier-memory", envOr("LIAN_LOCAL_TIER_MEMORY", ""), "local provider: memory per tier, e.g. cax11=256MiB,cax21=512MiB ($LIAN_LOCAL_TIER_MEMORY)")
-	fs.Var((*listFlag)(&s.Insecure), "insecure-registry", "HOST:PORT of a plain-HTTP registry (repeatable)")
+	registerSettings(fs, frontdoor.SettingsTable(), s, providerSettings)
 }
 
 // registerHistory adds the P95 history flags: JetStream with --nats-url, files otherwise.
 func registerHistory(fs *flag.FlagSet, s *frontdoor.Settings) {
-	fs.StringVar(&s.MetricsDir, "metrics-dir", envOr("LIAN_METRICS_DIR", metrics.DefaultDir), "P95 history directory when NATS is not used ($LIAN_METRICS_DIR)")
-	fs.StringVar(&s.NatsURL, "nats-url", envOr("LIAN_NATS_URL", ""), "NATS server: lifecycle events and the shared P95 history ($LIAN_NATS_URL)")
+	registerSettings(fs, frontdoor.SettingsTable(), s, historySettings)
 }

@@ -15,7 +15,7 @@ func runRunners(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return usageErr("usage: lian-build runners ls|gc [flags]")
 	}
 	fs := newFlagSet("lian-build runners "+args[0], stderr)
-	s := frontdoor.Settings{Names: cliNames}
+	s := frontdoor.Settings{Names: cliNames(frontdoor.SettingsTable())}
 	registerProvider(fs, &s)
 	if _, err := parseInterspersed(fs, args[1:]); err != nil {
 		return flagErr(err)

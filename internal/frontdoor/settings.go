@@ -53,12 +53,14 @@ type Settings struct {
 	RegistryProvider string
 	RegistryUsername string
 	RegistryPassword string
-	CacheImports     []string
-	CacheIgnoreError bool
-	Insecure         []string
-	NatsURL          string
-	EventsPrefix     string
-	MetricsDir       string
+	// RegistryPasswordFile, when set, gives RegistryPassword (read by Request).
+	RegistryPasswordFile string
+	CacheImports         []string
+	CacheIgnoreError     bool
+	Insecure             []string
+	NatsURL              string
+	EventsPrefix         string
+	MetricsDir           string
 
 	Commit string
 	Ref    string
@@ -183,6 +185,13 @@ func SpecLoader() spec.Loader {
 func (s Settings) Request() (pipeline.Request, error) {
 	if s.Context == "" {
 		return pipeline.Request{}, &buildkit.InputError{Field: "context", Msg: "no build context given"}
+	}
+	if s.RegistryPasswordFile != "" {
+		pw, err := ReadSecretFile(s.name("registry-password-file"), s.RegistryPasswordFile)
+		if err != nil {
+			return pipeline.Request{}, err
+		}
+		s.RegistryPassword = pw
 	}
 	o := buildkit.Options{
 		ContextDir: s.Context, Dockerfile: s.File, Target: s.Target, Tags: s.Tags, Push: s.Push,
