@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lian-build/action/internal/frontdoor"
 	"github.com/rhysd/actionlint"
 	"gopkg.in/yaml.v3"
 )
@@ -67,10 +68,27 @@ func TestActionYAMLMatchesInputs(t *testing.T) {
 		declared = append(declared, k)
 	}
 	slices.Sort(declared)
-	read := slices.Clone(Inputs)
+	read := Inputs(frontdoor.SettingsTable())
 	slices.Sort(read)
 	if !slices.Equal(declared, read) {
 		t.Errorf("action.yml inputs %v\nread by the action %v", declared, read)
+	}
+	// The block itself is generated from the settings table.
+	want := frontdoor.ActionInputs(frontdoor.SettingsTable())
+	start := bytes.Index(b, []byte("\ninputs:\n")) + 1
+	end := bytes.Index(b, []byte("\noutputs:\n")) + 1
+	if start <= 0 || end <= start {
+		t.Fatal("action.yml: no inputs: block before outputs:")
+	}
+	if got := string(b[start:end]); got != want+"\n" {
+		if os.Getenv("LIAN_UPDATE_ACTION") == "1" {
+			out := append(append(append([]byte{}, b[:start]...), want+"\n"...), b[end:]...)
+			if err := os.WriteFile(filepath.Join("..", "..", "action.yml"), out, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+		t.Errorf("action.yml's inputs differ from the settings table (LIAN_UPDATE_ACTION=1 go test ./internal/action rewrites them):\n%s", want)
 	}
 	if meta.Runs.Using != "docker" || meta.Runs.PostEntrypoint != "lian-build-action-post" {
 		t.Errorf("runs: %+v", meta.Runs)

@@ -7,6 +7,7 @@ package action
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -16,32 +17,29 @@ import (
 	"github.com/sethvargo/go-githubactions"
 )
 
-// Inputs are the names action.yml declares.
-var Inputs = []string{
-	"context", "file", "tags", "push", "build-args", "secrets", "secret-files", "secret-envs", "ssh", "target",
-	"platforms", "labels", "build-contexts", "outputs", "no-cache", "cache-from", "cache-to",
-	"workspace", "directives", "runner-type", "compute-provider", "actor", "cache-disposition", "registry",
-	"registry-provider", "registry-username", "registry-password", "cache-imports", "nats-url", "events-prefix",
-	"hcloud-token", "insecure-registries", "local-tier-memory",
+// Inputs are the names action.yml declares (the settings table's inputs).
+func Inputs(table []frontdoor.Setting) []string {
+	var out []string
+	for _, st := range table {
+		if st.Input != "" {
+			out = append(out, st.Input)
+		}
+	}
+	return out
 }
 
-// names: errors name the input, not the setting.
-var names = map[string]string{
-	"build-args": "build-args", "labels": "labels", "secrets": "secrets", "ssh": "ssh", "build-contexts": "build-contexts",
-	"outputs": "outputs", "cache-from": "cache-from", "cache-to": "cache-to", "runner-type": "runner-type", "actor": "actor",
-	"cache-disposition": "cache-disposition", "registry": "registry", "registry-provider": "registry-provider",
-	"registry-username": "registry-username", "file": "file", "progress": "progress", "push": "push", "context": "context",
-	"compute-provider": "compute-provider", "local-tier-memory": "local-tier-memory",
-}
-
-// secretInputs are masked before anything is printed.
-var secretInputs = []string{"registry-password", "hcloud-token", "secrets"}
+// custom are the inputs the action reads itself (not one value into one field).
+var custom = []string{"secrets", "secret-files", "secret-envs", "hcloud-token"}
 
 // maskSecrets registers every secret value with the runner's log masking:
 // the secret inputs (line by line, and each KEY=VALUE's value), and the
 // values behind secret-envs (the variables) and secret-files (the contents).
-func maskSecrets(a *githubactions.Action) {
-	for _, in := range secretInputs {
+func maskSecrets(a *githubactions.Action, table []frontdoor.Setting) {
+	for _, st := range table {
+		if st.Kind != frontdoor.KindSecret || st.Input == "" {
+			continue
+		}
+		in := st.Input
 		v := a.GetInput(in)
 		mask(a, v)
 		if in != "secrets" {
@@ -106,80 +104,30 @@ func boolInput(a *githubactions.Action, name string) (bool, error) {
 }
 
 // settings reads the inputs and the event into frontdoor settings.
-func settings(a *githubactions.Action, gh *githubactions.GitHubContext) (frontdoor.Settings, error) {
+func settings(a *githubactions.Action, gh *githubactions.GitHubContext, table []frontdoor.Setting) (frontdoor.Settings, error) {
 	s := frontdoor.Settings{
-		Context:          a.GetInput("context"),
-		File:             a.GetInput("file"),
-		Target:           a.GetInput("target"),
-		Workspace:        a.GetInput("workspace"),
-		Directives:       a.GetInput("directives"),
-		RunnerType:       a.GetInput("runner-type"),
-		ComputeProvider:  a.GetInput("compute-provider"),
-		Actor:            a.GetInput("actor"),
-		CacheDisposition: a.GetInput("cache-disposition"),
-		Registry:         a.GetInput("registry"),
-		RegistryProvider: a.GetInput("registry-provider"),
-		RegistryUsername: a.GetInput("registry-username"),
-		RegistryPassword: a.GetInput("registry-password"),
-		NatsURL:          a.GetInput("nats-url"),
-		EventsPrefix:     a.GetInput("events-prefix"),
-		Progress:         "plain",
-		Commit:           gh.SHA,
-		Ref:              gh.Ref,
-		Local:            frontdoor.LocalSettings{TierMemory: a.GetInput("local-tier-memory"), StateDir: a.Getenv("LIAN_STATE_DIR"), Buildkitd: a.Getenv("LIAN_BUILDKITD")},
-		MetricsDir:       a.Getenv("LIAN_METRICS_DIR"),
-		Names:            names,
-		Given:            map[string]bool{},
+		Progress:   "plain",
+		Commit:     gh.SHA,
+		Ref:        gh.Ref,
+		Local:      frontdoor.LocalSettings{StateDir: a.Getenv("LIAN_STATE_DIR"), Buildkitd: a.Getenv("LIAN_BUILDKITD")},
+		MetricsDir: a.Getenv("LIAN_METRICS_DIR"),
+		Names:      frontdoor.Names(table, func(st frontdoor.Setting) string { return st.Input }),
+		Given:      map[string]bool{},
 	}
-	for _, in := range Inputs {
-		if a.GetInput(in) != "" {
-			s.Given[settingOf(in)] = true
+	for _, st := range table {
+		if st.Input == "" || a.GetInput(st.Input) == "" {
+			continue
 		}
-	}
-	var err error
-	lists := []struct {
-		name string
-		dst  *[]string
-	}{
-		{"tags", &s.Tags}, {"platforms", &s.Platforms}, {"cache-imports", &s.CacheImports}, {"insecure-registries", &s.Insecure},
-	}
-	for _, l := range lists {
-		if *l.dst, err = list(a, l.name); err != nil {
+		s.Given[st.Name] = true
+		if st.Field == nil || slices.Contains(custom, st.Name) {
+			continue
+		}
+		if err := readInput(a, st, st.Field(&s)); err != nil {
 			return s, err
 		}
 	}
-	// Items that hold commas themselves: one per line, as build-push-action
-	// reads them (getInputList with ignoreComma).
-	s.Outputs = frontdoor.SplitLines(a.GetInput("outputs"))
-	s.CacheFrom = frontdoor.SplitLines(a.GetInput("cache-from"))
-	s.CacheTo = frontdoor.SplitLines(a.GetInput("cache-to"))
-	s.SSH = frontdoor.SplitLines(a.GetInput("ssh"))
-	s.BuildArgs = frontdoor.SplitLines(a.GetInput("build-args"))
-	s.Labels = frontdoor.SplitLines(a.GetInput("labels"))
-	s.BuildContexts = frontdoor.SplitLines(a.GetInput("build-contexts"))
-	if s.Push, err = boolInput(a, "push"); err != nil {
+	if err := readSecrets(a, &s); err != nil {
 		return s, err
-	}
-	if s.NoCache, err = boolInput(a, "no-cache"); err != nil {
-		return s, err
-	}
-	// secrets: ID=VALUE lines; secret-files: ID=PATH; secret-envs: ID=VAR.
-	s.InlineSecrets = map[string]string{}
-	for _, line := range frontdoor.SplitLines(a.GetInput("secrets")) {
-		id, v, ok := strings.Cut(line, "=")
-		if !ok || id == "" {
-			return s, &buildkit.InputError{Field: "secrets", Msg: "each line must be ID=VALUE (the value is not shown)"}
-		}
-		s.InlineSecrets[id] = strings.Trim(v, `"`)
-	}
-	for _, kind := range []struct{ input, key string }{{"secret-files", "src"}, {"secret-envs", "env"}} {
-		for _, line := range frontdoor.SplitLines(a.GetInput(kind.input)) {
-			id, v, ok := strings.Cut(line, "=")
-			if !ok || id == "" || v == "" {
-				return s, &buildkit.InputError{Field: kind.input, Value: line, Msg: "each line must be ID=" + strings.ToUpper(map[string]string{"src": "path", "env": "variable"}[kind.key])}
-			}
-			s.Secrets = append(s.Secrets, fmt.Sprintf("id=%s,%s=%s", id, kind.key, strings.Trim(v, `"`)))
-		}
 	}
 	if s.Context == "" {
 		s.Context = "."
@@ -196,14 +144,46 @@ func settings(a *githubactions.Action, gh *githubactions.GitHubContext) (frontdo
 	return s, nil
 }
 
-func settingOf(input string) string {
-	switch input {
-	case "cache-imports":
-		return "cache-imports"
-	case "compute-provider":
-		return "compute-provider"
+// readInput reads one input into its field, the way build-push-action reads
+// its kind: lists newline- or comma-separated; items that hold commas
+// themselves (outputs, cache-from, build-args, …) one per line.
+func readInput(a *githubactions.Action, st frontdoor.Setting, field any) error {
+	var err error
+	switch p := field.(type) {
+	case *string:
+		*p = a.GetInput(st.Input)
+	case *bool:
+		*p, err = boolInput(a, st.Input)
+	case *[]string:
+		if st.Kind == frontdoor.KindList {
+			*p, err = list(a, st.Input)
+		} else {
+			*p = frontdoor.SplitLines(a.GetInput(st.Input))
+		}
 	}
-	return input
+	return err
+}
+
+// readSecrets: secrets are ID=VALUE lines; secret-files ID=PATH; secret-envs ID=VAR.
+func readSecrets(a *githubactions.Action, s *frontdoor.Settings) error {
+	s.InlineSecrets = map[string]string{}
+	for _, line := range frontdoor.SplitLines(a.GetInput("secrets")) {
+		id, v, ok := strings.Cut(line, "=")
+		if !ok || id == "" {
+			return &buildkit.InputError{Field: "secrets", Msg: "each line must be ID=VALUE (the value is not shown)"}
+		}
+		s.InlineSecrets[id] = strings.Trim(v, `"`)
+	}
+	for _, kind := range []struct{ input, key string }{{"secret-files", "src"}, {"secret-envs", "env"}} {
+		for _, line := range frontdoor.SplitLines(a.GetInput(kind.input)) {
+			id, v, ok := strings.Cut(line, "=")
+			if !ok || id == "" || v == "" {
+				return &buildkit.InputError{Field: kind.input, Value: line, Msg: "each line must be ID=" + strings.ToUpper(map[string]string{"src": "path", "env": "variable"}[kind.key])}
+			}
+			s.Secrets = append(s.Secrets, fmt.Sprintf("id=%s,%s=%s", id, kind.key, strings.Trim(v, `"`)))
+		}
+	}
+	return nil
 }
 
 // defaultActorAndWorkspace: push (and every non-PR event) → ci; pull_request →

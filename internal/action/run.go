@@ -33,7 +33,7 @@ func Main(ctx context.Context, a *githubactions.Action, out io.Writer, argv0 str
 		fmt.Fprintln(out, version.String("lian-build-action"))
 		return 0
 	}
-	maskSecrets(a) // before anything else is printed
+	maskSecrets(a, frontdoor.SettingsTable()) // before anything else is printed
 	if err := run(ctx, a, out, log); err != nil {
 		a.Errorf("lian-build: %v", err)
 		return frontdoor.ExitCode(err)
@@ -58,7 +58,7 @@ func Request(ctx context.Context, a *githubactions.Action) (pipeline.Request, er
 	if err != nil {
 		return pipeline.Request{}, fmt.Errorf("reading the GitHub context: %w", err)
 	}
-	s, err := settings(a, gh)
+	s, err := settings(a, gh, frontdoor.SettingsTable())
 	if err != nil {
 		return pipeline.Request{}, err
 	}
@@ -70,7 +70,7 @@ func run(ctx context.Context, a *githubactions.Action, out io.Writer, log *slog.
 	if err != nil {
 		return fmt.Errorf("reading the GitHub context: %w", err)
 	}
-	s, err := settings(a, gh)
+	s, err := settings(a, gh, frontdoor.SettingsTable())
 	if err != nil {
 		return err
 	}

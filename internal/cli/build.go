@@ -9,9 +9,11 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 
 	"github.com/containerd/console"
 	"github.com/lian-build/action/internal/frontdoor"
+	"github.com/lian-build/action/internal/pipeline"
 )
 
 // cliNames are what the CLI calls each setting in errors.
@@ -67,14 +69,44 @@ func (b *buildFlags) settings(ctx context.Context, fs *flag.FlagSet, pos []strin
 	return s, nil
 }
 
+// BuildUsage is `lian-build build -h` for a settings table.
+func BuildUsage(table []frontdoor.Setting) string {
+	fs := newFlagSet("lian-build build", io.Discard)
+	var b buildFlags
+	b.register(fs, table)
+	return buildUsage(fs)
+}
+
+func buildUsage(fs *flag.FlagSet) string {
+	var sb strings.Builder
+	sb.WriteString("usage: lian-build build [flags] CONTEXT\n")
+	fs.SetOutput(&sb)
+	fs.PrintDefaults()
+	return sb.String()
+}
+
+// Request is the pipeline request a `lian-build build` command line makes
+// (for the front doors' parity test).
+func Request(ctx context.Context, args []string) (pipeline.Request, error) {
+	fs := newFlagSet("lian-build build", io.Discard)
+	var b buildFlags
+	b.register(fs, frontdoor.SettingsTable())
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return pipeline.Request{}, flagErr(err)
+	}
+	s, err := b.settings(ctx, fs, pos)
+	if err != nil {
+		return pipeline.Request{}, err
+	}
+	return s.Request()
+}
+
 func runBuild(ctx context.Context, args []string, stdout, stderr io.Writer, log *slog.Logger) error {
 	fs := newFlagSet("lian-build build", stderr)
 	var b buildFlags
 	b.register(fs, frontdoor.SettingsTable())
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: lian-build build [flags] CONTEXT")
-		fs.PrintDefaults()
-	}
+	fs.Usage = func() { fmt.Fprint(stderr, buildUsage(fs)) }
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return flagErr(err)

@@ -26,34 +26,48 @@ func readmeReport() pipeline.Result {
 	}
 }
 
-// The README's sample report is what WriteReport prints (LIAN_UPDATE_README=1
-// rewrites it).
-func TestREADMEReportSample(t *testing.T) {
-	var b bytes.Buffer
-	WriteReport(&b, readmeReport())
-	want := strings.TrimLeft(b.String(), "\n")
+// The README's settings table is the settings table's.
+func TestREADMESettingsTable(t *testing.T) {
+	checkREADMEBlock(t, "<!-- settings:begin -->\n", "<!-- settings:end -->", MarkdownTable(SettingsTable()))
+}
+
+// checkREADMEBlock compares the README between two markers with want;
+// LIAN_UPDATE_README=1 rewrites it.
+func checkREADMEBlock(t *testing.T, begin, end, want string) {
+	t.Helper()
 	path := filepath.Join("..", "..", "README.md")
 	readme, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	const marker = "`oom_retries`, `steps_total`, `steps_cached`, `digest`, `duration_ms`, `outcome`, …):\n\n```\n"
-	start := bytes.Index(readme, []byte(marker))
+	start := bytes.Index(readme, []byte(begin))
 	if start < 0 {
-		t.Fatal("README: the report sample's introduction is gone")
+		t.Fatalf("README: marker %q is gone", begin)
 	}
-	start += len(marker)
-	end := bytes.Index(readme[start:], []byte("```\n"))
-	got := string(readme[start : start+end])
+	start += len(begin)
+	stop := bytes.Index(readme[start:], []byte(end))
+	if stop < 0 {
+		t.Fatalf("README: marker %q is gone", end)
+	}
+	got := string(readme[start : start+stop])
 	if got == want {
 		return
 	}
 	if os.Getenv("LIAN_UPDATE_README") == "1" {
-		out := append(append(append([]byte{}, readme[:start]...), want...), readme[start+end:]...)
+		out := append(append(append([]byte{}, readme[:start]...), want...), readme[start+stop:]...)
 		if err := os.WriteFile(path, out, 0o644); err != nil {
 			t.Fatal(err)
 		}
 		return
 	}
-	t.Errorf("README's sample report differs from WriteReport's output (LIAN_UPDATE_README=1 go test ./internal/frontdoor fixes it):\n--- README\n%s--- WriteReport\n%s", got, want)
+	t.Errorf("README differs between %q and %q (LIAN_UPDATE_README=1 go test ./internal/frontdoor rewrites it):\n--- README\n%s--- want\n%s", begin, end, got, want)
+}
+
+// The README's sample report is what WriteReport prints (LIAN_UPDATE_README=1
+// rewrites it).
+func TestREADMEReportSample(t *testing.T) {
+	var b bytes.Buffer
+	WriteReport(&b, readmeReport())
+	const intro = "`oom_retries`, `steps_total`, `steps_cached`, `digest`, `duration_ms`, `outcome`, …):\n\n```\n"
+	checkREADMEBlock(t, intro, "```\n", strings.TrimLeft(b.String(), "\n"))
 }

@@ -193,69 +193,9 @@ func (s Settings) Request() (pipeline.Request, error) {
 		}
 		s.RegistryPassword = pw
 	}
-	o := buildkit.Options{
-		ContextDir: s.Context, Dockerfile: s.File, Target: s.Target, Tags: s.Tags, Push: s.Push,
-		NoCache: s.NoCache, Progress: s.Progress, Platforms: s.Platforms, InsecureRegistries: s.Insecure,
-		BuildArgs: map[string]string{}, Labels: map[string]string{},
-	}
-	for _, kv := range s.BuildArgs {
-		k, v, err := buildkit.ParseKeyValue("build-args", kv)
-		if err != nil {
-			return pipeline.Request{}, s.named("build-args", err)
-		}
-		o.BuildArgs[k] = v
-	}
-	for _, kv := range s.Labels {
-		k, v, err := buildkit.ParseKeyValue("labels", kv)
-		if err != nil {
-			return pipeline.Request{}, s.named("labels", err)
-		}
-		o.Labels[k] = v
-	}
-	for _, x := range s.Secrets {
-		sec, err := buildkit.ParseSecret(x)
-		if err != nil {
-			return pipeline.Request{}, s.named("secrets", err)
-		}
-		o.Secrets = append(o.Secrets, sec)
-	}
-	for _, id := range sortedKeys(s.InlineSecrets) {
-		o.Secrets = append(o.Secrets, buildkit.Secret{ID: id, Inline: []byte(s.InlineSecrets[id])})
-	}
-	for _, x := range s.SSH {
-		v, err := buildkit.ParseSSH(x)
-		if err != nil {
-			return pipeline.Request{}, s.named("ssh", err)
-		}
-		o.SSH = append(o.SSH, v)
-	}
-	for _, x := range s.BuildContexts {
-		v, err := buildkit.ParseNamedContext(x)
-		if err != nil {
-			return pipeline.Request{}, s.named("build-contexts", err)
-		}
-		o.NamedContexts = append(o.NamedContexts, v)
-	}
-	for _, x := range s.Outputs {
-		v, err := buildkit.ParseOutput(x)
-		if err != nil {
-			return pipeline.Request{}, s.named("outputs", err)
-		}
-		o.Outputs = append(o.Outputs, v)
-	}
-	for _, x := range s.CacheFrom {
-		v, err := buildkit.ParseCache("cache-from", x)
-		if err != nil {
-			return pipeline.Request{}, s.named("cache-from", err)
-		}
-		o.CacheFrom = append(o.CacheFrom, v)
-	}
-	for _, x := range s.CacheTo {
-		v, err := buildkit.ParseCache("cache-to", x)
-		if err != nil {
-			return pipeline.Request{}, s.named("cache-to", err)
-		}
-		o.CacheTo = append(o.CacheTo, v)
+	o, err := s.buildOptions()
+	if err != nil {
+		return pipeline.Request{}, err
 	}
 	req := pipeline.Request{Workspace: s.Workspace, RunnerOverride: s.RunnerType, Build: o, Commit: s.Commit, Ref: s.Ref}
 	if req.Workspace == "" {
@@ -291,6 +231,68 @@ func (s Settings) Request() (pipeline.Request, error) {
 		return req, err
 	}
 	return req, nil
+}
+
+// buildOptions parses every list setting into BuildKit's options; an error
+// names the setting as the front door calls it.
+func (s Settings) buildOptions() (buildkit.Options, error) {
+	o := buildkit.Options{
+		ContextDir: s.Context, Dockerfile: s.File, Target: s.Target, Tags: s.Tags, Push: s.Push,
+		NoCache: s.NoCache, Progress: s.Progress, Platforms: s.Platforms, InsecureRegistries: s.Insecure,
+	}
+	var err error
+	if o.BuildArgs, err = parseMap(s, "build-args", s.BuildArgs); err != nil {
+		return o, err
+	}
+	if o.Labels, err = parseMap(s, "labels", s.Labels); err != nil {
+		return o, err
+	}
+	if o.Secrets, err = parseEach(s, "secrets", s.Secrets, buildkit.ParseSecret); err != nil {
+		return o, err
+	}
+	for _, id := range sortedKeys(s.InlineSecrets) {
+		o.Secrets = append(o.Secrets, buildkit.Secret{ID: id, Inline: []byte(s.InlineSecrets[id])})
+	}
+	if o.SSH, err = parseEach(s, "ssh", s.SSH, buildkit.ParseSSH); err != nil {
+		return o, err
+	}
+	if o.NamedContexts, err = parseEach(s, "build-contexts", s.BuildContexts, buildkit.ParseNamedContext); err != nil {
+		return o, err
+	}
+	if o.Outputs, err = parseEach(s, "outputs", s.Outputs, buildkit.ParseOutput); err != nil {
+		return o, err
+	}
+	if o.CacheFrom, err = parseEach(s, "cache-from", s.CacheFrom, func(x string) (buildkit.CacheEntry, error) { return buildkit.ParseCache("cache-from", x) }); err != nil {
+		return o, err
+	}
+	o.CacheTo, err = parseEach(s, "cache-to", s.CacheTo, func(x string) (buildkit.CacheEntry, error) { return buildkit.ParseCache("cache-to", x) })
+	return o, err
+}
+
+// parseEach parses every item of a list setting.
+func parseEach[T any](s Settings, setting string, items []string, parse func(string) (T, error)) ([]T, error) {
+	var out []T
+	for _, x := range items {
+		v, err := parse(x)
+		if err != nil {
+			return nil, s.named(setting, err)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// parseMap parses NAME=VALUE items.
+func parseMap(s Settings, setting string, items []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, kv := range items {
+		k, v, err := buildkit.ParseKeyValue(setting, kv)
+		if err != nil {
+			return nil, s.named(setting, err)
+		}
+		out[k] = v
+	}
+	return out, nil
 }
 
 // validationSetting maps the fields buildkit.Options.Validate names to settings.

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -22,118 +23,54 @@ import (
 // Env reads a variable; the plugin passes os.Getenv's environment as a map.
 type Env map[string]string
 
-// keys are the settings the plugin knows, buildx-plugin names first.
-var keys = []string{
-	"repo", "tags", "dockerfile", "context", "build_args", "secrets", "target", "platforms", "labels",
-	"build_contexts", "logins", "dry_run", "push", "no_cache", "cache_from", "cache_to",
-	"workspace", "runner_type", "actor", "cache_disposition", "directives", "nats_url", "events_prefix",
-	"registry", "registry_provider", "registry_username", "registry_password", "cache_imports",
-	"insecure_registries", "compute_provider", "local_tier_memory", "ssh",
-}
-
-// names: errors name the `settings:` key the user wrote.
-var names = map[string]string{
-	"build-args": "settings: build_args", "labels": "settings: labels", "secrets": "settings: secrets", "ssh": "settings: ssh",
-	"build-contexts": "settings: build_contexts", "outputs": "settings: outputs", "runner-type": "settings: runner_type",
-	"actor": "settings: actor", "cache-disposition": "settings: cache_disposition", "registry": "settings: registry",
-	"registry-provider": "settings: registry_provider", "registry-username": "settings: registry_username",
-	"file": "settings: dockerfile", "context": "settings: context", "push": "settings: dry_run",
-	"compute-provider": "settings: compute_provider", "local-tier-memory": "settings: local_tier_memory",
-}
+// custom are the settings the plugin reads itself: repo and tags combine,
+// push and dry_run decide together, secrets and logins have their own shape,
+// cache_from and cache_to are refused.
+var custom = []string{"tags", "repo", "push", "dry-run", "secrets", "logins", "cache-from", "cache-to"}
 
 // SettingError is a bad `settings:` entry.
 type SettingError struct{ Key, Msg string }
 
 func (e *SettingError) Error() string { return fmt.Sprintf("settings: %s: %s", e.Key, e.Msg) }
 
+func key(st frontdoor.Setting) string { return st.Key }
+
 // Settings reads PLUGIN_* and CI_* into frontdoor settings.
 func Settings(env Env) (frontdoor.Settings, error) {
-	known := map[string]bool{}
-	for _, k := range keys {
-		known[envName(k)] = true
-	}
-	var unknown []string
-	for name := range env {
-		if strings.HasPrefix(name, "PLUGIN_") && !known[name] {
-			unknown = append(unknown, name)
-		}
-	}
-	if len(unknown) > 0 {
-		sort.Strings(unknown)
-		key := strings.ToLower(strings.TrimPrefix(unknown[0], "PLUGIN_"))
-		return frontdoor.Settings{}, &SettingError{Key: key, Msg: "not a lian-build setting" + nearest(key) + " (from " + unknown[0] + ")"}
+	return settingsFrom(env, frontdoor.SettingsTable())
+}
+
+func settingsFrom(env Env, table []frontdoor.Setting) (frontdoor.Settings, error) {
+	if err := refuseUnknown(env, table); err != nil {
+		return frontdoor.Settings{}, err
 	}
 	get := func(k string) string { return strings.TrimSpace(env[envName(k)]) }
 	s := frontdoor.Settings{
-		Context: get("context"), File: get("dockerfile"), Target: get("target"),
-		Workspace: get("workspace"), Directives: get("directives"), RunnerType: get("runner_type"),
-		ComputeProvider: get("compute_provider"), Actor: get("actor"), CacheDisposition: get("cache_disposition"),
-		Registry: get("registry"), RegistryProvider: get("registry_provider"), RegistryUsername: get("registry_username"),
-		RegistryPassword: get("registry_password"), NatsURL: get("nats_url"), EventsPrefix: get("events_prefix"),
 		Progress: "plain", Commit: env["CI_COMMIT_SHA"], Ref: ref(env),
-		Local:      frontdoor.LocalSettings{TierMemory: get("local_tier_memory"), StateDir: env["LIAN_STATE_DIR"], Buildkitd: env["LIAN_BUILDKITD"]},
+		Local:      frontdoor.LocalSettings{StateDir: env["LIAN_STATE_DIR"], Buildkitd: env["LIAN_BUILDKITD"]},
 		MetricsDir: env["LIAN_METRICS_DIR"],
-		Names:      names, Given: map[string]bool{},
+		Names:      frontdoor.Names(table, func(st frontdoor.Setting) string { return prefixed(st.Key) }),
+		Given:      map[string]bool{},
 	}
-	for _, k := range keys {
-		if get(k) != "" {
-			s.Given[settingOf(k)] = true
+	s.Names["push"] = "settings: dry_run"
+	for _, st := range table {
+		if st.Key == "" || get(st.Key) == "" {
+			continue
 		}
-	}
-	for _, k := range []string{"cache_from", "cache_to"} {
-		if get(k) != "" {
-			return s, &SettingError{Key: k, Msg: "lian-build replaces it with its cache namespaces: set registry (and actor, cache_disposition) instead"}
+		s.Given[st.Name] = true
+		if slices.Contains(custom, st.Name) {
+			continue
 		}
-	}
-	for _, l := range []struct {
-		key string
-		dst *[]string
-	}{{"platforms", &s.Platforms}, {"cache_imports", &s.CacheImports}, {"insecure_registries", &s.Insecure}, {"ssh", &s.SSH}, {"build_contexts", &s.BuildContexts}} {
-		*l.dst = commaList(get(l.key))
-	}
-	var err error
-	if s.BuildArgs, err = keyValues(get("build_args"), "build_args"); err != nil {
-		return s, err
-	}
-	if s.Labels, err = keyValues(get("labels"), "labels"); err != nil {
-		return s, err
-	}
-	// secrets: a map of id → value (values usually from_secret), or a list of id=…,env=… specs.
-	if v := get("secrets"); v != "" {
-		if strings.HasPrefix(v, "{") {
-			m := map[string]string{}
-			if err := json.Unmarshal([]byte(v), &m); err != nil {
-				return s, &SettingError{Key: "secrets", Msg: "a map must be id: value (values are not shown)"}
+		if st.Field != nil {
+			if err := readSetting(get(st.Key), st, st.Field(&s)); err != nil {
+				return s, err
 			}
-			s.InlineSecrets = m
-		} else {
-			// Comma-joined specs cannot be told apart: each spec on its own line.
-			s.Secrets = frontdoor.SplitLines(v)
 		}
 	}
-	push, dry := true, false
-	if dry, err = boolSetting(get("dry_run"), "dry_run", false); err != nil {
-		return s, err
+	if s.Given["repo"] {
+		s.Given["tags"] = true
 	}
-	if push, err = boolSetting(get("push"), "push", true); err != nil {
-		return s, err
-	}
-	if s.NoCache, err = boolSetting(get("no_cache"), "no_cache", false); err != nil {
-		return s, err
-	}
-	// Tags: repo + tags, as the buildx plugin does (repo: registry/team/app, tags: [latest, v1]).
-	repo := get("repo")
-	for _, t := range commaList(get("tags")) {
-		if repo != "" && !strings.Contains(t, "/") {
-			t = repo + ":" + t
-		}
-		s.Tags = append(s.Tags, t)
-	}
-	if repo != "" && len(s.Tags) == 0 {
-		s.Tags = []string{repo + ":latest"}
-	}
-	s.Push = push && !dry && len(s.Tags) > 0
-	if err := logins(get("logins"), &s); err != nil {
+	if err := readCustom(get, &s); err != nil {
 		return s, err
 	}
 	if s.Context == "" {
@@ -151,18 +88,97 @@ func Settings(env Env) (frontdoor.Settings, error) {
 	return s, nil
 }
 
-func envName(key string) string {
-	return "PLUGIN_" + strings.NewReplacer(".", "_", "-", "_").Replace(strings.ToUpper(key))
+func prefixed(key string) string {
+	if key == "" {
+		return ""
+	}
+	return "settings: " + key
 }
 
-func settingOf(key string) string {
-	switch key {
-	case "dockerfile":
-		return "file"
-	case "repo":
-		return "tags"
+// refuseUnknown names the first PLUGIN_* variable that is no setting.
+func refuseUnknown(env Env, table []frontdoor.Setting) error {
+	known := map[string]bool{}
+	for _, k := range frontdoor.DoorNames(table, key) {
+		known[envName(k)] = true
 	}
-	return strings.ReplaceAll(key, "_", "-")
+	var unknown []string
+	for name := range env {
+		if strings.HasPrefix(name, "PLUGIN_") && !known[name] {
+			unknown = append(unknown, name)
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	sort.Strings(unknown)
+	k := strings.ToLower(strings.TrimPrefix(unknown[0], "PLUGIN_"))
+	return &SettingError{Key: k, Msg: "not a lian-build setting" + nearest(k, table) + " (from " + unknown[0] + ")"}
+}
+
+// readSetting reads one value the way Woodpecker writes its kind: lists
+// comma-joined, maps as JSON (or a list of NAME=VALUE).
+func readSetting(v string, st frontdoor.Setting, field any) error {
+	var err error
+	switch p := field.(type) {
+	case *string:
+		*p = v
+	case *bool:
+		*p, err = boolSetting(v, st.Key, false)
+	case *[]string:
+		if st.Kind == frontdoor.KindMap {
+			*p, err = keyValues(v, st.Key)
+		} else {
+			*p = commaList(v)
+		}
+	}
+	return err
+}
+
+// readCustom reads the settings in custom.
+func readCustom(get func(string) string, s *frontdoor.Settings) error {
+	for _, k := range []string{"cache_from", "cache_to"} {
+		if get(k) != "" {
+			return &SettingError{Key: k, Msg: "lian-build replaces it with its cache namespaces: set registry (and actor, cache_disposition) instead"}
+		}
+	}
+	// secrets: a map of id → value (values usually from_secret), or a list of id=…,env=… specs.
+	if v := get("secrets"); v != "" {
+		if strings.HasPrefix(v, "{") {
+			m := map[string]string{}
+			if err := json.Unmarshal([]byte(v), &m); err != nil {
+				return &SettingError{Key: "secrets", Msg: "a map must be id: value (values are not shown)"}
+			}
+			s.InlineSecrets = m
+		} else {
+			// Comma-joined specs cannot be told apart: each spec on its own line.
+			s.Secrets = frontdoor.SplitLines(v)
+		}
+	}
+	dry, err := boolSetting(get("dry_run"), "dry_run", false)
+	if err != nil {
+		return err
+	}
+	push, err := boolSetting(get("push"), "push", true)
+	if err != nil {
+		return err
+	}
+	// Tags: repo + tags, as the buildx plugin does (repo: registry/team/app, tags: [latest, v1]).
+	repo := get("repo")
+	for _, t := range commaList(get("tags")) {
+		if repo != "" && !strings.Contains(t, "/") {
+			t = repo + ":" + t
+		}
+		s.Tags = append(s.Tags, t)
+	}
+	if repo != "" && len(s.Tags) == 0 {
+		s.Tags = []string{repo + ":latest"}
+	}
+	s.Push = push && !dry && len(s.Tags) > 0
+	return logins(get("logins"), s)
+}
+
+func envName(key string) string {
+	return "PLUGIN_" + strings.NewReplacer(".", "_", "-", "_").Replace(strings.ToUpper(key))
 }
 
 func commaList(v string) []string {
@@ -264,8 +280,8 @@ func defaults(s *frontdoor.Settings, env Env) {
 	}
 }
 
-func nearest(key string) string {
-	if best, ok := suggest.Nearest(key, keys); ok {
+func nearest(k string, table []frontdoor.Setting) string {
+	if best, ok := suggest.Nearest(k, frontdoor.DoorNames(table, key)); ok {
 		return fmt.Sprintf(" (did you mean %s?)", best)
 	}
 	return ""

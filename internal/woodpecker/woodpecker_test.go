@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/lian-build/action/internal/action"
+	"github.com/lian-build/action/internal/cli"
 	"github.com/lian-build/action/internal/pipeline"
 	"github.com/lian-build/action/internal/testenv"
 	"github.com/sethvargo/go-githubactions"
@@ -169,7 +170,10 @@ func TestSettingErrorsNameTheKey(t *testing.T) {
 	}
 }
 
-// Equivalent settings through the Action and the plugin make identical requests.
+// Equivalent settings through the CLI, the Action and the plugin make
+// identical requests. (The CLI knows no commit or ref, and takes secrets
+// from files or variables where the others take values: those are compared
+// between the Action and the plugin only.)
 func TestFrontDoorsMakeIdenticalRequests(t *testing.T) {
 	ws := t.TempDir()
 	if err := os.WriteFile(filepath.Join(ws, "Dockerfile"), []byte("FROM scratch AS final\n"), 0o644); err != nil {
@@ -178,19 +182,23 @@ func TestFrontDoorsMakeIdenticalRequests(t *testing.T) {
 	t.Setenv("LIAN_TEST_TOKEN_ENV", "x")
 	cases := []struct {
 		name   string
+		cli    []string          // lian-build build flags
 		inputs map[string]string // Action inputs
 		plugin map[string]any    // Woodpecker settings
 		event  [2]string         // GitHub event + fixture, Woodpecker event
 	}{
 		{"push with tags and args",
+			[]string{"-t", "r.io/team/app:latest", "-t", "r.io/team/app:v1", "--push", "--build-arg", "A=1", "--build-arg", "B=two, three", "--target", "final", "--platform", "linux/amd64", "--label", "org.opencontainers.image.source=x", "--workspace", "hello-world"},
 			map[string]string{"tags": "r.io/team/app:latest,r.io/team/app:v1", "push": "true", "build-args": "A=1\nB=two, three", "target": "final", "platforms": "linux/amd64", "labels": "org.opencontainers.image.source=x"},
 			map[string]any{"repo": "r.io/team/app", "tags": []string{"latest", "v1"}, "build_args": map[string]string{"A": "1", "B": "two, three"}, "target": "final", "platforms": []string{"linux/amd64"}, "labels": []string{"org.opencontainers.image.source=x"}},
 			[2]string{"push", "push"}},
 		{"pull request session with cache",
+			[]string{"--registry", "r.io/team", "--cache-disposition", "rollback", "--runner-type", "cax31", "--workspace", "app", "--actor", "human:codertocat"},
 			map[string]string{"registry": "r.io/team", "cache-disposition": "rollback", "runner-type": "cax31", "workspace": "app", "secrets": "tok=v4lue"},
 			map[string]any{"registry": "r.io/team", "cache_disposition": "rollback", "runner_type": "cax31", "workspace": "app", "secrets": map[string]string{"tok": "v4lue"}, "push": false},
 			[2]string{"pull_request", "pull_request"}},
 		{"explicit actor and directives-free defaults",
+			[]string{"--actor", "agent:bot-1", "--no-cache", "--registry", "r.io", "--registry-provider", "harbor", "--cache-import", "r.io/lamina/rust-deps:abc", "--workspace", "hello-world"},
 			map[string]string{"actor": "agent:bot-1", "no-cache": "true", "registry": "r.io", "registry-provider": "harbor", "cache-imports": "r.io/lamina/rust-deps:abc"},
 			map[string]any{"actor": "agent:bot-1", "no_cache": true, "registry": "r.io", "registry_provider": "harbor", "cache_imports": []string{"r.io/lamina/rust-deps:abc"}, "push": false},
 			[2]string{"push", "push"}},
@@ -226,6 +234,16 @@ func TestFrontDoorsMakeIdenticalRequests(t *testing.T) {
 				a, _ := json.MarshalIndent(reqView(areq), "", " ")
 				w, _ := json.MarshalIndent(reqView(wreq), "", " ")
 				t.Fatalf("requests differ\naction:     %s\nwoodpecker: %s", a, w)
+			}
+			creq, err := cli.Request(context.Background(), append(append([]string{}, c.cli...), "--progress", "plain", ws))
+			if err != nil {
+				t.Fatal(err)
+			}
+			wreq.Commit, wreq.Ref, wreq.Build.Secrets = "", "", nil
+			if !reflect.DeepEqual(creq, wreq) {
+				c, _ := json.MarshalIndent(reqView(creq), "", " ")
+				w, _ := json.MarshalIndent(reqView(wreq), "", " ")
+				t.Fatalf("requests differ\ncli:        %s\nwoodpecker: %s", c, w)
 			}
 		})
 	}
