@@ -280,7 +280,30 @@ func solveOpt(o Options) (client.SolveOpt, error) {
 	if err != nil {
 		return client.SolveOpt{}, inputErr("--file", df, "%v", err)
 	}
-	attrs := map[string]string{"filename": filepath.Base(df)}
+	so := client.SolveOpt{
+		Frontend:      "dockerfile.v0",
+		FrontendAttrs: frontendAttrs(o, filepath.Base(df)),
+		LocalMounts:   map[string]fsutil.FS{"context": ctxFS, "dockerfile": dfFS},
+	}
+	if err := addNamedContexts(&so, o.NamedContexts); err != nil {
+		return so, err
+	}
+	if so.Exports, err = exports(o); err != nil {
+		return so, err
+	}
+	for _, e := range o.CacheFrom {
+		so.CacheImports = append(so.CacheImports, client.CacheOptionsEntry{Type: e.Type, Attrs: cacheAttrs(e, o.InsecureRegistries)})
+	}
+	for _, e := range o.CacheTo {
+		so.CacheExports = append(so.CacheExports, client.CacheOptionsEntry{Type: e.Type, Attrs: cacheAttrs(e, o.InsecureRegistries)})
+	}
+	so.Session, err = attachables(o)
+	return so, err
+}
+
+// frontendAttrs are the dockerfile frontend's options.
+func frontendAttrs(o Options, filename string) map[string]string {
+	attrs := map[string]string{"filename": filename}
 	for k, v := range o.BuildArgs {
 		attrs["build-arg:"+k] = v
 	}
@@ -296,17 +319,19 @@ func solveOpt(o Options) (client.SolveOpt, error) {
 	if o.NoCache {
 		attrs["no-cache"] = ""
 	}
-	so := client.SolveOpt{
-		Frontend:      "dockerfile.v0",
-		FrontendAttrs: attrs,
-		LocalMounts:   map[string]fsutil.FS{"context": ctxFS, "dockerfile": dfFS},
-	}
-	for _, nc := range o.NamedContexts {
+	return attrs
+}
+
+// addNamedContexts passes --build-context: local directories as mounts,
+// OCI layouts as content stores, images by reference.
+func addNamedContexts(so *client.SolveOpt, contexts []NamedContext) error {
+	attrs := so.FrontendAttrs
+	for _, nc := range contexts {
 		switch {
 		case nc.Dir != "":
 			fs, err := fsutil.NewFS(nc.Dir)
 			if err != nil {
-				return so, inputErr("--build-context", nc.Name, "%v", err)
+				return inputErr("--build-context", nc.Name, "%v", err)
 			}
 			key := "ctx-" + nc.Name
 			so.LocalMounts[key] = fs
@@ -316,7 +341,7 @@ func solveOpt(o Options) (client.SolveOpt, error) {
 		case nc.OCILayout != "":
 			store, dgst, err := openOCILayout(nc.OCILayout, nc.OCIRef)
 			if err != nil {
-				return so, inputErr("--build-context", nc.Name+"=oci-layout://"+nc.OCILayout, "%v", err)
+				return inputErr("--build-context", nc.Name+"=oci-layout://"+nc.OCILayout, "%v", err)
 			}
 			if so.OCIStores == nil {
 				so.OCIStores = map[string]content.Store{}
@@ -326,19 +351,12 @@ func solveOpt(o Options) (client.SolveOpt, error) {
 			attrs["context:"+nc.Name] = "oci-layout://" + id + "@" + dgst
 		}
 	}
+	return nil
+}
 
-	exports, err := exports(o)
-	if err != nil {
-		return so, err
-	}
-	so.Exports = exports
-	for _, e := range o.CacheFrom {
-		so.CacheImports = append(so.CacheImports, client.CacheOptionsEntry{Type: e.Type, Attrs: cacheAttrs(e, o.InsecureRegistries)})
-	}
-	for _, e := range o.CacheTo {
-		so.CacheExports = append(so.CacheExports, client.CacheOptionsEntry{Type: e.Type, Attrs: cacheAttrs(e, o.InsecureRegistries)})
-	}
-
+// attachables are the session's providers: registry auth (in memory only),
+// secrets, SSH.
+func attachables(o Options) ([]session.Attachable, error) {
 	dockerCfg := config.LoadDefaultConfigFile(io.Discard)
 	for host, c := range o.RegistryAuth {
 		if dockerCfg.AuthConfigs == nil {
@@ -363,7 +381,7 @@ func solveOpt(o Options) (client.SolveOpt, error) {
 		}
 		store, err := secretsprovider.NewStore(srcs)
 		if err != nil {
-			return so, inputErr("--secret", "", "%v", innermost(err))
+			return nil, inputErr("--secret", "", "%v", innermost(err))
 		}
 		attach = append(attach, secretsprovider.NewSecretProvider(secretStore{inline: inline, files: store}))
 	}
@@ -374,12 +392,11 @@ func solveOpt(o Options) (client.SolveOpt, error) {
 		}
 		sp, err := sshprovider.NewSSHAgentProvider(confs)
 		if err != nil {
-			return so, inputErr("--ssh", "", "cannot use the agent or keys: %v", innermost(err))
+			return nil, inputErr("--ssh", "", "cannot use the agent or keys: %v", innermost(err))
 		}
 		attach = append(attach, sp)
 	}
-	so.Session = attach
-	return so, nil
+	return attach, nil
 }
 
 // innermost is the root cause of a wrapped error (BuildKit's providers wrap

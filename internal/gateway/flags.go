@@ -76,6 +76,24 @@ func ParseFlags(args []string, getenv func(string) string) (Config, error) {
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments %v", fs.Args())
 	}
+	if err := readSecrets(&c, secretFile, keyFile, tokenFile); err != nil {
+		return c, err
+	}
+	var err error
+	if appID != "" {
+		if c.AppID, err = strconv.ParseInt(appID, 10, 64); err != nil {
+			return c, fmt.Errorf("--app-id %q: not a number", appID)
+		}
+	}
+	c.Route.Branches = splitComma(branches)
+	c.Route.Allow = splitComma(allow)
+	c.Build.Insecure = splitComma(insecure)
+	c.Route.Table = frontdoor.Table()
+	return c, c.Validate()
+}
+
+// readSecrets reads the secret files the flags name (never their values from flags).
+func readSecrets(c *Config, secretFile, keyFile, tokenFile string) error {
 	read := func(flagName, path string) ([]byte, error) {
 		if path == "" {
 			return nil, nil
@@ -88,26 +106,14 @@ func ParseFlags(args []string, getenv func(string) string) (Config, error) {
 	}
 	var err error
 	if c.WebhookSecret, err = read("--webhook-secret-file", secretFile); err != nil {
-		return c, err
+		return err
 	}
 	if c.PrivateKey, err = read("--private-key-file", keyFile); err != nil {
-		return c, err
+		return err
 	}
 	tok, err := read("--api-token-file", tokenFile)
-	if err != nil {
-		return c, err
-	}
 	c.APIToken = string(tok)
-	if appID != "" {
-		if c.AppID, err = strconv.ParseInt(appID, 10, 64); err != nil {
-			return c, fmt.Errorf("--app-id %q: not a number", appID)
-		}
-	}
-	c.Route.Branches = splitComma(branches)
-	c.Route.Allow = splitComma(allow)
-	c.Build.Insecure = splitComma(insecure)
-	c.Route.Table = frontdoor.Table()
-	return c, c.Validate()
+	return err
 }
 
 // HelpRequested is -h/--help: the usage to print, exit 0.

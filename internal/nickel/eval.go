@@ -222,20 +222,28 @@ func (ev *evaluator) alloc(n int64, pos Pos) error {
 	return nil
 }
 
-func (ev *evaluator) eval(e expr, en *env) (value, error) {
+// step counts one evaluation step against the bounds and the context.
+func (ev *evaluator) step(p Pos) error {
 	ev.steps++
 	if ev.steps > ev.limits.MaxSteps {
-		return nil, errAt(e.position(), "evaluation exceeds %d steps", ev.limits.MaxSteps)
+		return errAt(p, "evaluation exceeds %d steps", ev.limits.MaxSteps)
 	}
 	if ev.steps%ctxCheckEvery == 0 {
 		if err := ev.ctx.Err(); err != nil {
-			return nil, errAt(e.position(), "evaluation stopped: %v", context.Cause(ev.ctx))
+			return errAt(p, "evaluation stopped: %v", context.Cause(ev.ctx))
 		}
 	}
+	if ev.depth > ev.limits.MaxDepth {
+		return errAt(p, "evaluation nested deeper than %d", ev.limits.MaxDepth)
+	}
+	return nil
+}
+
+func (ev *evaluator) eval(e expr, en *env) (value, error) {
 	ev.depth++
 	defer func() { ev.depth-- }()
-	if ev.depth > ev.limits.MaxDepth {
-		return nil, errAt(e.position(), "evaluation nested deeper than %d", ev.limits.MaxDepth)
+	if err := ev.step(e.position()); err != nil {
+		return nil, err
 	}
 	switch e := e.(type) {
 	case *numLit:
@@ -251,27 +259,9 @@ func (ev *evaluator) eval(e expr, en *env) (value, error) {
 	case *strLit:
 		return ev.strLit(e, en)
 	case *arrayLit:
-		if err := ev.alloc(int64(len(e.elems))*thunkBytes, e.pos); err != nil {
-			return nil, err
-		}
-		a := make(vArray, len(e.elems))
-		for i, el := range e.elems {
-			a[i] = &thunk{e: el, env: en, pos: el.position()}
-		}
-		return a, nil
+		return ev.arrayLit(e, en)
 	case *varRef:
-		t, ok := en.lookup(e.name)
-		if !ok {
-			return nil, errAt(e.pos, "unbound identifier %q", e.name)
-		}
-		v, err := ev.force(t)
-		if err != nil {
-			return nil, err
-		}
-		if u, ok := v.(*vUnsupported); ok {
-			return nil, errAt(e.pos, "%s is %s", u.name, unsupported)
-		}
-		return v, nil
+		return ev.varRef(e, en)
 	case *letExpr:
 		t := &thunk{e: e.value, env: en, pos: e.value.position()}
 		return ev.eval(e.body, en.with(map[string]*thunk{e.name: t}))
@@ -284,22 +274,7 @@ func (ev *evaluator) eval(e expr, en *env) (value, error) {
 		}
 		return ev.apply(fv, &thunk{e: e.arg, env: en, pos: e.arg.position()}, e.pos)
 	case *accessExpr:
-		rv, err := ev.eval(e.rec, en)
-		if err != nil {
-			return nil, err
-		}
-		if u, ok := rv.(*vUnsupported); ok {
-			return nil, errAt(e.pos, "%s.%s is %s", u.name, e.field, unsupported)
-		}
-		r, ok := rv.(*vRecord)
-		if !ok {
-			return nil, errAt(e.pos, "cannot access field %q of %s", e.field, typeName(rv))
-		}
-		t, err := ev.field(r, e.field, e.pos)
-		if err != nil {
-			return nil, err
-		}
-		return ev.force(t)
+		return ev.access(e, en)
 	case *importExpr:
 		t, ok := ev.files[e.file]
 		if !ok {
@@ -318,24 +293,73 @@ func (ev *evaluator) eval(e expr, en *env) (value, error) {
 		}
 		return ev.merge(l, r, e.pos, "")
 	case *annotExpr:
-		v, err := ev.eval(e.e, en)
-		if err != nil {
-			return nil, err
-		}
-		for _, c := range e.contracts {
-			cv, err := ev.eval(c, en)
-			if err != nil {
-				return nil, err
-			}
-			if v, err = ev.applyContract(cv, v, c.position(), e.e.position(), ""); err != nil {
-				return nil, err
-			}
-		}
-		return v, nil
+		return ev.annot(e, en)
 	case *recordLit:
 		return ev.recordLit(e, en)
 	}
 	return nil, errAt(e.position(), "internal: unknown expression %T", e)
+}
+
+func (ev *evaluator) access(e *accessExpr, en *env) (value, error) {
+	rv, err := ev.eval(e.rec, en)
+	if err != nil {
+		return nil, err
+	}
+	if u, ok := rv.(*vUnsupported); ok {
+		return nil, errAt(e.pos, "%s.%s is %s", u.name, e.field, unsupported)
+	}
+	r, ok := rv.(*vRecord)
+	if !ok {
+		return nil, errAt(e.pos, "cannot access field %q of %s", e.field, typeName(rv))
+	}
+	t, err := ev.field(r, e.field, e.pos)
+	if err != nil {
+		return nil, err
+	}
+	return ev.force(t)
+}
+
+func (ev *evaluator) annot(e *annotExpr, en *env) (value, error) {
+	v, err := ev.eval(e.e, en)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range e.contracts {
+		cv, err := ev.eval(c, en)
+		if err != nil {
+			return nil, err
+		}
+		if v, err = ev.applyContract(cv, v, c.position(), e.e.position(), ""); err != nil {
+			return nil, err
+		}
+	}
+	return v, nil
+}
+
+func (ev *evaluator) arrayLit(e *arrayLit, en *env) (value, error) {
+	if err := ev.alloc(int64(len(e.elems))*thunkBytes, e.pos); err != nil {
+		return nil, err
+	}
+	a := make(vArray, len(e.elems))
+	for i, el := range e.elems {
+		a[i] = &thunk{e: el, env: en, pos: el.position()}
+	}
+	return a, nil
+}
+
+func (ev *evaluator) varRef(e *varRef, en *env) (value, error) {
+	t, ok := en.lookup(e.name)
+	if !ok {
+		return nil, errAt(e.pos, "unbound identifier %q", e.name)
+	}
+	v, err := ev.force(t)
+	if err != nil {
+		return nil, err
+	}
+	if u, ok := v.(*vUnsupported); ok {
+		return nil, errAt(e.pos, "%s is %s", u.name, unsupported)
+	}
+	return v, nil
 }
 
 // thunkBytes is what one array element or record field costs, roughly.

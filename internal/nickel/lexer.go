@@ -132,21 +132,7 @@ func (l *lexer) tokens(inInterp bool) ([]token, error) {
 	var out []token
 	depth := 0
 	for {
-		// skip space and comments
-		for l.off < len(l.src) {
-			c := l.src[l.off]
-			if c == '#' {
-				for l.off < len(l.src) && l.src[l.off] != '\n' {
-					l.advance()
-				}
-				continue
-			}
-			if c == ' ' || c == '\t' || c == '\n' || c == '\r' {
-				l.advance()
-				continue
-			}
-			break
-		}
+		l.skipSpace()
 		p := l.pos()
 		if l.off >= len(l.src) {
 			if inInterp {
@@ -165,27 +151,11 @@ func (l *lexer) tokens(inInterp bool) ([]token, error) {
 		case c == 'm' && strings.HasPrefix(l.src[l.off:], `m%"`):
 			return nil, errAt(p, "multiline strings (m%%\"…\"%%) are %s", unsupported)
 		case c == '\'':
-			l.advance()
-			if l.off < len(l.src) && l.src[l.off] == '"' {
-				t, err := l.str(p)
-				if err != nil {
-					return nil, err
-				}
-				if len(t.parts) > 1 || (len(t.parts) == 1 && t.parts[0].isExpr) {
-					return nil, errAt(p, "an enum tag cannot be interpolated")
-				}
-				text := ""
-				if len(t.parts) == 1 {
-					text = t.parts[0].lit
-				}
-				out = append(out, token{kind: tEnum, text: text, pos: p})
-				continue
+			t, err := l.enumTag(p)
+			if err != nil {
+				return nil, err
 			}
-			id := l.ident()
-			if id == "" {
-				return nil, errAt(p, "expected an enum tag after '")
-			}
-			out = append(out, token{kind: tEnum, text: id, pos: p})
+			out = append(out, t)
 		case isIdentStart(l.rune()):
 			id := l.ident()
 			if id == "" {
@@ -222,6 +192,47 @@ func (l *lexer) tokens(inInterp bool) ([]token, error) {
 			}
 		}
 	}
+}
+
+// skipSpace skips white space and comments.
+func (l *lexer) skipSpace() {
+	for l.off < len(l.src) {
+		c := l.src[l.off]
+		if c == '#' {
+			for l.off < len(l.src) && l.src[l.off] != '\n' {
+				l.advance()
+			}
+			continue
+		}
+		if c != ' ' && c != '\t' && c != '\n' && c != '\r' {
+			return
+		}
+		l.advance()
+	}
+}
+
+// enumTag lexes 'tag or '"quoted tag" at p.
+func (l *lexer) enumTag(p Pos) (token, error) {
+	l.advance()
+	if l.off < len(l.src) && l.src[l.off] == '"' {
+		t, err := l.str(p)
+		if err != nil {
+			return token{}, err
+		}
+		if len(t.parts) > 1 || (len(t.parts) == 1 && t.parts[0].isExpr) {
+			return token{}, errAt(p, "an enum tag cannot be interpolated")
+		}
+		text := ""
+		if len(t.parts) == 1 {
+			text = t.parts[0].lit
+		}
+		return token{kind: tEnum, text: text, pos: p}, nil
+	}
+	id := l.ident()
+	if id == "" {
+		return token{}, errAt(p, "expected an enum tag after '")
+	}
+	return token{kind: tEnum, text: id, pos: p}, nil
 }
 
 func longestPrefix(s string, set []string) string {

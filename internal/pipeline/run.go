@@ -6,9 +6,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/lian-build/action/internal/buildkit"
+	"github.com/lian-build/action/internal/cache"
+	"github.com/lian-build/action/internal/sizing"
 )
 
 // NewBuildID returns a fresh build id.
@@ -24,38 +27,15 @@ func (p *Pipeline) Run(ctx context.Context, req Request) (res Result, err error)
 	if req.BuildID == "" {
 		req.BuildID = NewBuildID()
 	}
-	start := time.Now()
-	res = Result{BuildID: req.BuildID, Workspace: req.Workspace, Provider: p.cfg.Provider.Name(), StartedAt: start, Tags: req.Build.Tags, Actor: req.Actor.String()}
+	res = Result{BuildID: req.BuildID, Workspace: req.Workspace, Provider: p.cfg.Provider.Name(), StartedAt: time.Now(), Tags: req.Build.Tags, Actor: req.Actor.String()}
 	log := p.cfg.Logger.With("build_id", req.BuildID, "workspace", req.Workspace)
 	defer func() { res.stamp(err) }()
 
-	if err := req.Validate(); err != nil {
-		res.Outcome = OutcomeError
-		return res, err
-	}
-
-	// 1. sizing
-	dec, err := p.resolveSizing(ctx, req)
+	dec, plan, err := p.prepare(ctx, log, &req, &res)
 	if err != nil {
 		res.Outcome = OutcomeError
 		return res, err
 	}
-	res.Tier, res.SizingSource, res.SizingReason, res.SizingSuggestion = dec.Tier.Name, dec.Source, dec.Reason, dec.Suggestion
-	log.Info("sizing resolved", "tier", dec.Tier.Name, "source", dec.Source, "reason", dec.Reason)
-
-	// The cache namespace plan: refused before anything is spawned when it breaks a rule.
-	plan, err := p.planCache(req)
-	if err != nil {
-		res.Outcome = OutcomeError
-		return res, err
-	}
-	req.Build.CacheFrom = append(append([]buildkit.CacheEntry(nil), req.Build.CacheFrom...), plan.Imports...)
-	req.Build.CacheTo = append(append([]buildkit.CacheEntry(nil), req.Build.CacheTo...), plan.Exports...)
-	res.CacheImports, res.CacheExports = plan.ImportRefs(), plan.ExportRefs()
-	if plan.Promote != nil || len(plan.Imports) > 0 {
-		log.Info("cache plan", "plan", plan.Describe())
-	}
-
 	// 2. build.started
 	p.publish(ctx, event(EventStarted, req, res, 1))
 	defer func() {
@@ -67,24 +47,54 @@ func (p *Pipeline) Run(ctx context.Context, req Request) (res Result, err error)
 		res.stamp(err)
 		p.publish(ctx, event(name, req, res, len(res.Attempts)))
 	}()
+	bctx, cancel := budgetContext(ctx, dec.Budget)
+	defer cancel()
+	err = p.attempts(ctx, bctx, log, req, &res, dec, plan)
+	return res, err
+}
 
-	budget := dec.Budget
-	bctx := ctx
-	if budget > 0 {
-		var cancel context.CancelFunc
-		bctx, cancel = context.WithTimeoutCause(ctx, budget, errBudget)
-		defer cancel()
+// prepare validates the request, resolves the sizing (step 1) and plans the
+// cache namespaces: everything refused here is refused before a runner exists.
+func (p *Pipeline) prepare(ctx context.Context, log *slog.Logger, req *Request, res *Result) (sizing.Decision, cache.Plan, error) {
+	if err := req.Validate(); err != nil {
+		return sizing.Decision{}, cache.Plan{}, err
 	}
-	ttl := req.LeaseTTL
-	if ttl <= 0 {
-		ttl = budget + 10*time.Minute
+	dec, err := p.resolveSizing(ctx, *req)
+	if err != nil {
+		return dec, cache.Plan{}, err
 	}
+	res.Tier, res.SizingSource, res.SizingReason, res.SizingSuggestion = dec.Tier.Name, dec.Source, dec.Reason, dec.Suggestion
+	log.Info("sizing resolved", "tier", dec.Tier.Name, "source", dec.Source, "reason", dec.Reason)
+	plan, err := p.planCache(*req)
+	if err != nil {
+		return dec, plan, err
+	}
+	req.Build.CacheFrom = append(append([]buildkit.CacheEntry(nil), req.Build.CacheFrom...), plan.Imports...)
+	req.Build.CacheTo = append(append([]buildkit.CacheEntry(nil), req.Build.CacheTo...), plan.Exports...)
+	res.CacheImports, res.CacheExports = plan.ImportRefs(), plan.ExportRefs()
+	if plan.Promote != nil || len(plan.Imports) > 0 {
+		log.Info("cache plan", "plan", plan.Describe())
+	}
+	if req.LeaseTTL <= 0 {
+		req.LeaseTTL = dec.Budget + 10*time.Minute
+	}
+	return dec, plan, nil
+}
 
-	// 3–7, with at most one OOM retry on the next tier.
+// budgetContext bounds the build (not the caller) by the time budget.
+func budgetContext(ctx context.Context, budget time.Duration) (context.Context, context.CancelFunc) {
+	if budget <= 0 {
+		return ctx, func() {}
+	}
+	return context.WithTimeoutCause(ctx, budget, errBudget)
+}
+
+// attempts runs steps 3–7, with at most one OOM retry on the next tier.
+func (p *Pipeline) attempts(ctx, bctx context.Context, log *slog.Logger, req Request, res *Result, dec sizing.Decision, plan cache.Plan) error {
 	tier := dec.Tier
 	var oomTiers []string
 	for n := 1; ; n++ {
-		a, out := p.runAttempt(bctx, log, req, n, tier, ttl)
+		a, out := p.runAttempt(bctx, log, req, n, tier, req.LeaseTTL)
 		res.Attempts = append(res.Attempts, a)
 		res.Tier = tier.Name
 		res.StepsTotal, res.StepsCached, res.StepsCacheable = out.report.Steps.Total, out.report.Steps.Cached, out.report.Steps.Cacheable
@@ -92,45 +102,50 @@ func (p *Pipeline) Run(ctx context.Context, req Request) (res Result, err error)
 			res.Usage = &u
 		}
 		if out.err == nil {
-			res.Outcome, res.Digest, res.Failure = OutcomeSuccess, out.report.Digest, nil
-			if plan.Promote != nil {
-				// 'rollback: only a successful build replaces the session cache.
-				if err := p.promote(ctx, req, *plan.Promote); err != nil {
-					res.Outcome = OutcomeError
-					return res, err
-				}
-				res.CachePromoted = plan.Promote.To
-			}
-			p.recordMetrics(ctx, req, res)
-			log.Info("build succeeded", "attempts", n, "steps_cached", res.StepsCached, "steps_total", res.StepsTotal)
-			return res, nil
+			return p.succeed(ctx, log, req, res, plan, out, n)
 		}
 		if be, ok := buildkit.ErrIsBuild(out.err); ok {
 			f := be.Failure
 			res.Failure = &f
 		}
-		if cerr := contextErr(ctx, bctx, budget); cerr != nil {
+		if cerr := contextErr(ctx, bctx, dec.Budget); cerr != nil {
 			res.Outcome = outcomeOf(cerr)
-			return res, cerr
+			return cerr
 		}
 		if !out.oom {
 			res.Outcome = OutcomeFailure
 			if a.Outcome == OutcomeError {
 				res.Outcome = OutcomeError
 			}
-			return res, out.err
+			return out.err
 		}
 		oomTiers = append(oomTiers, tier.Name)
 		next, nerr := p.cfg.Provider.Tiers().Next(tier.Name)
 		if !shouldRetryOnOOM(true, res.OOMRetries, nerr == nil) {
 			res.Outcome = OutcomeOOM
-			p.recordMetrics(ctx, req, res)
-			return res, &OOMError{Tiers: oomTiers, Err: out.err}
+			p.recordMetrics(ctx, req, *res)
+			return &OOMError{Tiers: oomTiers, Err: out.err}
 		}
 		log.Warn("out of memory; retrying once on the next tier", "tier", tier.Name, "next", next.Name)
 		res.OOMRetries++
 		tier = next
 	}
+}
+
+// succeed finishes a successful attempt: the rollback promotion, metrics.
+func (p *Pipeline) succeed(ctx context.Context, log *slog.Logger, req Request, res *Result, plan cache.Plan, out attemptOutcome, n int) error {
+	res.Outcome, res.Digest, res.Failure = OutcomeSuccess, out.report.Digest, nil
+	if plan.Promote != nil {
+		// 'rollback: only a successful build replaces the session cache.
+		if err := p.promote(ctx, req, *plan.Promote); err != nil {
+			res.Outcome = OutcomeError
+			return err
+		}
+		res.CachePromoted = plan.Promote.To
+	}
+	p.recordMetrics(ctx, req, *res)
+	log.Info("build succeeded", "attempts", n, "steps_cached", res.StepsCached, "steps_total", res.StepsTotal)
+	return nil
 }
 
 var errBudget = errors.New("time budget exceeded")
