@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/lian-build/action/internal/buildkit"
@@ -83,26 +82,6 @@ func mask(a *githubactions.Action, v string) {
 	}
 }
 
-func list(a *githubactions.Action, name string) ([]string, error) {
-	v, err := frontdoor.SplitList(a.GetInput(name))
-	if err != nil {
-		return nil, &buildkit.InputError{Field: name, Msg: err.Error()}
-	}
-	return v, nil
-}
-
-func boolInput(a *githubactions.Action, name string) (bool, error) {
-	v := a.GetInput(name)
-	if v == "" {
-		return false, nil
-	}
-	b, err := strconv.ParseBool(v)
-	if err != nil {
-		return false, &buildkit.InputError{Field: name, Value: v, Msg: "want true or false"}
-	}
-	return b, nil
-}
-
 // settings reads the inputs and the event into frontdoor settings.
 func settings(a *githubactions.Action, gh *githubactions.GitHubContext, table []frontdoor.Setting) (frontdoor.Settings, error) {
 	s := frontdoor.Settings{
@@ -122,7 +101,7 @@ func settings(a *githubactions.Action, gh *githubactions.GitHubContext, table []
 		if st.Field == nil || slices.Contains(custom, st.Name) {
 			continue
 		}
-		if err := readInput(a, st, st.Field(&s)); err != nil {
+		if err := readInput(a, st, &s); err != nil {
 			return s, err
 		}
 	}
@@ -147,21 +126,18 @@ func settings(a *githubactions.Action, gh *githubactions.GitHubContext, table []
 // readInput reads one input into its field, the way build-push-action reads
 // its kind: lists newline- or comma-separated; items that hold commas
 // themselves (outputs, cache-from, build-args, …) one per line.
-func readInput(a *githubactions.Action, st frontdoor.Setting, field any) error {
-	var err error
-	switch p := field.(type) {
-	case *string:
-		*p = a.GetInput(st.Input)
-	case *bool:
-		*p, err = boolInput(a, st.Input)
-	case *[]string:
-		if st.Kind == frontdoor.KindList {
-			*p, err = list(a, st.Input)
-		} else {
-			*p = frontdoor.SplitLines(a.GetInput(st.Input))
+func readInput(a *githubactions.Action, st frontdoor.Setting, s *frontdoor.Settings) error {
+	v := a.GetInput(st.Input)
+	err := st.Assign(s, v, func(k frontdoor.Kind, v string) ([]string, error) {
+		if k == frontdoor.KindList {
+			return frontdoor.SplitList(v)
 		}
+		return frontdoor.SplitLines(v), nil
+	})
+	if err != nil {
+		return &buildkit.InputError{Field: st.Input, Value: v, Msg: err.Error()}
 	}
-	return err
+	return nil
 }
 
 // readSecrets: secrets are ID=VALUE lines; secret-files ID=PATH; secret-envs ID=VAR.

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -250,7 +251,7 @@ func (s Settings) buildOptions() (buildkit.Options, error) {
 	if o.Secrets, err = parseEach(s, "secrets", s.Secrets, buildkit.ParseSecret); err != nil {
 		return o, err
 	}
-	for _, id := range sortedKeys(s.InlineSecrets) {
+	for _, id := range slices.Sorted(maps.Keys(s.InlineSecrets)) {
 		o.Secrets = append(o.Secrets, buildkit.Secret{ID: id, Inline: []byte(s.InlineSecrets[id])})
 	}
 	if o.SSH, err = parseEach(s, "ssh", s.SSH, buildkit.ParseSSH); err != nil {
@@ -359,15 +360,6 @@ func ActorID(login string) string { return pathComponent(login) }
 
 // pathComponent is s as a valid workspace or actor id (cache.SanitizeName).
 func pathComponent(s string) string { return cache.SanitizeName(s) }
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
-}
 
 // ReadSecretFile reads a password or token from a file, without its trailing newline.
 func ReadSecretFile(field, path string) (string, error) {

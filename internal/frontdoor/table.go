@@ -1,7 +1,9 @@
 package frontdoor
 
 import (
+	"errors"
 	"fmt"
+	"strconv"
 	"sort"
 	"strings"
 
@@ -100,6 +102,32 @@ func SettingsTable() []Setting {
 		{Name: "dry-run", Key: "dry_run", Kind: KindBool, Help: "build without pushing"},
 		{Name: "logins", Key: "logins", Kind: KindSecret, Help: "registry credentials: a list of {registry, username, password}"},
 	}
+}
+
+// ErrNotBool is a bool setting whose text is not true or false.
+var ErrNotBool = errors.New("want true or false")
+
+// Assign sets the setting's field in s from the text a front door received;
+// split turns the text of a list, lines or map setting into its items, the
+// way that door writes them. A bool that is not one is ErrNotBool.
+func (st Setting) Assign(s *Settings, text string, split func(Kind, string) ([]string, error)) error {
+	switch p := st.Field(s).(type) {
+	case *string:
+		*p = text
+	case *bool:
+		b, err := strconv.ParseBool(text)
+		if err != nil {
+			return ErrNotBool
+		}
+		*p = b
+	case *[]string:
+		items, err := split(st.Kind, text)
+		if err != nil {
+			return err
+		}
+		*p = items
+	}
+	return nil
 }
 
 // Lookup is the setting with that canonical name.

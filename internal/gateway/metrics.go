@@ -3,6 +3,8 @@ package gateway
 import (
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -101,7 +103,7 @@ func (m *Metrics) Write(w io.Writer) {
 	fmt.Fprintf(w, "lian_gateway_job_retries_total %g\n", m.retries)
 	fmt.Fprintln(w, "# HELP lian_gateway_jobs_dead_lettered_total Jobs given up on (failed or crashed their worker too often), by kind.")
 	fmt.Fprintln(w, "# TYPE lian_gateway_jobs_dead_lettered_total counter")
-	for _, k := range sortedNames(m.dead) {
+	for _, k := range slices.Sorted(maps.Keys(m.dead)) {
 		fmt.Fprintf(w, "lian_gateway_jobs_dead_lettered_total{kind=%q} %g\n", k, m.dead[k])
 	}
 	fmt.Fprintln(w, "# HELP lian_gateway_oom_retries_total OOM retries on the next tier.")
@@ -147,14 +149,5 @@ func sortedKeys(m map[[2]string]float64) [][2]string {
 		keys = append(keys, k)
 	}
 	sort.Slice(keys, func(i, j int) bool { return strings.Join(keys[i][:], "\x00") < strings.Join(keys[j][:], "\x00") })
-	return keys
-}
-
-func sortedNames(m map[string]float64) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
 	return keys
 }

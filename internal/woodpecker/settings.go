@@ -8,6 +8,7 @@ package woodpecker
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -62,7 +63,7 @@ func settingsFrom(env Env, table []frontdoor.Setting) (frontdoor.Settings, error
 			continue
 		}
 		if st.Field != nil {
-			if err := readSetting(get(st.Key), st, st.Field(&s)); err != nil {
+			if err := readSetting(get(st.Key), st, &s); err != nil {
 				return s, err
 			}
 		}
@@ -117,19 +118,15 @@ func refuseUnknown(env Env, table []frontdoor.Setting) error {
 
 // readSetting reads one value the way Woodpecker writes its kind: lists
 // comma-joined, maps as JSON (or a list of NAME=VALUE).
-func readSetting(v string, st frontdoor.Setting, field any) error {
-	var err error
-	switch p := field.(type) {
-	case *string:
-		*p = v
-	case *bool:
-		*p, err = boolSetting(v, st.Key, false)
-	case *[]string:
-		if st.Kind == frontdoor.KindMap {
-			*p, err = keyValues(v, st.Key)
-		} else {
-			*p = commaList(v)
+func readSetting(v string, st frontdoor.Setting, s *frontdoor.Settings) error {
+	err := st.Assign(s, v, func(k frontdoor.Kind, v string) ([]string, error) {
+		if k == frontdoor.KindMap {
+			return keyValues(v, st.Key)
 		}
+		return commaList(v), nil
+	})
+	if errors.Is(err, frontdoor.ErrNotBool) {
+		return &SettingError{Key: st.Key, Msg: fmt.Sprintf("%q is not true or false", v)}
 	}
 	return err
 }
