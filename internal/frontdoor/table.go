@@ -3,8 +3,8 @@ package frontdoor
 import (
 	"errors"
 	"fmt"
-	"strconv"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/lian-build/action/internal/compute/local"
