@@ -134,7 +134,7 @@ func TestActionBuildsOnPush(t *testing.T) {
 		t.Error("progress is not grouped")
 	}
 	summary, _ := os.ReadFile(r.summary)
-	for _, w := range []string{"### lian-build: `hello-world` ✅ succeeded", "| Tier | cax11 (override: runner override cax11) |", "| OOM retries | 0 |", "| Cache hits | 0/2 steps cached |", "| Runner | local |", "| Digest | `sha256:"} {
+	for _, w := range []string{"### lian-build: `hello-world` ✅ succeeded", "| Tier | cax11 (override: runner override cax11) |", "| OOM retries | 0 |", "| Cache hits | 0/2 steps cached |", "| Runner | local · buildkitd pid ", "| Digest | `sha256:"} {
 		if !strings.Contains(string(summary), w) {
 			t.Errorf("summary lacks %q:\n%s", w, summary)
 		}

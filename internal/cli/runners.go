@@ -26,7 +26,7 @@ func runRunners(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	switch args[0] {
 	case "ls":
-		if note := prov.FilesystemNote(); note != "" {
+		if note := prov.Note(); note != "" {
 			fmt.Fprintln(stderr, "note:", note)
 		}
 		infos, err := prov.List(ctx)
@@ -38,13 +38,17 @@ func runRunners(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			return nil
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tTIER\tPID\tAGE\tSTATE")
+		fmt.Fprintln(tw, "ID\tPROVIDER\tTIER\tSERVER\tLOCATION\tAGE\tSTATE")
 		for _, i := range infos {
 			state := "running"
 			if i.Orphan {
 				state = "orphan: " + i.Why
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", i.ID, i.Tier, i.PID, time.Since(i.Created).Round(time.Second), state)
+			age := "?"
+			if !i.Created.IsZero() {
+				age = time.Since(i.Created).Round(time.Second).String()
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", i.ID, i.Provider, i.Tier, i.Server, i.Location, age, state)
 		}
 		return tw.Flush()
 	case "gc":

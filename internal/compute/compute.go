@@ -3,22 +3,55 @@
 // A Provider turns a tier and a lease into a Runner; a Runner hands out a
 // BuildKit client, reports resource use and is destroyed, always, by the
 // pipeline. Providers label what they create as lian-build's so that an orphan
-// reaper can find it after a crash.
+// reaper can find it after a crash. Providers are built by the factories
+// registered here (one package per provider, as buildx's drivers); nobody
+// outside a provider's package knows its concrete type.
 package compute
 
 import (
 	"context"
+	"strconv"
 	"time"
 
 	"github.com/lian-build/action/internal/sizing"
 	"github.com/moby/buildkit/client"
 )
 
-// Lease names one runner: an id, how long it may live, and labels.
+// Lease names one runner: an id, who owns it, until when, and labels.
 type Lease struct {
-	ID     string
+	ID string
+	// Owner says who spawned the runner, in a form every provider can store
+	// as a label value (letters, digits, '-', '_', '.'): e.g. "pid-4242-17321".
+	Owner string
+	// TTL is how long the runner may outlive a crashed owner.
 	TTL    time.Duration
 	Labels map[string]string
+}
+
+// Expires is the end of the lease, counted from now.
+func (l Lease) Expires(now time.Time) time.Time { return now.Add(l.TTL) }
+
+// LabelSet is every label a provider puts on what it creates for the lease:
+// the lease's own labels plus lease id, owner and expiry. The expiry is in
+// unix seconds: some clouds' label values allow no ':'.
+func (l Lease) LabelSet(now time.Time) map[string]string {
+	out := map[string]string{LabelLease: l.ID, LabelExpires: strconv.FormatInt(l.Expires(now).Unix(), 10)}
+	if l.Owner != "" {
+		out[LabelOwner] = l.Owner
+	}
+	for k, v := range l.Labels {
+		out[k] = v
+	}
+	return out
+}
+
+// ParseExpires reads a LabelExpires value (unix seconds).
+func ParseExpires(v string) (time.Time, bool) {
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return time.Unix(n, 0), true
 }
 
 // Stats is a point-in-time reading of a runner's resource use.
@@ -31,8 +64,34 @@ type Stats struct {
 	OOMKills      uint64 // cumulative count of processes the kernel killed for memory
 }
 
+// SpawnTimes split a spawn: the machine created, booted, and buildkitd ready.
+type SpawnTimes struct {
+	CreateMS int64 `json:"create_ms"`
+	BootMS   int64 `json:"boot_ms"`
+	ReadyMS  int64 `json:"ready_ms"`
+}
+
+// RunnerInfo describes a runner: for the report, and for `runners ls|gc`.
+type RunnerInfo struct {
+	ID       string     `json:"id"`
+	Provider string     `json:"provider"`
+	Tier     string     `json:"tier,omitempty"`
+	Server   string     `json:"server,omitempty"`   // the machine: a server name and id, a host, a process
+	Type     string     `json:"type,omitempty"`     // the machine type (a Hetzner server type, a cgroup limit)
+	Location string     `json:"location,omitempty"` // where it runs
+	Address  string     `json:"address,omitempty"`  // how it is reached
+	Owner    string     `json:"owner,omitempty"`
+	Created  time.Time  `json:"created,omitzero"`
+	Expires  time.Time  `json:"expires,omitzero"`
+	Spawn    SpawnTimes `json:"spawn,omitzero"`
+	Orphan   bool       `json:"orphan,omitempty"`
+	Why      string     `json:"why,omitempty"` // why it is an orphan
+}
+
 // Runner is one spawned BuildKit daemon.
 type Runner interface {
+	// Info describes the runner.
+	Info() RunnerInfo
 	// Client connects to the runner's buildkitd. The caller closes it.
 	Client(ctx context.Context) (*client.Client, error)
 	// Stats reads the runner's resource counters.
@@ -41,15 +100,39 @@ type Runner interface {
 	Destroy(ctx context.Context) error
 }
 
-// Provider creates runners of a given tier.
+// Provider creates runners of a given tier, and finds and reaps its own.
 type Provider interface {
 	Name() string
 	Tiers() sizing.Table
 	Spawn(ctx context.Context, tier sizing.Tier, lease Lease) (Runner, error)
+	// List returns every runner of this provider that exists, orphans marked.
+	List(ctx context.Context) ([]RunnerInfo, error)
+	// GC destroys the orphans (owner gone, lease expired, record unreadable)
+	// and returns what it removed; a failed removal is an error, never dropped.
+	GC(ctx context.Context) ([]RunnerInfo, error)
+	// Note is advice about the provider's setup ("" when there is none).
+	Note() string
 }
 
 // Label keys put on everything a provider creates.
 const (
-	LabelLease   = "lian-build/lease"
-	LabelExpires = "lian-build/expires"
+	LabelLease     = "lian-build/lease"
+	LabelExpires   = "lian-build/expires" // unix seconds
+	LabelOwner     = "lian-build/owner"
+	LabelWorkspace = "lian-build/workspace"
 )
+
+// SafeLabel keeps a label value to the characters every provider's labels
+// allow (letters, digits, '-', '_', '.'), at most 63.
+func SafeLabel(v string) string {
+	b := []byte(v)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			b[i] = '-'
+		}
+	}
+	if len(b) > 63 {
+		b = b[:63]
+	}
+	return string(b)
+}

@@ -12,10 +12,12 @@ import (
 	"time"
 
 	"github.com/lian-build/action/internal/buildkit"
-	"github.com/lian-build/action/internal/compute/local"
+	"github.com/lian-build/action/internal/compute"
+	_ "github.com/lian-build/action/internal/compute/local" // registers the local provider
 	"github.com/lian-build/action/internal/events"
 	"github.com/lian-build/action/internal/metrics"
 	"github.com/lian-build/action/internal/pipeline"
+	"github.com/lian-build/action/internal/sizing"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -23,7 +25,7 @@ import (
 // Runtime is a ready pipeline and what to close after the build.
 type Runtime struct {
 	Pipeline *pipeline.Pipeline
-	Provider *local.Provider
+	Provider compute.Provider
 	Recorder metrics.Recorder
 	closers  []func()
 }
@@ -35,27 +37,53 @@ func (r *Runtime) Close() {
 	}
 }
 
-// OpenProvider returns the compute provider the settings name.
-func (s Settings) OpenProvider() (*local.Provider, error) {
-	switch s.ComputeProvider {
-	case "", "local":
-	default:
-		return nil, &buildkit.InputError{Field: s.name("compute-provider"), Value: s.ComputeProvider, Msg: "only local is available in this build (hcloud, proxmox, vm_pool and docker_local are not implemented yet)"}
+// providerOptions are the settings each provider option comes from.
+var providerOptions = map[string]string{"state-dir": "state-dir", "buildkitd": "buildkitd", "tier-memory": "local-tier-memory"}
+
+// providerName is the provider the settings name (default local).
+func (s Settings) providerName() string {
+	if s.ComputeProvider == "" {
+		return "local"
 	}
-	mem, err := local.ParseTierMemory(s.Local.TierMemory, Table())
+	return s.ComputeProvider
+}
+
+// Tiers is the tier table of the provider the settings name: tiers are
+// validated against the provider in use.
+func (s Settings) Tiers() (sizing.Table, error) {
+	f, err := compute.Lookup(s.providerName())
 	if err != nil {
-		return nil, &buildkit.InputError{Field: s.name("local-tier-memory"), Msg: err.Error()}
+		return nil, &buildkit.InputError{Field: s.name("compute-provider"), Value: s.ComputeProvider, Msg: err.Error()}
 	}
-	bk := s.Local.Buildkitd
-	if bk == "" {
-		bk = DefaultBuildkitd()
+	return f.Tiers(), nil
+}
+
+// OpenProvider builds the compute provider the settings name through its
+// registered factory; nothing here knows the provider's type.
+func (s Settings) OpenProvider() (compute.Provider, error) {
+	f, err := compute.Lookup(s.providerName())
+	if err != nil {
+		return nil, &buildkit.InputError{Field: s.name("compute-provider"), Value: s.ComputeProvider, Msg: err.Error()}
 	}
-	if dir := s.Local.StateDir; dir != "" {
+	values := map[string]string{"state-dir": s.Local.StateDir, "buildkitd": s.Local.Buildkitd, "tier-memory": s.Local.TierMemory}
+	if values["buildkitd"] == "" {
+		values["buildkitd"] = DefaultBuildkitd()
+	}
+	opts := map[string]string{}
+	for _, o := range f.Options() {
+		opts[o] = values[o]
+	}
+	if dir := opts["state-dir"]; dir != "" {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, &buildkit.InputError{Field: s.name("state-dir"), Value: dir, Msg: fmt.Sprintf("cannot create it: %v", errors.Unwrap(err))}
 		}
 	}
-	return local.New(local.Options{Buildkitd: bk, StateDir: s.Local.StateDir, TierMemory: mem, InsecureRegistries: s.Insecure, Table: Table()})
+	p, err := compute.New(f.Name(), compute.Config{Options: opts, Insecure: s.Insecure})
+	var oe *compute.OptionError
+	if errors.As(err, &oe) {
+		return nil, &buildkit.InputError{Field: s.name(providerOptions[oe.Option]), Msg: oe.Err.Error()}
+	}
+	return p, err
 }
 
 // OpenHistory returns the P95 history: JetStream when a NATS URL is set, files otherwise.
@@ -93,7 +121,7 @@ func (s Settings) Open(ctx context.Context, log *slog.Logger) (*Runtime, error) 
 		return nil, err
 	}
 	if log != nil && log.Enabled(ctx, slog.LevelInfo) {
-		if note := prov.FilesystemNote(); note != "" {
+		if note := prov.Note(); note != "" {
 			log.Info(note)
 		}
 	}

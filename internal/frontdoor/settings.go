@@ -203,7 +203,11 @@ func (s Settings) Request() (pipeline.Request, error) {
 		req.Workspace = DefaultWorkspace(s.Context)
 	}
 	if s.RunnerType != "" {
-		t, err := Table().Lookup(s.RunnerType)
+		tiers, err := s.Tiers()
+		if err != nil {
+			return req, err
+		}
+		t, err := tiers.Lookup(s.RunnerType)
 		if err != nil {
 			return req, &buildkit.InputError{Field: s.name("runner-type"), Msg: err.Error()}
 		}

@@ -50,7 +50,7 @@ func facts(r pipeline.Result) []fact {
 		add("usage", fmt.Sprintf("CPU p95 %.2f cores, memory p95 %s (peak %s), %d samples", u.CPUP95, FmtBytes(u.MemP95Bytes), FmtBytes(u.MemPeak), u.Samples), false)
 	}
 	if r.Provider != "" {
-		add("runner", r.Provider, false)
+		add("runner", runnerFact(r), false)
 	}
 	if r.Actor != "" {
 		add("actor", r.Actor, true)
@@ -80,4 +80,22 @@ func ResultTable(r pipeline.Result) string {
 		fmt.Fprintf(&b, "| %s | %s |\n", strings.ToUpper(f.key[:1])+f.key[1:], v)
 	}
 	return b.String()
+}
+
+// runnerFact names the provider and, when known, the last attempt's machine
+// and how long its spawn took (create, boot, ready).
+func runnerFact(r pipeline.Result) string {
+	if len(r.Attempts) == 0 || r.Attempts[len(r.Attempts)-1].Runner == nil {
+		return r.Provider
+	}
+	a := r.Attempts[len(r.Attempts)-1]
+	i := a.Runner
+	parts := []string{r.Provider}
+	for _, p := range []string{i.Server, i.Type, i.Location} {
+		if p != "" {
+			parts = append(parts, p)
+		}
+	}
+	sp := i.Spawn
+	return fmt.Sprintf("%s; spawn %s (create %s, boot %s, ready %s)", strings.Join(parts, " · "), FmtDur(a.SpawnMS), FmtDur(sp.CreateMS), FmtDur(sp.BootMS), FmtDur(sp.ReadyMS))
 }

@@ -25,7 +25,7 @@ func TestPushBuildsReportAndCache(t *testing.T) {
 		t.Fatalf("check run %v", run)
 	}
 	summary := fmt.Sprint(output(run)["summary"])
-	for _, w := range []string{"| Tier | cax11 (default: generic default", "| Cache hits | 0/3 steps cached |", "| Runner | local |", "| Digest |", "| Actor | `ci` |"} {
+	for _, w := range []string{"| Tier | cax11 (default: generic default", "| Cache hits | 0/3 steps cached |", "| Runner | local · buildkitd pid ", "| Digest |", "| Actor | `ci` |"} {
 		if !strings.Contains(summary, w) {
 			t.Errorf("summary lacks %q:\n%s", w, summary)
 		}

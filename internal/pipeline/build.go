@@ -17,25 +17,37 @@ type attemptOutcome struct {
 	err     error
 	oom     bool
 	samples []compute.Stats
+	// ctxErr is the caller's cancel or the budget running out, when either ended the attempt.
+	ctxErr error
+	// built is how long the build ran (the budget's share of the attempt).
+	built time.Duration
 }
 
-// runAttempt is steps 3–7 for one tier: spawn, build while sampling, classify, destroy.
-func (p *Pipeline) runAttempt(ctx context.Context, log *slog.Logger, req Request, n int, tier sizing.Tier, ttl time.Duration) (Attempt, attemptOutcome) {
+// runAttempt is steps 3–7 for one tier: spawn, build while sampling, classify,
+// destroy. budget (0: none) bounds the build, not the spawn.
+func (p *Pipeline) runAttempt(ctx context.Context, log *slog.Logger, req Request, n int, tier sizing.Tier, budget time.Duration) (Attempt, attemptOutcome) {
 	a := Attempt{Number: n, Tier: tier.Name}
 	start := time.Now()
-	r, id, err := p.spawnRunner(ctx, req.BuildID, n, tier, ttl)
+	r, id, err := p.spawnRunner(ctx, req.BuildID, req.Workspace, n, tier, req.LeaseTTL)
 	a.RunnerID = id
 	a.SpawnMS = time.Since(start).Milliseconds()
 	if err != nil {
 		a.Outcome, a.Error = OutcomeError, err.Error()
 		a.DurationMS = time.Since(start).Milliseconds()
-		return a, attemptOutcome{err: err}
+		return a, attemptOutcome{err: err, ctxErr: contextErr(ctx, ctx, 0)}
 	}
 	defer p.destroyRunner(ctx, log, r, id)
+	info := r.Info()
+	a.Runner = &info
 	log = log.With("runner", id, "tier", tier.Name, "attempt", n)
-	log.Info("runner ready", "spawn_ms", a.SpawnMS)
+	log.Info("runner ready", "spawn_ms", a.SpawnMS, "server", info.Server, "type", info.Type, "location", info.Location)
 
-	out := p.build(ctx, r, req.Build)
+	bctx, cancel := budgetContext(ctx, budget)
+	defer cancel()
+	built := time.Now()
+	out := p.build(bctx, r, req.Build)
+	out.built = time.Since(built)
+	out.ctxErr = contextErr(ctx, bctx, budget)
 	a.DurationMS = time.Since(start).Milliseconds()
 	a.OOM = out.oom
 	switch {

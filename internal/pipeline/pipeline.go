@@ -22,6 +22,9 @@ type Config struct {
 	SampleEvery time.Duration
 	// DestroyTimeout bounds a runner's teardown (default 60s).
 	DestroyTimeout time.Duration
+	// SpawnTimeout bounds a runner's spawn, separately from the build's
+	// time budget (default 10 min: a cloud server takes minutes at worst).
+	SpawnTimeout time.Duration
 }
 
 // Pipeline runs builds.
@@ -40,6 +43,9 @@ func New(cfg Config) (*Pipeline, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.SpawnTimeout <= 0 {
+		cfg.SpawnTimeout = 10 * time.Minute
 	}
 	if cfg.SampleEvery <= 0 {
 		cfg.SampleEvery = 500 * time.Millisecond

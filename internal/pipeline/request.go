@@ -10,6 +10,7 @@ import (
 
 	"github.com/lian-build/action/internal/buildkit"
 	"github.com/lian-build/action/internal/cache"
+	"github.com/lian-build/action/internal/compute"
 	"github.com/lian-build/action/internal/sizing"
 )
 
@@ -72,14 +73,17 @@ const (
 
 // Attempt is one try on one runner.
 type Attempt struct {
-	Number     int     `json:"number"`
-	Tier       string  `json:"tier"`
-	RunnerID   string  `json:"runner_id"`
-	SpawnMS    int64   `json:"spawn_ms"`
-	DurationMS int64   `json:"duration_ms"`
-	Outcome    Outcome `json:"outcome"`
-	OOM        bool    `json:"oom"`
-	Error      string  `json:"error,omitempty"`
+	Number   int    `json:"number"`
+	Tier     string `json:"tier"`
+	RunnerID string `json:"runner_id"`
+	SpawnMS  int64  `json:"spawn_ms"`
+	// Runner is the runner the attempt ran on: provider, server, type,
+	// location, and the spawn split into create, boot and ready.
+	Runner     *compute.RunnerInfo `json:"runner,omitempty"`
+	DurationMS int64               `json:"duration_ms"`
+	Outcome    Outcome             `json:"outcome"`
+	OOM        bool                `json:"oom"`
+	Error      string              `json:"error,omitempty"`
 }
 
 // Usage is the resource use sampled on the runner during the build.

@@ -47,9 +47,7 @@ func (p *Pipeline) Run(ctx context.Context, req Request) (res Result, err error)
 		res.stamp(err)
 		p.publish(ctx, event(name, req, res, len(res.Attempts)))
 	}()
-	bctx, cancel := budgetContext(ctx, dec.Budget)
-	defer cancel()
-	err = p.attempts(ctx, bctx, log, req, &res, dec, plan)
+	err = p.attempts(ctx, log, req, &res, dec, plan)
 	return res, err
 }
 
@@ -89,12 +87,17 @@ func budgetContext(ctx context.Context, budget time.Duration) (context.Context, 
 	return context.WithTimeoutCause(ctx, budget, errBudget)
 }
 
-// attempts runs steps 3–7, with at most one OOM retry on the next tier.
-func (p *Pipeline) attempts(ctx, bctx context.Context, log *slog.Logger, req Request, res *Result, dec sizing.Decision, plan cache.Plan) error {
+// attempts runs steps 3–7, with at most one OOM retry on the next tier. The
+// time budget counts the builds, not the spawns.
+func (p *Pipeline) attempts(ctx context.Context, log *slog.Logger, req Request, res *Result, dec sizing.Decision, plan cache.Plan) error {
 	tier := dec.Tier
+	remaining := dec.Budget
 	var oomTiers []string
 	for n := 1; ; n++ {
-		a, out := p.runAttempt(bctx, log, req, n, tier, req.LeaseTTL)
+		a, out := p.runAttempt(ctx, log, req, n, tier, remaining)
+		if dec.Budget > 0 {
+			remaining = max(remaining-out.built, time.Millisecond)
+		}
 		res.Attempts = append(res.Attempts, a)
 		res.Tier = tier.Name
 		res.StepsTotal, res.StepsCached, res.StepsCacheable = out.report.Steps.Total, out.report.Steps.Cached, out.report.Steps.Cacheable
@@ -108,7 +111,7 @@ func (p *Pipeline) attempts(ctx, bctx context.Context, log *slog.Logger, req Req
 			f := be.Failure
 			res.Failure = &f
 		}
-		if cerr := contextErr(ctx, bctx, dec.Budget); cerr != nil {
+		if cerr := out.ctxErr; cerr != nil {
 			res.Outcome = outcomeOf(cerr)
 			return cerr
 		}

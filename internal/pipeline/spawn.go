@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/lian-build/action/internal/compute"
@@ -10,19 +11,30 @@ import (
 )
 
 // spawnRunner is step 3: a fresh runner under a lease that names it as ours.
-func (p *Pipeline) spawnRunner(ctx context.Context, buildID string, attempt int, tier sizing.Tier, ttl time.Duration) (compute.Runner, string, error) {
+// owner names this process as a lease owner, in label-value characters.
+func owner() string {
+	host, _ := os.Hostname()
+	return compute.SafeLabel(fmt.Sprintf("%s-pid-%d", host, os.Getpid()))
+}
+
+func (p *Pipeline) spawnRunner(ctx context.Context, buildID, workspace string, attempt int, tier sizing.Tier, ttl time.Duration) (compute.Runner, string, error) {
 	id := fmt.Sprintf("%s-a%d", buildID, attempt)
 	lease := compute.Lease{
-		ID:  id,
-		TTL: ttl,
+		ID:    id,
+		Owner: owner(),
+		TTL:   ttl,
 		Labels: map[string]string{
-			compute.LabelLease:   id,
-			compute.LabelExpires: time.Now().Add(ttl).UTC().Format(time.RFC3339),
-			"lian-build/build":   buildID,
-			"lian-build/tier":    tier.Name,
+			"lian-build/build": buildID,
+			"lian-build/tier":  tier.Name,
 		},
 	}
-	r, err := p.cfg.Provider.Spawn(ctx, tier, lease)
+	if workspace != "" {
+		lease.Labels[compute.LabelWorkspace] = workspace
+	}
+	// The spawn has its own timeout: it never eats the build's time budget.
+	sctx, cancel := context.WithTimeout(ctx, p.cfg.SpawnTimeout)
+	defer cancel()
+	r, err := p.cfg.Provider.Spawn(sctx, tier, lease)
 	if err != nil {
 		return nil, id, fmt.Errorf("spawn %s runner (%s): %w", p.cfg.Provider.Name(), tier.Name, err)
 	}

@@ -7,6 +7,9 @@ import (
 	"strings"
 )
 
+// Note is the provider's advice: the filesystem note below.
+func (p *Provider) Note() string { return p.FilesystemNote() }
+
 // FilesystemNote says why the filesystem holding the state directory will slow
 // runners down, or "" when nothing is known against it.
 //

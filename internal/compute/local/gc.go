@@ -8,10 +8,12 @@ import (
 	"path/filepath"
 	"sort"
 	"time"
+
+	"github.com/lian-build/action/internal/compute"
 )
 
-// RunnerInfo describes a runner found in the state dir.
-type RunnerInfo struct {
+// runnerState is what the state dir says of a runner.
+type runnerState struct {
 	ID          string    `json:"id"`
 	Tier        string    `json:"tier"`
 	PID         int       `json:"pid"`
@@ -25,13 +27,40 @@ type RunnerInfo struct {
 }
 
 // List reads every runner record in the state dir.
-func (p *Provider) List(ctx context.Context) ([]RunnerInfo, error) {
+func (p *Provider) List(ctx context.Context) ([]compute.RunnerInfo, error) {
+	states, err := p.states(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]compute.RunnerInfo, 0, len(states))
+	for _, st := range states {
+		out = append(out, st.info())
+	}
+	return out, nil
+}
+
+// info is the state as the provider-neutral description.
+func (st runnerState) info() compute.RunnerInfo {
+	i := compute.RunnerInfo{ID: st.ID, Provider: "local", Tier: st.Tier, Location: "this machine", Created: st.Created, Expires: st.Expires, Orphan: st.Orphan, Why: st.Why}
+	if st.PID > 0 {
+		state := "running"
+		if !st.DaemonAlive {
+			state = "gone"
+		}
+		i.Server = fmt.Sprintf("buildkitd pid %d (%s)", st.PID, state)
+		i.Owner = fmt.Sprintf("pid %d", st.OwnerPID)
+	}
+	return i
+}
+
+// states reads every runner record in the state dir.
+func (p *Provider) states(ctx context.Context) ([]runnerState, error) {
 	entries, err := os.ReadDir(p.opts.StateDir)
 	if err != nil {
 		return nil, err
 	}
 	now := time.Now()
-	var out []RunnerInfo
+	var out []runnerState
 	for _, e := range entries {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -41,9 +70,9 @@ func (p *Provider) List(ctx context.Context) ([]RunnerInfo, error) {
 		}
 		dir := filepath.Join(p.opts.StateDir, e.Name())
 		rec, err := readLease(dir)
-		info := RunnerInfo{ID: e.Name()}
+		info := runnerState{ID: e.Name()}
 		if err == nil {
-			info = RunnerInfo{
+			info = runnerState{
 				ID: rec.ID, Tier: rec.Tier, PID: rec.PID, OwnerPID: rec.OwnerPID,
 				Created: rec.Created, Expires: rec.Expires,
 				DaemonAlive: alive(rec.PID, rec.DaemonStart),
@@ -59,7 +88,7 @@ func (p *Provider) List(ctx context.Context) ([]RunnerInfo, error) {
 
 // orphaned is the reaper's decision: a runner is removed when its owner is
 // gone, its lease expired, or its record is unreadable.
-func orphaned(info RunnerInfo, recErr error, now time.Time) (bool, string) {
+func orphaned(info runnerState, recErr error, now time.Time) (bool, string) {
 	switch {
 	case recErr != nil:
 		return true, "no readable lease record"
@@ -72,12 +101,12 @@ func orphaned(info RunnerInfo, recErr error, now time.Time) (bool, string) {
 }
 
 // GC destroys orphaned runners and returns what it removed.
-func (p *Provider) GC(ctx context.Context) ([]RunnerInfo, error) {
-	infos, err := p.List(ctx)
+func (p *Provider) GC(ctx context.Context) ([]compute.RunnerInfo, error) {
+	infos, err := p.states(ctx)
 	if err != nil {
 		return nil, err
 	}
-	var removed []RunnerInfo
+	var removed []compute.RunnerInfo
 	var errs []error
 	for _, info := range infos {
 		if !info.Orphan {
@@ -90,7 +119,7 @@ func (p *Provider) GC(ctx context.Context) ([]RunnerInfo, error) {
 			errs = append(errs, err)
 			continue
 		}
-		removed = append(removed, info)
+		removed = append(removed, info.info())
 	}
 	return removed, errors.Join(errs...)
 }

@@ -57,16 +57,16 @@ func TestBuildkitdConfig(t *testing.T) {
 func TestOrphaned(t *testing.T) {
 	now := time.Now()
 	tests := []struct {
-		info   RunnerInfo
+		info   runnerState
 		recErr error
 		want   bool
 		why    string
 	}{
-		{RunnerInfo{OwnerAlive: true}, nil, false, ""},
-		{RunnerInfo{OwnerAlive: true, Expires: now.Add(time.Hour)}, nil, false, ""},
-		{RunnerInfo{OwnerAlive: false, OwnerPID: 42}, nil, true, "owner pid 42 is gone"},
-		{RunnerInfo{OwnerAlive: true, Expires: now.Add(-time.Minute)}, nil, true, "lease expired"},
-		{RunnerInfo{}, os.ErrNotExist, true, "no readable lease record"},
+		{runnerState{OwnerAlive: true}, nil, false, ""},
+		{runnerState{OwnerAlive: true, Expires: now.Add(time.Hour)}, nil, false, ""},
+		{runnerState{OwnerAlive: false, OwnerPID: 42}, nil, true, "owner pid 42 is gone"},
+		{runnerState{OwnerAlive: true, Expires: now.Add(-time.Minute)}, nil, true, "lease expired"},
+		{runnerState{}, os.ErrNotExist, true, "no readable lease record"},
 	}
 	for _, tt := range tests {
 		got, why := orphaned(tt.info, tt.recErr, now)

@@ -109,7 +109,10 @@ func (p *Provider) Spawn(ctx context.Context, tier sizing.Tier, lease compute.Le
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("local provider: runner dir: %w", err)
 	}
+	created := time.Now()
 	r := &runner{
+		tier:   tier.Name,
+		limit:  p.MemoryLimit(tier),
 		id:     lease.ID,
 		dir:    dir,
 		socket: filepath.Join(dir, "buildkitd.sock"),
@@ -142,6 +145,7 @@ func (p *Provider) Spawn(ctx context.Context, tier sizing.Tier, lease compute.Le
 	}
 	r.pid = cmd.Process.Pid
 	go func() { r.waitErr = cmd.Wait(); close(r.exited) }()
+	booted := time.Now()
 
 	now := time.Now()
 	rec := leaseRecord{
@@ -161,6 +165,9 @@ func (p *Provider) Spawn(ctx context.Context, tier sizing.Tier, lease compute.Le
 	if err := r.waitReady(ctx, p.opts.ReadyTimeout); err != nil {
 		return fail(err)
 	}
+	// Create: the cgroup and the config; boot: the daemon started; ready: it answers.
+	r.spawn = compute.SpawnTimes{CreateMS: booted.Sub(created).Milliseconds(), ReadyMS: time.Since(booted).Milliseconds()}
+	r.created = created
 	return r, nil
 }
 
@@ -172,6 +179,10 @@ func validLeaseID(id string) error {
 }
 
 type runner struct {
+	tier            string
+	limit           int64
+	created         time.Time
+	spawn           compute.SpawnTimes
 	id, dir, socket string
 	cg              cgroup
 	pid             int
@@ -231,6 +242,14 @@ func (r *runner) logTail(n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+func (r *runner) Info() compute.RunnerInfo {
+	return compute.RunnerInfo{
+		ID: r.id, Provider: "local", Tier: r.tier, Server: fmt.Sprintf("buildkitd pid %d", r.pid),
+		Type: fmt.Sprintf("cgroup memory %d MiB", r.limit>>20), Location: "this machine", Address: "unix://" + r.socket,
+		Owner: fmt.Sprintf("pid %d", os.Getpid()), Created: r.created, Spawn: r.spawn,
+	}
 }
 
 func (r *runner) Client(ctx context.Context) (*client.Client, error) {
