@@ -70,14 +70,20 @@ func Require(t testing.TB) string {
 		missing = append(missing, "busybox (apt-get install busybox-static)")
 	}
 	if len(missing) > 0 {
-		msg := "real-component test needs: " + strings.Join(missing, ", ")
-		if E2E() {
-			t.Fatal(msg + " (LIAN_E2E=1: missing prerequisites fail)")
-		}
-		fmt.Fprintf(os.Stderr, "\n*** SKIPPING %s: %s ***\n\n", t.Name(), msg)
-		t.Skip(msg)
+		missingPrereq(t, strings.Join(missing, ", "))
 	}
 	return bk
+}
+
+// missingPrereq fails the test under LIAN_E2E=1 and skips it, loudly, otherwise.
+func missingPrereq(t testing.TB, what string) {
+	t.Helper()
+	msg := "real-component test needs: " + what
+	if E2E() {
+		t.Fatal(msg + " (LIAN_E2E=1: missing prerequisites fail)")
+	}
+	fmt.Fprintf(os.Stderr, "\n*** SKIPPING %s: %s ***\n\n", t.Name(), msg)
+	t.Skip(msg)
 }
 
 // ProviderOptions returns local provider options for a test: its own state dir

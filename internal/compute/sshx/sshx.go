@@ -1,0 +1,218 @@
+// Package sshx is the SSH transport to remote runners: one SSH connection per
+// runner, over which the BuildKit client reaches buildkitd's unix socket
+// (direct-streamlocal@openssh.com) and commands read the runner's counters.
+// No ssh or buildctl binary is needed on either side, and buildkitd never
+// listens on TCP.
+//
+// Host keys are pinned, never skipped (docs/adr/0005-ssh-host-key-policy.md):
+// the caller passes the key the runner was given or first showed for this
+// lease, and every connection must present exactly that key.
+package sshx
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/moby/buildkit/client"
+	"golang.org/x/crypto/ssh"
+)
+
+// Config is how to reach one runner.
+type Config struct {
+	Addr    string        // host:port of sshd
+	User    string        // login (default root)
+	Signer  ssh.Signer    // the lease's own client key
+	HostKey ssh.PublicKey // the runner's host key: required, pinned
+	// Timeout bounds the TCP dial and the SSH handshake (default 15s).
+	Timeout time.Duration
+	// KeepAlive is the interval of keepalive@openssh.com requests (default
+	// 10s); a connection that does not answer two in a row is closed.
+	KeepAlive time.Duration
+}
+
+// HostKeyError is a runner presenting another host key than the pinned one.
+type HostKeyError struct {
+	Addr      string
+	Got, Want string // SHA256 fingerprints
+}
+
+func (e *HostKeyError) Error() string {
+	return fmt.Sprintf("ssh %s: host key %s is not the runner's %s (refusing to connect)", e.Addr, e.Got, e.Want)
+}
+
+// Conn is an SSH connection to a runner.
+type Conn struct {
+	addr   string
+	client *ssh.Client
+	stop   chan struct{}
+	done   chan struct{}
+
+	mu   sync.Mutex
+	lost error // why the connection ended, when keep-alives found it dead
+}
+
+// Dial connects and authenticates, within ctx and cfg.Timeout.
+func Dial(ctx context.Context, cfg Config) (*Conn, error) {
+	if cfg.HostKey == nil {
+		return nil, errors.New("sshx: no host key to pin (refusing to connect unverified)")
+	}
+	if cfg.Signer == nil {
+		return nil, errors.New("sshx: no client key")
+	}
+	if cfg.User == "" {
+		cfg.User = "root"
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 15 * time.Second
+	}
+	if cfg.KeepAlive <= 0 {
+		cfg.KeepAlive = 10 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	tcp, err := (&net.Dialer{}).DialContext(ctx, "tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("ssh %s: %w", cfg.Addr, err)
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		_ = tcp.SetDeadline(dl)
+	}
+	want := cfg.HostKey.Marshal()
+	cc, chans, reqs, err := ssh.NewClientConn(tcp, cfg.Addr, &ssh.ClientConfig{
+		User: cfg.User,
+		Auth: []ssh.AuthMethod{ssh.PublicKeys(cfg.Signer)},
+		HostKeyCallback: func(_ string, _ net.Addr, key ssh.PublicKey) error {
+			if !bytes.Equal(key.Marshal(), want) {
+				return &HostKeyError{Addr: cfg.Addr, Got: ssh.FingerprintSHA256(key), Want: ssh.FingerprintSHA256(cfg.HostKey)}
+			}
+			return nil
+		},
+		HostKeyAlgorithms: []string{cfg.HostKey.Type()},
+	})
+	if err != nil {
+		tcp.Close()
+		return nil, fmt.Errorf("ssh %s: %w", cfg.Addr, err)
+	}
+	_ = tcp.SetDeadline(time.Time{})
+	c := &Conn{addr: cfg.Addr, client: ssh.NewClient(cc, chans, reqs), stop: make(chan struct{}), done: make(chan struct{})}
+	go c.keepAlive(cfg.KeepAlive)
+	return c, nil
+}
+
+// keepAlive asks the server every interval; two missed answers close the
+// connection and record why, for Err and for the errors of what was using it.
+func (c *Conn) keepAlive(every time.Duration) {
+	defer close(c.done)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	missed := 0
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-t.C:
+		}
+		answered := make(chan error, 1)
+		go func() { _, _, err := c.client.SendRequest("keepalive@openssh.com", true, nil); answered <- err }()
+		select {
+		case <-c.stop:
+			return
+		case err := <-answered:
+			if err == nil {
+				missed = 0
+				continue
+			}
+			c.fail(fmt.Errorf("ssh %s: connection lost: %w", c.addr, err))
+			return
+		case <-time.After(every):
+			if missed++; missed >= 2 {
+				c.fail(fmt.Errorf("ssh %s: connection lost: no answer to two keep-alives in %v", c.addr, 2*every))
+				return
+			}
+		}
+	}
+}
+
+func (c *Conn) fail(err error) {
+	c.mu.Lock()
+	if c.lost == nil {
+		c.lost = err
+	}
+	c.mu.Unlock()
+	c.client.Close()
+}
+
+// Err is why the connection was lost, or nil while it is up.
+func (c *Conn) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lost
+}
+
+// explain prefers the recorded loss over the symptom it caused.
+func (c *Conn) explain(err error) error {
+	if lost := c.Err(); lost != nil {
+		return fmt.Errorf("%w (%v)", lost, err)
+	}
+	return err
+}
+
+// DialUnix opens a stream to a unix socket on the runner.
+func (c *Conn) DialUnix(path string) (net.Conn, error) {
+	conn, err := c.client.Dial("unix", path)
+	if err != nil {
+		return nil, c.explain(fmt.Errorf("ssh %s: open %s: %w", c.addr, path, err))
+	}
+	return conn, nil
+}
+
+// BuildKit is a BuildKit client for the runner's buildkitd socket.
+func (c *Conn) BuildKit(ctx context.Context, socket string) (*client.Client, error) {
+	return client.New(ctx, "", client.WithContextDialer(func(context.Context, string) (net.Conn, error) {
+		return c.DialUnix(socket)
+	}))
+}
+
+// Run runs a command on the runner and returns its standard output; the
+// error carries its standard error.
+func (c *Conn) Run(ctx context.Context, cmd string) ([]byte, error) {
+	s, err := c.client.NewSession()
+	if err != nil {
+		return nil, c.explain(fmt.Errorf("ssh %s: session: %w", c.addr, err))
+	}
+	defer s.Close()
+	var out, errb bytes.Buffer
+	s.Stdout, s.Stderr = &out, &errb
+	done := make(chan error, 1)
+	go func() { done <- s.Run(cmd) }()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		_ = s.Signal(ssh.SIGKILL)
+		return nil, ctx.Err()
+	}
+	if err != nil {
+		return out.Bytes(), c.explain(fmt.Errorf("ssh %s: %q: %w: %s", c.addr, cmd, err, bytes.TrimSpace(errb.Bytes())))
+	}
+	return out.Bytes(), nil
+}
+
+// Close ends the connection and its keep-alives. It is safe to call twice.
+func (c *Conn) Close() error {
+	select {
+	case <-c.stop:
+	default:
+		close(c.stop)
+	}
+	err := c.client.Close()
+	<-c.done
+	if errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,152 @@
+package sshx_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lian-build/action/internal/buildkit"
+	"github.com/lian-build/action/internal/compute"
+	"github.com/lian-build/action/internal/compute/sshx"
+	"github.com/lian-build/action/internal/sizing"
+	"github.com/lian-build/action/internal/testenv"
+)
+
+// A real build through a real sshd: the BuildKit client reaches a runner's
+// unix socket over the SSH connection only.
+func TestBuildOverSSH(t *testing.T) {
+	testenv.Require(t)
+	sshd := testenv.StartSSHD(t)
+	prov := testenv.NewProvider(t, nil)
+	r, err := prov.Spawn(context.Background(), sizing.HCloud[0], compute.Lease{ID: "sshx-build", TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Destroy(context.Background())
+	socket := strings.TrimPrefix(r.Info().Address, "unix://")
+
+	conn, err := sshx.Dial(context.Background(), sshx.Config{Addr: sshd.Addr, Signer: sshd.Client, HostKey: sshd.HostKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c, err := conn.BuildKit(context.Background(), socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM base\nRUN echo over ssh > /x\nCOPY Dockerfile /\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	base, _ := buildkit.ParseNamedContext("base=oci-layout://" + testenv.BaseLayout(t))
+	var progress strings.Builder
+	rep, err := buildkit.Build(context.Background(), c, buildkit.Options{ContextDir: dir, NamedContexts: []buildkit.NamedContext{base}, Progress: "plain", ProgressOut: &progress})
+	if err != nil {
+		t.Fatalf("build over ssh: %v\n%s", err, progress.String())
+	}
+	if rep.Steps.Total < 2 {
+		t.Fatalf("report %+v", rep)
+	}
+	out, err := conn.Run(context.Background(), "test -S "+socket+" && echo socket-here")
+	if err != nil || strings.TrimSpace(string(out)) != "socket-here" {
+		t.Fatalf("Run: %q %v", out, err)
+	}
+}
+
+// The host key is pinned: another key is refused before authentication, and
+// a key the server does not know is refused by the server.
+func TestHostKeyPinnedAndClientKeyChecked(t *testing.T) {
+	sshd := testenv.StartSSHD(t)
+	other, _ := testenv.NewKey(t)
+	_, err := sshx.Dial(context.Background(), sshx.Config{Addr: sshd.Addr, Signer: sshd.Client, HostKey: other.PublicKey()})
+	var hk *sshx.HostKeyError
+	if !errors.As(err, &hk) || hk.Want == hk.Got {
+		t.Fatalf("a wrong host key was accepted: %v", err)
+	}
+	if _, err := sshx.Dial(context.Background(), sshx.Config{Addr: sshd.Addr, Signer: other, HostKey: sshd.HostKey}); err == nil || !strings.Contains(err.Error(), "unable to authenticate") {
+		t.Fatalf("an unknown client key was accepted: %v", err)
+	}
+	if _, err := sshx.Dial(context.Background(), sshx.Config{Addr: sshd.Addr, Signer: sshd.Client}); err == nil || !strings.Contains(err.Error(), "no host key to pin") {
+		t.Fatalf("dialled without a host key: %v", err)
+	}
+}
+
+// cutProxy forwards TCP to target until cut, as a network that goes away.
+type cutProxy struct {
+	ln    net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func newCutProxy(t *testing.T, target string) *cutProxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &cutProxy{ln: ln}
+	t.Cleanup(func() { ln.Close(); p.cut() })
+	go func() {
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			out, err := net.Dial("tcp", target)
+			if err != nil {
+				in.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, in, out)
+			p.mu.Unlock()
+			go func() { _, _ = io.Copy(out, in) }()
+			go func() { _, _ = io.Copy(in, out) }()
+		}
+	}()
+	return p
+}
+
+func (p *cutProxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+}
+
+// A connection lost mid-use is noticed by the keep-alives and named in the
+// errors of what used it.
+func TestConnectionLostIsExplained(t *testing.T) {
+	sshd := testenv.StartSSHD(t)
+	proxy := newCutProxy(t, sshd.Addr)
+	conn, err := sshx.Dial(context.Background(), sshx.Config{Addr: proxy.ln.Addr().String(), Signer: sshd.Client, HostKey: sshd.HostKey, KeepAlive: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if out, err := conn.Run(context.Background(), "echo up"); err != nil || strings.TrimSpace(string(out)) != "up" {
+		t.Fatalf("Run before the cut: %q %v", out, err)
+	}
+	proxy.cut()
+	deadline := time.Now().Add(5 * time.Second)
+	for conn.Err() == nil && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := conn.Err(); err == nil || !strings.Contains(err.Error(), "connection lost") {
+		t.Fatalf("Err() = %v after the cut", err)
+	}
+	if _, err := conn.DialUnix("/run/buildkit.sock"); err == nil || !strings.Contains(err.Error(), "connection lost") {
+		t.Fatalf("DialUnix after the cut: %v", err)
+	}
+	if err := conn.Close(); err != nil {
+		t.Fatalf("Close after the cut: %v", err)
+	}
+}
