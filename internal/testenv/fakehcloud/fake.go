@@ -1,0 +1,402 @@
+// Package fakehcloud is a fake Hetzner Cloud API for tests and for trying
+// `--provider hcloud` without an account. It speaks the real wire format
+// (hcloud-go's own schema types), records every request, and injects the
+// faults the real service has: 429 with RateLimit-Reset, resource_unavailable
+// in a location, a 5xx on delete. "Create server" asks a Hosts implementation
+// for a machine (a runner host); "delete server" stops it.
+package fakehcloud
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hetznercloud/hcloud-go/v2/hcloud/schema"
+)
+
+// Request is one recorded API request.
+type Request struct {
+	Method, Path, Query string
+	Body                string
+	Authorized          bool // a bearer token came in the Authorization header
+}
+
+// Fault answers matching requests with an error instead of serving them.
+type Fault struct {
+	Method     string // "" matches any
+	PathPrefix string // e.g. "/servers"
+	Location   string // for POST /servers: only creates in this location
+	Times      int    // how many requests it answers (0: every one)
+	Status     int
+	Code       string // Hetzner error code: resource_unavailable, rate_limit_exceeded, …
+	ResetIn    time.Duration
+}
+
+// HostSpec is what a runner host is asked to be.
+type HostSpec struct {
+	ServerID   int64
+	Name       string
+	ServerType string
+	Cores      int
+	MemoryGB   float32
+	UserData   string
+	SSHKeys    []string // authorized_keys lines
+	Labels     map[string]string
+}
+
+// Hosts starts and stops the machines behind servers.
+type Hosts interface {
+	Start(ctx context.Context, spec HostSpec) (ipv4 string, err error)
+	Stop(ctx context.Context, serverID int64) error
+}
+
+// Fake is the API.
+type Fake struct {
+	Server *httptest.Server
+	Token  string
+	hosts  Hosts
+
+	mu       sync.Mutex
+	nextID   int64
+	requests []Request
+	faults   []*Fault
+	servers  map[int64]*schema.Server
+	keys     map[int64]*schema.SSHKey
+	actions  map[int64]*schema.Action
+}
+
+// ServerTypes are the types the fake offers: Hetzner's ARM (cax) and shared
+// x86 (cpx) lines.
+var ServerTypes = []schema.ServerType{
+	{ID: 45, Name: "cax11", Cores: 2, Memory: 4, Disk: 40, Architecture: "arm", CPUType: "shared"},
+	{ID: 93, Name: "cax21", Cores: 4, Memory: 8, Disk: 80, Architecture: "arm", CPUType: "shared"},
+	{ID: 94, Name: "cax31", Cores: 8, Memory: 16, Disk: 160, Architecture: "arm", CPUType: "shared"},
+	{ID: 95, Name: "cax41", Cores: 16, Memory: 32, Disk: 320, Architecture: "arm", CPUType: "shared"},
+	{ID: 22, Name: "cpx21", Cores: 3, Memory: 4, Disk: 80, Architecture: "x86", CPUType: "shared"},
+	{ID: 23, Name: "cpx31", Cores: 4, Memory: 8, Disk: 160, Architecture: "x86", CPUType: "shared"},
+	{ID: 24, Name: "cpx41", Cores: 8, Memory: 16, Disk: 240, Architecture: "x86", CPUType: "shared"},
+	{ID: 25, Name: "cpx51", Cores: 16, Memory: 32, Disk: 360, Architecture: "x86", CPUType: "shared"},
+}
+
+// Locations are the locations the fake offers.
+var Locations = []schema.Location{
+	{ID: 1, Name: "fsn1", City: "Falkenstein", Country: "DE", NetworkZone: "eu-central"},
+	{ID: 2, Name: "nbg1", City: "Nuremberg", Country: "DE", NetworkZone: "eu-central"},
+	{ID: 3, Name: "hel1", City: "Helsinki", Country: "FI", NetworkZone: "eu-central"},
+}
+
+// Images are the images the fake offers.
+var Images = []schema.Image{
+	{ID: 114690387, Name: ptr("debian-12"), Type: "system", Status: "available", OSFlavor: "debian", Architecture: "arm"},
+	{ID: 114690389, Name: ptr("debian-12"), Type: "system", Status: "available", OSFlavor: "debian", Architecture: "x86"},
+	{ID: 200000001, Type: "snapshot", Status: "available", OSFlavor: "debian", Architecture: "arm", Labels: map[string]string{"lian-build/runner-image": "v1"}},
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// New starts the fake; hosts may be nil (servers get unroutable TEST-NET addresses).
+func New(token string, hosts Hosts) *Fake {
+	f := &Fake{Token: token, hosts: hosts, nextID: 1000, servers: map[int64]*schema.Server{}, keys: map[int64]*schema.SSHKey{}, actions: map[int64]*schema.Action{}}
+	f.Server = httptest.NewServer(http.StripPrefix("/v1", http.HandlerFunc(f.serve)))
+	return f
+}
+
+// Endpoint is the API URL, as HCLOUD_ENDPOINT takes it.
+func (f *Fake) Endpoint() string { return f.Server.URL + "/v1" }
+
+// Close stops every host still running, then the API.
+func (f *Fake) Close() {
+	f.mu.Lock()
+	ids := make([]int64, 0, len(f.servers))
+	for id := range f.servers {
+		ids = append(ids, id)
+	}
+	f.mu.Unlock()
+	for _, id := range ids {
+		if f.hosts != nil {
+			_ = f.hosts.Stop(context.Background(), id)
+		}
+	}
+	f.Server.Close()
+}
+
+// Inject adds a fault.
+func (f *Fake) Inject(fault Fault) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.faults = append(f.faults, &fault)
+}
+
+// Requests are the requests received so far.
+func (f *Fake) Requests() []Request {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.requests)
+}
+
+// Counts are the servers and SSH keys that exist.
+func (f *Fake) Counts() (servers, keys int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.servers), len(f.keys)
+}
+
+// Servers are copies of the servers that exist.
+func (f *Fake) Servers() []schema.Server {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []schema.Server
+	for _, s := range f.servers {
+		out = append(out, *s)
+	}
+	return out
+}
+
+func (f *Fake) serve(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	f.mu.Lock()
+	f.requests = append(f.requests, Request{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Body: string(body), Authorized: r.Header.Get("Authorization") == "Bearer "+f.Token})
+	authorized := r.Header.Get("Authorization") == "Bearer "+f.Token
+	f.mu.Unlock()
+	w.Header().Set("RateLimit-Limit", "3600")
+	w.Header().Set("RateLimit-Remaining", "3599")
+	w.Header().Set("RateLimit-Reset", strconv.FormatInt(time.Now().Add(time.Second).Unix(), 10))
+	if !authorized {
+		writeError(w, http.StatusUnauthorized, "unauthorized", "unable to authenticate")
+		return
+	}
+	if f.fault(w, r, body) {
+		return
+	}
+	f.route(w, r, body)
+}
+
+// fault answers with the first matching fault, if any.
+func (f *Fake) fault(w http.ResponseWriter, r *http.Request, body []byte) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, ft := range f.faults {
+		if (ft.Method != "" && ft.Method != r.Method) || !strings.HasPrefix(r.URL.Path, ft.PathPrefix) {
+			continue
+		}
+		if ft.Location != "" {
+			var req schema.ServerCreateRequest
+			if json.Unmarshal(body, &req) != nil || req.Location != ft.Location {
+				continue
+			}
+		}
+		if ft.Times > 0 {
+			if ft.Times--; ft.Times == 0 {
+				f.faults = append(f.faults[:i], f.faults[i+1:]...)
+			}
+		}
+		if ft.ResetIn > 0 {
+			w.Header().Set("RateLimit-Remaining", "0")
+			w.Header().Set("RateLimit-Reset", strconv.FormatInt(time.Now().Add(ft.ResetIn).Unix(), 10))
+		}
+		writeError(w, ft.Status, ft.Code, "injected fault: "+ft.Code)
+		return true
+	}
+	return false
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, schema.ErrorResponse{Error: schema.Error{Code: code, Message: msg, DetailsRaw: json.RawMessage("null")}})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// page wraps a list in the pagination meta hcloud-go's iterators read.
+func page(key string, items any, n int) map[string]any {
+	return map[string]any{key: items, "meta": schema.Meta{Pagination: &schema.MetaPagination{Page: 1, PerPage: 50, LastPage: 1, TotalEntries: n}}}
+}
+
+func notFound(w http.ResponseWriter, what string) {
+	writeError(w, http.StatusNotFound, "not_found", what+" not found")
+}
+
+func (f *Fake) id() int64 { f.nextID++; return f.nextID }
+
+func (f *Fake) action(command string, resource int64, kind string) schema.Action {
+	now := time.Now()
+	a := &schema.Action{ID: f.id(), Status: "success", Command: command, Progress: 100, Started: now, Finished: &now,
+		Resources: []schema.ActionResourceReference{{ID: resource, Type: kind}}}
+	f.actions[a.ID] = a
+	return *a
+}
+
+// idFrom is the numeric id after prefix in path ("/servers/12" → 12).
+func idFrom(path, prefix string) (int64, bool) {
+	rest, ok := strings.CutPrefix(path, prefix)
+	if !ok {
+		return 0, false
+	}
+	id, err := strconv.ParseInt(strings.Trim(rest, "/"), 10, 64)
+	return id, err == nil
+}
+
+// matches applies label_selector (k=v, k, !k; comma-joined) and name.
+func matches(q map[string][]string, name string, labels map[string]string) bool {
+	if n := first(q["name"]); n != "" && n != name {
+		return false
+	}
+	for _, term := range strings.Split(first(q["label_selector"]), ",") {
+		term = strings.TrimSpace(term)
+		switch {
+		case term == "":
+		case strings.HasPrefix(term, "!"):
+			if _, ok := labels[term[1:]]; ok {
+				return false
+			}
+		case strings.Contains(term, "="):
+			k, v, _ := strings.Cut(term, "=")
+			if labels[k] != v {
+				return false
+			}
+		default:
+			if _, ok := labels[term]; !ok {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func first(v []string) string {
+	if len(v) == 0 {
+		return ""
+	}
+	return v[0]
+}
+
+func (f *Fake) route(w http.ResponseWriter, r *http.Request, body []byte) {
+	p, q := r.URL.Path, r.URL.Query()
+	switch {
+	case r.Method == http.MethodGet && p == "/server_types":
+		var out []schema.ServerType
+		for _, t := range ServerTypes {
+			if matches(q, t.Name, nil) {
+				out = append(out, t)
+			}
+		}
+		writeJSON(w, 200, page("server_types", out, len(out)))
+	case r.Method == http.MethodGet && p == "/locations":
+		var out []schema.Location
+		for _, l := range Locations {
+			if matches(q, l.Name, nil) {
+				out = append(out, l)
+			}
+		}
+		writeJSON(w, 200, page("locations", out, len(out)))
+	case r.Method == http.MethodGet && p == "/images":
+		var out []schema.Image
+		for _, im := range Images {
+			name := ""
+			if im.Name != nil {
+				name = *im.Name
+			}
+			if matches(q, name, im.Labels) && (first(q["architecture"]) == "" || first(q["architecture"]) == im.Architecture) {
+				out = append(out, im)
+			}
+		}
+		writeJSON(w, 200, page("images", out, len(out)))
+	case r.Method == http.MethodGet && p == "/actions":
+		f.listActions(w, q)
+	case strings.HasPrefix(p, "/actions/"):
+		f.getAction(w, p)
+	case strings.HasPrefix(p, "/ssh_keys"):
+		f.sshKeys(w, r, p, q, body)
+	case strings.HasPrefix(p, "/servers"):
+		f.serversRoute(w, r, p, q, body)
+	default:
+		notFound(w, r.Method+" "+p)
+	}
+}
+
+func (f *Fake) listActions(w http.ResponseWriter, q map[string][]string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []schema.Action
+	for _, s := range q["id"] {
+		id, _ := strconv.ParseInt(s, 10, 64)
+		if a, ok := f.actions[id]; ok {
+			out = append(out, *a)
+		}
+	}
+	writeJSON(w, 200, page("actions", out, len(out)))
+}
+
+func (f *Fake) getAction(w http.ResponseWriter, p string) {
+	id, _ := idFrom(p, "/actions/")
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	a, ok := f.actions[id]
+	if !ok {
+		notFound(w, "action")
+		return
+	}
+	writeJSON(w, 200, schema.ActionGetResponse{Action: *a})
+}
+
+func (f *Fake) sshKeys(w http.ResponseWriter, r *http.Request, p string, q map[string][]string, body []byte) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch {
+	case r.Method == http.MethodGet && p == "/ssh_keys":
+		var out []schema.SSHKey
+		for _, k := range f.keys {
+			if matches(q, k.Name, k.Labels) {
+				out = append(out, *k)
+			}
+		}
+		writeJSON(w, 200, page("ssh_keys", out, len(out)))
+	case r.Method == http.MethodPost && p == "/ssh_keys":
+		var req schema.SSHKeyCreateRequest
+		if err := json.Unmarshal(body, &req); err != nil || req.Name == "" || req.PublicKey == "" {
+			writeError(w, 400, "invalid_input", "name and public_key are required")
+			return
+		}
+		for _, k := range f.keys {
+			if k.Name == req.Name {
+				writeError(w, 409, "uniqueness_error", "SSH key with the same name already exists")
+				return
+			}
+		}
+		k := &schema.SSHKey{ID: f.id(), Name: req.Name, PublicKey: req.PublicKey, Fingerprint: fmt.Sprintf("fp-%d", f.nextID), Created: time.Now()}
+		if req.Labels != nil {
+			k.Labels = *req.Labels
+		}
+		f.keys[k.ID] = k
+		writeJSON(w, 201, schema.SSHKeyCreateResponse{SSHKey: *k})
+	case r.Method == http.MethodDelete:
+		id, _ := idFrom(p, "/ssh_keys/")
+		if _, ok := f.keys[id]; !ok {
+			notFound(w, "ssh_key")
+			return
+		}
+		delete(f.keys, id)
+		w.WriteHeader(http.StatusNoContent)
+	case r.Method == http.MethodGet:
+		id, _ := idFrom(p, "/ssh_keys/")
+		k, ok := f.keys[id]
+		if !ok {
+			notFound(w, "ssh_key")
+			return
+		}
+		writeJSON(w, 200, schema.SSHKeyGetResponse{SSHKey: *k})
+	default:
+		notFound(w, r.Method+" "+p)
+	}
+}
