@@ -27,7 +27,12 @@ type Config struct {
 	Addr    string        // host:port of sshd
 	User    string        // login (default root)
 	Signer  ssh.Signer    // the lease's own client key
-	HostKey ssh.PublicKey // the runner's host key: required, pinned
+	HostKey ssh.PublicKey // the runner's host key, pinned
+	// TrustFirst accepts the key presented at this first contact when
+	// HostKey is nil — only for a server this lease has just created and
+	// nobody else has reached; Conn.HostKey is then pinned for every later
+	// connection of the lease.
+	TrustFirst bool
 	// Timeout bounds the TCP dial and the SSH handshake (default 15s).
 	Timeout time.Duration
 	// KeepAlive is the interval of keepalive@openssh.com requests (default
@@ -47,10 +52,11 @@ func (e *HostKeyError) Error() string {
 
 // Conn is an SSH connection to a runner.
 type Conn struct {
-	addr   string
-	client *ssh.Client
-	stop   chan struct{}
-	done   chan struct{}
+	addr    string
+	hostKey ssh.PublicKey
+	client  *ssh.Client
+	stop    chan struct{}
+	done    chan struct{}
 
 	mu   sync.Mutex
 	lost error // why the connection ended, when keep-alives found it dead
@@ -58,7 +64,7 @@ type Conn struct {
 
 // Dial connects and authenticates, within ctx and cfg.Timeout.
 func Dial(ctx context.Context, cfg Config) (*Conn, error) {
-	if cfg.HostKey == nil {
+	if cfg.HostKey == nil && !cfg.TrustFirst {
 		return nil, errors.New("sshx: no host key to pin (refusing to connect unverified)")
 	}
 	if cfg.Signer == nil {
@@ -82,24 +88,28 @@ func Dial(ctx context.Context, cfg Config) (*Conn, error) {
 	if dl, ok := ctx.Deadline(); ok {
 		_ = tcp.SetDeadline(dl)
 	}
-	want := cfg.HostKey.Marshal()
-	cc, chans, reqs, err := ssh.NewClientConn(tcp, cfg.Addr, &ssh.ClientConfig{
+	var seen ssh.PublicKey
+	ccfg := &ssh.ClientConfig{
 		User: cfg.User,
 		Auth: []ssh.AuthMethod{ssh.PublicKeys(cfg.Signer)},
 		HostKeyCallback: func(_ string, _ net.Addr, key ssh.PublicKey) error {
-			if !bytes.Equal(key.Marshal(), want) {
+			seen = key
+			if cfg.HostKey != nil && !bytes.Equal(key.Marshal(), cfg.HostKey.Marshal()) {
 				return &HostKeyError{Addr: cfg.Addr, Got: ssh.FingerprintSHA256(key), Want: ssh.FingerprintSHA256(cfg.HostKey)}
 			}
 			return nil
 		},
-		HostKeyAlgorithms: []string{cfg.HostKey.Type()},
-	})
+	}
+	if cfg.HostKey != nil {
+		ccfg.HostKeyAlgorithms = []string{cfg.HostKey.Type()}
+	}
+	cc, chans, reqs, err := ssh.NewClientConn(tcp, cfg.Addr, ccfg)
 	if err != nil {
 		tcp.Close()
 		return nil, fmt.Errorf("ssh %s: %w", cfg.Addr, err)
 	}
 	_ = tcp.SetDeadline(time.Time{})
-	c := &Conn{addr: cfg.Addr, client: ssh.NewClient(cc, chans, reqs), stop: make(chan struct{}), done: make(chan struct{})}
+	c := &Conn{addr: cfg.Addr, hostKey: seen, client: ssh.NewClient(cc, chans, reqs), stop: make(chan struct{}), done: make(chan struct{})}
 	go c.keepAlive(cfg.KeepAlive)
 	return c, nil
 }
@@ -146,6 +156,9 @@ func (c *Conn) fail(err error) {
 	c.mu.Unlock()
 	c.client.Close()
 }
+
+// HostKey is the key the runner presented (to pin for the lease's later connections).
+func (c *Conn) HostKey() ssh.PublicKey { return c.hostKey }
 
 // Err is why the connection was lost, or nil while it is up.
 func (c *Conn) Err() error {

@@ -1,0 +1,74 @@
+// Package hcloud is the Hetzner Cloud compute provider: a server of the
+// tier's type per lease, with its own SSH key, labelled as lian-build's,
+// reached over SSH (internal/compute/sshx) and always deleted.
+package hcloud
+
+import (
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/lian-build/action/internal/compute"
+	"github.com/lian-build/action/internal/sizing"
+)
+
+// Option names (compute.Config.Options).
+const (
+	OptToken    = "token"
+	OptEndpoint = "endpoint"
+	OptLocation = "location" // comma-separated, tried in order
+	OptImage    = "image"    // an image name, or label:KEY=VALUE for a snapshot
+	OptArch     = "arch"     // arm (cax types) or x86 (cpx types)
+)
+
+// x86Types are the shared x86 server types of the same tiers, for linux/amd64.
+var x86Types = map[string]string{"cax11": "cpx21", "cax21": "cpx31", "cax31": "cpx41", "cax41": "cpx51"}
+
+// Settings are the provider's typed settings.
+type Settings struct {
+	Token     string
+	Endpoint  string // "" is Hetzner's API
+	Locations []string
+	Image     string
+	Arch      string
+	// Socket is buildkitd's socket on the server.
+	Socket string
+	// Insecure are plain-HTTP registries the server's buildkitd may use.
+	Insecure []string
+	// PollEvery is the wait between action and readiness polls (at least
+	// 1 s against the real API: 3,600 requests an hour per project).
+	PollEvery time.Duration
+	// DeleteRetries is how often a failed delete is tried again.
+	DeleteRetries int
+}
+
+type factory struct{}
+
+func init() { compute.Register(factory{}) }
+
+func (factory) Name() string        { return "hcloud" }
+func (factory) Tiers() sizing.Table { return sizing.HCloud }
+func (factory) Options() []string {
+	return []string{OptToken, OptEndpoint, OptLocation, OptImage, OptArch}
+}
+
+func (f factory) New(cfg compute.Config) (compute.Provider, error) {
+	s := Settings{Token: cfg.Options[OptToken], Endpoint: cfg.Options[OptEndpoint], Image: cfg.Options[OptImage], Arch: cfg.Options[OptArch], Insecure: cfg.Insecure}
+	for _, l := range strings.Split(cfg.Options[OptLocation], ",") {
+		if l = strings.TrimSpace(l); l != "" {
+			s.Locations = append(s.Locations, l)
+		}
+	}
+	if s.Token == "" {
+		return nil, &compute.OptionError{Option: OptToken, Err: errors.New("a Hetzner Cloud API token is required (HCLOUD_TOKEN)")}
+	}
+	return New(s)
+}
+
+// serverType is the Hetzner server type of a tier on an architecture.
+func serverType(tier, arch string) string {
+	if arch == "x86" {
+		return x86Types[tier]
+	}
+	return tier
+}

@@ -1,0 +1,220 @@
+package hcloud
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	hc "github.com/hetznercloud/hcloud-go/v2/hcloud"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/lian-build/action/internal/compute"
+	"github.com/lian-build/action/internal/compute/sshx"
+	"github.com/lian-build/action/internal/sizing"
+)
+
+// Provider creates Hetzner servers.
+type Provider struct {
+	s Settings
+	c *hc.Client
+}
+
+// New checks the settings and makes the API client.
+func New(s Settings) (*Provider, error) {
+	if s.Token == "" {
+		return nil, &compute.OptionError{Option: OptToken, Err: errors.New("a Hetzner Cloud API token is required")}
+	}
+	if len(s.Locations) == 0 {
+		s.Locations = []string{"fsn1", "nbg1", "hel1"}
+	}
+	if s.Image == "" {
+		s.Image = "debian-12"
+	}
+	switch s.Arch {
+	case "":
+		s.Arch = "arm"
+	case "arm", "x86":
+	default:
+		return nil, &compute.OptionError{Option: OptArch, Err: fmt.Errorf("%q: want arm or x86", s.Arch)}
+	}
+	if s.Socket == "" {
+		s.Socket = "/run/buildkit/buildkitd.sock"
+	}
+	if s.PollEvery <= 0 {
+		s.PollEvery = time.Second
+	}
+	if s.DeleteRetries <= 0 {
+		s.DeleteRetries = 3
+	}
+	opts := []hc.ClientOption{hc.WithToken(s.Token), hc.WithApplication("lian-build", "1"),
+		hc.WithPollOpts(hc.PollOpts{BackoffFunc: hc.ExponentialBackoffWithOpts(hc.ExponentialBackoffOpts{Base: s.PollEvery, Multiplier: 2, Cap: 10 * s.PollEvery})})}
+	if s.Endpoint != "" {
+		opts = append(opts, hc.WithEndpoint(s.Endpoint))
+	}
+	return &Provider{s: s, c: hc.NewClient(opts...)}, nil
+}
+
+func (p *Provider) Name() string        { return "hcloud" }
+func (p *Provider) Tiers() sizing.Table { return sizing.HCloud }
+func (p *Provider) Note() string        { return "" }
+
+// Spawn creates the lease's key and server, waits until sshd and buildkitd
+// answer, and destroys everything it made when any step fails.
+func (p *Provider) Spawn(ctx context.Context, tier sizing.Tier, lease compute.Lease) (compute.Runner, error) {
+	r := &runner{p: p, lease: lease, tier: tier.Name}
+	fail := func(err error) (compute.Runner, error) {
+		return nil, errors.Join(err, r.Destroy(context.WithoutCancel(ctx)))
+	}
+	start := time.Now()
+	labels := lease.LabelSet(start)
+	signer, err := r.createKey(ctx, labels)
+	if err != nil {
+		return fail(err)
+	}
+	if err := r.createServer(ctx, tier, labels); err != nil {
+		return fail(err)
+	}
+	created := time.Now()
+	if err := r.connect(ctx, signer); err != nil {
+		return fail(err)
+	}
+	booted := time.Now()
+	if err := r.waitBuildkitd(ctx); err != nil {
+		return fail(err)
+	}
+	r.created = start
+	r.spawn = compute.SpawnTimes{CreateMS: created.Sub(start).Milliseconds(), BootMS: booted.Sub(created).Milliseconds(), ReadyMS: time.Since(booted).Milliseconds()}
+	return r, nil
+}
+
+func (r *runner) createKey(ctx context.Context, labels map[string]string) (ssh.Signer, error) {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	signer, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		return nil, err
+	}
+	key, _, err := r.p.c.SSHKey.Create(ctx, hc.SSHKeyCreateOpts{
+		Name: r.lease.ID, PublicKey: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(signer.PublicKey()))), Labels: labels,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("hcloud: create SSH key: %w", err)
+	}
+	r.key = key
+	return signer, nil
+}
+
+// createServer tries each location in turn while Hetzner has no capacity
+// there; it never takes another, larger type.
+func (r *runner) createServer(ctx context.Context, tier sizing.Tier, labels map[string]string) error {
+	typeName := serverType(tier.Name, r.p.s.Arch)
+	st, _, err := r.p.c.ServerType.GetByName(ctx, typeName)
+	if err != nil || st == nil {
+		return fmt.Errorf("hcloud: server type %s: %v", typeName, errOr(err, "not offered"))
+	}
+	img, err := r.p.image(ctx, st.Architecture)
+	if err != nil {
+		return err
+	}
+	var tried []string
+	for _, loc := range r.p.s.Locations {
+		res, _, err := r.p.c.Server.Create(ctx, hc.ServerCreateOpts{
+			Name: r.lease.ID, ServerType: st, Image: img, Location: &hc.Location{Name: loc},
+			SSHKeys: []*hc.SSHKey{r.key}, Labels: labels, UserData: cloudInit(r.p.s.Socket, r.p.s.Insecure),
+		})
+		if hc.IsError(err, hc.ErrorCodeResourceUnavailable) || hc.IsError(err, hc.ErrorCodePlacementError) {
+			tried = append(tried, loc+" ("+string(err.(hc.Error).Code)+")")
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("hcloud: create server %s in %s: %w", typeName, loc, err)
+		}
+		r.server, r.location, r.typeName = res.Server, loc, typeName
+		if err := r.p.c.Action.WaitFor(ctx, append(res.NextActions, res.Action)...); err != nil {
+			return fmt.Errorf("hcloud: server %s: %w", res.Server.Name, err)
+		}
+		return nil
+	}
+	return fmt.Errorf("hcloud: no capacity for %s in any location tried: %s", typeName, strings.Join(tried, ", "))
+}
+
+func (p *Provider) image(ctx context.Context, arch hc.Architecture) (*hc.Image, error) {
+	if sel, ok := strings.CutPrefix(p.s.Image, "label:"); ok {
+		imgs, err := p.c.Image.AllWithOpts(ctx, hc.ImageListOpts{ListOpts: hc.ListOpts{LabelSelector: sel}, Architecture: []hc.Architecture{arch}})
+		if err != nil || len(imgs) == 0 {
+			return nil, fmt.Errorf("hcloud: no %s image with label %s: %v", arch, sel, errOr(err, "none found"))
+		}
+		return imgs[0], nil
+	}
+	img, _, err := p.c.Image.GetByNameAndArchitecture(ctx, p.s.Image, arch)
+	if err != nil || img == nil {
+		return nil, fmt.Errorf("hcloud: image %s for %s: %v", p.s.Image, arch, errOr(err, "not found"))
+	}
+	return img, nil
+}
+
+func errOr(err error, msg string) string {
+	if err != nil {
+		return err.Error()
+	}
+	return msg
+}
+
+// connect waits until the server's sshd answers; the host key seen at this
+// first contact with the server this lease just created is pinned for the
+// lease (docs/adr/0005-ssh-host-key-policy.md).
+func (r *runner) connect(ctx context.Context, signer ssh.Signer) error {
+	addr := net.JoinHostPort(r.server.PublicNet.IPv4.IP.String(), "22")
+	var last error
+	for {
+		conn, err := sshx.Dial(ctx, sshx.Config{Addr: addr, Signer: signer, HostKey: r.hostKey, TrustFirst: r.hostKey == nil, Timeout: 10 * time.Second})
+		if err == nil {
+			r.conn, r.hostKey, r.addr = conn, conn.HostKey(), addr
+			return nil
+		}
+		var hk *sshx.HostKeyError
+		if errors.As(err, &hk) {
+			return err
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("hcloud: server %s never answered on SSH (%v): %w", r.server.Name, last, ctx.Err())
+		case <-time.After(r.p.s.PollEvery):
+		}
+	}
+}
+
+// waitBuildkitd waits until buildkitd answers through the SSH connection.
+func (r *runner) waitBuildkitd(ctx context.Context) error {
+	for {
+		c, err := r.conn.BuildKit(ctx, r.p.s.Socket)
+		if err == nil {
+			werr := c.Wait(ctx)
+			c.Close()
+			if werr == nil {
+				return nil
+			}
+			err = werr
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("hcloud: buildkitd on %s never answered (%v): %w", r.server.Name, err, ctx.Err())
+		case <-time.After(r.p.s.PollEvery):
+		}
+	}
+}
+
+// hostname names this machine in owner labels.
+func hostname() string {
+	h, _ := os.Hostname()
+	return compute.SafeLabel(h)
+}

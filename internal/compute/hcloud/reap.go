@@ -1,0 +1,145 @@
+package hcloud
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	hc "github.com/hetznercloud/hcloud-go/v2/hcloud"
+
+	"github.com/lian-build/action/internal/compute"
+)
+
+// ownedBy is the selector of everything lian-build creates.
+const ownedBy = compute.LabelLease
+
+// List finds lian-build's servers and keys by label, in both directions: a
+// server without a lease record anywhere, and a key whose server is gone.
+func (p *Provider) List(ctx context.Context) ([]compute.RunnerInfo, error) {
+	servers, keys, err := p.owned(ctx)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	var out []compute.RunnerInfo
+	withServer := map[string]bool{}
+	for _, s := range servers {
+		lease := s.Labels[compute.LabelLease]
+		withServer[lease] = true
+		i := compute.RunnerInfo{ID: lease, Provider: "hcloud", Tier: s.Labels["lian-build/tier"], Server: fmt.Sprintf("%s (id %d)", s.Name, s.ID),
+			Type: s.ServerType.Name, Owner: s.Labels[compute.LabelOwner], Created: s.Created}
+		if s.Location != nil {
+			i.Location = s.Location.Name
+		}
+		i.Expires, _ = compute.ParseExpires(s.Labels[compute.LabelExpires])
+		i.Orphan, i.Why = orphaned(s.Labels, now)
+		out = append(out, i)
+	}
+	for _, k := range keys {
+		lease := k.Labels[compute.LabelLease]
+		if withServer[lease] {
+			continue
+		}
+		i := compute.RunnerInfo{ID: lease, Provider: "hcloud", Server: "SSH key " + k.Name + " without a server", Owner: k.Labels[compute.LabelOwner], Created: k.Created}
+		i.Expires, _ = compute.ParseExpires(k.Labels[compute.LabelExpires])
+		i.Orphan, i.Why = orphaned(k.Labels, now)
+		out = append(out, i)
+	}
+	return out, nil
+}
+
+func (p *Provider) owned(ctx context.Context) ([]*hc.Server, []*hc.SSHKey, error) {
+	servers, err := p.c.Server.AllWithOpts(ctx, hc.ServerListOpts{ListOpts: hc.ListOpts{LabelSelector: ownedBy}})
+	if err != nil {
+		return nil, nil, fmt.Errorf("hcloud: list servers: %w", err)
+	}
+	keys, err := p.c.SSHKey.AllWithOpts(ctx, hc.SSHKeyListOpts{ListOpts: hc.ListOpts{LabelSelector: ownedBy}})
+	if err != nil {
+		return nil, nil, fmt.Errorf("hcloud: list SSH keys: %w", err)
+	}
+	return servers, keys, nil
+}
+
+// orphaned is the reaper's decision from labels alone: the lease expired,
+// its expiry is unreadable, or its owner was a process on this machine that
+// is gone.
+func orphaned(labels map[string]string, now time.Time) (bool, string) {
+	exp, ok := compute.ParseExpires(labels[compute.LabelExpires])
+	switch {
+	case !ok:
+		return true, "no readable expiry label"
+	case now.After(exp):
+		return true, "lease expired at " + exp.UTC().Format(time.RFC3339)
+	}
+	if owner := labels[compute.LabelOwner]; owner != "" {
+		if pid, here := localPID(owner); here && !processAlive(pid) {
+			return true, "owner " + owner + " is gone"
+		}
+	}
+	return false, ""
+}
+
+// localPID reads an owner label "<host>-pid-<pid>" written on this machine.
+func localPID(owner string) (int, bool) {
+	host, pidText, ok := strings.Cut(owner, "-pid-")
+	if !ok || host != hostname() {
+		return 0, false
+	}
+	pid, err := strconv.Atoi(pidText)
+	return pid, err == nil
+}
+
+func processAlive(pid int) bool {
+	_, err := os.Stat(fmt.Sprintf("/proc/%d", pid))
+	return err == nil
+}
+
+// GC deletes orphaned servers and keys; every failure is returned.
+func (p *Provider) GC(ctx context.Context) ([]compute.RunnerInfo, error) {
+	servers, keys, err := p.owned(ctx)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	var removed []compute.RunnerInfo
+	var errs []error
+	gone := map[string]bool{}
+	for _, s := range servers {
+		orphan, why := orphaned(s.Labels, now)
+		if !orphan {
+			continue
+		}
+		if err := p.deleteServer(ctx, s); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		gone[s.Labels[compute.LabelLease]] = true
+		removed = append(removed, compute.RunnerInfo{ID: s.Labels[compute.LabelLease], Provider: "hcloud", Server: s.Name, Why: why, Orphan: true})
+	}
+	alive := map[string]bool{}
+	for _, s := range servers {
+		if l := s.Labels[compute.LabelLease]; !gone[l] {
+			alive[l] = true
+		}
+	}
+	for _, k := range keys {
+		lease := k.Labels[compute.LabelLease]
+		orphan, why := orphaned(k.Labels, now)
+		if alive[lease] || (!orphan && !gone[lease]) {
+			continue
+		}
+		if err := p.deleteKey(ctx, k); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if why == "" {
+			why = "its server was removed"
+		}
+		removed = append(removed, compute.RunnerInfo{ID: lease, Provider: "hcloud", Server: "SSH key " + k.Name, Why: why, Orphan: true})
+	}
+	return removed, errors.Join(errs...)
+}
