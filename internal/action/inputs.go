@@ -28,7 +28,7 @@ func Inputs(table []frontdoor.Setting) []string {
 }
 
 // custom are the inputs the action reads itself (not one value into one field).
-var custom = []string{"secrets", "secret-files", "secret-envs", "hcloud-token"}
+var custom = []string{"secrets", "secret-files", "secret-envs"}
 
 // maskSecrets registers every secret value with the runner's log masking:
 // the secret inputs (line by line, and each KEY=VALUE's value), and the

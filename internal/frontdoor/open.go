@@ -9,11 +9,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/lian-build/action/internal/buildkit"
 	"github.com/lian-build/action/internal/compute"
-	_ "github.com/lian-build/action/internal/compute/local" // registers the local provider
+	_ "github.com/lian-build/action/internal/compute/hcloud" // registers the hcloud provider
+	_ "github.com/lian-build/action/internal/compute/local"  // registers the local provider
 	"github.com/lian-build/action/internal/events"
 	"github.com/lian-build/action/internal/metrics"
 	"github.com/lian-build/action/internal/pipeline"
@@ -38,7 +41,10 @@ func (r *Runtime) Close() {
 }
 
 // providerOptions are the settings each provider option comes from.
-var providerOptions = map[string]string{"state-dir": "state-dir", "buildkitd": "buildkitd", "tier-memory": "local-tier-memory"}
+var providerOptions = map[string]string{
+	"state-dir": "state-dir", "buildkitd": "buildkitd", "tier-memory": "local-tier-memory",
+	"token": "hcloud-token", "endpoint": "hcloud-endpoint", "location": "hcloud-location", "image": "hcloud-image", "arch": "platforms",
+}
 
 // providerName is the provider the settings name (default local).
 func (s Settings) providerName() string {
@@ -58,6 +64,33 @@ func (s Settings) Tiers() (sizing.Table, error) {
 	return f.Tiers(), nil
 }
 
+// providerValues are the values of every provider option the settings give.
+func (s Settings) providerValues() (map[string]string, error) {
+	v := map[string]string{"state-dir": s.Local.StateDir, "buildkitd": s.Local.Buildkitd, "tier-memory": s.Local.TierMemory,
+		"token": s.HCloud.Token, "endpoint": s.HCloud.Endpoint, "location": s.HCloud.Locations, "image": s.HCloud.Image}
+	if v["buildkitd"] == "" {
+		v["buildkitd"] = DefaultBuildkitd()
+	}
+	if s.HCloud.TokenFile != "" {
+		tok, err := ReadSecretFile(s.name("hcloud-token-file"), s.HCloud.TokenFile)
+		if err != nil {
+			return nil, err
+		}
+		v["token"] = tok
+	}
+	if v["token"] == "" {
+		v["token"] = os.Getenv("HCLOUD_TOKEN")
+	}
+	if v["endpoint"] == "" {
+		v["endpoint"] = os.Getenv("HCLOUD_ENDPOINT")
+	}
+	// A build for linux/amd64 only runs on x86 servers; otherwise ARM.
+	if len(s.Platforms) > 0 && !slices.ContainsFunc(s.Platforms, func(p string) bool { return strings.Contains(p, "arm64") }) {
+		v["arch"] = "x86"
+	}
+	return v, nil
+}
+
 // OpenProvider builds the compute provider the settings name through its
 // registered factory; nothing here knows the provider's type.
 func (s Settings) OpenProvider() (compute.Provider, error) {
@@ -65,9 +98,9 @@ func (s Settings) OpenProvider() (compute.Provider, error) {
 	if err != nil {
 		return nil, &buildkit.InputError{Field: s.name("compute-provider"), Value: s.ComputeProvider, Msg: err.Error()}
 	}
-	values := map[string]string{"state-dir": s.Local.StateDir, "buildkitd": s.Local.Buildkitd, "tier-memory": s.Local.TierMemory}
-	if values["buildkitd"] == "" {
-		values["buildkitd"] = DefaultBuildkitd()
+	values, err := s.providerValues()
+	if err != nil {
+		return nil, err
 	}
 	opts := map[string]string{}
 	for _, o := range f.Options() {

@@ -3,6 +3,7 @@ package frontdoor
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/lian-build/action/internal/buildkit"
@@ -11,11 +12,17 @@ import (
 
 func TestBuildThatCannotOpenRunsNothing(t *testing.T) {
 	started := false
-	s := Settings{ComputeProvider: "hcloud"}
+	s := Settings{ComputeProvider: "aws"}
 	res, err := s.Build(context.Background(), pipeline.Request{Workspace: "app"}, BuildOptions{Starting: func() { started = true }})
 	var ie *buildkit.InputError
-	if !errors.As(err, &ie) || ie.Field != "compute-provider" {
-		t.Fatalf("err = %v, want an InputError naming compute-provider", err)
+	if !errors.As(err, &ie) || ie.Field != "compute-provider" || !strings.Contains(ie.Msg, "available: hcloud, local") {
+		t.Fatalf("err = %v, want an InputError naming compute-provider and the providers", err)
+	}
+	// hcloud without a token names the setting that gives one.
+	t.Setenv("HCLOUD_TOKEN", "")
+	_, err = Settings{ComputeProvider: "hcloud"}.Build(context.Background(), pipeline.Request{Workspace: "app"}, BuildOptions{Starting: func() { started = true }})
+	if !errors.As(err, &ie) || ie.Field != "hcloud-token" {
+		t.Fatalf("err = %v, want an InputError naming hcloud-token", err)
 	}
 	if res.BuildID != "" || started {
 		t.Fatalf("something ran: result %+v, Starting called %v", res, started)

@@ -69,8 +69,9 @@ type Settings struct {
 	// Logins are registry credentials for pushes and pulls, by host.
 	Logins map[string]buildkit.Credential
 
-	Local LocalSettings
-	Given map[string]bool
+	Local  LocalSettings
+	HCloud HCloudSettings
+	Given  map[string]bool
 	// Names maps a setting ("build-args") to what the user calls it in this
 	// front door ("--build-arg", the input build-args, settings: build_args),
 	// so that errors name what the user wrote.
@@ -101,6 +102,16 @@ func (s Settings) named(setting string, err error) error {
 		return &cp
 	}
 	return err
+}
+
+// HCloudSettings configure the Hetzner Cloud provider. The token comes from
+// a file, the environment (HCLOUD_TOKEN) or a masked input, never a flag.
+type HCloudSettings struct {
+	Token     string
+	TokenFile string
+	Endpoint  string // HCLOUD_ENDPOINT: another API URL (the fake, a proxy)
+	Locations string // comma-separated, tried in order
+	Image     string // image name, or label:KEY=VALUE for a snapshot
 }
 
 // LocalSettings configure the local compute provider.
