@@ -1,0 +1,135 @@
+package hcloud_test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lian-build/action/internal/buildkit"
+	"github.com/lian-build/action/internal/compute/hcloud"
+	"github.com/lian-build/action/internal/compute/local"
+	"github.com/lian-build/action/internal/pipeline"
+	"github.com/lian-build/action/internal/testenv"
+	"github.com/lian-build/action/internal/testenv/fakehcloud"
+	"github.com/lian-build/action/internal/testenv/runnerhost"
+)
+
+const token = "hc-T0KEN-e2e-5c0d"
+
+type world struct {
+	fake  *fakehcloud.Fake
+	local *local.Provider
+	pl    *pipeline.Pipeline
+	base  buildkit.NamedContext
+}
+
+// newWorld is the fake Hetzner API whose servers are runner hosts (netns,
+// sshd, buildkitd in a cgroup of tierMemory), and a pipeline on the hcloud
+// provider pointed at it.
+func newWorld(t *testing.T, tierMemory map[string]int64) *world {
+	testenv.Require(t)
+	testenv.StartSSHD(t) // fails under LIAN_E2E=1 when sshd is missing
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Fatal("iproute2 is needed for runner hosts")
+	}
+	w := &world{local: testenv.NewProvider(t, tierMemory)}
+	w.fake = fakehcloud.New(token, &runnerhost.Hosts{Provider: w.local, Dir: t.TempDir()})
+	t.Cleanup(w.fake.Close)
+	p, err := hcloud.New(hcloud.Settings{Token: token, Endpoint: w.fake.Endpoint(), PollEvery: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.pl, err = pipeline.New(pipeline.Config{Provider: p, SpawnTimeout: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	w.base, _ = buildkit.ParseNamedContext("base=oci-layout://" + testenv.BaseLayout(t))
+	return w
+}
+
+func (w *world) build(t *testing.T, dockerfile string) (pipeline.Result, error, string) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(dockerfile), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var progress strings.Builder
+	res, err := w.pl.Run(context.Background(), pipeline.Request{Workspace: "e2e", Build: buildkit.Options{
+		ContextDir: dir, NamedContexts: []buildkit.NamedContext{w.base}, Progress: "plain", ProgressOut: &progress}})
+	return res, err, progress.String()
+}
+
+// assertNothingLeft: no server, key, namespace or runner.
+func (w *world) assertNothingLeft(t *testing.T) {
+	t.Helper()
+	if s, k := w.fake.Counts(); s != 0 || k != 0 {
+		t.Errorf("left %d servers and %d keys", s, k)
+	}
+	out, _ := exec.Command("ip", "netns", "list").CombinedOutput()
+	if strings.Contains(string(out), "lianrh-") {
+		t.Errorf("network namespaces left: %s", out)
+	}
+	if infos, err := w.local.List(context.Background()); err != nil || len(infos) != 0 {
+		t.Errorf("runner hosts' buildkitds left: %v %v", infos, err)
+	}
+}
+
+// A real build through the fake Hetzner API: a server of the resolved tier's
+// type in a network namespace of its own, its own key, the build over SSH,
+// and afterwards no server, key, namespace or runner left.
+func TestBuildThroughFakeHetzner(t *testing.T) {
+	w := newWorld(t, nil)
+	res, err, progress := w.build(t, "FROM base\nRUN echo on a remote runner > /where\nCOPY Dockerfile /\n")
+	if err != nil {
+		t.Fatalf("build: %v\n%s", err, progress)
+	}
+	ri := res.Attempts[0].Runner
+	if ri == nil || ri.Provider != "hcloud" || ri.Type != "cax11" || ri.Location != "fsn1" || !strings.Contains(ri.Server, res.Attempts[0].RunnerID) {
+		t.Fatalf("runner info %+v", ri)
+	}
+	t.Logf("spawn %d ms (create %d, boot %d, ready %d)", res.Attempts[0].SpawnMS, ri.Spawn.CreateMS, ri.Spawn.BootMS, ri.Spawn.ReadyMS)
+	var calls []string
+	for _, r := range w.fake.Requests() {
+		calls = append(calls, r.Method+" "+r.Path)
+		if strings.Contains(r.Body+r.Query, token) {
+			t.Errorf("the token is in %s %s", r.Method, r.Path)
+		}
+	}
+	t.Logf("%d API requests: %s", len(calls), strings.Join(calls, ", "))
+	joined := strings.Join(calls, "\n")
+	for _, want := range []string{"POST /ssh_keys", "POST /servers", "DELETE /servers/", "DELETE /ssh_keys/"} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("no %s among the requests", want)
+		}
+	}
+	w.assertNothingLeft(t)
+}
+
+// OOM on the remote host: the retry runs on the next tier, on a new server
+// of the next type; afterwards both servers are gone.
+func TestRemoteOOMRetriesOnANewServer(t *testing.T) {
+	const mib = 1 << 20
+	w := newWorld(t, map[string]int64{"cax11": 160 * mib, "cax21": 1024 * mib})
+	res, err, progress := w.build(t, "FROM base\nRUN dd if=/dev/zero of=/dev/null bs=400M count=1 && echo allocated\n")
+	if err != nil {
+		t.Fatalf("build: %v\n%s", err, progress)
+	}
+	if len(res.Attempts) != 2 || !res.Attempts[0].OOM || res.Attempts[1].Outcome != pipeline.OutcomeSuccess || res.OOMRetries != 1 {
+		t.Fatalf("attempts %+v", res.Attempts)
+	}
+	if res.Attempts[0].Runner.Type != "cax11" || res.Attempts[1].Runner.Type != "cax21" || res.Attempts[0].Runner.Server == res.Attempts[1].Runner.Server {
+		t.Fatalf("servers %+v / %+v", res.Attempts[0].Runner, res.Attempts[1].Runner)
+	}
+	creates := 0
+	for _, r := range w.fake.Requests() {
+		if r.Method == "POST" && r.Path == "/servers" {
+			creates++
+		}
+	}
+	if creates != 2 {
+		t.Fatalf("%d servers created, want 2", creates)
+	}
+	w.assertNothingLeft(t)
+}

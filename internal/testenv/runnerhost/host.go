@@ -1,0 +1,174 @@
+// Package runnerhost is the machine behind a fake Hetzner server: its own
+// network namespace with its own address on a veth pair, its own mount
+// namespace, a real sshd that accepts only the lease's key, and a buildkitd
+// with runc in a cgroup holding the server type's memory (a local runner
+// whose socket the mount namespace shows at /run/buildkit). Stopping it
+// removes all of that.
+package runnerhost
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/lian-build/action/internal/compute"
+	"github.com/lian-build/action/internal/compute/local"
+	"github.com/lian-build/action/internal/sizing"
+	"github.com/lian-build/action/internal/testenv/fakehcloud"
+)
+
+// Hosts starts runner hosts for the fake API.
+type Hosts struct {
+	Provider *local.Provider // runs each host's buildkitd and cgroup
+	Dir      string          // per-host files (sshd config, keys)
+
+	mu    sync.Mutex
+	hosts map[int64]*host
+}
+
+type host struct {
+	ns     string
+	sshd   *exec.Cmd
+	runner compute.Runner
+	dir    string
+}
+
+var _ fakehcloud.Hosts = (*Hosts)(nil)
+
+// Start makes the host for a server and returns its address.
+func (h *Hosts) Start(ctx context.Context, spec fakehcloud.HostSpec) (string, error) {
+	n := spec.ServerID % 250
+	hs := &host{ns: fmt.Sprintf("lianrh-%d", spec.ServerID), dir: filepath.Join(h.Dir, fmt.Sprint(spec.ServerID))}
+	fail := func(err error) (string, error) {
+		return "", errors.Join(err, hs.stop(context.WithoutCancel(ctx)))
+	}
+	tier, err := sizing.HCloud.Lookup(spec.ServerType)
+	if err != nil {
+		tier = sizing.HCloud[0]
+	}
+	r, err := h.Provider.Spawn(ctx, tier, compute.Lease{ID: fmt.Sprintf("rh-%d", spec.ServerID), TTL: time.Hour})
+	if err != nil {
+		return fail(err)
+	}
+	hs.runner = r
+	hostIP, nsIP := fmt.Sprintf("10.77.%d.1", n), fmt.Sprintf("10.77.%d.2", n)
+	veth := fmt.Sprintf("lrh%d", spec.ServerID%100000)
+	for _, args := range [][]string{
+		{"netns", "add", hs.ns},
+		{"link", "add", veth + "a", "type", "veth", "peer", "name", veth + "b"},
+		{"link", "set", veth + "b", "netns", hs.ns},
+		{"addr", "add", hostIP + "/30", "dev", veth + "a"},
+		{"link", "set", veth + "a", "up"},
+		{"-n", hs.ns, "addr", "add", nsIP + "/30", "dev", veth + "b"},
+		{"-n", hs.ns, "link", "set", veth + "b", "up"},
+		{"-n", hs.ns, "link", "set", "lo", "up"},
+	} {
+		if out, err := exec.CommandContext(ctx, "ip", args...).CombinedOutput(); err != nil {
+			return fail(fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, out))
+		}
+	}
+	socketDir := filepath.Dir(strings.TrimPrefix(r.Info().Address, "unix://"))
+	if err := hs.startSSHD(nsIP, socketDir, spec.SSHKeys); err != nil {
+		return fail(err)
+	}
+	h.mu.Lock()
+	if h.hosts == nil {
+		h.hosts = map[int64]*host{}
+	}
+	h.hosts[spec.ServerID] = hs
+	h.mu.Unlock()
+	return nsIP, nil
+}
+
+// startSSHD runs sshd in the host's network namespace and in a mount
+// namespace of its own, where the runner's socket directory is /run/buildkit.
+func (hs *host) startSSHD(ip, socketDir string, keys []string) error {
+	if err := os.MkdirAll(hs.dir, 0o700); err != nil {
+		return err
+	}
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return err
+	}
+	block, err := ssh.MarshalPrivateKey(priv, "")
+	if err != nil {
+		return err
+	}
+	files := map[string]string{
+		"host_key":        string(pem.EncodeToMemory(block)),
+		"authorized_keys": strings.Join(keys, "\n") + "\n",
+		"sshd_config": fmt.Sprintf("Port 22\nListenAddress %s\nHostKey %[2]s/host_key\nAuthorizedKeysFile %[2]s/authorized_keys\nPidFile %[2]s/sshd.pid\n"+
+			"PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nPermitRootLogin prohibit-password\n"+
+			"AllowStreamLocalForwarding yes\nAllowTcpForwarding local\nX11Forwarding no\nLogLevel ERROR\n", ip, hs.dir),
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(hs.dir, name), []byte(content), 0o600); err != nil {
+			return err
+		}
+	}
+	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
+		return err
+	}
+	script := fmt.Sprintf("mkdir -p /run/buildkit && mount --bind %q /run/buildkit && exec /usr/sbin/sshd -D -e -f %q", socketDir, filepath.Join(hs.dir, "sshd_config"))
+	cmd := exec.Command("ip", "netns", "exec", hs.ns, "unshare", "--mount", "--propagation", "private", "sh", "-c", script)
+	logf, err := os.Create(filepath.Join(hs.dir, "sshd.log"))
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	hs.sshd = cmd
+	return nil
+}
+
+// Stop removes a server's host.
+func (h *Hosts) Stop(ctx context.Context, serverID int64) error {
+	h.mu.Lock()
+	hs := h.hosts[serverID]
+	delete(h.hosts, serverID)
+	h.mu.Unlock()
+	if hs == nil {
+		return nil
+	}
+	return hs.stop(ctx)
+}
+
+// Kill kills a server's sshd (a connection cut from the runner's side).
+func (h *Hosts) Kill(serverID int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if hs := h.hosts[serverID]; hs != nil {
+		_ = exec.Command("sh", "-c", "ip netns pids "+hs.ns+" | xargs -r kill -9").Run()
+	}
+}
+
+func (hs *host) stop(ctx context.Context) error {
+	var errs []error
+	// Every process in the namespace: sshd and its sessions.
+	_ = exec.Command("sh", "-c", "ip netns pids "+hs.ns+" 2>/dev/null | xargs -r kill -9").Run()
+	if hs.sshd != nil {
+		_ = hs.sshd.Wait()
+	}
+	if hs.runner != nil {
+		errs = append(errs, hs.runner.Destroy(ctx))
+	}
+	if out, err := exec.Command("ip", "netns", "del", hs.ns).CombinedOutput(); err != nil && !strings.Contains(string(out), "No such file") {
+		errs = append(errs, fmt.Errorf("ip netns del %s: %v: %s", hs.ns, err, out))
+	}
+	errs = append(errs, os.RemoveAll(hs.dir))
+	return errors.Join(errs...)
+}
