@@ -96,6 +96,9 @@ type Runner interface {
 	Client(ctx context.Context) (*client.Client, error)
 	// Stats reads the runner's resource counters.
 	Stats(ctx context.Context) (Stats, error)
+	// Health says whether the runner is still there and reachable: nil, or
+	// what is wrong (its daemon died, the connection to it was lost).
+	Health(ctx context.Context) error
 	// Destroy stops the runner and removes everything it owned. It is safe to call twice.
 	Destroy(ctx context.Context) error
 }

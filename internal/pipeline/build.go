@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -90,6 +91,12 @@ func (p *Pipeline) build(ctx context.Context, r compute.Runner, opts buildkit.Op
 	}
 	if after, err2 := r.Stats(context.WithoutCancel(ctx)); err2 == nil && statsErr == nil && after.OOMKills > before.OOMKills {
 		sig.OOMKillDelta = after.OOMKills - before.OOMKills
+	}
+	// A runner that died or can no longer be reached says so: the gRPC
+	// error alone ("error reading from server: EOF") does not.
+	if herr := r.Health(context.WithoutCancel(ctx)); herr != nil && ctx.Err() == nil {
+		out.err = fmt.Errorf("%w (the runner is gone: %v)", out.err, herr)
+		err = out.err
 	}
 	// A cancelled build is never an OOM, whatever the killed processes say.
 	out.oom = ctx.Err() == nil && buildkit.IsOOM(sig)

@@ -21,6 +21,7 @@ import (
 const token = "hc-T0KEN-e2e-5c0d"
 
 type world struct {
+	hosts *runnerhost.Hosts
 	fake  *fakehcloud.Fake
 	local *local.Provider
 	pl    *pipeline.Pipeline
@@ -30,20 +31,25 @@ type world struct {
 // newWorld is the fake Hetzner API whose servers are runner hosts (netns,
 // sshd, buildkitd in a cgroup of tierMemory), and a pipeline on the hcloud
 // provider pointed at it.
-func newWorld(t *testing.T, tierMemory map[string]int64) *world {
+func newWorld(t *testing.T, tierMemory map[string]int64, spawnTimeout ...time.Duration) *world {
 	testenv.Require(t)
 	testenv.StartSSHD(t) // fails under LIAN_E2E=1 when sshd is missing
 	if _, err := exec.LookPath("ip"); err != nil {
 		t.Fatal("iproute2 is needed for runner hosts")
 	}
 	w := &world{local: testenv.NewProvider(t, tierMemory)}
-	w.fake = fakehcloud.New(token, &runnerhost.Hosts{Provider: w.local, Dir: t.TempDir()})
+	w.hosts = &runnerhost.Hosts{Provider: w.local, Dir: t.TempDir()}
+	w.fake = fakehcloud.New(token, w.hosts)
 	t.Cleanup(w.fake.Close)
 	p, err := hcloud.New(hcloud.Settings{Token: token, Endpoint: w.fake.Endpoint(), PollEvery: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if w.pl, err = pipeline.New(pipeline.Config{Provider: p, SpawnTimeout: time.Minute}); err != nil {
+	st := time.Minute
+	if len(spawnTimeout) > 0 {
+		st = spawnTimeout[0]
+	}
+	if w.pl, err = pipeline.New(pipeline.Config{Provider: p, SpawnTimeout: st}); err != nil {
 		t.Fatal(err)
 	}
 	w.base, _ = buildkit.ParseNamedContext("base=oci-layout://" + testenv.BaseLayout(t))
@@ -130,6 +136,46 @@ func TestRemoteOOMRetriesOnANewServer(t *testing.T) {
 	}
 	if creates != 2 {
 		t.Fatalf("%d servers created, want 2", creates)
+	}
+	w.assertNothingLeft(t)
+}
+
+// The SSH connection cut mid-build: the build fails saying so, and the
+// server, key and host are still removed.
+func TestConnectionCutMidBuild(t *testing.T) {
+	w := newWorld(t, nil)
+	go func() {
+		for i := 0; i < 200; i++ {
+			time.Sleep(100 * time.Millisecond)
+			if ids := w.hosts.IDs(); len(ids) > 0 {
+				time.Sleep(1500 * time.Millisecond) // the RUN step is running
+				w.hosts.Kill(ids[0])
+				return
+			}
+		}
+	}()
+	res, err, progress := w.build(t, "FROM base\nRUN sleep 30\n")
+	if err == nil {
+		t.Fatalf("the build survived a cut connection:\n%s", progress)
+	}
+	if res.Attempts[0].OOM {
+		t.Fatalf("a cut connection was taken for an OOM: %v", err)
+	}
+	if !strings.Contains(err.Error(), "the runner is gone: ssh ") {
+		t.Fatalf("the error does not say the runner is gone: %v", err)
+	}
+	t.Logf("error after the cut: %v", err)
+	w.assertNothingLeft(t)
+}
+
+// A server whose sshd refuses the lease's key never becomes ready: the
+// spawn times out naming the refusal, and everything is removed.
+func TestServerRefusingTheKey(t *testing.T) {
+	w := newWorld(t, nil, 3*time.Second)
+	w.hosts.RefuseKeys = true
+	_, err, _ := w.build(t, "FROM base\nRUN true\n")
+	if err == nil || !strings.Contains(err.Error(), "never answered on SSH") || !strings.Contains(err.Error(), "unable to authenticate") {
+		t.Fatalf("err = %v", err)
 	}
 	w.assertNothingLeft(t)
 }

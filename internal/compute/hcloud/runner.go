@@ -48,6 +48,17 @@ func (r *runner) Info() compute.RunnerInfo {
 	return i
 }
 
+// Health is the SSH connection's: lost, or a command that cannot run.
+func (r *runner) Health(ctx context.Context) error {
+	if err := r.conn.Err(); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, err := r.conn.Run(ctx, "true")
+	return err
+}
+
 func (r *runner) Client(ctx context.Context) (*client.Client, error) {
 	return r.conn.BuildKit(ctx, r.p.s.Socket)
 }

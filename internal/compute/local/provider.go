@@ -252,6 +252,15 @@ func (r *runner) Info() compute.RunnerInfo {
 	}
 }
 
+func (r *runner) Health(context.Context) error {
+	select {
+	case <-r.exited:
+		return fmt.Errorf("buildkitd (pid %d) exited: %v", r.pid, r.waitErr)
+	default:
+		return nil
+	}
+}
+
 func (r *runner) Client(ctx context.Context) (*client.Client, error) {
 	return client.New(ctx, "unix://"+r.socket)
 }

@@ -32,6 +32,8 @@ import (
 type Hosts struct {
 	Provider *local.Provider // runs each host's buildkitd and cgroup
 	Dir      string          // per-host files (sshd config, keys)
+	// RefuseKeys makes sshd accept no key (a server that refuses the lease's key).
+	RefuseKeys bool
 
 	mu    sync.Mutex
 	hosts map[int64]*host
@@ -79,7 +81,11 @@ func (h *Hosts) Start(ctx context.Context, spec fakehcloud.HostSpec) (string, er
 		}
 	}
 	socketDir := filepath.Dir(strings.TrimPrefix(r.Info().Address, "unix://"))
-	if err := hs.startSSHD(nsIP, socketDir, spec.SSHKeys); err != nil {
+	keys := spec.SSHKeys
+	if h.RefuseKeys {
+		keys = nil
+	}
+	if err := hs.startSSHD(nsIP, socketDir, keys); err != nil {
 		return fail(err)
 	}
 	h.mu.Lock()
@@ -147,7 +153,18 @@ func (h *Hosts) Stop(ctx context.Context, serverID int64) error {
 	return hs.stop(ctx)
 }
 
-// Kill kills a server's sshd (a connection cut from the runner's side).
+// IDs are the servers whose hosts run.
+func (h *Hosts) IDs() []int64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []int64
+	for id := range h.hosts {
+		out = append(out, id)
+	}
+	return out
+}
+
+// Kill kills a server's sshd and its sessions (a connection cut from the runner's side).
 func (h *Hosts) Kill(serverID int64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
