@@ -7,7 +7,7 @@ export PATH := $(BIN):$(PATH)
 # Debian packages the local runner, its tests and the demo need.
 APT_PACKAGES := runc busybox-static docker-registry openssh-server iproute2
 
-.PHONY: all build deps tools demo test bench vet fmt-check clean
+.PHONY: all build deps tools demo test bench vet fmt-check clean fake-hcloud
 
 all: build
 
@@ -50,3 +50,8 @@ bench: tools build
 
 clean:
 	rm -rf $(BIN) .lian
+
+## fake-hcloud: the fake Hetzner Cloud API with real runner hosts, in the foreground (root): make fake-hcloud LISTEN=127.0.0.1:8088
+LISTEN ?= 127.0.0.1:8088
+fake-hcloud: tools
+	$(GO) run ./cmd/fake-hcloud --listen $(LISTEN) --buildkitd $(BIN)/buildkitd

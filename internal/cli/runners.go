@@ -54,7 +54,7 @@ func runRunners(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	case "gc":
 		removed, err := prov.GC(ctx)
 		for _, r := range removed {
-			fmt.Fprintf(stdout, "removed runner %s (%s)\n", r.ID, r.Why)
+			fmt.Fprintf(stdout, "removed runner %s: %s (%s)\n", r.ID, r.Server, r.Why)
 		}
 		if err == nil && len(removed) == 0 {
 			fmt.Fprintln(stdout, "no orphaned runners")

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -102,12 +103,29 @@ var Images = []schema.Image{
 
 func ptr[T any](v T) *T { return &v }
 
-// New starts the fake; hosts may be nil (servers get unroutable TEST-NET addresses).
+// New starts the fake on a loopback port; hosts may be nil (servers get
+// unroutable TEST-NET addresses).
 func New(token string, hosts Hosts) *Fake {
-	f := &Fake{Token: token, hosts: hosts, nextID: 1000, servers: map[int64]*schema.Server{}, keys: map[int64]*schema.SSHKey{}, actions: map[int64]*schema.Action{}}
-	f.Server = httptest.NewServer(http.StripPrefix("/v1", http.HandlerFunc(f.serve)))
+	f := newFake(token, hosts)
+	f.Server = httptest.NewServer(f.handler())
 	return f
 }
+
+// NewOn starts the fake on a given listener (the standalone fake).
+func NewOn(ln net.Listener, token string, hosts Hosts) *Fake {
+	f := newFake(token, hosts)
+	f.Server = httptest.NewUnstartedServer(f.handler())
+	f.Server.Listener.Close()
+	f.Server.Listener = ln
+	f.Server.Start()
+	return f
+}
+
+func newFake(token string, hosts Hosts) *Fake {
+	return &Fake{Token: token, hosts: hosts, nextID: 1000, servers: map[int64]*schema.Server{}, keys: map[int64]*schema.SSHKey{}, actions: map[int64]*schema.Action{}}
+}
+
+func (f *Fake) handler() http.Handler { return http.StripPrefix("/v1", http.HandlerFunc(f.serve)) }
 
 // Endpoint is the API URL, as HCLOUD_ENDPOINT takes it.
 func (f *Fake) Endpoint() string { return f.Server.URL + "/v1" }
