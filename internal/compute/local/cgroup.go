@@ -81,7 +81,7 @@ func (c cgroup) create(memBytes int64, cpus int) error {
 			_ = os.WriteFile(filepath.Join(parent, "cgroup.subtree_control"), []byte("+memory +cpu +pids"), 0o644)
 			parent = filepath.Join(parent, part)
 			if err := os.MkdirAll(parent, 0o755); err != nil {
-				return fmt.Errorf("cgroup %s: %w", parent, err)
+				return cgroupErr(parent, err)
 			}
 		}
 		if err := write(c.path("", "memory.max"), strconv.FormatInt(memBytes, 10)); err != nil {
@@ -92,7 +92,7 @@ func (c cgroup) create(memBytes int64, cpus int) error {
 	}
 	for _, d := range c.dirs() {
 		if err := os.MkdirAll(d, 0o755); err != nil {
-			return fmt.Errorf("cgroup %s: %w", d, err)
+			return cgroupErr(d, err)
 		}
 	}
 	if err := write(c.path("memory", "memory.limit_in_bytes"), strconv.FormatInt(memBytes, 10)); err != nil {
@@ -245,4 +245,13 @@ func rmdirRetry(p string) error {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return fmt.Errorf("cgroup: remove %s: %w", p, err)
+}
+
+// cgroupErr says what to do when the cgroup tree is not writable (an
+// unprivileged container, such as a GitHub-hosted container action).
+func cgroupErr(path string, err error) error {
+	if errors.Is(err, syscall.EROFS) || errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EPERM) {
+		return fmt.Errorf("cgroup %s: %w: the local provider needs root with a writable cgroup tree (a privileged container or a self-hosted machine); elsewhere, as on GitHub-hosted runners, use compute-provider: hcloud", path, err)
+	}
+	return fmt.Errorf("cgroup %s: %w", path, err)
 }

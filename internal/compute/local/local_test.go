@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -117,5 +118,15 @@ func TestInvalidLeaseID(t *testing.T) {
 		if _, err := p.Spawn(context.Background(), sizing.HCloud[0], compute.Lease{ID: id}); err == nil || !strings.Contains(err.Error(), "invalid lease id") {
 			t.Errorf("lease %q: err = %v", id, err)
 		}
+	}
+}
+
+func TestCgroupErrorSaysWhatToDo(t *testing.T) {
+	err := cgroupErr("/sys/fs/cgroup/memory/lian-build", &os.PathError{Op: "mkdir", Path: "/sys/fs/cgroup/memory/lian-build", Err: syscall.EROFS})
+	if !strings.Contains(err.Error(), "read-only file system") || !strings.Contains(err.Error(), "compute-provider: hcloud") {
+		t.Fatalf("err = %v", err)
+	}
+	if err := cgroupErr("/x", os.ErrNotExist); strings.Contains(err.Error(), "hcloud") {
+		t.Fatalf("advice on an unrelated error: %v", err)
 	}
 }
