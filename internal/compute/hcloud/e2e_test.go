@@ -2,6 +2,7 @@ package hcloud_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -145,10 +146,17 @@ func TestRemoteOOMRetriesOnANewServer(t *testing.T) {
 func TestConnectionCutMidBuild(t *testing.T) {
 	w := newWorld(t, nil)
 	go func() {
-		for i := 0; i < 200; i++ {
+		for i := 0; i < 600; i++ {
 			time.Sleep(100 * time.Millisecond)
-			if ids := w.hosts.IDs(); len(ids) > 0 {
-				time.Sleep(1500 * time.Millisecond) // the RUN step is running
+			ids := w.hosts.IDs()
+			if len(ids) == 0 {
+				continue
+			}
+			// The lease's SSH connection is up once sshd has forked its
+			// child for it; then let the RUN step start, and cut.
+			pids, _ := exec.Command("ip", "netns", "pids", fmt.Sprintf("lianrh-%d", ids[0])).Output()
+			if len(strings.Fields(string(pids))) >= 2 {
+				time.Sleep(1500 * time.Millisecond)
 				w.hosts.Kill(ids[0])
 				return
 			}
@@ -171,10 +179,10 @@ func TestConnectionCutMidBuild(t *testing.T) {
 // A server whose sshd refuses the lease's key never becomes ready: the
 // spawn times out naming the refusal, and everything is removed.
 func TestServerRefusingTheKey(t *testing.T) {
-	w := newWorld(t, nil, 3*time.Second)
+	w := newWorld(t, nil, 6*time.Second)
 	w.hosts.RefuseKeys = true
 	_, err, _ := w.build(t, "FROM base\nRUN true\n")
-	if err == nil || !strings.Contains(err.Error(), "never answered on SSH") || !strings.Contains(err.Error(), "unable to authenticate") {
+	if err == nil || !strings.Contains(err.Error(), "never answered on SSH") || !strings.Contains(err.Error(), "sshd refused the lease's key") {
 		t.Fatalf("err = %v", err)
 	}
 	w.assertNothingLeft(t)

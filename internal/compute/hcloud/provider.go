@@ -173,7 +173,7 @@ func errOr(err error, msg string) string {
 // lease (docs/adr/0005-ssh-host-key-policy.md).
 func (r *runner) connect(ctx context.Context, signer ssh.Signer) error {
 	addr := net.JoinHostPort(r.server.PublicNet.IPv4.IP.String(), "22")
-	var last error
+	var last, refused error
 	for {
 		conn, err := sshx.Dial(ctx, sshx.Config{Addr: addr, Signer: signer, HostKey: r.hostKey, TrustFirst: r.hostKey == nil, Timeout: 10 * time.Second})
 		if err == nil {
@@ -185,8 +185,14 @@ func (r *runner) connect(ctx context.Context, signer ssh.Signer) error {
 			return err
 		}
 		last = err
+		if strings.Contains(err.Error(), "unable to authenticate") {
+			refused = err // the most telling failure, whatever the last dial says
+		}
 		select {
 		case <-ctx.Done():
+			if refused != nil {
+				last = fmt.Errorf("sshd refused the lease's key: %w", refused)
+			}
 			return fmt.Errorf("hcloud: server %s never answered on SSH (%v): %w", r.server.Name, last, ctx.Err())
 		case <-time.After(r.p.s.PollEvery):
 		}
