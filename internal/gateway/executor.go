@@ -67,6 +67,9 @@ func (e PipelineExecutor) Execute(ctx context.Context, job Job, progress io.Writ
 		// Name the file as it is in the repository, not in the checkout.
 		return fail(errors.New(strings.ReplaceAll(err.Error(), dir+string(filepath.Separator), "")))
 	}
+	if err := honoured(e.Base, s); err != nil {
+		return fail(err)
+	}
 	if s.Workspace == "" {
 		s.Workspace = frontdoor.DefaultWorkspace(job.Repo)
 	}
@@ -80,4 +83,18 @@ func (e PipelineExecutor) Execute(ctx context.Context, job Job, progress io.Writ
 	req.BuildID = job.BuildID
 	req.Build.ProgressOut = progress
 	return e.Pipeline.Run(ctx, req)
+}
+
+// honoured refuses directives that ask for what this gateway does not do:
+// its builds run on the provider it was started with, whatever a
+// repository's file says — said, not silently ignored.
+func honoured(base, job frontdoor.Settings) error {
+	want, have := job.ComputeProvider, base.ComputeProvider
+	if have == "" {
+		have = "local"
+	}
+	if want != "" && want != have {
+		return fmt.Errorf("%s: compute_provider %q: this gateway runs builds on %q; ask its operator, or remove compute_provider", filepath.Base(job.Directives), want, have)
+	}
+	return nil
 }

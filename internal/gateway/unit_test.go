@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lian-build/action/internal/frontdoor"
 	"github.com/lian-build/action/internal/sizing"
 	"github.com/lian-build/action/internal/testenv"
 )
@@ -209,5 +210,19 @@ func TestConfigRefusesToStartWithoutASecret(t *testing.T) {
 		return map[string]string{"LIAN_GATEWAY_WEBHOOK_SECRET_FILE": empty}[k]
 	}); err == nil || !strings.Contains(err.Error(), "--github-api-url") {
 		t.Fatalf("bad URL: %v", err)
+	}
+}
+
+func TestDirectivesTheGatewayCannotHonourAreRefused(t *testing.T) {
+	base := frontdoor.Settings{}
+	if err := honoured(base, frontdoor.Settings{ComputeProvider: "local"}); err != nil {
+		t.Fatal(err)
+	}
+	err := honoured(base, frontdoor.Settings{ComputeProvider: "hcloud", Directives: "/tmp/src/lian.ncl"})
+	if err == nil || !strings.Contains(err.Error(), `lian.ncl: compute_provider "hcloud": this gateway runs builds on "local"`) {
+		t.Fatalf("err = %v", err)
+	}
+	if err := honoured(frontdoor.Settings{ComputeProvider: "hcloud"}, frontdoor.Settings{ComputeProvider: "hcloud"}); err != nil {
+		t.Fatal(err)
 	}
 }
