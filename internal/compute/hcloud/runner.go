@@ -48,6 +48,9 @@ func (r *runner) Info() compute.RunnerInfo {
 	return i
 }
 
+// statsTimeout bounds one counters reading over SSH.
+const statsTimeout = 3 * time.Second
+
 // Health is the SSH connection's: lost, or a command that cannot run.
 func (r *runner) Health(ctx context.Context) error {
 	if err := r.conn.Err(); err != nil {
@@ -65,6 +68,9 @@ func (r *runner) Client(ctx context.Context) (*client.Client, error) {
 
 // Stats reads the server's build cgroup (cgroup v2) in one SSH round trip.
 func (r *runner) Stats(ctx context.Context) (compute.Stats, error) {
+	// A reading never holds up the build: bounded, like every remote call.
+	ctx, cancel := context.WithTimeout(ctx, statsTimeout)
+	defer cancel()
 	out, err := r.conn.Run(ctx, statsCommand)
 	if err != nil {
 		return compute.Stats{}, err

@@ -116,7 +116,7 @@ func (hs *host) startSSHD(ip, socketDir string, keys []string) error {
 		"authorized_keys": strings.Join(keys, "\n") + "\n",
 		"sshd_config": fmt.Sprintf("Port 22\nListenAddress %s\nHostKey %[2]s/host_key\nAuthorizedKeysFile %[2]s/authorized_keys\nPidFile %[2]s/sshd.pid\n"+
 			"PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nPermitRootLogin prohibit-password\n"+
-			"AllowStreamLocalForwarding yes\nAllowTcpForwarding local\nX11Forwarding no\nLogLevel ERROR\n", ip, hs.dir),
+			"AllowStreamLocalForwarding yes\nAllowTcpForwarding local\nX11Forwarding no\nUseDNS no\nPrintLastLog no\nPrintMotd no\nLogLevel ERROR\n", ip, hs.dir),
 	}
 	for name, content := range files {
 		if err := os.WriteFile(filepath.Join(hs.dir, name), []byte(content), 0o600); err != nil {
