@@ -51,7 +51,7 @@ func startSlowBuild(t *testing.T, f *fakehcloud.Fake, hosts *runnerhost.Hosts, e
 		if len(ids) == 0 {
 			return false
 		}
-		pids, _ := exec.Command("ip", "netns", "pids", fmt.Sprintf("lianrh-%d", ids[0])).Output()
+		pids, _ := exec.Command("ip", "netns", "pids", fmt.Sprintf("%s%d", runnerhost.Prefix(), ids[0])).Output()
 		return len(strings.Fields(string(pids))) >= 2
 	})
 	time.Sleep(1500 * time.Millisecond)
@@ -63,7 +63,7 @@ func assertHcloudClean(t *testing.T, f *fakehcloud.Fake, outputs ...string) {
 	if s, k := f.Counts(); s != 0 || k != 0 {
 		t.Errorf("left %d servers and %d SSH keys", s, k)
 	}
-	if out, _ := exec.Command("ip", "netns", "list").Output(); strings.Contains(string(out), "lianrh-") {
+	if out, _ := exec.Command("ip", "netns", "list").Output(); strings.Contains(string(out), runnerhost.Prefix()) {
 		t.Errorf("runner hosts left: %s", out)
 	}
 	var bodies []string

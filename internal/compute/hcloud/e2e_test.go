@@ -75,7 +75,7 @@ func (w *world) assertNothingLeft(t *testing.T) {
 		t.Errorf("left %d servers and %d keys", s, k)
 	}
 	out, _ := exec.Command("ip", "netns", "list").CombinedOutput()
-	if strings.Contains(string(out), "lianrh-") {
+	if strings.Contains(string(out), runnerhost.Prefix()) {
 		t.Errorf("network namespaces left: %s", out)
 	}
 	if infos, err := w.local.List(context.Background()); err != nil || len(infos) != 0 {
@@ -154,7 +154,7 @@ func TestConnectionCutMidBuild(t *testing.T) {
 			}
 			// The lease's SSH connection is up once sshd has forked its
 			// child for it; then let the RUN step start, and cut.
-			pids, _ := exec.Command("ip", "netns", "pids", fmt.Sprintf("lianrh-%d", ids[0])).Output()
+			pids, _ := exec.Command("ip", "netns", "pids", fmt.Sprintf("%s%d", runnerhost.Prefix(), ids[0])).Output()
 			if len(strings.Fields(string(pids))) >= 2 {
 				time.Sleep(1500 * time.Millisecond)
 				w.hosts.Kill(ids[0])

@@ -48,10 +48,17 @@ type host struct {
 
 var _ fakehcloud.Hosts = (*Hosts)(nil)
 
+// tag tells this process's hosts from another's (test packages run in
+// parallel, each with a fake whose server ids start at the same number).
+var tag = os.Getpid() & 0xffff
+
+// Prefix is the name every network namespace of this process's hosts starts with.
+func Prefix() string { return fmt.Sprintf("lianrh-%04x-", tag) }
+
 // Start makes the host for a server and returns its address.
 func (h *Hosts) Start(ctx context.Context, spec fakehcloud.HostSpec) (string, error) {
 	n := spec.ServerID % 250
-	hs := &host{ns: fmt.Sprintf("lianrh-%d", spec.ServerID), dir: filepath.Join(h.Dir, fmt.Sprint(spec.ServerID))}
+	hs := &host{ns: fmt.Sprintf("%s%d", Prefix(), spec.ServerID), dir: filepath.Join(h.Dir, fmt.Sprint(spec.ServerID))}
 	fail := func(err error) (string, error) {
 		return "", errors.Join(err, hs.stop(context.WithoutCancel(ctx)))
 	}
@@ -64,8 +71,10 @@ func (h *Hosts) Start(ctx context.Context, spec fakehcloud.HostSpec) (string, er
 		return fail(err)
 	}
 	hs.runner = r
-	hostIP, nsIP := fmt.Sprintf("10.77.%d.1", n), fmt.Sprintf("10.77.%d.2", n)
-	veth := fmt.Sprintf("lrh%d", spec.ServerID%100000)
+	// 10.(64+pid%128).(id%250).0/30: one subnet per host and process.
+	net2 := 64 + tag%128
+	hostIP, nsIP := fmt.Sprintf("10.%d.%d.1", net2, n), fmt.Sprintf("10.%d.%d.2", net2, n)
+	veth := fmt.Sprintf("r%04x%d", tag, spec.ServerID%10000)
 	for _, args := range [][]string{
 		{"netns", "add", hs.ns},
 		{"link", "add", veth + "a", "type", "veth", "peer", "name", veth + "b"},
