@@ -66,7 +66,7 @@ func (h *Hosts) Start(ctx context.Context, spec fakehcloud.HostSpec) (string, er
 	if err != nil {
 		tier = sizing.HCloud[0]
 	}
-	r, err := h.Provider.Spawn(ctx, tier, compute.Lease{ID: fmt.Sprintf("rh-%d", spec.ServerID), TTL: time.Hour})
+	r, err := h.Provider.Spawn(ctx, tier, compute.Lease{ID: fmt.Sprintf("rh-%04x-%d", tag, spec.ServerID), TTL: time.Hour})
 	if err != nil {
 		return fail(err)
 	}
