@@ -19,24 +19,29 @@ import (
 	"github.com/lian-build/action/internal/testenv"
 )
 
+// runnerOverSSH is a local runner and an SSH connection through a real sshd
+// to this machine: its socket is reachable both ways. Both end with the test.
+func runnerOverSSH(tb testing.TB, lease string) (compute.Runner, string, *sshx.Conn) {
+	tb.Helper()
+	testenv.Require(tb)
+	sshd := testenv.StartSSHD(tb)
+	r, err := testenv.NewProvider(tb, nil).Spawn(context.Background(), sizing.HCloud[0], compute.Lease{ID: lease, TTL: time.Hour})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = r.Destroy(context.Background()) })
+	conn, err := sshx.Dial(context.Background(), sshx.Config{Addr: sshd.Addr, Signer: sshd.Client, HostKey: sshd.HostKey})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = conn.Close() })
+	return r, strings.TrimPrefix(r.Info().Address, "unix://"), conn
+}
+
 // A real build through a real sshd: the BuildKit client reaches a runner's
 // unix socket over the SSH connection only.
 func TestBuildOverSSH(t *testing.T) {
-	testenv.Require(t)
-	sshd := testenv.StartSSHD(t)
-	prov := testenv.NewProvider(t, nil)
-	r, err := prov.Spawn(context.Background(), sizing.HCloud[0], compute.Lease{ID: "sshx-build", TTL: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Destroy(context.Background())
-	socket := strings.TrimPrefix(r.Info().Address, "unix://")
-
-	conn, err := sshx.Dial(context.Background(), sshx.Config{Addr: sshd.Addr, Signer: sshd.Client, HostKey: sshd.HostKey})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	_, socket, conn := runnerOverSSH(t, "sshx-build")
 	c, err := conn.BuildKit(context.Background(), socket)
 	if err != nil {
 		t.Fatal(err)

@@ -6,17 +6,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/moby/buildkit/client"
 
 	"github.com/lian-build/action/internal/buildkit"
-	"github.com/lian-build/action/internal/compute"
-	"github.com/lian-build/action/internal/compute/sshx"
-	"github.com/lian-build/action/internal/sizing"
-	"github.com/lian-build/action/internal/testenv"
 )
 
 // BenchmarkTransport builds the same context (a ~200 MB file COPY'd, no
@@ -26,20 +21,7 @@ import (
 //
 //	go test -run '^$' -bench Transport -benchtime 3x ./internal/compute/sshx
 func BenchmarkTransport(b *testing.B) {
-	testenv.Require(b)
-	sshd := testenv.StartSSHD(b)
-	prov := testenv.NewProvider(b, nil)
-	r, err := prov.Spawn(context.Background(), sizing.HCloud[0], compute.Lease{ID: "bench-transport", TTL: time.Hour})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer r.Destroy(context.Background())
-	socket := strings.TrimPrefix(r.Info().Address, "unix://")
-	conn, err := sshx.Dial(context.Background(), sshx.Config{Addr: sshd.Addr, Signer: sshd.Client, HostKey: sshd.HostKey})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.Close()
+	r, socket, conn := runnerOverSSH(b, "bench-transport")
 	dir := b.TempDir()
 	// Fresh content before every build: the daemon keeps what a previous
 	// build sent of a context, and each build must send all of it.
