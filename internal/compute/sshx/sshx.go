@@ -20,6 +20,7 @@ import (
 
 	"github.com/moby/buildkit/client"
 	"golang.org/x/crypto/ssh"
+	"google.golang.org/grpc"
 )
 
 // Config is how to reach one runner.
@@ -184,11 +185,19 @@ func (c *Conn) DialUnix(path string) (net.Conn, error) {
 	return conn, nil
 }
 
+// grpcWindow is the HTTP/2 flow-control window over SSH.
+const grpcWindow = 16 << 20
+
 // BuildKit is a BuildKit client for the runner's buildkitd socket.
 func (c *Conn) BuildKit(ctx context.Context, socket string) (*client.Client, error) {
 	return client.New(ctx, "", client.WithContextDialer(func(context.Context, string) (net.Conn, error) {
 		return c.DialUnix(socket)
-	}))
+	}),
+		// HTTP/2's default 64 KiB windows, each refill a round trip through
+		// the SSH channel, throttle the build's streams; large windows let
+		// them flow (BenchmarkTransport: 8.2 → 3.6 × the unix socket).
+		client.WithGRPCDialOption(grpc.WithInitialWindowSize(grpcWindow)),
+		client.WithGRPCDialOption(grpc.WithInitialConnWindowSize(grpcWindow)))
 }
 
 // Run runs a command on the runner and returns its standard output; the
