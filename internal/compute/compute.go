@@ -10,7 +10,10 @@ package compute
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/lian-build/action/internal/sizing"
@@ -124,6 +127,27 @@ const (
 	LabelOwner     = "lian-build/owner"
 	LabelWorkspace = "lian-build/workspace"
 )
+
+// Owner names this process as a lease owner, "<host>-pid-<pid>" in label
+// characters; LocalOwnerPID reads such a label back.
+func Owner() string {
+	return SafeLabel(fmt.Sprintf("%s-pid-%d", hostLabel(), os.Getpid()))
+}
+
+// LocalOwnerPID is the pid of an owner label written on this machine.
+func LocalOwnerPID(owner string) (int, bool) {
+	host, pidText, ok := strings.Cut(owner, "-pid-")
+	if !ok || host != hostLabel() {
+		return 0, false
+	}
+	pid, err := strconv.Atoi(pidText)
+	return pid, err == nil
+}
+
+func hostLabel() string {
+	h, _ := os.Hostname()
+	return SafeLabel(h)
+}
 
 // SafeLabel keeps a label value to the characters every provider's labels
 // allow (letters, digits, '-', '_', '.'), at most 63.

@@ -2,6 +2,7 @@ package compute
 
 import (
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -63,5 +64,18 @@ func TestLeaseLabels(t *testing.T) {
 	}
 	if len(SafeLabel(strings.Repeat("x", 100))) != 63 {
 		t.Error("SafeLabel does not bound the length")
+	}
+}
+
+func TestOwnerLabelRoundTrip(t *testing.T) {
+	o := Owner()
+	if SafeLabel(o) != o {
+		t.Fatalf("owner %q is not a label value", o)
+	}
+	if pid, ok := LocalOwnerPID(o); !ok || pid != os.Getpid() {
+		t.Fatalf("LocalOwnerPID(%q) = %d, %v", o, pid, ok)
+	}
+	if _, ok := LocalOwnerPID("elsewhere-pid-42"); ok {
+		t.Fatal("an owner on another host was taken for a local one")
 	}
 }

@@ -3,7 +3,6 @@ package pipeline
 import (
 	"context"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/lian-build/action/internal/compute"
@@ -11,17 +10,11 @@ import (
 )
 
 // spawnRunner is step 3: a fresh runner under a lease that names it as ours.
-// owner names this process as a lease owner, in label-value characters.
-func owner() string {
-	host, _ := os.Hostname()
-	return compute.SafeLabel(fmt.Sprintf("%s-pid-%d", host, os.Getpid()))
-}
-
 func (p *Pipeline) spawnRunner(ctx context.Context, buildID, workspace string, attempt int, tier sizing.Tier, ttl time.Duration) (compute.Runner, string, error) {
 	id := fmt.Sprintf("%s-a%d", buildID, attempt)
 	lease := compute.Lease{
 		ID:    id,
-		Owner: owner(),
+		Owner: compute.Owner(),
 		TTL:   ttl,
 		Labels: map[string]string{
 			"lian-build/build": buildID,

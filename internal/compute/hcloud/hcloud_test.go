@@ -30,7 +30,7 @@ func newTest(t *testing.T, locations ...string) (*Provider, *fakehcloud.Fake) {
 }
 
 func lease(id string) compute.Lease {
-	return compute.Lease{ID: id, Owner: compute.SafeLabel(hostname() + "-pid-1"), TTL: time.Hour, Labels: map[string]string{compute.LabelWorkspace: "app", "lian-build/tier": "cax21"}}
+	return compute.Lease{ID: id, Owner: compute.Owner(), TTL: time.Hour, Labels: map[string]string{compute.LabelWorkspace: "app", "lian-build/tier": "cax21"}}
 }
 
 // A server that never answers on SSH: the spawn times out, and the server

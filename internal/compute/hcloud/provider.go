@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"strings"
 	"time"
 
@@ -217,10 +216,4 @@ func (r *runner) waitBuildkitd(ctx context.Context) error {
 		case <-time.After(r.p.s.PollEvery):
 		}
 	}
-}
-
-// hostname names this machine in owner labels.
-func hostname() string {
-	h, _ := os.Hostname()
-	return compute.SafeLabel(h)
 }

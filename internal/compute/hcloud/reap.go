@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
-	"strings"
 	"time"
 
 	hc "github.com/hetznercloud/hcloud-go/v2/hcloud"
@@ -76,21 +74,11 @@ func orphaned(labels map[string]string, now time.Time) (bool, string) {
 		return true, "lease expired at " + exp.UTC().Format(time.RFC3339)
 	}
 	if owner := labels[compute.LabelOwner]; owner != "" {
-		if pid, here := localPID(owner); here && !processAlive(pid) {
+		if pid, here := compute.LocalOwnerPID(owner); here && !processAlive(pid) {
 			return true, "owner " + owner + " is gone"
 		}
 	}
 	return false, ""
-}
-
-// localPID reads an owner label "<host>-pid-<pid>" written on this machine.
-func localPID(owner string) (int, bool) {
-	host, pidText, ok := strings.Cut(owner, "-pid-")
-	if !ok || host != hostname() {
-		return 0, false
-	}
-	pid, err := strconv.Atoi(pidText)
-	return pid, err == nil
 }
 
 func processAlive(pid int) bool {
