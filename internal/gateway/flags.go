@@ -18,7 +18,6 @@ import (
 	"github.com/lian-build/action/internal/compute/local"
 	"github.com/lian-build/action/internal/frontdoor"
 	"github.com/lian-build/action/internal/metrics"
-	"github.com/lian-build/action/internal/safefile"
 	"github.com/lian-build/action/internal/version"
 )
 
@@ -102,11 +101,8 @@ func readSecrets(c *Config, secretFile, keyFile, tokenFile string) error {
 		if path == "" {
 			return nil, nil
 		}
-		b, err := safefile.Read(path, safefile.MaxSecret)
-		if err != nil {
-			return nil, fmt.Errorf("%s %s: %w", flagName, path, err)
-		}
-		return []byte(strings.TrimRight(string(b), "\r\n")), nil
+		v, err := frontdoor.ReadSecretFile(flagName, path)
+		return []byte(v), err
 	}
 	var err error
 	if c.WebhookSecret, err = read("--webhook-secret-file", secretFile); err != nil {

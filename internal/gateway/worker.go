@@ -120,7 +120,7 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	stop := w.heartbeat(ctx, msg)
-	err = w.process(ctx, log, job)
+	err = w.process(ctx, log, job, st)
 	stop()
 	switch {
 	case err == nil:
@@ -233,11 +233,8 @@ func (w *Worker) failCheckRun(ctx context.Context, job Job, st BuildState, reaso
 	return err
 }
 
-func (w *Worker) process(ctx context.Context, log *slog.Logger, job Job) error {
-	st, _, err := w.Queue.State(ctx, job.BuildID)
-	if err != nil {
-		return err
-	}
+// process runs a job whose build state handle has just read.
+func (w *Worker) process(ctx context.Context, log *slog.Logger, job Job, st BuildState) error {
 	if st.Done {
 		log.Info("already done; acknowledged again")
 		return nil

@@ -178,14 +178,18 @@ func (h *Hosts) Kill(serverID int64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if hs := h.hosts[serverID]; hs != nil {
-		_ = exec.Command("sh", "-c", "ip netns pids "+hs.ns+" | xargs -r kill -9").Run()
+		hs.killAll()
 	}
+}
+
+// killAll kills every process in the host's namespace: sshd and its sessions.
+func (hs *host) killAll() {
+	_ = exec.Command("sh", "-c", "ip netns pids "+hs.ns+" 2>/dev/null | xargs -r kill -9").Run()
 }
 
 func (hs *host) stop(ctx context.Context) error {
 	var errs []error
-	// Every process in the namespace: sshd and its sessions.
-	_ = exec.Command("sh", "-c", "ip netns pids "+hs.ns+" 2>/dev/null | xargs -r kill -9").Run()
+	hs.killAll()
 	if hs.sshd != nil {
 		_ = hs.sshd.Wait()
 	}
