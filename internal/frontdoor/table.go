@@ -134,16 +134,6 @@ func (st Setting) Assign(s *Settings, text string, split func(Kind, string) ([]s
 	return nil
 }
 
-// Lookup is the setting with that canonical name.
-func Lookup(table []Setting, name string) (Setting, bool) {
-	for _, s := range table {
-		if s.Name == name {
-			return s, true
-		}
-	}
-	return Setting{}, false
-}
-
 // CLIName is how the CLI names a setting in errors: "--build-arg", "-t/--tag".
 func (s Setting) CLIName() string {
 	switch {
@@ -161,17 +151,6 @@ func Names(table []Setting, door func(Setting) string) map[string]string {
 	for _, s := range table {
 		if n := door(s); n != "" {
 			out[s.Name] = n
-		}
-	}
-	return out
-}
-
-// SecretNames are the settings whose values are masked.
-func SecretNames(table []Setting) []string {
-	var out []string
-	for _, s := range table {
-		if s.Kind == KindSecret {
-			out = append(out, s.Name)
 		}
 	}
 	return out

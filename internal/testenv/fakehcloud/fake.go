@@ -167,17 +167,6 @@ func (f *Fake) Counts() (servers, keys int) {
 	return len(f.servers), len(f.keys)
 }
 
-// Servers are copies of the servers that exist.
-func (f *Fake) Servers() []schema.Server {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var out []schema.Server
-	for _, s := range f.servers {
-		out = append(out, *s)
-	}
-	return out
-}
-
 func (f *Fake) serve(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 	f.mu.Lock()
