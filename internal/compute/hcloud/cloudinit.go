@@ -7,10 +7,14 @@ import (
 )
 
 // cloudInit is the user-data of a stock-image server: it installs runc and
-// the pinned buildkitd, creates the build cgroup and starts buildkitd on a
-// unix socket only. Hetzner stores user-data and anyone who can read the
-// project can read it: nothing secret goes here (no token, no registry
-// password, no build secret) — registries are named, never authenticated.
+// the pinned buildkitd, and starts buildkitd on a unix socket only, inside
+// the build cgroup with its RUN containers. The cgroup gets the server's
+// memory less 256 MiB for sshd and the system, so that a build running out
+// of memory — a step or buildkitd itself — is killed there and counted in
+// its memory.events, and the server stays reachable to read them.
+// Hetzner stores user-data and anyone who can read the project can read it:
+// nothing secret goes here (no token, no registry password, no build
+// secret) — registries are named, never authenticated.
 func cloudInit(socket string, insecure []string) string {
 	var reg strings.Builder
 	for _, r := range insecure {
@@ -24,17 +28,20 @@ write_files:
     content: |
       root = "/var/lib/buildkit"
       [grpc]
-        address = ["unix://%s"]
+        address = ["unix://%[1]s"]
       [worker.oci]
         enabled = true
-        defaultCgroupParent = "lian-build"
+        defaultCgroupParent = "%[4]s/steps"
       [worker.containerd]
         enabled = false
-%s
+%[2]s
 runcmd:
-  - mkdir -p %s %s
+  - mkdir -p %[3]s
   - echo +memory +cpu > /sys/fs/cgroup/cgroup.subtree_control
+  - mkdir -p /sys/fs/cgroup/%[4]s && echo +memory +cpu > /sys/fs/cgroup/%[4]s/cgroup.subtree_control
+  - mkdir -p /sys/fs/cgroup/%[4]s/daemon /sys/fs/cgroup/%[4]s/steps
+  - echo $(( $(awk '/^MemTotal:/ {print $2}' /proc/meminfo) * 1024 - 268435456 )) > /sys/fs/cgroup/%[4]s/memory.max
   - curl -fsSL https://github.com/moby/buildkit/releases/download/v0.34.2/buildkit-v0.34.2.linux-$(dpkg --print-architecture).tar.gz | tar -xz -C /usr/local
-  - nohup /usr/local/bin/buildkitd --config /etc/buildkit/buildkitd.toml >/var/log/buildkitd.log 2>&1 &
+  - sh -c 'echo $$ > /sys/fs/cgroup/%[4]s/daemon/cgroup.procs && exec /usr/local/bin/buildkitd --config /etc/buildkit/buildkitd.toml' >/var/log/buildkitd.log 2>&1 &
 `, socket, reg.String(), path.Dir(socket), buildCgroup)
 }

@@ -38,7 +38,7 @@ func newWorld(t *testing.T, tierMemory map[string]int64, spawnTimeout ...time.Du
 	if _, err := exec.LookPath("ip"); err != nil {
 		t.Fatal("iproute2 is needed for runner hosts")
 	}
-	w := &world{local: testenv.NewProvider(t, tierMemory)}
+	w := &world{local: testenv.NewHostProvider(t, tierMemory)}
 	w.hosts = &runnerhost.Hosts{Provider: w.local, Dir: t.TempDir()}
 	w.fake = fakehcloud.New(token, w.hosts)
 	t.Cleanup(w.fake.Close)
@@ -141,10 +141,9 @@ func TestRemoteOOMRetriesOnANewServer(t *testing.T) {
 	w.assertNothingLeft(t)
 }
 
-// The SSH connection cut mid-build: the build fails saying so, and the
-// server, key and host are still removed.
-func TestConnectionCutMidBuild(t *testing.T) {
-	w := newWorld(t, nil)
+// duringStep calls fn with the server's id once the lease's SSH connection
+// is up (sshd has forked its child for it) and the RUN step has had time to start.
+func (w *world) duringStep(t *testing.T, fn func(id int64)) {
 	go func() {
 		for i := 0; i < 600; i++ {
 			time.Sleep(100 * time.Millisecond)
@@ -152,16 +151,22 @@ func TestConnectionCutMidBuild(t *testing.T) {
 			if len(ids) == 0 {
 				continue
 			}
-			// The lease's SSH connection is up once sshd has forked its
-			// child for it; then let the RUN step start, and cut.
 			pids, _ := exec.Command("ip", "netns", "pids", fmt.Sprintf("%s%d", runnerhost.Prefix(), ids[0])).Output()
 			if len(strings.Fields(string(pids))) >= 2 {
 				time.Sleep(1500 * time.Millisecond)
-				w.hosts.Kill(ids[0])
+				fn(ids[0])
 				return
 			}
 		}
+		t.Error("the build never started on a runner host")
 	}()
+}
+
+// The SSH connection cut mid-build: the build fails saying so, and the
+// server, key and host are still removed.
+func TestConnectionCutMidBuild(t *testing.T) {
+	w := newWorld(t, nil)
+	w.duringStep(t, w.hosts.Kill)
 	res, err, progress := w.build(t, "FROM base\nRUN sleep 30\n")
 	if err == nil {
 		t.Fatalf("the build survived a cut connection:\n%s", progress)
@@ -173,6 +178,53 @@ func TestConnectionCutMidBuild(t *testing.T) {
 		t.Fatalf("the error does not say the runner is gone: %v", err)
 	}
 	t.Logf("error after the cut: %v", err)
+	w.assertNothingLeft(t)
+}
+
+// buildkitd killed mid-build (a crash, not memory): the build fails saying
+// the daemon stopped answering, it is not taken for an OOM, and everything
+// is removed.
+func TestBuildkitdKilledMidBuild(t *testing.T) {
+	w := newWorld(t, nil)
+	w.duringStep(t, w.hosts.KillDaemon)
+	res, err, progress := w.build(t, "FROM base\nRUN sleep 30\n")
+	if err == nil {
+		t.Fatalf("the build survived its buildkitd:\n%s", progress)
+	}
+	if res.Attempts[0].OOM || len(res.Attempts) != 1 {
+		t.Fatalf("a killed buildkitd was taken for an OOM: %+v", res.Attempts)
+	}
+	if !strings.Contains(err.Error(), "buildkitd on ") || !strings.Contains(err.Error(), "is not answering") {
+		t.Fatalf("the error does not say buildkitd stopped answering: %v", err)
+	}
+	w.assertNothingLeft(t)
+}
+
+// The kernel kills buildkitd itself for memory (it shares the server's
+// memory with the step, and is made the largest process once the step runs): the build's error is
+// a lost daemon, but the server's OOM counters, read over SSH, make it an
+// OOM, and the retry runs on the next tier's new server.
+func TestKernelKillingBuildkitdIsAnOOM(t *testing.T) {
+	const mib = 1 << 20
+	w := newWorld(t, map[string]int64{"cax11": 192 * mib, "cax21": 1024 * mib})
+	w.duringStep(t, func(id int64) {
+		if err := w.hosts.DaemonOOMFirst(id); err != nil {
+			t.Error(err)
+		}
+	})
+	res, err, progress := w.build(t, "FROM base\nRUN sleep 4 && dd if=/dev/zero of=/dev/null bs=400M count=1 && echo allocated\n")
+	if err != nil {
+		t.Fatalf("build: %v\n%s", err, progress)
+	}
+	if len(res.Attempts) != 2 || !res.Attempts[0].OOM || res.Attempts[1].Outcome != pipeline.OutcomeSuccess {
+		t.Fatalf("attempts %+v", res.Attempts)
+	}
+	if !strings.Contains(res.Attempts[0].Error, "is not answering") {
+		t.Fatalf("the first attempt's buildkitd was not the one killed: %s", res.Attempts[0].Error)
+	}
+	if res.Attempts[1].Runner.Type != "cax21" || res.Attempts[0].Runner.Server == res.Attempts[1].Runner.Server {
+		t.Fatalf("servers %+v / %+v", res.Attempts[0].Runner, res.Attempts[1].Runner)
+	}
 	w.assertNothingLeft(t)
 }
 

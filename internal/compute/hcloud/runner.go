@@ -51,15 +51,23 @@ func (r *runner) Info() compute.RunnerInfo {
 // statsTimeout bounds one counters reading over SSH.
 const statsTimeout = 3 * time.Second
 
-// Health is the SSH connection's: lost, or a command that cannot run.
+// Health is the SSH connection's (lost, or a command that cannot run) and
+// then buildkitd's: its socket on the server no longer answering means the
+// daemon died — killed, or out of memory (Stats then says which).
 func (r *runner) Health(ctx context.Context) error {
 	if err := r.conn.Err(); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	_, err := r.conn.Run(ctx, "true")
-	return err
+	if _, err := r.conn.Run(ctx, "true"); err != nil {
+		return err
+	}
+	c, err := r.conn.DialUnix(r.p.s.Socket)
+	if err != nil {
+		return fmt.Errorf("buildkitd on %s is not answering: %w", r.server.Name, err)
+	}
+	return c.Close()
 }
 
 func (r *runner) Client(ctx context.Context) (*client.Client, error) {

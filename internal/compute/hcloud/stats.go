@@ -9,54 +9,65 @@ import (
 	"github.com/lian-build/action/internal/compute"
 )
 
-// buildCgroup is where the server's RUN containers run (cgroup v2, as
-// Hetzner's stock Debian 12 and Ubuntu 24.04 images mount it), sized to the
-// server by cloud-init.
-const buildCgroup = "/sys/fs/cgroup/lian-build"
+// buildCgroup holds the server's buildkitd and its RUN containers, limited
+// to the server's memory less what sshd and the system need (cloudinit.go).
+// Hetzner's stock Debian 12 and Ubuntu 24.04 images mount cgroup v2; an
+// image on cgroup v1 has it under each controller instead.
+const buildCgroup = "lian-build"
 
-// statsCommand prints the build cgroup's counters, one "name value…" block
-// per file, in one round trip.
-var statsCommand = fmt.Sprintf(`cd %s && for f in memory.current memory.peak memory.events cpu.stat; do echo "== $f"; cat $f 2>/dev/null; done`, buildCgroup)
+// statsCommand prints the build cgroup's counters in one round trip, one
+// "== file" block per file, from the v2 tree or else the v1 one.
+var statsCommand = fmt.Sprintf(`c=/sys/fs/cgroup; b=%[1]s
+if [ -f $c/$b/memory.current ]; then set -- $b/memory.current $b/memory.peak $b/memory.events $b/cpu.stat
+elif [ -d $c/memory/$b ]; then set -- memory/$b/memory.usage_in_bytes memory/$b/memory.max_usage_in_bytes memory/$b/memory.oom_control cpuacct/$b/cpuacct.usage
+else echo "no $b cgroup under $c" >&2; exit 1; fi
+for f; do echo "== ${f##*/}"; cat $c/$f 2>/dev/null; done`, buildCgroup)
 
-// parseStats reads statsCommand's output: memory.current, memory.peak, the
-// oom_kill count of memory.events and usage_usec of cpu.stat.
+// counter is one value statsCommand prints: a file (v2 or v1) and, for
+// keyed files, the key.
+type counter struct {
+	file, key string
+	set       func(*compute.Stats, uint64)
+}
+
+var counters = []counter{
+	{"memory.current", "", func(s *compute.Stats, v uint64) { s.MemoryBytes = v }},
+	{"memory.usage_in_bytes", "", func(s *compute.Stats, v uint64) { s.MemoryBytes = v }},
+	{"memory.peak", "", func(s *compute.Stats, v uint64) { s.MemoryPeak = v }},
+	{"memory.max_usage_in_bytes", "", func(s *compute.Stats, v uint64) { s.MemoryPeak = v }},
+	{"memory.events", "oom_kill", func(s *compute.Stats, v uint64) { s.OOMKills = v }},
+	{"memory.oom_control", "oom_kill", func(s *compute.Stats, v uint64) { s.OOMKills = v }},
+	{"cpu.stat", "usage_usec", func(s *compute.Stats, v uint64) { s.CPUUsageNanos = v * 1000 }},
+	{"cpuacct.usage", "", func(s *compute.Stats, v uint64) { s.CPUUsageNanos = v }},
+}
+
+// parseStats reads statsCommand's output, v2 or v1. A reading without the
+// memory in use is refused: the cgroup is not what it should be.
 func parseStats(out string) (compute.Stats, error) {
 	s := compute.Stats{Time: time.Now()}
 	file := ""
-	seen := map[string]bool{}
+	memory := false
 	for _, line := range strings.Split(out, "\n") {
 		line = strings.TrimSpace(line)
 		if name, ok := strings.CutPrefix(line, "== "); ok {
 			file = name
 			continue
 		}
-		if line == "" {
-			continue
-		}
 		f := strings.Fields(line)
-		num := func(i int) (uint64, error) { return strconv.ParseUint(f[i], 10, 64) }
-		var err error
-		switch {
-		case file == "memory.current":
-			s.MemoryBytes, err = num(0)
-		case file == "memory.peak":
-			s.MemoryPeak, err = num(0)
-		case file == "memory.events" && len(f) == 2 && f[0] == "oom_kill":
-			s.OOMKills, err = num(1)
-		case file == "cpu.stat" && len(f) == 2 && f[0] == "usage_usec":
-			var us uint64
-			us, err = num(1)
-			s.CPUUsageNanos = us * 1000
-		default:
-			continue
+		for _, c := range counters {
+			if c.file != file || (c.key == "" && len(f) != 1) || (c.key != "" && (len(f) != 2 || f[0] != c.key)) {
+				continue
+			}
+			v, err := strconv.ParseUint(f[len(f)-1], 10, 64)
+			if err != nil {
+				return s, fmt.Errorf("%s: %q: %w", file, line, err)
+			}
+			c.set(&s, v)
+			memory = memory || file == "memory.current" || file == "memory.usage_in_bytes"
 		}
-		if err != nil {
-			return s, fmt.Errorf("%s: %q: %w", file, line, err)
-		}
-		seen[file] = true
 	}
-	if !seen["memory.current"] {
-		return s, fmt.Errorf("no memory.current in %s (is it a cgroup v2 tree?)", buildCgroup)
+	if !memory {
+		return s, fmt.Errorf("no memory in use (memory.current or memory.usage_in_bytes) under the %s cgroup", buildCgroup)
 	}
 	return s, nil
 }

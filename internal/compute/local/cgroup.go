@@ -182,6 +182,26 @@ func (c cgroup) stats() (cgroupStats, error) {
 	return s, err
 }
 
+// adopt moves a process into the cgroup: in v1 into each controller's
+// directory; in v2 into a "daemon" child, since a v2 cgroup whose children
+// hold processes may hold none itself.
+func (c cgroup) adopt(pid int) error {
+	dirs := c.dirs()
+	if c.v2 {
+		d := filepath.Join(c.root, c.rel, "daemon")
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return cgroupErr(d, err)
+		}
+		dirs = []string{d}
+	}
+	for _, d := range dirs {
+		if err := write(filepath.Join(d, "cgroup.procs"), strconv.Itoa(pid)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // pids lists every process in the cgroup tree.
 func (c cgroup) pids() []int {
 	var out []int

@@ -39,6 +39,11 @@ type Options struct {
 	Table sizing.Table
 	// ReadyTimeout bounds the wait for buildkitd to answer (default 60s).
 	ReadyTimeout time.Duration
+	// DaemonInCgroup puts buildkitd itself into the lease's cgroup, beside
+	// its RUN steps: the cgroup then stands for a whole machine of the
+	// tier's size, where the kernel may kill the daemon too (the runner
+	// hosts of the fake Hetzner API).
+	DaemonInCgroup bool
 }
 
 // DefaultStateDir is where runners live unless configured.
@@ -145,6 +150,11 @@ func (p *Provider) Spawn(ctx context.Context, tier sizing.Tier, lease compute.Le
 	}
 	r.pid = cmd.Process.Pid
 	go func() { r.waitErr = cmd.Wait(); close(r.exited) }()
+	if p.opts.DaemonInCgroup {
+		if err := r.cg.adopt(r.pid); err != nil {
+			return fail(fmt.Errorf("local provider: %w", err))
+		}
+	}
 	booted := time.Now()
 
 	now := time.Now()

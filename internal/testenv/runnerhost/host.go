@@ -16,8 +16,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -43,6 +45,8 @@ type host struct {
 	ns     string
 	sshd   *exec.Cmd
 	runner compute.Runner
+	lease  string
+	daemon int // buildkitd's pid
 	dir    string
 }
 
@@ -58,7 +62,8 @@ func Prefix() string { return fmt.Sprintf("lianrh-%04x-", tag) }
 // Start makes the host for a server and returns its address.
 func (h *Hosts) Start(ctx context.Context, spec fakehcloud.HostSpec) (string, error) {
 	n := spec.ServerID % 250
-	hs := &host{ns: fmt.Sprintf("%s%d", Prefix(), spec.ServerID), dir: filepath.Join(h.Dir, fmt.Sprint(spec.ServerID))}
+	hs := &host{ns: fmt.Sprintf("%s%d", Prefix(), spec.ServerID), dir: filepath.Join(h.Dir, fmt.Sprint(spec.ServerID)),
+		lease: fmt.Sprintf("rh-%04x-%d", tag, spec.ServerID)}
 	fail := func(err error) (string, error) {
 		return "", errors.Join(err, hs.stop(context.WithoutCancel(ctx)))
 	}
@@ -66,11 +71,14 @@ func (h *Hosts) Start(ctx context.Context, spec fakehcloud.HostSpec) (string, er
 	if err != nil {
 		tier = sizing.HCloud[0]
 	}
-	r, err := h.Provider.Spawn(ctx, tier, compute.Lease{ID: fmt.Sprintf("rh-%04x-%d", tag, spec.ServerID), TTL: time.Hour})
+	r, err := h.Provider.Spawn(ctx, tier, compute.Lease{ID: hs.lease, TTL: time.Hour})
 	if err != nil {
 		return fail(err)
 	}
 	hs.runner = r
+	if err := hs.findDaemon(); err != nil {
+		return fail(err)
+	}
 	// 10.(64+pid%128).(id%250).0/30: one subnet per host and process.
 	net2 := 64 + tag%128
 	hostIP, nsIP := fmt.Sprintf("10.%d.%d.1", net2, n), fmt.Sprintf("10.%d.%d.2", net2, n)
@@ -107,7 +115,9 @@ func (h *Hosts) Start(ctx context.Context, spec fakehcloud.HostSpec) (string, er
 }
 
 // startSSHD runs sshd in the host's network namespace and in a mount
-// namespace of its own, where the runner's socket directory is /run/buildkit.
+// namespace of its own, where the runner's socket directory is
+// /run/buildkit and the lease's cgroup is the machine's lian-build cgroup
+// (cgroup v1: under memory/ and cpuacct/; v2: at the root), as on a VM.
 func (hs *host) startSSHD(ip, socketDir string, keys []string) error {
 	if err := os.MkdirAll(hs.dir, 0o700); err != nil {
 		return err
@@ -135,8 +145,11 @@ func (hs *host) startSSHD(ip, socketDir string, keys []string) error {
 	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
 		return err
 	}
-	script := fmt.Sprintf("mkdir -p /run/buildkit && mount --bind %q /run/buildkit && exec /usr/sbin/sshd -D -e -f %q", socketDir, filepath.Join(hs.dir, "sshd_config"))
-	cmd := exec.Command("ip", "netns", "exec", hs.ns, "unshare", "--mount", "--propagation", "private", "sh", "-c", script)
+	script := fmt.Sprintf(`mkdir -p /run/buildkit && mount --bind %q /run/buildkit || exit 1
+for c in memory/ cpuacct/ ''; do g=/sys/fs/cgroup/${c}lian-build; [ -d $g/%s ] && { mount --bind $g/%[2]s $g || exit 1; }; done
+exec /usr/sbin/sshd -D -e -f %[3]q`, socketDir, hs.lease, filepath.Join(hs.dir, "sshd_config"))
+	// nsenter, not `ip netns exec`: that remounts /sys, hiding the cgroup tree.
+	cmd := exec.Command("nsenter", "--net=/run/netns/"+hs.ns, "unshare", "--mount", "--propagation", "private", "sh", "-c", script)
 	logf, err := os.Create(filepath.Join(hs.dir, "sshd.log"))
 	if err != nil {
 		return err
@@ -180,6 +193,47 @@ func (h *Hosts) Kill(serverID int64) {
 	if hs := h.hosts[serverID]; hs != nil {
 		hs.killAll()
 	}
+}
+
+// KillDaemon kills a server's buildkitd, as the kernel or a crash would.
+func (h *Hosts) KillDaemon(serverID int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if hs := h.hosts[serverID]; hs != nil && hs.daemon > 0 {
+		_ = syscall.Kill(hs.daemon, syscall.SIGKILL)
+	}
+}
+
+// DaemonOOMFirst makes a server's buildkitd the kernel's first choice when
+// the host runs out of memory (a VM where the daemon is the largest
+// process). Containers started before keep their own score: buildkitd
+// gives each its own score when it starts it.
+func (h *Hosts) DaemonOOMFirst(serverID int64) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	hs := h.hosts[serverID]
+	if hs == nil {
+		return fmt.Errorf("no runner host for server %d", serverID)
+	}
+	return os.WriteFile(fmt.Sprintf("/proc/%d/oom_score_adj", hs.daemon), []byte("1000"), 0o644)
+}
+
+// findDaemon finds buildkitd in the lease's cgroup, where the provider put it
+// (local.Options.DaemonInCgroup).
+func (hs *host) findDaemon() error {
+	var b []byte
+	var err error
+	for _, f := range []string{"memory/lian-build/%s/cgroup.procs", "lian-build/%s/daemon/cgroup.procs"} {
+		if b, err = os.ReadFile(filepath.Join("/sys/fs/cgroup", fmt.Sprintf(f, hs.lease))); err == nil {
+			break
+		}
+	}
+	pids := strings.Fields(string(b))
+	if err != nil || len(pids) != 1 {
+		return fmt.Errorf("runner host %s: buildkitd is not alone in its cgroup (is the provider's DaemonInCgroup set?): %v %v", hs.lease, pids, err)
+	}
+	hs.daemon, err = strconv.Atoi(pids[0])
+	return err
 }
 
 // killAll kills every process in the host's namespace: sshd and its sessions.

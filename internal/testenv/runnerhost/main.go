@@ -28,7 +28,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		}
 		return 2
 	}
-	prov, err := local.New(local.Options{Buildkitd: *buildkitd, StateDir: filepath.Join(*dir, "runners")})
+	prov, err := local.New(local.Options{Buildkitd: *buildkitd, StateDir: filepath.Join(*dir, "runners"), DaemonInCgroup: true})
 	if err != nil {
 		fmt.Fprintf(stderr, "fake-hcloud: runner hosts: %v\n", err)
 		return 1
