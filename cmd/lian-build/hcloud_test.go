@@ -26,7 +26,7 @@ const (
 func hcloudWorld(t *testing.T) (*fakehcloud.Fake, *runnerhost.Hosts, []string) {
 	testenv.Require(t)
 	testenv.StartSSHD(t)
-	hosts := &runnerhost.Hosts{Provider: testenv.NewHostProvider(t, nil), Dir: t.TempDir()}
+	hosts := &runnerhost.Hosts{Options: testenv.HostOptions(t, nil), Dir: t.TempDir()}
 	f := fakehcloud.New(hcloudToken, hosts)
 	t.Cleanup(f.Close)
 	env := []string{"HCLOUD_ENDPOINT=" + f.Endpoint(), "HCLOUD_TOKEN=" + hcloudToken, "LIAN_METRICS_DIR=" + t.TempDir(),

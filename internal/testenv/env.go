@@ -110,18 +110,14 @@ func NewProvider(t testing.TB, tierMemory map[string]int64, insecure ...string) 
 	return p
 }
 
-// NewHostProvider is the local provider behind the fake Hetzner API's runner
-// hosts: buildkitd shares its lease's cgroup with the RUN steps, as on a VM
-// of the tier's size.
-func NewHostProvider(t testing.TB, tierMemory map[string]int64) *local.Provider {
+// HostOptions are the local provider settings behind the fake Hetzner API's
+// runner hosts: buildkitd shares its lease's cgroup with the RUN steps, as
+// on a VM of the tier's size.
+func HostOptions(t testing.TB, tierMemory map[string]int64) local.Options {
 	t.Helper()
 	opts := ProviderOptions(t, tierMemory)
 	opts.DaemonInCgroup = true
-	p, err := local.New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return opts
 }
 
 var (

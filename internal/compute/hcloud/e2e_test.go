@@ -2,6 +2,7 @@ package hcloud_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -10,7 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hetznercloud/hcloud-go/v2/hcloud/schema"
+
 	"github.com/lian-build/action/internal/buildkit"
+	"github.com/lian-build/action/internal/cache"
 	"github.com/lian-build/action/internal/compute/hcloud"
 	"github.com/lian-build/action/internal/compute/local"
 	"github.com/lian-build/action/internal/pipeline"
@@ -29,28 +33,39 @@ type world struct {
 	base  buildkit.NamedContext
 }
 
+// worldConfig: the runner hosts' tier memory, the spawn timeout and the
+// plain-HTTP registries the provider writes into the servers' user-data.
+type worldConfig struct {
+	tierMemory   map[string]int64
+	spawnTimeout time.Duration
+	insecure     []string
+}
+
 // newWorld is the fake Hetzner API whose servers are runner hosts (netns,
-// sshd, buildkitd in a cgroup of tierMemory), and a pipeline on the hcloud
-// provider pointed at it.
-func newWorld(t *testing.T, tierMemory map[string]int64, spawnTimeout ...time.Duration) *world {
+// sshd, buildkitd in a cgroup of the tier's memory), and a pipeline on the
+// hcloud provider pointed at it.
+func newWorld(t *testing.T, cfg worldConfig) *world {
 	testenv.Require(t)
 	testenv.StartSSHD(t) // fails under LIAN_E2E=1 when sshd is missing
 	if _, err := exec.LookPath("ip"); err != nil {
 		t.Fatal("iproute2 is needed for runner hosts")
 	}
-	w := &world{local: testenv.NewHostProvider(t, tierMemory)}
-	w.hosts = &runnerhost.Hosts{Provider: w.local, Dir: t.TempDir()}
+	opts := testenv.HostOptions(t, cfg.tierMemory)
+	w := &world{hosts: &runnerhost.Hosts{Options: opts, Dir: t.TempDir()}}
+	var err error
+	if w.local, err = local.New(opts); err != nil {
+		t.Fatal(err)
+	}
 	w.fake = fakehcloud.New(token, w.hosts)
 	t.Cleanup(w.fake.Close)
-	p, err := hcloud.New(hcloud.Settings{Token: token, Endpoint: w.fake.Endpoint(), PollEvery: 200 * time.Millisecond})
+	p, err := hcloud.New(hcloud.Settings{Token: token, Endpoint: w.fake.Endpoint(), PollEvery: 200 * time.Millisecond, Insecure: cfg.insecure})
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := time.Minute
-	if len(spawnTimeout) > 0 {
-		st = spawnTimeout[0]
+	if cfg.spawnTimeout == 0 {
+		cfg.spawnTimeout = time.Minute
 	}
-	if w.pl, err = pipeline.New(pipeline.Config{Provider: p, SpawnTimeout: st}); err != nil {
+	if w.pl, err = pipeline.New(pipeline.Config{Provider: p, SpawnTimeout: cfg.spawnTimeout}); err != nil {
 		t.Fatal(err)
 	}
 	w.base, _ = buildkit.ParseNamedContext("base=oci-layout://" + testenv.BaseLayout(t))
@@ -58,13 +73,20 @@ func newWorld(t *testing.T, tierMemory map[string]int64, spawnTimeout ...time.Du
 }
 
 func (w *world) build(t *testing.T, dockerfile string) (pipeline.Result, error, string) {
+	return w.run(t, dockerfile, func(*pipeline.Request) {})
+}
+
+// run builds dockerfile with the request edit makes.
+func (w *world) run(t *testing.T, dockerfile string, edit func(*pipeline.Request)) (pipeline.Result, error, string) {
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(dockerfile), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	var progress strings.Builder
-	res, err := w.pl.Run(context.Background(), pipeline.Request{Workspace: "e2e", Build: buildkit.Options{
-		ContextDir: dir, NamedContexts: []buildkit.NamedContext{w.base}, Progress: "plain", ProgressOut: &progress}})
+	req := pipeline.Request{Workspace: "e2e", Build: buildkit.Options{
+		ContextDir: dir, NamedContexts: []buildkit.NamedContext{w.base}, Progress: "plain", ProgressOut: &progress}}
+	edit(&req)
+	res, err := w.pl.Run(context.Background(), req)
 	return res, err, progress.String()
 }
 
@@ -87,7 +109,7 @@ func (w *world) assertNothingLeft(t *testing.T) {
 // type in a network namespace of its own, its own key, the build over SSH,
 // and afterwards no server, key, namespace or runner left.
 func TestBuildThroughFakeHetzner(t *testing.T) {
-	w := newWorld(t, nil)
+	w := newWorld(t, worldConfig{})
 	res, err, progress := w.build(t, "FROM base\nRUN echo on a remote runner > /where\nCOPY Dockerfile /\n")
 	if err != nil {
 		t.Fatalf("build: %v\n%s", err, progress)
@@ -118,7 +140,7 @@ func TestBuildThroughFakeHetzner(t *testing.T) {
 // of the next type; afterwards both servers are gone.
 func TestRemoteOOMRetriesOnANewServer(t *testing.T) {
 	const mib = 1 << 20
-	w := newWorld(t, map[string]int64{"cax11": 160 * mib, "cax21": 1024 * mib})
+	w := newWorld(t, worldConfig{tierMemory: map[string]int64{"cax11": 160 * mib, "cax21": 1024 * mib}})
 	res, err, progress := w.build(t, "FROM base\nRUN dd if=/dev/zero of=/dev/null bs=400M count=1 && echo allocated\n")
 	if err != nil {
 		t.Fatalf("build: %v\n%s", err, progress)
@@ -165,7 +187,7 @@ func (w *world) duringStep(t *testing.T, fn func(id int64)) {
 // The SSH connection cut mid-build: the build fails saying so, and the
 // server, key and host are still removed.
 func TestConnectionCutMidBuild(t *testing.T) {
-	w := newWorld(t, nil)
+	w := newWorld(t, worldConfig{})
 	w.duringStep(t, w.hosts.Kill)
 	res, err, progress := w.build(t, "FROM base\nRUN sleep 30\n")
 	if err == nil {
@@ -185,7 +207,7 @@ func TestConnectionCutMidBuild(t *testing.T) {
 // the daemon stopped answering, it is not taken for an OOM, and everything
 // is removed.
 func TestBuildkitdKilledMidBuild(t *testing.T) {
-	w := newWorld(t, nil)
+	w := newWorld(t, worldConfig{})
 	w.duringStep(t, w.hosts.KillDaemon)
 	res, err, progress := w.build(t, "FROM base\nRUN sleep 30\n")
 	if err == nil {
@@ -206,7 +228,7 @@ func TestBuildkitdKilledMidBuild(t *testing.T) {
 // OOM, and the retry runs on the next tier's new server.
 func TestKernelKillingBuildkitdIsAnOOM(t *testing.T) {
 	const mib = 1 << 20
-	w := newWorld(t, map[string]int64{"cax11": 192 * mib, "cax21": 1024 * mib})
+	w := newWorld(t, worldConfig{tierMemory: map[string]int64{"cax11": 192 * mib, "cax21": 1024 * mib}})
 	w.duringStep(t, func(id int64) {
 		if err := w.hosts.DaemonOOMFirst(id); err != nil {
 			t.Error(err)
@@ -231,11 +253,42 @@ func TestKernelKillingBuildkitdIsAnOOM(t *testing.T) {
 // A server whose sshd refuses the lease's key never becomes ready: the
 // spawn times out naming the refusal, and everything is removed.
 func TestServerRefusingTheKey(t *testing.T) {
-	w := newWorld(t, nil, 6*time.Second)
+	w := newWorld(t, worldConfig{spawnTimeout: 6 * time.Second})
 	w.hosts.RefuseKeys = true
 	_, err, _ := w.build(t, "FROM base\nRUN true\n")
 	if err == nil || !strings.Contains(err.Error(), "never answered on SSH") || !strings.Contains(err.Error(), "sshd refused the lease's key") {
 		t.Fatalf("err = %v", err)
+	}
+	w.assertNothingLeft(t)
+}
+
+// A session build with a rollback disposition on a remote runner: the
+// provider names the plain-HTTP cache registry in the server's
+// buildkitd.toml (user-data), the server's buildkitd exports to a staging
+// ref, and the pipeline promotes it to the session's ref.
+func TestCachePromotionOnARemoteRunner(t *testing.T) {
+	reg := testenv.StartRegistry(t)
+	w := newWorld(t, worldConfig{insecure: []string{reg.Host}})
+	res, err, progress := w.run(t, "FROM base\nRUN echo cached remotely > /x\n", func(req *pipeline.Request) {
+		req.Actor = cache.Actor{Kind: cache.ActorHuman, ID: "jpl"}
+		req.Cache = pipeline.CacheSettings{Registry: reg.Host, Disposition: cache.Rollback, Insecure: true}
+	})
+	if err != nil {
+		t.Fatalf("build: %v\n%s", err, progress)
+	}
+	if res.CachePromoted != reg.Host+"/dev/jpl-e2e:cache" || reg.ManifestDigest(t, "dev/jpl-e2e", "cache") == "" {
+		t.Fatalf("promoted %q from %v", res.CachePromoted, res.CacheExports)
+	}
+	for _, r := range w.fake.Requests() {
+		if r.Method == "POST" && r.Path == "/servers" {
+			var body schema.ServerCreateRequest
+			if err := json.Unmarshal([]byte(r.Body), &body); err != nil {
+				t.Fatalf("create request: %v %s", err, r.Body)
+			}
+			if got := runnerhost.RegistriesIn(body.UserData); len(got) != 1 || got[0] != reg.Host {
+				t.Errorf("user-data names registries %v, want %s", got, reg.Host)
+			}
+		}
 	}
 	w.assertNothingLeft(t)
 }

@@ -16,6 +16,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,8 +34,12 @@ import (
 
 // Hosts starts runner hosts for the fake API.
 type Hosts struct {
-	Provider *local.Provider // runs each host's buildkitd and cgroup
-	Dir      string          // per-host files (sshd config, keys)
+	// Options are the settings of the local provider that runs each host's
+	// buildkitd and cgroup (DaemonInCgroup: the cgroup stands for the
+	// machine). Each host adds the plain-HTTP registries its user-data
+	// writes into buildkitd.toml, as cloud-init would.
+	Options local.Options
+	Dir     string // per-host files (sshd config, keys)
 	// RefuseKeys makes sshd accept no key (a server that refuses the lease's key).
 	RefuseKeys bool
 
@@ -71,7 +77,13 @@ func (h *Hosts) Start(ctx context.Context, spec fakehcloud.HostSpec) (string, er
 	if err != nil {
 		tier = sizing.HCloud[0]
 	}
-	r, err := h.Provider.Spawn(ctx, tier, compute.Lease{ID: hs.lease, TTL: time.Hour})
+	opts := h.Options
+	opts.InsecureRegistries = append(slices.Clone(opts.InsecureRegistries), RegistriesIn(spec.UserData)...)
+	prov, err := local.New(opts)
+	if err != nil {
+		return fail(err)
+	}
+	r, err := prov.Spawn(ctx, tier, compute.Lease{ID: hs.lease, TTL: time.Hour})
 	if err != nil {
 		return fail(err)
 	}
@@ -161,6 +173,18 @@ exec /usr/sbin/sshd -D -e -f %[3]q`, socketDir, hs.lease, filepath.Join(hs.dir, 
 	}
 	hs.sshd = cmd
 	return nil
+}
+
+var registryTable = regexp.MustCompile(`\[registry\."([^"]+)"\]`)
+
+// RegistriesIn are the registries a server's user-data configures in its
+// buildkitd.toml.
+func RegistriesIn(userData string) []string {
+	var out []string
+	for _, m := range registryTable.FindAllStringSubmatch(userData, -1) {
+		out = append(out, m[1])
+	}
+	return out
 }
 
 // Stop removes a server's host.

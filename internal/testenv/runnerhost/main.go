@@ -28,14 +28,14 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		}
 		return 2
 	}
-	prov, err := local.New(local.Options{Buildkitd: *buildkitd, StateDir: filepath.Join(*dir, "runners"), DaemonInCgroup: true})
-	if err != nil {
+	opts := local.Options{Buildkitd: *buildkitd, StateDir: filepath.Join(*dir, "runners"), DaemonInCgroup: true}
+	if _, err := local.New(opts); err != nil {
 		fmt.Fprintf(stderr, "fake-hcloud: runner hosts: %v\n", err)
 		return 1
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := fakehcloud.Serve(ctx, *listen, *token, &Hosts{Provider: prov, Dir: filepath.Join(*dir, "hosts")}, stdout); err != nil {
+	if err := fakehcloud.Serve(ctx, *listen, *token, &Hosts{Options: opts, Dir: filepath.Join(*dir, "hosts")}, stdout); err != nil {
 		fmt.Fprintf(stderr, "fake-hcloud: %v\n", err)
 		return 2
 	}
