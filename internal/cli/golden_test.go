@@ -44,6 +44,8 @@ func TestGolden(t *testing.T) {
 		{"explain-p95-approved", []string{"sizing", "explain", "--workspace", "p95-approved", "testdata/specs/default-go"}, 0},
 		{"explain-p95-suggestion", []string{"sizing", "explain", "--workspace", "p95-suggestion", "testdata/specs/default-go"}, 0},
 		{"explain-default-go", []string{"sizing", "explain", "testdata/specs/default-go"}, 0},
+		{"explain-hcloud-arm", []string{"sizing", "explain", "--provider", "hcloud", "--runner-type", "cax31", "testdata/specs/default-go"}, 0},
+		{"explain-hcloud-x86", []string{"sizing", "explain", "--provider", "hcloud", "--platform", "linux/amd64", "testdata/specs/default-go"}, 0},
 		{"explain-bad-tier", []string{"sizing", "explain", "testdata/specs/bad-tier"}, 2},
 		{"check-spec", []string{"spec", "check", "testdata/specs/spec-cpu"}, 0},
 		{"check-directives", []string{"spec", "check", "testdata/specs/directives.ncl"}, 0},

@@ -93,6 +93,7 @@ func runSizing(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	workspace := fs.String("workspace", "", "workspace (default: the context directory's name)")
 	var hist frontdoor.Settings
 	registerHistory(fs, &hist)
+	registerSettings(fs, frontdoor.SettingsTable(), &hist, []string{"compute-provider", "platforms"})
 	pos, err := parseInterspersed(fs, args[1:])
 	if err != nil {
 		return flagErr(err)
@@ -128,6 +129,29 @@ func runSizing(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	row("budget", d.Budget.String())
 	if d.Suggestion != "" {
 		row("suggestion", d.Suggestion)
+	}
+	return explainMachines(stdout, hist, d.Tier.Name)
+}
+
+// explainMachines prints the provider's architecture and what each tier runs
+// on, marking the build's tier.
+func explainMachines(w io.Writer, s frontdoor.Settings, tier string) error {
+	arch, machines, err := s.Machines()
+	if err != nil || machines == nil {
+		return err
+	}
+	provider := s.ComputeProvider
+	if provider == "" {
+		provider = "local"
+	}
+	platform := map[string]string{"arm": "linux/arm64", "x86": "linux/amd64"}[arch]
+	fmt.Fprintf(w, "%-11s %s, %s (%s)\n", "machines", provider, arch, platform)
+	for _, m := range machines {
+		mark := ""
+		if m.Tier.Name == tier {
+			mark = "  ← this build"
+		}
+		fmt.Fprintf(w, "  %-9s %2d CPU / %2d GB  %s%s\n", m.Tier.Name, m.Tier.CPU, m.Tier.MemoryGB, m.Type, mark)
 	}
 	return nil
 }

@@ -28,6 +28,19 @@ type Factory interface {
 	New(cfg Config) (Provider, error)
 }
 
+// Machine is what a tier runs on with a provider, on one architecture.
+type Machine struct {
+	Tier sizing.Tier
+	Type string // e.g. a Hetzner server type, or a cgroup limit
+}
+
+// MachineTable is implemented by factories that can say what each tier runs
+// on for an architecture ("arm" or "x86"; "" is the provider's default):
+// the architecture they chose and one Machine per tier.
+type MachineTable interface {
+	Machines(arch string) (string, []Machine)
+}
+
 var (
 	mu        sync.RWMutex
 	factories = map[string]Factory{}

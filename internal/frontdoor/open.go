@@ -84,11 +84,32 @@ func (s Settings) providerValues() (map[string]string, error) {
 	if v["endpoint"] == "" {
 		v["endpoint"] = os.Getenv("HCLOUD_ENDPOINT")
 	}
-	// A build for linux/amd64 only runs on x86 servers; otherwise ARM.
-	if len(s.Platforms) > 0 && !slices.ContainsFunc(s.Platforms, func(p string) bool { return strings.Contains(p, "arm64") }) {
-		v["arch"] = "x86"
-	}
+	v["arch"] = s.arch()
 	return v, nil
+}
+
+// arch is the architecture a build's machines need: x86 when it is only
+// for platforms other than arm64 (linux/amd64), else "" (the provider's default).
+func (s Settings) arch() string {
+	if len(s.Platforms) > 0 && !slices.ContainsFunc(s.Platforms, func(p string) bool { return strings.Contains(p, "arm64") }) {
+		return "x86"
+	}
+	return ""
+}
+
+// Machines are what each tier runs on with the provider the settings name
+// and the architecture their platforms need (nil when the provider does not say).
+func (s Settings) Machines() (string, []compute.Machine, error) {
+	f, err := compute.Lookup(s.providerName())
+	if err != nil {
+		return "", nil, &buildkit.InputError{Field: s.name("compute-provider"), Value: s.ComputeProvider, Msg: err.Error()}
+	}
+	mt, ok := f.(compute.MachineTable)
+	if !ok {
+		return "", nil, nil
+	}
+	arch, ms := mt.Machines(s.arch())
+	return arch, ms, nil
 }
 
 // OpenProvider builds the compute provider the settings name through its

@@ -65,6 +65,19 @@ func (f factory) New(cfg compute.Config) (compute.Provider, error) {
 	return New(s)
 }
 
+// Machines are the server types of the tiers on an architecture: cax (ARM,
+// the default) or, for x86, cpx.
+func (factory) Machines(arch string) (string, []compute.Machine) {
+	if arch != "x86" {
+		arch = "arm"
+	}
+	var out []compute.Machine
+	for _, t := range sizing.HCloud {
+		out = append(out, compute.Machine{Tier: t, Type: serverType(t.Name, arch)})
+	}
+	return arch, out
+}
+
 // serverType is the Hetzner server type of a tier on an architecture.
 func serverType(tier, arch string) string {
 	if arch == "x86" {
