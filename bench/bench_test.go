@@ -13,14 +13,18 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/lian-build/action/internal/buildkit"
 	"github.com/lian-build/action/internal/compute"
+	"github.com/lian-build/action/internal/compute/hcloud"
 	"github.com/lian-build/action/internal/pipeline"
 	"github.com/lian-build/action/internal/sizing"
 	"github.com/lian-build/action/internal/testenv"
+	"github.com/lian-build/action/internal/testenv/fakehcloud"
+	"github.com/lian-build/action/internal/testenv/runnerhost"
 )
 
 func median(d []time.Duration) time.Duration { return pct(d, 0.5) }
@@ -201,4 +205,53 @@ func layoutDigest(b *testing.B, layout string) string {
 		b.Fatalf("base layout index: %v (%d manifests)", err, len(idx.Manifests))
 	}
 	return idx.Manifests[0].Digest
+}
+
+// BenchmarkHcloudSpawn: a Hetzner runner through the fake API (a runner host
+// per server: netns, sshd, buildkitd), spawn → ready split into create (key
+// and server, action done), boot (SSH answers) and ready (buildkitd answers
+// over SSH), then destroy; for a stock image with cloud-init and for a
+// snapshot chosen by label. The provider polls as against the real API
+// (every second, backing off). The fake boots no OS and runs no cloud-init:
+// the split shows lian-build's own share and its API requests, not Hetzner's
+// boot time.
+func BenchmarkHcloudSpawn(b *testing.B) {
+	testenv.StartSSHD(b)
+	hosts := &runnerhost.Hosts{Options: testenv.HostOptions(b, nil), Dir: b.TempDir()}
+	const token = "bench-hcloud-token"
+	fake := fakehcloud.New(token, hosts)
+	b.Cleanup(fake.Close)
+	for _, image := range []string{"debian-12", "label:lian-build/runner-image=v1"} {
+		b.Run(strings.SplitN(image, "=", 2)[0], func(b *testing.B) {
+			prov, err := hcloud.New(hcloud.Settings{Token: token, Endpoint: fake.Endpoint(), Image: image})
+			if err != nil {
+				b.Fatal(err)
+			}
+			var total, create, boot, ready, destroy []time.Duration
+			requests := len(fake.Requests())
+			for i := 0; b.Loop(); i++ {
+				start := time.Now()
+				r, err := prov.Spawn(context.Background(), sizing.HCloud[0], compute.Lease{ID: fmt.Sprintf("bench-hc-%d-%d", os.Getpid(), i), TTL: time.Minute})
+				if err != nil {
+					b.Fatal(err)
+				}
+				total = append(total, time.Since(start))
+				sp := r.Info().Spawn
+				create = append(create, time.Duration(sp.CreateMS)*time.Millisecond)
+				boot = append(boot, time.Duration(sp.BootMS)*time.Millisecond)
+				ready = append(ready, time.Duration(sp.ReadyMS)*time.Millisecond)
+				start = time.Now()
+				if err := r.Destroy(context.Background()); err != nil {
+					b.Fatal(err)
+				}
+				destroy = append(destroy, time.Since(start))
+			}
+			b.ReportMetric(ms(median(total)), "spawn-p50-ms")
+			b.ReportMetric(ms(median(create)), "create-p50-ms")
+			b.ReportMetric(ms(median(boot)), "boot-p50-ms")
+			b.ReportMetric(ms(median(ready)), "ready-p50-ms")
+			b.ReportMetric(ms(median(destroy)), "destroy-p50-ms")
+			b.ReportMetric(float64(len(fake.Requests())-requests)/float64(len(total)), "api-requests/lease")
+		})
+	}
 }

@@ -193,10 +193,14 @@ func (r *runner) connect(ctx context.Context, signer ssh.Signer) error {
 				last = fmt.Errorf("sshd refused the lease's key: %w", refused)
 			}
 			return fmt.Errorf("hcloud: server %s never answered on SSH (%v): %w", r.server.Name, last, ctx.Err())
-		case <-time.After(r.p.s.PollEvery):
+		case <-time.After(r.p.sshPoll()):
 		}
 	}
 }
+
+// sshPoll is the wait between SSH dials and readiness checks: they cost no
+// API requests, so they need not wait as long as API polls.
+func (p *Provider) sshPoll() time.Duration { return min(p.s.PollEvery, 250*time.Millisecond) }
 
 // waitBuildkitd waits until buildkitd answers through the SSH connection.
 func (r *runner) waitBuildkitd(ctx context.Context) error {
@@ -213,7 +217,7 @@ func (r *runner) waitBuildkitd(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("hcloud: buildkitd on %s never answered (%v): %w", r.server.Name, err, ctx.Err())
-		case <-time.After(r.p.s.PollEvery):
+		case <-time.After(r.p.sshPoll()):
 		}
 	}
 }
