@@ -2,13 +2,11 @@ package main_test
 
 import (
 	"bytes"
-	"fmt"
 	"os"
 	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/lian-build/action/internal/testenv"
 	"github.com/lian-build/action/internal/testenv/fakehcloud"
@@ -35,7 +33,7 @@ func hcloudWorld(t *testing.T) (*fakehcloud.Fake, *runnerhost.Hosts, []string) {
 }
 
 // startSlowBuild starts a remote build whose RUN step sleeps, and returns
-// once the lease's SSH connection is up and the step has had time to start.
+// once the step runs.
 func startSlowBuild(t *testing.T, f *fakehcloud.Fake, hosts *runnerhost.Hosts, env []string) (*exec.Cmd, *bytes.Buffer) {
 	dir := ctxDir(t, "FROM base\nRUN --mount=type=secret,id=tok sleep 60\n")
 	cmd := exec.Command(binary, "build", "--provider", "hcloud", "--build-context", baseFlag(t), "--progress", "plain",
@@ -48,13 +46,8 @@ func startSlowBuild(t *testing.T, f *fakehcloud.Fake, hosts *runnerhost.Hosts, e
 	}
 	waitFor(t, func() bool {
 		ids := hosts.IDs()
-		if len(ids) == 0 {
-			return false
-		}
-		pids, _ := exec.Command("ip", "netns", "pids", fmt.Sprintf("%s%d", runnerhost.Prefix(), ids[0])).Output()
-		return len(strings.Fields(string(pids))) >= 2
+		return len(ids) > 0 && hosts.StepRunning(ids[0])
 	})
-	time.Sleep(1500 * time.Millisecond)
 	return cmd, &out
 }
 

@@ -3,7 +3,6 @@ package hcloud_test
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -163,24 +162,19 @@ func TestRemoteOOMRetriesOnANewServer(t *testing.T) {
 	w.assertNothingLeft(t)
 }
 
-// duringStep calls fn with the server's id once the lease's SSH connection
-// is up (sshd has forked its child for it) and the RUN step has had time to start.
+// duringStep calls fn with the server's id once a RUN step runs on it.
 func (w *world) duringStep(t *testing.T, fn func(id int64)) {
 	go func() {
-		for i := 0; i < 600; i++ {
-			time.Sleep(100 * time.Millisecond)
-			ids := w.hosts.IDs()
-			if len(ids) == 0 {
-				continue
-			}
-			pids, _ := exec.Command("ip", "netns", "pids", fmt.Sprintf("%s%d", runnerhost.Prefix(), ids[0])).Output()
-			if len(strings.Fields(string(pids))) >= 2 {
-				time.Sleep(1500 * time.Millisecond)
-				fn(ids[0])
-				return
+		for i := 0; i < 1200; i++ {
+			time.Sleep(50 * time.Millisecond)
+			for _, id := range w.hosts.IDs() {
+				if w.hosts.StepRunning(id) {
+					fn(id)
+					return
+				}
 			}
 		}
-		t.Error("the build never started on a runner host")
+		t.Error("no RUN step ever ran on a runner host")
 	}()
 }
 
@@ -234,7 +228,7 @@ func TestKernelKillingBuildkitdIsAnOOM(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	res, err, progress := w.build(t, "FROM base\nRUN sleep 4 && dd if=/dev/zero of=/dev/null bs=400M count=1 && echo allocated\n")
+	res, err, progress := w.build(t, "FROM base\nRUN sleep 3 && dd if=/dev/zero of=/dev/null bs=400M count=1 && echo allocated\n")
 	if err != nil {
 		t.Fatalf("build: %v\n%s", err, progress)
 	}

@@ -51,16 +51,13 @@ func (r *runner) Info() compute.RunnerInfo {
 // statsTimeout bounds one counters reading over SSH.
 const statsTimeout = 3 * time.Second
 
-// Health is the SSH connection's (lost, or a command that cannot run) and
+// Health is the SSH connection's (lost, or the server not answering) and
 // then buildkitd's: its socket on the server no longer answering means the
 // daemon died — killed, or out of memory (Stats then says which).
 func (r *runner) Health(ctx context.Context) error {
-	if err := r.conn.Err(); err != nil {
-		return err
-	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if _, err := r.conn.Run(ctx, "true"); err != nil {
+	if err := r.conn.Ping(ctx); err != nil {
 		return err
 	}
 	c, err := r.conn.DialUnix(r.p.s.Socket)

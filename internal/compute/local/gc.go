@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/lian-build/action/internal/compute"
+	"github.com/lian-build/action/internal/proc"
 )
 
 // runnerState is what the state dir says of a runner.
@@ -75,8 +76,8 @@ func (p *Provider) states(ctx context.Context) ([]runnerState, error) {
 			info = runnerState{
 				ID: rec.ID, Tier: rec.Tier, PID: rec.PID, OwnerPID: rec.OwnerPID,
 				Created: rec.Created, Expires: rec.Expires,
-				DaemonAlive: alive(rec.PID, rec.DaemonStart),
-				OwnerAlive:  alive(rec.OwnerPID, rec.OwnerStart),
+				DaemonAlive: proc.Alive(rec.PID, rec.DaemonStart),
+				OwnerAlive:  proc.Alive(rec.OwnerPID, rec.OwnerStart),
 			}
 		}
 		info.Orphan, info.Why = orphaned(info, err, now)

@@ -2,14 +2,13 @@ package local
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
+
+	"github.com/lian-build/action/internal/proc"
 )
 
 // leaseRecord is written next to each runner so that `runners gc` can tell
@@ -54,48 +53,14 @@ func readLease(dir string) (leaseRecord, error) {
 	return r, nil
 }
 
-// procStart returns a process's start time (field 22 of /proc/PID/stat), or an
-// error when the process does not exist.
-func procStart(pid int) (uint64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 20 {
-		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
-	}
-	if f[0] == "Z" {
-		return 0, errors.New("zombie")
-	}
-	return strconv.ParseUint(f[19], 10, 64)
-}
-
-// alive reports whether pid is the same process that started at start.
-func alive(pid int, start uint64) bool {
-	if pid <= 0 {
-		return false
-	}
-	got, err := procStart(pid)
-	if err != nil {
-		return false
-	}
-	return start == 0 || got == start
-}
-
 // killWait sends sig, then SIGKILL after grace, and waits for the process to go.
 func killWait(pid int, start uint64, grace time.Duration) {
-	if !alive(pid, start) {
+	if !proc.Alive(pid, start) {
 		return
 	}
 	_ = syscall.Kill(pid, syscall.SIGTERM)
 	deadline, killed := time.Now().Add(grace), false
-	for alive(pid, start) {
+	for proc.Alive(pid, start) {
 		if time.Now().After(deadline) {
 			if killed {
 				return // unkillable (D state); the caller reports what is left

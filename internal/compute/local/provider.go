@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/lian-build/action/internal/compute"
+	"github.com/lian-build/action/internal/proc"
 	"github.com/lian-build/action/internal/sizing"
 	"github.com/moby/buildkit/client"
 )
@@ -162,8 +163,8 @@ func (p *Provider) Spawn(ctx context.Context, tier sizing.Tier, lease compute.Le
 		ID: lease.ID, Tier: tier.Name, PID: r.pid, OwnerPID: os.Getpid(),
 		CgroupParent: r.cg.rel, Socket: r.socket, Created: now, Labels: lease.Labels,
 	}
-	rec.OwnerStart, _ = procStart(os.Getpid())
-	rec.DaemonStart, _ = procStart(r.pid)
+	rec.OwnerStart, _ = proc.Start(os.Getpid())
+	rec.DaemonStart, _ = proc.Start(r.pid)
 	r.start = rec.DaemonStart
 	if lease.TTL > 0 {
 		rec.Expires = now.Add(lease.TTL)
@@ -305,7 +306,7 @@ func destroy(ctx context.Context, dir string, pid int, start uint64, cg cgroup) 
 	}
 	killWait(pid, start, grace)
 	var errs []error
-	if alive(pid, start) {
+	if proc.Alive(pid, start) {
 		errs = append(errs, fmt.Errorf("buildkitd pid %d did not exit", pid))
 	}
 	if err := cg.remove(); err != nil {

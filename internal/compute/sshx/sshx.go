@@ -115,6 +115,31 @@ func Dial(ctx context.Context, cfg Config) (*Conn, error) {
 	return c, nil
 }
 
+// Ping asks the server for an answer (a keep-alive request: no session, no
+// shell), within ctx.
+func (c *Conn) Ping(ctx context.Context) error {
+	if err := c.Err(); err != nil {
+		return err
+	}
+	select {
+	case err := <-c.keepAliveRequest():
+		if err != nil {
+			return c.explain(fmt.Errorf("ssh %s: no answer: %w", c.addr, err))
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("ssh %s: no answer: %w", c.addr, ctx.Err())
+	}
+}
+
+// keepAliveRequest sends a keep-alive request; its answer (or the error)
+// arrives on the channel, which never blocks the sender.
+func (c *Conn) keepAliveRequest() <-chan error {
+	answered := make(chan error, 1)
+	go func() { _, _, err := c.client.SendRequest("keepalive@openssh.com", true, nil); answered <- err }()
+	return answered
+}
+
 // keepAlive asks the server every interval; two missed answers close the
 // connection and record why, for Err and for the errors of what was using it.
 func (c *Conn) keepAlive(every time.Duration) {
@@ -128,12 +153,10 @@ func (c *Conn) keepAlive(every time.Duration) {
 			return
 		case <-t.C:
 		}
-		answered := make(chan error, 1)
-		go func() { _, _, err := c.client.SendRequest("keepalive@openssh.com", true, nil); answered <- err }()
 		select {
 		case <-c.stop:
 			return
-		case err := <-answered:
+		case err := <-c.keepAliveRequest():
 			if err == nil {
 				missed = 0
 				continue

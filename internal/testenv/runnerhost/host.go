@@ -13,6 +13,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -157,9 +158,15 @@ func (hs *host) startSSHD(ip, socketDir string, keys []string) error {
 	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
 		return err
 	}
-	script := fmt.Sprintf(`mkdir -p /run/buildkit && mount --bind %q /run/buildkit || exit 1
-for c in memory/ cpuacct/ ''; do g=/sys/fs/cgroup/${c}lian-build; [ -d $g/%s ] && { mount --bind $g/%[2]s $g || exit 1; }; done
-exec /usr/sbin/sshd -D -e -f %[3]q`, socketDir, hs.lease, filepath.Join(hs.dir, "sshd_config"))
+	// A VM's root has its own home: this machine's shell start-up files
+	// (and their locks) stay out of the host's sessions.
+	home := filepath.Join(hs.dir, "home")
+	if err := os.MkdirAll(home, 0o700); err != nil {
+		return err
+	}
+	script := fmt.Sprintf(`mkdir -p /run/buildkit && mount --bind %q /run/buildkit && mount --bind %q /root || exit 1
+for c in memory/ cpuacct/ ''; do g=/sys/fs/cgroup/${c}lian-build; [ -d $g/%s ] && { mount --bind $g/%[3]s $g || exit 1; }; done
+exec /usr/sbin/sshd -D -e -f %[4]q`, socketDir, home, hs.lease, filepath.Join(hs.dir, "sshd_config"))
 	// nsenter, not `ip netns exec`: that remounts /sys, hiding the cgroup tree.
 	cmd := exec.Command("nsenter", "--net=/run/netns/"+hs.ns, "unshare", "--mount", "--propagation", "private", "sh", "-c", script)
 	logf, err := os.Create(filepath.Join(hs.dir, "sshd.log"))
@@ -217,6 +224,29 @@ func (h *Hosts) Kill(serverID int64) {
 	if hs := h.hosts[serverID]; hs != nil {
 		hs.killAll()
 	}
+}
+
+// StepRunning reports whether a RUN step runs on the server: a container's
+// cgroup under the lease's holds a process.
+func (h *Hosts) StepRunning(serverID int64) bool {
+	h.mu.Lock()
+	hs := h.hosts[serverID]
+	h.mu.Unlock()
+	if hs == nil {
+		return false
+	}
+	running := false
+	for _, root := range []string{"/sys/fs/cgroup/memory/lian-build/" + hs.lease, "/sys/fs/cgroup/lian-build/" + hs.lease} {
+		_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || running || d.IsDir() || d.Name() != "cgroup.procs" || filepath.Dir(p) == root || filepath.Base(filepath.Dir(p)) == "daemon" {
+				return nil
+			}
+			b, _ := os.ReadFile(p)
+			running = len(strings.TrimSpace(string(b))) > 0
+			return nil
+		})
+	}
+	return running
 }
 
 // KillDaemon kills a server's buildkitd, as the kernel or a crash would.

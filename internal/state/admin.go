@@ -1,0 +1,236 @@
+package state
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// meta is what the store knows of a namespace beside its generations.
+type meta struct {
+	Namespace  string    `json:"namespace"`
+	Bytes      int64     `json:"bytes"`
+	LastUsed   time.Time `json:"last_used"`
+	Committed  time.Time `json:"committed"`
+	LastWriter string    `json:"last_writer"`
+}
+
+func readMeta(dir string) (meta, error) {
+	var m meta
+	b, err := os.ReadFile(filepath.Join(dir, "meta.json"))
+	if err != nil {
+		return m, err
+	}
+	return m, json.Unmarshal(b, &m)
+}
+
+// writeMeta replaces meta.json in one rename.
+func writeMeta(dir string, m meta) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(dir, fmt.Sprintf(".meta-%d", os.Getpid()))
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(dir, "meta.json"))
+}
+
+// lock takes the namespace's flock (LOCK_SH or LOCK_EX), waiting at most
+// as long as ctx allows.
+func lock(ctx context.Context, dir string, how int) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		err := unix.Flock(int(f.Fd()), how|unix.LOCK_NB)
+		if err == nil {
+			return func() { _ = unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			f.Close()
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, fmt.Errorf("state store: waiting for %s: %w", dir, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// diskUsage is the space a tree's files take (blocks, counted once per inode).
+func diskUsage(root string) (int64, error) {
+	var total int64
+	seen := map[uint64]bool{}
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if st, ok := info.Sys().(*syscall.Stat_t); ok && !seen[st.Ino] {
+			seen[st.Ino] = true
+			total += st.Blocks * 512
+		}
+		return nil
+	})
+	return total, err
+}
+
+// Info describes a namespace's committed state.
+type Info struct {
+	Namespace  string    `json:"namespace"`
+	Generation int       `json:"generation"`
+	Bytes      int64     `json:"bytes"`
+	LastUsed   time.Time `json:"last_used"`
+	Committed  time.Time `json:"committed"`
+	LastWriter string    `json:"last_writer"`
+}
+
+// List is every namespace with a committed state, most recently used first.
+func (s *Store) List() ([]Info, error) {
+	entries, err := os.ReadDir(filepath.Join(s.root, "ns"))
+	if err != nil {
+		return nil, err
+	}
+	var out []Info
+	for _, e := range entries {
+		dir := filepath.Join(s.root, "ns", e.Name())
+		gen, err := current(dir)
+		if err != nil || gen == 0 {
+			continue
+		}
+		ns, _ := url.PathUnescape(e.Name())
+		m, _ := readMeta(dir)
+		out = append(out, Info{Namespace: ns, Generation: gen, Bytes: m.Bytes, LastUsed: m.LastUsed, Committed: m.Committed, LastWriter: m.LastWriter})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].LastUsed.After(out[j].LastUsed) })
+	return out, nil
+}
+
+// Remove deletes a namespace's state (every generation).
+func (s *Store) Remove(ctx context.Context, ns string) error {
+	dir := filepath.Join(s.root, "ns", url.PathEscape(ns))
+	if _, err := os.Stat(dir); err != nil {
+		return fmt.Errorf("state store: no namespace %q", ns)
+	}
+	unlock, err := lock(ctx, dir, unix.LOCK_EX)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	_ = os.Remove(filepath.Join(dir, "current"))
+	if err := s.removeOldGenerations(dir, -1); err != nil {
+		return err
+	}
+	return os.RemoveAll(dir)
+}
+
+// GC removes what interrupted builds and commits left: clones whose owner
+// is gone, generations no current link names, and temporary files. It
+// returns what it removed.
+func (s *Store) GC(ctx context.Context) ([]string, error) {
+	var removed []string
+	var errs []error
+	work := filepath.Join(s.root, "work")
+	entries, err := os.ReadDir(work)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if strings.HasSuffix(name, ".owner") || ownerAlive(filepath.Join(work, name+".owner")) {
+			continue
+		}
+		c := &Clone{s: s, Dir: filepath.Join(work, name)}
+		if err := c.Discard(); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		removed = append(removed, "clone "+name)
+	}
+	nss, err := os.ReadDir(filepath.Join(s.root, "ns"))
+	if err != nil {
+		return removed, err
+	}
+	for _, e := range nss {
+		r, err := s.gcNamespace(ctx, filepath.Join(s.root, "ns", e.Name()))
+		removed = append(removed, r...)
+		errs = append(errs, err)
+	}
+	return removed, errors.Join(errs...)
+}
+
+// gcNamespace removes a namespace's uncommitted generations.
+func (s *Store) gcNamespace(ctx context.Context, dir string) ([]string, error) {
+	unlock, err := lock(ctx, dir, unix.LOCK_EX)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	gen, err := current(dir)
+	if err != nil {
+		return nil, err
+	}
+	ns, _ := url.PathUnescape(filepath.Base(dir))
+	var removed []string
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		g, perr := parseGen(e.Name())
+		stale := (perr == nil && g != gen) || strings.HasPrefix(e.Name(), ".current-") || strings.HasPrefix(e.Name(), ".meta-")
+		if !stale {
+			continue
+		}
+		if err := s.cloner.remove(filepath.Join(dir, e.Name())); err != nil {
+			return removed, err
+		}
+		removed = append(removed, fmt.Sprintf("%s %s", ns, e.Name()))
+	}
+	return removed, nil
+}
+
+// Evict removes the least recently used namespaces' states while the
+// total exceeds Options.MaxBytes, never keep (the one just committed). It
+// returns the namespaces it evicted.
+func (s *Store) Evict(ctx context.Context, keep string) ([]string, error) {
+	if s.opts.MaxBytes <= 0 {
+		return nil, nil
+	}
+	infos, err := s.List()
+	if err != nil {
+		return nil, err
+	}
+	var total int64
+	for _, i := range infos {
+		total += i.Bytes
+	}
+	var evicted []string
+	for i := len(infos) - 1; i >= 0 && total > s.opts.MaxBytes; i-- {
+		if infos[i].Namespace == keep {
+			continue
+		}
+		if err := s.Remove(ctx, infos[i].Namespace); err != nil {
+			return evicted, err
+		}
+		total -= infos[i].Bytes
+		evicted = append(evicted, infos[i].Namespace)
+	}
+	return evicted, nil
+}

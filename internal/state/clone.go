@@ -1,0 +1,253 @@
+package state
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/lian-build/action/internal/proc"
+)
+
+// Clone is one build's private copy of a committed state (or an empty
+// state, when none of the namespaces it may read has one yet).
+type Clone struct {
+	// Dir is the clone: buildkitd's root for the build.
+	Dir string
+	// From is the namespace the clone was taken from ("": none, empty state).
+	From string
+	// Generation is From's generation that was cloned (0: none).
+	Generation int
+	// Bytes is the size of that generation when it was committed.
+	Bytes int64
+	// CloneTime is how long the clone took.
+	CloneTime time.Duration
+
+	s    *Store
+	id   string
+	done bool
+}
+
+// Clone makes the build's clone: of the first of read that has a committed
+// state, or an empty state. id names the clone (the runner's lease).
+func (s *Store) Clone(ctx context.Context, id string, read []string) (*Clone, error) {
+	if err := validID(id); err != nil {
+		return nil, err
+	}
+	c := &Clone{s: s, id: id, Dir: filepath.Join(s.root, "work", id)}
+	if err := writeOwner(c.Dir + ".owner"); err != nil {
+		return nil, fmt.Errorf("state store: %w", err)
+	}
+	start := time.Now()
+	for _, ns := range read {
+		ok, err := c.cloneFrom(ctx, ns)
+		if err != nil {
+			return nil, errors.Join(err, c.Discard())
+		}
+		if ok {
+			c.CloneTime = time.Since(start)
+			return c, nil
+		}
+	}
+	if err := s.cloner.create(c.Dir); err != nil {
+		return nil, errors.Join(fmt.Errorf("state store: %w", err), c.Discard())
+	}
+	c.CloneTime = time.Since(start)
+	return c, nil
+}
+
+// cloneFrom clones ns's committed generation, holding its lock shared so
+// that no commit removes the generation meanwhile. false: ns has none.
+func (c *Clone) cloneFrom(ctx context.Context, ns string) (bool, error) {
+	dir, err := c.s.nsDir(ns)
+	if err != nil {
+		return false, err
+	}
+	unlock, err := lock(ctx, dir, unix.LOCK_SH)
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
+	gen, err := current(dir)
+	if err != nil || gen == 0 {
+		return false, err
+	}
+	if err := c.s.cloner.clone(genDir(dir, gen), c.Dir); err != nil {
+		return false, fmt.Errorf("state store: clone %s gen %d: %w", ns, gen, err)
+	}
+	m, _ := readMeta(dir)
+	c.From, c.Generation, c.Bytes = ns, gen, m.Bytes
+	m.Namespace, m.LastUsed = ns, time.Now().UTC()
+	return true, writeMeta(dir, m)
+}
+
+// Commit makes the clone ns's next generation, atomically: the generation
+// is renamed into place, then the current link swapped; the previous
+// generation is removed afterwards. buildkitd must have stopped. writer is
+// who committed (an actor). Concurrent commits of one namespace each get
+// their own generation; the last one is current.
+func (c *Clone) Commit(ctx context.Context, ns, writer string) (int, error) {
+	if c.done {
+		return 0, errors.New("state store: clone already committed or discarded")
+	}
+	dir, err := c.s.nsDir(ns)
+	if err != nil {
+		return 0, err
+	}
+	bytes, err := diskUsage(c.Dir)
+	if err != nil {
+		return 0, fmt.Errorf("state store: size of %s: %w", c.Dir, err)
+	}
+	unlock, err := lock(ctx, dir, unix.LOCK_EX)
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
+	prev, err := current(dir)
+	if err != nil {
+		return 0, err
+	}
+	gen := max(prev, latest(dir)) + 1
+	if err := os.Rename(c.Dir, genDir(dir, gen)); err != nil {
+		return 0, fmt.Errorf("state store: commit %s gen %d: %w", ns, gen, err)
+	}
+	c.done = true
+	_ = os.Remove(c.Dir + ".owner")
+	if err := setCurrent(dir, gen); err != nil {
+		return 0, err
+	}
+	now := time.Now().UTC()
+	if err := writeMeta(dir, meta{Namespace: ns, Bytes: bytes, LastUsed: now, Committed: now, LastWriter: writer}); err != nil {
+		return gen, err
+	}
+	// Every generation but the new one goes: the store keeps one per namespace.
+	return gen, c.s.removeOldGenerations(dir, gen)
+}
+
+// Discard throws the clone away. It is safe to call twice and after Commit.
+func (c *Clone) Discard() error {
+	if c.done {
+		return nil
+	}
+	c.done = true
+	err := c.s.cloner.remove(c.Dir)
+	if err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("state store: discard %s: %w", c.Dir, err)
+	}
+	_ = os.Remove(c.Dir + ".owner")
+	return nil
+}
+
+// nsDir is a namespace's directory (created on first use).
+func (s *Store) nsDir(ns string) (string, error) {
+	if ns == "" || strings.Contains(ns, "..") || strings.HasPrefix(ns, "/") {
+		return "", fmt.Errorf("state store: invalid namespace %q", ns)
+	}
+	dir := filepath.Join(s.root, "ns", url.PathEscape(ns))
+	return dir, os.MkdirAll(dir, 0o700)
+}
+
+func genDir(dir string, gen int) string { return filepath.Join(dir, fmt.Sprintf("gen-%06d", gen)) }
+
+// current is the committed generation (0: none).
+func current(dir string) (int, error) {
+	target, err := os.Readlink(filepath.Join(dir, "current"))
+	if os.IsNotExist(err) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	return parseGen(target)
+}
+
+func parseGen(name string) (int, error) {
+	n, err := strconv.Atoi(strings.TrimPrefix(name, "gen-"))
+	if err != nil || !strings.HasPrefix(name, "gen-") {
+		return 0, fmt.Errorf("state store: %q is not a generation", name)
+	}
+	return n, nil
+}
+
+// latest is the highest generation present, committed or not.
+func latest(dir string) int {
+	entries, _ := os.ReadDir(dir)
+	n := 0
+	for _, e := range entries {
+		if g, err := parseGen(e.Name()); err == nil {
+			n = max(n, g)
+		}
+	}
+	return n
+}
+
+// setCurrent points current at gen with one rename: readers see the old
+// generation or the new one, never neither.
+func setCurrent(dir string, gen int) error {
+	tmp := filepath.Join(dir, fmt.Sprintf(".current-%d", os.Getpid()))
+	_ = os.Remove(tmp)
+	if err := os.Symlink(filepath.Base(genDir(dir, gen)), tmp); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, "current")); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+func (s *Store) removeOldGenerations(dir string, keep int) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range entries {
+		if g, err := parseGen(e.Name()); err == nil && g != keep {
+			errs = append(errs, s.cloner.remove(filepath.Join(dir, e.Name())))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func validID(id string) error {
+	if id == "" || strings.ContainsAny(id, "/\\ ") || strings.HasPrefix(id, ".") || len(id) > 128 {
+		return fmt.Errorf("state store: invalid clone id %q", id)
+	}
+	return nil
+}
+
+// writeOwner records this process as the clone's owner, for gc.
+func writeOwner(path string) error {
+	pid, start := proc.Self()
+	return os.WriteFile(path, []byte(fmt.Sprintf("%d %d\n", pid, start)), 0o600)
+}
+
+// ownerAlive reads an owner file: is the process that wrote it still there?
+func ownerAlive(path string) bool {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return false
+	}
+	var pid int
+	var start uint64
+	if _, err := fmt.Sscanf(string(b), "%d %d", &pid, &start); err != nil {
+		return false
+	}
+	return proc.Alive(pid, start)
+}

@@ -1,0 +1,283 @@
+package state_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/lian-build/action/internal/state"
+	"github.com/lian-build/action/internal/testenv"
+)
+
+var ctx = context.Background()
+
+// treeHash hashes every path, mode, owner, link target, xattr and content.
+func treeHash(t *testing.T, root string) string {
+	t.Helper()
+	var lines []string
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		var st unix.Stat_t
+		if err := unix.Lstat(p, &st); err != nil {
+			return err
+		}
+		line := fmt.Sprintf("%s %o %d:%d rdev=%d", rel, st.Mode, st.Uid, st.Gid, st.Rdev)
+		switch {
+		case d.Type()&fs.ModeSymlink != 0:
+			target, _ := os.Readlink(p)
+			line += " -> " + target
+		case d.Type().IsRegular():
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			sum := sha256.Sum256(b)
+			line += " " + hex.EncodeToString(sum[:8])
+		}
+		buf := make([]byte, 4096)
+		if n, err := unix.Llistxattr(p, buf); err == nil && n > 0 {
+			line += " xattrs=" + strings.ReplaceAll(string(buf[:n]), "\x00", ",")
+		}
+		lines = append(lines, line)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(lines)
+	sum := sha256.Sum256([]byte(strings.Join(lines, "\n")))
+	return hex.EncodeToString(sum[:])
+}
+
+func write(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func clone(t *testing.T, s *state.Store, id string, read ...string) *state.Clone {
+	t.Helper()
+	c, err := s.Clone(ctx, id, read)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func commit(t *testing.T, c *state.Clone, ns string) int {
+	t.Helper()
+	gen, err := c.Commit(ctx, ns, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return gen
+}
+
+// committedDir is a namespace's committed generation on disk.
+func committedDir(s *state.Store, ns string) string {
+	dir := filepath.Join(s.Root(), "ns", strings.ReplaceAll(ns, "/", "%2F"))
+	target, _ := os.Readlink(filepath.Join(dir, "current"))
+	return filepath.Join(dir, target)
+}
+
+// The namespace model on a real btrfs image and on XFS with reflink: an
+// empty clone when nothing is committed; a session reads ci/ and commits its
+// own dev/, leaving ci/'s bytes unchanged; discard leaves the store as it
+// was; overlayfs' markers (xattrs, whiteout devices) and symlinks survive.
+func TestCloneCommitDiscard(t *testing.T) {
+	for _, fsType := range []string{"btrfs", "xfs"} {
+		t.Run(fsType, func(t *testing.T) {
+			s := testenv.StateStore(t, fsType, state.Options{})
+			t.Logf("store: %s", s.Describe())
+			c := clone(t, s, "b1", "ci/app")
+			if c.From != "" || c.Generation != 0 {
+				t.Fatalf("clone of nothing: %+v", c)
+			}
+			write(t, filepath.Join(c.Dir, "cache/go-build/aa"), "compiled")
+			if err := os.Symlink("cache/go-build/aa", filepath.Join(c.Dir, "link")); err != nil {
+				t.Fatal(err)
+			}
+			if err := unix.Mknod(filepath.Join(c.Dir, "whiteout"), unix.S_IFCHR, 0); err != nil {
+				t.Fatal(err)
+			}
+			if err := unix.Setxattr(filepath.Join(c.Dir, "cache"), "trusted.overlay.opaque", []byte("y"), 0); err != nil {
+				t.Fatal(err)
+			}
+			if gen := commit(t, c, "ci/app"); gen != 1 {
+				t.Fatalf("first commit is gen %d", gen)
+			}
+			ciHash := treeHash(t, committedDir(s, "ci/app"))
+
+			sess := clone(t, s, "b2", "dev/jpl-app", "ci/app")
+			if sess.From != "ci/app" || sess.Generation != 1 || treeHash(t, sess.Dir) != ciHash {
+				t.Fatalf("session clone %+v is not ci/app gen 1", sess)
+			}
+			write(t, filepath.Join(sess.Dir, "cache/go-build/bb"), "the session's")
+			commit(t, sess, "dev/jpl-app")
+			if got := treeHash(t, committedDir(s, "ci/app")); got != ciHash {
+				t.Fatal("a session's commit changed ci/app")
+			}
+			again := clone(t, s, "b3", "dev/jpl-app", "ci/app")
+			if again.From != "dev/jpl-app" {
+				t.Fatalf("the session's next build read %q", again.From)
+			}
+			if b, err := os.ReadFile(filepath.Join(again.Dir, "cache/go-build/bb")); err != nil || string(b) != "the session's" {
+				t.Fatalf("the session's write is not in its next clone: %q %v", b, err)
+			}
+			before := treeHash(t, filepath.Join(s.Root(), "ns"))
+			write(t, filepath.Join(again.Dir, "cache/go-build/bb"), "overwritten, then discarded")
+			if err := again.Discard(); err != nil {
+				t.Fatal(err)
+			}
+			if treeHash(t, filepath.Join(s.Root(), "ns")) != before {
+				t.Fatal("discard changed the committed states")
+			}
+			if left, _ := os.ReadDir(filepath.Join(s.Root(), "work")); len(left) != 0 {
+				t.Fatalf("discard left %v in work/", left)
+			}
+			infos, err := s.List()
+			if err != nil || len(infos) != 2 {
+				t.Fatalf("List = %+v, %v", infos, err)
+			}
+		})
+	}
+}
+
+// A directory on a filesystem that cannot clone (this machine's ext4) is
+// refused, saying what would do.
+func TestRefusesAFilesystemThatCannotClone(t *testing.T) {
+	_, err := state.Open(ctx, state.Options{Path: t.TempDir()})
+	if err == nil || !strings.Contains(err.Error(), "cannot clone") || !strings.Contains(err.Error(), "btrfs") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+// Two builds of one namespace, each on its own clone, both succeed: one
+// generation each, the last one current, no other left.
+func TestConcurrentCommits(t *testing.T) {
+	s := testenv.StateStore(t, "btrfs", state.Options{})
+	base := clone(t, s, "seed", "ci/app")
+	write(t, filepath.Join(base.Dir, "f"), "0")
+	commit(t, base, "ci/app")
+	a, b := clone(t, s, "a", "ci/app"), clone(t, s, "b", "ci/app")
+	write(t, filepath.Join(a.Dir, "f"), "a")
+	write(t, filepath.Join(b.Dir, "f"), "b")
+	errs := make(chan error, 2)
+	for _, c := range []*state.Clone{a, b} {
+		go func() { _, err := c.Commit(ctx, "ci/app", "ci"); errs <- err }()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	infos, _ := s.List()
+	if len(infos) != 1 || infos[0].Generation != 3 {
+		t.Fatalf("after two commits: %+v", infos)
+	}
+	entries, _ := os.ReadDir(filepath.Dir(committedDir(s, "ci/app")))
+	gens := 0
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), "gen-") {
+			gens++
+		}
+	}
+	if gens != 1 {
+		t.Fatalf("%d generations on disk, want the current one", gens)
+	}
+}
+
+// Eviction keeps the store under its bound, least recently used first,
+// never the namespace just committed.
+func TestEvictLeastRecentlyUsed(t *testing.T) {
+	s := testenv.StateStore(t, "btrfs", state.Options{MaxBytes: 3 << 20})
+	for _, ns := range []string{"ci/old", "ci/mid", "ci/new"} {
+		c := clone(t, s, "x", ns)
+		write(t, filepath.Join(c.Dir, "blob"), strings.Repeat("x", 1<<20+len(ns)))
+		commit(t, c, ns)
+		time.Sleep(10 * time.Millisecond)
+	}
+	clone(t, s, "touch", "ci/old").Discard() // ci/old is now the most recently used
+	evicted, err := s.Evict(ctx, "ci/new")
+	if err != nil || len(evicted) != 1 || evicted[0] != "ci/mid" {
+		t.Fatalf("evicted %v, %v (want ci/mid)", evicted, err)
+	}
+}
+
+// kill -9 while commits run: the namespace still opens on an intact
+// generation, and gc removes what the killed process left.
+func TestKill9DuringCommit(t *testing.T) {
+	if os.Getenv("LIAN_STATE_COMMIT_LOOP") != "" {
+		commitLoop(os.Getenv("LIAN_STATE_COMMIT_LOOP"))
+		return
+	}
+	s := testenv.StateStore(t, "btrfs", state.Options{})
+	for round := range 5 {
+		cmd := exec.Command(os.Args[0], "-test.run", "^TestKill9DuringCommit$")
+		cmd.Env = append(os.Environ(), "LIAN_STATE_COMMIT_LOOP="+s.Root())
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Duration(150+70*round) * time.Millisecond)
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		opened, err := state.Open(ctx, state.Options{Path: s.Root()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := clone(t, opened, fmt.Sprintf("check-%d", round), "ci/app")
+		if c.Generation > 0 {
+			b, err := os.ReadFile(filepath.Join(c.Dir, "gen"))
+			if err != nil || len(b) != 64<<10 {
+				t.Fatalf("round %d: generation %d is torn: %d bytes, %v", round, c.Generation, len(b), err)
+			}
+		}
+		_ = c.Discard()
+		removed, err := opened.GC(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("round %d: gen %d, gc removed %v", round, c.Generation, removed)
+		if left, _ := os.ReadDir(filepath.Join(s.Root(), "work")); len(left) != 0 {
+			t.Fatalf("after gc: %v in work/", left)
+		}
+	}
+}
+
+// commitLoop clones, writes a 64 KiB file and commits, until killed.
+func commitLoop(root string) {
+	s, err := state.Open(ctx, state.Options{Path: root})
+	if err != nil {
+		panic(err)
+	}
+	for i := 0; ; i++ {
+		c, err := s.Clone(ctx, fmt.Sprintf("loop-%d-%d", os.Getpid(), i), []string{"ci/app"})
+		if err != nil {
+			panic(err)
+		}
+		if err := os.WriteFile(filepath.Join(c.Dir, "gen"), []byte(strings.Repeat("g", 64<<10)), 0o644); err != nil {
+			panic(err)
+		}
+		if _, err := c.Commit(ctx, "ci/app", "loop"); err != nil {
+			panic(err)
+		}
+	}
+}
