@@ -81,7 +81,14 @@ LogLevel ERROR
 	if err := os.WriteFile(filepath.Join(dir, "sshd_config"), []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "-D", "-e", "-f", filepath.Join(dir, "sshd_config"))
+	// Sessions get a clean home in a mount namespace of sshd's own: this
+	// machine's shell start-up files (pyenv's, with its lock) stay out.
+	home := filepath.Join(dir, "home")
+	if err := os.MkdirAll(home, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c",
+		fmt.Sprintf("mount --bind %q /root && exec %q -D -e -f %q", home, bin, filepath.Join(dir, "sshd_config")))
 	logf, err := os.Create(filepath.Join(dir, "sshd.log"))
 	if err != nil {
 		t.Fatal(err)
