@@ -350,3 +350,24 @@ func orNone(s []string) string {
 	}
 	return strings.Join(s, ", ")
 }
+
+// StateNamespaces are the runner-state namespaces of a build, by the same
+// rules as the registry cache: the ones it may read, in order of
+// preference, and the one it may write ("": none). CI reads and writes
+// ci/<ws>; ci_aux reads ci/<ws> and writes nothing; a session reads its own
+// dev/<id>-<ws>, else ci/<ws>, and writes its own unless it discards.
+func StateNamespaces(a Actor, workspace string, d Disposition) (read []string, write string) {
+	ci := "ci/" + workspace
+	switch a.Kind {
+	case ActorHuman, ActorAgent:
+		dev := fmt.Sprintf("dev/%s-%s", a.ID, workspace)
+		if d != Discard {
+			write = dev
+		}
+		return []string{dev, ci}, write
+	case ActorCIAux:
+		return []string{ci}, ""
+	default:
+		return []string{ci}, ci
+	}
+}

@@ -139,3 +139,23 @@ func TestAuthStringHidesPassword(t *testing.T) {
 		t.Fatal(s)
 	}
 }
+
+func TestStateNamespaces(t *testing.T) {
+	for _, tt := range []struct {
+		actor       Actor
+		disp        Disposition
+		read, write string
+	}{
+		{Actor{Kind: ActorCI}, Export, "ci/app", "ci/app"},
+		{Actor{Kind: ""}, "", "ci/app", "ci/app"},
+		{Actor{Kind: ActorCIAux}, Export, "ci/app", ""},
+		{Actor{Kind: ActorHuman, ID: "jpl"}, Export, "dev/jpl-app,ci/app", "dev/jpl-app"},
+		{Actor{Kind: ActorAgent, ID: "bot"}, Rollback, "dev/bot-app,ci/app", "dev/bot-app"},
+		{Actor{Kind: ActorHuman, ID: "jpl"}, Discard, "dev/jpl-app,ci/app", ""},
+	} {
+		read, write := StateNamespaces(tt.actor, "app", tt.disp)
+		if strings.Join(read, ",") != tt.read || write != tt.write {
+			t.Errorf("%v %s: read %v write %q, want %s / %q", tt.actor, tt.disp, read, write, tt.read, tt.write)
+		}
+	}
+}

@@ -29,6 +29,11 @@ type Lease struct {
 	// TTL is how long the runner may outlive a crashed owner.
 	TTL    time.Duration
 	Labels map[string]string
+	// State is a directory to run buildkitd on as its root: a clone of a
+	// committed BuildKit state (internal/state). "" gives the runner a fresh
+	// root of its own. The runner never removes it; a provider that cannot
+	// use it refuses the lease.
+	State string
 }
 
 // Expires is the end of the lease, counted from now.

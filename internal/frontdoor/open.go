@@ -16,11 +16,12 @@ import (
 	"github.com/lian-build/action/internal/buildkit"
 	"github.com/lian-build/action/internal/compute"
 	_ "github.com/lian-build/action/internal/compute/hcloud" // registers the hcloud provider
-	_ "github.com/lian-build/action/internal/compute/local"  // registers the local provider
+	"github.com/lian-build/action/internal/compute/local"    // registers the local provider; ParseSize
 	"github.com/lian-build/action/internal/events"
 	"github.com/lian-build/action/internal/metrics"
 	"github.com/lian-build/action/internal/pipeline"
 	"github.com/lian-build/action/internal/sizing"
+	"github.com/lian-build/action/internal/state"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -168,6 +169,39 @@ func (s Settings) OpenHistory(ctx context.Context) (metrics.Recorder, func(), er
 	return metrics.Recorder{Store: kv}, nc.Close, nil
 }
 
+// OpenState opens the runner state store the settings name (nil without
+// one) and the size a state is pruned to before a commit (0: none).
+func (s Settings) OpenState(ctx context.Context) (*state.Store, int64, error) {
+	if s.StateStore == "" {
+		return nil, 0, nil
+	}
+	field := s.name("state-store")
+	if p := s.providerName(); p != "local" {
+		return nil, 0, &buildkit.InputError{Field: field, Value: s.StateStore, Msg: fmt.Sprintf("works with the local provider only, not %s (Hetzner volumes are not supported yet)", p)}
+	}
+	opts := state.Options{Path: s.StateStore}
+	sizes := []struct {
+		name string
+		text string
+		dst  *int64
+	}{{"state-store-size", s.StateStoreSize, &opts.ImageSize}, {"state-max", s.StateMax, &opts.MaxBytes}}
+	for _, sz := range sizes {
+		if sz.text == "" {
+			continue
+		}
+		n, err := local.ParseSize(sz.text)
+		if err != nil {
+			return nil, 0, &buildkit.InputError{Field: s.name(sz.name), Value: sz.text, Msg: err.Error()}
+		}
+		*sz.dst = n
+	}
+	st, err := state.Open(ctx, opts)
+	if err != nil {
+		return nil, 0, &buildkit.InputError{Field: field, Value: s.StateStore, Msg: err.Error()}
+	}
+	return st, opts.MaxBytes, nil
+}
+
 // Open builds the pipeline the settings describe.
 func (s Settings) Open(ctx context.Context, log *slog.Logger) (*Runtime, error) {
 	prov, err := s.OpenProvider()
@@ -185,6 +219,13 @@ func (s Settings) Open(ctx context.Context, log *slog.Logger) (*Runtime, error) 
 	}
 	rt := &Runtime{Provider: prov, Recorder: rec, closers: []func(){closeHistory}}
 	cfg := pipeline.Config{Provider: prov, Logger: log, Specs: SpecLoader(), Metrics: rec, History: rec}
+	if cfg.State, cfg.StateKeepBytes, err = s.OpenState(ctx); err != nil {
+		rt.Close()
+		return nil, err
+	}
+	if cfg.State != nil && log != nil {
+		log.Info("runner state store", "store", cfg.State.Describe())
+	}
 	if s.NatsURL != "" {
 		pub := events.New(events.Options{URL: s.NatsURL, Prefix: s.EventsPrefix, Logger: log})
 		rt.closers = append(rt.closers, pub.Close)

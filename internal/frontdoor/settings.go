@@ -48,6 +48,9 @@ type Settings struct {
 	Directives       string
 	RunnerType       string
 	ComputeProvider  string
+	StateStore       string
+	StateStoreSize   string
+	StateMax         string
 	Actor            string
 	CacheDisposition string
 	Registry         string
@@ -144,6 +147,7 @@ func (s *Settings) ApplyDirectives(ctx context.Context) error {
 	}
 	set("workspace", &s.Workspace, d.Workspace)
 	set("runner-type", &s.RunnerType, d.RunnerOverride)
+	set("state-store", &s.StateStore, d.StateStore)
 	set("compute-provider", &s.ComputeProvider, d.ComputeProvider)
 	actor := d.CachePolicy.Actor
 	if d.CachePolicy.ActorID != "" {
@@ -174,7 +178,7 @@ func (s *Settings) ApplyDirectives(ctx context.Context) error {
 
 // directiveField names the BuildDirectives field each setting comes from.
 var directiveField = map[string]string{
-	"workspace": "workspace", "runner-type": "runner_override", "compute-provider": "compute_provider",
+	"workspace": "workspace", "runner-type": "runner_override", "compute-provider": "compute_provider", "state-store": "state_store",
 	"actor": "cache_policy.actor", "cache-disposition": "cache_policy.disposition", "registry": "registry",
 	"registry-provider": "registry_provider", "nats-url": "nats_events.url", "events-prefix": "nats_events.prefix",
 	"file": "artifact.dockerfile", "target": "artifact.target", "context": "artifact.context",

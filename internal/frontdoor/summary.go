@@ -52,6 +52,9 @@ func facts(r pipeline.Result) []fact {
 	if r.Provider != "" {
 		add("runner", runnerFact(r), false)
 	}
+	if r.State != nil {
+		add("state", r.State.Line(), false)
+	}
 	if r.Actor != "" {
 		add("actor", r.Actor, true)
 	}

@@ -96,5 +96,9 @@ func honoured(base, job frontdoor.Settings) error {
 	if want != "" && want != have {
 		return fmt.Errorf("%s: compute_provider %q: this gateway runs builds on %q; ask its operator, or remove compute_provider", filepath.Base(job.Directives), want, have)
 	}
+	// The state store is a path on the gateway's machine: its operator's choice.
+	if job.StateStore != "" && job.StateStore != base.StateStore {
+		return fmt.Errorf("%s: state_store %q: a repository cannot choose a path on the gateway's machine; ask its operator, or remove state_store", filepath.Base(job.Directives), job.StateStore)
+	}
 	return nil
 }

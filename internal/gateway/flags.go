@@ -59,6 +59,9 @@ func ParseFlags(args []string, getenv func(string) string) (Config, error) {
 	fs.StringVar(&c.Build.Local.StateDir, "state-dir", env("STATE_DIR", local.DefaultStateDir), "local provider: runner state directory")
 	fs.StringVar(&c.Build.Local.Buildkitd, "buildkitd", env("BUILDKITD", ""), "local provider: buildkitd binary")
 	fs.StringVar(&c.Build.Local.TierMemory, "local-tier-memory", env("LOCAL_TIER_MEMORY", ""), "local provider: memory per tier")
+	fs.StringVar(&c.Build.StateStore, "state-store", env("STATE_STORE", ""), "local provider: warm runner state per cache namespace (a btrfs/XFS directory or PATH.img)")
+	fs.StringVar(&c.Build.StateStoreSize, "state-store-size", env("STATE_STORE_SIZE", "20GiB"), "size of a new state-store image")
+	fs.StringVar(&c.Build.StateMax, "state-max", env("STATE_MAX", ""), "total size of the committed states (LRU eviction beyond it)")
 	fs.StringVar(&c.Build.MetricsDir, "metrics-dir", env("METRICS_DIR", metrics.DefaultDir), "unused with NATS (the history lives in JetStream)")
 	fs.Func("build-context", "named context for every build, NAME=DIR|oci-layout://PATH|docker-image://REF (repeatable)", func(v string) error {
 		c.Build.BuildContexts = append(c.Build.BuildContexts, v)

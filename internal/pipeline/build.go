@@ -22,25 +22,39 @@ type attemptOutcome struct {
 	ctxErr error
 	// built is how long the build ran (the budget's share of the attempt).
 	built time.Duration
+	// state is what became of the runner state (nil: no store).
+	state *StateReport
 }
 
-// runAttempt is steps 3–7 for one tier: spawn, build while sampling, classify,
+// runAttempt is steps 3–7 for one tier: spawn (on a clone of the runner
+// state, with a store), build while sampling, classify, settle the state,
 // destroy. budget (0: none) bounds the build, not the spawn.
 func (p *Pipeline) runAttempt(ctx context.Context, log *slog.Logger, req Request, n int, tier sizing.Tier, budget time.Duration) (Attempt, attemptOutcome) {
-	a := Attempt{Number: n, Tier: tier.Name}
+	a := Attempt{Number: n, Tier: tier.Name, RunnerID: leaseID(req.BuildID, n)}
 	start := time.Now()
-	r, id, err := p.spawnRunner(ctx, req.BuildID, req.Workspace, n, tier, req.LeaseTTL)
-	a.RunnerID = id
-	a.SpawnMS = time.Since(start).Milliseconds()
-	if err != nil {
+	failed := func(err error) (Attempt, attemptOutcome) {
 		a.Outcome, a.Error = OutcomeError, err.Error()
 		a.DurationMS = time.Since(start).Milliseconds()
 		return a, attemptOutcome{err: err, ctxErr: contextErr(ctx, ctx, 0)}
 	}
-	defer p.destroyRunner(ctx, log, r, id)
+	sc, err := p.cloneState(ctx, req, a.RunnerID)
+	if err != nil {
+		return failed(fmt.Errorf("runner state: %w", err))
+	}
+	stateDir := ""
+	if sc != nil {
+		defer func() { _ = sc.clone.Discard() }() // after a panic too; a no-op once settled
+		stateDir = sc.clone.Dir
+	}
+	r, err := p.spawnRunner(ctx, req, n, tier, stateDir)
+	a.SpawnMS = time.Since(start).Milliseconds()
+	if err != nil {
+		return failed(err)
+	}
+	defer p.destroyRunner(ctx, log, r, a.RunnerID)
 	info := r.Info()
 	a.Runner = &info
-	log = log.With("runner", id, "tier", tier.Name, "attempt", n)
+	log = log.With("runner", a.RunnerID, "tier", tier.Name, "attempt", n)
 	log.Info("runner ready", "spawn_ms", a.SpawnMS, "server", info.Server, "type", info.Type, "location", info.Location)
 
 	bctx, cancel := budgetContext(ctx, budget)
@@ -49,6 +63,9 @@ func (p *Pipeline) runAttempt(ctx context.Context, log *slog.Logger, req Request
 	out := p.build(bctx, r, req.Build)
 	out.built = time.Since(built)
 	out.ctxErr = contextErr(ctx, bctx, budget)
+	if sc != nil {
+		out.state = sc.settle(ctx, p, log, r, out.err == nil && out.ctxErr == nil, req.Actor.String())
+	}
 	a.DurationMS = time.Since(start).Milliseconds()
 	a.OOM = out.oom
 	switch {

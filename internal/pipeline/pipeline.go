@@ -8,6 +8,7 @@ import (
 
 	"github.com/lian-build/action/internal/compute"
 	"github.com/lian-build/action/internal/sizing"
+	"github.com/lian-build/action/internal/state"
 )
 
 // Config wires the pipeline to its collaborators.
@@ -25,6 +26,12 @@ type Config struct {
 	// SpawnTimeout bounds a runner's spawn, separately from the build's
 	// time budget (default 10 min: a cloud server takes minutes at worst).
 	SpawnTimeout time.Duration
+	// State keeps committed BuildKit state per cache namespace: each
+	// attempt's runner starts on a clone of it (nil: a fresh, empty state).
+	State *state.Store
+	// StateKeepBytes is the size a state is pruned to before it is
+	// committed (0: not pruned).
+	StateKeepBytes int64
 }
 
 // Pipeline runs builds.

@@ -117,6 +117,7 @@ type Result struct {
 	CacheImports     []string          `json:"cache_imports,omitempty"`
 	CacheExports     []string          `json:"cache_exports,omitempty"`
 	CachePromoted    string            `json:"cache_promoted,omitempty"`
+	State            *StateReport      `json:"state,omitempty"`
 	Failure          *buildkit.Failure `json:"failure,omitempty"`
 	Error            string            `json:"error,omitempty"`
 	StartedAt        time.Time         `json:"started_at"`

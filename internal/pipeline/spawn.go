@@ -3,33 +3,37 @@ package pipeline
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/lian-build/action/internal/compute"
 	"github.com/lian-build/action/internal/sizing"
 )
 
-// spawnRunner is step 3: a fresh runner under a lease that names it as ours.
-func (p *Pipeline) spawnRunner(ctx context.Context, buildID, workspace string, attempt int, tier sizing.Tier, ttl time.Duration) (compute.Runner, string, error) {
-	id := fmt.Sprintf("%s-a%d", buildID, attempt)
+// leaseID names an attempt's runner (and its state clone).
+func leaseID(buildID string, attempt int) string { return fmt.Sprintf("%s-a%d", buildID, attempt) }
+
+// spawnRunner is step 3: a fresh runner under a lease that names it as
+// ours, on the state directory given ("" a fresh one).
+func (p *Pipeline) spawnRunner(ctx context.Context, req Request, attempt int, tier sizing.Tier, stateDir string) (compute.Runner, error) {
+	id := leaseID(req.BuildID, attempt)
 	lease := compute.Lease{
 		ID:    id,
 		Owner: compute.Owner(),
-		TTL:   ttl,
+		TTL:   req.LeaseTTL,
 		Labels: map[string]string{
-			"lian-build/build": buildID,
+			"lian-build/build": req.BuildID,
 			"lian-build/tier":  tier.Name,
 		},
+		State: stateDir,
 	}
-	if workspace != "" {
-		lease.Labels[compute.LabelWorkspace] = workspace
+	if req.Workspace != "" {
+		lease.Labels[compute.LabelWorkspace] = req.Workspace
 	}
 	// The spawn has its own timeout: it never eats the build's time budget.
 	sctx, cancel := context.WithTimeout(ctx, p.cfg.SpawnTimeout)
 	defer cancel()
 	r, err := p.cfg.Provider.Spawn(sctx, tier, lease)
 	if err != nil {
-		return nil, id, fmt.Errorf("spawn %s runner (%s): %w", p.cfg.Provider.Name(), tier.Name, err)
+		return nil, fmt.Errorf("spawn %s runner (%s): %w", p.cfg.Provider.Name(), tier.Name, err)
 	}
-	return r, id, nil
+	return r, nil
 }

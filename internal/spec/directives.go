@@ -18,6 +18,7 @@ type Directives struct {
 	Registry         string      `json:"registry,omitempty"`
 	CachePolicy      CachePolicy `json:"cache_policy"`
 	RunnerOverride   string      `json:"runner_override,omitempty"`
+	StateStore       string      `json:"state_store,omitempty"`
 	NatsEvents       *NatsEvents `json:"nats_events,omitempty"`
 }
 

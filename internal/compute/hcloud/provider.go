@@ -66,6 +66,9 @@ func (p *Provider) Note() string        { return "" }
 // Spawn creates the lease's key and server, waits until sshd and buildkitd
 // answer, and destroys everything it made when any step fails.
 func (p *Provider) Spawn(ctx context.Context, tier sizing.Tier, lease compute.Lease) (compute.Runner, error) {
+	if lease.State != "" {
+		return nil, errors.New("hcloud: runner state from a state store is not supported yet (it needs a Hetzner Volume per namespace); use it with the local provider")
+	}
 	r := &runner{p: p, lease: lease, tier: tier.Name}
 	fail := func(err error) (compute.Runner, error) {
 		return nil, errors.Join(err, r.Destroy(context.WithoutCancel(ctx)))

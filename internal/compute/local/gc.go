@@ -116,7 +116,7 @@ func (p *Provider) GC(ctx context.Context) ([]compute.RunnerInfo, error) {
 		dir := filepath.Join(p.opts.StateDir, info.ID)
 		rec, _ := readLease(dir)
 		cg := detectCgroup(p.opts.CgroupRoot, cgroupPrefix+"/"+info.ID)
-		if err := destroy(ctx, dir, rec.PID, rec.DaemonStart, cg); err != nil {
+		if err := destroy(ctx, dir, rec.State, rec.PID, rec.DaemonStart, cg); err != nil {
 			errs = append(errs, err)
 			continue
 		}

@@ -22,6 +22,7 @@ type leaseRecord struct {
 	DaemonStart  uint64            `json:"daemon_start"`  // same, for buildkitd
 	CgroupParent string            `json:"cgroup_parent"` // relative to the cgroup root
 	Socket       string            `json:"socket"`
+	State        string            `json:"state,omitempty"` // buildkitd's root when outside the runner dir (compute.Lease.State)
 	Created      time.Time         `json:"created"`
 	Expires      time.Time         `json:"expires"`
 	Labels       map[string]string `json:"labels,omitempty"`

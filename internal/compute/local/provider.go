@@ -132,8 +132,12 @@ func (p *Provider) Spawn(ctx context.Context, tier sizing.Tier, lease compute.Le
 	if err := r.cg.create(p.MemoryLimit(tier), tier.CPU); err != nil {
 		return fail(fmt.Errorf("local provider: %w", err))
 	}
+	root := filepath.Join(dir, "state")
+	if lease.State != "" {
+		root, r.state = lease.State, lease.State
+	}
 	cfg := filepath.Join(dir, "buildkitd.toml")
-	if err := os.WriteFile(cfg, []byte(buildkitdConfig(filepath.Join(dir, "state"), r.socket, r.cg.rel, p.opts.InsecureRegistries)), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte(buildkitdConfig(root, r.socket, r.cg.rel, p.opts.InsecureRegistries)), 0o600); err != nil {
 		return fail(err)
 	}
 	logf, err := os.Create(filepath.Join(dir, "buildkitd.log"))
@@ -161,7 +165,7 @@ func (p *Provider) Spawn(ctx context.Context, tier sizing.Tier, lease compute.Le
 	now := time.Now()
 	rec := leaseRecord{
 		ID: lease.ID, Tier: tier.Name, PID: r.pid, OwnerPID: os.Getpid(),
-		CgroupParent: r.cg.rel, Socket: r.socket, Created: now, Labels: lease.Labels,
+		CgroupParent: r.cg.rel, Socket: r.socket, State: r.state, Created: now, Labels: lease.Labels,
 	}
 	rec.OwnerStart, _ = proc.Start(os.Getpid())
 	rec.DaemonStart, _ = proc.Start(r.pid)
@@ -195,6 +199,7 @@ type runner struct {
 	created         time.Time
 	spawn           compute.SpawnTimes
 	id, dir, socket string
+	state           string // buildkitd's root outside dir (a lease's state clone), or ""
 	cg              cgroup
 	pid             int
 	start           uint64
@@ -294,12 +299,14 @@ func (r *runner) Stats(ctx context.Context) (compute.Stats, error) {
 // Destroy stops buildkitd and removes its cgroup, mounts and state. ctx bounds
 // the wait for a graceful stop; removal itself always runs.
 func (r *runner) Destroy(ctx context.Context) error {
-	r.once.Do(func() { r.destroyErr = destroy(ctx, r.dir, r.pid, r.start, r.cg) })
+	r.once.Do(func() { r.destroyErr = destroy(ctx, r.dir, r.state, r.pid, r.start, r.cg) })
 	return r.destroyErr
 }
 
-// destroy is shared by Runner.Destroy and the reaper.
-func destroy(ctx context.Context, dir string, pid int, start uint64, cg cgroup) error {
+// destroy is shared by Runner.Destroy and the reaper. A state root outside
+// the runner dir is unmounted under, never removed: it belongs to the
+// state store, which commits or discards it.
+func destroy(ctx context.Context, dir, state string, pid int, start uint64, cg cgroup) error {
 	grace := 10 * time.Second
 	if dl, ok := ctx.Deadline(); ok {
 		grace = min(grace, time.Until(dl))
@@ -312,8 +319,13 @@ func destroy(ctx context.Context, dir string, pid int, start uint64, cg cgroup) 
 	if err := cg.remove(); err != nil {
 		errs = append(errs, err)
 	}
-	if err := unmountUnder(dir); err != nil {
-		errs = append(errs, err)
+	for _, d := range []string{dir, state} {
+		if d == "" {
+			continue
+		}
+		if err := unmountUnder(d); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if err := os.RemoveAll(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		errs = append(errs, err)
