@@ -197,10 +197,11 @@ func TestUnreachableRegistry(t *testing.T) {
 }
 
 // startSleeper starts a build whose step sleeps, and returns once the step runs.
-func startSleeper(t *testing.T, state string) *exec.Cmd {
+func startSleeper(t *testing.T, state string, extra ...string) *exec.Cmd {
 	t.Helper()
 	dir := ctxDir(t, "FROM base\nRUN echo sleeping-now && sleep 120\n")
-	cmd := exec.Command(binary, "build", "--state-dir", state, "--build-context", baseFlag(t), "--progress", "plain", dir)
+	args := append([]string{"build", "--state-dir", state, "--build-context", baseFlag(t), "--progress", "plain"}, extra...)
+	cmd := exec.Command(binary, append(args, dir)...)
 	cmd.Env = append(os.Environ(), buildkitdEnv()...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {

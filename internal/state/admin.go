@@ -144,8 +144,8 @@ func (s *Store) Remove(ctx context.Context, ns string) error {
 }
 
 // GC removes what interrupted builds and commits left: clones whose owner
-// is gone, generations no current link names, and temporary files. It
-// returns what it removed.
+// is gone and that no runner still uses, generations no current link names,
+// and temporary files. It returns what it removed.
 func (s *Store) GC(ctx context.Context) ([]string, error) {
 	var removed []string
 	var errs []error
@@ -156,7 +156,9 @@ func (s *Store) GC(ctx context.Context) ([]string, error) {
 	}
 	for _, e := range entries {
 		name := e.Name()
-		if strings.HasSuffix(name, ".owner") || ownerAlive(filepath.Join(work, name+".owner")) {
+		// A live owner's clone, or one a runner still has mounts in (run
+		// `lian-build runners gc` first), is not left behind.
+		if strings.HasSuffix(name, ".owner") || ownerAlive(filepath.Join(work, name+".owner")) || busy(filepath.Join(work, name)) {
 			continue
 		}
 		c := &Clone{s: s, Dir: filepath.Join(work, name)}

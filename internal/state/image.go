@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -64,7 +65,15 @@ func makeImage(ctx context.Context, path string, size int64) error {
 }
 
 // mounted reports whether dir is a mount point.
-func mounted(dir string) bool {
+func mounted(dir string) bool { return anyMount(func(p string) bool { return p == dir }) }
+
+// busy reports whether something is mounted below dir (a runner's
+// buildkitd still has its snapshots there).
+func busy(dir string) bool {
+	return anyMount(func(p string) bool { return strings.HasPrefix(p, filepath.Clean(dir)+"/") })
+}
+
+func anyMount(match func(point string) bool) bool {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
 		return false
@@ -72,7 +81,7 @@ func mounted(dir string) bool {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if fields := strings.Fields(sc.Text()); len(fields) > 4 && fields[4] == dir {
+		if fields := strings.Fields(sc.Text()); len(fields) > 4 && match(fields[4]) {
 			return true
 		}
 	}

@@ -1,0 +1,76 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/lian-build/action/internal/frontdoor"
+)
+
+// stateSettings are the flags of `lian-build state`.
+var stateSettings = []string{"state-store", "state-store-size", "state-max"}
+
+// runState is `lian-build state ls|rm NAMESPACE|gc`.
+func runState(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return usageErr("usage: lian-build state ls|rm NAMESPACE|gc --state-store PATH")
+	}
+	fs := newFlagSet("lian-build state "+args[0], stderr)
+	s := frontdoor.Settings{Names: cliNames(frontdoor.SettingsTable())}
+	registerSettings(fs, frontdoor.SettingsTable(), &s, stateSettings)
+	pos, err := parseInterspersed(fs, args[1:])
+	if err != nil {
+		return flagErr(err)
+	}
+	if s.StateStore == "" {
+		return usageErr("state %s: --state-store PATH (or $LIAN_STATE_STORE) is required", args[0])
+	}
+	st, _, err := s.OpenState(ctx)
+	if err != nil {
+		return err
+	}
+	switch args[0] {
+	case "ls":
+		fmt.Fprintln(stderr, "store:", st.Describe())
+		infos, err := st.List()
+		if err != nil || len(infos) == 0 {
+			if err == nil {
+				fmt.Fprintln(stdout, "no committed state")
+			}
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "NAMESPACE\tGENERATION\tSIZE\tLAST USED\tCOMMITTED BY")
+		for _, i := range infos {
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s ago\t%s\n", i.Namespace, i.Generation, frontdoor.FmtBytes(uint64(i.Bytes)), time.Since(i.LastUsed).Round(time.Second), i.LastWriter)
+		}
+		return tw.Flush()
+	case "rm":
+		if len(pos) == 0 {
+			return usageErr("state rm NAMESPACE…")
+		}
+		var errs []error
+		for _, ns := range pos {
+			if err := st.Remove(ctx, ns); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			fmt.Fprintf(stdout, "removed %s\n", ns)
+		}
+		return errors.Join(errs...)
+	case "gc":
+		removed, err := st.GC(ctx)
+		for _, r := range removed {
+			fmt.Fprintf(stdout, "removed %s\n", r)
+		}
+		if err == nil && len(removed) == 0 {
+			fmt.Fprintln(stdout, "nothing left behind")
+		}
+		return err
+	}
+	return usageErr("state: unknown command %q (ls, rm, gc)", args[0])
+}
