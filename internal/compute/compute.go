@@ -111,6 +111,13 @@ type Runner interface {
 	Destroy(ctx context.Context) error
 }
 
+// SampleInterval is implemented by runners whose readings cost a round
+// trip (a command over SSH): the pipeline reads their Stats no more often
+// than MinSampleInterval.
+type SampleInterval interface {
+	MinSampleInterval() time.Duration
+}
+
 // Provider creates runners of a given tier, and finds and reaps its own.
 type Provider interface {
 	Name() string

@@ -85,7 +85,11 @@ func (p *Pipeline) build(ctx context.Context, r compute.Runner, opts buildkit.Op
 	sctx, stopSampling := context.WithCancel(ctx)
 	smp := &sampler{}
 	done := make(chan struct{})
-	go func() { defer close(done); smp.run(sctx, r, p.cfg.SampleEvery) }()
+	every := p.cfg.SampleEvery
+	if si, ok := r.(compute.SampleInterval); ok {
+		every = max(every, si.MinSampleInterval())
+	}
+	go func() { defer close(done); smp.run(sctx, r, every) }()
 
 	c, err := r.Client(ctx)
 	var rep buildkit.Report

@@ -48,6 +48,9 @@ func (r *runner) Info() compute.RunnerInfo {
 	return i
 }
 
+// MinSampleInterval: a reading is an SSH round trip; at most one a second.
+func (r *runner) MinSampleInterval() time.Duration { return time.Second }
+
 // statsTimeout bounds one counters reading over SSH.
 const statsTimeout = 3 * time.Second
 
