@@ -6,6 +6,9 @@
 #   cold · src/ changed (ci/ cache) · nothing changed (ci/ cache)
 # Prints the times and ratios next to the reference figures. Root; ~20 min cold.
 # Usage: bench/rust-app.sh [ROUNDS]   (default 1; the reference used the median of 3)
+#        RUST_APP_PHASE=warm bench/rust-app.sh   warm runner state (--state-store) against a
+#        persistent buildkitd and against the registry cache alone, with sccache on a cache
+#        mount (Dockerfile.warm): cold · src/ changed · Cargo.toml changed · nothing changed
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-1}
@@ -106,6 +109,11 @@ TOML
   kill "$pid"; wait "$pid" 2>/dev/null || true; rm -rf "$state"
   elapsed "$t0" "$(now)"
 }
+
+if [ "${RUST_APP_PHASE:-}" = warm ]; then
+  . bench/rust-app-warm.sh
+  exit 0
+fi
 
 declare -A results
 for r in $(seq "$rounds"); do

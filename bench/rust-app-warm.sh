@@ -1,0 +1,57 @@
+# Sourced by bench/rust-app.sh (RUST_APP_PHASE=warm) after the lamina images are built:
+# $reg, $work, $app, $workload, $statebase, $common, $args, $bk_args, now, elapsed are set.
+# Every lian-build build runs on a fresh runner; "warm" ones start on a clone of the
+# committed state of ci/rust-app in a btrfs image (--state-store); "registry" ones import
+# the registry cache only. The reference is one buildkitd kept running (a persistent builder).
+warm_store=$work/warm-state.img
+rm -f "$warm_store"; umount "$warm_store.mnt" 2>/dev/null || true
+trap 'kill $regpid 2>/dev/null || true; umount "$warm_store.mnt" 2>/dev/null; rm -f "$warm_store"; umount "$statebase" 2>/dev/null && rm -f "$work/state.img"' EXIT
+
+lianw() { # $1 = warm|registry, $2 = cache prefix
+  local t0 extra=(); t0=$(now)
+  [ "$1" = warm ] && extra=(--state-store "$warm_store" --state-store-size 40GiB)
+  lian-build build "${common[@]}" "${args[@]}" -f "$app/Dockerfile.warm" --registry "$reg/$2" --workspace rust-app \
+    --actor ci --runner-type cax21 "${extra[@]}" --report-json "$work/last.json" "$app" 2>>"$work/lian.log" >/dev/null
+  local t; t=$(elapsed "$t0" "$(now)")
+  [ "$1" = warm ] && python3 -c "import json; s=json.load(open('$work/last.json')).get('state') or {}; print('clone', s.get('clone_ms',0), 'ms, commit', s.get('commit_ms',0), 'ms, state in', round(s.get('bytes_in',0)/2**30, 2), 'GiB')" >> "$work/state_ms.txt"
+  echo "$t"
+}
+kept_start() {
+  kept=$(mktemp -d -p "$statebase/byhand")
+  printf '[worker.oci]\n  snapshotter = "overlayfs"\n  gc = false\n[worker.containerd]\n  enabled = false\n[registry."%s"]\n  http = true\n' "$reg" > "$kept/buildkitd.toml"
+  buildkitd --config "$kept/buildkitd.toml" --root "$kept/root" --addr "unix://$kept/sock" >"$kept/log" 2>&1 & keptpid=$!
+  until buildctl --addr "unix://$kept/sock" debug workers >/dev/null 2>&1; do sleep 0.05; done
+}
+keptb() {
+  local t0; t0=$(now)
+  buildctl --addr "unix://$kept/sock" build --frontend dockerfile.v0 --local context="$app" --local dockerfile="$app" \
+    --opt filename=Dockerfile.warm "${bk_args[@]}" --progress plain 2>>"$work/kept.log"
+  elapsed "$t0" "$(now)"
+}
+scenario() { # $1 = runner function and args…; runs cold, src, cargo, none on a fresh copy of the app
+  rm -rf "$app" && cp -a "$workload/app" "$app"
+  local c s g n
+  c=$("$@"); echo 'fn _bench_touch() {}' >> "$app/src/main.rs"
+  s=$("$@"); printf '\n[package.metadata.bench]\nchanged = true\n' >> "$app/Cargo.toml"
+  g=$("$@"); n=$("$@")
+  echo "$c $s $g $n"
+}
+
+rm -f "$work/state_ms.txt"
+echo "persistent buildkitd (reference)…"
+kept_start; read -r kc ks kg kn <<<"$(scenario keptb)"; kill "$keptpid"; wait "$keptpid" 2>/dev/null || true; rm -rf "$kept"
+echo "lian-build, registry cache only…"
+read -r rc rs rg rn <<<"$(scenario lianw registry reg-only)"
+echo "lian-build, warm state…"
+read -r wc ws wg wn <<<"$(scenario lianw warm warm)"
+
+echo
+printf '%-22s %12s %14s %14s %10s %10s\n' scenario persistent registry-only warm-state warm/pers target
+row() { printf '%-22s %11ss %13ss %13ss %10s %10s\n' "$1" "$2" "$3" "$4" "$(python3 -c "print(f'{$4/$2:.2f}')")" "$5"; }
+row "cold" "$kc" "$rc" "$wc" "—"
+row "src/ changed" "$ks" "$rs" "$ws" "≤1.2×"
+row "Cargo.toml changed" "$kg" "$rg" "$wg" "≤30 s"
+row "nothing changed" "$kn" "$rn" "$wn" "≤0.5 s"
+echo
+echo "warm-state clone and commit per build (cold, src, Cargo.toml, none):"; cat "$work/state_ms.txt"
+lian-build state ls --state-store "$warm_store"
