@@ -1,10 +1,13 @@
 // Package events publishes build lifecycle events on NATS:
-// <prefix>.<workspace>.build.{started,completed,failed}. With a JetStream
-// stream covering the subject, events go to JetStream with Nats-Msg-Id =
-// build id + event, so a re-published event is dropped as a duplicate.
+// <prefix>.<workspace>.build.{started,completed,failed}. Every event
+// carries Nats-Msg-Id = build id + event: a JetStream stream covering the
+// subject stores it once, however often it is re-published.
 //
-// Events never fail or stall a build: the connection is tried once, within a
-// bounded time, and a NATS that is down costs one warning per build.
+// Events never fail or stall a build. The connection is made on first use
+// within a bounded time and then kept by the client, which reconnects on its
+// own: while NATS is away, events are buffered and sent when it is back, and
+// an outage costs one warning (and one note when events resume). No lock is
+// held while talking to the server.
 package events
 
 import (
@@ -36,11 +39,10 @@ type Options struct {
 type Publisher struct {
 	opts Options
 
-	mu     sync.Mutex
+	mu     sync.Mutex // guards the fields below; never held during network I/O but the first connect
 	nc     *nats.Conn
 	js     jetstream.JetStream
-	down   bool
-	warned bool
+	outage bool            // the last publish failed; warned
 	stream map[string]bool // subject → covered by a stream
 }
 
@@ -66,12 +68,14 @@ func Subject(prefix, workspace, event string) string {
 	return prefix + "." + workspace + "." + event
 }
 
-// Publish sends e. Failures are logged once and never returned.
+// errBuffered is an event held by the client until NATS is back.
+var errBuffered = errors.New("not connected; the event is buffered until NATS is back")
+
+// Publish sends e. Failures are logged once per outage and never returned.
 func (p *Publisher) Publish(ctx context.Context, e pipeline.Event) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if err := p.connect(); err != nil {
-		p.warn("NATS unavailable; lifecycle events are not published", err)
+	nc, js, err := p.conn()
+	if err != nil {
+		p.failed("NATS unavailable; lifecycle events are not published", err)
 		return
 	}
 	body, err := json.Marshal(e)
@@ -79,80 +83,119 @@ func (p *Publisher) Publish(ctx context.Context, e pipeline.Event) {
 		p.opts.Logger.Error("encoding event", "err", err)
 		return
 	}
-	subj := Subject(p.opts.Prefix, e.Workspace, e.Name)
-	if err := p.send(ctx, subj, e.BuildID+"."+e.Name, body); err != nil {
-		// A slow or failing server is not waited for again during this process.
-		p.down = true
-		p.warn("publishing "+subj+" failed; further events are dropped", err)
+	msg := nats.NewMsg(Subject(p.opts.Prefix, e.Workspace, e.Name))
+	msg.Data = body
+	msg.Header.Set(jetstream.MsgIDHeader, e.BuildID+"."+e.Name)
+	if err := p.send(ctx, nc, js, msg); err != nil {
+		p.failed("publishing "+msg.Subject+" failed", err)
+		return
 	}
+	p.resumed()
 }
 
-func (p *Publisher) connect() error {
-	if p.down {
-		return errors.New("down")
-	}
+// conn is the connection, made on first use. The client keeps it: it
+// reconnects by itself, forever, and buffers what is published meanwhile.
+func (p *Publisher) conn() (*nats.Conn, jetstream.JetStream, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.nc != nil {
-		return nil
+		return p.nc, p.js, nil
 	}
 	nc, err := nats.Connect(p.opts.URL, nats.Timeout(p.opts.ConnectTimeout), nats.Name("lian-build"),
-		nats.MaxReconnects(0), nats.NoCallbacksAfterClientClose())
+		nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second),
+		nats.DrainTimeout(2*time.Second), nats.NoCallbacksAfterClientClose())
 	if err != nil {
-		p.down = true
-		return err
+		return nil, nil, err
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		nc.Close()
-		p.down = true
-		return err
+		return nil, nil, err
 	}
 	p.nc, p.js = nc, js
-	return nil
+	return nc, js, nil
 }
 
-func (p *Publisher) send(ctx context.Context, subj, msgID string, body []byte) error {
-	ctx, cancel := context.WithTimeout(ctx, p.opts.PublishTimeout)
-	defer cancel()
-	covered, known := p.stream[subj]
-	if !known {
-		_, err := p.js.StreamNameBySubject(ctx, subj)
-		switch {
-		case err == nil:
-			covered = true
-		case errors.Is(err, jetstream.ErrStreamNotFound), errors.Is(err, jetstream.ErrJetStreamNotEnabled), errors.Is(err, nats.ErrJetStreamNotEnabled), errors.Is(err, nats.ErrNoResponders):
-			covered = false
-		default:
+func (p *Publisher) send(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, msg *nats.Msg) error {
+	if !nc.IsConnected() {
+		// The message id still lets a stream drop a duplicate later.
+		if err := nc.PublishMsg(msg); err != nil {
 			return err
 		}
-		p.stream[subj] = covered
+		return errBuffered
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.opts.PublishTimeout)
+	defer cancel()
+	covered, err := p.covered(ctx, js, msg.Subject)
+	if err != nil {
+		return err
 	}
 	if covered {
-		msg := nats.NewMsg(subj)
-		msg.Data = body
-		msg.Header.Set(jetstream.MsgIDHeader, msgID)
-		_, err := p.js.PublishMsg(ctx, msg)
+		_, err := js.PublishMsg(ctx, msg)
 		return err
 	}
-	if err := p.nc.Publish(subj, body); err != nil {
+	if err := nc.PublishMsg(msg); err != nil {
 		return err
 	}
-	return p.nc.FlushWithContext(ctx)
+	return nc.FlushWithContext(ctx)
 }
 
-func (p *Publisher) warn(msg string, err error) {
-	if p.warned {
-		return
+// covered says whether a JetStream stream takes subj (asked once per subject).
+func (p *Publisher) covered(ctx context.Context, js jetstream.JetStream, subj string) (bool, error) {
+	p.mu.Lock()
+	covered, known := p.stream[subj]
+	p.mu.Unlock()
+	if known {
+		return covered, nil
 	}
-	p.warned = true
-	p.opts.Logger.Warn(msg, "url", redactURL(p.opts.URL), "err", err)
+	_, err := js.StreamNameBySubject(ctx, subj)
+	switch {
+	case err == nil:
+		covered = true
+	case errors.Is(err, jetstream.ErrStreamNotFound), errors.Is(err, jetstream.ErrJetStreamNotEnabled), errors.Is(err, nats.ErrJetStreamNotEnabled), errors.Is(err, nats.ErrNoResponders):
+		covered = false
+	default:
+		return false, err
+	}
+	p.mu.Lock()
+	p.stream[subj] = covered
+	p.mu.Unlock()
+	return covered, nil
 }
 
-// Close drains the connection.
+// failed warns once per outage.
+func (p *Publisher) failed(msg string, err error) {
+	p.mu.Lock()
+	first := !p.outage
+	p.outage = true
+	p.mu.Unlock()
+	if first {
+		p.opts.Logger.Warn(msg+"; events resume when NATS is back", "url", redactURL(p.opts.URL), "err", err)
+	}
+}
+
+// resumed notes the end of an outage.
+func (p *Publisher) resumed() {
+	p.mu.Lock()
+	was := p.outage
+	p.outage = false
+	p.mu.Unlock()
+	if was {
+		p.opts.Logger.Info("NATS is back; lifecycle events are published again", "url", redactURL(p.opts.URL))
+	}
+}
+
+// Close sends what is buffered (within the drain timeout) and closes.
 func (p *Publisher) Close() {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.nc != nil {
-		_ = p.nc.Drain()
-		p.nc = nil
+	nc := p.nc
+	p.nc = nil
+	p.mu.Unlock()
+	if nc == nil {
+		return
 	}
+	if nc.IsConnected() {
+		_ = nc.FlushTimeout(2 * time.Second)
+	}
+	nc.Close()
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -127,4 +128,60 @@ func blackHoleURL(t *testing.T) string {
 		}
 	})
 	return "nats://" + ln.Addr().String()
+}
+
+// NATS goes away and comes back: the publisher warns once, keeps its
+// connection, and publishes again once NATS is back (no restart).
+func TestReconnectsAndResumes(t *testing.T) {
+	s := testenv.StartNATS(t, false)
+	var logs syncBuffer
+	p := New(Options{URL: s.ClientURL(), Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	defer p.Close()
+	sub := testenv.SubscribeNATS(t, s, "lian-build.app.build.>")
+	p.Publish(context.Background(), ev(pipeline.EventStarted))
+	if _, err := sub.NextMsg(2 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	s = testenv.RestartNATS(t, s, 200*time.Millisecond)
+	// While away or reconnecting: warned, not lost for good.
+	p.Publish(context.Background(), ev(pipeline.EventFailed))
+	sub = testenv.SubscribeNATS(t, s, "lian-build.app.build.completed")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		p.Publish(context.Background(), ev(pipeline.EventCompleted))
+		if m, err := sub.NextMsg(300 * time.Millisecond); err == nil && m.Subject == "lian-build.app.build.completed" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no event after NATS came back:\n%s", logs.String())
+		}
+	}
+	p.Publish(context.Background(), ev(pipeline.EventCompleted)) // connected again: sent at once
+	if _, err := sub.NextMsg(2 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if w := strings.Count(logs.String(), "level=WARN"); w > 1 {
+		t.Errorf("%d warnings for one outage:\n%s", w, logs.String())
+	}
+	if w := strings.Count(logs.String(), "level=WARN"); w == 1 && !strings.Contains(logs.String(), "published again") {
+		t.Errorf("warned of the outage but never said events resumed:\n%s", logs.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the logger and the test at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

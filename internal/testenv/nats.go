@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"net"
 	"testing"
 	"time"
 
@@ -12,7 +13,23 @@ import (
 // true) on a loopback port; it stops with the test.
 func StartNATS(t testing.TB, js bool) *server.Server {
 	t.Helper()
-	opts := &server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true, JetStream: js, StoreDir: t.TempDir()}
+	return startNATS(t, &server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true, JetStream: js, StoreDir: t.TempDir()})
+}
+
+// RestartNATS stops s and starts a server with the same options on the
+// same port (an outage, then NATS back where clients look for it).
+func RestartNATS(t testing.TB, s *server.Server, down time.Duration) *server.Server {
+	t.Helper()
+	port := s.Addr().(*net.TCPAddr).Port
+	opts := &server.Options{Host: "127.0.0.1", Port: port, NoLog: true, NoSigs: true, JetStream: s.JetStreamEnabled(), StoreDir: s.StoreDir()}
+	s.Shutdown()
+	s.WaitForShutdown()
+	time.Sleep(down)
+	return startNATS(t, opts)
+}
+
+func startNATS(t testing.TB, opts *server.Options) *server.Server {
+	t.Helper()
 	s, err := server.NewServer(opts)
 	if err != nil {
 		t.Fatal(err)
