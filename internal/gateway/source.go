@@ -23,9 +23,11 @@ func Fetch(ctx context.Context, gitURL, owner, repo, sha, token, dir string) err
 	}
 	url := strings.TrimSuffix(gitURL, "/") + "/" + owner + "/" + repo + ".git"
 	env := append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "GIT_ASKPASS=/bin/true")
+	var secrets []string
 	if token != "" {
 		auth := base64.StdEncoding.EncodeToString([]byte("x-access-token:" + token))
 		env = append(env, "GIT_CONFIG_COUNT=1", "GIT_CONFIG_KEY_0=http.extraHeader", "GIT_CONFIG_VALUE_0=Authorization: Basic "+auth)
+		secrets = []string{token, auth}
 	}
 	run := func(args ...string) error {
 		cmd := exec.CommandContext(ctx, "git", args...)
@@ -33,8 +35,7 @@ func Fetch(ctx context.Context, gitURL, owner, repo, sha, token, dir string) err
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
 		if err := cmd.Run(); err != nil {
-			msg := strings.ReplaceAll(out.String(), token, "***")
-			return fmt.Errorf("git %s: %w: %s", args[0], err, strings.TrimSpace(msg))
+			return fmt.Errorf("git %s: %w: %s", args[0], err, strings.TrimSpace(mask(out.String(), secrets)))
 		}
 		return nil
 	}
@@ -45,4 +46,14 @@ func Fetch(ctx context.Context, gitURL, owner, repo, sha, token, dir string) err
 		return fmt.Errorf("fetching %s/%s at %s: %w", owner, repo, sha, err)
 	}
 	return run("-c", "advice.detachedHead=false", "checkout", "-q", "FETCH_HEAD")
+}
+
+// mask replaces each (non-empty) secret in s with ***.
+func mask(s string, secrets []string) string {
+	for _, v := range secrets {
+		if v != "" {
+			s = strings.ReplaceAll(s, v, "***")
+		}
+	}
+	return s
 }

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"strings"
@@ -228,5 +229,21 @@ func TestDirectivesTheGatewayCannotHonourAreRefused(t *testing.T) {
 	err = honoured(frontdoor.Settings{StateStore: "/srv/state"}, frontdoor.Settings{StateStore: "/etc", Directives: "/tmp/src/lian.ncl"})
 	if err == nil || !strings.Contains(err.Error(), `lian.ncl: state_store "/etc": a repository cannot choose a path`) {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// A failed fetch's git output is masked for the token (and its header
+// form) only: without a token nothing is masked, and no *** is inserted
+// between the characters (strings.ReplaceAll with "" did that).
+func TestFetchErrorMasksOnlyTheToken(t *testing.T) {
+	if got := mask("fatal: unable to access", nil); got != "fatal: unable to access" {
+		t.Fatalf("mask without secrets: %q", got)
+	}
+	if got := mask("token ghs_abc in the output", []string{"ghs_abc", ""}); got != "token *** in the output" {
+		t.Fatalf("mask: %q", got)
+	}
+	err := Fetch(context.Background(), "http://127.0.0.1:1", "octo", "repo", strings.Repeat("a", 40), "", t.TempDir())
+	if err == nil || strings.Contains(err.Error(), "*") || !strings.Contains(err.Error(), "127.0.0.1") {
+		t.Fatalf("fetch without a token: %v", err)
 	}
 }
