@@ -96,6 +96,11 @@ func honoured(base, job frontdoor.Settings) error {
 	if want != "" && want != have {
 		return fmt.Errorf("%s: compute_provider %q: this gateway runs builds on %q; ask its operator, or remove compute_provider", filepath.Base(job.Directives), want, have)
 	}
+	// Events and the P95 history go where the gateway's runtime publishes:
+	// one connection, opened at start-up, for every repository.
+	if job.NatsURL != "" && job.NatsURL != base.NatsURL {
+		return fmt.Errorf("%s: nats_events.url: this gateway publishes events on its own NATS; a repository cannot send them elsewhere — remove nats_events", filepath.Base(job.Directives))
+	}
 	// The state store is a path on the gateway's machine: its operator's choice.
 	if job.StateStore != "" && job.StateStore != base.StateStore {
 		return fmt.Errorf("%s: state_store %q: a repository cannot choose a path on the gateway's machine; ask its operator, or remove state_store", filepath.Base(job.Directives), job.StateStore)

@@ -204,7 +204,7 @@ func TestOpsEndpoints(t *testing.T) {
 		t.Errorf("readyz %d", code)
 	}
 	code, body := get("/metrics", "")
-	if code != 200 || !strings.Contains(body, `lian_gateway_deliveries_total{event="ping",outcome="pong"} 1`) || !strings.Contains(body, "lian_gateway_queue_depth") || !strings.Contains(body, `lian_gateway_intake_seconds{quantile="0.99"}`) {
+	if code != 200 || !strings.Contains(body, `lian_build_deliveries_total{event="ping",outcome="pong"} 1`) || !strings.Contains(body, "lian_build_queue_depth") || !strings.Contains(body, `lian_build_intake_seconds_count 1`) {
 		t.Errorf("metrics %d:\n%s", code, body)
 	}
 	if code, _ := get("/api/v1/p95?workspace=app", ""); code != 401 {

@@ -199,10 +199,8 @@ func TestJobThatCrashesItsWorkerIsDeadLettered(t *testing.T) {
 	if d, _ := q.Depth(ctx); d != 0 {
 		t.Fatalf("queue depth %d after the dead letter", d)
 	}
-	var sb strings.Builder
-	m.Write(&sb)
-	if !strings.Contains(sb.String(), `lian_gateway_jobs_dead_lettered_total{kind="push"} 1`) {
-		t.Fatalf("metrics:\n%s", sb.String())
+	if text := metricsText(t, m); !strings.Contains(text, `lian_build_jobs_dead_lettered_total{kind="push"} 1`) {
+		t.Fatalf("metrics:\n%s", text)
 	}
 }
 
@@ -227,10 +225,8 @@ func TestFailingJobIsRetriedThenDeadLettered(t *testing.T) {
 	if len(dead) != 1 || dead[0].Attempts != 3 || !strings.Contains(dead[0].Reason, "502 Bad Gateway") {
 		t.Fatalf("dead letters = %+v", dead)
 	}
-	var sb strings.Builder
-	m.Write(&sb)
-	if !strings.Contains(sb.String(), "lian_gateway_job_retries_total 2") {
-		t.Fatalf("metrics:\n%s", sb.String())
+	if text := metricsText(t, m); !strings.Contains(text, "lian_build_job_retries_total 2") {
+		t.Fatalf("metrics:\n%s", text)
 	}
 	// The worker is free: the next job runs.
 	gh.mu.Lock()

@@ -207,11 +207,7 @@ func routes(cfg Config, q *Queue, m *Metrics, rt *frontdoor.Runtime, log *slog.L
 		}
 		return c.String(http.StatusOK, "ready\n")
 	})
-	e.GET("/metrics", func(c echo.Context) error {
-		c.Response().Header().Set("Content-Type", "text/plain; version=0.0.4")
-		m.Write(c.Response())
-		return nil
-	})
+	e.GET("/metrics", echo.WrapHandler(m.Handler()))
 	api := &api{rec: rt.Recorder, token: cfg.APIToken}
 	g := e.Group("/api/v1", api.auth)
 	g.POST("/metrics", api.postMetrics)

@@ -226,6 +226,10 @@ func TestDirectivesTheGatewayCannotHonourAreRefused(t *testing.T) {
 	if err := honoured(frontdoor.Settings{ComputeProvider: "hcloud"}, frontdoor.Settings{ComputeProvider: "hcloud"}); err != nil {
 		t.Fatal(err)
 	}
+	err = honoured(frontdoor.Settings{NatsURL: "nats://gw:4222"}, frontdoor.Settings{NatsURL: "nats://elsewhere:4222", Directives: "/tmp/src/lian.ncl"})
+	if err == nil || !strings.Contains(err.Error(), "lian.ncl: nats_events.url") {
+		t.Fatalf("err = %v", err)
+	}
 	err = honoured(frontdoor.Settings{StateStore: "/srv/state"}, frontdoor.Settings{StateStore: "/etc", Directives: "/tmp/src/lian.ncl"})
 	if err == nil || !strings.Contains(err.Error(), `lian.ncl: state_store "/etc": a repository cannot choose a path`) {
 		t.Fatalf("err = %v", err)

@@ -102,14 +102,14 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 	if err := json.Unmarshal(msg.Data(), &job); err != nil {
 		w.Log.Error("unreadable job; dropped", "err", err)
 		w.Metrics.DeadLetter("unreadable")
-		_ = msg.Term()
+		w.ack(w.Log, "term", msg.Term())
 		return
 	}
 	log := w.Log.With("delivery_id", job.DeliveryID, "build_id", job.BuildID, "repo", job.Owner+"/"+job.Repo)
 	st, _, err := w.Queue.State(ctx, job.BuildID)
 	if err != nil {
 		log.Warn("reading build state; retried", "err", err)
-		_ = msg.NakWithDelay(w.Queue.retry.delay(1))
+		w.ack(log, "nak", msg.NakWithDelay(w.Queue.retry.delay(1)))
 		return
 	}
 	// Deliveries that ended in a graceful requeue (shutdown) do not count:
@@ -119,17 +119,19 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 		w.bury(ctx, log, msg, job, st, attempts-1)
 		return
 	}
-	stop := w.heartbeat(ctx, msg)
+	stop := w.heartbeat(ctx, log, msg)
+	done := w.Metrics.Started(queueWait(msg))
 	err = w.process(ctx, log, job, st)
+	done()
 	stop()
 	switch {
 	case err == nil:
-		_ = msg.Ack()
+		w.ack(log, "ack", msg.Ack())
 	case ctx.Err() != nil:
 		// Shutting down: requeue now rather than after AckWait.
 		log.Info("requeued at shutdown")
 		w.noteRequeue(context.WithoutCancel(ctx), job.BuildID)
-		_ = msg.Nak()
+		w.ack(log, "nak", msg.Nak())
 	default:
 		w.noteFailure(ctx, job.BuildID, err)
 		if w.Queue.retry.exhausted(attempts + 1) {
@@ -141,8 +143,26 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 		delay := w.Queue.retry.delay(attempts)
 		log.Error("job failed; will be retried", "err", err, "attempt", attempts, "of", w.Queue.retry.MaxAttempts, "retry_in", delay)
 		w.Metrics.Retry()
-		_ = msg.NakWithDelay(delay)
+		w.ack(log, "nak", msg.NakWithDelay(delay))
 	}
+}
+
+// ack records an acknowledgement the queue refused: the job then comes back
+// after AckWait (or stays acknowledged), which the log and the counter show.
+func (w *Worker) ack(log *slog.Logger, op string, err error) {
+	if err != nil {
+		log.Warn("queue "+op+" failed", "err", err)
+		w.Metrics.QueueOpError(op)
+	}
+}
+
+// queueWait is how long msg waited in the stream before this delivery.
+func queueWait(msg jetstream.Msg) time.Duration {
+	md, err := msg.Metadata()
+	if err != nil || md.Timestamp.IsZero() {
+		return 0
+	}
+	return max(time.Since(md.Timestamp), 0)
 }
 
 // delivered is how many times JetStream has delivered msg (1 the first time).
@@ -156,7 +176,7 @@ func delivered(msg jetstream.Msg) uint64 {
 
 // heartbeat tells JetStream the job is alive while it runs: a gateway killed
 // mid-build stops these, and the job is delivered again after AckWait.
-func (w *Worker) heartbeat(ctx context.Context, msg jetstream.Msg) (stop func()) {
+func (w *Worker) heartbeat(ctx context.Context, log *slog.Logger, msg jetstream.Msg) (stop func()) {
 	hb, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
@@ -168,7 +188,7 @@ func (w *Worker) heartbeat(ctx context.Context, msg jetstream.Msg) (stop func())
 			case <-hb.Done():
 				return
 			case <-t.C:
-				_ = msg.InProgress()
+				w.ack(log, "in_progress", msg.InProgress())
 			}
 		}
 	}()
@@ -207,7 +227,7 @@ func (w *Worker) bury(ctx context.Context, log *slog.Logger, msg jetstream.Msg, 
 	log.Error("job dead-lettered", "reason", reason, "subject", SubjectDead)
 	if err := w.Queue.Bury(ctx, DeadLetter{Job: job, Reason: reason, Attempts: attempts, At: time.Now().UTC()}); err != nil {
 		log.Error("publishing the dead letter; retried", "err", err)
-		_ = msg.NakWithDelay(w.Queue.retry.delay(1))
+		w.ack(log, "nak", msg.NakWithDelay(w.Queue.retry.delay(1)))
 		return
 	}
 	w.Metrics.DeadLetter(string(job.Kind))
@@ -220,7 +240,7 @@ func (w *Worker) bury(ctx context.Context, log *slog.Logger, msg jetstream.Msg, 
 	if err := w.Queue.SaveState(ctx, job.BuildID, st); err != nil {
 		log.Warn("saving build state", "err", err)
 	}
-	_ = msg.Term()
+	w.ack(log, "term", msg.Term())
 }
 
 func (w *Worker) failCheckRun(ctx context.Context, job Job, st BuildState, reason string) error {
@@ -341,13 +361,14 @@ func (w *Worker) build(ctx context.Context, log *slog.Logger, job Job, st BuildS
 	if err := gh.UpdateCheckRun(ctx, job.Installation, job.Owner, job.Repo, st.CheckRunID, inProgress); err != nil {
 		return err
 	}
-	progress := &throttledProgress{every: w.ProgressEvery, flush: func(tail string) {
+	progress := startProgress(ctx, log, w.ProgressEvery, func(ctx context.Context, tail string) error {
 		upd := inProgress
 		upd.Text = "```\n" + tail + "\n```"
-		_ = gh.UpdateCheckRun(ctx, job.Installation, job.Owner, job.Repo, st.CheckRunID, upd)
-	}}
+		return gh.UpdateCheckRun(ctx, job.Installation, job.Owner, job.Repo, st.CheckRunID, upd)
+	})
 	log.Info("build starting", "sha", job.SHA, "actor", job.Actor, "tier", job.Tier)
 	res, runErr := w.Exec.Execute(bctx, job, progress)
+	progress.Stop() // before the result: no progress update may overwrite it
 	if ctx.Err() != nil {
 		return ctx.Err() // gateway stopping: the job is redone, with the same check run
 	}
@@ -388,29 +409,70 @@ func short(sha string) string {
 	return sha
 }
 
-// throttledProgress keeps the log tail and hands it to flush at most once per interval.
-type throttledProgress struct {
-	mu    sync.Mutex
-	buf   []byte
-	last  time.Time
+// progressUpdater sends the build's log tail to the check run from one
+// goroutine, in order, at most once per interval, the latest tail each
+// time. Stop waits for it: no update can land after the final result.
+type progressUpdater struct {
 	every time.Duration
-	flush func(tail string)
+	send  func(ctx context.Context, tail string) error
+	log   *slog.Logger
+
+	mu     sync.Mutex
+	buf    []byte
+	kick   chan struct{}
+	done   chan struct{}
+	cancel context.CancelFunc
 }
 
-func (p *throttledProgress) Write(b []byte) (int, error) {
+func startProgress(ctx context.Context, log *slog.Logger, every time.Duration, send func(context.Context, string) error) *progressUpdater {
+	ctx, cancel := context.WithCancel(ctx)
+	p := &progressUpdater{every: every, send: send, log: log, kick: make(chan struct{}, 1), done: make(chan struct{}), cancel: cancel}
+	go p.loop(ctx)
+	return p
+}
+
+func (p *progressUpdater) Write(b []byte) (int, error) {
 	p.mu.Lock()
 	p.buf = append(p.buf, b...)
 	if len(p.buf) > 16<<10 {
 		p.buf = p.buf[len(p.buf)-16<<10:]
 	}
-	due := time.Since(p.last) >= p.every
-	if due {
-		p.last = time.Now()
-	}
-	tail := string(p.buf)
 	p.mu.Unlock()
-	if due && p.flush != nil {
-		go p.flush(tail)
+	select {
+	case p.kick <- struct{}{}:
+	default: // an update is already due; it will carry this too
 	}
 	return len(b), nil
+}
+
+func (p *progressUpdater) loop(ctx context.Context) {
+	defer close(p.done)
+	var last time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-p.kick:
+		}
+		if wait := p.every - time.Since(last); wait > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+		}
+		last = time.Now()
+		p.mu.Lock()
+		tail := string(p.buf)
+		p.mu.Unlock()
+		if err := p.send(ctx, tail); err != nil && ctx.Err() == nil {
+			p.log.Warn("check run progress update failed", "err", err)
+		}
+	}
+}
+
+// Stop ends the updates and waits until none is in flight.
+func (p *progressUpdater) Stop() {
+	p.cancel()
+	<-p.done
 }
