@@ -75,6 +75,14 @@ func TestTruncateRespectsLimits(t *testing.T) {
 	if txt := Text(res); utf8.RuneCountInString(txt) > MaxText || !strings.Contains(txt, "the end") {
 		t.Error("Text must keep the end of the log within the limit")
 	}
+	// A 100,000-character error: summary and text stay within GitHub's limit.
+	huge := pipeline.Result{Outcome: pipeline.OutcomeError, Error: strings.Repeat("e", 100000), Failure: &buildkit.Failure{Error: strings.Repeat("f", 100000), LogTail: []string{strings.Repeat("l", 100000)}}}
+	if n := utf8.RuneCountInString(Summary(huge)); n > MaxText {
+		t.Errorf("summary of %d characters", n)
+	}
+	if n := utf8.RuneCountInString(Text(huge)); n > MaxText {
+		t.Errorf("text of %d characters", n)
+	}
 }
 
 func key(t *testing.T) []byte {

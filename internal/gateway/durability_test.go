@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lian-build/action/internal/compute/local"
 	"github.com/lian-build/action/internal/testenv"
 )
 
@@ -47,6 +49,17 @@ func TestKill9AndRestart(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
+		// Whatever happens to the test, no gateway outlives it, and no runner
+		// of a killed one: the reaper of the provider cleans up after it.
+		t.Cleanup(func() {
+			if cmd.ProcessState == nil {
+				_ = cmd.Process.Kill()
+				_ = cmd.Wait()
+			}
+			if prov, err := local.New(local.Options{Buildkitd: bk, StateDir: state}); err == nil {
+				_, _ = prov.GC(context.Background())
+			}
+		})
 		for i := 0; ; i++ {
 			if c, err := net.Dial("tcp", addr); err == nil {
 				c.Close()

@@ -121,6 +121,10 @@ func TestSecurity(t *testing.T) {
 		{"missing event", "", "s3", push, "", 400, "X-GitHub-Event"},
 		{"missing delivery", "push", "", push, "", 400, "X-GitHub-Delivery"},
 		{"malformed JSON", "push", "s4", []byte("{nope"), "", 400, "malformed JSON"},
+		// The signature is checked before anything reads the body: a bad one on
+		// a malformed body is a 401, never the router's 400.
+		{"bad signature, malformed JSON", "push", "s10", []byte("{nope"), Sign([]byte("wrong"), []byte("{nope")), 401, "does not match"},
+		{"no signature, malformed JSON", "push", "s11", []byte(`{"repository": [`), "-", 401, "missing header X-Hub-Signature-256"},
 		{"oversized", "push", "s5", big, "", 413, "larger than 25 MB"},
 		{"ping", "ping", "s6", fixture(t, "ping/with-app_id.payload.json", nil), "", 200, "pong"},
 		{"edited comment", "issue_comment", "s7", fixture(t, "issue_comment/edited.payload.json", func(m map[string]any) {
