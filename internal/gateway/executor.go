@@ -31,6 +31,9 @@ type PipelineExecutor struct {
 	// Base are the gateway's build settings (registry, insecure registries,
 	// local tier memory, …); each job adds its source, actor and tier.
 	Base frontdoor.Settings
+	// Repos are the operator's per-repository settings; they win over the
+	// repository's own directives.
+	Repos []RepoSettings
 }
 
 // Execute checks out and builds the job's commit.
@@ -53,6 +56,7 @@ func (e PipelineExecutor) Execute(ctx context.Context, job Job, progress io.Writ
 	s := e.Base
 	s.Given = map[string]bool{"actor": true, "context": true}
 	s.Context, s.Actor, s.Commit, s.Ref, s.Progress = dir, job.Actor, job.SHA, job.Ref, "plain"
+	e.repoSettings(&s, job.Owner+"/"+job.Repo)
 	if job.Tier != "" {
 		s.RunnerType = job.Tier
 		s.Given["runner-type"] = true
@@ -83,6 +87,21 @@ func (e PipelineExecutor) Execute(ctx context.Context, job Job, progress io.Writ
 	req.BuildID = job.BuildID
 	req.Build.ProgressOut = progress
 	return e.Pipeline.Run(ctx, req)
+}
+
+// repoSettings applies the operator's settings for a repository.
+func (e PipelineExecutor) repoSettings(s *frontdoor.Settings, fullName string) {
+	for _, r := range e.Repos {
+		if !strings.EqualFold(r.Repository, fullName) {
+			continue
+		}
+		if r.Workspace != "" {
+			s.Workspace, s.Given["workspace"] = r.Workspace, true
+		}
+		if r.RunnerType != "" {
+			s.RunnerType, s.Given["runner-type"] = r.RunnerType, true
+		}
+	}
 }
 
 // honoured refuses directives that ask for what this gateway does not do:

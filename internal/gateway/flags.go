@@ -18,12 +18,16 @@ import (
 	"github.com/lian-build/action/internal/compute/local"
 	"github.com/lian-build/action/internal/frontdoor"
 	"github.com/lian-build/action/internal/metrics"
+	"github.com/lian-build/action/internal/nickel"
+	"github.com/lian-build/action/internal/spec"
 	"github.com/lian-build/action/internal/version"
 )
 
-// ParseFlags reads the configuration from flags, with LIAN_GATEWAY_* environment
-// variables as defaults, and reads the secret files. Validation is Config.Validate.
-func ParseFlags(args []string, getenv func(string) string) (Config, error) {
+// ParseFlags reads the configuration: the file --config (or
+// $LIAN_GATEWAY_CONFIG) names, overridden by LIAN_GATEWAY_* variables,
+// overridden by flags; then it reads the secret files. Validation is
+// Config.Validate.
+func ParseFlags(ctx context.Context, args []string, getenv func(string) string) (Config, error) {
 	env := func(k, def string) string {
 		if v := getenv("LIAN_GATEWAY_" + k); v != "" {
 			return v
@@ -70,6 +74,10 @@ func ParseFlags(args []string, getenv func(string) string) (Config, error) {
 	fs.DurationVar(&c.AckWait, "ack-wait", 30*time.Second, "redeliver a job whose worker is silent this long")
 	fs.IntVar(&c.Retry.MaxAttempts, "job-attempts", DefaultRetry.MaxAttempts, "attempts of a failing job (a crash of its worker counts) before it is dead-lettered on "+SubjectDead)
 	fs.DurationVar(&c.ProgressEvery, "progress-every", 10*time.Second, "at most one check run progress update per interval")
+	fs.String("config", "", "configuration file (Nickel, schemas/gateway.ncl); flags and LIAN_GATEWAY_* override it ($LIAN_GATEWAY_CONFIG)")
+	if err := configure(ctx, fs, &c, args, getenv); err != nil {
+		return c, err
+	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			var b strings.Builder
@@ -96,6 +104,26 @@ func ParseFlags(args []string, getenv func(string) string) (Config, error) {
 	c.Build.Insecure = splitComma(insecure)
 	c.Route.Table = frontdoor.Table()
 	return c, c.Validate()
+}
+
+// configure applies the configuration file, if one is named, to the flags
+// (before the command line is parsed, so that flags override it).
+func configure(ctx context.Context, fs *flag.FlagSet, c *Config, args []string, getenv func(string) string) error {
+	path, err := configPath(args, getenv)
+	if err != nil {
+		return err
+	}
+	if path != "" {
+		fc, err := LoadConfig(ctx, path)
+		if err != nil {
+			return err
+		}
+		c.Repositories = fc.Repos
+		if err := fc.apply(fs, getenv); err != nil {
+			return err
+		}
+	}
+	return applyEnv(fs, getenv)
 }
 
 // readSecrets reads the secret files the flags name (never their values from flags).
@@ -131,7 +159,12 @@ func Main(args []string, getenv func(string) string, stdout, stderr io.Writer) i
 		fmt.Fprintln(stdout, version.String("lian-build gateway"))
 		return 0
 	}
-	cfg, err := ParseFlags(args, getenv)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if len(args) > 0 && args[0] == "check-config" {
+		return checkConfig(ctx, args[1:], stdout, stderr)
+	}
+	cfg, err := ParseFlags(ctx, args, getenv)
 	var help *HelpRequested
 	switch {
 	case errors.As(err, &help):
@@ -142,12 +175,30 @@ func Main(args []string, getenv func(string) string, stdout, stderr io.Writer) i
 		return 2
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	if err := Run(ctx, cfg, log); err != nil {
 		log.Error("gateway stopped", "err", err)
 		return 1
 	}
+	return 0
+}
+
+// checkConfig is `gateway check-config FILE`: the file against the schema
+// and every value against its flag; 0 when it is good, 2 with file:line:col.
+func checkConfig(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) != 1 {
+		fmt.Fprintln(stderr, "usage: gateway check-config FILE")
+		return 2
+	}
+	_, err := ParseFlags(ctx, []string{"--config", args[0]}, func(string) string { return "" })
+	// Secrets and the rest of the configuration are the runtime's business:
+	// only what the file itself says is checked here.
+	var fe *spec.FieldError
+	var ne *nickel.Error
+	if err != nil && (errors.As(err, &fe) || errors.As(err, &ne) || spec.IsSpecError(err)) {
+		fmt.Fprintf(stderr, "gateway: %v\n", err)
+		return 2
+	}
+	fmt.Fprintf(stdout, "%s: ok\n", args[0])
 	return 0
 }
 

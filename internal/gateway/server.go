@@ -42,6 +42,8 @@ type Config struct {
 	ReapEvery     time.Duration
 	ProgressEvery time.Duration
 	Retry         RetryPolicy // failed jobs: attempts and backoff before the dead letter
+	// Repositories are the operator's per-repository build settings.
+	Repositories []RepoSettings
 	// Exec replaces the pipeline (the intake benchmark counts jobs instead of building).
 	Exec Executor
 	// Ready, if set, receives the listening address.
@@ -178,7 +180,7 @@ func executor(cfg Config, rt *frontdoor.Runtime, bs frontdoor.Settings, app *che
 	if err := os.MkdirAll(work, 0o700); err != nil {
 		return nil, err
 	}
-	return PipelineExecutor{Pipeline: rt.Pipeline, Base: bs, Tokens: app, GitURL: cfg.GitHubURL, WorkDir: work}, nil
+	return PipelineExecutor{Pipeline: rt.Pipeline, Base: bs, Repos: cfg.Repositories, Tokens: app, GitURL: cfg.GitHubURL, WorkDir: work}, nil
 }
 
 // routes is the HTTP surface. /healthz is liveness: the process serves and

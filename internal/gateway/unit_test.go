@@ -193,7 +193,7 @@ func TestShouldRefuseRebuild(t *testing.T) {
 }
 
 func TestConfigRefusesToStartWithoutASecret(t *testing.T) {
-	_, err := ParseFlags([]string{"--data-dir", t.TempDir()}, func(string) string { return "" })
+	_, err := ParseFlags(context.Background(), []string{"--data-dir", t.TempDir()}, func(string) string { return "" })
 	if err == nil || !strings.Contains(err.Error(), "a webhook secret is required") {
 		t.Fatalf("err = %v", err)
 	}
@@ -201,13 +201,13 @@ func TestConfigRefusesToStartWithoutASecret(t *testing.T) {
 	if err := os.WriteFile(empty, []byte("\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ParseFlags([]string{"--webhook-secret-file", empty, "--data-dir", t.TempDir()}, func(string) string { return "" }); err == nil {
+	if _, err := ParseFlags(context.Background(), []string{"--webhook-secret-file", empty, "--data-dir", t.TempDir()}, func(string) string { return "" }); err == nil {
 		t.Fatal("an empty secret file was accepted")
 	}
-	if _, err := ParseFlags([]string{"--webhook-secret-file", "/nope"}, func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "--webhook-secret-file") {
+	if _, err := ParseFlags(context.Background(), []string{"--webhook-secret-file", "/nope"}, func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "--webhook-secret-file") {
 		t.Fatalf("missing file: %v", err)
 	}
-	if _, err := ParseFlags([]string{"--github-api-url", "ftp://x"}, func(k string) string {
+	if _, err := ParseFlags(context.Background(), []string{"--github-api-url", "ftp://x"}, func(k string) string {
 		return map[string]string{"LIAN_GATEWAY_WEBHOOK_SECRET_FILE": empty}[k]
 	}); err == nil || !strings.Contains(err.Error(), "--github-api-url") {
 		t.Fatalf("bad URL: %v", err)

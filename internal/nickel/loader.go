@@ -31,6 +31,15 @@ func (l DirLoader) Resolve(from, p string) (string, error) {
 		}
 		return libPrefix + name, nil
 	}
+	// "lib:NAME" names the library explicitly: a user's file of the same
+	// name never shadows a schema.
+	if name, ok := strings.CutPrefix(p, libPrefix); ok && l.Library != nil {
+		name = path.Clean(name)
+		if _, err := fs.Stat(l.Library, name); err != nil || strings.HasPrefix(name, "../") {
+			return "", errors.New("no such schema " + name)
+		}
+		return libPrefix + name, nil
+	}
 	var cand string
 	if filepath.IsAbs(p) {
 		cand = filepath.Clean(p)

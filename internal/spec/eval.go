@@ -47,15 +47,19 @@ func (e Evaluator) Name() string {
 // contracted evaluates `(import FILE) | (import SCHEMA).CONTRACT` with imports
 // confined to root. file must be absolute.
 func (e Evaluator) contracted(ctx context.Context, root, file, schema, contract string) (*nickel.Document, error) {
-	wrapper := fmt.Sprintf("(import %s) | (import %s).%s\n", strconv.Quote(file), strconv.Quote(schema), contract)
+	wrapper := func(schemaRef string) string {
+		return fmt.Sprintf("(import %s) | (import %s).%s\n", strconv.Quote(file), strconv.Quote(schemaRef), contract)
+	}
 	if e.Nickel != "" {
-		return e.viaCLI(ctx, root, wrapper)
+		return e.viaCLI(ctx, root, wrapper(schema))
 	}
 	// The wrapper is virtual: most errors point into the user's file, where
 	// the values are; one that points at the wrapper (a contract failing on
 	// the whole document) is reported at the user's file, which exists.
 	name := filepath.Join(root, ".lian-"+contract+".ncl")
-	doc, err := nickel.Eval(ctx, name, []byte(wrapper), nickel.Options{
+	// The schema is named as the library's, so that a user's file of the
+	// same name (say gateway.ncl) does not stand in for it.
+	doc, err := nickel.Eval(ctx, name, []byte(wrapper("lib:"+schema)), nickel.Options{
 		Loader: nickel.DirLoader{Root: root, Library: schemas.FS},
 		Limits: e.Limits,
 	})
@@ -166,3 +170,22 @@ func IsSpecError(err error) bool {
 type MissingError struct{ Path string }
 
 func (e *MissingError) Error() string { return e.Path + ": no such file" }
+
+// LoadContracted evaluates the file at path against contract of the
+// embedded schema file (e.g. "gateway.ncl", "GatewayConfig"): the value,
+// with the position of every field, or a file:line:col error.
+func (l Loader) LoadContracted(ctx context.Context, path, schema, contract string) (*nickel.Document, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(abs); err != nil {
+		return nil, &MissingError{Path: path}
+	}
+	return l.Eval.contracted(ctx, filepath.Dir(abs), abs, schema, contract)
+}
+
+// FieldAt is err about a field of doc, at the field's position.
+func FieldAt(doc *nickel.Document, file, field string, err error) error {
+	return fieldErr(doc, file, field, err)
+}

@@ -1,0 +1,98 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func writeConfig(t *testing.T, body string) (string, string) {
+	t.Helper()
+	dir := t.TempDir()
+	for name, content := range map[string]string{"secret": "s3cret", "key.pem": string(testKey(t))} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	body = strings.ReplaceAll(body, "DIR", dir)
+	path := filepath.Join(dir, "gateway.ncl")
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path, dir
+}
+
+const goodConfig = `{
+  listen = "127.0.0.1:9090",
+  app_id = 42,
+  private_key_file = "DIR/key.pem",
+  webhook_secret_file = "DIR/secret",
+  data_dir = "DIR/data",
+  concurrency = 3,
+  ack_wait = "45s",
+  branches = ["main", "release"],
+  build_tags = true,
+  insecure_registry = ["10.0.0.5:5000"],
+  provider = 'local,
+  build_context = ["base=oci-layout:///srv/base", "tools=/srv/tools"],
+  repositories = [
+    { repository = "octo/app", workspace = "app", runner_type = 'cax31 },
+  ],
+}
+`
+
+// The file gives every value; LIAN_GATEWAY_* variables override it, and
+// flags override both.
+func TestConfigFileFlagsAndEnvironment(t *testing.T) {
+	path, _ := writeConfig(t, goodConfig)
+	env := map[string]string{"LIAN_GATEWAY_CONCURRENCY": "5"}
+	c, err := ParseFlags(context.Background(), []string{"--config", path, "--listen", ":9999"}, func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != ":9999" || c.Concurrency != 5 || c.AppID != 42 || c.AckWait != 45*time.Second || !c.Route.BuildTags {
+		t.Fatalf("listen %q, concurrency %d, app %d, ack wait %s, build tags %v", c.Listen, c.Concurrency, c.AppID, c.AckWait, c.Route.BuildTags)
+	}
+	if strings.Join(c.Route.Branches, ",") != "main,release" || len(c.Build.BuildContexts) != 2 || strings.Join(c.Build.Insecure, ",") != "10.0.0.5:5000" {
+		t.Fatalf("lists: %v %v %v", c.Route.Branches, c.Build.BuildContexts, c.Build.Insecure)
+	}
+	if string(c.WebhookSecret) != "s3cret" || len(c.Repositories) != 1 || c.Repositories[0].RunnerType != "cax31" {
+		t.Fatalf("secret %q, repositories %+v", c.WebhookSecret, c.Repositories)
+	}
+	var out, errb bytes.Buffer
+	if code := Main([]string{"check-config", path}, func(string) string { return "" }, &out, &errb); code != 0 || !strings.Contains(out.String(), "ok") {
+		t.Fatalf("check-config: %d %s%s", code, out.String(), errb.String())
+	}
+}
+
+// A typo, a secret value instead of its file, a bad value and a bad
+// repository are refused with the file's line and column.
+func TestConfigFileErrorsHavePositions(t *testing.T) {
+	for _, tt := range []struct{ name, edit, want string }{
+		{"typo", `concurrency = 3,`, `gateway.ncl:7:3: concurency: unknown field (did you mean "concurrency"?)`},
+		{"secret value", `concurrency = 3,`, `gateway.ncl:7:3: webhook_secret: unknown field`},
+		{"bad duration", `ack_wait = "45s",`, `gateway.ncl:8:14: ack_wait: invalid value "45 seconds" for --ack-wait`},
+		{"bad enum", `provider = 'local,`, `gateway.ncl:12:14: provider: 'aws is not one of 'local, 'hcloud`},
+		{"bad repository", `{ repository = "octo/app"`, `repositories[0].repository: "octo": want owner/repo`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			bad := map[string]string{
+				"typo":           `concurency = 3,`,
+				"secret value":   `webhook_secret = "s3cret",`,
+				"bad duration":   `ack_wait = "45 seconds",`,
+				"bad enum":       `provider = 'aws,`,
+				"bad repository": `{ repository = "octo"`,
+			}[tt.name]
+			path, _ := writeConfig(t, strings.Replace(goodConfig, tt.edit, bad, 1))
+			var out, errb bytes.Buffer
+			code := Main([]string{"check-config", path}, func(string) string { return "" }, &out, &errb)
+			if code != 2 || !strings.Contains(errb.String(), tt.want) {
+				t.Fatalf("check-config: exit %d\n%s", code, errb.String())
+			}
+		})
+	}
+}
