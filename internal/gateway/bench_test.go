@@ -44,36 +44,51 @@ func BenchmarkIntakeBurst(b *testing.B) {
 	}
 }
 
-func burst(b *testing.B) {
-	const total = 2000
-	type delivery struct {
-		event, id string
-		body      []byte
-		builds    bool
-	}
-	var ds []delivery
-	unique := 0
+// burstDelivery is one signed webhook of a burst.
+type burstDelivery struct {
+	event, id, sha string
+	body           []byte
+	builds         bool
+}
+
+// burstDeliveries are about total deliveries: half pushes that build (each
+// its own commit), a quarter pushes to another branch, a quarter comments
+// that are no command; every tenth is sent twice (a redelivery).
+func burstDeliveries(t testing.TB, prefix string, total int) []burstDelivery {
+	var ds []burstDelivery
 	for i := 0; len(ds) < total; i++ {
-		var d delivery
-		id := fmt.Sprintf("burst-%d", i)
+		var d burstDelivery
+		id, sha := fmt.Sprintf("%s-%d", prefix, i), fmt.Sprintf("%040x", i+1)
 		switch i % 4 {
 		case 0, 1: // a build: a push to the default branch
-			d = delivery{"push", id, fixture(b, "push/with-installation.payload.json", func(m map[string]any) {
-				m["ref"], m["after"], m["deleted"] = "refs/heads/master", fmt.Sprintf("%040x", i+1), false
+			d = burstDelivery{"push", id, sha, fixture(t, "push/with-installation.payload.json", func(m map[string]any) {
+				m["ref"], m["after"], m["deleted"] = "refs/heads/master", sha, false
 			}), true}
 		case 2: // ignored: another branch
-			d = delivery{"push", id, fixture(b, "push/with-installation.payload.json", func(m map[string]any) {
-				m["ref"], m["after"], m["deleted"] = "refs/heads/feature", fmt.Sprintf("%040x", i+1), false
+			d = burstDelivery{"push", id, sha, fixture(t, "push/with-installation.payload.json", func(m map[string]any) {
+				m["ref"], m["after"], m["deleted"] = "refs/heads/feature", sha, false
 			}), false}
 		case 3: // ignored: a comment that is not a command
-			d = delivery{"issue_comment", id, fixture(b, "issue_comment/created.with-installation.payload.json", nil), false}
+			d = burstDelivery{"issue_comment", id, "", fixture(t, "issue_comment/created.with-installation.payload.json", nil), false}
 		}
 		ds = append(ds, d)
-		if d.builds {
-			unique++
-		}
 		if i%10 == 9 && len(ds) < total { // 10% are redelivered
 			ds = append(ds, d)
+		}
+	}
+	return ds
+}
+
+func burst(b *testing.B) {
+	const total = 2000
+	type delivery = burstDelivery
+	ds := burstDeliveries(b, "burst", total)
+	unique := 0
+	seen := map[string]bool{}
+	for _, d := range ds {
+		if d.builds && !seen[d.id] {
+			seen[d.id] = true
+			unique++
 		}
 	}
 	exec := &countingExecutor{count: map[string]int{}, all: make(chan struct{}), want: unique}

@@ -107,17 +107,38 @@ func (in *Intake) Handle(c echo.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(req.Context(), 10*time.Second)
 	defer cancel()
-	if err := in.Queue.Accept(ctx, delivery); errors.Is(err, ErrDuplicate) {
+	return in.accept(ctx, log, delivery, d, reply)
+}
+
+// accept records the delivery and queues its job. The job is queued first
+// (JetStream drops a second copy by its message id, the delivery id) and
+// the delivery marked afterwards: a gateway that dies between the two has
+// queued the job, and the redelivery is deduplicated; marking first would
+// lose the job with a gateway that died before queuing it.
+func (in *Intake) accept(ctx context.Context, log *slog.Logger, delivery string, d Decision, reply func(int, string, string) error) error {
+	if seen, err := in.Queue.Seen(ctx, delivery); err != nil {
+		return reply(http.StatusServiceUnavailable, "unavailable", "checking the delivery: "+err.Error())
+	} else if seen {
 		return reply(http.StatusOK, "duplicate", "delivery "+delivery+" was already accepted")
-	} else if err != nil {
+	}
+	if d.Job != nil {
+		if err := in.Queue.Enqueue(ctx, *d.Job); err != nil {
+			return reply(http.StatusServiceUnavailable, "unavailable", "queuing: "+err.Error())
+		}
+	}
+	switch err := in.Queue.Accept(ctx, delivery); {
+	case errors.Is(err, ErrDuplicate):
+		// The same delivery at the same time on another replica: its job is
+		// one message (same id), and that replica answered 202.
+		return reply(http.StatusOK, "duplicate", "delivery "+delivery+" was already accepted")
+	case err != nil && d.Job != nil:
+		// Queued for good; a redelivery finds the job's message id taken.
+		log.Warn("recording the delivery failed; its job is queued", "err", err)
+	case err != nil:
 		return reply(http.StatusServiceUnavailable, "unavailable", "recording the delivery: "+err.Error())
 	}
 	if d.Job == nil {
 		return reply(http.StatusOK, "ignored", d.Ignore)
-	}
-	if err := in.Queue.Enqueue(ctx, *d.Job); err != nil {
-		in.Queue.Forget(context.WithoutCancel(ctx), delivery)
-		return reply(http.StatusServiceUnavailable, "unavailable", "queuing: "+err.Error())
 	}
 	log.Info("queued", "build_id", d.Job.BuildID, "kind", d.Job.Kind, "repo", d.Job.Owner+"/"+d.Job.Repo)
 	return reply(http.StatusAccepted, "queued", "build "+d.Job.BuildID)

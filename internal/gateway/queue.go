@@ -11,6 +11,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/lian-build/action/internal/jsx"
 )
 
 // JetStream names.
@@ -114,14 +116,15 @@ func (q *Queue) open(ctx context.Context, nc *nats.Conn) (*queueConn, error) {
 		return nil, err
 	}
 	c := &queueConn{nc: nc, js: js}
+	r := jsx.Replicas(nc)
 	if c.stream, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name: StreamJobs, Subjects: []string{SubjectJobs}, Retention: jetstream.WorkQueuePolicy,
-		Storage: jetstream.FileStorage, Duplicates: 2 * time.Minute,
+		Storage: jetstream.FileStorage, Duplicates: 2 * time.Minute, Replicas: r,
 	}); err != nil {
 		return nil, fmt.Errorf("stream %s: %w", StreamJobs, err)
 	}
 	if _, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name: StreamDead, Subjects: []string{SubjectDead}, Storage: jetstream.FileStorage, MaxAge: 30 * 24 * time.Hour,
+		Name: StreamDead, Subjects: []string{SubjectDead}, Storage: jetstream.FileStorage, MaxAge: 30 * 24 * time.Hour, Replicas: r,
 	}); err != nil {
 		return nil, fmt.Errorf("stream %s: %w", StreamDead, err)
 	}
@@ -133,10 +136,10 @@ func (q *Queue) open(ctx context.Context, nc *nats.Conn) (*queueConn, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("consumer %s: %w", ConsumerJobs, err)
 	}
-	if c.deliveries, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: BucketDelivery, TTL: DeliveryTTL, Storage: jetstream.FileStorage}); err != nil {
+	if c.deliveries, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: BucketDelivery, TTL: DeliveryTTL, Storage: jetstream.FileStorage, Replicas: r}); err != nil {
 		return nil, fmt.Errorf("bucket %s: %w", BucketDelivery, err)
 	}
-	if c.builds, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: BucketBuilds, Storage: jetstream.FileStorage}); err != nil {
+	if c.builds, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: BucketBuilds, Storage: jetstream.FileStorage, Replicas: r}); err != nil {
 		return nil, fmt.Errorf("bucket %s: %w", BucketBuilds, err)
 	}
 	return c, nil
@@ -215,11 +218,17 @@ func (q *Queue) Accept(ctx context.Context, delivery string) error {
 	return err
 }
 
-// Forget removes a delivery id (when queuing it failed, so a redelivery is taken).
-func (q *Queue) Forget(ctx context.Context, delivery string) {
-	if c, err := q.conn(ctx); err == nil {
-		_ = c.deliveries.Delete(ctx, kvKey(delivery))
+// Seen reports whether a delivery id was accepted before (within DeliveryTTL).
+func (q *Queue) Seen(ctx context.Context, delivery string) (bool, error) {
+	c, err := q.conn(ctx)
+	if err != nil {
+		return false, err
 	}
+	_, err = c.deliveries.Get(ctx, kvKey(delivery))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // Enqueue publishes a job, acknowledged by JetStream (durable) before it returns.

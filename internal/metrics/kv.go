@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/lian-build/action/internal/jsx"
 )
 
 // Bucket is the JetStream key-value bucket of the histories.
@@ -19,7 +21,7 @@ type KVStore struct{ KV jetstream.KeyValue }
 
 // OpenKV opens (or creates) the bucket.
 func OpenKV(ctx context.Context, js jetstream.JetStream) (KVStore, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: Bucket, History: 1, Description: "lian-build P95 history per workspace"})
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: Bucket, History: 1, Description: "lian-build P95 history per workspace", Replicas: jsx.Replicas(js.Conn())})
 	if err != nil {
 		return KVStore{}, fmt.Errorf("metrics bucket %s: %w", Bucket, err)
 	}

@@ -64,7 +64,8 @@ func (p *Pipeline) runAttempt(ctx context.Context, log *slog.Logger, req Request
 	out.built = time.Since(built)
 	out.ctxErr = contextErr(ctx, bctx, budget)
 	if sc != nil {
-		out.state = sc.settle(ctx, p, log, r, out.err == nil && out.ctxErr == nil, req.Actor.String())
+		steps := out.report.Steps
+		out.state = sc.settle(ctx, p, log, r, out.err == nil && out.ctxErr == nil, steps.Total > 0 && steps.Cached == steps.Total, req.Actor.String())
 	}
 	a.DurationMS = time.Since(start).Milliseconds()
 	a.OOM = out.oom

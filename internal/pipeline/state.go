@@ -91,12 +91,17 @@ func (p *Pipeline) cloneState(ctx context.Context, req Request, id string) (*sta
 // settle ends the attempt's state: after a clean success into a namespace
 // the actor may write, the state is pruned to its budget while buildkitd
 // runs, buildkitd is stopped, and the clone committed; otherwise buildkitd
-// is stopped and the clone discarded. It destroys the runner either way.
-func (sc *stateClone) settle(ctx context.Context, p *Pipeline, log *slog.Logger, r compute.Runner, ok bool, writer string) *StateReport {
+// is stopped and the clone discarded. A build whose every step came from
+// the cache ran nothing and changed no cache mount: its namespace keeps the
+// generation it has, at no cost. It destroys the runner either way.
+func (sc *stateClone) settle(ctx context.Context, p *Pipeline, log *slog.Logger, r compute.Runner, ok, unchanged bool, writer string) *StateReport {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.DestroyTimeout)
 	defer cancel()
 	rep := &sc.report
 	commit := ok && rep.Target != ""
+	if commit && unchanged {
+		commit, rep.Note = false, "every step cached, nothing to commit"
+	}
 	if commit && p.cfg.StateKeepBytes > 0 {
 		if c, err := r.Client(ctx); err == nil {
 			err = c.Prune(ctx, nil, client.WithKeepOpt(0, 0, p.cfg.StateKeepBytes, 0))

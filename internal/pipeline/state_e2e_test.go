@@ -125,6 +125,15 @@ func TestWarmStateFollowsTheCacheNamespaces(t *testing.T) {
 	if _, held, err = warmBuild(t, e, jpl, cache.Export, "jpl-2", ""); err != nil || held != "ci-1 jpl-1" {
 		t.Fatalf("the session's next build held %q (want its own write), %v", held, err)
 	}
+	// The same build again: every step cached, nothing committed, the
+	// generation stays.
+	gen := generation(t, st, "dev/jpl-e2e")
+	dir := project(t, cacheMountDockerfile, map[string]string{"stamp": "jpl-2\n"})
+	req := e.request(dir)
+	req.Actor, req.Cache.Disposition = jpl, cache.Export
+	if res, err := e.p.Run(context.Background(), req); err != nil || res.State.Committed || generation(t, st, "dev/jpl-e2e") != gen || !strings.Contains(res.State.Note, "nothing to commit") {
+		t.Fatalf("an all-cached build: state %+v, gen %d → %d, %v", res.State, gen, generation(t, st, "dev/jpl-e2e"), err)
+	}
 	res, held, err = warmBuild(t, e, ci, "", "ci-2", "")
 	if err != nil || held != "ci-1" || res.State.GenerationIn != 1 || res.State.GenerationOut != 2 {
 		t.Fatalf("CI after the session: held %q (want nothing of the session), state %+v, %v", held, res.State, err)

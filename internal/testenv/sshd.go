@@ -114,11 +114,4 @@ LogLevel ERROR
 	return &SSHD{Addr: addr, HostKey: hostSigner.PublicKey(), Client: client}
 }
 
-func freePort(t testing.TB) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+func freePort(t testing.TB) int { return freePorts(t, 1)[0] }

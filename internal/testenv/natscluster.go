@@ -1,0 +1,153 @@
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+var (
+	natsBinOnce sync.Once
+	natsBin     string
+	natsBinErr  error
+)
+
+// NATSServerBinary is nats-server built from the module's pinned version
+// (the same code the tests embed), once per test process.
+func NATSServerBinary(t testing.TB) string {
+	t.Helper()
+	natsBinOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "lian-nats-server-")
+		if err != nil {
+			natsBinErr = err
+			return
+		}
+		natsBin = filepath.Join(dir, "nats-server")
+		cmd := exec.Command("go", "build", "-o", natsBin, "github.com/nats-io/nats-server/v2")
+		cmd.Dir = RepoRoot()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			natsBinErr = fmt.Errorf("go build nats-server: %v: %s", err, out)
+		}
+	})
+	if natsBinErr != nil {
+		t.Fatal(natsBinErr)
+	}
+	return natsBin
+}
+
+// NATSCluster is n nats-server processes in one cluster with JetStream, on
+// loopback ports.
+type NATSCluster struct {
+	URLs  []string
+	procs []*exec.Cmd
+	dir   string
+}
+
+// StartNATSCluster starts the cluster and waits until JetStream has a meta
+// leader; every process stops with the test.
+func StartNATSCluster(t testing.TB, n int) *NATSCluster {
+	t.Helper()
+	bin := NATSServerBinary(t)
+	c := &NATSCluster{dir: t.TempDir()}
+	client, cluster := freePorts(t, n), freePorts(t, n)
+	var routes []string
+	for _, p := range cluster {
+		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
+	}
+	for i := range n {
+		c.URLs = append(c.URLs, fmt.Sprintf("nats://127.0.0.1:%d", client[i]))
+		cmd := exec.Command(bin, "-a", "127.0.0.1", "-p", fmt.Sprint(client[i]), "-n", fmt.Sprintf("n%d", i+1),
+			"-js", "-sd", filepath.Join(c.dir, fmt.Sprintf("n%d", i+1)), "--cluster_name", "lian",
+			"--cluster", routes[i], "--routes", strings.Join(routes, ","))
+		logf, err := os.Create(filepath.Join(c.dir, fmt.Sprintf("n%d.log", i+1)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd.Stdout, cmd.Stderr = logf, logf
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		logf.Close()
+		c.procs = append(c.procs, cmd)
+	}
+	t.Cleanup(func() {
+		for i := range c.procs {
+			c.Stop(i)
+		}
+	})
+	c.waitForMetaLeader(t)
+	return c
+}
+
+// URL is every node's URL, for a client's server list.
+func (c *NATSCluster) URL() string { return strings.Join(c.URLs, ",") }
+
+// Stop stops node i (SIGTERM, then SIGKILL) and waits for it.
+func (c *NATSCluster) Stop(i int) {
+	cmd := c.procs[i]
+	if cmd.ProcessState != nil {
+		return
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+	}
+}
+
+func (c *NATSCluster) waitForMetaLeader(t testing.TB) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		nc, err := nats.Connect(c.URL(), nats.Timeout(time.Second))
+		if err == nil {
+			js, _ := jetstream.New(nc)
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_, err = js.AccountInfo(ctx)
+			cancel()
+			nc.Close()
+			if err == nil {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(filepath.Join(c.dir, "n1.log"))
+			t.Fatalf("the NATS cluster has no JetStream leader: %v\n%s", err, b)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// freePorts are n loopback ports free now.
+func freePorts(t testing.TB, n int) []int {
+	t.Helper()
+	var out []int
+	var lns []net.Listener
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns = append(lns, ln)
+		out = append(out, ln.Addr().(*net.TCPAddr).Port)
+	}
+	for _, ln := range lns {
+		ln.Close()
+	}
+	return out
+}
