@@ -120,11 +120,28 @@ func (cr CheckRun) output() *github.CheckRunOutput {
 	return out
 }
 
-// CreateCheckRun creates the lian-build check run and returns its id.
+// CreateCheckRun returns the id of the build's lian-build check run: the
+// one the commit already has with cr.ExternalID (a gateway that created it
+// and died before recording it), or a new one. A build never gets two.
 func (a *App) CreateCheckRun(ctx context.Context, inst int64, owner, repo string, cr CheckRun) (int64, error) {
 	c, err := a.repoClient(inst, owner, repo)
 	if err != nil {
 		return 0, err
+	}
+	var found *github.ListCheckRunsResults
+	err = retry(ctx, func() error {
+		var err error
+		found, _, err = c.gh.Checks.ListCheckRunsForRef(ctx, owner, repo, cr.HeadSHA, &github.ListCheckRunsOptions{
+			CheckName: github.String("lian-build"), Filter: github.String("all"), ListOptions: github.ListOptions{PerPage: 100}})
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("list check runs of %s: %w", cr.HeadSHA, err)
+	}
+	for _, run := range found.CheckRuns {
+		if run.GetExternalID() == cr.ExternalID && cr.ExternalID != "" {
+			return run.GetID(), nil
+		}
 	}
 	var run *github.CheckRun
 	err = retry(ctx, func() error {

@@ -121,6 +121,17 @@ func TestAppAgainstAMux(t *testing.T) {
 		w.WriteHeader(201)
 		fmt.Fprint(w, `{"id":99}`)
 	})
+	mux.HandleFunc("GET /repos/o/r/commits/{sha}/check-runs", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("check_name") != "lian-build" {
+			w.WriteHeader(400)
+			return
+		}
+		if r.PathValue("sha") == "def" { // a build whose gateway died after creating its check run
+			fmt.Fprint(w, `{"total_count":2,"check_runs":[{"id":5,"external_id":"other"},{"id":77,"external_id":"b2"}]}`)
+			return
+		}
+		fmt.Fprint(w, `{"total_count":0,"check_runs":[]}`)
+	})
 	mux.HandleFunc("PATCH /repos/o/r/check-runs/99", func(w http.ResponseWriter, r *http.Request) {
 		var o github.UpdateCheckRunOptions
 		_ = json.NewDecoder(r.Body).Decode(&o)
@@ -142,6 +153,9 @@ func TestAppAgainstAMux(t *testing.T) {
 	}
 	if time.Since(start) < time.Second {
 		t.Error("the rate-limited request was retried before Retry-After")
+	}
+	if id, err := app.CreateCheckRun(context.Background(), 7, "o", "r", CheckRun{HeadSHA: "def", ExternalID: "b2", Status: "queued"}); err != nil || id != 77 {
+		t.Fatalf("the build's existing check run was not reused: %d %v", id, err)
 	}
 	var anns []*github.CheckRunAnnotation
 	for i := 0; i < 120; i++ {

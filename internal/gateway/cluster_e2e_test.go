@@ -244,11 +244,26 @@ func (c *cluster) assertEachBuildOnce(ds []burstDelivery, codes map[string]int) 
 		}
 		if !c.stopped[pid] {
 			if finished[id]++; finished[id] == 2 {
-				t.Errorf("build %s finished twice on live replicas", id)
+				t.Errorf("build %s finished twice on live replicas:\n%s", id, c.logsMentioning(id))
 			}
 		}
 	}
 	t.Logf("%d builds, %d check runs completed, responses %v", len(want), len(completed), statusCounts(codes))
+}
+
+// logsMentioning are the replicas' log lines that mention s.
+func (c *cluster) logsMentioning(s string) string {
+	var out []string
+	logs, _ := filepath.Glob(filepath.Join(c.dir, "r*.log"))
+	for _, l := range logs {
+		b, _ := os.ReadFile(l)
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.Contains(line, s) {
+				out = append(out, filepath.Base(l)+": "+line)
+			}
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 func statusCounts(codes map[string]int) map[string]int {

@@ -87,6 +87,17 @@ func newFakeGitHub(t testing.TB) *fakeGitHub {
 		w.WriteHeader(http.StatusCreated)
 		fmt.Fprintf(w, `{"id":%d,"name":"lian-build","head_sha":%q}`, id, b["head_sha"])
 	}))
+	mux.HandleFunc("GET /repos/{o}/{r}/commits/{ref}/check-runs", authed(func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		var runs []map[string]any
+		for id, bodies := range f.checkRuns {
+			if bodies[0]["head_sha"] == r.PathValue("ref") && (r.URL.Query().Get("check_name") == "" || r.URL.Query().Get("check_name") == bodies[0]["name"]) {
+				runs = append(runs, map[string]any{"id": id, "name": bodies[0]["name"], "head_sha": bodies[0]["head_sha"], "external_id": bodies[0]["external_id"]})
+			}
+		}
+		f.mu.Unlock()
+		_ = json.NewEncoder(w).Encode(map[string]any{"total_count": len(runs), "check_runs": runs})
+	}))
 	mux.HandleFunc("PATCH /repos/{o}/{r}/check-runs/{id}", authed(func(w http.ResponseWriter, r *http.Request) {
 		var id int64
 		fmt.Sscan(r.PathValue("id"), &id)
