@@ -158,6 +158,25 @@ func (a *App) CreateCheckRun(ctx context.Context, inst int64, owner, repo string
 	return run.GetID(), nil
 }
 
+// CheckRunCompleted reports whether a check run is completed (its result
+// was reported, whatever happened to whoever reported it).
+func (a *App) CheckRunCompleted(ctx context.Context, inst int64, owner, repo string, id int64) (bool, error) {
+	c, err := a.repoClient(inst, owner, repo)
+	if err != nil {
+		return false, err
+	}
+	var run *github.CheckRun
+	err = retry(ctx, func() error {
+		var err error
+		run, _, err = c.gh.Checks.GetCheckRun(ctx, owner, repo, id)
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("get check run %d: %w", id, err)
+	}
+	return run.GetStatus() == "completed", nil
+}
+
 // UpdateCheckRun updates a check run; a completed one gets its conclusion,
 // output (annotations beyond 50 in further requests) and actions.
 func (a *App) UpdateCheckRun(ctx context.Context, inst int64, owner, repo string, id int64, cr CheckRun) error {

@@ -87,6 +87,24 @@ func newFakeGitHub(t testing.TB) *fakeGitHub {
 		w.WriteHeader(http.StatusCreated)
 		fmt.Fprintf(w, `{"id":%d,"name":"lian-build","head_sha":%q}`, id, b["head_sha"])
 	}))
+	mux.HandleFunc("GET /repos/{o}/{r}/check-runs/{id}", authed(func(w http.ResponseWriter, r *http.Request) {
+		var id int64
+		fmt.Sscan(r.PathValue("id"), &id)
+		f.mu.Lock()
+		bodies, ok := f.checkRuns[id]
+		status := "queued"
+		for _, b := range bodies {
+			if s, _ := b["status"].(string); s != "" {
+				status = s
+			}
+		}
+		f.mu.Unlock()
+		if !ok {
+			http.Error(w, `{"message":"Not Found"}`, http.StatusNotFound)
+			return
+		}
+		fmt.Fprintf(w, `{"id":%d,"status":%q}`, id, status)
+	}))
 	mux.HandleFunc("GET /repos/{o}/{r}/commits/{ref}/check-runs", authed(func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
 		var runs []map[string]any

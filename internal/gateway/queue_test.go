@@ -87,6 +87,7 @@ func TestRetryPolicy(t *testing.T) {
 type recordingGitHub struct {
 	mu         sync.Mutex
 	failQueued bool
+	completed  bool // CheckRunCompleted's answer
 	created    []checks.CheckRun
 }
 
@@ -101,6 +102,11 @@ func (g *recordingGitHub) CreateCheckRun(_ context.Context, _ int64, _, _ string
 }
 func (g *recordingGitHub) UpdateCheckRun(context.Context, int64, string, string, int64, checks.CheckRun) error {
 	return nil
+}
+func (g *recordingGitHub) CheckRunCompleted(context.Context, int64, string, string, int64) (bool, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.completed, nil
 }
 func (g *recordingGitHub) PullRequestHead(context.Context, int64, string, string, int) (string, bool, error) {
 	return "", false, nil
@@ -240,5 +246,26 @@ func TestFailingJobIsRetriedThenDeadLettered(t *testing.T) {
 	}
 	if n := ex.n.Load(); n != 1 {
 		t.Fatalf("the next job ran %d times", n)
+	}
+}
+
+// A job delivered again after an attempt that reported its result but did
+// not record it (its state save failed, or its gateway died) is not built
+// again: the check run is completed, the build state is marked done.
+func TestRedeliveryOfAReportedBuildDoesNotRebuild(t *testing.T) {
+	q, _ := openTestQueue(t, 5*time.Second, RetryPolicy{})
+	gh, ex := &recordingGitHub{completed: true}, &countingExec{}
+	w := &Worker{Queue: q, GitHub: gh, Exec: ex, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	ctx := context.Background()
+	job := Job{Kind: JobPush, BuildID: "greported", DeliveryID: "reported", Installation: 1, Owner: "o", Repo: "r", SHA: sha1, Actor: "ci"}
+	if err := q.SaveState(ctx, job.BuildID, BuildState{Job: job, CheckRunID: 7}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.process(ctx, w.Log, job, BuildState{Job: job, CheckRunID: 7}); err != nil {
+		t.Fatal(err)
+	}
+	st, _, err := q.State(ctx, job.BuildID)
+	if err != nil || !st.Done || ex.n.Load() != 0 || len(gh.created) != 0 {
+		t.Fatalf("state %+v, %d builds, %d check runs created", st, ex.n.Load(), len(gh.created))
 	}
 }

@@ -21,6 +21,7 @@ import (
 // httptest fake API in tests — the same client either way).
 type GitHub interface {
 	CreateCheckRun(ctx context.Context, inst int64, owner, repo string, cr checks.CheckRun) (int64, error)
+	CheckRunCompleted(ctx context.Context, inst int64, owner, repo string, id int64) (bool, error)
 	UpdateCheckRun(ctx context.Context, inst int64, owner, repo string, id int64, cr checks.CheckRun) error
 	PullRequestHead(ctx context.Context, inst int64, owner, repo string, n int) (string, bool, error)
 	Permission(ctx context.Context, inst int64, owner, repo, user string) (string, error)
@@ -331,7 +332,17 @@ func (w *Worker) refuse(ctx context.Context, job Job, st BuildState, msg string)
 func (w *Worker) build(ctx context.Context, log *slog.Logger, job Job, st BuildState) error {
 	gh := w.GitHub
 	var err error
-	if st.CheckRunID == 0 {
+	if st.CheckRunID != 0 {
+		// An earlier attempt got this far: if it also reported the result
+		// (and then failed to record it, or died), the build is done.
+		if done, err := gh.CheckRunCompleted(ctx, job.Installation, job.Owner, job.Repo, st.CheckRunID); err != nil {
+			return err
+		} else if done {
+			log.Info("the build's check run is already completed; not building again")
+			st.Done = true
+			return w.Queue.SaveState(ctx, job.BuildID, st)
+		}
+	} else {
 		st.CheckRunID, err = gh.CreateCheckRun(ctx, job.Installation, job.Owner, job.Repo, checks.CheckRun{HeadSHA: job.SHA, ExternalID: job.BuildID, Status: "queued"})
 		if err != nil {
 			return err
