@@ -360,3 +360,48 @@ func BenchmarkClusterIntake(b *testing.B) {
 		}
 	}
 }
+
+// One X-GitHub-Delivery sent twice in a row, eight times at once, and again
+// after the gateway restarted on the same data: one build, one check run,
+// one 202.
+func TestSameDeliveryIsBuiltOnce(t *testing.T) {
+	c := newCluster(t, 1, false)
+	bk := testenv.Require(t)
+	ds := burstDeliveries(t, "dup", 3)[:2] // two pushes that build
+	client := &http.Client{Timeout: 10 * time.Second}
+	accepted := map[string]int{}
+	post := func(d burstDelivery) {
+		code, _ := c.post(client, 0, d)
+		if code == 202 {
+			accepted[d.id]++
+		} else if code != 200 {
+			t.Errorf("delivery %s: %d", d.id, code)
+		}
+	}
+	post(ds[0])
+	post(ds[0])
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for range 8 {
+		wg.Go(func() {
+			code, _ := c.post(client, 0, ds[1])
+			mu.Lock()
+			defer mu.Unlock()
+			if code == 202 {
+				accepted[ds[1].id]++
+			}
+		})
+	}
+	wg.Wait()
+	c.waitCompleted(ds)
+	old := c.replicas[0].cmd
+	_ = old.Process.Signal(syscall.SIGTERM)
+	_ = old.Wait()
+	c.replicas[0] = c.start(0, bk)
+	post(ds[0])
+	post(ds[1])
+	if accepted[ds[0].id] != 1 || accepted[ds[1].id] != 1 {
+		t.Fatalf("accepted %v, want each delivery once", accepted)
+	}
+	c.assertEachBuildOnce(ds, accepted)
+}

@@ -3,11 +3,15 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,6 +25,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/lian-build/action/internal/frontdoor"
 	"github.com/lian-build/action/internal/testenv"
@@ -67,8 +72,12 @@ func newFakeGitHub(t testing.TB) *fakeGitHub {
 		}
 	}
 	mux.HandleFunc("POST /app/installations/{id}/access_tokens", func(w http.ResponseWriter, r *http.Request) {
-		if !strings.HasPrefix(r.Header.Get("Authorization"), "Bearer ") {
-			http.Error(w, "JWT required", http.StatusUnauthorized)
+		if err := verifyAppJWT(t, r.Header.Get("Authorization")); err != nil {
+			http.Error(w, `{"message":"`+err.Error()+`"}`, http.StatusUnauthorized)
+			return
+		}
+		if r.PathValue("id") != "1" { // the app's only installation
+			http.Error(w, `{"message":"Not Found"}`, http.StatusNotFound)
 			return
 		}
 		f.mu.Lock()
@@ -79,6 +88,10 @@ func newFakeGitHub(t testing.TB) *fakeGitHub {
 	})
 	mux.HandleFunc("POST /repos/{o}/{r}/check-runs", authed(func(w http.ResponseWriter, r *http.Request) {
 		b := body(r)
+		if msg := checkRunLimits(b); msg != "" {
+			http.Error(w, `{"message":"Validation Failed: `+msg+`"}`, http.StatusUnprocessableEntity)
+			return
+		}
 		f.mu.Lock()
 		f.nextID++
 		id := f.nextID
@@ -120,6 +133,10 @@ func newFakeGitHub(t testing.TB) *fakeGitHub {
 		var id int64
 		fmt.Sscan(r.PathValue("id"), &id)
 		b := body(r)
+		if msg := checkRunLimits(b); msg != "" {
+			http.Error(w, `{"message":"Validation Failed: `+msg+`"}`, http.StatusUnprocessableEntity)
+			return
+		}
 		f.mu.Lock()
 		f.checkRuns[id] = append(f.checkRuns[id], b)
 		f.mu.Unlock()
@@ -208,7 +225,9 @@ func newGitServer(t testing.TB) *gitServer {
 	git(t, g.work, "remote", "add", "origin", bare)
 	h := &cgi.Handler{Path: "/usr/lib/git-core/git-http-backend", Env: []string{"GIT_PROJECT_ROOT=" + g.root, "GIT_HTTP_EXPORT_ALL=1"}}
 	g.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Authorization") == "" {
+		// As GitHub: the installation token, as the x-access-token user's password.
+		user, pass, ok := r.BasicAuth()
+		if !ok || user != "x-access-token" || pass != "ghs_installation_token" {
 			w.Header().Set("WWW-Authenticate", `Basic realm="git"`)
 			http.Error(w, "auth required (private repository)", http.StatusUnauthorized)
 			return
@@ -247,12 +266,89 @@ func git(t testing.TB, dir string, args ...string) string {
 	return string(out)
 }
 
-func testKey(t testing.TB) []byte {
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
+// checkRunLimits are GitHub's limits on a check run request: title,
+// summary and text of at most 65,535 characters, at most 50 annotations
+// per request, at most 3 actions (labels ≤ 20, descriptions ≤ 40,
+// identifiers ≤ 20 characters).
+func checkRunLimits(b map[string]any) string {
+	out, _ := b["output"].(map[string]any)
+	for _, f := range []string{"title", "summary", "text"} {
+		if v, _ := out[f].(string); utf8.RuneCountInString(v) > 65535 {
+			return "output." + f + " is longer than 65535 characters"
+		}
 	}
-	return pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(k)})
+	if a, _ := out["annotations"].([]any); len(a) > 50 {
+		return "more than 50 annotations"
+	}
+	actions, _ := b["actions"].([]any)
+	if len(actions) > 3 {
+		return "more than 3 actions"
+	}
+	for _, a := range actions {
+		m, _ := a.(map[string]any)
+		for f, n := range map[string]int{"label": 20, "description": 40, "identifier": 20} {
+			if v, _ := m[f].(string); utf8.RuneCountInString(v) > n {
+				return "action " + f + " longer than " + fmt.Sprint(n)
+			}
+		}
+	}
+	return ""
+}
+
+var (
+	appKeyOnce sync.Once
+	appKey     *rsa.PrivateKey
+)
+
+// testKey is the test GitHub App's private key (PEM), one per test process:
+// the fake GitHub verifies the app's JWTs with its public half.
+func testKey(t testing.TB) []byte {
+	appKeyOnce.Do(func() {
+		var err error
+		if appKey, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
+			panic(err)
+		}
+	})
+	return pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(appKey)})
+}
+
+// verifyAppJWT checks what GitHub checks of an app's JWT: RS256 signed by the
+// app's key, issued by the app (id 42), not expired, at most 10 minutes long.
+func verifyAppJWT(t testing.TB, auth string) error {
+	testKey(t)
+	tok, ok := strings.CutPrefix(auth, "Bearer ")
+	parts := strings.Split(tok, ".")
+	if !ok || len(parts) != 3 {
+		return errors.New("a JWT is required")
+	}
+	sig, err := base64.RawURLEncoding.DecodeString(parts[2])
+	if err != nil {
+		return err
+	}
+	sum := sha256.Sum256([]byte(parts[0] + "." + parts[1]))
+	if err := rsa.VerifyPKCS1v15(&appKey.PublicKey, crypto.SHA256, sum[:], sig); err != nil {
+		return errors.New("JWT not signed by the app's key")
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return err
+	}
+	var claims struct {
+		Iss any   `json:"iss"`
+		Iat int64 `json:"iat"`
+		Exp int64 `json:"exp"`
+	}
+	if err := json.Unmarshal(payload, &claims); err != nil {
+		return err
+	}
+	now := time.Now().Unix()
+	switch {
+	case fmt.Sprint(claims.Iss) != "42":
+		return fmt.Errorf("JWT issued by %v, not app 42", claims.Iss)
+	case claims.Exp < now || claims.Exp-claims.Iat > 600+60:
+		return errors.New("JWT expired or longer than 10 minutes")
+	}
+	return nil
 }
 
 type gw struct {

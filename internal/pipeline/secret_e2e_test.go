@@ -15,7 +15,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/klauspost/compress/zstd"
+
 	"github.com/lian-build/action/internal/buildkit"
+	"github.com/lian-build/action/internal/pipeline"
 	"github.com/lian-build/action/internal/testenv"
 )
 
@@ -26,8 +29,12 @@ func TestSecretNeverLeaks(t *testing.T) {
 	t.Setenv("LIAN_TEST_TOKEN", secret)
 	reg := testenv.StartRegistry(t)
 	e := newEnv(t, nil, reg.Host)
+	// The marker is the positive control: it is in a layer's file only (the
+	// Dockerfile spells it in two pieces), so the scan below must decompress
+	// the layers — zstd, as the cache plan exports them — to find it.
+	const marker = "planted-marker-7c1e"
 	dir := project(t, `FROM base
-RUN --mount=type=secret,id=tok sha256sum /run/secrets/tok | cut -d' ' -f1 > /tok.sha256
+RUN --mount=type=secret,id=tok sha256sum /run/secrets/tok | cut -d' ' -f1 > /tok.sha256 && echo "planted-""marker-7c1e" > /marker
 RUN --mount=type=secret,id=tok echo "the token is $(cat /run/secrets/tok)"
 RUN --mount=type=secret,id=tok test "$(cat /run/secrets/tok)" != "" && exit 7
 `, map[string]string{})
@@ -36,7 +43,8 @@ RUN --mount=type=secret,id=tok test "$(cat /run/secrets/tok)" != "" && exit 7
 	req := e.request(dir)
 	req.Build.ProgressOut = &progress
 	req.Build.Secrets = []buildkit.Secret{{ID: "tok", Env: "LIAN_TEST_TOKEN"}}
-	req.Build.CacheTo = []buildkit.CacheEntry{{Type: "registry", Attrs: map[string]string{"ref": reg.Host + "/cache/secret:main", "mode": "max"}}}
+	// The cache plan's own exporter (zstd, OCI media types, mode=max).
+	req.Cache = pipeline.CacheSettings{Registry: reg.Host, Insecure: true}
 	// First build fails at the last step (after echoing the secret): the failure report is checked too.
 	res, err := e.p.Run(context.Background(), req)
 	if err == nil || res.Failure == nil || res.Failure.ExitCode != 7 {
@@ -75,9 +83,10 @@ RUN --mount=type=secret,id=tok test "$(cat /run/secrets/tok)" != "" && exit 7
 			t.Errorf("secret appears in image file %s", name)
 		}
 	}
-	if !reg.Touched("/v2/cache/secret/manifests/main") {
+	if !reg.Touched("/v2/ci/e2e/manifests/cache") {
 		t.Fatal("the cache was not exported")
 	}
+	found := false
 	_ = filepath.WalkDir(reg.Root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return nil
@@ -86,9 +95,13 @@ RUN --mount=type=secret,id=tok test "$(cat /run/secrets/tok)" != "" && exit 7
 			if strings.Contains(text, secret) {
 				t.Errorf("secret appears in registry blob %s", p)
 			}
+			found = found || strings.Contains(text, marker)
 		}
 		return nil
 	})
+	if !found {
+		t.Fatal("the scan never found the planted marker: it does not see inside the registry's layers")
+	}
 }
 
 func err2s(err error) string {
@@ -134,12 +147,25 @@ func tarFiles(t *testing.T, path string) map[string]string {
 	return files
 }
 
-// layerFiles unpacks a (possibly gzipped) layer tar; not a layer → nothing.
-func layerFiles(b []byte) map[string]string {
-	var r io.Reader = bytes.NewReader(b)
+// decompressed is b gunzipped or un-zstd'ed, or b itself.
+func decompressed(b []byte) []byte {
 	if gz, err := gzip.NewReader(bytes.NewReader(b)); err == nil {
-		r = gz
+		if raw, err := io.ReadAll(gz); err == nil {
+			return raw
+		}
 	}
+	if zr, err := zstd.NewReader(bytes.NewReader(b)); err == nil {
+		defer zr.Close()
+		if raw, err := io.ReadAll(zr); err == nil {
+			return raw
+		}
+	}
+	return b
+}
+
+// layerFiles unpacks a (gzip, zstd or plain) layer tar; not a layer → nothing.
+func layerFiles(b []byte) map[string]string {
+	r := bytes.NewReader(decompressed(b))
 	out := map[string]string{}
 	tr := tar.NewReader(r)
 	for {
@@ -160,14 +186,9 @@ func blobTexts(t *testing.T, p string) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	texts := []string{string(b)}
+	texts := []string{string(b), string(decompressed(b))}
 	for _, c := range layerFiles(b) {
 		texts = append(texts, c)
-	}
-	if gz, err := gzip.NewReader(bytes.NewReader(b)); err == nil {
-		if raw, err := io.ReadAll(gz); err == nil {
-			texts = append(texts, string(raw))
-		}
 	}
 	return texts
 }
@@ -232,4 +253,29 @@ func rawJSONLogs(t *testing.T, out string) string {
 		}
 	}
 	return logs.String()
+}
+
+// The scanner's positive control for zstd (BuildKit reuses a layer's gzip
+// blob for the cache when the image already pushed it): a zstd-compressed
+// layer tar planted with a marker is read through.
+func TestLayerScanReadsZstd(t *testing.T) {
+	var layer bytes.Buffer
+	tw := tar.NewWriter(&layer)
+	content := []byte("planted-marker-zstd")
+	_ = tw.WriteHeader(&tar.Header{Name: "etc/m", Mode: 0o644, Size: int64(len(content)), Typeflag: tar.TypeReg})
+	_, _ = tw.Write(content)
+	_ = tw.Close()
+	var z bytes.Buffer
+	zw, err := zstd.NewWriter(&z)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = zw.Write(layer.Bytes())
+	_ = zw.Close()
+	if bytes.Contains(z.Bytes(), content) {
+		t.Fatal("the control is not compressed")
+	}
+	if got := layerFiles(z.Bytes())["etc/m"]; got != string(content) {
+		t.Fatalf("zstd layer read as %q", got)
+	}
 }
