@@ -3,10 +3,10 @@ package gateway
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -15,6 +15,9 @@ import (
 	"github.com/lian-build/action/internal/compute/local"
 	"github.com/lian-build/action/internal/testenv"
 )
+
+// listeningRE finds the address in the gateway's "gateway listening" log line.
+var listeningRE = regexp.MustCompile(`"msg":"gateway listening","addr":"([^"]+)"`)
 
 // kill -9 the gateway with builds queued and one running; restart it on the
 // same data dir: every accepted delivery ends in exactly one completed check
@@ -36,11 +39,9 @@ func TestKill9AndRestart(t *testing.T) {
 	}
 	secret, key := write("secret", []byte(testSecret)), write("key.pem", testKey(t))
 	state, data := filepath.Join(dir, "runners"), filepath.Join(dir, "data")
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	addr := ln.Addr().String()
-	ln.Close()
-	start := func(name string) *exec.Cmd {
-		cmd := exec.Command(bin, "--listen", addr, "--webhook-secret-file", secret, "--app-id", "42", "--private-key-file", key,
+	// Each gateway listens on a port of its own choosing and logs it.
+	start := func(name string) (*exec.Cmd, string) {
+		cmd := exec.Command(bin, "--listen", "127.0.0.1:0", "--webhook-secret-file", secret, "--app-id", "42", "--private-key-file", key,
 			"--github-url", gs.srv.URL, "--github-api-url", gh.srv.URL, "--data-dir", data, "--state-dir", state, "--buildkitd", bk,
 			"--registry", reg.Host, "--insecure-registry", reg.Host, "--build-context", "base=oci-layout://"+testenv.BaseLayout(t),
 			"--concurrency", "1", "--ack-wait", "3s", "--branches", "b1,b2,b3", "--progress-every", "1s")
@@ -61,18 +62,17 @@ func TestKill9AndRestart(t *testing.T) {
 			}
 		})
 		for i := 0; ; i++ {
-			if c, err := net.Dial("tcp", addr); err == nil {
-				c.Close()
-				return cmd
+			b, _ := os.ReadFile(filepath.Join(dir, name+".log"))
+			if m := listeningRE.FindSubmatch(b); m != nil {
+				return cmd, string(m[1])
 			}
 			if i > 300 {
-				b, _ := os.ReadFile(filepath.Join(dir, name+".log"))
 				t.Fatalf("%s did not listen:\n%s", name, b)
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
-	a := start("first")
+	a, addr := start("first")
 	g := &gw{url: "http://" + addr}
 	var shas []string
 	for i := 1; i <= 3; i++ {
@@ -101,7 +101,7 @@ func TestKill9AndRestart(t *testing.T) {
 	}
 	_ = a.Wait()
 
-	b := start("second")
+	b, _ := start("second")
 	done := map[int64]bool{}
 	for len(done) < 3 {
 		select {

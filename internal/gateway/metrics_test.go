@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -112,5 +113,20 @@ func TestProgressUpdatesAreOrderedAndEndBeforeTheResult(t *testing.T) {
 	}
 	if !strings.Contains(last, "line 39") || n > 20 {
 		t.Fatalf("%d updates; the last one ends %q", n, last[max(0, len(last)-20):])
+	}
+}
+
+// An acknowledgement the queue refuses is logged and counted, not dropped.
+func TestQueueOpErrorsAreLoggedAndCounted(t *testing.T) {
+	var logs strings.Builder
+	m := NewMetrics(nil)
+	w := &Worker{Metrics: m, Log: slog.New(slog.NewTextHandler(&logs, nil))}
+	w.ack(w.Log, "ack", nil)
+	w.ack(w.Log, "nak", errors.New("nats: connection closed"))
+	if !strings.Contains(logs.String(), "queue nak failed") || strings.Contains(logs.String(), "queue ack failed") {
+		t.Fatalf("log: %s", logs.String())
+	}
+	if text := metricsText(t, m); !strings.Contains(text, `lian_build_queue_op_errors_total{op="nak"} 1`) || strings.Contains(text, `op="ack"`) {
+		t.Fatalf("metrics:\n%s", text)
 	}
 }
