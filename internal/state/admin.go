@@ -156,9 +156,23 @@ func (s *Store) GC(ctx context.Context) ([]string, error) {
 	}
 	for _, e := range entries {
 		name := e.Name()
+		if clone, ok := strings.CutSuffix(name, ".owner"); ok {
+			// An owner file without its clone: the process died before cloning
+			// or right after committing.
+			_, cerr := os.Lstat(filepath.Join(work, clone))
+			if os.IsNotExist(cerr) && !ownerAlive(filepath.Join(work, name)) {
+				// (Discarding the clone above may have removed it already.)
+				if err := os.Remove(filepath.Join(work, name)); err == nil {
+					removed = append(removed, "owner file "+name)
+				} else if !os.IsNotExist(err) {
+					errs = append(errs, err)
+				}
+			}
+			continue
+		}
 		// A live owner's clone, or one a runner still has mounts in (run
 		// `lian-build runners gc` first), is not left behind.
-		if strings.HasSuffix(name, ".owner") || ownerAlive(filepath.Join(work, name+".owner")) || busy(filepath.Join(work, name)) {
+		if ownerAlive(filepath.Join(work, name+".owner")) || busy(filepath.Join(work, name)) {
 			continue
 		}
 		c := &Clone{s: s, Dir: filepath.Join(work, name)}

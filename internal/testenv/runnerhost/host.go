@@ -164,7 +164,9 @@ func (hs *host) startSSHD(ip, socketDir string, keys []string) error {
 	if err := os.MkdirAll(home, 0o700); err != nil {
 		return err
 	}
-	script := fmt.Sprintf(`mkdir -p /run/buildkit && mount --bind %q /run/buildkit && mount --bind %q /root || exit 1
+	// /run is the host's own (a tmpfs in its mount namespace): nothing it
+	// creates there shows on this machine.
+	script := fmt.Sprintf(`mount -t tmpfs -o mode=755 tmpfs /run && mkdir -p /run/sshd /run/buildkit && mount --bind %q /run/buildkit && mount --bind %q /root || exit 1
 for c in memory/ cpuacct/ ''; do g=/sys/fs/cgroup/${c}lian-build; [ -d $g/%s ] && { mount --bind $g/%[3]s $g || exit 1; }; done
 exec /usr/sbin/sshd -D -e -f %[4]q`, socketDir, home, hs.lease, filepath.Join(hs.dir, "sshd_config"))
 	// nsenter, not `ip netns exec`: that remounts /sys, hiding the cgroup tree.
