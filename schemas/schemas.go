@@ -4,7 +4,8 @@ package schemas
 
 import "embed"
 
-// FS holds build_spec.ncl, build_directives.ncl, cache_policy.ncl and defaults/.
+// FS holds build_spec.ncl, build_directives.ncl, cache_policy.ncl, gateway.ncl,
+// defaults/ and lamina/.
 //
-//go:embed *.ncl defaults/*.ncl
+//go:embed *.ncl defaults/*.ncl lamina/*.ncl
 var FS embed.FS

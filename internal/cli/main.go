@@ -27,6 +27,7 @@ usage:
   lian-build runners ls              list local runners
   lian-build runners gc              remove runners whose owner died or lease expired
   lian-build state ls|rm NS|gc       warm runner state per cache namespace (--state-store PATH)
+  lian-build catalog check [DIR]     a lamina catalog's workflow.ncl files (--check-dag: bases, cycles, names)
   lian-build version                 the lian-build and BuildKit versions (also --version)
 
 Exit codes: 0 success, 1 build failed, 2 bad input, 3 out of memory on every
@@ -67,6 +68,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runRunners(ctx, args[1:], stdout, stderr)
 	case "state":
 		err = runState(ctx, args[1:], stdout, stderr)
+	case "catalog":
+		err = runCatalog(ctx, args[1:], stdout, stderr)
 	case "spec":
 		err = runSpec(ctx, args[1:], stdout, stderr)
 	case "sizing":
