@@ -2,11 +2,14 @@ package cache
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 )
 
 // Auth is how to log in to the registry. Its String never shows a secret.
@@ -71,4 +74,30 @@ func (r Registry) Promote(ctx context.Context, p Promotion) error {
 	// The staging tag stays: deleting it by digest would delete the promoted
 	// manifest too (they are the same manifest). Registry GC policies prune it.
 	return nil
+}
+
+// ImageLabels are the digest and the config labels of the image at ref;
+// an image that does not exist is "" and nil, without an error.
+func (r Registry) ImageLabels(ctx context.Context, ref string) (string, map[string]string, error) {
+	n, err := r.parse(ref)
+	if err != nil {
+		return "", nil, err
+	}
+	img, err := remote.Image(n, r.options(ctx)...)
+	var te *transport.Error
+	if errors.As(err, &te) && te.StatusCode == http.StatusNotFound {
+		return "", nil, nil
+	}
+	if err != nil {
+		return "", nil, fmt.Errorf("%s: %w", ref, err)
+	}
+	d, err := img.Digest()
+	if err != nil {
+		return "", nil, err
+	}
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		return "", nil, err
+	}
+	return d.String(), cfg.Config.Labels, nil
 }
