@@ -2,17 +2,23 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 
+	"github.com/lian-build/action/internal/frontdoor"
 	"github.com/lian-build/action/internal/lamina"
 )
 
-// runCatalog is `lian-build catalog check [DIR] [--check-dag]`.
-func runCatalog(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+// runCatalog is `lian-build catalog check|build`.
+func runCatalog(ctx context.Context, args []string, stdout, stderr io.Writer, log *slog.Logger) error {
+	if len(args) > 0 && args[0] == "build" {
+		return runCatalogBuild(ctx, args[1:], stdout, stderr, log)
+	}
 	if len(args) == 0 || args[0] != "check" {
-		return usageErr("usage: lian-build catalog check [DIR] [--check-dag]")
+		return usageErr("usage: lian-build catalog check [DIR] [--check-dag] | catalog build [DIR] [LAYER…] --registry HOST/PREFIX")
 	}
 	fs := newFlagSet("lian-build catalog check", stderr)
 	dag := fs.Bool("check-dag", false, "also check the DAG: every base resolves, no cycle, no duplicate name; list the unused layers")
@@ -50,4 +56,50 @@ func runCatalog(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fmt.Fprintf(stdout, "%s: %d layers, a DAG\n  build order: %s\n  unused (no layer builds on them): %s\n",
 		dir, len(c.Layers), strings.Join(levels, " → "), strings.Join(c.Unused(), ", "))
 	return nil
+}
+
+// catalogSettings are the flags of `catalog build`, beside the provider's.
+var catalogSettings = []string{"registry", "registry-provider", "registry-username", "registry-password-file", "nats-url", "events-prefix", "metrics-dir", "progress", "state-store"}
+
+// runCatalogBuild is `lian-build catalog build [DIR] [LAYER…]`.
+func runCatalogBuild(ctx context.Context, args []string, stdout, stderr io.Writer, log *slog.Logger) error {
+	fs := newFlagSet("lian-build catalog build", stderr)
+	s := frontdoor.Settings{Names: cliNames(frontdoor.SettingsTable())}
+	registerProvider(fs, &s)
+	registerSettings(fs, frontdoor.SettingsTable(), &s, catalogSettings)
+	parallel := fs.Int("parallel", 2, "layers of one level built at once")
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return flagErr(err)
+	}
+	dir := "."
+	if len(pos) > 0 {
+		dir, pos = pos[0], pos[1:]
+	}
+	c, err := lamina.Load(ctx, dir)
+	if err != nil {
+		return err
+	}
+	if err := c.Check(); err != nil {
+		return err
+	}
+	rt, err := s.Open(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+	reg, err := s.RegistryClient()
+	if err != nil {
+		return err
+	}
+	b := lamina.Builder{Pipeline: rt.Pipeline, Base: s, Parallel: *parallel, Registry: reg}
+	if s.Progress != "quiet" {
+		b.Progress = stderr
+	}
+	results, err := b.Build(ctx, c, pos)
+	fmt.Fprintln(stdout)
+	if werr := lamina.WriteSummary(stdout, results); werr != nil {
+		return errors.Join(err, werr)
+	}
+	return err
 }

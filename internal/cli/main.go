@@ -28,6 +28,7 @@ usage:
   lian-build runners gc              remove runners whose owner died or lease expired
   lian-build state ls|rm NS|gc       warm runner state per cache namespace (--state-store PATH)
   lian-build catalog check [DIR]     a lamina catalog's workflow.ncl files (--check-dag: bases, cycles, names)
+  lian-build catalog build [DIR] [LAYER…]  build, verify and promote a catalog's layers (--registry HOST/PREFIX)
   lian-build version                 the lian-build and BuildKit versions (also --version)
 
 Exit codes: 0 success, 1 build failed, 2 bad input, 3 out of memory on every
@@ -69,7 +70,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "state":
 		err = runState(ctx, args[1:], stdout, stderr)
 	case "catalog":
-		err = runCatalog(ctx, args[1:], stdout, stderr)
+		err = runCatalog(ctx, args[1:], stdout, stderr, log)
 	case "spec":
 		err = runSpec(ctx, args[1:], stdout, stderr)
 	case "sizing":

@@ -388,3 +388,18 @@ func ReadSecretFile(field, path string) (string, error) {
 	}
 	return strings.TrimRight(string(b), "\r\n"), nil
 }
+
+// RegistryClient is a client of the settings' cache registry, with their
+// credentials (the password file read) and plain HTTP when the registry is
+// one of the insecure ones.
+func (s Settings) RegistryClient() (cache.Registry, error) {
+	if s.RegistryPasswordFile != "" {
+		pw, err := ReadSecretFile(s.name("registry-password-file"), s.RegistryPasswordFile)
+		if err != nil {
+			return cache.Registry{}, err
+		}
+		s.RegistryPassword = pw
+	}
+	host, _, _ := strings.Cut(s.Registry, "/")
+	return cache.Registry{Auth: cache.Auth{Username: s.RegistryUsername, Password: s.RegistryPassword}, Insecure: slices.Contains(s.Insecure, host)}, nil
+}

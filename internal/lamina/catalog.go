@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 
 	"github.com/lian-build/action/internal/nickel"
 	"github.com/lian-build/action/internal/spec"
@@ -112,6 +113,11 @@ func loadLayer(ctx context.Context, loader spec.Loader, file string) (*Layer, er
 	}
 	if len(l.Artifacts) == 0 {
 		return nil, l.at("artifact_paths", errors.New("a layer is promoted to at least one tag"))
+	}
+	for _, a := range l.Artifacts {
+		if repo, tag, ok := strings.Cut(a, ":"); !ok || repo != l.Name || tag == "" || strings.ContainsAny(tag, "/@:") {
+			return nil, l.at("artifact_paths", fmt.Errorf("%q: want %s:TAG (a layer is promoted under its own name)", a, l.Name))
+		}
 	}
 	return l, nil
 }

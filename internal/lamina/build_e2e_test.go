@@ -1,0 +1,146 @@
+package lamina_test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lian-build/action/internal/cache"
+	"github.com/lian-build/action/internal/frontdoor"
+	"github.com/lian-build/action/internal/lamina"
+	"github.com/lian-build/action/internal/pipeline"
+	"github.com/lian-build/action/internal/testenv"
+)
+
+func layer(t *testing.T, dir, name, base, dockerfile, tools string) {
+	t.Helper()
+	d := filepath.Join(dir, name)
+	if err := os.MkdirAll(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	wf := `{ name = "` + name + `", kind = 'toolchain, build_base = ` + base + `, tools_provided = [` + tools + `], artifact_paths = ["` + name + `:latest"] }` + "\n"
+	for file, content := range map[string]string{"workflow.ncl": wf, "Dockerfile": dockerfile} {
+		if err := os.WriteFile(filepath.Join(d, file), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// catalogOf is root (a busybox rootfs from its context, FROM scratch) →
+// tool and other (independent) → app (on tool).
+func catalogOf(t *testing.T) string {
+	dir := t.TempDir()
+	layer(t, dir, "root", `{ image = "scratch" }`, "FROM scratch\nCOPY rootfs/ /\n", `{ binary = "sh", probe = "sh -c true" }`)
+	if out, err := exec.Command("cp", "-a", testenv.Rootfs(t), filepath.Join(dir, "root", "rootfs")).CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	layer(t, dir, "tool", `{ layer = "root" }`, "FROM base\nRUN printf '#!/bin/sh\\necho tool-ok\\n' > /bin/mytool && chmod +x /bin/mytool && sleep 1\n", `{ binary = "mytool", probe = "mytool" }`)
+	layer(t, dir, "other", `{ layer = "root" }`, "FROM base\nRUN echo other > /other && sleep 1\n", "")
+	layer(t, dir, "app", `{ layer = "tool" }`, "FROM base\nRUN mytool > /app\n", "")
+	return dir
+}
+
+func byName(rs []lamina.LayerResult) map[string]lamina.LayerResult {
+	out := map[string]lamina.LayerResult{}
+	for _, r := range rs {
+		out[r.Name] = r
+	}
+	return out
+}
+
+// A catalog through the real pipeline and a real registry: DAG order with
+// independent layers at once, probes, promotion; a second run builds
+// nothing; a change rebuilds the layer and its dependents only; a failed
+// probe fails its layer and blocks its dependents.
+func TestCatalogBuild(t *testing.T) {
+	reg := testenv.StartRegistry(t)
+	p, err := pipeline.New(pipeline.Config{Provider: testenv.NewProvider(t, nil, reg.Host)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &lamina.Builder{Pipeline: p, Parallel: 2, Registry: cache.Registry{Insecure: true},
+		Base: frontdoor.Settings{Registry: reg.Host + "/cat", Insecure: []string{reg.Host}, Progress: "plain"}}
+	dir := catalogOf(t)
+	build := func() map[string]lamina.LayerResult {
+		t.Helper()
+		c, err := lamina.Load(context.Background(), dir)
+		if err == nil {
+			err = c.Check()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		rs, err := b.Build(context.Background(), c, nil)
+		var sb strings.Builder
+		_ = lamina.WriteSummary(&sb, rs)
+		t.Logf("catalog build in %s:\n%s", time.Since(start).Round(time.Millisecond), sb.String())
+		if err != nil && !strings.Contains(err.Error(), "probe failed") {
+			t.Fatal(err)
+		}
+		return byName(rs)
+	}
+
+	first := build()
+	for _, n := range []string{"root", "tool", "other", "app"} {
+		if first[n].Status != lamina.Built || first[n].Digest == "" {
+			t.Fatalf("first run: %s %+v", n, first[n])
+		}
+	}
+	if first["tool"].Verified[0] != "mytool" {
+		t.Errorf("tool's probe: %v", first["tool"].Verified)
+	}
+	tool, other := first["tool"], first["other"]
+	if !(tool.Started.Before(other.Finished) && other.Started.Before(tool.Finished)) {
+		t.Errorf("independent layers did not overlap: tool %s–%s, other %s–%s", tool.Started, tool.Finished, other.Started, other.Finished)
+	}
+	if !first["app"].Started.After(tool.Finished) {
+		t.Error("app started before its base finished")
+	}
+	if d, _, err := b.Registry.ImageLabels(context.Background(), reg.Host+"/cat/lamina/app:latest"); err != nil || d != first["app"].Digest {
+		t.Fatalf("app:latest is %s, built %s (%v)", d, first["app"].Digest, err)
+	}
+
+	for n, r := range build() {
+		if r.Status != lamina.Skipped {
+			t.Errorf("second run built %s: %+v", n, r)
+		}
+	}
+
+	df := filepath.Join(dir, "tool", "Dockerfile")
+	if err := os.WriteFile(df, []byte(strings.Replace(mustRead(t, df), "tool-ok", "tool-ok-2", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	third := build()
+	want := map[string]lamina.Status{"root": lamina.Skipped, "other": lamina.Skipped, "tool": lamina.Built, "app": lamina.Built}
+	for n, s := range want {
+		if third[n].Status != s {
+			t.Errorf("after changing tool: %s %s, want %s", n, third[n].Status, s)
+		}
+	}
+
+	layer(t, dir, "broken", `{ layer = "root" }`, "FROM base\nRUN true\n", `{ binary = "missing-tool", probe = "missing-tool --version" }`)
+	layer(t, dir, "after-broken", `{ layer = "broken" }`, "FROM base\nRUN true\n", "")
+	fourth := build()
+	if fourth["broken"].Status != lamina.Failed || !strings.Contains(fourth["broken"].Why, "missing-tool --version") {
+		t.Errorf("broken: %+v", fourth["broken"])
+	}
+	if fourth["after-broken"].Status != lamina.Blocked || !strings.Contains(fourth["after-broken"].Why, "broken") {
+		t.Errorf("after-broken: %+v", fourth["after-broken"])
+	}
+	if d, _, _ := b.Registry.ImageLabels(context.Background(), reg.Host+"/cat/lamina/broken:latest"); d != "" {
+		t.Error("a layer whose probe failed was promoted")
+	}
+}
+
+func mustRead(t *testing.T, p string) string {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
