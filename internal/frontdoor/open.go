@@ -276,6 +276,9 @@ func (s Settings) Build(ctx context.Context, req pipeline.Request, o BuildOption
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if err := s.PinLamina(ctx, &req); err != nil {
+		return pipeline.Result{}, err
+	}
 	rt, err := s.Open(ctx, log)
 	if err != nil {
 		return pipeline.Result{}, err

@@ -60,6 +60,7 @@ type Settings struct {
 	// RegistryPasswordFile, when set, gives RegistryPassword (read by Request).
 	RegistryPasswordFile string
 	CacheImports         []string
+	Lamina               []string
 	CacheIgnoreError     bool
 	Insecure             []string
 	NatsURL              string
@@ -160,6 +161,10 @@ func (s *Settings) ApplyDirectives(ctx context.Context) error {
 	if !s.given("cache-imports") && len(d.CachePolicy.ExtraImports) > 0 {
 		s.CacheImports = d.CachePolicy.ExtraImports
 	}
+	if !s.given("lamina") && len(d.Lamina) > 0 {
+		s.Lamina = d.Lamina
+		s.fromDirectives["lamina"] = "lamina"
+	}
 	if n := d.NatsEvents; n != nil {
 		set("nats-url", &s.NatsURL, n.URL)
 		set("events-prefix", &s.EventsPrefix, n.Prefix)
@@ -238,6 +243,9 @@ func (s Settings) Request() (pipeline.Request, error) {
 		return req, &buildkit.InputError{Field: s.name("workspace"), Value: req.Workspace, Msg: rule}
 	}
 	if err := s.applyCache(&req); err != nil {
+		return req, err
+	}
+	if err := s.applyLamina(&req); err != nil {
 		return req, err
 	}
 	if err := req.Validate(); err != nil {

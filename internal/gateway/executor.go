@@ -84,6 +84,9 @@ func (e PipelineExecutor) Execute(ctx context.Context, job Job, progress io.Writ
 	if err != nil {
 		return fail(err)
 	}
+	if err := s.PinLamina(ctx, &req); err != nil {
+		return fail(err)
+	}
 	req.BuildID = job.BuildID
 	req.Build.ProgressOut = progress
 	return e.Pipeline.Run(ctx, req)

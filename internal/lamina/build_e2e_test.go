@@ -2,6 +2,7 @@ package lamina_test
 
 import (
 	"context"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -134,6 +135,44 @@ func TestCatalogBuild(t *testing.T) {
 	}
 	if d, _, _ := b.Registry.ImageLabels(context.Background(), reg.Host+"/cat/lamina/broken:latest"); d != "" {
 		t.Error("a layer whose probe failed was promoted")
+	}
+
+	// Downstream: --lamina tool gives FROM lamina/tool, pinned by digest.
+	down := t.TempDir()
+	if err := os.WriteFile(filepath.Join(down, "Dockerfile"), []byte("FROM lamina/tool\nRUN mytool > /out\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := b.Base
+	s.Context, s.Lamina, s.Workspace = down, []string{"tool"}, "downstream"
+	req, err := s.Request()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PinLamina(context.Background(), &req); err != nil {
+		t.Fatal(err)
+	}
+	var pinned string
+	for _, nc := range req.Build.NamedContexts {
+		if nc.Name == "lamina/tool" {
+			pinned = nc.DockerImage
+		}
+	}
+	if pinned != reg.Host+"/cat/lamina/tool:latest@"+third["tool"].Digest {
+		t.Fatalf("lamina/tool is %q, want the promoted digest %s", pinned, third["tool"].Digest)
+	}
+	if !strings.Contains(strings.Join(req.Cache.ExtraImports, ","), reg.Host+"/cat/ci/lamina-tool:cache") {
+		t.Errorf("the layer's cache is not imported: %v", req.Cache.ExtraImports)
+	}
+	req.Build.ProgressOut = io.Discard
+	if res, err := p.Run(context.Background(), req); err != nil {
+		t.Fatalf("downstream build on lamina/tool: %v", err)
+	} else {
+		t.Logf("downstream: %d/%d steps cached", res.StepsCached, res.StepsTotal)
+	}
+	s.Lamina = []string{"nothing"}
+	req, _ = s.Request()
+	if err := s.PinLamina(context.Background(), &req); err == nil || !strings.Contains(err.Error(), "build the catalog first") {
+		t.Errorf("a layer never built: %v", err)
 	}
 }
 

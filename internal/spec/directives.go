@@ -19,6 +19,7 @@ type Directives struct {
 	CachePolicy      CachePolicy `json:"cache_policy"`
 	RunnerOverride   string      `json:"runner_override,omitempty"`
 	StateStore       string      `json:"state_store,omitempty"`
+	Lamina           []string    `json:"lamina,omitempty"`
 	NatsEvents       *NatsEvents `json:"nats_events,omitempty"`
 }
 
