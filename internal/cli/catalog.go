@@ -92,7 +92,7 @@ func runCatalogBuild(ctx context.Context, args []string, stdout, stderr io.Write
 	if err != nil {
 		return err
 	}
-	b := lamina.Builder{Pipeline: rt.Pipeline, Base: s, Parallel: *parallel, Registry: reg}
+	b := lamina.Builder{Pipeline: rt.Pipeline, Base: s, Parallel: *parallel, Registry: reg, Events: rt.Events}
 	if s.Progress != "quiet" {
 		b.Progress = stderr
 	}

@@ -31,6 +31,8 @@ type Runtime struct {
 	Pipeline *pipeline.Pipeline
 	Provider compute.Provider
 	Recorder metrics.Recorder
+	// Events publishes lifecycle events (a no-op without NATS).
+	Events pipeline.Publisher
 	closers  []func()
 }
 
@@ -230,6 +232,10 @@ func (s Settings) Open(ctx context.Context, log *slog.Logger) (*Runtime, error) 
 		pub := events.New(events.Options{URL: s.NatsURL, Prefix: s.EventsPrefix, Logger: log})
 		rt.closers = append(rt.closers, pub.Close)
 		cfg.Events = pub
+	}
+	rt.Events = cfg.Events
+	if rt.Events == nil {
+		rt.Events = pipeline.NopPublisher{}
 	}
 	if rt.Pipeline, err = pipeline.New(cfg); err != nil {
 		rt.Close()

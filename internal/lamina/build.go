@@ -37,6 +37,9 @@ type Builder struct {
 	Parallel int
 	// Progress receives the builds' progress (nil: discarded).
 	Progress io.Writer
+	// Events receives one event per layer, on <prefix>.lamina.build.completed
+	// (or .failed); nil: none.
+	Events pipeline.Publisher
 }
 
 // Status is what happened to a layer.
@@ -97,6 +100,7 @@ func (b *Builder) Build(ctx context.Context, c *Catalog, only []string) ([]Layer
 				sem <- struct{}{}
 				defer func() { <-sem }()
 				r := b.layer(ctx, l, base)
+				b.publish(ctx, l, r)
 				mu.Lock()
 				results[l.Name] = &r
 				mu.Unlock()
@@ -114,6 +118,28 @@ func (b *Builder) Build(ctx context.Context, c *Catalog, only []string) ([]Layer
 		}
 	}
 	return out, errors.Join(errs...)
+}
+
+// publish sends the layer's event: the workspace is "lamina", so the
+// subject is <prefix>.lamina.build.completed (built or skipped) or
+// <prefix>.lamina.build.failed (failed or blocked).
+func (b *Builder) publish(ctx context.Context, l *Layer, r LayerResult) {
+	if b.Events == nil {
+		return
+	}
+	name, outcome := pipeline.EventCompleted, pipeline.OutcomeSuccess
+	if r.Status == Failed || r.Status == Blocked {
+		name, outcome = pipeline.EventFailed, pipeline.OutcomeFailure
+	}
+	var tags []string
+	for _, a := range l.Artifacts {
+		tags = append(tags, b.ref(a))
+	}
+	res := pipeline.Result{BuildID: "lamina-" + l.Name, Workspace: "lamina-" + l.Name, Outcome: outcome, Tier: r.Tier,
+		StepsTotal: r.StepsTotal, StepsCached: r.StepsCached, Digest: r.Digest, Tags: tags, Error: r.Why,
+		StartedAt: r.Started, FinishedAt: r.Finished, DurationMS: r.Finished.Sub(r.Started).Milliseconds(), Attempts: []pipeline.Attempt{}}
+	b.Events.Publish(ctx, pipeline.Event{SchemaVersion: pipeline.EventSchemaVersion, Name: name, BuildID: res.BuildID,
+		Workspace: "lamina", Actor: "ci", Tier: r.Tier, SizingSource: "spec", Attempt: 1, StartedAt: r.Started, Time: time.Now().UTC(), Result: &res})
 }
 
 // closure is the layers named and every base they build on.

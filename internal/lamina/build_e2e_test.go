@@ -2,6 +2,7 @@ package lamina_test
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"os"
 	"os/exec"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/lian-build/action/internal/cache"
+	"github.com/lian-build/action/internal/events"
 	"github.com/lian-build/action/internal/frontdoor"
 	"github.com/lian-build/action/internal/lamina"
 	"github.com/lian-build/action/internal/pipeline"
@@ -63,7 +65,11 @@ func TestCatalogBuild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &lamina.Builder{Pipeline: p, Parallel: 2, Registry: cache.Registry{Insecure: true},
+	ns := testenv.StartNATS(t, false)
+	sub := testenv.SubscribeNATS(t, ns, "lian-build.lamina.build.>")
+	pub := events.New(events.Options{URL: ns.ClientURL()})
+	defer pub.Close()
+	b := &lamina.Builder{Pipeline: p, Parallel: 2, Registry: cache.Registry{Insecure: true}, Events: pub,
 		Base: frontdoor.Settings{Registry: reg.Host + "/cat", Insecure: []string{reg.Host}, Progress: "plain"}}
 	dir := catalogOf(t)
 	build := func() map[string]lamina.LayerResult {
@@ -87,6 +93,21 @@ func TestCatalogBuild(t *testing.T) {
 	}
 
 	first := build()
+	got := map[string]bool{}
+	for range 4 {
+		m, err := sub.NextMsg(5 * time.Second)
+		if err != nil {
+			t.Fatalf("events: %v (got %v)", err, got)
+		}
+		var e pipeline.Event
+		if m.Subject != "lian-build.lamina.build.completed" || json.Unmarshal(m.Data, &e) != nil || e.Result == nil || e.Result.Digest == "" {
+			t.Fatalf("event %s %s", m.Subject, m.Data)
+		}
+		got[e.BuildID] = true
+	}
+	if len(got) != 4 || !got["lamina-app"] {
+		t.Fatalf("one event per layer: %v", got)
+	}
 	for _, n := range []string{"root", "tool", "other", "app"} {
 		if first[n].Status != lamina.Built || first[n].Digest == "" {
 			t.Fatalf("first run: %s %+v", n, first[n])
