@@ -32,8 +32,8 @@ type Runtime struct {
 	Provider compute.Provider
 	Recorder metrics.Recorder
 	// Events publishes lifecycle events (a no-op without NATS).
-	Events pipeline.Publisher
-	closers  []func()
+	Events  pipeline.Publisher
+	closers []func()
 }
 
 // Close releases the runtime's connections.
