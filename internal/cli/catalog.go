@@ -14,11 +14,11 @@ import (
 
 // runCatalog is `lian-build catalog check|build`.
 func runCatalog(ctx context.Context, args []string, stdout, stderr io.Writer, log *slog.Logger) error {
-	if len(args) > 0 && args[0] == "build" {
-		return runCatalogBuild(ctx, args[1:], stdout, stderr, log)
+	if len(args) > 0 && (args[0] == "build" || args[0] == "test") {
+		return runCatalogBuild(ctx, args[0] == "test", args[1:], stdout, stderr, log)
 	}
 	if len(args) == 0 || args[0] != "check" {
-		return usageErr("usage: lian-build catalog check [DIR] [--check-dag] | catalog build [DIR] [LAYER…] --registry HOST/PREFIX")
+		return usageErr("usage: lian-build catalog check [DIR] [--check-dag] | catalog build [DIR] [LAYER…] | catalog test [DIR] --layer NAME  (--registry HOST/PREFIX)")
 	}
 	fs := newFlagSet("lian-build catalog check", stderr)
 	dag := fs.Bool("check-dag", false, "also check the DAG: every base resolves, no cycle, no duplicate name; list the unused layers")
@@ -61,9 +61,15 @@ func runCatalog(ctx context.Context, args []string, stdout, stderr io.Writer, lo
 // catalogSettings are the flags of `catalog build`, beside the provider's.
 var catalogSettings = []string{"registry", "registry-provider", "registry-username", "registry-password-file", "nats-url", "events-prefix", "metrics-dir", "progress", "state-store"}
 
-// runCatalogBuild is `lian-build catalog build [DIR] [LAYER…]`.
-func runCatalogBuild(ctx context.Context, args []string, stdout, stderr io.Writer, log *slog.Logger) error {
+// runCatalogBuild is `lian-build catalog build [DIR] [LAYER…]`, and with
+// test `lian-build catalog test [DIR] --layer NAME`: the layer and its
+// bases built and verified, nothing promoted.
+func runCatalogBuild(ctx context.Context, test bool, args []string, stdout, stderr io.Writer, log *slog.Logger) error {
 	fs := newFlagSet("lian-build catalog build", stderr)
+	var only []string
+	if test {
+		fs.Func("layer", "the layer to test (with its bases; repeatable)", func(v string) error { only = append(only, v); return nil })
+	}
 	s := frontdoor.Settings{Names: cliNames(frontdoor.SettingsTable())}
 	registerProvider(fs, &s)
 	registerSettings(fs, frontdoor.SettingsTable(), &s, catalogSettings)
@@ -75,6 +81,12 @@ func runCatalogBuild(ctx context.Context, args []string, stdout, stderr io.Write
 	dir := "."
 	if len(pos) > 0 {
 		dir, pos = pos[0], pos[1:]
+	}
+	if test {
+		if len(only) == 0 || len(pos) > 0 {
+			return usageErr("usage: lian-build catalog test [DIR] --layer NAME")
+		}
+		pos = only
 	}
 	c, err := lamina.Load(ctx, dir)
 	if err != nil {
@@ -92,7 +104,7 @@ func runCatalogBuild(ctx context.Context, args []string, stdout, stderr io.Write
 	if err != nil {
 		return err
 	}
-	b := lamina.Builder{Pipeline: rt.Pipeline, Base: s, Parallel: *parallel, Registry: reg, Events: rt.Events}
+	b := lamina.Builder{Pipeline: rt.Pipeline, Base: s, Parallel: *parallel, Registry: reg, Events: rt.Events, Test: test}
 	if s.Progress != "quiet" {
 		b.Progress = stderr
 	}

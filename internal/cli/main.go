@@ -29,6 +29,7 @@ usage:
   lian-build state ls|rm NS|gc       warm runner state per cache namespace (--state-store PATH)
   lian-build catalog check [DIR]     a lamina catalog's workflow.ncl files (--check-dag: bases, cycles, names)
   lian-build catalog build [DIR] [LAYER…]  build, verify and promote a catalog's layers (--registry HOST/PREFIX)
+  lian-build catalog test [DIR] --layer NAME  build and verify a layer and its bases, promote nothing
   lian-build version                 the lian-build and BuildKit versions (also --version)
 
 Exit codes: 0 success, 1 build failed, 2 bad input, 3 out of memory on every

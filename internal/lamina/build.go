@@ -37,6 +37,9 @@ type Builder struct {
 	Parallel int
 	// Progress receives the builds' progress (nil: discarded).
 	Progress io.Writer
+	// Test builds and verifies without promoting or skipping: every layer
+	// is built and stays on its staging tag (catalog test).
+	Test bool
 	// Events receives one event per layer, on <prefix>.lamina.build.completed
 	// (or .failed); nil: none.
 	Events pipeline.Publisher
@@ -180,7 +183,7 @@ func (b *Builder) layer(ctx context.Context, l *Layer, base *LayerResult) (r Lay
 		r.Status, r.Why = Failed, err.Error()
 		return r
 	}
-	if digest, labels, err := b.Registry.ImageLabels(ctx, b.ref(l.Artifacts[0])); err == nil && labels[InputsLabel] == inputs {
+	if digest, labels, err := b.Registry.ImageLabels(ctx, b.ref(l.Artifacts[0])); err == nil && labels[InputsLabel] == inputs && !b.Test {
 		r.Status, r.Why, r.Digest = Skipped, "inputs unchanged since its last promotion", digest
 		return r
 	}
@@ -195,6 +198,10 @@ func (b *Builder) layer(ctx context.Context, l *Layer, base *LayerResult) (r Lay
 		return r
 	}
 	for _, a := range l.Artifacts {
+		if b.Test {
+			r.Why = "tested: left on " + b.ref(stagingTag(l.Name)) + ", not promoted"
+			break
+		}
 		if err := b.Registry.Promote(ctx, cache.Promotion{From: b.ref(stagingTag(l.Name)) + "@" + res.Digest, To: b.ref(a)}); err != nil {
 			r.Status, r.Why = Failed, err.Error()
 			return r

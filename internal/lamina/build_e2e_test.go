@@ -190,6 +190,25 @@ func TestCatalogBuild(t *testing.T) {
 	} else {
 		t.Logf("downstream: %d/%d steps cached", res.StepsCached, res.StepsTotal)
 	}
+	// catalog test: app and its bases built and verified again, nothing promoted.
+	b.Test = true
+	c, err := lamina.Load(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tested, err := b.Build(context.Background(), c, []string{"app"})
+	if err != nil || len(tested) != 3 {
+		t.Fatalf("catalog test: %+v %v", tested, err)
+	}
+	for _, r := range tested {
+		if r.Status != lamina.Built || !strings.Contains(r.Why, "not promoted") {
+			t.Errorf("catalog test: %s %s %s", r.Name, r.Status, r.Why)
+		}
+	}
+	if d, _, _ := b.Registry.ImageLabels(context.Background(), reg.Host+"/cat/lamina/app:latest"); d != third["app"].Digest {
+		t.Errorf("catalog test promoted app: %s (was %s)", d, third["app"].Digest)
+	}
+	b.Test = false
 	s.Lamina = []string{"nothing"}
 	req, _ = s.Request()
 	if err := s.PinLamina(context.Background(), &req); err == nil || !strings.Contains(err.Error(), "build the catalog first") {
