@@ -67,10 +67,21 @@ func makeImage(ctx context.Context, path string, size int64) error {
 // mounted reports whether dir is a mount point.
 func mounted(dir string) bool { return anyMount(func(p string) bool { return p == dir }) }
 
-// busy reports whether something is mounted below dir (a runner's
-// buildkitd still has its snapshots there).
+// busy reports whether a runner still uses dir: something is mounted below
+// it (a running step's snapshots), or a process has a file below it open
+// (buildkitd keeps its databases open while it runs).
 func busy(dir string) bool {
-	return anyMount(func(p string) bool { return strings.HasPrefix(p, filepath.Clean(dir)+"/") })
+	prefix := filepath.Clean(dir) + "/"
+	if anyMount(func(p string) bool { return strings.HasPrefix(p, prefix) }) {
+		return true
+	}
+	fds, _ := filepath.Glob("/proc/[0-9]*/fd/*")
+	for _, fd := range fds {
+		if target, err := os.Readlink(fd); err == nil && strings.HasPrefix(target, prefix) {
+			return true
+		}
+	}
+	return false
 }
 
 func anyMount(match func(point string) bool) bool {
