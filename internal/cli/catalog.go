@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 
 	"github.com/lian-build/action/internal/frontdoor"
@@ -113,5 +114,23 @@ func runCatalogBuild(ctx context.Context, test bool, args []string, stdout, stde
 	if werr := lamina.WriteSummary(stdout, results); werr != nil {
 		return errors.Join(err, werr)
 	}
+	// In a GitHub Actions step, the job summary gets the Markdown table.
+	if path := os.Getenv("GITHUB_STEP_SUMMARY"); path != "" {
+		if serr := appendFile(path, "### lian-build catalog\n\n"+lamina.Markdown(results)+"\n"); serr != nil {
+			return errors.Join(err, fmt.Errorf("GITHUB_STEP_SUMMARY: %w", serr))
+		}
+	}
 	return err
+}
+
+func appendFile(path, text string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(text); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }

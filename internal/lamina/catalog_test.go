@@ -102,3 +102,15 @@ func TestBrokenCatalogs(t *testing.T) {
 		})
 	}
 }
+
+func TestSummaryMarkdown(t *testing.T) {
+	md := Markdown([]LayerResult{
+		{Name: "rust", Status: Built, Tier: "cax21", StepsCached: 1, StepsTotal: 3, Digest: "sha256:" + strings.Repeat("a", 64), Verified: []string{"cargo", "rustc"}},
+		{Name: "app", Status: Blocked, Why: "base layer rust did not build | see above\nsecond line"},
+	})
+	for _, want := range []string{"| LAYER | RESULT |", "| rust | built | cax21 | 1/3 | sha256:aaaaaaaaaaaa | cargo, rustc |  |", `| app | blocked | — | — |  |  | base layer rust did not build \| see above second line |`} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+}

@@ -47,7 +47,7 @@ func Markdown(results []LayerResult) string {
 	for _, r := range results {
 		cells := r.row()
 		for i, c := range cells {
-			cells[i] = strings.NewReplacer("|", `\\|`, "\n", " ").Replace(c)
+			cells[i] = strings.NewReplacer("|", `\|`, "\n", " ").Replace(c)
 		}
 		b.WriteString("| " + strings.Join(cells, " | ") + " |\n")
 	}
