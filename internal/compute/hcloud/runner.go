@@ -63,7 +63,7 @@ func (r *runner) Health(ctx context.Context) error {
 	if err := r.conn.Ping(ctx); err != nil {
 		return err
 	}
-	c, err := r.conn.DialUnix(r.p.s.Socket)
+	c, err := r.conn.DialUnix(ctx, r.p.s.Socket)
 	if err != nil {
 		return fmt.Errorf("buildkitd on %s is not answering: %w", r.server.Name, err)
 	}

@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"time"
@@ -199,13 +200,52 @@ func (c *Conn) explain(err error) error {
 	return err
 }
 
-// DialUnix opens a stream to a unix socket on the runner.
-func (c *Conn) DialUnix(path string) (net.Conn, error) {
-	conn, err := c.client.Dial("unix", path)
-	if err != nil {
-		return nil, c.explain(fmt.Errorf("ssh %s: open %s: %w", c.addr, path, err))
+// openTimeout bounds opening a channel when the caller's context does not.
+const openTimeout = 30 * time.Second
+
+// openChannel runs open (a session, a forwarded socket) and gives up when
+// ctx ends or the connection is lost. x/crypto/ssh waits for the server's
+// answer to a channel open without a deadline, forever on a connection that
+// died before the request went out; what open returns after giving up is
+// closed.
+func openChannel[T io.Closer](ctx context.Context, c *Conn, what string, open func() (T, error)) (T, error) {
+	var zero T
+	if err := c.Err(); err != nil {
+		return zero, fmt.Errorf("ssh %s: %s: %w", c.addr, what, err)
 	}
-	return conn, nil
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, openTimeout)
+		defer cancel()
+	}
+	type result struct {
+		v   T
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		v, err := open()
+		done <- result{v, err}
+	}()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			return zero, c.explain(fmt.Errorf("ssh %s: %s: %w", c.addr, what, r.err))
+		}
+		return r.v, nil
+	case <-ctx.Done():
+		go func() {
+			if r := <-done; r.err == nil {
+				_ = r.v.Close()
+			}
+		}()
+		return zero, c.explain(fmt.Errorf("ssh %s: %s: no answer: %w", c.addr, what, ctx.Err()))
+	}
+}
+
+// DialUnix opens a stream to a unix socket on the runner.
+func (c *Conn) DialUnix(ctx context.Context, path string) (net.Conn, error) {
+	return openChannel(ctx, c, "open "+path, func() (net.Conn, error) { return c.client.Dial("unix", path) })
 }
 
 // grpcWindow is the HTTP/2 flow-control window over SSH.
@@ -213,8 +253,8 @@ const grpcWindow = 16 << 20
 
 // BuildKit is a BuildKit client for the runner's buildkitd socket.
 func (c *Conn) BuildKit(ctx context.Context, socket string) (*client.Client, error) {
-	return client.New(ctx, "", client.WithContextDialer(func(context.Context, string) (net.Conn, error) {
-		return c.DialUnix(socket)
+	return client.New(ctx, "", client.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
+		return c.DialUnix(ctx, socket)
 	}),
 		// HTTP/2's default 64 KiB windows, each refill a round trip through
 		// the SSH channel, throttle the build's streams; large windows let
@@ -226,9 +266,9 @@ func (c *Conn) BuildKit(ctx context.Context, socket string) (*client.Client, err
 // Run runs a command on the runner and returns its standard output; the
 // error carries its standard error.
 func (c *Conn) Run(ctx context.Context, cmd string) ([]byte, error) {
-	s, err := c.client.NewSession()
+	s, err := openChannel(ctx, c, "session", c.client.NewSession)
 	if err != nil {
-		return nil, c.explain(fmt.Errorf("ssh %s: session: %w", c.addr, err))
+		return nil, err
 	}
 	defer s.Close()
 	var out, errb bytes.Buffer

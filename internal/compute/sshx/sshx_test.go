@@ -2,6 +2,8 @@ package sshx_test
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"errors"
 	"io"
 	"net"
@@ -11,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/ssh"
 
 	"github.com/lian-build/action/internal/buildkit"
 	"github.com/lian-build/action/internal/compute"
@@ -148,10 +152,79 @@ func TestConnectionLostIsExplained(t *testing.T) {
 	if err := conn.Err(); err == nil || !strings.Contains(err.Error(), "connection lost") {
 		t.Fatalf("Err() = %v after the cut", err)
 	}
-	if _, err := conn.DialUnix("/run/buildkit.sock"); err == nil || !strings.Contains(err.Error(), "connection lost") {
+	if _, err := conn.DialUnix(context.Background(), "/run/buildkit.sock"); err == nil || !strings.Contains(err.Error(), "connection lost") {
 		t.Fatalf("DialUnix after the cut: %v", err)
 	}
 	if err := conn.Close(); err != nil {
 		t.Fatalf("Close after the cut: %v", err)
+	}
+}
+
+// silentServer is an SSH server that authenticates and answers keep-alives
+// but never answers a channel open: a connection that looks alive while
+// every session or forwarded socket waits for ever.
+func silentServer(t *testing.T) (string, ssh.PublicKey) {
+	t.Helper()
+	_, hostPriv, _ := ed25519.GenerateKey(rand.Reader)
+	hostKey, err := ssh.NewSignerFromKey(hostPriv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &ssh.ServerConfig{PublicKeyCallback: func(ssh.ConnMetadata, ssh.PublicKey) (*ssh.Permissions, error) { return nil, nil }}
+	cfg.AddHostKey(hostKey)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				_, chans, reqs, err := ssh.NewServerConn(nc, cfg)
+				if err != nil {
+					return
+				}
+				go func() {
+					for r := range reqs {
+						_ = r.Reply(true, nil)
+					}
+				}()
+				var pending []ssh.NewChannel
+				for ch := range chans {
+					pending = append(pending, ch) // never accepted, never rejected
+				}
+				_ = pending
+			}()
+		}
+	}()
+	return ln.Addr().String(), hostKey.PublicKey()
+}
+
+// A server that never answers a channel open: Run and DialUnix give up when
+// their context ends, saying what got no answer, instead of waiting for ever.
+func TestChannelOpenWithoutAnswerGivesUp(t *testing.T) {
+	addr, hostKey := silentServer(t)
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	signer, _ := ssh.NewSignerFromKey(priv)
+	conn, err := sshx.Dial(context.Background(), sshx.Config{Addr: addr, Signer: signer, HostKey: hostKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if _, err := conn.Run(ctx, "true"); err == nil || !strings.Contains(err.Error(), "session: no answer") {
+		t.Fatalf("Run: %v", err)
+	}
+	if _, err := conn.DialUnix(ctx, "/run/buildkit/buildkitd.sock"); err == nil || !strings.Contains(err.Error(), "no answer") {
+		t.Fatalf("DialUnix: %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("gave up after %s", d)
 	}
 }
