@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -134,7 +133,7 @@ func blackHoleURL(t *testing.T) string {
 // connection, and publishes again once NATS is back (no restart).
 func TestReconnectsAndResumes(t *testing.T) {
 	s := testenv.StartNATS(t, false)
-	var logs syncBuffer
+	var logs testenv.SyncBuffer
 	p := New(Options{URL: s.ClientURL(), Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	defer p.Close()
 	sub := testenv.SubscribeNATS(t, s, "lian-build.app.build.>")
@@ -166,22 +165,4 @@ func TestReconnectsAndResumes(t *testing.T) {
 	if w := strings.Count(logs.String(), "level=WARN"); w == 1 && !strings.Contains(logs.String(), "published again") {
 		t.Errorf("warned of the outage but never said events resumed:\n%s", logs.String())
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the logger and the test at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -51,6 +52,15 @@ type burstDelivery struct {
 	builds         bool
 }
 
+// deliveryRequest is d, signed, posted to the gateway at base.
+func deliveryRequest(base string, d burstDelivery) *http.Request {
+	req, _ := http.NewRequest(http.MethodPost, base+"/webhooks/github", bytes.NewReader(d.body))
+	req.Header.Set("X-GitHub-Event", d.event)
+	req.Header.Set("X-GitHub-Delivery", d.id)
+	req.Header.Set("X-Hub-Signature-256", Sign([]byte(testSecret), d.body))
+	return req
+}
+
 // burstDeliveries are about total deliveries: half pushes that build (each
 // its own commit), a quarter pushes to another branch, a quarter comments
 // that are no command; every tenth is sent twice (a redelivery).
@@ -81,7 +91,6 @@ func burstDeliveries(t testing.TB, prefix string, total int) []burstDelivery {
 
 func burst(b *testing.B) {
 	const total = 2000
-	type delivery = burstDelivery
 	ds := burstDeliveries(b, "burst", total)
 	unique := 0
 	seen := map[string]bool{}
@@ -93,7 +102,7 @@ func burst(b *testing.B) {
 	}
 	exec := &countingExecutor{count: map[string]int{}, all: make(chan struct{}), want: unique}
 	g := startGatewayForBench(b, exec)
-	jobs := make(chan delivery)
+	jobs := make(chan burstDelivery)
 	lat := make([]time.Duration, 0, total)
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -104,12 +113,8 @@ func burst(b *testing.B) {
 			defer wg.Done()
 			client := &http.Client{Timeout: 10 * time.Second}
 			for d := range jobs {
-				req, _ := http.NewRequest(http.MethodPost, g.url+"/webhooks/github", strings.NewReader(string(d.body)))
-				req.Header.Set("X-GitHub-Event", d.event)
-				req.Header.Set("X-GitHub-Delivery", d.id)
-				req.Header.Set("X-Hub-Signature-256", Sign([]byte(testSecret), d.body))
 				start := time.Now()
-				resp, err := client.Do(req)
+				resp, err := client.Do(deliveryRequest(g.url, d))
 				el := time.Since(start)
 				code := 0
 				if err == nil {

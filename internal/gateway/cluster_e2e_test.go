@@ -118,12 +118,8 @@ func (c *cluster) post(client *http.Client, first int, d burstDelivery) (int, ti
 		c.mu.Lock()
 		r := c.replicas[(first+round)%len(c.replicas)]
 		c.mu.Unlock()
-		req, _ := http.NewRequest(http.MethodPost, r.url+"/webhooks/github", strings.NewReader(string(d.body)))
-		req.Header.Set("X-GitHub-Event", d.event)
-		req.Header.Set("X-GitHub-Delivery", d.id)
-		req.Header.Set("X-Hub-Signature-256", Sign([]byte(testSecret), d.body))
 		start := time.Now()
-		resp, err := client.Do(req)
+		resp, err := client.Do(deliveryRequest(r.url, d))
 		if err == nil {
 			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()

@@ -359,7 +359,7 @@ type gw struct {
 	state  string
 	cancel context.CancelFunc
 	done   chan error
-	logs   *bytes.Buffer
+	logs   *testenv.SyncBuffer
 }
 
 // startGateway runs a real gateway (embedded JetStream, local runners) against the fakes.
@@ -372,7 +372,7 @@ func startGatewayForBench(b *testing.B, exec Executor) *gw { return startGW(b, "
 func startGW(t testing.TB, tierMemory string, exec Executor) *gw {
 	t.Helper()
 	bk := testenv.Require(t)
-	g := &gw{gh: newFakeGitHub(t), git: newGitServer(t), reg: testenv.StartRegistry(t), state: filepath.Join(t.TempDir(), "runners"), logs: &bytes.Buffer{}}
+	g := &gw{gh: newFakeGitHub(t), git: newGitServer(t), reg: testenv.StartRegistry(t), state: filepath.Join(t.TempDir(), "runners"), logs: &testenv.SyncBuffer{}}
 	cfg := Config{
 		Listen: "127.0.0.1:0", WebhookSecret: []byte(testSecret), AppID: 42, PrivateKey: testKey(t),
 		GitHubURL: g.git.srv.URL, GitHubAPIURL: g.gh.srv.URL, DataDir: t.TempDir(), Concurrency: 2,
@@ -387,7 +387,7 @@ func startGW(t testing.TB, tierMemory string, exec Executor) *gw {
 	cfg.Ready = func(addr string) { ready <- addr }
 	ctx, cancel := context.WithCancel(context.Background())
 	g.cancel, g.done = cancel, make(chan error, 1)
-	log := slog.New(slog.NewJSONHandler(&syncWriter{w: g.logs}, nil))
+	log := slog.New(slog.NewJSONHandler(g.logs, nil))
 	go func() { g.done <- Run(ctx, cfg, log) }()
 	select {
 	case addr := <-ready:
@@ -403,17 +403,6 @@ func startGW(t testing.TB, tierMemory string, exec Executor) *gw {
 		testenv.AssertNoRunners(t, g.state)
 	})
 	return g
-}
-
-type syncWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
 }
 
 // post sends a signed delivery (signature "" = sign it; "-" = no header).
