@@ -47,11 +47,7 @@ func runCatalog(ctx context.Context, args []string, stdout, stderr io.Writer, lo
 		return err
 	}
 	var levels []string
-	for _, lv := range c.Order() {
-		var names []string
-		for _, l := range lv {
-			names = append(names, l.Name)
-		}
+	for _, names := range c.LevelNames() {
 		levels = append(levels, strings.Join(names, ", "))
 	}
 	fmt.Fprintf(stdout, "%s: %d layers, a DAG\n  build order: %s\n  unused (no layer builds on them): %s\n",

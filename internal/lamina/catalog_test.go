@@ -44,11 +44,7 @@ func TestExampleCatalog(t *testing.T) {
 		t.Fatal(err)
 	}
 	var levels []string
-	for _, lv := range c.Order() {
-		var names []string
-		for _, l := range lv {
-			names = append(names, l.Name)
-		}
+	for _, names := range c.LevelNames() {
 		levels = append(levels, strings.Join(names, ","))
 	}
 	if got := strings.Join(levels, " → "); got != "debian → go,rust → app" {

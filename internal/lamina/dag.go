@@ -89,6 +89,19 @@ func (c *Catalog) Order() [][]*Layer {
 	return out
 }
 
+// LevelNames is Order by name: one list of layer names per level.
+func (c *Catalog) LevelNames() [][]string {
+	var out [][]string
+	for _, lv := range c.Order() {
+		var names []string
+		for _, l := range lv {
+			names = append(names, l.Name)
+		}
+		out = append(out, names)
+	}
+	return out
+}
+
 // Dependents are the layers that build on name, directly or not.
 func (c *Catalog) Dependents(name string) []string {
 	var out []string

@@ -288,36 +288,34 @@ func first(v []string) string {
 	return v[0]
 }
 
+// filter is the items keep accepts, in order.
+func filter[T any](items []T, keep func(T) bool) []T {
+	var out []T
+	for _, it := range items {
+		if keep(it) {
+			out = append(out, it)
+		}
+	}
+	return out
+}
+
 func (f *Fake) route(w http.ResponseWriter, r *http.Request, body []byte) {
 	p, q := r.URL.Path, r.URL.Query()
 	switch {
 	case r.Method == http.MethodGet && p == "/server_types":
-		var out []schema.ServerType
-		for _, t := range ServerTypes {
-			if matches(q, t.Name, nil) {
-				out = append(out, t)
-			}
-		}
+		out := filter(ServerTypes, func(t schema.ServerType) bool { return matches(q, t.Name, nil) })
 		writeJSON(w, 200, page("server_types", out, len(out)))
 	case r.Method == http.MethodGet && p == "/locations":
-		var out []schema.Location
-		for _, l := range Locations {
-			if matches(q, l.Name, nil) {
-				out = append(out, l)
-			}
-		}
+		out := filter(Locations, func(l schema.Location) bool { return matches(q, l.Name, nil) })
 		writeJSON(w, 200, page("locations", out, len(out)))
 	case r.Method == http.MethodGet && p == "/images":
-		var out []schema.Image
-		for _, im := range Images {
+		out := filter(Images, func(im schema.Image) bool {
 			name := ""
 			if im.Name != nil {
 				name = *im.Name
 			}
-			if matches(q, name, im.Labels) && (first(q["architecture"]) == "" || first(q["architecture"]) == im.Architecture) {
-				out = append(out, im)
-			}
-		}
+			return matches(q, name, im.Labels) && (first(q["architecture"]) == "" || first(q["architecture"]) == im.Architecture)
+		})
 		writeJSON(w, 200, page("images", out, len(out)))
 	case r.Method == http.MethodGet && p == "/actions":
 		f.listActions(w, q)
