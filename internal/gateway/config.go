@@ -106,7 +106,7 @@ func (fc *FileConfig) apply(fs *flag.FlagSet, getenv func(string) string) error 
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		if getenv("LIAN_GATEWAY_"+strings.ToUpper(strings.ReplaceAll(name, "-", "_"))) != "" {
+		if getenv(envKey(name)) != "" {
 			continue
 		}
 		for _, v := range fc.flags[name] {
@@ -136,12 +136,19 @@ func configPath(args []string, getenv func(string) string) (string, error) {
 	return getenv("LIAN_GATEWAY_CONFIG"), nil
 }
 
-// applyEnv sets every flag whose LIAN_GATEWAY_* variable is set: the
-// environment overrides the file, and flags (parsed afterwards) override both.
+// envKey is a flag's environment variable: --hcloud-location is
+// LIAN_GATEWAY_HCLOUD_LOCATION.
+func envKey(flagName string) string {
+	return "LIAN_GATEWAY_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// applyEnv sets every flag whose LIAN_GATEWAY_* variable is set (the one
+// place the environment is read): the environment overrides the file, and
+// flags (parsed afterwards) override both.
 func applyEnv(fs *flag.FlagSet, getenv func(string) string) error {
 	var err error
 	fs.VisitAll(func(f *flag.Flag) {
-		key := "LIAN_GATEWAY_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		key := envKey(f.Name)
 		if v := getenv(key); v != "" && err == nil {
 			if serr := fs.Set(f.Name, v); serr != nil {
 				err = fmt.Errorf("%s=%q: %v", key, v, serr)

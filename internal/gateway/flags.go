@@ -28,45 +28,39 @@ import (
 // overridden by flags; then it reads the secret files. Validation is
 // Config.Validate.
 func ParseFlags(ctx context.Context, args []string, getenv func(string) string) (Config, error) {
-	env := func(k, def string) string {
-		if v := getenv("LIAN_GATEWAY_" + k); v != "" {
-			return v
-		}
-		return def
-	}
 	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	var c Config
 	var secretFile, keyFile, tokenFile, branches, allow, insecure string
 	var appID string
-	fs.StringVar(&c.Listen, "listen", env("LISTEN", ":8080"), "listen address ($LIAN_GATEWAY_LISTEN)")
-	fs.StringVar(&secretFile, "webhook-secret-file", env("WEBHOOK_SECRET_FILE", ""), "file with the webhook secret (required)")
-	fs.StringVar(&appID, "app-id", env("APP_ID", ""), "GitHub App id")
-	fs.StringVar(&keyFile, "private-key-file", env("PRIVATE_KEY_FILE", ""), "GitHub App private key (PEM)")
-	fs.StringVar(&c.GitHubURL, "github-url", env("GITHUB_URL", "https://github.com"), "GitHub web and git base URL")
-	fs.StringVar(&c.GitHubAPIURL, "github-api-url", env("GITHUB_API_URL", "https://api.github.com"), "GitHub API base URL")
-	fs.StringVar(&c.DataDir, "data-dir", env("DATA_DIR", "/var/lib/lian-build/gateway"), "data directory (embedded NATS, checkouts)")
-	fs.StringVar(&c.NatsURL, "nats-url", env("NATS_URL", ""), "external NATS (empty: embedded nats-server)")
+	fs.StringVar(&c.Listen, "listen", ":8080", "listen address ($LIAN_GATEWAY_LISTEN)")
+	fs.StringVar(&secretFile, "webhook-secret-file", "", "file with the webhook secret (required)")
+	fs.StringVar(&appID, "app-id", "", "GitHub App id")
+	fs.StringVar(&keyFile, "private-key-file", "", "GitHub App private key (PEM)")
+	fs.StringVar(&c.GitHubURL, "github-url", "https://github.com", "GitHub web and git base URL")
+	fs.StringVar(&c.GitHubAPIURL, "github-api-url", "https://api.github.com", "GitHub API base URL")
+	fs.StringVar(&c.DataDir, "data-dir", "/var/lib/lian-build/gateway", "data directory (embedded NATS, checkouts)")
+	fs.StringVar(&c.NatsURL, "nats-url", "", "external NATS (empty: embedded nats-server)")
 	fs.IntVar(&c.Concurrency, "concurrency", 2, "builds at once")
-	fs.StringVar(&branches, "branches", env("BRANCHES", ""), "branches whose pushes build, comma-separated (default: the repository's default branch)")
+	fs.StringVar(&branches, "branches", "", "branches whose pushes build, comma-separated (default: the repository's default branch)")
 	fs.BoolVar(&c.Route.BuildTags, "build-tags", false, "tag pushes build too")
-	fs.StringVar(&allow, "allow", env("ALLOW", ""), "orgs or org/repo allowed, comma-separated (default: all installations)")
-	fs.StringVar(&tokenFile, "api-token-file", env("API_TOKEN_FILE", ""), "file with the bearer token of /api/v1 (absent: API off)")
-	fs.StringVar(&c.Build.Registry, "registry", env("REGISTRY", ""), "cache registry HOST[:PORT][/PREFIX]")
-	fs.StringVar(&c.Build.RegistryProvider, "registry-provider", env("REGISTRY_PROVIDER", "generic"), "zot, harbor, ghcr, dockerhub or generic")
-	fs.StringVar(&insecure, "insecure-registry", env("INSECURE_REGISTRY", ""), "plain-HTTP registries HOST:PORT, comma-separated")
-	fs.StringVar(&c.Build.ComputeProvider, "provider", env("PROVIDER", "local"), "compute provider: local or hcloud")
-	fs.StringVar(&c.Build.HCloud.TokenFile, "hcloud-token-file", env("HCLOUD_TOKEN_FILE", ""), "hcloud provider: file with the API token (else $HCLOUD_TOKEN)")
-	fs.StringVar(&c.Build.HCloud.Endpoint, "hcloud-endpoint", env("HCLOUD_ENDPOINT", ""), "hcloud provider: API URL (else $HCLOUD_ENDPOINT, else Hetzner's)")
-	fs.StringVar(&c.Build.HCloud.Locations, "hcloud-location", env("HCLOUD_LOCATION", "fsn1,nbg1,hel1"), "hcloud provider: locations, tried in order")
-	fs.StringVar(&c.Build.HCloud.Image, "hcloud-image", env("HCLOUD_IMAGE", "debian-12"), "hcloud provider: image name or label:KEY=VALUE")
-	fs.StringVar(&c.Build.Local.StateDir, "state-dir", env("STATE_DIR", local.DefaultStateDir), "local provider: runner state directory")
-	fs.StringVar(&c.Build.Local.Buildkitd, "buildkitd", env("BUILDKITD", ""), "local provider: buildkitd binary")
-	fs.StringVar(&c.Build.Local.TierMemory, "local-tier-memory", env("LOCAL_TIER_MEMORY", ""), "local provider: memory per tier")
-	fs.StringVar(&c.Build.StateStore, "state-store", env("STATE_STORE", ""), "local provider: warm runner state per cache namespace (a btrfs/XFS directory or PATH.img)")
-	fs.StringVar(&c.Build.StateStoreSize, "state-store-size", env("STATE_STORE_SIZE", "20GiB"), "size of a new state-store image")
-	fs.StringVar(&c.Build.StateMax, "state-max", env("STATE_MAX", ""), "total size of the committed states (LRU eviction beyond it)")
-	fs.StringVar(&c.Build.MetricsDir, "metrics-dir", env("METRICS_DIR", metrics.DefaultDir), "unused with NATS (the history lives in JetStream)")
+	fs.StringVar(&allow, "allow", "", "orgs or org/repo allowed, comma-separated (default: all installations)")
+	fs.StringVar(&tokenFile, "api-token-file", "", "file with the bearer token of /api/v1 (absent: API off)")
+	fs.StringVar(&c.Build.Registry, "registry", "", "cache registry HOST[:PORT][/PREFIX]")
+	fs.StringVar(&c.Build.RegistryProvider, "registry-provider", "generic", "zot, harbor, ghcr, dockerhub or generic")
+	fs.StringVar(&insecure, "insecure-registry", "", "plain-HTTP registries HOST:PORT, comma-separated")
+	fs.StringVar(&c.Build.ComputeProvider, "provider", "local", "compute provider: local or hcloud")
+	fs.StringVar(&c.Build.HCloud.TokenFile, "hcloud-token-file", "", "hcloud provider: file with the API token (else $HCLOUD_TOKEN)")
+	fs.StringVar(&c.Build.HCloud.Endpoint, "hcloud-endpoint", "", "hcloud provider: API URL (else $HCLOUD_ENDPOINT, else Hetzner's)")
+	fs.StringVar(&c.Build.HCloud.Locations, "hcloud-location", "fsn1,nbg1,hel1", "hcloud provider: locations, tried in order")
+	fs.StringVar(&c.Build.HCloud.Image, "hcloud-image", "debian-12", "hcloud provider: image name or label:KEY=VALUE")
+	fs.StringVar(&c.Build.Local.StateDir, "state-dir", local.DefaultStateDir, "local provider: runner state directory")
+	fs.StringVar(&c.Build.Local.Buildkitd, "buildkitd", "", "local provider: buildkitd binary")
+	fs.StringVar(&c.Build.Local.TierMemory, "local-tier-memory", "", "local provider: memory per tier")
+	fs.StringVar(&c.Build.StateStore, "state-store", "", "local provider: warm runner state per cache namespace (a btrfs/XFS directory or PATH.img)")
+	fs.StringVar(&c.Build.StateStoreSize, "state-store-size", "20GiB", "size of a new state-store image")
+	fs.StringVar(&c.Build.StateMax, "state-max", "", "total size of the committed states (LRU eviction beyond it)")
+	fs.StringVar(&c.Build.MetricsDir, "metrics-dir", metrics.DefaultDir, "unused with NATS (the history lives in JetStream)")
 	fs.Func("build-context", "named context for every build, NAME=DIR|oci-layout://PATH|docker-image://REF (repeatable)", func(v string) error {
 		c.Build.BuildContexts = append(c.Build.BuildContexts, v)
 		return nil
