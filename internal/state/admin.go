@@ -41,11 +41,22 @@ func writeMeta(dir string, m meta) error {
 	if err != nil {
 		return err
 	}
-	tmp := filepath.Join(dir, fmt.Sprintf(".meta-%d", os.Getpid()))
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+	// A file of its own: clones of one namespace write the last use at once
+	// (they share the lock), in one process too.
+	f, err := os.CreateTemp(dir, ".meta-*")
+	if err != nil {
 		return err
 	}
-	return os.Rename(tmp, filepath.Join(dir, "meta.json"))
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return err
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(f.Name())
+		return err
+	}
+	return os.Rename(f.Name(), filepath.Join(dir, "meta.json"))
 }
 
 // lock takes the namespace's flock (LOCK_SH or LOCK_EX), waiting at most

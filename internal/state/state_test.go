@@ -281,3 +281,27 @@ func commitLoop(root string) {
 		}
 	}
 }
+
+// Many builds of one process clone one namespace at once (they share its
+// lock, and each records the last use): every clone succeeds.
+func TestConcurrentClonesInOneProcess(t *testing.T) {
+	s := testenv.StateStore(t, "btrfs", state.Options{})
+	seed := clone(t, s, "seed", "ci/app")
+	write(t, filepath.Join(seed.Dir, "f"), "x")
+	commit(t, seed, "ci/app")
+	errs := make(chan error, 16)
+	for i := range 16 {
+		go func() {
+			c, err := s.Clone(ctx, fmt.Sprintf("c%d", i), []string{"ci/app"})
+			if err == nil {
+				err = c.Discard()
+			}
+			errs <- err
+		}()
+	}
+	for range 16 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
