@@ -207,12 +207,8 @@ func (s Settings) Request() (pipeline.Request, error) {
 	if s.Context == "" {
 		return pipeline.Request{}, &buildkit.InputError{Field: "context", Msg: "no build context given"}
 	}
-	if s.RegistryPasswordFile != "" {
-		pw, err := ReadSecretFile(s.name("registry-password-file"), s.RegistryPasswordFile)
-		if err != nil {
-			return pipeline.Request{}, err
-		}
-		s.RegistryPassword = pw
+	if err := s.readRegistryPassword(); err != nil {
+		return pipeline.Request{}, err
 	}
 	o, err := s.buildOptions()
 	if err != nil {
@@ -351,8 +347,8 @@ func (s Settings) applyCache(req *pipeline.Request) error {
 	if s.Registry == "" {
 		return nil
 	}
-	host, _, _ := strings.Cut(s.Registry, "/")
-	req.Cache.Insecure = slices.Contains(s.Insecure, host)
+	host := s.registryHost()
+	req.Cache.Insecure = s.registryInsecure()
 	if s.RegistryUsername != "" || s.RegistryPassword != "" {
 		if s.RegistryUsername == "" {
 			return &buildkit.InputError{Field: s.name("registry-username"), Msg: "needed with a registry password"}
@@ -401,13 +397,27 @@ func ReadSecretFile(field, path string) (string, error) {
 // credentials (the password file read) and plain HTTP when the registry is
 // one of the insecure ones.
 func (s Settings) RegistryClient() (cache.Registry, error) {
-	if s.RegistryPasswordFile != "" {
-		pw, err := ReadSecretFile(s.name("registry-password-file"), s.RegistryPasswordFile)
-		if err != nil {
-			return cache.Registry{}, err
-		}
-		s.RegistryPassword = pw
+	if err := s.readRegistryPassword(); err != nil {
+		return cache.Registry{}, err
 	}
-	host, _, _ := strings.Cut(s.Registry, "/")
-	return cache.Registry{Auth: cache.Auth{Username: s.RegistryUsername, Password: s.RegistryPassword}, Insecure: slices.Contains(s.Insecure, host)}, nil
+	return cache.Registry{Auth: cache.Auth{Username: s.RegistryUsername, Password: s.RegistryPassword}, Insecure: s.registryInsecure()}, nil
 }
+
+// readRegistryPassword takes the registry password from its file, when one is named.
+func (s *Settings) readRegistryPassword() error {
+	if s.RegistryPasswordFile == "" {
+		return nil
+	}
+	pw, err := ReadSecretFile(s.name("registry-password-file"), s.RegistryPasswordFile)
+	s.RegistryPassword = pw
+	return err
+}
+
+// registryHost is the cache registry's HOST[:PORT]; registryInsecure says
+// whether it is one of the plain-HTTP registries.
+func (s Settings) registryHost() string {
+	host, _, _ := strings.Cut(s.Registry, "/")
+	return host
+}
+
+func (s Settings) registryInsecure() bool { return slices.Contains(s.Insecure, s.registryHost()) }
