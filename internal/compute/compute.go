@@ -34,6 +34,9 @@ type Lease struct {
 	// root of its own. The runner never removes it; a provider that cannot
 	// use it refuses the lease.
 	State string
+	// Expected is how long the build is expected to take (its workspace's
+	// P95; 0 unknown): a pool reuses a machine only if its paid time holds it.
+	Expected time.Duration
 }
 
 // Expires is the end of the lease, counted from now.
@@ -174,4 +177,21 @@ func SafeLabel(v string) string {
 		b = b[:63]
 	}
 	return string(b)
+}
+
+// Outcome is how the build on a runner ended, for runners whose machine may
+// serve again (a pool's): only OutcomeOK lets it.
+type Outcome string
+
+const (
+	OutcomeOK    Outcome = "ok"
+	OutcomeOOM   Outcome = "oom"
+	OutcomeError Outcome = "error" // a failed, cancelled or timed-out build
+)
+
+// OutcomeSetter is implemented by runners that hand their machine back
+// rather than delete it: the pipeline tells them the outcome before
+// Destroy. A runner never told assumes OutcomeError.
+type OutcomeSetter interface {
+	SetOutcome(Outcome)
 }

@@ -73,19 +73,30 @@ var errBuffered = errors.New("not connected; the event is buffered until NATS is
 
 // Publish sends e. Failures are logged once per outage and never returned.
 func (p *Publisher) Publish(ctx context.Context, e pipeline.Event) {
+	p.publish(ctx, Subject(p.opts.Prefix, e.Workspace, e.Name), e.BuildID+"."+e.Name, e)
+}
+
+// PublishJSON sends v as JSON on <prefix>.<subject> with the message id
+// given (a stream stores it once), as Publish does: never failing, buffered
+// while NATS is away.
+func (p *Publisher) PublishJSON(ctx context.Context, subject, msgID string, v any) {
+	p.publish(ctx, p.opts.Prefix+"."+subject, msgID, v)
+}
+
+func (p *Publisher) publish(ctx context.Context, subject, msgID string, v any) {
 	nc, js, err := p.conn()
 	if err != nil {
 		p.failed("NATS unavailable; lifecycle events are not published", err)
 		return
 	}
-	body, err := json.Marshal(e)
+	body, err := json.Marshal(v)
 	if err != nil {
 		p.opts.Logger.Error("encoding event", "err", err)
 		return
 	}
-	msg := nats.NewMsg(Subject(p.opts.Prefix, e.Workspace, e.Name))
+	msg := nats.NewMsg(subject)
 	msg.Data = body
-	msg.Header.Set(jetstream.MsgIDHeader, e.BuildID+"."+e.Name)
+	msg.Header.Set(jetstream.MsgIDHeader, msgID)
 	if err := p.send(ctx, nc, js, msg); err != nil {
 		p.failed("publishing "+msg.Subject+" failed", err)
 		return

@@ -90,11 +90,14 @@ func Summarize(h History) (sizing.Usage, bool) {
 	}
 	cpu := make([]float64, len(h.Samples))
 	mem := make([]float64, len(h.Samples))
+	dur := make([]float64, len(h.Samples))
 	for i, s := range h.Samples {
 		cpu[i] = s.CPUP95
 		mem[i] = float64(s.MemP95Bytes) / (1 << 30)
+		dur[i] = float64(s.DurationMS)
 	}
-	return sizing.Usage{CPU: round2(p95(cpu)), MemoryGB: round2(p95(mem)), Samples: len(h.Samples), Approved: h.Approved}, true
+	return sizing.Usage{CPU: round2(p95(cpu)), MemoryGB: round2(p95(mem)), Samples: len(h.Samples), Approved: h.Approved,
+		Duration: time.Duration(p95(dur)) * time.Millisecond}, true
 }
 
 // SetApproved approves or revokes P95 sizing for a workspace.

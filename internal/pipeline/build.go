@@ -63,6 +63,9 @@ func (p *Pipeline) runAttempt(ctx context.Context, log *slog.Logger, req Request
 	out := p.build(bctx, r, req.Build)
 	out.built = time.Since(built)
 	out.ctxErr = contextErr(ctx, bctx, budget)
+	if o, ok := r.(compute.OutcomeSetter); ok {
+		o.SetOutcome(out.runnerOutcome())
+	}
 	if sc != nil {
 		steps := out.report.Steps
 		out.state = sc.settle(ctx, p, log, r, out.err == nil && out.ctxErr == nil, steps.Total > 0 && steps.Cached == steps.Total, req.Actor.String())
@@ -78,6 +81,18 @@ func (p *Pipeline) runAttempt(ctx context.Context, log *slog.Logger, req Request
 		a.Outcome, a.Error = OutcomeFailure, out.err.Error()
 	}
 	return a, out
+}
+
+// runnerOutcome is what the runner is told: ok only for a build that
+// succeeded within its time.
+func (o attemptOutcome) runnerOutcome() compute.Outcome {
+	switch {
+	case o.err == nil && o.ctxErr == nil:
+		return compute.OutcomeOK
+	case o.oom:
+		return compute.OutcomeOOM
+	}
+	return compute.OutcomeError
 }
 
 // build is step 5 on a ready runner.

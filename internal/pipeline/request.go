@@ -36,6 +36,9 @@ type Request struct {
 	// LeaseTTL is how long a runner may outlive a crashed caller before the
 	// reaper removes it; default: the time budget plus 10 minutes.
 	LeaseTTL time.Duration
+	// Expected is how long the build is expected to take (default: the
+	// workspace's P95 duration); a VM pool fits it into a machine's paid hour.
+	Expected time.Duration
 }
 
 // CacheSettings are the registry cache of a build; no Registry, no cache.

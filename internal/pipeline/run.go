@@ -76,7 +76,23 @@ func (p *Pipeline) prepare(ctx context.Context, log *slog.Logger, req *Request, 
 	if req.LeaseTTL <= 0 {
 		req.LeaseTTL = dec.Budget + 10*time.Minute
 	}
+	if req.Expected <= 0 {
+		req.Expected = p.expectedDuration(ctx, *req)
+	}
 	return dec, plan, nil
+}
+
+// expectedDuration is the P95 duration of the workspace's recorded builds
+// (0: none, or the history cannot be read — it only informs a pool).
+func (p *Pipeline) expectedDuration(ctx context.Context, req Request) time.Duration {
+	if p.cfg.History == nil || req.Workspace == "" {
+		return 0
+	}
+	u, ok, err := p.cfg.History.P95(ctx, req.Workspace)
+	if err != nil || !ok {
+		return 0
+	}
+	return u.Duration
 }
 
 // budgetContext bounds the build (not the caller) by the time budget.

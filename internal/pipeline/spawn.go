@@ -8,6 +8,10 @@ import (
 	"github.com/lian-build/action/internal/sizing"
 )
 
+// LabelActorClass is the lease label of the actor's class (ci, ci_aux,
+// human, agent): a pool keeps ci and session builds apart by it.
+const LabelActorClass = "lian-build/actor-class"
+
 // leaseID names an attempt's runner (and its state clone).
 func leaseID(buildID string, attempt int) string { return fmt.Sprintf("%s-a%d", buildID, attempt) }
 
@@ -23,8 +27,10 @@ func (p *Pipeline) spawnRunner(ctx context.Context, req Request, attempt int, ti
 			"lian-build/build": req.BuildID,
 			"lian-build/tier":  tier.Name,
 		},
-		State: stateDir,
+		State:    stateDir,
+		Expected: req.Expected,
 	}
+	lease.Labels[LabelActorClass] = string(req.Actor.Kind)
 	if req.Workspace != "" {
 		lease.Labels[compute.LabelWorkspace] = req.Workspace
 	}

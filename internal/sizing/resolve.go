@@ -32,6 +32,8 @@ type Usage struct {
 	MemoryGB float64
 	Samples  int
 	Approved bool
+	// Duration is the P95 of the builds' durations (0: not recorded).
+	Duration time.Duration
 }
 
 // History gives the P95 usage of a workspace. ok is false when there is none.

@@ -250,7 +250,7 @@ func TestServerRefusingTheKey(t *testing.T) {
 	w := newWorld(t, worldConfig{spawnTimeout: 6 * time.Second})
 	w.hosts.RefuseKeys = true
 	_, err, _ := w.build(t, "FROM base\nRUN true\n")
-	if err == nil || !strings.Contains(err.Error(), "never answered on SSH") || !strings.Contains(err.Error(), "sshd refused the lease's key") {
+	if err == nil || !strings.Contains(err.Error(), "never answered on SSH") || !strings.Contains(err.Error(), "sshd refused the key") {
 		t.Fatalf("err = %v", err)
 	}
 	w.assertNothingLeft(t)

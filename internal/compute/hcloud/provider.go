@@ -14,6 +14,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/lian-build/action/internal/compute"
+	"github.com/lian-build/action/internal/compute/remote"
 	"github.com/lian-build/action/internal/compute/sshx"
 	"github.com/lian-build/action/internal/sizing"
 )
@@ -43,7 +44,7 @@ func New(s Settings) (*Provider, error) {
 		return nil, &compute.OptionError{Option: OptArch, Err: fmt.Errorf("%q: want arm or x86", s.Arch)}
 	}
 	if s.Socket == "" {
-		s.Socket = "/run/buildkit/buildkitd.sock"
+		s.Socket = remote.DefaultSocket
 	}
 	if s.PollEvery <= 0 {
 		s.PollEvery = time.Second
@@ -87,7 +88,7 @@ func (p *Provider) Spawn(ctx context.Context, tier sizing.Tier, lease compute.Le
 		return fail(err)
 	}
 	booted := time.Now()
-	if err := r.waitBuildkitd(ctx); err != nil {
+	if err := r.WaitBuildkitd(ctx, p.sshPoll()); err != nil {
 		return fail(err)
 	}
 	r.created = start
@@ -114,38 +115,47 @@ func (r *runner) createKey(ctx context.Context, labels map[string]string) (ssh.S
 	return signer, nil
 }
 
-// createServer tries each location in turn while Hetzner has no capacity
-// there; it never takes another, larger type.
+// createServer makes the lease's server, waiting for its create actions.
 func (r *runner) createServer(ctx context.Context, tier sizing.Tier, labels map[string]string) error {
-	typeName := serverType(tier.Name, r.p.s.Arch)
-	st, _, err := r.p.c.ServerType.GetByName(ctx, typeName)
-	if err != nil || st == nil {
-		return fmt.Errorf("hcloud: server type %s: %v", typeName, errOr(err, "not offered"))
+	srv, loc, typeName, err := r.p.createServer(ctx, r.lease.ID, tier, []*hc.SSHKey{r.key}, labels)
+	if srv != nil {
+		r.server, r.location, r.typeName = srv, loc, typeName
 	}
-	img, err := r.p.image(ctx, st.Architecture)
+	return err
+}
+
+// createServer tries each location in turn while Hetzner has no capacity
+// there; it never takes another, larger type. A server it returns with an
+// error exists and is the caller's to delete.
+func (p *Provider) createServer(ctx context.Context, name string, tier sizing.Tier, keys []*hc.SSHKey, labels map[string]string) (*hc.Server, string, string, error) {
+	typeName := serverType(tier.Name, p.s.Arch)
+	st, _, err := p.c.ServerType.GetByName(ctx, typeName)
+	if err != nil || st == nil {
+		return nil, "", "", fmt.Errorf("hcloud: server type %s: %v", typeName, errOr(err, "not offered"))
+	}
+	img, err := p.image(ctx, st.Architecture)
 	if err != nil {
-		return err
+		return nil, "", "", err
 	}
 	var tried []string
-	for _, loc := range r.p.s.Locations {
-		res, _, err := r.p.c.Server.Create(ctx, hc.ServerCreateOpts{
-			Name: r.lease.ID, ServerType: st, Image: img, Location: &hc.Location{Name: loc},
-			SSHKeys: []*hc.SSHKey{r.key}, Labels: labels, UserData: cloudInit(r.p.s.Socket, r.p.s.Insecure),
+	for _, loc := range p.s.Locations {
+		res, _, err := p.c.Server.Create(ctx, hc.ServerCreateOpts{
+			Name: name, ServerType: st, Image: img, Location: &hc.Location{Name: loc},
+			SSHKeys: keys, Labels: labels, UserData: remote.CloudInit(p.s.Socket, p.s.Insecure),
 		})
 		if hc.IsError(err, hc.ErrorCodeResourceUnavailable) || hc.IsError(err, hc.ErrorCodePlacementError) {
 			tried = append(tried, loc+" ("+string(err.(hc.Error).Code)+")")
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("hcloud: create server %s in %s: %w", typeName, loc, err)
+			return nil, "", "", fmt.Errorf("hcloud: create server %s in %s: %w", typeName, loc, err)
 		}
-		r.server, r.location, r.typeName = res.Server, loc, typeName
-		if err := r.p.c.Action.WaitFor(ctx, append(res.NextActions, res.Action)...); err != nil {
-			return fmt.Errorf("hcloud: server %s: %w", res.Server.Name, err)
+		if err := p.c.Action.WaitFor(ctx, append(res.NextActions, res.Action)...); err != nil {
+			return res.Server, loc, typeName, fmt.Errorf("hcloud: server %s: %w", res.Server.Name, err)
 		}
-		return nil
+		return res.Server, loc, typeName, nil
 	}
-	return fmt.Errorf("hcloud: no capacity for %s in any location tried: %s", typeName, strings.Join(tried, ", "))
+	return nil, "", "", fmt.Errorf("hcloud: no capacity for %s in any location tried: %s", typeName, strings.Join(tried, ", "))
 }
 
 func (p *Provider) image(ctx context.Context, arch hc.Architecture) (*hc.Image, error) {
@@ -175,16 +185,27 @@ func errOr(err error, msg string) string {
 // lease (docs/adr/0005-ssh-host-key-policy.md).
 func (r *runner) connect(ctx context.Context, signer ssh.Signer) error {
 	addr := net.JoinHostPort(r.server.PublicNet.IPv4.IP.String(), "22")
+	conn, err := r.p.dialSSH(ctx, r.server.Name, addr, signer, nil)
+	if err != nil {
+		return err
+	}
+	r.SSH, r.hostKey, r.addr = conn, conn.HostKey(), addr
+	r.Socket, r.Name = r.p.s.Socket, r.server.Name
+	return nil
+}
+
+// dialSSH dials until sshd answers with signer's key accepted; a nil
+// hostKey trusts the first one shown (a server just created).
+func (p *Provider) dialSSH(ctx context.Context, name, addr string, signer ssh.Signer, hostKey ssh.PublicKey) (*sshx.Conn, error) {
 	var last, refused error
 	for {
-		conn, err := sshx.Dial(ctx, sshx.Config{Addr: addr, Signer: signer, HostKey: r.hostKey, TrustFirst: r.hostKey == nil, Timeout: 10 * time.Second})
+		conn, err := sshx.Dial(ctx, sshx.Config{Addr: addr, Signer: signer, HostKey: hostKey, TrustFirst: hostKey == nil, Timeout: 10 * time.Second})
 		if err == nil {
-			r.conn, r.hostKey, r.addr = conn, conn.HostKey(), addr
-			return nil
+			return conn, nil
 		}
 		var hk *sshx.HostKeyError
 		if errors.As(err, &hk) {
-			return err
+			return nil, err
 		}
 		last = err
 		if strings.Contains(err.Error(), "unable to authenticate") {
@@ -193,10 +214,10 @@ func (r *runner) connect(ctx context.Context, signer ssh.Signer) error {
 		select {
 		case <-ctx.Done():
 			if refused != nil {
-				last = fmt.Errorf("sshd refused the lease's key: %w", refused)
+				last = fmt.Errorf("sshd refused the key: %w", refused)
 			}
-			return fmt.Errorf("hcloud: server %s never answered on SSH (%v): %w", r.server.Name, last, ctx.Err())
-		case <-time.After(r.p.sshPoll()):
+			return nil, fmt.Errorf("hcloud: server %s never answered on SSH (%v): %w", name, last, ctx.Err())
+		case <-time.After(p.sshPoll()):
 		}
 	}
 }
@@ -204,23 +225,3 @@ func (r *runner) connect(ctx context.Context, signer ssh.Signer) error {
 // sshPoll is the wait between SSH dials and readiness checks: they cost no
 // API requests, so they need not wait as long as API polls.
 func (p *Provider) sshPoll() time.Duration { return min(p.s.PollEvery, 250*time.Millisecond) }
-
-// waitBuildkitd waits until buildkitd answers through the SSH connection.
-func (r *runner) waitBuildkitd(ctx context.Context) error {
-	for {
-		c, err := r.conn.BuildKit(ctx, r.p.s.Socket)
-		if err == nil {
-			werr := c.Wait(ctx)
-			c.Close()
-			if werr == nil {
-				return nil
-			}
-			err = werr
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("hcloud: buildkitd on %s never answered (%v): %w", r.server.Name, err, ctx.Err())
-		case <-time.After(r.p.sshPoll()):
-		}
-	}
-}

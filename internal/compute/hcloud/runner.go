@@ -8,11 +8,10 @@ import (
 	"time"
 
 	hc "github.com/hetznercloud/hcloud-go/v2/hcloud"
-	"github.com/moby/buildkit/client"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/lian-build/action/internal/compute"
-	"github.com/lian-build/action/internal/compute/sshx"
+	"github.com/lian-build/action/internal/compute/remote"
 )
 
 type runner struct {
@@ -25,12 +24,10 @@ type runner struct {
 	typeName string
 	hostKey  ssh.PublicKey
 	addr     string
-	conn     *sshx.Conn
 	created  time.Time
 	spawn    compute.SpawnTimes
-
-	mu   sync.Mutex
-	peak uint64
+	// Conn is the server over SSH: Client, Stats, Health come from it.
+	remote.Conn
 
 	once       sync.Once
 	destroyErr error
@@ -48,58 +45,12 @@ func (r *runner) Info() compute.RunnerInfo {
 	return i
 }
 
-// MinSampleInterval: a reading is an SSH round trip; at most one a second.
-func (r *runner) MinSampleInterval() time.Duration { return time.Second }
-
-// statsTimeout bounds one counters reading over SSH.
-const statsTimeout = 3 * time.Second
-
-// Health is the SSH connection's (lost, or the server not answering) and
-// then buildkitd's: its socket on the server no longer answering means the
-// daemon died — killed, or out of memory (Stats then says which).
-func (r *runner) Health(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := r.conn.Ping(ctx); err != nil {
-		return err
-	}
-	c, err := r.conn.DialUnix(ctx, r.p.s.Socket)
-	if err != nil {
-		return fmt.Errorf("buildkitd on %s is not answering: %w", r.server.Name, err)
-	}
-	return c.Close()
-}
-
-func (r *runner) Client(ctx context.Context) (*client.Client, error) {
-	return r.conn.BuildKit(ctx, r.p.s.Socket)
-}
-
-// Stats reads the server's build cgroup (cgroup v2) in one SSH round trip.
-func (r *runner) Stats(ctx context.Context) (compute.Stats, error) {
-	// A reading never holds up the build: bounded, like every remote call.
-	ctx, cancel := context.WithTimeout(ctx, statsTimeout)
-	defer cancel()
-	out, err := r.conn.Run(ctx, statsCommand)
-	if err != nil {
-		return compute.Stats{}, err
-	}
-	s, err := parseStats(string(out))
-	if err != nil {
-		return compute.Stats{}, fmt.Errorf("hcloud runner %s: %w", r.lease.ID, err)
-	}
-	r.mu.Lock()
-	r.peak = max(r.peak, s.MemoryPeak, s.MemoryBytes)
-	s.MemoryPeak = r.peak
-	r.mu.Unlock()
-	return s, nil
-}
-
 // Destroy deletes the server and the key and confirms they are gone; a
 // failed delete is retried, then reported — never dropped.
 func (r *runner) Destroy(ctx context.Context) error {
 	r.once.Do(func() {
-		if r.conn != nil {
-			_ = r.conn.Close()
+		if r.SSH != nil {
+			_ = r.SSH.Close()
 		}
 		var errs []error
 		if r.server != nil {

@@ -9,8 +9,8 @@ import (
 	"github.com/lian-build/action/internal/sizing"
 )
 
-// buildkitdConfig renders the buildkitd.toml of one runner.
-func buildkitdConfig(stateDir, socket, cgroupParent string, insecure []string) string {
+// BuildkitdConfig renders the buildkitd.toml of one runner.
+func BuildkitdConfig(stateDir, socket, cgroupParent string, insecure []string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "root = %q\n", stateDir)
 	fmt.Fprintf(&b, "[grpc]\n  address = [%q]\n", "unix://"+socket)

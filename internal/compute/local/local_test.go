@@ -44,7 +44,7 @@ func TestParseTierMemory(t *testing.T) {
 }
 
 func TestBuildkitdConfig(t *testing.T) {
-	got := buildkitdConfig("/s/state", "/s/sock", "lian-build/x", []string{"127.0.0.1:5000"})
+	got := BuildkitdConfig("/s/state", "/s/sock", "lian-build/x", []string{"127.0.0.1:5000"})
 	for _, want := range []string{
 		`root = "/s/state"`, `address = ["unix:///s/sock"]`, `defaultCgroupParent = "lian-build/x"`,
 		`snapshotter = "overlayfs"`, "[worker.containerd]\n  enabled = false", `[registry."127.0.0.1:5000"]` + "\n  http = true",

@@ -137,7 +137,7 @@ func (p *Provider) Spawn(ctx context.Context, tier sizing.Tier, lease compute.Le
 		root, r.state = lease.State, lease.State
 	}
 	cfg := filepath.Join(dir, "buildkitd.toml")
-	if err := os.WriteFile(cfg, []byte(buildkitdConfig(root, r.socket, r.cg.rel, p.opts.InsecureRegistries)), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte(BuildkitdConfig(root, r.socket, r.cg.rel, p.opts.InsecureRegistries)), 0o600); err != nil {
 		return fail(err)
 	}
 	logf, err := os.Create(filepath.Join(dir, "buildkitd.log"))

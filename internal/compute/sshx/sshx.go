@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -266,6 +267,15 @@ func (c *Conn) BuildKit(ctx context.Context, socket string) (*client.Client, err
 // Run runs a command on the runner and returns its standard output; the
 // error carries its standard error.
 func (c *Conn) Run(ctx context.Context, cmd string) ([]byte, error) {
+	return c.RunInput(ctx, cmd, nil)
+}
+
+// Addr is the runner's sshd address.
+func (c *Conn) Addr() string { return c.addr }
+
+// RunInput is Run with stdin as the command's standard input; an error
+// names the command's first word only (a script's arguments stay out).
+func (c *Conn) RunInput(ctx context.Context, cmd string, stdin []byte) ([]byte, error) {
 	s, err := openChannel(ctx, c, "session", c.client.NewSession)
 	if err != nil {
 		return nil, err
@@ -273,6 +283,9 @@ func (c *Conn) Run(ctx context.Context, cmd string) ([]byte, error) {
 	defer s.Close()
 	var out, errb bytes.Buffer
 	s.Stdout, s.Stderr = &out, &errb
+	if stdin != nil {
+		s.Stdin = bytes.NewReader(stdin)
+	}
 	done := make(chan error, 1)
 	go func() { done <- s.Run(cmd) }()
 	select {
@@ -282,7 +295,11 @@ func (c *Conn) Run(ctx context.Context, cmd string) ([]byte, error) {
 		return nil, ctx.Err()
 	}
 	if err != nil {
-		return out.Bytes(), c.explain(fmt.Errorf("ssh %s: %q: %w: %s", c.addr, cmd, err, bytes.TrimSpace(errb.Bytes())))
+		shown := cmd
+		if stdin != nil {
+			shown, _, _ = strings.Cut(cmd, " ")
+		}
+		return out.Bytes(), c.explain(fmt.Errorf("ssh %s: %q: %w: %s", c.addr, shown, err, bytes.TrimSpace(errb.Bytes())))
 	}
 	return out.Bytes(), nil
 }

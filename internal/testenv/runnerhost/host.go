@@ -29,6 +29,7 @@ import (
 
 	"github.com/lian-build/action/internal/compute"
 	"github.com/lian-build/action/internal/compute/local"
+	"github.com/lian-build/action/internal/compute/remote"
 	"github.com/lian-build/action/internal/sizing"
 	"github.com/lian-build/action/internal/testenv/fakehcloud"
 )
@@ -115,6 +116,9 @@ func (h *Hosts) Start(ctx context.Context, spec fakehcloud.HostSpec) (string, er
 	if h.RefuseKeys {
 		keys = nil
 	}
+	if err := hs.writeLayout(h.Options.Buildkitd, opts.InsecureRegistries); err != nil {
+		return fail(err)
+	}
 	if err := hs.startSSHD(nsIP, socketDir, keys); err != nil {
 		return fail(err)
 	}
@@ -144,9 +148,8 @@ func (hs *host) startSSHD(ip, socketDir string, keys []string) error {
 		return err
 	}
 	files := map[string]string{
-		"host_key":        string(pem.EncodeToMemory(block)),
-		"authorized_keys": strings.Join(keys, "\n") + "\n",
-		"sshd_config": fmt.Sprintf("Port 22\nListenAddress %s\nHostKey %[2]s/host_key\nAuthorizedKeysFile %[2]s/authorized_keys\nPidFile %[2]s/sshd.pid\n"+
+		"host_key": string(pem.EncodeToMemory(block)),
+		"sshd_config": fmt.Sprintf("Port 22\nListenAddress %s\nHostKey %[2]s/host_key\nAuthorizedKeysFile .ssh/authorized_keys\nPidFile %[2]s/sshd.pid\n"+
 			"PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nPermitRootLogin prohibit-password\n"+
 			"AllowStreamLocalForwarding yes\nAllowTcpForwarding local\nX11Forwarding no\nUseDNS no\nPrintLastLog no\nPrintMotd no\nLogLevel ERROR\n", ip, hs.dir),
 	}
@@ -161,14 +164,24 @@ func (hs *host) startSSHD(ip, socketDir string, keys []string) error {
 	// A VM's root has its own home: this machine's shell start-up files
 	// (and their locks) stay out of the host's sessions.
 	home := filepath.Join(hs.dir, "home")
-	if err := os.MkdirAll(home, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Join(home, ".ssh"), 0o700); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(home, ".ssh", "authorized_keys"), []byte(strings.Join(keys, "\n")+"\n"), 0o600); err != nil {
 		return err
 	}
 	// /run is the host's own (a tmpfs in its mount namespace): nothing it
 	// creates there shows on this machine.
-	script := fmt.Sprintf(`mount -t tmpfs -o mode=755 tmpfs /run && mkdir -p /run/sshd /run/buildkit && mount --bind %q /run/buildkit && mount --bind %q /root || exit 1
-for c in memory/ cpuacct/ ''; do g=/sys/fs/cgroup/${c}lian-build; [ -d $g/%s ] && { mount --bind $g/%[3]s $g || exit 1; }; done
-exec /usr/sbin/sshd -D -e -f %[4]q`, socketDir, home, hs.lease, filepath.Join(hs.dir, "sshd_config"))
+	// Every cgroup hierarchy's lian-build is the lease's cgroup there: what
+	// a RUN container's runc creates under lian-build/steps on this host is
+	// the lease's, and goes with it.
+	script := fmt.Sprintf(`mount -t tmpfs -o mode=755 tmpfs /run && mkdir -p /run/sshd /run/buildkit /run/lian-build && mount --bind %q /run/buildkit && mount --bind %q /root || exit 1
+cp %q /run/lian-build/runner.env || exit 1
+for c in /sys/fs/cgroup/*/ /sys/fs/cgroup/; do
+  [ -L "${c%%/}" ] && continue; [ "$c" = /sys/fs/cgroup/ ] && [ ! -f ${c}cgroup.controllers ] && continue
+  g=${c}lian-build; mkdir -p $g/%s 2>/dev/null || continue; mount --bind $g/%[4]s $g || exit 1
+done
+exec /usr/sbin/sshd -D -e -f %[5]q`, socketDir, home, filepath.Join(hs.dir, "runner.env"), hs.lease, filepath.Join(hs.dir, "sshd_config"))
 	// nsenter, not `ip netns exec`: that remounts /sys, hiding the cgroup tree.
 	cmd := exec.Command("nsenter", "--net=/run/netns/"+hs.ns, "unshare", "--mount", "--propagation", "private", "sh", "-c", script)
 	logf, err := os.Create(filepath.Join(hs.dir, "sshd.log"))
@@ -182,6 +195,29 @@ exec /usr/sbin/sshd -D -e -f %[4]q`, socketDir, home, hs.lease, filepath.Join(hs
 	}
 	hs.sshd = cmd
 	return nil
+}
+
+// writeLayout writes what a VM's image and cloud-init would hold for the
+// recycle script (remote.RecycleScript): buildkitd's config, with its root
+// in the host's directory and its steps under lian-build/steps, and the
+// paths that differ from a VM's, in runner.env.
+func (hs *host) writeLayout(buildkitd string, insecure []string) error {
+	bin, err := exec.LookPath(buildkitd)
+	if err != nil {
+		return err
+	}
+	if bin, err = filepath.Abs(bin); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(hs.dir, 0o700); err != nil {
+		return err
+	}
+	cfg := filepath.Join(hs.dir, "buildkitd.toml")
+	if err := os.WriteFile(cfg, []byte(local.BuildkitdConfig(filepath.Join(hs.dir, "buildkit"), remote.DefaultSocket, "lian-build/steps", insecure)), 0o600); err != nil {
+		return err
+	}
+	env := fmt.Sprintf("ROOT=%q\nCONFIG=%q\nBUILDKITD=%q\nLOG=%q\n", filepath.Join(hs.dir, "buildkit"), cfg, bin, filepath.Join(hs.dir, "buildkitd.log"))
+	return os.WriteFile(filepath.Join(hs.dir, "runner.env"), []byte(env), 0o600)
 }
 
 var registryTable = regexp.MustCompile(`\[registry\."([^"]+)"\]`)

@@ -1,4 +1,4 @@
-package hcloud
+package remote
 
 import (
 	"fmt"
@@ -6,7 +6,7 @@ import (
 	"strings"
 )
 
-// cloudInit is the user-data of a stock-image server: it installs runc and
+// CloudInit is the user-data of a stock-image server: it installs runc and
 // the pinned buildkitd, and starts buildkitd on a unix socket only, inside
 // the build cgroup with its RUN containers. The cgroup gets the server's
 // memory less 256 MiB for sshd and the system, so that a build running out
@@ -15,7 +15,7 @@ import (
 // Hetzner stores user-data and anyone who can read the project can read it:
 // nothing secret goes here (no token, no registry password, no build
 // secret) — registries are named, never authenticated.
-func cloudInit(socket string, insecure []string) string {
+func CloudInit(socket string, insecure []string) string {
 	var reg strings.Builder
 	for _, r := range insecure {
 		fmt.Fprintf(&reg, "      [registry.%q]\n        http = true\n", r)
@@ -43,5 +43,5 @@ runcmd:
   - echo $(( $(awk '/^MemTotal:/ {print $2}' /proc/meminfo) * 1024 - 268435456 )) > /sys/fs/cgroup/%[4]s/memory.max
   - curl -fsSL https://github.com/moby/buildkit/releases/download/v0.34.2/buildkit-v0.34.2.linux-$(dpkg --print-architecture).tar.gz | tar -xz -C /usr/local
   - sh -c 'echo $$ > /sys/fs/cgroup/%[4]s/daemon/cgroup.procs && exec /usr/local/bin/buildkitd --config /etc/buildkit/buildkitd.toml' >/var/log/buildkitd.log 2>&1 &
-`, socket, reg.String(), path.Dir(socket), buildCgroup)
+`, socket, reg.String(), path.Dir(socket), BuildCgroup)
 }

@@ -1,4 +1,4 @@
-package hcloud
+package remote
 
 import (
 	"fmt"
@@ -9,21 +9,21 @@ import (
 	"github.com/lian-build/action/internal/compute"
 )
 
-// buildCgroup holds the server's buildkitd and its RUN containers, limited
+// BuildCgroup holds the server's buildkitd and its RUN containers, limited
 // to the server's memory less what sshd and the system need (cloudinit.go).
 // Hetzner's stock Debian 12 and Ubuntu 24.04 images mount cgroup v2; an
 // image on cgroup v1 has it under each controller instead.
-const buildCgroup = "lian-build"
+const BuildCgroup = "lian-build"
 
-// statsCommand prints the build cgroup's counters in one round trip, one
+// StatsCommand prints the build cgroup's counters in one round trip, one
 // "== file" block per file, from the v2 tree or else the v1 one.
-var statsCommand = fmt.Sprintf(`c=/sys/fs/cgroup; b=%[1]s
+var StatsCommand = fmt.Sprintf(`c=/sys/fs/cgroup; b=%[1]s
 if [ -f $c/$b/memory.current ]; then set -- $b/memory.current $b/memory.peak $b/memory.events $b/cpu.stat
 elif [ -d $c/memory/$b ]; then set -- memory/$b/memory.usage_in_bytes memory/$b/memory.max_usage_in_bytes memory/$b/memory.oom_control cpuacct/$b/cpuacct.usage
 else echo "no $b cgroup under $c" >&2; exit 1; fi
-for f; do echo "== ${f##*/}"; cat $c/$f 2>/dev/null; done`, buildCgroup)
+for f; do echo "== ${f##*/}"; cat $c/$f 2>/dev/null; done`, BuildCgroup)
 
-// counter is one value statsCommand prints: a file (v2 or v1) and, for
+// counter is one value StatsCommand prints: a file (v2 or v1) and, for
 // keyed files, the key.
 type counter struct {
 	file, key string
@@ -41,9 +41,9 @@ var counters = []counter{
 	{"cpuacct.usage", "", func(s *compute.Stats, v uint64) { s.CPUUsageNanos = v }},
 }
 
-// parseStats reads statsCommand's output, v2 or v1. A reading without the
+// ParseStats reads StatsCommand's output, v2 or v1. A reading without the
 // memory in use is refused: the cgroup is not what it should be.
-func parseStats(out string) (compute.Stats, error) {
+func ParseStats(out string) (compute.Stats, error) {
 	s := compute.Stats{Time: time.Now()}
 	file := ""
 	memory := false
@@ -67,7 +67,7 @@ func parseStats(out string) (compute.Stats, error) {
 		}
 	}
 	if !memory {
-		return s, fmt.Errorf("no memory in use (memory.current or memory.usage_in_bytes) under the %s cgroup", buildCgroup)
+		return s, fmt.Errorf("no memory in use (memory.current or memory.usage_in_bytes) under the %s cgroup", BuildCgroup)
 	}
 	return s, nil
 }

@@ -1,0 +1,109 @@
+package hcloud
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	hc "github.com/hetznercloud/hcloud-go/v2/hcloud"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/lian-build/action/internal/compute/remote"
+	"github.com/lian-build/action/internal/compute/sshx"
+	"github.com/lian-build/action/internal/sizing"
+)
+
+// Machine is a server kept by its creator across leases (a VM pool), rather
+// than spawned and deleted per lease. It carries the creator's labels only:
+// no lease label, so the per-lease reaper (`runners gc`) leaves it alone.
+type Machine struct {
+	ID       int64             `json:"id"`
+	Name     string            `json:"name"`
+	Type     string            `json:"type"`
+	Location string            `json:"location"`
+	Addr     string            `json:"addr"` // sshd, host:22
+	Labels   map[string]string `json:"labels,omitempty"`
+	Created  time.Time         `json:"created"`
+}
+
+// MachineSpec is a machine to create: its name, tier, labels and the one
+// key that may log in (the creator's).
+type MachineSpec struct {
+	Name   string
+	Tier   sizing.Tier
+	Labels map[string]string
+	KeyID  int64 // from EnsureKey
+}
+
+// EnsureKey registers pub under name (once: a key already there with the
+// same fingerprint is reused) and returns its id.
+func (p *Provider) EnsureKey(ctx context.Context, name string, pub ssh.PublicKey, labels map[string]string) (int64, error) {
+	fp := ssh.FingerprintLegacyMD5(pub)
+	k, _, err := p.c.SSHKey.GetByFingerprint(ctx, fp)
+	if err != nil {
+		return 0, fmt.Errorf("hcloud: look up SSH key %s: %w", fp, err)
+	}
+	if k != nil {
+		return k.ID, nil
+	}
+	k, _, err = p.c.SSHKey.Create(ctx, hc.SSHKeyCreateOpts{Name: name, PublicKey: remote.AuthorizedKey(pub), Labels: labels})
+	if err != nil {
+		return 0, fmt.Errorf("hcloud: create SSH key %s: %w", name, err)
+	}
+	return k.ID, nil
+}
+
+// CreateMachine creates a server and waits until Hetzner says it runs; a
+// server that was created but failed is deleted before the error returns.
+func (p *Provider) CreateMachine(ctx context.Context, spec MachineSpec) (Machine, error) {
+	srv, loc, typeName, err := p.createServer(ctx, spec.Name, spec.Tier, []*hc.SSHKey{{ID: spec.KeyID}}, spec.Labels)
+	if err != nil {
+		if srv != nil {
+			err = errors.Join(err, p.deleteServer(context.WithoutCancel(ctx), srv))
+		}
+		return Machine{}, err
+	}
+	m := machine(srv)
+	m.Location, m.Type = loc, typeName
+	return m, nil
+}
+
+// DialMachine connects to a machine's sshd with signer, waiting until it
+// answers; a nil hostKey trusts the first one shown (a machine just created).
+func (p *Provider) DialMachine(ctx context.Context, m Machine, signer ssh.Signer, hostKey ssh.PublicKey) (*sshx.Conn, error) {
+	return p.dialSSH(ctx, m.Name, m.Addr, signer, hostKey)
+}
+
+// DeleteMachine deletes a server and confirms it is gone.
+func (p *Provider) DeleteMachine(ctx context.Context, id int64) error {
+	return p.deleteServer(ctx, &hc.Server{ID: id, Name: fmt.Sprint(id)})
+}
+
+// Machines lists the servers matching a label selector.
+func (p *Provider) Machines(ctx context.Context, selector string) ([]Machine, error) {
+	servers, err := p.c.Server.AllWithOpts(ctx, hc.ServerListOpts{ListOpts: hc.ListOpts{LabelSelector: selector}})
+	if err != nil {
+		return nil, fmt.Errorf("hcloud: list servers: %w", err)
+	}
+	out := make([]Machine, 0, len(servers))
+	for _, s := range servers {
+		out = append(out, machine(s))
+	}
+	return out, nil
+}
+
+func machine(s *hc.Server) Machine {
+	m := Machine{ID: s.ID, Name: s.Name, Labels: s.Labels, Created: s.Created}
+	if s.ServerType != nil {
+		m.Type = s.ServerType.Name
+	}
+	if s.Location != nil {
+		m.Location = s.Location.Name
+	}
+	if ip := s.PublicNet.IPv4.IP; ip != nil {
+		m.Addr = net.JoinHostPort(ip.String(), "22")
+	}
+	return m
+}

@@ -1,0 +1,130 @@
+# Makes a runner machine fit for its next lease. Run as root over the
+# pool's own SSH key: sh -s -- recycle ADMIN_KEY | grant ADMIN_KEY LEASE_KEY.
+#   recycle  revokes every lease key and ends its sessions, kills everything
+#            in the build cgroup (buildkitd and every RUN container), removes
+#            buildkitd's root and the cgroup's children, and starts a new
+#            buildkitd on an empty root in new cgroups.
+#   grant    lets one lease key in: it may read the build cgroup's counters
+#            (a forced command, whatever it asks to run) and reach buildkitd's
+#            socket, nothing else — no shell, no pty, no agent or X11.
+set -eu
+ROOT=/var/lib/buildkit
+CONFIG=/etc/buildkit/buildkitd.toml
+BUILDKITD=/usr/local/bin/buildkitd
+SOCKET=/run/buildkit/buildkitd.sock
+LOG=/var/log/buildkitd.log
+KEYS=/root/.ssh/authorized_keys
+# A machine whose layout differs (the tests' runner hosts) says so here.
+[ -f /run/lian-build/runner.env ] && . /run/lian-build/runner.env
+CG=/sys/fs/cgroup
+B=lian-build
+STATS=/run/lian-build/stats
+
+die() { echo "recycle: $*" >&2; exit 1; }
+
+cg_dirs() {
+	if [ -f $CG/cgroup.controllers ]; then echo $CG/$B; return; fi
+	for c in $CG/*/; do [ -d "$c$B" ] && echo "${c%/}/$B"; done
+	return 0
+}
+
+# keys ADMIN [LEASE]: authorized_keys holds the pool's key and at most one lease's.
+keys() {
+	mkdir -p -m 700 "$(dirname "$KEYS")"
+	{
+		echo "$1"
+		[ -z "${2:-}" ] || echo "restrict,port-forwarding,command=\"sh $STATS\" $2"
+	} >"$KEYS.new"
+	chmod 600 "$KEYS.new"
+	mv "$KEYS.new" "$KEYS"
+}
+
+ppid_of() { sed 's/.*) //' "/proc/$1/stat" | cut -d' ' -f2; }
+comm_of() { cat "/proc/$1/comm" 2>/dev/null || true; }
+
+# end_sessions kills every SSH session but this one: the children of the
+# sshd that accepted this connection, other than the one leading here.
+end_sessions() {
+	p=$$ mine= listener=
+	while [ "$p" -gt 1 ]; do
+		up=$(ppid_of "$p")
+		if [ "$(comm_of "$up")" = sshd ]; then mine=$p listener=$up; fi
+		p=$up
+	done
+	[ -n "$listener" ] || return 0
+	for d in /proc/[0-9]*; do
+		q=${d#/proc/}
+		[ "$q" != "$mine" ] && [ "$(ppid_of "$q" 2>/dev/null)" = "$listener" ] && kill -9 "$q" 2>/dev/null || true
+	done
+}
+
+kill_build() {
+	i=0
+	while :; do
+		pids=$(for d in $(cg_dirs); do find "$d" -name cgroup.procs -exec cat {} +; done | sort -u)
+		[ -z "$pids" ] && return 0
+		kill -9 $pids 2>/dev/null || true
+		i=$((i + 1))
+		[ $i -lt 200 ] || die "processes survive in the $B cgroup: $pids"
+		sleep 0.05
+	done
+}
+
+wipe() {
+	awk -v r="$ROOT" '$5 == r || index($5, r "/") == 1 { print $5 }' /proc/self/mountinfo | sort -r |
+		while read -r m; do umount -l "$m" || die "cannot unmount $m"; done
+	rm -rf "$ROOT" "$SOCKET"
+	mkdir -p -m 700 "$ROOT"
+	for d in $(cg_dirs); do
+		find "$d" -mindepth 1 -depth -type d -exec rmdir {} + 2>/dev/null || true
+		[ -z "$(find "$d" -mindepth 1 -type d)" ] || die "cgroups left under $d"
+	done
+}
+
+start() {
+	if [ -f $CG/cgroup.controllers ]; then
+		mkdir -p $CG/$B/daemon $CG/$B/steps
+		procs=$CG/$B/daemon/cgroup.procs
+	else
+		procs=
+		for c in memory cpuacct; do
+			mkdir -p $CG/$c/$B/daemon
+			procs="$procs $CG/$c/$B/daemon/cgroup.procs"
+		done
+		echo 0 >$CG/memory/$B/memory.max_usage_in_bytes
+	fi
+	mkdir -p "$(dirname "$SOCKET")" "$(dirname "$LOG")"
+	setsid sh -c 'for f in $0; do echo $$ >"$f"; done; exec "$1" --config "$2"' "$procs" "$BUILDKITD" "$CONFIG" >"$LOG" 2>&1 </dev/null &
+	i=0
+	until [ -S "$SOCKET" ]; do
+		i=$((i + 1))
+		[ $i -lt 600 ] || die "buildkitd did not start: $(tail -n 5 "$LOG")"
+		sleep 0.05
+	done
+}
+
+write_stats() {
+	mkdir -p "$(dirname $STATS)"
+	cat >"$STATS.new" <<'LIAN_STATS'
+@STATS@
+LIAN_STATS
+	mv "$STATS.new" "$STATS"
+}
+
+case "${1:-}" in
+recycle)
+	[ $# -eq 2 ] || die "usage: recycle ADMIN_KEY"
+	keys "$2"
+	end_sessions
+	kill_build
+	wipe
+	write_stats
+	start
+	;;
+grant)
+	[ $# -eq 3 ] || die "usage: grant ADMIN_KEY LEASE_KEY"
+	[ -S "$SOCKET" ] || die "buildkitd is not running (recycle first)"
+	keys "$2" "$3"
+	;;
+*) die "unknown command ${1:-}" ;;
+esac

@@ -1,0 +1,192 @@
+package pool
+
+import (
+	"sort"
+	"time"
+)
+
+// BillingPeriod is what Hetzner bills: every started hour of a server.
+const BillingPeriod = time.Hour
+
+// Policy is the pool's rules; every decision is a pure function of a
+// Policy, the time and the VMs.
+type Policy struct {
+	// RetireBefore retires an idle VM this long before its next billed
+	// hour starts (default 3 min: the delete must land before the hour).
+	RetireBefore time.Duration
+	// MinIdle is how many idle VMs each tier keeps ready (default none).
+	MinIdle map[string]int
+	// MaxVMs bounds each tier's VMs, leased or not (0 or absent: no bound).
+	MaxVMs map[string]int
+	// SeparateClasses keeps ci leases and session (dev) leases on separate
+	// VMs: a VM serves only the class of its first lease.
+	SeparateClasses bool
+	// DefaultExpected is a build's expected duration when the request has none.
+	DefaultExpected time.Duration
+}
+
+func (p Policy) retireBefore() time.Duration {
+	if p.RetireBefore <= 0 {
+		return 3 * time.Minute
+	}
+	return p.RetireBefore
+}
+
+func (p Policy) expected(d time.Duration) time.Duration {
+	switch {
+	case d > 0:
+		return d
+	case p.DefaultExpected > 0:
+		return p.DefaultExpected
+	}
+	return 10 * time.Minute
+}
+
+// BilledUntil is when the billed hour a VM is in at now ends.
+func BilledUntil(created, now time.Time) time.Time {
+	if now.Before(created) {
+		return created.Add(BillingPeriod)
+	}
+	hours := now.Sub(created)/BillingPeriod + 1
+	return created.Add(hours * BillingPeriod)
+}
+
+// BilledMinutes is what a VM alive from created to end costs: every
+// started hour, whole.
+func BilledMinutes(created, end time.Time) int64 {
+	return int64(BilledUntil(created, end.Add(-time.Nanosecond)).Sub(created) / time.Minute)
+}
+
+// ClassGroup is the group a class's leases share VMs within when classes
+// are kept apart: ci (ci and ci_aux) or dev (human and agent sessions).
+func ClassGroup(class string) string {
+	switch class {
+	case "human", "agent", "dev":
+		return "dev"
+	}
+	return "ci"
+}
+
+// Pick orders the idle VMs that may serve req at now, best first: the right
+// tier and architecture (and location, when asked), the class group when
+// classes are kept apart, and a billed hour that still holds the build's
+// expected duration and the retire margin. The one with the least billed
+// time left goes first (it is the one to use up); ties by name.
+func (p Policy) Pick(now time.Time, req Request, vms []VM) []VM {
+	need := p.expected(req.expected()) + p.retireBefore()
+	var out []VM
+	for _, v := range vms {
+		if v.State != StateIdle || v.Tier != req.Tier || v.Arch != req.Arch {
+			continue
+		}
+		if req.Location != "" && v.Location != req.Location {
+			continue
+		}
+		if p.SeparateClasses && v.Group != "" && v.Group != ClassGroup(req.Class) {
+			continue
+		}
+		if BilledUntil(v.Created, now).Sub(now) < need {
+			continue
+		}
+		out = append(out, v)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		li, lj := BilledUntil(out[i].Created, now), BilledUntil(out[j].Created, now)
+		if !li.Equal(lj) {
+			return li.Before(lj)
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out
+}
+
+// MayCreate says whether the tier may have one more VM.
+func (p Policy) MayCreate(tier string, vms []VM) bool {
+	max := p.MaxVMs[tier]
+	if max <= 0 {
+		return true
+	}
+	n := 0
+	for _, v := range vms {
+		if v.Tier == tier && v.State != StateRetiring {
+			n++
+		}
+	}
+	return n < max
+}
+
+// Retirement is a VM to retire and why.
+type Retirement struct {
+	VM     VM
+	Reason string
+}
+
+// Stale bounds how long a VM may stay creating or recycling: longer means
+// the service that was at it died.
+const Stale = 10 * time.Minute
+
+// Retire is every VM to retire at now: leases past their expiry (the
+// holder is gone), VMs stuck creating or recycling, and idle VMs whose
+// billed hour ends within RetireBefore — except those a tier's MinIdle
+// keeps (the newest, which have the most of their hour left).
+func (p Policy) Retire(now time.Time, vms []VM) []Retirement {
+	var out []Retirement
+	idle := map[string][]VM{}
+	for _, v := range vms {
+		switch {
+		case v.State == StateLeased && v.Lease != nil && now.After(v.Lease.Expires):
+			out = append(out, Retirement{v, "lease " + v.Lease.ID + " expired"})
+		case (v.State == StateCreating || v.State == StateRecycling) && now.Sub(v.Since) > Stale:
+			out = append(out, Retirement{v, "stuck " + string(v.State) + " since " + v.Since.UTC().Format(time.RFC3339)})
+		case v.State == StateIdle:
+			idle[v.Tier] = append(idle[v.Tier], v)
+		}
+	}
+	for tier, vs := range idle {
+		sort.Slice(vs, func(i, j int) bool { return vs[i].Created.After(vs[j].Created) })
+		keep := p.MinIdle[tier]
+		for i, v := range vs {
+			if i < keep {
+				continue
+			}
+			if BilledUntil(v.Created, now).Sub(now) <= p.retireBefore() {
+				out = append(out, Retirement{v, "idle at the end of its billed hour"})
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].VM.ID < out[j].VM.ID })
+	return out
+}
+
+// Missing is how many idle VMs each tier lacks for its MinIdle (counting
+// VMs being created for no lease), within MaxVMs.
+func (p Policy) Missing(vms []VM, arch string) map[string]int {
+	out := map[string]int{}
+	for tier, min := range p.MinIdle {
+		have, total := 0, 0
+		for _, v := range vms {
+			if v.Tier != tier || v.Arch != arch || v.State == StateRetiring {
+				continue
+			}
+			total++
+			if v.State == StateIdle || (v.State == StateCreating && v.Lease == nil) {
+				have++
+			}
+		}
+		n := min - have
+		if max := p.MaxVMs[tier]; max > 0 {
+			n = minInt(n, max-total)
+		}
+		if n > 0 {
+			out[tier] = n
+		}
+	}
+	return out
+}
+
+func minInt(a, b int) int {
+	if a < b {
+		return a
+	}
+	return b
+}

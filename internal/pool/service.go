@@ -1,0 +1,285 @@
+package pool
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/lian-build/action/internal/compute/hcloud"
+	"github.com/lian-build/action/internal/compute/remote"
+	"github.com/lian-build/action/internal/sizing"
+)
+
+// Events receives the pool's VM events (events.Publisher).
+type Events interface {
+	PublishJSON(ctx context.Context, subject, msgID string, v any)
+}
+
+// Event is one VM event: created, reused or retired.
+type Event struct {
+	Name     string    `json:"event"`
+	Pool     string    `json:"pool"`
+	VM       string    `json:"vm"`
+	ServerID int64     `json:"server_id,omitempty"`
+	Tier     string    `json:"tier"`
+	Lease    string    `json:"lease,omitempty"`
+	Reason   string    `json:"reason,omitempty"`
+	Leases   int       `json:"leases"`
+	Billed   int64     `json:"billed_minutes,omitempty"`
+	Time     time.Time `json:"time"`
+}
+
+// Options configure a Service.
+type Options struct {
+	Name   string // the pool's name: its servers' label and its bucket
+	Policy Policy
+	// Clouds make the servers, one per architecture (arm, x86).
+	Clouds map[string]Cloud
+	// Signer is the pool's own SSH key: the only key its servers are
+	// created with, and the one that recycles them.
+	Signer ssh.Signer
+	Store  *Store
+	Events Events // nil: none
+	// Metrics are the pool's Prometheus metrics (nil: none).
+	Metrics *Metrics
+	Logger  *slog.Logger
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// WaitPoll is the wait between looks for a free VM when a tier is full.
+	WaitPoll time.Duration
+}
+
+// Service is the pool.
+type Service struct {
+	o     Options
+	keyID int64
+}
+
+// New checks the options; Start then readies the pool.
+func New(o Options) (*Service, error) {
+	if o.Name == "" {
+		o.Name = "default"
+	}
+	if o.Signer == nil || o.Store == nil || len(o.Clouds) == 0 {
+		return nil, errors.New("pool: a signer, a store and a cloud are required")
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.WaitPoll <= 0 {
+		o.WaitPoll = 250 * time.Millisecond
+	}
+	return &Service{o: o}, nil
+}
+
+// Start registers the pool's key and reconciles the bucket with the servers.
+func (s *Service) Start(ctx context.Context) error {
+	for _, c := range s.o.Clouds {
+		id, err := c.EnsureKey(ctx, "lian-build-pool-"+s.o.Name, s.o.Signer.PublicKey(), map[string]string{LabelPool: s.o.Name})
+		if err != nil {
+			return err
+		}
+		s.keyID = id
+		break // keys are the project's, whatever the architecture
+	}
+	_, err := s.Reconcile(ctx)
+	return err
+}
+
+// Lease hands out a VM of the request's tier: an idle one whose billed
+// hour holds the build, else a new one; when the tier is full it waits
+// for a return until ctx ends.
+func (s *Service) Lease(ctx context.Context, req Request) (Grant, error) {
+	if err := req.normalize(); err != nil {
+		return Grant{}, err
+	}
+	if _, err := s.cloud(req.Arch); err != nil {
+		return Grant{}, err
+	}
+	start := s.o.Now()
+	for {
+		g, err := s.lease(ctx, req)
+		if err == nil {
+			g.WaitMS = s.o.Now().Sub(start).Milliseconds()
+			s.o.Metrics.leased(req.Tier, g.Reused, s.o.Now().Sub(start))
+			return g, nil
+		}
+		if !errors.Is(err, errFull) {
+			return Grant{}, err
+		}
+		select {
+		case <-ctx.Done():
+			return Grant{}, fmt.Errorf("%w: %s (waited %s)", errFull, req.Tier, s.o.Now().Sub(start).Round(time.Millisecond))
+		case <-time.After(s.o.WaitPoll):
+		}
+	}
+}
+
+// lease is one try: reuse, else create, else errFull.
+func (s *Service) lease(ctx context.Context, req Request) (Grant, error) {
+	entries, err := s.o.Store.All(ctx)
+	if err != nil {
+		return Grant{}, err
+	}
+	priv, lease, err := s.newLease(req)
+	if err != nil {
+		return Grant{}, err
+	}
+	for _, v := range s.o.Policy.Pick(s.o.Now(), req, vmsOf(entries)) {
+		g, err := s.reuse(ctx, find(entries, v.ID), lease, priv)
+		if err == nil || !errors.Is(err, ErrConflict) && !errors.Is(err, errUnfit) {
+			return g, err
+		}
+	}
+	if !s.o.Policy.MayCreate(req.Tier, vmsOf(entries)) {
+		return Grant{}, errFull
+	}
+	return s.create(ctx, req, &lease, priv)
+}
+
+// errUnfit is a VM that could not be granted to a lease (and was retired).
+var errUnfit = errors.New("pool: VM unfit")
+
+// reuse claims an idle VM by compare-and-set and lets the lease's key in.
+func (s *Service) reuse(ctx context.Context, e entry, lease Lease, priv ed25519.PrivateKey) (Grant, error) {
+	v := e.VM
+	v.State, v.Since, v.Lease = StateLeased, s.o.Now(), &lease
+	if v.Group == "" {
+		v.Group = ClassGroup(lease.Class)
+	}
+	e2, err := s.o.Store.Update(ctx, e, v)
+	if err != nil {
+		return Grant{}, err
+	}
+	if err := s.grant(ctx, v, pubOf(priv)); err != nil {
+		s.retire(ctx, e2, "grant failed: "+err.Error())
+		return Grant{}, fmt.Errorf("%w: %v", errUnfit, err)
+	}
+	s.publish(ctx, "reused", v, "")
+	return s.grantOf(v, priv, true)
+}
+
+// create makes a new VM, for a lease (nil: to stand idle).
+func (s *Service) create(ctx context.Context, req Request, lease *Lease, priv ed25519.PrivateKey) (Grant, error) {
+	tier, _ := sizing.HCloud.Lookup(req.Tier)
+	now := s.o.Now()
+	v := VM{ID: "lbp-" + randomHex(6), Tier: req.Tier, Arch: req.Arch, State: StateCreating, Since: now, Created: now, Lease: lease}
+	if lease != nil {
+		v.Group = ClassGroup(lease.Class)
+	}
+	e, err := s.o.Store.Create(ctx, v)
+	if err != nil {
+		return Grant{}, err
+	}
+	fail := func(err error) (Grant, error) {
+		s.retire(context.WithoutCancel(ctx), e, "creation failed: "+err.Error())
+		return Grant{}, err
+	}
+	cloud, _ := s.cloud(req.Arch)
+	m, err := cloud.CreateMachine(ctx, hcloud.MachineSpec{Name: v.ID, Tier: tier, KeyID: s.keyID,
+		Labels: map[string]string{LabelPool: s.o.Name, LabelVM: v.ID, LabelTier: req.Tier, LabelArch: req.Arch}})
+	if err != nil {
+		return fail(err)
+	}
+	v.ServerID, v.Type, v.Location, v.Addr, v.Created = m.ID, m.Type, m.Location, m.Addr, s.o.Now()
+	if e, err = s.o.Store.Update(ctx, e, v); err != nil {
+		// The server exists but the entry moved on (a reconcile took it
+		// for stuck): delete the server, which no entry names now.
+		return Grant{}, errors.Join(err, s.destroyMachine(context.WithoutCancel(ctx), v))
+	}
+	if v.HostKey, err = s.recycle(ctx, v); err != nil {
+		return fail(err)
+	}
+	if lease != nil {
+		if err := s.grant(ctx, v, pubOf(priv)); err != nil {
+			return fail(err)
+		}
+		v.State = StateLeased
+	} else {
+		v.State = StateIdle
+	}
+	v.Since = s.o.Now()
+	if _, err := s.o.Store.Update(ctx, e, v); err != nil {
+		return fail(err)
+	}
+	s.publish(ctx, "created", v, "")
+	if lease == nil {
+		return Grant{}, nil
+	}
+	return s.grantOf(v, priv, false)
+}
+
+// newLease makes a lease record and its own SSH key.
+func (s *Service) newLease(req Request) (ed25519.PrivateKey, Lease, error) {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, Lease{}, err
+	}
+	now := s.o.Now()
+	return priv, Lease{ID: "pl-" + randomHex(8), Class: req.Class, Workspace: req.Workspace, Build: req.Build,
+		Expected: req.expected(), Started: now, Expires: now.Add(req.ttl()), Key: ssh.FingerprintSHA256(pubOf(priv))}, nil
+}
+
+func (s *Service) grantOf(v VM, priv ed25519.PrivateKey, reused bool) (Grant, error) {
+	block, err := ssh.MarshalPrivateKey(priv, "lian-build lease "+v.Lease.ID)
+	if err != nil {
+		return Grant{}, err
+	}
+	return Grant{LeaseID: v.Lease.ID, VM: v.ID, ServerID: v.ServerID, Tier: v.Tier, Type: v.Type, Location: v.Location,
+		Addr: v.Addr, HostKey: v.HostKey, User: "root", Key: string(pem.EncodeToMemory(block)), Socket: remote.DefaultSocket,
+		Reused: reused, Created: v.Created, Expires: v.Lease.Expires}, nil
+}
+
+func pubOf(priv ed25519.PrivateKey) ssh.PublicKey {
+	pub, _ := ssh.NewPublicKey(priv.Public())
+	return pub
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func vmsOf(entries []entry) []VM {
+	out := make([]VM, len(entries))
+	for i, e := range entries {
+		out[i] = e.VM
+	}
+	return out
+}
+
+func find(entries []entry, id string) entry {
+	for _, e := range entries {
+		if e.ID == id {
+			return e
+		}
+	}
+	return entry{}
+}
+
+func (s *Service) publish(ctx context.Context, name string, v VM, reason string) {
+	now := s.o.Now()
+	e := Event{Name: name, Pool: s.o.Name, VM: v.ID, ServerID: v.ServerID, Tier: v.Tier, Reason: reason, Leases: v.Leases, Time: now.UTC()}
+	if v.Lease != nil {
+		e.Lease = v.Lease.ID
+	}
+	if name == "retired" && v.ServerID != 0 {
+		e.Billed = BilledMinutes(v.Created, now)
+	}
+	s.o.Metrics.event(name, v, e.Billed)
+	if s.o.Events != nil {
+		s.o.Events.PublishJSON(ctx, "pool.vm."+name, fmt.Sprintf("%s.%s.%d.%s", v.ID, name, v.Leases, e.Lease), e)
+	}
+}

@@ -1,0 +1,122 @@
+package pool
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/lian-build/action/internal/jsx"
+)
+
+// Store is the pool's state: one KV entry per VM, changed by
+// compare-and-set only.
+type Store struct {
+	kv jetstream.KeyValue
+}
+
+// entry is a VM with the revision it was read at.
+type entry struct {
+	VM
+	rev uint64
+}
+
+// ErrConflict is a compare-and-set that lost: someone changed the VM first.
+var ErrConflict = errors.New("pool: the VM changed meanwhile")
+
+// OpenStore opens (creating it if needed) the bucket of the pool named name.
+func OpenStore(ctx context.Context, js jetstream.JetStream, name string) (*Store, error) {
+	bucket := "lian_pool_" + name
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucket, History: 1,
+		Description: "lian-build VM pool " + name + ": VMs and leases", Replicas: jsx.Replicas(js.Conn())})
+	if err != nil {
+		return nil, fmt.Errorf("pool bucket %s: %w", bucket, err)
+	}
+	return &Store{kv: kv}, nil
+}
+
+func key(id string) string { return "vm." + id }
+
+// All reads every VM; an entry that does not decode is an error, never skipped.
+func (s *Store) All(ctx context.Context) ([]entry, error) {
+	lister, err := s.kv.ListKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []entry
+	for k := range lister.Keys() {
+		if !strings.HasPrefix(k, "vm.") {
+			continue
+		}
+		e, err := s.get(ctx, k)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // deleted since the listing
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+func (s *Store) get(ctx context.Context, k string) (entry, error) {
+	kve, err := s.kv.Get(ctx, k)
+	if err != nil {
+		return entry{}, err
+	}
+	var v VM
+	if err := json.Unmarshal(kve.Value(), &v); err != nil {
+		return entry{}, fmt.Errorf("pool %s: %w", k, err)
+	}
+	return entry{VM: v, rev: kve.Revision()}, nil
+}
+
+// Get reads one VM.
+func (s *Store) Get(ctx context.Context, id string) (entry, error) { return s.get(ctx, key(id)) }
+
+// Create adds a VM that must not exist yet.
+func (s *Store) Create(ctx context.Context, v VM) (entry, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return entry{}, err
+	}
+	rev, err := s.kv.Create(ctx, key(v.ID), b)
+	if err != nil {
+		return entry{}, fmt.Errorf("pool: add VM %s: %w", v.ID, err)
+	}
+	return entry{VM: v, rev: rev}, nil
+}
+
+// Update writes v over the entry read at e.rev: ErrConflict when it changed.
+func (s *Store) Update(ctx context.Context, e entry, v VM) (entry, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return entry{}, err
+	}
+	rev, err := s.kv.Update(ctx, key(v.ID), b, e.rev)
+	if isConflict(err) {
+		return entry{}, ErrConflict
+	}
+	if err != nil {
+		return entry{}, fmt.Errorf("pool: update VM %s: %w", v.ID, err)
+	}
+	return entry{VM: v, rev: rev}, nil
+}
+
+// Delete removes the entry read at e.rev: ErrConflict when it changed.
+func (s *Store) Delete(ctx context.Context, e entry) error {
+	err := s.kv.Delete(ctx, key(e.ID), jetstream.LastRevision(e.rev))
+	if isConflict(err) {
+		return ErrConflict
+	}
+	return err
+}
+
+func isConflict(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.Is(err, jetstream.ErrKeyExists) || (errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence)
+}

@@ -1,0 +1,228 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// NotFoundError is a lease the pool does not hold (ended, or never given).
+type NotFoundError struct{ Lease string }
+
+func (e *NotFoundError) Error() string { return "pool: no lease " + e.Lease }
+
+// Return ends a lease. A clean build's VM is recycled and waits idle for the
+// next lease; a VM returned after an OOM or an error, or whose cgroup
+// counted an OOM kill, or that fails to recycle, is destroyed.
+func (s *Service) Return(ctx context.Context, leaseID, outcome string) (Disposition, error) {
+	switch outcome {
+	case "ok", "oom", "error":
+	default:
+		return Disposition{}, &RequestError{Field: "outcome", Msg: fmt.Sprintf("%q: want ok, oom or error", outcome)}
+	}
+	e, err := s.byLease(ctx, leaseID)
+	if err != nil {
+		return Disposition{}, err
+	}
+	lease := *e.Lease
+	s.o.Metrics.returned(e.Tier, outcome, s.o.Now().Sub(lease.Started))
+	d := Disposition{VM: e.ID}
+	if outcome != "ok" {
+		d.Reason = "returned with outcome " + outcome
+		return d, s.retire(ctx, e, d.Reason)
+	}
+	v := e.VM
+	v.State, v.Since, v.Lease, v.Leases = StateRecycling, s.o.Now(), nil, v.Leases+1
+	if e, err = s.o.Store.Update(ctx, e, v); err != nil {
+		return d, err
+	}
+	if n, err := s.oomKills(ctx, v); err != nil || n > 0 {
+		d.Reason = fmt.Sprintf("its cgroup counted %d OOM kills (%v)", n, err)
+		return d, s.retire(ctx, e, d.Reason)
+	}
+	if _, err := s.recycle(ctx, v); err != nil {
+		d.Reason = "recycle failed: " + err.Error()
+		return d, s.retire(ctx, e, d.Reason)
+	}
+	v.State, v.Since = StateIdle, s.o.Now()
+	if _, err := s.o.Store.Update(ctx, e, v); err != nil {
+		return d, err
+	}
+	d.Kept, d.Reason = true, "recycled; idle until "+BilledUntil(v.Created, s.o.Now()).Add(-s.o.Policy.retireBefore()).UTC().Format(time.RFC3339)
+	return d, nil
+}
+
+func (s *Service) byLease(ctx context.Context, leaseID string) (entry, error) {
+	entries, err := s.o.Store.All(ctx)
+	if err != nil {
+		return entry{}, err
+	}
+	for _, e := range entries {
+		if e.State == StateLeased && e.Lease != nil && e.Lease.ID == leaseID {
+			return e, nil
+		}
+	}
+	return entry{}, &NotFoundError{Lease: leaseID}
+}
+
+// retire destroys a VM: claimed as retiring by compare-and-set (a VM
+// another replica claimed first is left to it), its server deleted, then
+// its entry. A failed delete leaves the entry retiring, for the next upkeep.
+func (s *Service) retire(ctx context.Context, e entry, reason string) error {
+	ctx = context.WithoutCancel(ctx)
+	v := e.VM
+	if v.State != StateRetiring {
+		v.State, v.Since = StateRetiring, s.o.Now()
+		var err error
+		if e, err = s.o.Store.Update(ctx, e, v); err != nil {
+			return err
+		}
+	}
+	if err := s.destroyMachine(ctx, v); err != nil {
+		s.o.Logger.Error("deleting a pool VM failed; the next upkeep retries", "vm", v.ID, "err", err)
+		return err
+	}
+	if err := s.o.Store.Delete(ctx, e); err != nil && !errors.Is(err, ErrConflict) {
+		return err
+	}
+	s.o.Logger.Info("pool VM retired", "vm", v.ID, "reason", reason, "leases", v.Leases)
+	s.publish(ctx, "retired", v, reason)
+	return nil
+}
+
+// List is every VM of the pool.
+func (s *Service) List(ctx context.Context) ([]VM, error) {
+	entries, err := s.o.Store.All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	vms := vmsOf(entries)
+	s.o.Metrics.observe(vms)
+	return vms, nil
+}
+
+// Drain retires every idle VM now, whatever its billed hour.
+func (s *Service) Drain(ctx context.Context) ([]string, error) {
+	entries, err := s.o.Store.All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	var errs []error
+	for _, e := range entries {
+		if e.State != StateIdle {
+			continue
+		}
+		if err := s.retire(ctx, e, "drained"); err != nil {
+			if !errors.Is(err, ErrConflict) {
+				errs = append(errs, err)
+			}
+			continue
+		}
+		out = append(out, e.ID)
+	}
+	return out, errors.Join(errs...)
+}
+
+// Upkeep retires what the policy says (expired leases, stuck VMs, idle VMs
+// at the end of their billed hour, VMs left retiring), creates idle VMs a
+// tier's MinIdle lacks, and reconciles the bucket with the servers.
+func (s *Service) Upkeep(ctx context.Context) error {
+	entries, err := s.o.Store.All(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, r := range s.o.Policy.Retire(s.o.Now(), vmsOf(entries)) {
+		if err := s.retire(ctx, find(entries, r.VM.ID), r.Reason); err != nil && !errors.Is(err, ErrConflict) {
+			errs = append(errs, err)
+		}
+	}
+	for _, e := range entries {
+		if e.State == StateRetiring && s.o.Now().Sub(e.Since) > time.Minute {
+			errs = append(errs, s.retire(ctx, e, "left retiring"))
+		}
+	}
+	for arch := range s.o.Clouds {
+		for tier, n := range s.o.Policy.Missing(vmsOf(entries), arch) {
+			for range n {
+				if _, err := s.create(ctx, Request{Tier: tier, Arch: arch}, nil, nil); err != nil {
+					errs = append(errs, fmt.Errorf("standby %s VM: %w", tier, err))
+				}
+			}
+		}
+	}
+	if _, err := s.Reconcile(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	s.o.Metrics.observe(vmsOf(entries))
+	return errors.Join(errs...)
+}
+
+// Reconcile compares the pool's servers (by label) with the bucket, both
+// ways: a server no entry names is an orphan (its creator died before
+// writing it, or its entry was removed) and is deleted; an entry whose
+// server is gone is removed. Live leases are kept. It returns what it
+// deleted.
+func (s *Service) Reconcile(ctx context.Context) ([]string, error) {
+	entries, err := s.o.Store.All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	known := map[string]entry{}
+	for _, e := range entries {
+		known[e.ID] = e
+	}
+	var out []string
+	var errs []error
+	for _, cloud := range s.o.Clouds {
+		ms, err := cloud.Machines(ctx, LabelPool+"="+s.o.Name)
+		if err != nil {
+			return out, err
+		}
+		for _, m := range ms {
+			id := m.Labels[LabelVM]
+			if _, ok := known[id]; ok {
+				delete(known, id)
+				continue
+			}
+			if err := cloud.DeleteMachine(ctx, m.ID); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			out = append(out, fmt.Sprintf("server %s (id %d): no entry", m.Name, m.ID))
+		}
+	}
+	for _, e := range known {
+		if e.ServerID == 0 {
+			continue // still being created, or will be found stuck
+		}
+		if err := s.o.Store.Delete(ctx, e); err != nil && !errors.Is(err, ErrConflict) {
+			errs = append(errs, err)
+			continue
+		}
+		out = append(out, fmt.Sprintf("entry %s: its server %d is gone", e.ID, e.ServerID))
+	}
+	for _, o := range out {
+		s.o.Logger.Warn("pool reconciled", "removed", o)
+	}
+	return out, errors.Join(errs...)
+}
+
+// Run does the upkeep every interval until ctx ends; a failed round is
+// logged and the next one tries again.
+func (s *Service) Run(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := s.Upkeep(ctx); err != nil && ctx.Err() == nil {
+				s.o.Logger.Error("pool upkeep", "err", err)
+			}
+		}
+	}
+}
