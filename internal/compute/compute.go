@@ -141,6 +141,9 @@ const (
 	LabelExpires   = "lian-build/expires" // unix seconds
 	LabelOwner     = "lian-build/owner"
 	LabelWorkspace = "lian-build/workspace"
+	// LabelActorClass is the actor's class (ci, ci_aux, human, agent): a
+	// pool keeps ci and session builds apart by it.
+	LabelActorClass = "lian-build/actor-class"
 )
 
 // Owner names this process as a lease owner, "<host>-pid-<pid>" in label

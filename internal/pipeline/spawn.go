@@ -8,10 +8,6 @@ import (
 	"github.com/lian-build/action/internal/sizing"
 )
 
-// LabelActorClass is the lease label of the actor's class (ci, ci_aux,
-// human, agent): a pool keeps ci and session builds apart by it.
-const LabelActorClass = "lian-build/actor-class"
-
 // leaseID names an attempt's runner (and its state clone).
 func leaseID(buildID string, attempt int) string { return fmt.Sprintf("%s-a%d", buildID, attempt) }
 
@@ -30,7 +26,7 @@ func (p *Pipeline) spawnRunner(ctx context.Context, req Request, attempt int, ti
 		State:    stateDir,
 		Expected: req.Expected,
 	}
-	lease.Labels[LabelActorClass] = string(req.Actor.Kind)
+	lease.Labels[compute.LabelActorClass] = string(req.Actor.Kind)
 	if req.Workspace != "" {
 		lease.Labels[compute.LabelWorkspace] = req.Workspace
 	}

@@ -14,10 +14,10 @@ BUILDKITD=/usr/local/bin/buildkitd
 SOCKET=/run/buildkit/buildkitd.sock
 LOG=/var/log/buildkitd.log
 KEYS=/root/.ssh/authorized_keys
+B=lian-build
 # A machine whose layout differs (the tests' runner hosts) says so here.
 [ -f /run/lian-build/runner.env ] && . /run/lian-build/runner.env
 CG=/sys/fs/cgroup
-B=lian-build
 STATS=/run/lian-build/stats
 
 die() { echo "recycle: $*" >&2; exit 1; }

@@ -17,7 +17,8 @@ const BuildCgroup = "lian-build"
 
 // StatsCommand prints the build cgroup's counters in one round trip, one
 // "== file" block per file, from the v2 tree or else the v1 one.
-var StatsCommand = fmt.Sprintf(`c=/sys/fs/cgroup; b=%[1]s
+var StatsCommand = fmt.Sprintf(`c=/sys/fs/cgroup; b=%[1]s; B=
+[ -f /run/lian-build/runner.env ] && . /run/lian-build/runner.env && b=${B:-$b}
 if [ -f $c/$b/memory.current ]; then set -- $b/memory.current $b/memory.peak $b/memory.events $b/cpu.stat
 elif [ -d $c/memory/$b ]; then set -- memory/$b/memory.usage_in_bytes memory/$b/memory.max_usage_in_bytes memory/$b/memory.oom_control cpuacct/$b/cpuacct.usage
 else echo "no $b cgroup under $c" >&2; exit 1; fi

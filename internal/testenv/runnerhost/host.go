@@ -133,8 +133,10 @@ func (h *Hosts) Start(ctx context.Context, spec fakehcloud.HostSpec) (string, er
 
 // startSSHD runs sshd in the host's network namespace and in a mount
 // namespace of its own, where the runner's socket directory is
-// /run/buildkit and the lease's cgroup is the machine's lian-build cgroup
-// (cgroup v1: under memory/ and cpuacct/; v2: at the root), as on a VM.
+// /run/buildkit, as on a VM. The machine's build cgroup is the lease's
+// (runner.env names it for the counters and the recycle script): a bind
+// mount of it over lian-build would break runc, which finds its cgroups by
+// the paths /proc/self/cgroup shows.
 func (hs *host) startSSHD(ip, socketDir string, keys []string) error {
 	if err := os.MkdirAll(hs.dir, 0o700); err != nil {
 		return err
@@ -172,16 +174,9 @@ func (hs *host) startSSHD(ip, socketDir string, keys []string) error {
 	}
 	// /run is the host's own (a tmpfs in its mount namespace): nothing it
 	// creates there shows on this machine.
-	// Every cgroup hierarchy's lian-build is the lease's cgroup there: what
-	// a RUN container's runc creates under lian-build/steps on this host is
-	// the lease's, and goes with it.
 	script := fmt.Sprintf(`mount -t tmpfs -o mode=755 tmpfs /run && mkdir -p /run/sshd /run/buildkit /run/lian-build && mount --bind %q /run/buildkit && mount --bind %q /root || exit 1
 cp %q /run/lian-build/runner.env || exit 1
-for c in /sys/fs/cgroup/*/ /sys/fs/cgroup/; do
-  [ -L "${c%%/}" ] && continue; [ "$c" = /sys/fs/cgroup/ ] && [ ! -f ${c}cgroup.controllers ] && continue
-  g=${c}lian-build; mkdir -p $g/%s 2>/dev/null || continue; mount --bind $g/%[4]s $g || exit 1
-done
-exec /usr/sbin/sshd -D -e -f %[5]q`, socketDir, home, filepath.Join(hs.dir, "runner.env"), hs.lease, filepath.Join(hs.dir, "sshd_config"))
+exec /usr/sbin/sshd -D -e -f %q`, socketDir, home, filepath.Join(hs.dir, "runner.env"), filepath.Join(hs.dir, "sshd_config"))
 	// nsenter, not `ip netns exec`: that remounts /sys, hiding the cgroup tree.
 	cmd := exec.Command("nsenter", "--net=/run/netns/"+hs.ns, "unshare", "--mount", "--propagation", "private", "sh", "-c", script)
 	logf, err := os.Create(filepath.Join(hs.dir, "sshd.log"))
@@ -213,10 +208,13 @@ func (hs *host) writeLayout(buildkitd string, insecure []string) error {
 		return err
 	}
 	cfg := filepath.Join(hs.dir, "buildkitd.toml")
-	if err := os.WriteFile(cfg, []byte(local.BuildkitdConfig(filepath.Join(hs.dir, "buildkit"), remote.DefaultSocket, "lian-build/steps", insecure)), 0o600); err != nil {
+	// The machine's build cgroup is the lease's (it holds the server
+	// type's memory): lian-build/<lease>, not a VM's lian-build.
+	cg := "lian-build/" + hs.lease
+	if err := os.WriteFile(cfg, []byte(local.BuildkitdConfig(filepath.Join(hs.dir, "buildkit"), remote.DefaultSocket, cg+"/steps", insecure)), 0o600); err != nil {
 		return err
 	}
-	env := fmt.Sprintf("ROOT=%q\nCONFIG=%q\nBUILDKITD=%q\nLOG=%q\n", filepath.Join(hs.dir, "buildkit"), cfg, bin, filepath.Join(hs.dir, "buildkitd.log"))
+	env := fmt.Sprintf("ROOT=%q\nCONFIG=%q\nBUILDKITD=%q\nLOG=%q\nB=%q\n", filepath.Join(hs.dir, "buildkit"), cfg, bin, filepath.Join(hs.dir, "buildkitd.log"), cg)
 	return os.WriteFile(filepath.Join(hs.dir, "runner.env"), []byte(env), 0o600)
 }
 

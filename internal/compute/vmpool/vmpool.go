@@ -1,0 +1,170 @@
+// Package vmpool is the compute provider that leases runners from a VM
+// pool service (internal/pool) instead of creating them: the pool hands out
+// a machine of the tier, with a key of the lease's own and the host key to
+// pin, and takes it back at Destroy with the build's outcome.
+package vmpool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/lian-build/action/internal/compute"
+	"github.com/lian-build/action/internal/compute/remote"
+	"github.com/lian-build/action/internal/compute/sshx"
+	"github.com/lian-build/action/internal/pool"
+	"github.com/lian-build/action/internal/sizing"
+)
+
+// Option names (compute.Config.Options).
+const (
+	OptURL   = "url"
+	OptToken = "token"
+	OptArch  = "arch"
+)
+
+type factory struct{}
+
+func init() { compute.Register(factory{}) }
+
+func (factory) Name() string        { return "vm-pool" }
+func (factory) Tiers() sizing.Table { return sizing.HCloud }
+func (factory) Options() []string   { return []string{OptURL, OptToken, OptArch} }
+
+func (factory) New(cfg compute.Config) (compute.Provider, error) {
+	if cfg.Options[OptURL] == "" {
+		return nil, &compute.OptionError{Option: OptURL, Err: errors.New("the pool's URL is required")}
+	}
+	if cfg.Options[OptToken] == "" {
+		return nil, &compute.OptionError{Option: OptToken, Err: errors.New("the pool's bearer token is required")}
+	}
+	arch := cfg.Options[OptArch]
+	if arch == "" {
+		arch = "arm"
+	}
+	return &Provider{c: &pool.Client{URL: cfg.Options[OptURL], Token: cfg.Options[OptToken]}, arch: arch}, nil
+}
+
+// Provider leases runners from a pool.
+type Provider struct {
+	c    *pool.Client
+	arch string
+}
+
+func (p *Provider) Name() string        { return "vm-pool" }
+func (p *Provider) Tiers() sizing.Table { return sizing.HCloud }
+func (p *Provider) Note() string        { return "" }
+
+// Spawn leases a machine and connects to its buildkitd with the lease's key,
+// pinning the host key the pool pinned; a lease it cannot use goes back
+// as an error (the pool destroys the machine).
+func (p *Provider) Spawn(ctx context.Context, tier sizing.Tier, lease compute.Lease) (compute.Runner, error) {
+	if lease.State != "" {
+		return nil, errors.New("vm-pool: runner state from a state store is not supported (pool machines are recycled empty)")
+	}
+	start := time.Now()
+	g, err := p.c.Lease(ctx, pool.Request{Tier: tier.Name, Arch: p.arch, Workspace: lease.Labels[compute.LabelWorkspace],
+		Class: lease.Labels[compute.LabelActorClass], Build: lease.Labels["lian-build/build"],
+		ExpectedSeconds: int64(lease.Expected / time.Second), TTLSeconds: int64(lease.TTL / time.Second)})
+	if err != nil {
+		return nil, err
+	}
+	leased := time.Now()
+	r := &runner{p: p, lease: lease, g: g, outcome: compute.OutcomeError}
+	conn, err := dial(ctx, g)
+	if err != nil {
+		return nil, errors.Join(err, r.Destroy(context.WithoutCancel(ctx)))
+	}
+	r.SSH, r.Socket, r.Name = conn, g.Socket, "pool VM "+g.VM
+	if err := r.WaitBuildkitd(ctx, 100*time.Millisecond); err != nil {
+		return nil, errors.Join(err, r.Destroy(context.WithoutCancel(ctx)))
+	}
+	r.spawn = compute.SpawnTimes{CreateMS: leased.Sub(start).Milliseconds(), ReadyMS: time.Since(leased).Milliseconds()}
+	r.created = start
+	return r, nil
+}
+
+func dial(ctx context.Context, g pool.Grant) (*sshx.Conn, error) {
+	signer, err := ssh.ParsePrivateKey([]byte(g.Key))
+	if err != nil {
+		return nil, fmt.Errorf("vm-pool: the lease's key: %w", err)
+	}
+	hk, _, _, _, err := ssh.ParseAuthorizedKey([]byte(g.HostKey))
+	if err != nil {
+		return nil, fmt.Errorf("vm-pool: the VM's host key: %w", err)
+	}
+	return sshx.Dial(ctx, sshx.Config{Addr: g.Addr, User: g.User, Signer: signer, HostKey: hk, Timeout: 15 * time.Second})
+}
+
+// List is the pool's leased VMs.
+func (p *Provider) List(ctx context.Context) ([]compute.RunnerInfo, error) {
+	vms, err := p.c.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []compute.RunnerInfo
+	for _, v := range vms {
+		i := compute.RunnerInfo{ID: v.ID, Provider: "vm-pool", Tier: v.Tier, Server: fmt.Sprintf("%s (id %d, %s)", v.ID, v.ServerID, v.State),
+			Type: v.Type, Location: v.Location, Address: v.Addr, Created: v.Created}
+		if v.Lease != nil {
+			i.ID, i.Expires = v.Lease.ID, v.Lease.Expires
+		}
+		out = append(out, i)
+	}
+	return out, nil
+}
+
+// GC reaps nothing here: the pool reclaims expired leases itself.
+func (p *Provider) GC(context.Context) ([]compute.RunnerInfo, error) { return nil, nil }
+
+type runner struct {
+	p       *Provider
+	lease   compute.Lease
+	g       pool.Grant
+	created time.Time
+	spawn   compute.SpawnTimes
+	remote.Conn
+
+	mu      sync.Mutex
+	outcome compute.Outcome
+
+	once       sync.Once
+	destroyErr error
+}
+
+func (r *runner) Info() compute.RunnerInfo {
+	return compute.RunnerInfo{ID: r.lease.ID, Provider: "vm-pool", Tier: r.g.Tier, Type: r.g.Type, Location: r.g.Location,
+		Server:  fmt.Sprintf("%s (id %d, lease %s, reused %v)", r.g.VM, r.g.ServerID, r.g.LeaseID, r.g.Reused),
+		Address: "ssh://" + r.g.Addr + r.g.Socket, Owner: r.lease.Owner, Created: r.created, Expires: r.g.Expires, Spawn: r.spawn}
+}
+
+// SetOutcome records how the build ended, for the return.
+func (r *runner) SetOutcome(o compute.Outcome) {
+	r.mu.Lock()
+	r.outcome = o
+	r.mu.Unlock()
+}
+
+// Destroy closes the connection and returns the lease with its outcome;
+// the pool recycles or destroys the machine.
+func (r *runner) Destroy(ctx context.Context) error {
+	r.once.Do(func() {
+		if r.SSH != nil {
+			_ = r.SSH.Close()
+		}
+		r.mu.Lock()
+		o := r.outcome
+		r.mu.Unlock()
+		_, err := r.p.c.Return(ctx, r.g.LeaseID, string(o))
+		var ae *pool.APIError
+		if errors.As(err, &ae) && ae.Status == 404 {
+			err = nil // the pool reclaimed it already
+		}
+		r.destroyErr = err
+	})
+	return r.destroyErr
+}

@@ -1,0 +1,164 @@
+package pool_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/lian-build/action/internal/buildkit"
+	"github.com/lian-build/action/internal/compute"
+	"github.com/lian-build/action/internal/compute/hcloud"
+	"github.com/lian-build/action/internal/compute/local"
+	"github.com/lian-build/action/internal/pipeline"
+	"github.com/lian-build/action/internal/pool"
+	"github.com/lian-build/action/internal/testenv"
+	"github.com/lian-build/action/internal/testenv/fakehcloud"
+	"github.com/lian-build/action/internal/testenv/runnerhost"
+
+	_ "github.com/lian-build/action/internal/compute/vmpool" // registers vm-pool
+)
+
+const (
+	hcToken   = "hc-P00L-T0KEN-71"
+	poolToken = "pool-BEARER-9d2f"
+)
+
+// world is a pool service on the fake Hetzner API (whose servers are
+// runner hosts: a netns, sshd, buildkitd in a cgroup) and an embedded
+// NATS, behind its HTTP API, and a pipeline on the vm-pool provider.
+type world struct {
+	hosts  *runnerhost.Hosts
+	fake   *fakehcloud.Fake
+	local  *local.Provider
+	js     jetstream.JetStream
+	svc    *pool.Service
+	srv    *httptest.Server
+	client *pool.Client
+	signer ssh.Signer
+	pl     *pipeline.Pipeline
+	base   buildkit.NamedContext
+}
+
+type worldConfig struct {
+	tierMemory map[string]int64
+	policy     pool.Policy
+	hosts      bool // runner hosts behind the servers (false: unroutable servers)
+}
+
+func newWorld(t *testing.T, cfg worldConfig) *world {
+	w := &world{}
+	var hosts fakehcloud.Hosts
+	if cfg.hosts {
+		testenv.Require(t)
+		testenv.StartSSHD(t)
+		if _, err := exec.LookPath("ip"); err != nil {
+			t.Fatal("iproute2 is needed for runner hosts")
+		}
+		opts := testenv.HostOptions(t, cfg.tierMemory)
+		w.hosts = &runnerhost.Hosts{Options: opts, Dir: t.TempDir()}
+		hosts = w.hosts
+		var err error
+		if w.local, err = local.New(opts); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.fake = fakehcloud.New(hcToken, hosts)
+	t.Cleanup(w.fake.Close)
+	ns := testenv.StartNATS(t, true)
+	var err error
+	if w.js, err = jetstream.New(testenv.ConnectNATS(t, ns)); err != nil {
+		t.Fatal(err)
+	}
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	if w.signer, err = ssh.NewSignerFromKey(priv); err != nil {
+		t.Fatal(err)
+	}
+	w.svc = w.service(t, cfg.policy)
+	w.srv = httptest.NewServer(w.svc.Handler(pool.HandlerOptions{Token: poolToken, Timeout: 2 * time.Minute}))
+	t.Cleanup(w.srv.Close)
+	w.client = &pool.Client{URL: w.srv.URL, Token: poolToken}
+	prov, err := compute.New("vm-pool", compute.Config{Options: map[string]string{"url": w.srv.URL, "token": poolToken}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.pl, err = pipeline.New(pipeline.Config{Provider: prov, SpawnTimeout: 2 * time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.hosts {
+		w.base, _ = buildkit.ParseNamedContext("base=oci-layout://" + testenv.BaseLayout(t))
+	}
+	return w
+}
+
+// service is a pool service (a replica) on the world's API, key and NATS.
+func (w *world) service(t *testing.T, policy pool.Policy) *pool.Service {
+	ctx := context.Background()
+	hc, err := hcloud.New(hcloud.Settings{Token: hcToken, Endpoint: w.fake.Endpoint(), PollEvery: 100 * time.Millisecond, Locations: []string{"fsn1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := pool.OpenStore(ctx, w.js, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := pool.New(pool.Options{Name: "test", Policy: policy, Clouds: map[string]pool.Cloud{"arm": hc}, Signer: w.signer,
+		Store: store, Metrics: pool.NewMetrics(prometheus.NewRegistry()), WaitPoll: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return svc
+}
+
+// build runs dockerfile through the pipeline on the vm-pool provider.
+func (w *world) build(t *testing.T, dockerfile string, edit func(*pipeline.Request)) (pipeline.Result, error, string) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(dockerfile), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var progress strings.Builder
+	req := pipeline.Request{Workspace: "e2e", Build: buildkit.Options{
+		ContextDir: dir, NamedContexts: []buildkit.NamedContext{w.base}, Progress: "plain", ProgressOut: &progress}}
+	if edit != nil {
+		edit(&req)
+	}
+	res, err := w.pl.Run(context.Background(), req)
+	return res, err, progress.String()
+}
+
+// drainAndCheck retires every idle VM and checks nothing is left: no
+// server, no key but the pool's own, no network namespace, no runner host.
+func (w *world) drainAndCheck(t *testing.T) {
+	t.Helper()
+	if _, err := w.client.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if vms, err := w.client.List(context.Background()); err != nil || len(vms) != 0 {
+		t.Errorf("VMs left after drain: %+v %v", vms, err)
+	}
+	if s, k := w.fake.Counts(); s != 0 || k != 1 {
+		t.Errorf("left %d servers and %d keys (want 0 and the pool's own)", s, k)
+	}
+	out, _ := exec.Command("ip", "netns", "list").CombinedOutput()
+	if strings.Contains(string(out), runnerhost.Prefix()) {
+		t.Errorf("network namespaces left: %s", out)
+	}
+	if w.local != nil {
+		if infos, err := w.local.List(context.Background()); err != nil || len(infos) != 0 {
+			t.Errorf("runner hosts' buildkitds left: %v %v", infos, err)
+		}
+	}
+}
