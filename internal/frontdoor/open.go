@@ -17,6 +17,7 @@ import (
 	"github.com/lian-build/action/internal/compute"
 	_ "github.com/lian-build/action/internal/compute/hcloud" // registers the hcloud provider
 	"github.com/lian-build/action/internal/compute/local"    // registers the local provider; ParseSize
+	_ "github.com/lian-build/action/internal/compute/vmpool" // registers the vm-pool provider
 	"github.com/lian-build/action/internal/events"
 	"github.com/lian-build/action/internal/metrics"
 	"github.com/lian-build/action/internal/pipeline"
@@ -47,6 +48,7 @@ func (r *Runtime) Close() {
 var providerOptions = map[string]string{
 	"state-dir": "state-dir", "buildkitd": "buildkitd", "tier-memory": "local-tier-memory",
 	"token": "hcloud-token", "endpoint": "hcloud-endpoint", "location": "hcloud-location", "image": "hcloud-image", "arch": "platforms",
+	"pool-url": "pool-url", "pool-token": "pool-token",
 }
 
 // providerName is the provider the settings name (default local).
@@ -70,7 +72,8 @@ func (s Settings) Tiers() (sizing.Table, error) {
 // providerValues are the values of every provider option the settings give.
 func (s Settings) providerValues() (map[string]string, error) {
 	v := map[string]string{"state-dir": s.Local.StateDir, "buildkitd": s.Local.Buildkitd, "tier-memory": s.Local.TierMemory,
-		"token": s.HCloud.Token, "endpoint": s.HCloud.Endpoint, "location": s.HCloud.Locations, "image": s.HCloud.Image}
+		"token": s.HCloud.Token, "endpoint": s.HCloud.Endpoint, "location": s.HCloud.Locations, "image": s.HCloud.Image,
+		"pool-url": s.Pool.URL, "pool-token": s.Pool.Token}
 	if v["buildkitd"] == "" {
 		v["buildkitd"] = DefaultBuildkitd()
 	}
@@ -83,6 +86,16 @@ func (s Settings) providerValues() (map[string]string, error) {
 	}
 	if v["token"] == "" {
 		v["token"] = os.Getenv("HCLOUD_TOKEN")
+	}
+	if s.Pool.TokenFile != "" {
+		tok, err := ReadSecretFile(s.name("pool-token-file"), s.Pool.TokenFile)
+		if err != nil {
+			return nil, err
+		}
+		v["pool-token"] = tok
+	}
+	if v["pool-token"] == "" {
+		v["pool-token"] = os.Getenv("LIAN_POOL_TOKEN")
 	}
 	if v["endpoint"] == "" {
 		v["endpoint"] = os.Getenv("HCLOUD_ENDPOINT")

@@ -75,6 +75,7 @@ type Settings struct {
 
 	Local  LocalSettings
 	HCloud HCloudSettings
+	Pool   PoolSettings
 	Given  map[string]bool
 	// Names maps a setting ("build-args") to what the user calls it in this
 	// front door ("--build-arg", the input build-args, settings: build_args),
@@ -116,6 +117,14 @@ type HCloudSettings struct {
 	Endpoint  string // HCLOUD_ENDPOINT: another API URL (the fake, a proxy)
 	Locations string // comma-separated, tried in order
 	Image     string // image name, or label:KEY=VALUE for a snapshot
+}
+
+// PoolSettings configure the vm-pool provider. The token comes from a
+// file, the environment (LIAN_POOL_TOKEN) or a masked input, never a flag.
+type PoolSettings struct {
+	URL       string
+	Token     string
+	TokenFile string
 }
 
 // LocalSettings configure the local compute provider.

@@ -88,7 +88,7 @@ func newWorld(t *testing.T, cfg worldConfig) *world {
 	w.srv = httptest.NewServer(w.svc.Handler(pool.HandlerOptions{Token: poolToken, Timeout: 2 * time.Minute}))
 	t.Cleanup(w.srv.Close)
 	w.client = &pool.Client{URL: w.srv.URL, Token: poolToken}
-	prov, err := compute.New("vm-pool", compute.Config{Options: map[string]string{"url": w.srv.URL, "token": poolToken}})
+	prov, err := compute.New("vm-pool", compute.Config{Options: map[string]string{"pool-url": w.srv.URL, "pool-token": poolToken}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"time"
 
@@ -22,8 +23,8 @@ import (
 
 // Option names (compute.Config.Options).
 const (
-	OptURL   = "url"
-	OptToken = "token"
+	OptURL   = "pool-url"
+	OptToken = "pool-token"
 	OptArch  = "arch"
 )
 
@@ -159,12 +160,30 @@ func (r *runner) Destroy(ctx context.Context) error {
 		r.mu.Lock()
 		o := r.outcome
 		r.mu.Unlock()
-		_, err := r.p.c.Return(ctx, r.g.LeaseID, string(o))
-		var ae *pool.APIError
-		if errors.As(err, &ae) && ae.Status == 404 {
-			err = nil // the pool reclaimed it already
-		}
-		r.destroyErr = err
+		r.destroyErr = r.p.giveBack(ctx, r.g.LeaseID, o)
 	})
 	return r.destroyErr
+}
+
+// giveBack returns a lease, trying again while the pool cannot be reached
+// or answers 5xx (it restarts, or fails over to another replica) until ctx
+// ends. A lease the pool no longer holds was reclaimed already: done.
+func (p *Provider) giveBack(ctx context.Context, leaseID string, o compute.Outcome) error {
+	wait := 250 * time.Millisecond
+	for {
+		_, err := p.c.Return(ctx, leaseID, string(o))
+		var ae *pool.APIError
+		switch {
+		case err == nil || errors.As(err, &ae) && ae.Status == http.StatusNotFound:
+			return nil
+		case ae != nil && ae.Status < 500:
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("vm-pool: return lease %s: %w (the pool reclaims it when it expires)", leaseID, err)
+		case <-time.After(wait):
+			wait = min(2*wait, 5*time.Second)
+		}
+	}
 }
