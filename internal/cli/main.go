@@ -30,6 +30,8 @@ usage:
   lian-build catalog check [DIR]     a lamina catalog's workflow.ncl files (--check-dag: bases, cycles, names)
   lian-build catalog build [DIR] [LAYER…]  build, verify and promote a catalog's layers (--registry HOST/PREFIX)
   lian-build catalog test [DIR] --layer NAME  build and verify a layer and its bases, promote nothing
+  lian-build pool serve              a VM pool: lease Hetzner runners, reuse them within the billed hour
+  lian-build pool ls|drain           a pool's VMs and leases; retire every idle VM (--pool-url)
   lian-build version                 the lian-build and BuildKit versions (also --version)
 
 Exit codes: 0 success, 1 build failed, 2 bad input, 3 out of memory on every
@@ -72,6 +74,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runState(ctx, args[1:], stdout, stderr)
 	case "catalog":
 		err = runCatalog(ctx, args[1:], stdout, stderr, log)
+	case "pool":
+		err = runPool(ctx, args[1:], stdout, stderr, log)
 	case "spec":
 		err = runSpec(ctx, args[1:], stdout, stderr)
 	case "sizing":

@@ -38,16 +38,17 @@ const (
 // runner hosts: a netns, sshd, buildkitd in a cgroup) and an embedded
 // NATS, behind its HTTP API, and a pipeline on the vm-pool provider.
 type world struct {
-	hosts  *runnerhost.Hosts
-	fake   *fakehcloud.Fake
-	local  *local.Provider
-	js     jetstream.JetStream
-	svc    *pool.Service
-	srv    *httptest.Server
-	client *pool.Client
-	signer ssh.Signer
-	pl     *pipeline.Pipeline
-	base   buildkit.NamedContext
+	hosts   *runnerhost.Hosts
+	fake    *fakehcloud.Fake
+	local   *local.Provider
+	js      jetstream.JetStream
+	natsURL string
+	svc     *pool.Service
+	srv     *httptest.Server
+	client  *pool.Client
+	signer  ssh.Signer
+	pl      *pipeline.Pipeline
+	base    buildkit.NamedContext
 }
 
 type worldConfig struct {
@@ -76,6 +77,7 @@ func newWorld(t *testing.T, cfg worldConfig) *world {
 	w.fake = fakehcloud.New(hcToken, hosts)
 	t.Cleanup(w.fake.Close)
 	ns := testenv.StartNATS(t, true)
+	w.natsURL = ns.ClientURL()
 	var err error
 	if w.js, err = jetstream.New(testenv.ConnectNATS(t, ns)); err != nil {
 		t.Fatal(err)
@@ -141,7 +143,11 @@ func (w *world) build(t *testing.T, dockerfile string, edit func(*pipeline.Reque
 
 // drainAndCheck retires every idle VM and checks nothing is left: no
 // server, no key but the pool's own, no network namespace, no runner host.
-func (w *world) drainAndCheck(t *testing.T) {
+func (w *world) drainAndCheck(t *testing.T) { w.drainAndCheckKeys(t, 1) }
+
+// drainAndCheckKeys is drainAndCheck where keys pool keys are registered
+// (one per service key: they stay, as a deploy key does).
+func (w *world) drainAndCheckKeys(t *testing.T, keys int) {
 	t.Helper()
 	if _, err := w.client.Drain(context.Background()); err != nil {
 		t.Fatal(err)
@@ -149,8 +155,8 @@ func (w *world) drainAndCheck(t *testing.T) {
 	if vms, err := w.client.List(context.Background()); err != nil || len(vms) != 0 {
 		t.Errorf("VMs left after drain: %+v %v", vms, err)
 	}
-	if s, k := w.fake.Counts(); s != 0 || k != 1 {
-		t.Errorf("left %d servers and %d keys (want 0 and the pool's own)", s, k)
+	if s, k := w.fake.Counts(); s != 0 || k != keys {
+		t.Errorf("left %d servers and %d keys (want 0 and the pools' own %d)", s, k, keys)
 	}
 	out, _ := exec.Command("ip", "netns", "list").CombinedOutput()
 	if strings.Contains(string(out), runnerhost.Prefix()) {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -86,7 +87,9 @@ func New(o Options) (*Service, error) {
 // Start registers the pool's key and reconciles the bucket with the servers.
 func (s *Service) Start(ctx context.Context) error {
 	for _, c := range s.o.Clouds {
-		id, err := c.EnsureKey(ctx, "lian-build-pool-"+s.o.Name, s.o.Signer.PublicKey(), map[string]string{LabelPool: s.o.Name})
+		fp := strings.TrimPrefix(ssh.FingerprintSHA256(s.o.Signer.PublicKey()), "SHA256:")
+		name := "lian-build-pool-" + s.o.Name + "-" + fp[:8]
+		id, err := c.EnsureKey(ctx, name, s.o.Signer.PublicKey(), map[string]string{LabelPool: s.o.Name})
 		if err != nil {
 			return err
 		}

@@ -2,6 +2,8 @@ package hcloud
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/json"
 	"regexp"
 	"strings"
@@ -10,6 +12,7 @@ import (
 
 	hc "github.com/hetznercloud/hcloud-go/v2/hcloud"
 	"github.com/hetznercloud/hcloud-go/v2/hcloud/schema"
+	"golang.org/x/crypto/ssh"
 
 	"github.com/lian-build/action/internal/compute"
 	"github.com/lian-build/action/internal/sizing"
@@ -121,7 +124,7 @@ func TestGCByLabels(t *testing.T) {
 	mk := func(id string, exp time.Time, withServer bool) {
 		l := compute.Lease{ID: id, TTL: time.Until(exp)}
 		labels := l.LabelSet(time.Now())
-		key, _, err := p.c.SSHKey.Create(ctx, hc.SSHKeyCreateOpts{Name: id, PublicKey: "ssh-ed25519 AAAA " + id, Labels: labels})
+		key, _, err := p.c.SSHKey.Create(ctx, hc.SSHKeyCreateOpts{Name: id, PublicKey: newPublicKey(t), Labels: labels})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -154,4 +157,18 @@ func TestGCByLabels(t *testing.T) {
 	if s, k := f.Counts(); s != 2 || k != 1 {
 		t.Fatalf("after gc: %d servers (want live and not-ours), %d keys (want live's)", s, k)
 	}
+}
+
+// newPublicKey is a fresh ed25519 key in authorized_keys format (the API
+// refuses anything else).
+func newPublicKey(t *testing.T) string {
+	pub, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := ssh.NewPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k)))
 }

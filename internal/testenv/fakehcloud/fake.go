@@ -9,7 +9,6 @@ package fakehcloud
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -21,6 +20,7 @@ import (
 	"time"
 
 	"github.com/hetznercloud/hcloud-go/v2/hcloud/schema"
+	"golang.org/x/crypto/ssh"
 )
 
 // Request is one recorded API request.
@@ -362,7 +362,7 @@ func (f *Fake) sshKeys(w http.ResponseWriter, r *http.Request, p string, q map[s
 	case r.Method == http.MethodGet && p == "/ssh_keys":
 		var out []schema.SSHKey
 		for _, k := range f.keys {
-			if matches(q, k.Name, k.Labels) {
+			if matches(q, k.Name, k.Labels) && (first(q["fingerprint"]) == "" || first(q["fingerprint"]) == k.Fingerprint) {
 				out = append(out, *k)
 			}
 		}
@@ -379,7 +379,12 @@ func (f *Fake) sshKeys(w http.ResponseWriter, r *http.Request, p string, q map[s
 				return
 			}
 		}
-		k := &schema.SSHKey{ID: f.id(), Name: req.Name, PublicKey: req.PublicKey, Fingerprint: fmt.Sprintf("fp-%d", f.nextID), Created: time.Now()}
+		pub, _, _, _, err := ssh.ParseAuthorizedKey([]byte(req.PublicKey))
+		if err != nil {
+			writeError(w, 400, "invalid_input", "invalid public key")
+			return
+		}
+		k := &schema.SSHKey{ID: f.id(), Name: req.Name, PublicKey: req.PublicKey, Fingerprint: ssh.FingerprintLegacyMD5(pub), Created: time.Now()}
 		if req.Labels != nil {
 			k.Labels = *req.Labels
 		}

@@ -23,7 +23,7 @@ func TestFakeSpeaksHcloudGo(t *testing.T) {
 	if err != nil || im == nil {
 		t.Fatalf("image: %v %v", im, err)
 	}
-	key, _, err := c.SSHKey.Create(ctx, hcloud.SSHKeyCreateOpts{Name: "k1", PublicKey: "ssh-ed25519 AAAA test", Labels: map[string]string{"lian-build/lease": "l1"}})
+	key, _, err := c.SSHKey.Create(ctx, hcloud.SSHKeyCreateOpts{Name: "k1", PublicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB7JD1o6qRHuv+4r/6nNq3TLb6cY7Wq2T4YVoTtP4xjX test", Labels: map[string]string{"lian-build/lease": "l1"}})
 	if err != nil {
 		t.Fatal(err)
 	}

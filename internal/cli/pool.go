@@ -1,0 +1,175 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/lian-build/action/internal/compute/hcloud"
+	"github.com/lian-build/action/internal/frontdoor"
+	"github.com/lian-build/action/internal/pool"
+)
+
+// poolClientSettings are the flags of `pool ls|drain`; serve adds the hcloud ones.
+var (
+	poolClientSettings = []string{"pool-url", "pool-token-file"}
+	poolHCloudSettings = []string{"hcloud-token-file", "hcloud-endpoint", "hcloud-location", "hcloud-image", "insecure-registries", "nats-url", "events-prefix"}
+)
+
+// runPool is `lian-build pool serve|ls|drain`.
+func runPool(ctx context.Context, args []string, stdout, stderr io.Writer, log *slog.Logger) error {
+	if len(args) == 0 {
+		return usageErr("usage: lian-build pool serve|ls|drain [flags]")
+	}
+	switch args[0] {
+	case "serve":
+		return poolServe(ctx, args[1:], stderr, log)
+	case "ls", "drain":
+		return poolClientCommand(ctx, args[0], args[1:], stdout, stderr)
+	}
+	return usageErr("pool: unknown command %q (serve, ls, drain)", args[0])
+}
+
+func poolClientCommand(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("lian-build pool "+cmd, stderr)
+	s := frontdoor.Settings{Names: cliNames(frontdoor.SettingsTable())}
+	registerSettings(fs, frontdoor.SettingsTable(), &s, poolClientSettings)
+	if _, err := parseInterspersed(fs, args); err != nil {
+		return flagErr(err)
+	}
+	c, err := poolClient(s)
+	if err != nil {
+		return err
+	}
+	if cmd == "drain" {
+		ids, err := c.Drain(ctx)
+		for _, id := range ids {
+			fmt.Fprintf(stdout, "retired %s\n", id)
+		}
+		if err == nil && len(ids) == 0 {
+			fmt.Fprintln(stdout, "no idle VM")
+		}
+		return err
+	}
+	vms, err := c.List(ctx)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "VM\tSERVER\tTIER\tSTATE\tLEASE\tLEASES\tBILLED UNTIL")
+	for _, v := range vms {
+		lease := "-"
+		if v.Lease != nil {
+			lease = fmt.Sprintf("%s (%s, until %s)", v.Lease.ID, v.Lease.Class, v.Lease.Expires.UTC().Format(time.TimeOnly))
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d\t%s\n", v.ID, v.ServerID, v.Tier, v.State, lease, v.Leases, pool.BilledUntil(v.Created, time.Now()).UTC().Format(time.TimeOnly))
+	}
+	return tw.Flush()
+}
+
+func poolClient(s frontdoor.Settings) (*pool.Client, error) {
+	if s.Pool.URL == "" {
+		return nil, usageErr("--pool-url (or $LIAN_POOL_URL) is required")
+	}
+	tok := os.Getenv("LIAN_POOL_TOKEN")
+	if s.Pool.TokenFile != "" {
+		var err error
+		if tok, err = frontdoor.ReadSecretFile("--pool-token-file", s.Pool.TokenFile); err != nil {
+			return nil, err
+		}
+	}
+	if tok == "" {
+		return nil, usageErr("--pool-token-file (or $LIAN_POOL_TOKEN) is required")
+	}
+	return &pool.Client{URL: s.Pool.URL, Token: tok}, nil
+}
+
+// poolFlags are serve's own flags.
+type poolFlags struct {
+	listen, tokenFile, name, keyFile, archs, minIdle, maxVMs string
+	retireBefore, upkeep                                     time.Duration
+	separate                                                 bool
+}
+
+func poolServe(ctx context.Context, args []string, stderr io.Writer, log *slog.Logger) error {
+	fs := newFlagSet("lian-build pool serve", stderr)
+	s := frontdoor.Settings{Names: cliNames(frontdoor.SettingsTable())}
+	registerSettings(fs, frontdoor.SettingsTable(), &s, poolHCloudSettings)
+	var f poolFlags
+	registerPoolFlags(fs, &f)
+	if _, err := parseInterspersed(fs, args); err != nil {
+		return flagErr(err)
+	}
+	o, err := serveOptions(s, f)
+	if err != nil {
+		return err
+	}
+	if os.Getenv("LIAN_LOG_LEVEL") == "" {
+		// A service says what it does; a build command only what goes wrong.
+		log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+	o.Logger = log
+	return pool.Serve(ctx, o)
+}
+
+func registerPoolFlags(fs *flag.FlagSet, f *poolFlags) {
+	fs.StringVar(&f.listen, "listen", "127.0.0.1:8090", "address of the pool's API")
+	fs.StringVar(&f.tokenFile, "token-file", "", "file holding the API's bearer token (required; or $LIAN_POOL_TOKEN)")
+	fs.StringVar(&f.name, "name", "default", "the pool's name: its servers' label and its KV bucket")
+	fs.StringVar(&f.keyFile, "ssh-key-file", "", "the pool's own SSH key, created when missing (required)")
+	fs.StringVar(&f.archs, "arch", "arm", "architectures served: arm (cax), x86 (cpx), or arm,x86")
+	fs.StringVar(&f.minIdle, "min-idle", "", "idle VMs each tier keeps ready, e.g. cax11=1,cax21=1")
+	fs.StringVar(&f.maxVMs, "max-vms", "", "most VMs of a tier, leased or not, e.g. cax41=2")
+	fs.DurationVar(&f.retireBefore, "retire-before", 3*time.Minute, "retire an idle VM this long before its next billed hour")
+	fs.DurationVar(&f.upkeep, "upkeep-every", 30*time.Second, "how often expired leases, idle VMs and orphans are looked at")
+	fs.BoolVar(&f.separate, "separate-classes", false, "keep ci and session (human, agent) leases on separate VMs")
+}
+
+func serveOptions(s frontdoor.Settings, f poolFlags) (pool.ServeOptions, error) {
+	o := pool.ServeOptions{Listen: f.listen, Name: f.name, NatsURL: s.NatsURL, EventsPrefix: s.EventsPrefix, KeyFile: f.keyFile, UpkeepEvery: f.upkeep,
+		Archs: strings.Split(f.archs, ","), Policy: pool.Policy{RetireBefore: f.retireBefore, SeparateClasses: f.separate}}
+	if o.NatsURL == "" {
+		return o, usageErr("--nats-url is required: the pool keeps its VMs and leases in JetStream KV")
+	}
+	var err error
+	if o.Token, err = secretFrom("--token-file", f.tokenFile, "LIAN_POOL_TOKEN"); err != nil {
+		return o, err
+	}
+	hcTok, err := secretFrom("--hcloud-token-file", s.HCloud.TokenFile, "HCLOUD_TOKEN")
+	if err != nil {
+		return o, err
+	}
+	o.HCloud = hcloud.Settings{Token: hcTok, Endpoint: s.HCloud.Endpoint, Image: s.HCloud.Image, Insecure: s.Insecure}
+	if o.HCloud.Endpoint == "" {
+		o.HCloud.Endpoint = os.Getenv("HCLOUD_ENDPOINT")
+	}
+	for _, l := range strings.Split(s.HCloud.Locations, ",") {
+		if l = strings.TrimSpace(l); l != "" {
+			o.HCloud.Locations = append(o.HCloud.Locations, l)
+		}
+	}
+	if o.Policy.MinIdle, err = pool.ParseTierCounts("--min-idle", f.minIdle); err != nil {
+		return o, &UsageError{Msg: err.Error()}
+	}
+	if o.Policy.MaxVMs, err = pool.ParseTierCounts("--max-vms", f.maxVMs); err != nil {
+		return o, &UsageError{Msg: err.Error()}
+	}
+	return o, nil
+}
+
+// secretFrom reads a secret from its file, else the environment variable.
+func secretFrom(flagName, file, env string) (string, error) {
+	if file != "" {
+		return frontdoor.ReadSecretFile(flagName, file)
+	}
+	if v := os.Getenv(env); v != "" {
+		return v, nil
+	}
+	return "", usageErr("%s (or $%s) is required", flagName, env)
+}
