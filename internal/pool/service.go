@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/lian-build/action/internal/compute/hcloud"
@@ -177,14 +178,15 @@ func (s *Service) reuse(ctx context.Context, e entry, lease Lease, priv ed25519.
 func (s *Service) create(ctx context.Context, req Request, lease *Lease, priv ed25519.PrivateKey) (Grant, error) {
 	tier, _ := sizing.HCloud.Lookup(req.Tier)
 	now := s.o.Now()
-	v := VM{ID: "lbp-" + randomHex(6), Tier: req.Tier, Arch: req.Arch, State: StateCreating, Since: now, Created: now, Lease: lease}
+	v := VM{Tier: req.Tier, Arch: req.Arch, State: StateCreating, Since: now, Created: now, Lease: lease}
 	if lease != nil {
 		v.Group = ClassGroup(lease.Class)
 	}
-	e, err := s.o.Store.Create(ctx, v)
+	e, err := s.claimSlot(ctx, v)
 	if err != nil {
 		return Grant{}, err
 	}
+	v = e.VM
 	fail := func(err error) (Grant, error) {
 		s.retire(context.WithoutCancel(ctx), e, "creation failed: "+err.Error())
 		return Grant{}, err
@@ -221,6 +223,26 @@ func (s *Service) create(ctx context.Context, req Request, lease *Lease, priv ed
 		return Grant{}, nil
 	}
 	return s.grantOf(v, priv, false)
+}
+
+// claimSlot adds the new VM's entry. A tier with a MaxVMs has that many
+// slots, and a VM's id names its slot: the entry's create is the claim, so
+// replicas creating at once never exceed the maximum. Other tiers' VMs get
+// a random id.
+func (s *Service) claimSlot(ctx context.Context, v VM) (entry, error) {
+	max := s.o.Policy.MaxVMs[v.Tier]
+	if max <= 0 {
+		v.ID = "lbp-" + s.o.Name + "-" + randomHex(6)
+		return s.o.Store.Create(ctx, v)
+	}
+	for i := range max {
+		v.ID = fmt.Sprintf("lbp-%s-%s-%d", s.o.Name, v.Tier, i)
+		e, err := s.o.Store.Create(ctx, v)
+		if err == nil || !errors.Is(err, jetstream.ErrKeyExists) {
+			return e, err
+		}
+	}
+	return entry{}, errFull
 }
 
 // newLease makes a lease record and its own SSH key.

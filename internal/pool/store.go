@@ -86,7 +86,7 @@ func (s *Store) Create(ctx context.Context, v VM) (entry, error) {
 	}
 	rev, err := s.kv.Create(ctx, key(v.ID), b)
 	if err != nil {
-		return entry{}, fmt.Errorf("pool: add VM %s: %w", v.ID, err)
+		return entry{}, fmt.Errorf("pool: add VM %s: %w", v.ID, err) // jetstream.ErrKeyExists when taken
 	}
 	return entry{VM: v, rev: rev}, nil
 }
