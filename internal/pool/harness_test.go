@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"errors"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -20,6 +22,7 @@ import (
 	"github.com/lian-build/action/internal/compute"
 	"github.com/lian-build/action/internal/compute/hcloud"
 	"github.com/lian-build/action/internal/compute/local"
+	"github.com/lian-build/action/internal/events"
 	"github.com/lian-build/action/internal/pipeline"
 	"github.com/lian-build/action/internal/pool"
 	"github.com/lian-build/action/internal/testenv"
@@ -43,6 +46,10 @@ type world struct {
 	local   *local.Provider
 	js      jetstream.JetStream
 	natsURL string
+	policy  pool.Policy
+	handler http.Handler
+	reg     *prometheus.Registry
+	events  *events.Publisher
 	svc     *pool.Service
 	srv     *httptest.Server
 	client  *pool.Client
@@ -86,8 +93,10 @@ func newWorld(t *testing.T, cfg worldConfig) *world {
 	if w.signer, err = ssh.NewSignerFromKey(priv); err != nil {
 		t.Fatal(err)
 	}
+	w.policy = cfg.policy
 	w.svc = w.service(t, cfg.policy)
-	w.srv = httptest.NewServer(w.svc.Handler(pool.HandlerOptions{Token: poolToken, Timeout: 2 * time.Minute}))
+	w.srv = httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) { w.handler.ServeHTTP(rw, r) }))
+	w.serve(w.svc)
 	t.Cleanup(w.srv.Close)
 	w.client = &pool.Client{URL: w.srv.URL, Token: poolToken}
 	prov, err := compute.New("vm-pool", compute.Config{Options: map[string]string{"pool-url": w.srv.URL, "pool-token": poolToken}})
@@ -103,6 +112,21 @@ func newWorld(t *testing.T, cfg worldConfig) *world {
 	return w
 }
 
+// serve puts svc behind the world's API, with its metrics at /metrics.
+func (w *world) serve(svc *pool.Service) {
+	w.handler = svc.Handler(pool.HandlerOptions{Token: poolToken, Timeout: 2 * time.Minute, Gatherer: w.reg})
+}
+
+// useEvents replaces the world's service with one publishing its events
+// on the NATS at url.
+func (w *world) useEvents(t *testing.T, url string) {
+	pub := events.New(events.Options{URL: url})
+	t.Cleanup(pub.Close)
+	w.events = pub
+	w.svc = w.service(t, w.policy)
+	w.serve(w.svc)
+}
+
 // service is a pool service (a replica) on the world's API, key and NATS.
 func (w *world) service(t *testing.T, policy pool.Policy) *pool.Service {
 	ctx := context.Background()
@@ -114,8 +138,13 @@ func (w *world) service(t *testing.T, policy pool.Policy) *pool.Service {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := pool.New(pool.Options{Name: "test", Policy: policy, Clouds: map[string]pool.Cloud{"arm": hc}, Signer: w.signer,
-		Store: store, Metrics: pool.NewMetrics(prometheus.NewRegistry()), WaitPoll: 50 * time.Millisecond})
+	w.reg = prometheus.NewRegistry()
+	opts := pool.Options{Name: "test", Policy: policy, Clouds: map[string]pool.Cloud{"arm": hc}, Signer: w.signer,
+		Store: store, Metrics: pool.NewMetrics(w.reg), WaitPoll: 50 * time.Millisecond}
+	if w.events != nil {
+		opts.Events = w.events
+	}
+	svc, err := pool.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,3 +197,5 @@ func (w *world) drainAndCheckKeys(t *testing.T, keys int) {
 		}
 	}
 }
+
+func errorsAs(err error, target any) bool { return errors.As(err, target) }

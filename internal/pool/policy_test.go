@@ -1,0 +1,92 @@
+package pool
+
+import (
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+
+func idle(id, tier string, created time.Time) VM {
+	return VM{ID: id, Tier: tier, Arch: "arm", State: StateIdle, Created: created}
+}
+
+func TestBilling(t *testing.T) {
+	for _, c := range []struct {
+		alive  time.Duration
+		until  time.Duration
+		billed int64
+	}{{0, time.Hour, 60}, {time.Minute, time.Hour, 60}, {59 * time.Minute, time.Hour, 60}, {time.Hour, 2 * time.Hour, 60}, {61 * time.Minute, 2 * time.Hour, 120}} {
+		if got := BilledUntil(t0, t0.Add(c.alive)); !got.Equal(t0.Add(c.until)) {
+			t.Errorf("alive %s: billed until %s, want +%s", c.alive, got, c.until)
+		}
+		if got := BilledMinutes(t0, t0.Add(c.alive)); got != c.billed && c.alive > 0 {
+			t.Errorf("alive %s: %d billed minutes, want %d", c.alive, got, c.billed)
+		}
+	}
+}
+
+// Reuse only what the billed hour still holds: the build's expected
+// duration plus the retire margin; the VM with the least time left first.
+func TestPickFitsTheBuildIntoTheBilledHour(t *testing.T) {
+	now := t0.Add(40 * time.Minute)
+	vms := []VM{
+		idle("old", "cax11", t0),                           // 20 min left
+		idle("young", "cax11", t0.Add(30*time.Minute)),     // 50 min left
+		idle("other-tier", "cax21", t0.Add(30*time.Minute)), // wrong tier
+		{ID: "busy", Tier: "cax11", Arch: "arm", State: StateLeased, Created: t0},
+		{ID: "x86", Tier: "cax11", Arch: "x86", State: StateIdle, Created: t0},
+	}
+	p := Policy{}
+	ids := func(vs []VM) (out []string) {
+		for _, v := range vs {
+			out = append(out, v.ID)
+		}
+		return out
+	}
+	if got := ids(p.Pick(now, Request{Tier: "cax11", Arch: "arm", ExpectedSeconds: 600}, vms)); len(got) != 2 || got[0] != "old" || got[1] != "young" {
+		t.Errorf("10 min build: %v, want [old young]", got)
+	}
+	if got := ids(p.Pick(now, Request{Tier: "cax11", Arch: "arm", ExpectedSeconds: 1800}, vms)); len(got) != 1 || got[0] != "young" {
+		t.Errorf("30 min build: %v, want [young]", got)
+	}
+	if got := p.Pick(now, Request{Tier: "cax11", Arch: "arm", ExpectedSeconds: 50 * 60}, vms); len(got) != 0 {
+		t.Errorf("50 min build fits nowhere, got %v", ids(got))
+	}
+	sep := Policy{SeparateClasses: true}
+	vms[0].Group, vms[1].Group = "dev", "ci"
+	if got := ids(sep.Pick(now, Request{Tier: "cax11", Arch: "arm", Class: "human", ExpectedSeconds: 60}, vms)); len(got) != 1 || got[0] != "old" {
+		t.Errorf("a session with classes apart: %v, want [old]", got)
+	}
+}
+
+func TestRetire(t *testing.T) {
+	now := t0.Add(58 * time.Minute)
+	vms := []VM{
+		idle("ending", "cax11", t0),                        // 2 min left: retire
+		idle("fresh", "cax11", t0.Add(30*time.Minute)),      // 32 min left
+		idle("standby", "cax21", t0),                       // 2 min left, but MinIdle keeps one
+		{ID: "expired", Tier: "cax11", State: StateLeased, Lease: &Lease{ID: "l1", Expires: now.Add(-time.Second)}},
+		{ID: "live", Tier: "cax11", State: StateLeased, Created: t0, Lease: &Lease{ID: "l2", Expires: now.Add(time.Hour)}},
+		{ID: "stuck", Tier: "cax11", State: StateCreating, Since: now.Add(-Stale - time.Second)},
+		{ID: "creating", Tier: "cax11", State: StateCreating, Since: now.Add(-time.Minute)},
+	}
+	got := map[string]string{}
+	for _, r := range (Policy{MinIdle: map[string]int{"cax21": 1}}).Retire(now, vms) {
+		got[r.VM.ID] = r.Reason
+	}
+	if len(got) != 3 || got["ending"] == "" || got["expired"] == "" || got["stuck"] == "" {
+		t.Errorf("retired %v, want ending, expired, stuck", got)
+	}
+}
+
+func TestMissingAndMayCreate(t *testing.T) {
+	p := Policy{MinIdle: map[string]int{"cax11": 2, "cax21": 1}, MaxVMs: map[string]int{"cax11": 2}}
+	vms := []VM{idle("a", "cax11", t0), {ID: "b", Tier: "cax11", Arch: "arm", State: StateLeased}}
+	if m := p.Missing(vms, "arm"); m["cax11"] != 0 || m["cax21"] != 1 {
+		t.Errorf("missing %v: cax11 is at its maximum, cax21 lacks one", m)
+	}
+	if p.MayCreate("cax11", vms) || !p.MayCreate("cax21", vms) {
+		t.Error("MayCreate ignores MaxVMs")
+	}
+}

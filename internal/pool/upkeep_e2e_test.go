@@ -1,0 +1,105 @@
+package pool_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lian-build/action/internal/pool"
+	"github.com/lian-build/action/internal/testenv"
+)
+
+// A lease that outlives its TTL is reclaimed by the upkeep: its VM is
+// destroyed (never reused: the holder may still be at it), and the late
+// return finds nothing to return. Each step publishes its VM event.
+func TestExpiredLeaseIsReclaimed(t *testing.T) {
+	w := newWorld(t, worldConfig{hosts: true})
+	ctx := context.Background()
+	g, err := w.client.Lease(ctx, pool.Request{Tier: "cax11", TTLSeconds: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := dialLease(t, g)
+	if err := w.svc.Upkeep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if vms, _ := w.client.List(ctx); len(vms) != 1 || vms[0].State != pool.StateLeased {
+		t.Fatalf("a live lease was touched: %+v", vms)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	if err := w.svc.Upkeep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if vms, _ := w.client.List(ctx); len(vms) != 0 {
+		t.Fatalf("the expired lease's VM is still there: %+v", vms)
+	}
+	if s, _ := w.fake.Counts(); s != 0 {
+		t.Errorf("%d servers after the reclaim", s)
+	}
+	if _, err := c.Run(ctx, "true"); err == nil {
+		t.Error("the expired lease's connection still works")
+	}
+	_, err = w.client.Return(ctx, g.LeaseID, "ok")
+	var ae *pool.APIError
+	if !errorsAs(err, &ae) || ae.Status != http.StatusNotFound {
+		t.Errorf("late return: %v", err)
+	}
+	w.drainAndCheck(t)
+}
+
+// Events on <prefix>.pool.vm.{created,reused,retired} and the metrics at
+// /metrics follow what the pool did.
+func TestEventsAndMetrics(t *testing.T) {
+	w := newWorld(t, worldConfig{hosts: true})
+	ctx := context.Background()
+	ns := testenv.StartNATS(t, false)
+	sub := testenv.SubscribeNATS(t, ns, "lian-build.pool.vm.>")
+	w.useEvents(t, ns.ClientURL())
+	for _, outcome := range []string{"ok", "oom"} {
+		g, err := w.client.Lease(ctx, pool.Request{Tier: "cax11"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.client.Return(ctx, g.LeaseID, outcome); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	for range 3 {
+		m, err := sub.NextMsg(10 * time.Second)
+		if err != nil {
+			t.Fatalf("events so far %v: %v", got, err)
+		}
+		var e pool.Event
+		if err := json.Unmarshal(m.Data, &e); err != nil || e.VM == "" || e.Tier != "cax11" {
+			t.Fatalf("event %s: %s (%v)", m.Subject, m.Data, err)
+		}
+		got = append(got, strings.TrimPrefix(m.Subject, "lian-build.pool.vm.")+":"+e.Reason)
+	}
+	if got[0] != "created:" || got[1] != "reused:" || got[2] != "retired:returned with outcome oom" {
+		t.Errorf("events %v", got)
+	}
+	resp, err := http.Get(w.srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`lian_build_pool_vm_events_total{event="created",tier="cax11"} 1`,
+		`lian_build_pool_vm_events_total{event="retired",tier="cax11"} 1`,
+		`lian_build_pool_billed_minutes_total{tier="cax11"} 60`,
+		`lian_build_pool_returns_total{outcome="oom",tier="cax11"} 1`,
+		`lian_build_pool_lease_wait_seconds_count{reused="true",tier="cax11"} 1`,
+		`lian_build_pool_build_minutes_total{tier="cax11"}`,
+	} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	w.drainAndCheck(t)
+}
