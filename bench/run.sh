@@ -9,3 +9,5 @@ go test -run '^$' -bench 'HcloudSpawn' -benchtime 5x ./bench/
 go test -run '^$' -bench 'PipelineVsByHand|CacheImport' -benchtime 5x ./bench/
 go test -run '^$' -bench 'SchemasAnd200LineDirectives' ./internal/nickel/
 go test -run '^$' -bench 'IntakeBurst' -benchtime 1x ./internal/gateway/
+go test -run '^$' -bench 'PoolLease' -benchtime 3x ./internal/pool/
+go test -run '^$' -bench 'PoolSimulation' -benchtime 1x ./internal/pool/sim/

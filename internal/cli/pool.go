@@ -94,7 +94,7 @@ func poolClient(s frontdoor.Settings) (*pool.Client, error) {
 type poolFlags struct {
 	listen, tokenFile, name, keyFile, archs, minIdle, maxVMs string
 	retireBefore, upkeep                                     time.Duration
-	separate                                                 bool
+	separate, upsize, crossHour                              bool
 }
 
 func poolServe(ctx context.Context, args []string, stderr io.Writer, log *slog.Logger) error {
@@ -129,11 +129,13 @@ func registerPoolFlags(fs *flag.FlagSet, f *poolFlags) {
 	fs.DurationVar(&f.retireBefore, "retire-before", 3*time.Minute, "retire an idle VM this long before its next billed hour")
 	fs.DurationVar(&f.upkeep, "upkeep-every", 30*time.Second, "how often expired leases, idle VMs and orphans are looked at")
 	fs.BoolVar(&f.separate, "separate-classes", false, "keep ci and session (human, agent) leases on separate VMs")
+	fs.BoolVar(&f.upsize, "upsize", false, "let a build take an idle VM of a larger tier when none of its own is idle")
+	fs.BoolVar(&f.crossHour, "cross-hour", false, "let a build take an idle VM whose billed hour does not hold it (it pays the VM's next hour instead of a new server's first)")
 }
 
 func serveOptions(s frontdoor.Settings, f poolFlags) (pool.ServeOptions, error) {
 	o := pool.ServeOptions{Listen: f.listen, Name: f.name, NatsURL: s.NatsURL, EventsPrefix: s.EventsPrefix, KeyFile: f.keyFile, UpkeepEvery: f.upkeep,
-		Archs: strings.Split(f.archs, ","), Policy: pool.Policy{RetireBefore: f.retireBefore, SeparateClasses: f.separate}}
+		Archs: strings.Split(f.archs, ","), Policy: pool.Policy{RetireBefore: f.retireBefore, SeparateClasses: f.separate, Upsize: f.upsize, CrossHour: f.crossHour}}
 	if o.NatsURL == "" {
 		return o, usageErr("--nats-url is required: the pool keeps its VMs and leases in JetStream KV")
 	}

@@ -64,7 +64,7 @@ type worldConfig struct {
 	hosts      bool // runner hosts behind the servers (false: unroutable servers)
 }
 
-func newWorld(t *testing.T, cfg worldConfig) *world {
+func newWorld(t testing.TB, cfg worldConfig) *world {
 	w := &world{}
 	var hosts fakehcloud.Hosts
 	if cfg.hosts {
@@ -119,7 +119,7 @@ func (w *world) serve(svc *pool.Service) {
 
 // useEvents replaces the world's service with one publishing its events
 // on the NATS at url.
-func (w *world) useEvents(t *testing.T, url string) {
+func (w *world) useEvents(t testing.TB, url string) {
 	pub := events.New(events.Options{URL: url})
 	t.Cleanup(pub.Close)
 	w.events = pub
@@ -128,7 +128,7 @@ func (w *world) useEvents(t *testing.T, url string) {
 }
 
 // service is a pool service (a replica) on the world's API, key and NATS.
-func (w *world) service(t *testing.T, policy pool.Policy) *pool.Service {
+func (w *world) service(t testing.TB, policy pool.Policy) *pool.Service {
 	ctx := context.Background()
 	hc, err := hcloud.New(hcloud.Settings{Token: hcToken, Endpoint: w.fake.Endpoint(), PollEvery: 100 * time.Millisecond, Locations: []string{"fsn1"}})
 	if err != nil {

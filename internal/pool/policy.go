@@ -3,6 +3,8 @@ package pool
 import (
 	"sort"
 	"time"
+
+	"github.com/lian-build/action/internal/sizing"
 )
 
 // BillingPeriod is what Hetzner bills: every started hour of a server.
@@ -23,6 +25,14 @@ type Policy struct {
 	SeparateClasses bool
 	// DefaultExpected is a build's expected duration when the request has none.
 	DefaultExpected time.Duration
+	// Upsize lets a build take an idle VM of a larger tier when none of its
+	// own is idle: an hour already paid for beats a new server (and its
+	// wait). The build then runs, and is reported, on the larger tier.
+	Upsize bool
+	// CrossHour lets a build take an idle VM whose billed hour does not hold
+	// it (after every VM whose hour does): it starts the VM's next hour,
+	// which costs what a new server's first hour costs, without the wait.
+	CrossHour bool
 }
 
 func (p Policy) retireBefore() time.Duration {
@@ -74,9 +84,13 @@ func ClassGroup(class string) string {
 // time left goes first (it is the one to use up); ties by name.
 func (p Policy) Pick(now time.Time, req Request, vms []VM) []VM {
 	need := p.expected(req.expected()) + p.retireBefore()
+	rank := tierRank(req.Tier)
 	var out []VM
 	for _, v := range vms {
-		if v.State != StateIdle || v.Tier != req.Tier || v.Arch != req.Arch {
+		if v.State != StateIdle || v.Arch != req.Arch {
+			continue
+		}
+		if v.Tier != req.Tier && !(p.Upsize && tierRank(v.Tier) > rank) {
 			continue
 		}
 		if req.Location != "" && v.Location != req.Location {
@@ -85,12 +99,19 @@ func (p Policy) Pick(now time.Time, req Request, vms []VM) []VM {
 		if p.SeparateClasses && v.Group != "" && v.Group != ClassGroup(req.Class) {
 			continue
 		}
-		if BilledUntil(v.Created, now).Sub(now) < need {
+		if BilledUntil(v.Created, now).Sub(now) < need && !p.CrossHour {
 			continue
 		}
 		out = append(out, v)
 	}
+	fits := func(v VM) bool { return BilledUntil(v.Created, now).Sub(now) >= need }
 	sort.Slice(out, func(i, j int) bool {
+		if fi, fj := fits(out[i]), fits(out[j]); fi != fj {
+			return fi // an hour already paid for first
+		}
+		if ri, rj := tierRank(out[i].Tier), tierRank(out[j].Tier); ri != rj {
+			return ri < rj // the smallest that fits: its own tier first
+		}
 		li, lj := BilledUntil(out[i].Created, now), BilledUntil(out[j].Created, now)
 		if !li.Equal(lj) {
 			return li.Before(lj)
@@ -98,6 +119,16 @@ func (p Policy) Pick(now time.Time, req Request, vms []VM) []VM {
 		return out[i].ID < out[j].ID
 	})
 	return out
+}
+
+// tierRank is a tier's place in the table, smallest first.
+func tierRank(tier string) int {
+	for i, t := range sizing.HCloud {
+		if t.Name == tier {
+			return i
+		}
+	}
+	return -1
 }
 
 // MayCreate says whether the tier may have one more VM.

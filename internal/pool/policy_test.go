@@ -53,6 +53,13 @@ func TestPickFitsTheBuildIntoTheBilledHour(t *testing.T) {
 	if got := p.Pick(now, Request{Tier: "cax11", Arch: "arm", ExpectedSeconds: 50 * 60}, vms); len(got) != 0 {
 		t.Errorf("50 min build fits nowhere, got %v", ids(got))
 	}
+	up := Policy{Upsize: true}
+	if got := ids(up.Pick(now, Request{Tier: "cax11", Arch: "arm", ExpectedSeconds: 1800}, vms)); len(got) != 2 || got[0] != "young" || got[1] != "other-tier" {
+		t.Errorf("upsize: %v, want its own tier first, then the larger one", got)
+	}
+	if got := ids(up.Pick(now, Request{Tier: "cax21", Arch: "arm", ExpectedSeconds: 60}, vms)); len(got) != 1 || got[0] != "other-tier" {
+		t.Errorf("upsize never downsizes: %v", got)
+	}
 	sep := Policy{SeparateClasses: true}
 	vms[0].Group, vms[1].Group = "dev", "ci"
 	if got := ids(sep.Pick(now, Request{Tier: "cax11", Arch: "arm", Class: "human", ExpectedSeconds: 60}, vms)); len(got) != 1 || got[0] != "old" {

@@ -64,6 +64,8 @@ type Fake struct {
 	Server *httptest.Server
 	Token  string
 	hosts  Hosts
+	// Ledger bills the servers the fake makes, every started hour.
+	Ledger Ledger
 
 	mu       sync.Mutex
 	nextID   int64

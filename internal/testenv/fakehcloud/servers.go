@@ -134,6 +134,7 @@ func (f *Fake) createServer(w http.ResponseWriter, ctx context.Context, body []b
 		PublicNet: schema.ServerPublicNet{IPv4: schema.ServerPublicNetIPv4{ID: id, IP: ip}}}
 	f.mu.Lock()
 	f.servers[id] = s
+	f.Ledger.Open(id, st.Name, s.Created)
 	a := f.action("create_server", id, "server")
 	next := f.action("start_server", id, "server")
 	resp := schema.ServerCreateResponse{Server: *s, Action: a, NextActions: []schema.Action{next}}
@@ -158,6 +159,7 @@ func (f *Fake) deleteServer(w http.ResponseWriter, ctx context.Context, p string
 	}
 	f.mu.Lock()
 	delete(f.servers, id)
+	f.Ledger.Close(id, time.Now())
 	a := f.action("delete_server", id, "server")
 	f.mu.Unlock()
 	writeJSON(w, 200, schema.ServerDeleteResponse{Action: a})

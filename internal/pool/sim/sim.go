@@ -1,0 +1,278 @@
+// Package sim replays build arrivals against the pool's policy on a virtual
+// clock and bills the servers on the fake Hetzner API's ledger: billed
+// VM-minutes against build-minutes, and the wait for a runner, for the pool
+// and for one VM per build. The policy is the service's own (pool.Policy);
+// the simulation stands in for the service's bookkeeping only.
+package sim
+
+import (
+	"container/heap"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"sort"
+	"time"
+
+	"github.com/lian-build/action/internal/pool"
+	"github.com/lian-build/action/internal/testenv/fakehcloud"
+)
+
+// Build is a kind of build in the mix: how long it runs and how often it comes.
+type Build struct {
+	Name     string
+	Duration time.Duration
+	Weight   float64
+}
+
+// TierShare is how often builds ask for a tier.
+type TierShare struct {
+	Tier   string
+	Weight float64
+}
+
+// Config is one replay.
+type Config struct {
+	RatePerHour float64 // Poisson arrivals
+	Hours       float64 // arrivals over this long
+	Seed        uint64
+	Mix         []Build
+	Tiers       []TierShare
+	// Spawn is a new server's create-to-ready time; Grant a reused one's
+	// (a key installed over SSH); Recycle how long a returned VM is busy.
+	Spawn, Grant, Recycle time.Duration
+	Policy                pool.Policy
+	PerBuild              bool          // one VM per build, deleted after it
+	UpkeepEvery           time.Duration // default 30 s
+}
+
+// Result is what a replay cost and how long builds waited.
+type Result struct {
+	Builds        int
+	BuildMinutes  float64
+	BilledMinutes int64
+	Created       int // servers
+	Hits          int // builds that got a VM already paid for
+	WaitP50       time.Duration
+	WaitP95       time.Duration
+	HitWaitP50    time.Duration
+}
+
+// Ratio is billed VM-minutes per build-minute.
+func (r Result) Ratio() float64 { return float64(r.BilledMinutes) / r.BuildMinutes }
+
+func (r Result) String() string {
+	return fmt.Sprintf("builds %d  build-min %.0f  billed-min %d  ratio %.2f  servers %d  hits %d (%.0f%%)  wait p50 %s p95 %s  hit-wait p50 %s",
+		r.Builds, r.BuildMinutes, r.BilledMinutes, r.Ratio(), r.Created, r.Hits, 100*float64(r.Hits)/float64(max(r.Builds, 1)),
+		r.WaitP50.Round(10*time.Millisecond), r.WaitP95.Round(10*time.Millisecond), r.HitWaitP50.Round(10*time.Millisecond))
+}
+
+type kind int
+
+const (
+	arrive kind = iota
+	done
+	recycled
+	ready // a standby VM made for no lease
+	upkeep
+)
+
+type event struct {
+	at   time.Time
+	kind kind
+	vm   string
+	req  pool.Request
+	dur  time.Duration
+	seq  int
+}
+
+type queue []event
+
+func (q queue) Len() int { return len(q) }
+func (q queue) Less(i, j int) bool {
+	if !q[i].at.Equal(q[j].at) {
+		return q[i].at.Before(q[j].at)
+	}
+	return q[i].seq < q[j].seq
+}
+func (q queue) Swap(i, j int) { q[i], q[j] = q[j], q[i] }
+func (q *queue) Push(x any)   { *q = append(*q, x.(event)) }
+func (q *queue) Pop() any {
+	old := *q
+	e := old[len(old)-1]
+	*q = old[:len(old)-1]
+	return e
+}
+
+// world is the replay's state: the VMs, the ledger, the clock.
+type world struct {
+	cfg    Config
+	now    time.Time
+	q      queue
+	seq    int
+	vms    map[string]*pool.VM
+	ids    map[string]int64
+	ledger fakehcloud.Ledger
+	res    Result
+	waits  []time.Duration
+	hits   []time.Duration
+}
+
+// Run replays cfg.
+func Run(cfg Config) Result {
+	if cfg.UpkeepEvery <= 0 {
+		cfg.UpkeepEvery = 30 * time.Second
+	}
+	w := &world{cfg: cfg, now: time.Date(2026, 1, 5, 8, 0, 0, 0, time.UTC), vms: map[string]*pool.VM{}, ids: map[string]int64{}}
+	start := w.now
+	w.arrivals(start)
+	if !cfg.PerBuild {
+		w.push(event{at: start, kind: upkeep})
+	}
+	end := start.Add(time.Duration(cfg.Hours * float64(time.Hour)))
+	for w.q.Len() > 0 {
+		e := heap.Pop(&w.q).(event)
+		w.now = e.at
+		if e.kind == upkeep && (w.now.After(end) && w.busy() == 0) {
+			continue // the replay is over once nothing runs
+		}
+		w.handle(e)
+	}
+	for id := range w.vms {
+		w.retire(id)
+	}
+	_, w.res.BilledMinutes = w.ledger.BilledMinutes(w.now)
+	w.res.WaitP50, w.res.WaitP95 = percentile(w.waits, 0.50), percentile(w.waits, 0.95)
+	w.res.HitWaitP50 = percentile(w.hits, 0.50)
+	return w.res
+}
+
+func (w *world) push(e event) {
+	w.seq++
+	e.seq = w.seq
+	heap.Push(&w.q, e)
+}
+
+// arrivals schedules every build: exponential gaps, a tier and a kind each.
+func (w *world) arrivals(start time.Time) {
+	rng := rand.New(rand.NewPCG(w.cfg.Seed, 0x9e3779b97f4a7c15))
+	horizon := time.Duration(w.cfg.Hours * float64(time.Hour))
+	for t := time.Duration(0); ; {
+		t += time.Duration(rng.ExpFloat64() / w.cfg.RatePerHour * float64(time.Hour))
+		if t > horizon {
+			return
+		}
+		b := pick(rng, w.cfg.Mix, func(b Build) float64 { return b.Weight })
+		tier := pick(rng, w.cfg.Tiers, func(s TierShare) float64 { return s.Weight })
+		w.push(event{at: start.Add(t), kind: arrive, dur: b.Duration, req: pool.Request{Tier: tier.Tier, Arch: "arm", ExpectedSeconds: int64(b.Duration / time.Second)}})
+	}
+}
+
+func pick[T any](rng *rand.Rand, items []T, weight func(T) float64) T {
+	total := 0.0
+	for _, it := range items {
+		total += weight(it)
+	}
+	x := rng.Float64() * total
+	for _, it := range items {
+		if x -= weight(it); x < 0 {
+			return it
+		}
+	}
+	return items[len(items)-1]
+}
+
+func (w *world) handle(e event) {
+	switch e.kind {
+	case arrive:
+		w.arrive(e)
+	case done:
+		w.res.BuildMinutes += e.dur.Minutes()
+		if w.cfg.PerBuild {
+			w.retire(e.vm)
+			return
+		}
+		v := w.vms[e.vm]
+		v.State, v.Since, v.Lease = pool.StateRecycling, w.now, nil
+		w.push(event{at: w.now.Add(w.cfg.Recycle), kind: recycled, vm: e.vm})
+	case recycled, ready:
+		v := w.vms[e.vm]
+		v.State, v.Since = pool.StateIdle, w.now
+	case upkeep:
+		w.upkeep()
+		w.push(event{at: w.now.Add(w.cfg.UpkeepEvery), kind: upkeep})
+	}
+}
+
+// arrive leases what the policy picks, else a new server.
+func (w *world) arrive(e event) {
+	w.res.Builds++
+	var wait time.Duration
+	var id string
+	if picks := w.cfg.Policy.Pick(w.now, e.req, w.list()); !w.cfg.PerBuild && len(picks) > 0 {
+		id, wait = picks[0].ID, w.cfg.Grant
+		w.res.Hits++
+		w.hits = append(w.hits, wait)
+	} else {
+		id, wait = w.create(e.req.Tier), w.cfg.Spawn
+	}
+	v := w.vms[id]
+	v.State, v.Since = pool.StateLeased, w.now
+	v.Lease = &pool.Lease{ID: fmt.Sprint("l", w.res.Builds), Started: w.now, Expires: w.now.Add(time.Hour)}
+	w.waits = append(w.waits, wait)
+	w.push(event{at: w.now.Add(wait + e.dur), kind: done, vm: id, dur: e.dur})
+}
+
+func (w *world) create(tier string) string {
+	w.res.Created++
+	id := fmt.Sprintf("vm-%d", w.res.Created)
+	w.vms[id] = &pool.VM{ID: id, Tier: tier, Arch: "arm", State: pool.StateCreating, Since: w.now, Created: w.now}
+	w.ids[id] = int64(w.res.Created)
+	w.ledger.Open(w.ids[id], tier, w.now)
+	return id
+}
+
+func (w *world) retire(id string) {
+	w.ledger.Close(w.ids[id], w.now)
+	delete(w.vms, id)
+}
+
+func (w *world) upkeep() {
+	for _, r := range w.cfg.Policy.Retire(w.now, w.list()) {
+		w.retire(r.VM.ID)
+	}
+	for tier, n := range w.cfg.Policy.Missing(w.list(), "arm") {
+		for range n {
+			id := w.create(tier)
+			w.vms[id].Since = w.now
+			w.push(event{at: w.now.Add(w.cfg.Spawn), kind: ready, vm: id})
+		}
+	}
+}
+
+func (w *world) list() []pool.VM {
+	out := make([]pool.VM, 0, len(w.vms))
+	for _, v := range w.vms {
+		out = append(out, *v)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+func (w *world) busy() int {
+	n := 0
+	for _, v := range w.vms {
+		if v.State == pool.StateLeased || v.State == pool.StateRecycling {
+			n++
+		}
+	}
+	return n
+}
+
+func percentile(d []time.Duration, p float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[int(math.Ceil(p*float64(len(s))))-1]
+}
