@@ -113,6 +113,7 @@ type world struct {
 	ids    map[string]int64
 	ledger fakehcloud.Ledger
 	res    Result
+	queue  []event // arrivals waiting for a tier at its MaxVMs
 	waits  []time.Duration
 	hits   []time.Duration
 }
@@ -197,29 +198,48 @@ func (w *world) handle(e event) {
 	case recycled, ready:
 		v := w.vms[e.vm]
 		v.State, v.Since = pool.StateIdle, w.now
+		w.serveQueue()
 	case upkeep:
 		w.upkeep()
 		w.push(event{at: w.now.Add(w.cfg.UpkeepEvery), kind: upkeep})
 	}
 }
 
-// arrive leases what the policy picks, else a new server.
+// arrive leases what the policy picks, else a new server, else (the tier
+// at its MaxVMs) waits for a return.
 func (w *world) arrive(e event) {
 	w.res.Builds++
+	if !w.place(e) {
+		w.queue = append(w.queue, e)
+	}
+}
+
+// serveQueue places waiting arrivals, oldest first, while VMs are free.
+func (w *world) serveQueue() {
+	for len(w.queue) > 0 && w.place(w.queue[0]) {
+		w.queue = w.queue[1:]
+	}
+}
+
+func (w *world) place(e event) bool {
 	var wait time.Duration
 	var id string
 	if picks := w.cfg.Policy.Pick(w.now, e.req, w.list()); !w.cfg.PerBuild && len(picks) > 0 {
 		id, wait = picks[0].ID, w.cfg.Grant
 		w.res.Hits++
 		w.hits = append(w.hits, wait)
-	} else {
+	} else if w.cfg.PerBuild || w.cfg.Policy.MayCreate(e.req.Tier, w.list()) {
 		id, wait = w.create(e.req.Tier), w.cfg.Spawn
+	} else {
+		return false
 	}
+	wait += w.now.Sub(e.at) // time queued
 	v := w.vms[id]
 	v.State, v.Since = pool.StateLeased, w.now
 	v.Lease = &pool.Lease{ID: fmt.Sprint("l", w.res.Builds), Started: w.now, Expires: w.now.Add(time.Hour)}
 	w.waits = append(w.waits, wait)
-	w.push(event{at: w.now.Add(wait + e.dur), kind: done, vm: id, dur: e.dur})
+	w.push(event{at: e.at.Add(wait + e.dur), kind: done, vm: id, dur: e.dur})
+	return true
 }
 
 func (w *world) create(tier string) string {

@@ -37,6 +37,7 @@ var strategies = []struct {
 	{"pool", pool.Policy{}, false},
 	{"pool+upsize", pool.Policy{Upsize: true}, false},
 	{"pool+upsize+cross-hour", pool.Policy{Upsize: true, CrossHour: true}, false},
+	{"capped-1-per-tier", pool.Policy{Upsize: true, CrossHour: true, MaxVMs: map[string]int{"cax11": 1, "cax21": 1, "cax31": 1}}, false},
 }
 
 // BenchmarkPoolSimulation replays a day at 5, 20 and 60 builds an hour and

@@ -1,0 +1,41 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Bad pool invocations are usage errors that name the flag.
+func TestPoolUsage(t *testing.T) {
+	t.Setenv("LIAN_POOL_TOKEN", "")
+	t.Setenv("LIAN_POOL_URL", "")
+	t.Setenv("HCLOUD_TOKEN", "")
+	tok := filepath.Join(t.TempDir(), "tok")
+	if err := os.WriteFile(tok, []byte("t0k"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"pool"}, "pool serve|ls|drain"},
+		{[]string{"pool", "swim"}, `unknown command "swim"`},
+		{[]string{"pool", "ls"}, "--pool-url"},
+		{[]string{"pool", "drain", "--pool-url", "http://127.0.0.1:1"}, "--pool-token-file"},
+		{[]string{"pool", "serve"}, "--nats-url is required"},
+		{[]string{"pool", "serve", "--nats-url", "nats://127.0.0.1:1"}, "--token-file (or $LIAN_POOL_TOKEN) is required"},
+		{[]string{"pool", "serve", "--nats-url", "nats://127.0.0.1:1", "--token-file", tok}, "--hcloud-token-file (or $HCLOUD_TOKEN) is required"},
+		{[]string{"pool", "serve", "--nats-url", "nats://127.0.0.1:1", "--token-file", tok, "--hcloud-token-file", tok, "--max-vms", "cax11=two"}, `--max-vms: "cax11=two": want TIER=N`},
+		{[]string{"pool", "serve", "--nats-url", "nats://127.0.0.1:1", "--token-file", tok, "--hcloud-token-file", tok, "--min-idle", "cax99=1"}, "--min-idle"},
+	} {
+		var out, errb bytes.Buffer
+		code := Main(context.Background(), c.args, &out, &errb)
+		if code != ExitUsage || !strings.Contains(errb.String(), c.want) {
+			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", c.args, code, errb.String(), c.want)
+		}
+	}
+}
