@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -50,6 +51,7 @@ type world struct {
 	handler http.Handler
 	reg     *prometheus.Registry
 	events  *events.Publisher
+	logger  *slog.Logger
 	svc     *pool.Service
 	srv     *httptest.Server
 	client  *pool.Client
@@ -144,6 +146,7 @@ func (w *world) service(t testing.TB, policy pool.Policy) *pool.Service {
 	if w.events != nil {
 		opts.Events = w.events
 	}
+	opts.Logger = w.logger
 	svc, err := pool.New(opts)
 	if err != nil {
 		t.Fatal(err)

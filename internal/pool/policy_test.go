@@ -31,8 +31,8 @@ func TestBilling(t *testing.T) {
 func TestPickFitsTheBuildIntoTheBilledHour(t *testing.T) {
 	now := t0.Add(40 * time.Minute)
 	vms := []VM{
-		idle("old", "cax11", t0),                           // 20 min left
-		idle("young", "cax11", t0.Add(30*time.Minute)),     // 50 min left
+		idle("old", "cax11", t0),                            // 20 min left
+		idle("young", "cax11", t0.Add(30*time.Minute)),      // 50 min left
 		idle("other-tier", "cax21", t0.Add(30*time.Minute)), // wrong tier
 		{ID: "busy", Tier: "cax11", Arch: "arm", State: StateLeased, Created: t0},
 		{ID: "x86", Tier: "cax11", Arch: "x86", State: StateIdle, Created: t0},
@@ -70,9 +70,9 @@ func TestPickFitsTheBuildIntoTheBilledHour(t *testing.T) {
 func TestRetire(t *testing.T) {
 	now := t0.Add(58 * time.Minute)
 	vms := []VM{
-		idle("ending", "cax11", t0),                        // 2 min left: retire
-		idle("fresh", "cax11", t0.Add(30*time.Minute)),      // 32 min left
-		idle("standby", "cax21", t0),                       // 2 min left, but MinIdle keeps one
+		idle("ending", "cax11", t0),                    // 2 min left: retire
+		idle("fresh", "cax11", t0.Add(30*time.Minute)), // 32 min left
+		idle("standby", "cax21", t0),                   // 2 min left, but MinIdle keeps one
 		{ID: "expired", Tier: "cax11", State: StateLeased, Lease: &Lease{ID: "l1", Expires: now.Add(-time.Second)}},
 		{ID: "live", Tier: "cax11", State: StateLeased, Created: t0, Lease: &Lease{ID: "l2", Expires: now.Add(time.Hour)}},
 		{ID: "stuck", Tier: "cax11", State: StateCreating, Since: now.Add(-Stale - time.Second)},
