@@ -183,3 +183,45 @@ func TestOOMOnPooledVMDestroysItAndLeasesTheNextTier(t *testing.T) {
 	}
 	w.drainAndCheck(t)
 }
+
+// What a lease can leave on a machine when its buildkitd dies mid-build —
+// a mount under buildkitd's root, a process in the build cgroup that
+// escaped its container's kill, an SSH session — is gone after the
+// return's recycle.
+func TestRecycleRemovesWhatALeaseLeft(t *testing.T) {
+	w := newWorld(t, worldConfig{hosts: true})
+	ctx := context.Background()
+	g, err := w.client.Lease(ctx, pool.Request{Tier: "cax11"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(w.hosts.HostDir(g.ServerID), "buildkit")
+	marker := fmt.Sprintf("left-by-%s", g.LeaseID)
+	setup := fmt.Sprintf(`set -e
+mkdir -p %[1]s/leftover && mount -t tmpfs tmpfs %[1]s/leftover && echo %[2]s > %[1]s/leftover/file
+. /run/lian-build/runner.env; cg=/sys/fs/cgroup/memory/$B/steps/escaped
+mkdir -p $cg && sh -c "echo \$\$ > $cg/cgroup.procs; exec sleep 1000 %[2]s" >/dev/null 2>&1 &
+sleep 0.2; grep -q leftover /proc/self/mountinfo && pgrep -f %[2]s >/dev/null`, root, marker)
+	if out, err := w.hosts.Run(g.ServerID, setup); err != nil {
+		t.Fatalf("leaving things behind: %v\n%s", err, out)
+	}
+	session := dialLease(t, g)
+	if d, err := w.client.Return(ctx, g.LeaseID, "ok"); err != nil || !d.Kept {
+		t.Fatalf("return: %+v %v (the machine should be recycled and kept)", d, err)
+	}
+	out, err := w.hosts.Run(g.ServerID, fmt.Sprintf(`grep leftover /proc/self/mountinfo; pgrep -af "[s]leep 1000 %[1]s"; ls -A %[2]s; . /run/lian-build/runner.env; ls /sys/fs/cgroup/memory/$B`, marker, root))
+	got := string(out)
+	if err != nil && !strings.Contains(got, "daemon") {
+		t.Fatalf("looking at the recycled machine: %v\n%s", err, got)
+	}
+	if strings.Contains(got, "leftover") || strings.Contains(got, marker) || strings.Contains(got, "escaped") {
+		t.Errorf("after the recycle the machine still holds what the lease left:\n%s", got)
+	}
+	if !strings.Contains(got, "daemon") {
+		t.Errorf("no new daemon cgroup:\n%s", got)
+	}
+	if _, err := session.Run(ctx, "true"); err == nil {
+		t.Error("the lease's SSH session survived the recycle")
+	}
+	w.drainAndCheck(t)
+}

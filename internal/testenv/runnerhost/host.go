@@ -285,6 +285,22 @@ func (h *Hosts) StepRunning(serverID int64) bool {
 	return running
 }
 
+// Run runs a shell script on a server's host — in its network and mount
+// namespaces, as root — as a process on the VM would.
+func (h *Hosts) Run(serverID int64, script string) ([]byte, error) {
+	h.mu.Lock()
+	hs := h.hosts[serverID]
+	h.mu.Unlock()
+	if hs == nil || hs.sshd == nil {
+		return nil, fmt.Errorf("no runner host for server %d", serverID)
+	}
+	pid := fmt.Sprint(hs.sshd.Process.Pid)
+	return exec.Command("nsenter", "-t", pid, "-n", "-m", "sh", "-c", script).CombinedOutput()
+}
+
+// HostDir is a server's host directory (its buildkitd's root is Dir/buildkit).
+func (h *Hosts) HostDir(serverID int64) string { return filepath.Join(h.Dir, fmt.Sprint(serverID)) }
+
 // KillDaemon kills a server's buildkitd, as the kernel or a crash would.
 func (h *Hosts) KillDaemon(serverID int64) {
 	h.mu.Lock()
