@@ -1,0 +1,35 @@
+package docker
+
+import (
+	"github.com/lian-build/action/internal/compute"
+	"github.com/lian-build/action/internal/compute/local"
+	"github.com/lian-build/action/internal/sizing"
+)
+
+// Option names (compute.Config.Options).
+const (
+	OptHost       = "docker-host"
+	OptImage      = "docker-image"
+	OptNetwork    = "docker-network"
+	OptTierMemory = "tier-memory" // shared with the local provider: memory per tier
+)
+
+type factory struct{}
+
+func init() { compute.Register(factory{}) }
+
+func (factory) Name() string        { return "docker" }
+func (factory) Tiers() sizing.Table { return sizing.HCloud }
+func (factory) Options() []string   { return []string{OptHost, OptImage, OptNetwork, OptTierMemory} }
+
+func (factory) New(cfg compute.Config) (compute.Provider, error) {
+	s := Settings{Host: cfg.Options[OptHost], Image: cfg.Options[OptImage], Network: cfg.Options[OptNetwork], Insecure: cfg.Insecure}
+	if tm := cfg.Options[OptTierMemory]; tm != "" {
+		m, err := local.ParseTierMemory(tm, sizing.HCloud)
+		if err != nil {
+			return nil, &compute.OptionError{Option: OptTierMemory, Err: err}
+		}
+		s.TierMemory = m
+	}
+	return New(s)
+}
