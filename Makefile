@@ -5,9 +5,9 @@ BIN   := $(CURDIR)/bin
 export PATH := $(BIN):$(PATH)
 
 # Debian packages the local runner, its tests and the demo need.
-APT_PACKAGES := runc busybox-static docker-registry openssh-server iproute2 btrfs-progs xfsprogs
+APT_PACKAGES := runc busybox-static docker-registry openssh-server iproute2 btrfs-progs xfsprogs docker.io
 
-.PHONY: all build deps tools demo test bench vet fmt-check clean fake-hcloud
+.PHONY: all build deps tools demo test bench vet fmt-check clean fake-hcloud buildkit-image
 
 all: build
 
@@ -24,6 +24,11 @@ tools: deps $(BIN)/buildkitd $(BIN)/buildctl
 
 $(BIN)/buildkitd $(BIN)/buildctl &: tools/go.mod tools/go.sum
 	cd tools && $(GO) build -o $(BIN)/ github.com/moby/buildkit/cmd/buildkitd github.com/moby/buildkit/cmd/buildctl
+
+## buildkit-image: the docker provider's runner image, made here from bin/ (no registry):
+## the Docker Engine at DOCKER_HOST (or the local socket) imports it as lian-build/buildkit:v0.34.2-local
+buildkit-image: tools build
+	$(BIN)/lian-build runners image --provider docker
 
 ## build: the lian-build CLI
 build:

@@ -9,7 +9,7 @@ import (
 
 // The settings the runners, sizing and metrics commands take besides build.
 var (
-	providerSettings = []string{"compute-provider", "state-dir", "buildkitd", "local-tier-memory", "insecure-registries", "hcloud-token-file", "hcloud-endpoint", "hcloud-location", "hcloud-image", "pool-url", "pool-token-file"}
+	providerSettings = []string{"compute-provider", "state-dir", "buildkitd", "local-tier-memory", "insecure-registries", "hcloud-token-file", "hcloud-endpoint", "hcloud-location", "hcloud-image", "pool-url", "pool-token-file", "docker-host", "docker-image", "docker-network"}
 	historySettings  = []string{"metrics-dir", "nats-url"}
 )
 

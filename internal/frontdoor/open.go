@@ -15,6 +15,7 @@ import (
 
 	"github.com/lian-build/action/internal/buildkit"
 	"github.com/lian-build/action/internal/compute"
+	_ "github.com/lian-build/action/internal/compute/docker" // registers the docker provider
 	_ "github.com/lian-build/action/internal/compute/hcloud" // registers the hcloud provider
 	"github.com/lian-build/action/internal/compute/local"    // registers the local provider; ParseSize
 	_ "github.com/lian-build/action/internal/compute/vmpool" // registers the vm-pool provider
@@ -49,6 +50,7 @@ var providerOptions = map[string]string{
 	"state-dir": "state-dir", "buildkitd": "buildkitd", "tier-memory": "local-tier-memory",
 	"token": "hcloud-token", "endpoint": "hcloud-endpoint", "location": "hcloud-location", "image": "hcloud-image", "arch": "platforms",
 	"pool-url": "pool-url", "pool-token": "pool-token",
+	"docker-host": "docker-host", "docker-image": "docker-image", "docker-network": "docker-network",
 }
 
 // providerName is the provider the settings name (default local).
@@ -73,7 +75,8 @@ func (s Settings) Tiers() (sizing.Table, error) {
 func (s Settings) providerValues() (map[string]string, error) {
 	v := map[string]string{"state-dir": s.Local.StateDir, "buildkitd": s.Local.Buildkitd, "tier-memory": s.Local.TierMemory,
 		"token": s.HCloud.Token, "endpoint": s.HCloud.Endpoint, "location": s.HCloud.Locations, "image": s.HCloud.Image,
-		"pool-url": s.Pool.URL, "pool-token": s.Pool.Token}
+		"pool-url": s.Pool.URL, "pool-token": s.Pool.Token,
+		"docker-host": s.Docker.Host, "docker-image": s.Docker.Image, "docker-network": s.Docker.Network}
 	if v["buildkitd"] == "" {
 		v["buildkitd"] = DefaultBuildkitd()
 	}

@@ -76,6 +76,7 @@ type Settings struct {
 	Local  LocalSettings
 	HCloud HCloudSettings
 	Pool   PoolSettings
+	Docker DockerSettings
 	Given  map[string]bool
 	// Names maps a setting ("build-args") to what the user calls it in this
 	// front door ("--build-arg", the input build-args, settings: build_args),
@@ -117,6 +118,13 @@ type HCloudSettings struct {
 	Endpoint  string // HCLOUD_ENDPOINT: another API URL (the fake, a proxy)
 	Locations string // comma-separated, tried in order
 	Image     string // image name, or label:KEY=VALUE for a snapshot
+}
+
+// DockerSettings configure the docker provider.
+type DockerSettings struct {
+	Host    string
+	Image   string
+	Network string
 }
 
 // PoolSettings configure the vm-pool provider. The token comes from a
