@@ -12,7 +12,10 @@ import (
 
 func runRunners(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return usageErr("usage: lian-build runners ls|gc [flags]")
+		return usageErr("usage: lian-build runners ls|gc|image [flags]")
+	}
+	if args[0] == "image" {
+		return runnersImage(ctx, args[1:], stdout, stderr)
 	}
 	fs := newFlagSet("lian-build runners "+args[0], stderr)
 	s := frontdoor.Settings{Names: cliNames(frontdoor.SettingsTable())}

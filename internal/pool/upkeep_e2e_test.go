@@ -19,18 +19,18 @@ import (
 func TestExpiredLeaseIsReclaimed(t *testing.T) {
 	w := newWorld(t, worldConfig{hosts: true})
 	ctx := context.Background()
-	g, err := w.client.Lease(ctx, pool.Request{Tier: "cax11", TTLSeconds: 1})
+	g, err := w.client.Lease(ctx, pool.Request{Tier: "cax11", TTLSeconds: 5})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := dialLease(t, g)
 	if err := w.svc.Upkeep(ctx); err != nil {
 		t.Fatal(err)
 	}
+	c := dialLease(t, g)
 	if vms, _ := w.client.List(ctx); len(vms) != 1 || vms[0].State != pool.StateLeased {
 		t.Fatalf("a live lease was touched: %+v", vms)
 	}
-	time.Sleep(1100 * time.Millisecond)
+	time.Sleep(time.Until(g.Expires) + 200*time.Millisecond)
 	if err := w.svc.Upkeep(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -92,7 +92,7 @@ func writeRootfs(w io.Writer, f ImageFiles) error {
 			return err
 		}
 	}
-	for _, applet := range []string{"sh", "mount", "umount", "mkdir", "cat", "sleep", "test", "ls", "rm", "echo"} {
+	for _, applet := range []string{"sh", "mount", "umount", "mkdir", "cat", "sleep", "test", "ls", "rm", "echo", "grep", "ps", "kill", "tail", "head", "cp", "mv", "ln", "env", "find", "xargs", "awk", "sed", "tr", "cut"} {
 		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: "bin/" + applet, Linkname: "busybox", Mode: 0o777}); err != nil {
 			return err
 		}

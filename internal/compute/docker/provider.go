@@ -25,6 +25,9 @@ import (
 // makes one here without a registry (ImportImage).
 const DefaultImage = "moby/buildkit:v0.34.2"
 
+// LocalImage is the name `make buildkit-image` gives the image it makes.
+const LocalImage = "lian-build/buildkit:v0.34.2-local"
+
 // Settings are the provider's typed settings.
 type Settings struct {
 	Host       string // Engine API address; "" is DOCKER_HOST or the local socket
