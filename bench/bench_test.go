@@ -19,6 +19,7 @@ import (
 
 	"github.com/lian-build/action/internal/buildkit"
 	"github.com/lian-build/action/internal/compute"
+	"github.com/lian-build/action/internal/compute/docker"
 	"github.com/lian-build/action/internal/compute/hcloud"
 	"github.com/lian-build/action/internal/pipeline"
 	"github.com/lian-build/action/internal/sizing"
@@ -254,4 +255,44 @@ func BenchmarkHcloudSpawn(b *testing.B) {
 			b.ReportMetric(float64(len(fake.Requests())-requests)/float64(len(total)), "api-requests/lease")
 		})
 	}
+}
+
+// BenchmarkDockerSpawn: the docker provider's spawn → ready and destroy
+// (a Docker Engine started for it, the runner image made here), and the
+// bench workload built on it against the local provider, in one run.
+func BenchmarkDockerSpawn(b *testing.B) {
+	d := testenv.StartDockerd(b)
+	prov, err := docker.New(docker.Settings{Host: d.Host, Image: d.RunnerImage(b), Network: "none"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	layout := testenv.BaseLayout(b)
+	dir := benchContext(b)
+	onDocker, err := pipeline.New(pipeline.Config{Provider: prov, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	onLocal := newPipeline(b)
+	var spawn, destroy, dockerBuild, localBuild []time.Duration
+	for i := 0; b.Loop(); i++ {
+		start := time.Now()
+		r, err := prov.Spawn(context.Background(), sizing.HCloud[0], compute.Lease{ID: fmt.Sprintf("bench-docker-%d-%d", os.Getpid(), i), TTL: time.Minute})
+		if err != nil {
+			b.Fatal(err)
+		}
+		spawn = append(spawn, time.Since(start))
+		start = time.Now()
+		if err := r.Destroy(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		destroy = append(destroy, time.Since(start))
+		dd, _ := pipelineRun(b, onDocker, request(dir, layout))
+		ld, _ := pipelineRun(b, onLocal, request(dir, layout))
+		dockerBuild, localBuild = append(dockerBuild, dd), append(localBuild, ld)
+	}
+	b.ReportMetric(ms(median(spawn)), "spawn-p50-ms")
+	b.ReportMetric(ms(median(destroy)), "destroy-p50-ms")
+	b.ReportMetric(ms(median(dockerBuild)), "docker-build-p50-ms")
+	b.ReportMetric(ms(median(localBuild)), "local-build-p50-ms")
+	b.ReportMetric(float64(median(dockerBuild))/float64(median(localBuild)), "docker/local")
 }

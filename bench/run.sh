@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 export PATH="$PWD/bin:$PATH"
 go test -run '^$' -bench 'SpawnReady' -benchtime 20x ./bench/
 go test -run '^$' -bench 'HcloudSpawn' -benchtime 5x ./bench/
+go test -run '^$' -bench 'DockerSpawn' -benchtime 5x ./bench/
 go test -run '^$' -bench 'PipelineVsByHand|CacheImport' -benchtime 5x ./bench/
 go test -run '^$' -bench 'SchemasAnd200LineDirectives' ./internal/nickel/
 go test -run '^$' -bench 'IntakeBurst' -benchtime 1x ./internal/gateway/

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/moby/moby/client"
+
+	"github.com/lian-build/action/internal/compute/docker"
 )
 
 // Dockerd is a Docker Engine a test started: its own data and exec roots,
@@ -91,4 +93,27 @@ func (d *Dockerd) stop(t testing.TB) {
 	if err := os.RemoveAll(d.dir); err != nil {
 		t.Errorf("removing dockerd's state: %v %s", err, strings.TrimSpace(string(out)))
 	}
+}
+
+// RunnerImage makes the docker provider's runner image from this machine's
+// buildkitd, buildctl, runc and busybox and imports it into d; it returns
+// the image's name.
+func (d *Dockerd) RunnerImage(t testing.TB) string {
+	t.Helper()
+	const ref = "lian-build/buildkit:test"
+	bk, err := Buildkitd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := docker.ImageFiles{Buildkitd: bk, Buildctl: filepath.Join(filepath.Dir(bk), "buildctl")}
+	if files.Runc, err = exec.LookPath("runc"); err != nil {
+		t.Fatal(err)
+	}
+	if files.Busybox, err = exec.LookPath("busybox"); err != nil {
+		t.Fatal(err)
+	}
+	if err := docker.ImportImage(context.Background(), d.Client(t), ref, files); err != nil {
+		t.Fatal(err)
+	}
+	return ref
 }

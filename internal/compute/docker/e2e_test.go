@@ -18,14 +18,13 @@ import (
 	"github.com/lian-build/action/internal/testenv"
 )
 
-const image = "lian-build/buildkit:test"
-
 type world struct {
-	d    *testenv.Dockerd
-	c    *client.Client
-	p    *docker.Provider
-	pl   *pipeline.Pipeline
-	base buildkit.NamedContext
+	d     *testenv.Dockerd
+	c     *client.Client
+	p     *docker.Provider
+	pl    *pipeline.Pipeline
+	base  buildkit.NamedContext
+	image string
 }
 
 // newWorld is a Docker Engine started for the test, the runner image made
@@ -34,22 +33,10 @@ type world struct {
 func newWorld(t *testing.T, tierMemory map[string]int64) *world {
 	w := &world{d: testenv.StartDockerd(t)}
 	w.c = w.d.Client(t)
-	bk, _ := testenv.Buildkitd()
-	files := docker.ImageFiles{Buildkitd: bk, Buildctl: filepath.Join(filepath.Dir(bk), "buildctl")}
+	img := w.d.RunnerImage(t)
+	w.image = img
 	var err error
-	for _, f := range []struct {
-		dst  *string
-		name string
-	}{{&files.Runc, "runc"}, {&files.Busybox, "busybox"}} {
-		if *f.dst, err = exec.LookPath(f.name); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ctx := context.Background()
-	if err := docker.ImportImage(ctx, w.c, image, files); err != nil {
-		t.Fatal(err)
-	}
-	if w.p, err = docker.New(docker.Settings{Host: w.d.Host, Image: image, Network: "none", TierMemory: tierMemory}); err != nil {
+	if w.p, err = docker.New(docker.Settings{Host: w.d.Host, Image: img, Network: "none", TierMemory: tierMemory}); err != nil {
 		t.Fatal(err)
 	}
 	if w.pl, err = pipeline.New(pipeline.Config{Provider: w.p, SpawnTimeout: time.Minute}); err != nil {
@@ -150,7 +137,7 @@ func (c *cli) startBuild(t *testing.T) (*exec.Cmd, *testenv.SyncBuffer) {
 	if err := os.WriteFile(filepath.Join(ctxDir, "Dockerfile"), []byte("FROM base\nRUN echo started && sleep 120\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := c.command("build", "--docker-image", image, "--docker-network", "none", "--progress", "plain",
+	cmd := c.command("build", "--docker-image", c.w.image, "--docker-network", "none", "--progress", "plain",
 		"--build-context", "base=oci-layout://"+testenv.BaseLayout(t), ctxDir)
 	out := &testenv.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
