@@ -198,3 +198,24 @@ const (
 type OutcomeSetter interface {
 	SetOutcome(Outcome)
 }
+
+// Orphaned is a reaper's decision from a runner's labels alone: the lease
+// expired, its expiry is unreadable, or its owner was a process on this
+// machine that is gone.
+func Orphaned(labels map[string]string, now time.Time) (bool, string) {
+	exp, ok := ParseExpires(labels[LabelExpires])
+	switch {
+	case !ok:
+		return true, "no readable expiry label"
+	case now.After(exp):
+		return true, "lease expired at " + exp.UTC().Format(time.RFC3339)
+	}
+	if owner := labels[LabelOwner]; owner != "" {
+		if pid, here := LocalOwnerPID(owner); here {
+			if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil {
+				return true, "owner " + owner + " is gone"
+			}
+		}
+	}
+	return false, ""
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -58,7 +57,7 @@ func (p *Provider) List(ctx context.Context) ([]compute.RunnerInfo, error) {
 		i := compute.RunnerInfo{ID: lease, Provider: "docker", Tier: c.Labels["lian-build/tier"], Server: "container " + short(c.ID) + " (" + string(c.State) + ")",
 			Owner: c.Labels[compute.LabelOwner], Created: time.Unix(c.Created, 0)}
 		i.Expires, _ = compute.ParseExpires(c.Labels[compute.LabelExpires])
-		i.Orphan, i.Why = orphaned(c.Labels, now)
+		i.Orphan, i.Why = compute.Orphaned(c.Labels, now)
 		out = append(out, i)
 	}
 	for _, v := range vs.Items {
@@ -72,26 +71,6 @@ func (p *Provider) List(ctx context.Context) ([]compute.RunnerInfo, error) {
 		out = append(out, i)
 	}
 	return out, nil
-}
-
-// orphaned decides from labels alone: the lease expired or is unreadable,
-// or its owner was a process on this machine that is gone.
-func orphaned(labels map[string]string, now time.Time) (bool, string) {
-	exp, ok := compute.ParseExpires(labels[compute.LabelExpires])
-	switch {
-	case !ok:
-		return true, "no readable expiry label"
-	case now.After(exp):
-		return true, "lease expired at " + exp.UTC().Format(time.RFC3339)
-	}
-	if owner := labels[compute.LabelOwner]; owner != "" {
-		if pid, here := compute.LocalOwnerPID(owner); here {
-			if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil {
-				return true, "owner " + owner + " is gone"
-			}
-		}
-	}
-	return false, ""
 }
 
 // GC removes the orphans' containers and volumes; every failure is returned.

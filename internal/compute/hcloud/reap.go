@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	hc "github.com/hetznercloud/hcloud-go/v2/hcloud"
@@ -34,7 +33,7 @@ func (p *Provider) List(ctx context.Context) ([]compute.RunnerInfo, error) {
 			i.Location = s.Location.Name
 		}
 		i.Expires, _ = compute.ParseExpires(s.Labels[compute.LabelExpires])
-		i.Orphan, i.Why = orphaned(s.Labels, now)
+		i.Orphan, i.Why = compute.Orphaned(s.Labels, now)
 		out = append(out, i)
 	}
 	for _, k := range keys {
@@ -44,7 +43,7 @@ func (p *Provider) List(ctx context.Context) ([]compute.RunnerInfo, error) {
 		}
 		i := compute.RunnerInfo{ID: lease, Provider: "hcloud", Server: "SSH key " + k.Name + " without a server", Owner: k.Labels[compute.LabelOwner], Created: k.Created}
 		i.Expires, _ = compute.ParseExpires(k.Labels[compute.LabelExpires])
-		i.Orphan, i.Why = orphaned(k.Labels, now)
+		i.Orphan, i.Why = compute.Orphaned(k.Labels, now)
 		out = append(out, i)
 	}
 	return out, nil
@@ -62,30 +61,6 @@ func (p *Provider) owned(ctx context.Context) ([]*hc.Server, []*hc.SSHKey, error
 	return servers, keys, nil
 }
 
-// orphaned is the reaper's decision from labels alone: the lease expired,
-// its expiry is unreadable, or its owner was a process on this machine that
-// is gone.
-func orphaned(labels map[string]string, now time.Time) (bool, string) {
-	exp, ok := compute.ParseExpires(labels[compute.LabelExpires])
-	switch {
-	case !ok:
-		return true, "no readable expiry label"
-	case now.After(exp):
-		return true, "lease expired at " + exp.UTC().Format(time.RFC3339)
-	}
-	if owner := labels[compute.LabelOwner]; owner != "" {
-		if pid, here := compute.LocalOwnerPID(owner); here && !processAlive(pid) {
-			return true, "owner " + owner + " is gone"
-		}
-	}
-	return false, ""
-}
-
-func processAlive(pid int) bool {
-	_, err := os.Stat(fmt.Sprintf("/proc/%d", pid))
-	return err == nil
-}
-
 // GC deletes orphaned servers and keys; every failure is returned.
 func (p *Provider) GC(ctx context.Context) ([]compute.RunnerInfo, error) {
 	servers, keys, err := p.owned(ctx)
@@ -97,7 +72,7 @@ func (p *Provider) GC(ctx context.Context) ([]compute.RunnerInfo, error) {
 	var errs []error
 	gone := map[string]bool{}
 	for _, s := range servers {
-		orphan, why := orphaned(s.Labels, now)
+		orphan, why := compute.Orphaned(s.Labels, now)
 		if !orphan {
 			continue
 		}
@@ -116,7 +91,7 @@ func (p *Provider) GC(ctx context.Context) ([]compute.RunnerInfo, error) {
 	}
 	for _, k := range keys {
 		lease := k.Labels[compute.LabelLease]
-		orphan, why := orphaned(k.Labels, now)
+		orphan, why := compute.Orphaned(k.Labels, now)
 		if alive[lease] || (!orphan && !gone[lease]) {
 			continue
 		}

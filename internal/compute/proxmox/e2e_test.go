@@ -1,0 +1,195 @@
+package proxmox_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lian-build/action/internal/buildkit"
+	"github.com/lian-build/action/internal/compute"
+	"github.com/lian-build/action/internal/compute/local"
+	"github.com/lian-build/action/internal/compute/proxmox"
+	"github.com/lian-build/action/internal/pipeline"
+	"github.com/lian-build/action/internal/sizing"
+	"github.com/lian-build/action/internal/testenv"
+	"github.com/lian-build/action/internal/testenv/fakeproxmox"
+	"github.com/lian-build/action/internal/testenv/runnerhost"
+)
+
+const token = "lian@pve!runners=5e1f0c2a-7d3b-4a8e-9c61-2f4b8d0e7a13"
+
+type world struct {
+	hosts *runnerhost.Hosts
+	fake  *fakeproxmox.Fake
+	local *local.Provider
+	prov  *proxmox.Provider
+	pl    *pipeline.Pipeline
+	base  buildkit.NamedContext
+}
+
+// newWorld is the fake Proxmox API whose VMs are runner hosts (netns, sshd,
+// buildkitd in a cgroup of the tier's memory) and a pipeline on the
+// proxmox provider.
+func newWorld(t *testing.T, tierMemory map[string]int64, spawnTimeout time.Duration) *world {
+	testenv.Require(t)
+	testenv.StartSSHD(t)
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Fatal("iproute2 is needed for runner hosts")
+	}
+	opts := testenv.HostOptions(t, tierMemory)
+	w := &world{hosts: &runnerhost.Hosts{Options: opts, Dir: t.TempDir()}}
+	var err error
+	if w.local, err = local.New(opts); err != nil {
+		t.Fatal(err)
+	}
+	w.fake = fakeproxmox.New(token, w.hosts)
+	t.Cleanup(w.fake.Close)
+	if w.prov, err = proxmox.New(proxmox.Settings{Endpoint: w.fake.Endpoint(), Token: token, Node: fakeproxmox.Node,
+		Template: fakeproxmox.TemplateID, PollEvery: 100 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	if spawnTimeout == 0 {
+		spawnTimeout = time.Minute
+	}
+	if w.pl, err = pipeline.New(pipeline.Config{Provider: w.prov, SpawnTimeout: spawnTimeout}); err != nil {
+		t.Fatal(err)
+	}
+	w.base, _ = buildkit.ParseNamedContext("base=oci-layout://" + testenv.BaseLayout(t))
+	return w
+}
+
+func (w *world) build(t *testing.T, dockerfile string, edit func(*pipeline.Request)) (pipeline.Result, error, string) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(dockerfile), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var progress strings.Builder
+	req := pipeline.Request{Workspace: "e2e", Build: buildkit.Options{
+		ContextDir: dir, NamedContexts: []buildkit.NamedContext{w.base}, Progress: "plain", ProgressOut: &progress}}
+	if edit != nil {
+		edit(&req)
+	}
+	res, err := w.pl.Run(context.Background(), req)
+	return res, err, progress.String()
+}
+
+// assertNothingLeft: no VM but the template, no network namespace, no runner host.
+func (w *world) assertNothingLeft(t *testing.T) {
+	t.Helper()
+	if n := w.fake.VMs(); n != 0 {
+		t.Errorf("%d VMs left", n)
+	}
+	out, _ := exec.Command("ip", "netns", "list").CombinedOutput()
+	if strings.Contains(string(out), runnerhost.Prefix()) {
+		t.Errorf("network namespaces left: %s", out)
+	}
+	if infos, err := w.local.List(context.Background()); err != nil || len(infos) != 0 {
+		t.Errorf("runner hosts' buildkitds left: %v %v", infos, err)
+	}
+}
+
+func TestBuildOnAProxmoxClone(t *testing.T) {
+	w := newWorld(t, nil, 0)
+	res, err, progress := w.build(t, "FROM base\nRUN echo on a proxmox clone\n", nil)
+	if err != nil {
+		t.Fatalf("build: %v\n%s", err, progress)
+	}
+	ri := res.Attempts[0].Runner
+	if ri == nil || ri.Provider != "proxmox" || !strings.HasPrefix(ri.Server, "VM 1") || ri.Location != fakeproxmox.Node {
+		t.Fatalf("runner %+v", ri)
+	}
+	reqs := strings.Join(w.fake.Requests(), "\n")
+	for _, want := range []string{"POST /api2/json/nodes/pve/qemu/9000/clone", "PUT /api2/json/nodes/pve/qemu/100/config",
+		"POST /api2/json/nodes/pve/qemu/100/status/start", "GET /api2/json/nodes/pve/qemu/100/agent/network-get-interfaces",
+		"POST /api2/json/nodes/pve/qemu/100/status/stop", "DELETE /api2/json/nodes/pve/qemu/100"} {
+		if !strings.Contains(reqs, want) {
+			t.Errorf("no %s in\n%s", want, reqs)
+		}
+	}
+	t.Logf("spawn %d ms (create %d, boot %d, ready %d)", res.Attempts[0].SpawnMS, ri.Spawn.CreateMS, ri.Spawn.BootMS, ri.Spawn.ReadyMS)
+	w.assertNothingLeft(t)
+}
+
+func TestOOMOnAProxmoxCloneRetriesOnTheNextTier(t *testing.T) {
+	w := newWorld(t, map[string]int64{"cax11": 192 << 20, "cax21": 1 << 30}, 0)
+	res, err, progress := w.build(t, "FROM base\nRUN head -c 400000000 /dev/zero | tail > /dev/null\n", func(r *pipeline.Request) { r.RunnerOverride = "cax11" })
+	if err != nil {
+		t.Fatalf("build: %v\n%s", err, progress)
+	}
+	if len(res.Attempts) != 2 || !res.Attempts[0].OOM || res.Attempts[1].Tier != "cax21" {
+		t.Fatalf("attempts %+v", res.Attempts)
+	}
+	w.assertNothingLeft(t)
+}
+
+func TestCloneTaskThatFails(t *testing.T) {
+	w := newWorld(t, nil, 0)
+	w.fake.Inject(fakeproxmox.Faults{CloneFails: true})
+	_, err, _ := w.build(t, "FROM base\nRUN true\n", nil)
+	if err == nil || !strings.Contains(err.Error(), "qmclone") || !strings.Contains(err.Error(), "not have enough free space") {
+		t.Fatalf("err = %v, want the clone task's exit status", err)
+	}
+	w.assertNothingLeft(t)
+}
+
+func TestGuestAgentThatNeverAnswers(t *testing.T) {
+	w := newWorld(t, nil, 3*time.Second)
+	w.fake.Inject(fakeproxmox.Faults{AgentSilent: true})
+	_, err, _ := w.build(t, "FROM base\nRUN true\n", nil)
+	if err == nil || !strings.Contains(err.Error(), "guest agent") || !strings.Contains(err.Error(), "QEMU guest agent is not running") {
+		t.Fatalf("err = %v, want the guest agent's silence", err)
+	}
+	w.assertNothingLeft(t)
+}
+
+// gc finds the provider's VMs by tag, reads the lease from the
+// description, and stops and deletes the expired one; a live one stays.
+func TestGCByTagAndDescription(t *testing.T) {
+	w := newWorld(t, nil, 0)
+	ctx := context.Background()
+	expired, err := w.prov.Spawn(ctx, sizingTier(), compute.Lease{ID: "gc-expired", TTL: -time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer expired.Destroy(ctx)
+	live, err := w.prov.Spawn(ctx, sizingTier(), compute.Lease{ID: "gc-live", TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	infos, err := w.prov.List(ctx)
+	if err != nil || len(infos) != 2 {
+		t.Fatalf("List = %+v, %v", infos, err)
+	}
+	removed, err := w.prov.GC(ctx)
+	if err != nil || len(removed) != 1 || removed[0].ID != "gc-expired" || !strings.Contains(removed[0].Why, "expired") {
+		t.Fatalf("GC = %+v, %v", removed, err)
+	}
+	if n := w.fake.VMs(); n != 1 {
+		t.Errorf("%d VMs after gc, want the live one", n)
+	}
+	if err := live.Destroy(ctx); err != nil {
+		t.Fatal(err)
+	}
+	w.assertNothingLeft(t)
+}
+
+// A wrong token is refused, and the error says what the API said.
+func TestWrongTokenIsRefused(t *testing.T) {
+	w := newWorld(t, nil, 0)
+	p, err := proxmox.New(proxmox.Settings{Endpoint: w.fake.Endpoint(), Token: "lian@pve!runners=wrong", Node: fakeproxmox.Node, Template: fakeproxmox.TemplateID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = p.List(context.Background())
+	var ae *proxmox.APIError
+	if !errors.As(err, &ae) || ae.Status != 401 || !strings.Contains(ae.Msg, "authentication failure") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func sizingTier() sizing.Tier { return sizing.HCloud[0] }

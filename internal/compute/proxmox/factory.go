@@ -1,0 +1,135 @@
+package proxmox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/lian-build/action/internal/compute"
+	"github.com/lian-build/action/internal/sizing"
+)
+
+// Option names (compute.Config.Options).
+const (
+	OptEndpoint = "proxmox-endpoint"
+	OptToken    = "proxmox-token"
+	OptNode     = "proxmox-node"
+	OptTemplate = "proxmox-template"
+	OptFull     = "proxmox-full-clone"
+	OptCAFile   = "proxmox-ca-file"
+)
+
+type factory struct{}
+
+func init() { compute.Register(factory{}) }
+
+func (factory) Name() string        { return "proxmox" }
+func (factory) Tiers() sizing.Table { return sizing.HCloud }
+func (factory) Options() []string {
+	return []string{OptEndpoint, OptToken, OptNode, OptTemplate, OptFull, OptCAFile}
+}
+
+func (factory) New(cfg compute.Config) (compute.Provider, error) {
+	s := Settings{Endpoint: cfg.Options[OptEndpoint], Token: cfg.Options[OptToken], Node: cfg.Options[OptNode], CAFile: cfg.Options[OptCAFile]}
+	if t := cfg.Options[OptTemplate]; t != "" {
+		n, err := strconv.Atoi(t)
+		if err != nil || n <= 0 {
+			return nil, &compute.OptionError{Option: OptTemplate, Err: fmt.Errorf("%q: want a VM id", t)}
+		}
+		s.Template = n
+	}
+	switch strings.ToLower(cfg.Options[OptFull]) {
+	case "", "false", "0":
+	case "true", "1":
+		s.Full = true
+	default:
+		return nil, &compute.OptionError{Option: OptFull, Err: errors.New("want true or false")}
+	}
+	return New(s)
+}
+
+// vm is one of the provider's VMs, for List and GC.
+type vm struct {
+	id   int
+	node string
+	info compute.RunnerInfo
+}
+
+// List finds the provider's VMs by tag and reads their labels from their
+// descriptions.
+func (p *Provider) List(ctx context.Context) ([]compute.RunnerInfo, error) {
+	vms, err := p.vms(ctx)
+	out := make([]compute.RunnerInfo, 0, len(vms))
+	for _, v := range vms {
+		out = append(out, v.info)
+	}
+	return out, err
+}
+
+func (p *Provider) vms(ctx context.Context) ([]vm, error) {
+	var res []Resource
+	if err := p.api.do(ctx, http.MethodGet, "/cluster/resources", map[string][]string{"type": {"vm"}}, &res); err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	var out []vm
+	for _, v := range res {
+		if v.Template == 1 || !hasTag(v.Tags, Tag) {
+			continue
+		}
+		var cfg struct {
+			Description string `json:"description"`
+		}
+		if err := p.api.do(ctx, http.MethodGet, fmt.Sprintf("/nodes/%s/qemu/%d/config", v.Node, v.VMID), nil, &cfg); err != nil {
+			if isNotFound(err) {
+				continue
+			}
+			return nil, err
+		}
+		labels := labelsOf(cfg.Description)
+		i := compute.RunnerInfo{ID: labels[compute.LabelLease], Provider: "proxmox", Tier: labels["lian-build/tier"],
+			Server: fmt.Sprintf("VM %d (%s, %s)", v.VMID, v.Name, v.Status), Location: v.Node, Owner: labels[compute.LabelOwner]}
+		i.Expires, _ = compute.ParseExpires(labels[compute.LabelExpires])
+		i.Orphan, i.Why = compute.Orphaned(labels, now)
+		if i.ID == "" {
+			i.ID = strconv.Itoa(v.VMID)
+		}
+		out = append(out, vm{id: v.VMID, node: v.Node, info: i})
+	}
+	return out, nil
+}
+
+// hasTag reports whether a VM's tags (separated by ';', ',' or spaces) hold tag.
+func hasTag(tags, tag string) bool {
+	for _, t := range strings.FieldsFunc(tags, func(r rune) bool { return r == ';' || r == ',' || r == ' ' }) {
+		if t == tag {
+			return true
+		}
+	}
+	return false
+}
+
+// GC deletes the orphaned VMs; every failure is returned.
+func (p *Provider) GC(ctx context.Context) ([]compute.RunnerInfo, error) {
+	vms, err := p.vms(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var removed []compute.RunnerInfo
+	var errs []error
+	for _, v := range vms {
+		if !v.info.Orphan {
+			continue
+		}
+		if err := p.deleteVM(ctx, v.node, v.id); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		removed = append(removed, v.info)
+	}
+	return removed, errors.Join(errs...)
+}

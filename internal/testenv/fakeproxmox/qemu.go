@@ -1,0 +1,156 @@
+package fakeproxmox
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/lian-build/action/internal/testenv/fakehcloud"
+)
+
+func (f *Fake) qemu(w http.ResponseWriter, r *http.Request, id int, rest string) {
+	f.mu.Lock()
+	v := f.vms[id]
+	f.mu.Unlock()
+	if v == nil {
+		fail(w, http.StatusInternalServerError, fmt.Sprintf("Configuration file 'nodes/%s/qemu-server/%d.conf' does not exist", Node, id))
+		return
+	}
+	switch {
+	case r.Method == http.MethodPost && rest == "clone":
+		f.clone(w, r, v)
+	case r.Method == http.MethodGet && rest == "config":
+		f.mu.Lock()
+		cfg := map[string]string{}
+		for k, val := range v.Config {
+			cfg[k] = val
+		}
+		f.mu.Unlock()
+		data(w, cfg)
+	case (r.Method == http.MethodPut || r.Method == http.MethodPost) && rest == "config":
+		f.mu.Lock()
+		for k := range r.PostForm {
+			v.Config[k] = r.PostForm.Get(k)
+		}
+		f.mu.Unlock()
+		data(w, nil)
+	case r.Method == http.MethodPost && rest == "status/start":
+		f.start(w, r.Context(), v)
+	case r.Method == http.MethodPost && rest == "status/stop":
+		f.stop(w, r.Context(), v)
+	case r.Method == http.MethodDelete && rest == "":
+		f.destroy(w, v)
+	case r.Method == http.MethodGet && rest == "agent/network-get-interfaces":
+		f.interfaces(w, v)
+	default:
+		fail(w, http.StatusNotImplemented, "Method '"+r.Method+" "+rest+"' not implemented")
+	}
+}
+
+func (f *Fake) clone(w http.ResponseWriter, r *http.Request, tmpl *VM) {
+	newid, err := strconv.Atoi(r.PostForm.Get("newid"))
+	if err != nil || r.PostForm.Get("name") == "" {
+		fail(w, http.StatusBadRequest, "Parameter verification failed.")
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.vms[newid] != nil {
+		fail(w, http.StatusInternalServerError, fmt.Sprintf("unable to create VM %d: config file already exists", newid))
+		return
+	}
+	if f.faults.CloneFails {
+		data(w, f.newTask("qmclone", tmpl.ID, "clone failed: storage 'local-lvm' does not have enough free space"))
+		return
+	}
+	cfg := map[string]string{}
+	for k, v := range tmpl.Config {
+		if k != "template" {
+			cfg[k] = v
+		}
+	}
+	cfg["name"], cfg["description"] = r.PostForm.Get("name"), r.PostForm.Get("description")
+	f.vms[newid] = &VM{ID: newid, Name: cfg["name"], Status: "stopped", Config: cfg}
+	data(w, f.newTask("qmclone", tmpl.ID, "OK"))
+}
+
+// start boots the VM: a runner host with the config's memory and keys.
+func (f *Fake) start(w http.ResponseWriter, ctx context.Context, v *VM) {
+	f.mu.Lock()
+	if v.Status == "running" {
+		upid := f.newTask("qmstart", v.ID, "OK")
+		f.mu.Unlock()
+		data(w, upid)
+		return
+	}
+	keys, _ := url.QueryUnescape(v.Config["sshkeys"])
+	spec := fakehcloud.HostSpec{ServerID: int64(v.ID), Name: v.Name, ServerType: tierOf(v.Config["memory"]), SSHKeys: strings.Split(strings.TrimSpace(keys), "\n")}
+	f.mu.Unlock()
+	ip, err := f.hosts.Start(ctx, spec)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err != nil {
+		data(w, f.newTask("qmstart", v.ID, "start failed: "+err.Error()))
+		return
+	}
+	v.Status, v.IP = "running", ip
+	data(w, f.newTask("qmstart", v.ID, "OK"))
+}
+
+func (f *Fake) stop(w http.ResponseWriter, ctx context.Context, v *VM) {
+	f.mu.Lock()
+	running := v.Status == "running"
+	f.mu.Unlock()
+	exit := "OK"
+	if running {
+		if err := f.hosts.Stop(ctx, int64(v.ID)); err != nil {
+			exit = "stop failed: " + err.Error()
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if exit == "OK" {
+		v.Status, v.IP = "stopped", ""
+	}
+	data(w, f.newTask("qmstop", v.ID, exit))
+}
+
+func (f *Fake) destroy(w http.ResponseWriter, v *VM) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if v.Template {
+		fail(w, http.StatusInternalServerError, "refusing to destroy the template in this fake")
+		return
+	}
+	if v.Status == "running" {
+		fail(w, http.StatusInternalServerError, fmt.Sprintf("VM %d is running - destroy failed", v.ID))
+		return
+	}
+	delete(f.vms, v.ID)
+	data(w, f.newTask("qmdestroy", v.ID, "OK"))
+}
+
+func (f *Fake) interfaces(w http.ResponseWriter, v *VM) {
+	f.mu.Lock()
+	running, ip, silent := v.Status == "running", v.IP, f.faults.AgentSilent
+	f.mu.Unlock()
+	switch {
+	case !running:
+		fail(w, http.StatusInternalServerError, fmt.Sprintf("VM %d is not running", v.ID))
+	case silent:
+		fail(w, http.StatusInternalServerError, "QEMU guest agent is not running")
+	default:
+		type addr struct {
+			IP     string `json:"ip-address"`
+			Type   string `json:"ip-address-type"`
+			Prefix int    `json:"prefix"`
+		}
+		data(w, map[string]any{"result": []map[string]any{
+			{"name": "lo", "hardware-address": "00:00:00:00:00:00", "ip-addresses": []addr{{"127.0.0.1", "ipv4", 8}, {"::1", "ipv6", 128}}},
+			{"name": "eth0", "hardware-address": fmt.Sprintf("bc:24:11:00:%02x:%02x", v.ID/256, v.ID%256), "ip-addresses": []addr{{ip, "ipv4", 30}}},
+		}})
+	}
+}
