@@ -15,10 +15,11 @@ import (
 
 	"github.com/lian-build/action/internal/buildkit"
 	"github.com/lian-build/action/internal/compute"
-	_ "github.com/lian-build/action/internal/compute/docker" // registers the docker provider
-	_ "github.com/lian-build/action/internal/compute/hcloud" // registers the hcloud provider
-	"github.com/lian-build/action/internal/compute/local"    // registers the local provider; ParseSize
-	_ "github.com/lian-build/action/internal/compute/vmpool" // registers the vm-pool provider
+	_ "github.com/lian-build/action/internal/compute/docker"  // registers the docker provider
+	_ "github.com/lian-build/action/internal/compute/hcloud"  // registers the hcloud provider
+	"github.com/lian-build/action/internal/compute/local"     // registers the local provider; ParseSize
+	_ "github.com/lian-build/action/internal/compute/proxmox" // registers the proxmox provider
+	_ "github.com/lian-build/action/internal/compute/vmpool"  // registers the vm-pool provider
 	"github.com/lian-build/action/internal/events"
 	"github.com/lian-build/action/internal/metrics"
 	"github.com/lian-build/action/internal/pipeline"
@@ -51,6 +52,8 @@ var providerOptions = map[string]string{
 	"token": "hcloud-token", "endpoint": "hcloud-endpoint", "location": "hcloud-location", "image": "hcloud-image", "arch": "platforms",
 	"pool-url": "pool-url", "pool-token": "pool-token",
 	"docker-host": "docker-host", "docker-image": "docker-image", "docker-network": "docker-network",
+	"proxmox-endpoint": "proxmox-endpoint", "proxmox-token": "proxmox-token", "proxmox-node": "proxmox-node",
+	"proxmox-template": "proxmox-template", "proxmox-full-clone": "proxmox-full-clone", "proxmox-ca-file": "proxmox-ca-file",
 }
 
 // providerName is the provider the settings name (default local).
@@ -76,35 +79,43 @@ func (s Settings) providerValues() (map[string]string, error) {
 	v := map[string]string{"state-dir": s.Local.StateDir, "buildkitd": s.Local.Buildkitd, "tier-memory": s.Local.TierMemory,
 		"token": s.HCloud.Token, "endpoint": s.HCloud.Endpoint, "location": s.HCloud.Locations, "image": s.HCloud.Image,
 		"pool-url": s.Pool.URL, "pool-token": s.Pool.Token,
-		"docker-host": s.Docker.Host, "docker-image": s.Docker.Image, "docker-network": s.Docker.Network}
+		"docker-host": s.Docker.Host, "docker-image": s.Docker.Image, "docker-network": s.Docker.Network,
+		"proxmox-endpoint": s.Proxmox.Endpoint, "proxmox-token": s.Proxmox.Token, "proxmox-node": s.Proxmox.Node,
+		"proxmox-template": s.Proxmox.Template, "proxmox-full-clone": s.Proxmox.FullClone, "proxmox-ca-file": s.Proxmox.CAFile}
 	if v["buildkitd"] == "" {
 		v["buildkitd"] = DefaultBuildkitd()
 	}
-	if s.HCloud.TokenFile != "" {
-		tok, err := ReadSecretFile(s.name("hcloud-token-file"), s.HCloud.TokenFile)
-		if err != nil {
+	// Each provider's secret: its file, else a masked input, else the environment.
+	for _, sec := range []struct{ option, fileSetting, file, env string }{
+		{"token", "hcloud-token-file", s.HCloud.TokenFile, "HCLOUD_TOKEN"},
+		{"pool-token", "pool-token-file", s.Pool.TokenFile, "LIAN_POOL_TOKEN"},
+		{"proxmox-token", "proxmox-token-file", s.Proxmox.TokenFile, "PROXMOX_TOKEN"},
+	} {
+		if err := s.secretOption(v, sec.option, sec.fileSetting, sec.file, sec.env); err != nil {
 			return nil, err
 		}
-		v["token"] = tok
-	}
-	if v["token"] == "" {
-		v["token"] = os.Getenv("HCLOUD_TOKEN")
-	}
-	if s.Pool.TokenFile != "" {
-		tok, err := ReadSecretFile(s.name("pool-token-file"), s.Pool.TokenFile)
-		if err != nil {
-			return nil, err
-		}
-		v["pool-token"] = tok
-	}
-	if v["pool-token"] == "" {
-		v["pool-token"] = os.Getenv("LIAN_POOL_TOKEN")
 	}
 	if v["endpoint"] == "" {
 		v["endpoint"] = os.Getenv("HCLOUD_ENDPOINT")
 	}
 	v["arch"] = s.arch()
 	return v, nil
+}
+
+// secretOption fills a provider's secret option from its file, else from
+// the environment variable, when no masked input gave it.
+func (s Settings) secretOption(v map[string]string, option, fileSetting, file, env string) error {
+	if file != "" {
+		tok, err := ReadSecretFile(s.name(fileSetting), file)
+		if err != nil {
+			return err
+		}
+		v[option] = tok
+	}
+	if v[option] == "" {
+		v[option] = os.Getenv(env)
+	}
+	return nil
 }
 
 // arch is the architecture a build's machines need: x86 when it is only

@@ -15,7 +15,7 @@ func TestBuildThatCannotOpenRunsNothing(t *testing.T) {
 	s := Settings{ComputeProvider: "aws"}
 	res, err := s.Build(context.Background(), pipeline.Request{Workspace: "app"}, BuildOptions{Starting: func() { started = true }})
 	var ie *buildkit.InputError
-	if !errors.As(err, &ie) || ie.Field != "compute-provider" || !strings.Contains(ie.Msg, "available: docker, hcloud, local, vm-pool") {
+	if !errors.As(err, &ie) || ie.Field != "compute-provider" || !strings.Contains(ie.Msg, "available: docker, hcloud, local, proxmox, vm-pool") {
 		t.Fatalf("err = %v, want an InputError naming compute-provider and the providers", err)
 	}
 	// hcloud without a token names the setting that gives one.

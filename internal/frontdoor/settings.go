@@ -73,11 +73,12 @@ type Settings struct {
 	// Logins are registry credentials for pushes and pulls, by host.
 	Logins map[string]buildkit.Credential
 
-	Local  LocalSettings
-	HCloud HCloudSettings
-	Pool   PoolSettings
-	Docker DockerSettings
-	Given  map[string]bool
+	Local   LocalSettings
+	HCloud  HCloudSettings
+	Pool    PoolSettings
+	Docker  DockerSettings
+	Proxmox ProxmoxSettings
+	Given   map[string]bool
 	// Names maps a setting ("build-args") to what the user calls it in this
 	// front door ("--build-arg", the input build-args, settings: build_args),
 	// so that errors name what the user wrote.
@@ -118,6 +119,12 @@ type HCloudSettings struct {
 	Endpoint  string // HCLOUD_ENDPOINT: another API URL (the fake, a proxy)
 	Locations string // comma-separated, tried in order
 	Image     string // image name, or label:KEY=VALUE for a snapshot
+}
+
+// ProxmoxSettings configure the proxmox provider. The token comes from a
+// file, the environment (PROXMOX_TOKEN) or a masked input, never a flag.
+type ProxmoxSettings struct {
+	Endpoint, Token, TokenFile, Node, Template, FullClone, CAFile string
 }
 
 // DockerSettings configure the docker provider.
