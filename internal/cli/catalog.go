@@ -71,9 +71,13 @@ func runCatalogBuild(ctx context.Context, test bool, args []string, stdout, stde
 	registerProvider(fs, &s)
 	registerSettings(fs, frontdoor.SettingsTable(), &s, catalogSettings)
 	parallel := fs.Int("parallel", 2, "layers of one level built at once")
+	mode := fs.String("mode", "", "where the layers build: local (buildkitd here) or docker-local (a BuildKit container per layer: --provider docker)")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return flagErr(err)
+	}
+	if err := applyMode(&s, *mode); err != nil {
+		return err
 	}
 	dir := "."
 	if len(pos) > 0 {
@@ -129,4 +133,24 @@ func appendFile(path, text string) error {
 		return err
 	}
 	return f.Close()
+}
+
+// modes are catalog's --mode values and the provider each names.
+var modes = map[string]string{"local": "local", "docker-local": "docker"}
+
+// applyMode sets the provider --mode names; a --provider that says
+// otherwise is a usage error.
+func applyMode(s *frontdoor.Settings, mode string) error {
+	if mode == "" {
+		return nil
+	}
+	prov, ok := modes[mode]
+	if !ok {
+		return usageErr("--mode %q: want local or docker-local", mode)
+	}
+	if s.ComputeProvider != "" && s.ComputeProvider != "local" && s.ComputeProvider != prov {
+		return usageErr("--mode %s builds on the %s provider, not --provider %s", mode, prov, s.ComputeProvider)
+	}
+	s.ComputeProvider = prov
+	return nil
 }

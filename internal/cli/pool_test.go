@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/lian-build/action/internal/frontdoor"
 )
 
 // Bad pool invocations are usage errors that name the flag.
@@ -36,6 +38,25 @@ func TestPoolUsage(t *testing.T) {
 		code := Main(context.Background(), c.args, &out, &errb)
 		if code != ExitUsage || !strings.Contains(errb.String(), c.want) {
 			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", c.args, code, errb.String(), c.want)
+		}
+	}
+}
+
+func TestCatalogMode(t *testing.T) {
+	for _, c := range []struct {
+		provider, mode, want, err string
+	}{{"", "docker-local", "docker", ""}, {"local", "docker-local", "docker", ""}, {"", "local", "local", ""},
+		{"hcloud", "docker-local", "", "not --provider hcloud"}, {"", "vm", "", `--mode "vm"`}} {
+		s := frontdoor.Settings{ComputeProvider: c.provider}
+		err := applyMode(&s, c.mode)
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("%+v: err %v", c, err)
+			}
+			continue
+		}
+		if err != nil || s.ComputeProvider != c.want {
+			t.Errorf("%+v: provider %q, err %v", c, s.ComputeProvider, err)
 		}
 	}
 }
