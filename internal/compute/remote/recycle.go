@@ -11,12 +11,13 @@ import (
 	"github.com/lian-build/action/internal/compute/sshx"
 )
 
-//go:embed recycle.sh
-var recycleScript string
+//go:embed runner.sh
+var runnerScript string
 
-// RecycleScript is the script a pool runs on a machine (as root, over its
-// own key) between leases; its usage is at its top.
-func RecycleScript() string { return strings.Replace(recycleScript, "@STATS@", StatsCommand, 1) }
+// RunnerScript is the runner machine's own commands (run as root over
+// SSH): a pool's recycle and grant between leases, and a lease's state
+// volume; its usage is at its top.
+func RunnerScript() string { return strings.Replace(runnerScript, "@STATS@", StatsCommand, 1) }
 
 // AuthorizedKey is a public key as one authorized_keys line, without comment.
 func AuthorizedKey(k ssh.PublicKey) string {
@@ -35,12 +36,19 @@ func Grant(ctx context.Context, c *sshx.Conn, admin, lease ssh.PublicKey) error 
 }
 
 func runScript(ctx context.Context, c *sshx.Conn, args ...string) error {
+	_, err := RunScript(ctx, c, args...)
+	return err
+}
+
+// RunScript runs one of the runner script's commands and returns its output.
+func RunScript(ctx context.Context, c *sshx.Conn, args ...string) (string, error) {
 	cmd := "sh -s --"
 	for _, a := range args {
-		cmd += " '" + a + "'" // keys are base64 and a type name: no quote in them
+		cmd += " '" + a + "'" // keys, paths and lease ids: no quote in them
 	}
-	if _, err := c.RunInput(ctx, cmd, []byte(RecycleScript())); err != nil {
-		return fmt.Errorf("%s on %s: %w", args[0], c.Addr(), err)
+	out, err := c.RunInput(ctx, cmd, []byte(RunnerScript()))
+	if err != nil {
+		return "", fmt.Errorf("%s on %s: %w", args[0], c.Addr(), err)
 	}
-	return nil
+	return string(out), nil
 }

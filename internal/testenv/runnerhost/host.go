@@ -193,7 +193,7 @@ exec /usr/sbin/sshd -D -e -f %q`, socketDir, home, filepath.Join(hs.dir, "runner
 }
 
 // writeLayout writes what a VM's image and cloud-init would hold for the
-// recycle script (remote.RecycleScript): buildkitd's config, with its root
+// runner script (remote.RunnerScript): buildkitd's config, with its root
 // in the host's directory and its steps under lian-build/steps, and the
 // paths that differ from a VM's, in runner.env.
 func (hs *host) writeLayout(buildkitd string, insecure []string) error {

@@ -1,5 +1,10 @@
-# Makes a runner machine fit for its next lease. Run as root over the
-# pool's own SSH key: sh -s -- recycle ADMIN_KEY | grant ADMIN_KEY LEASE_KEY.
+# The runner machine's own commands, run as root over SSH (sh -s -- CMD …).
+# A pool makes a machine fit for its next lease over its own key:
+#   recycle ADMIN_KEY | grant ADMIN_KEY LEASE_KEY
+# A lease on a machine with a state volume (a Hetzner Volume per cache
+# namespace, mounted at VOLUME) runs its buildkitd on a copy of the
+# volume's committed generation:
+#   state-open VOLUME LEASE | state-commit VOLUME LEASE | state-discard VOLUME LEASE
 #   recycle  revokes every lease key and ends its sessions, kills everything
 #            in the build cgroup (buildkitd and every RUN container), removes
 #            buildkitd's root and the cgroup's children, and starts a new
@@ -81,7 +86,10 @@ wipe() {
 	done
 }
 
+# start [ROOT] starts buildkitd (on ROOT instead of the config's root).
 start() {
+	root_flag=
+	[ -z "${1:-}" ] || root_flag="--root $1"
 	if [ -f $CG/cgroup.controllers ]; then
 		mkdir -p $CG/$B/daemon $CG/$B/steps
 		procs=$CG/$B/daemon/cgroup.procs
@@ -94,7 +102,7 @@ start() {
 		echo 0 >$CG/memory/$B/memory.max_usage_in_bytes
 	fi
 	mkdir -p "$(dirname "$SOCKET")" "$(dirname "$LOG")"
-	setsid sh -c 'for f in $0; do echo $$ >"$f"; done; exec "$1" --config "$2"' "$procs" "$BUILDKITD" "$CONFIG" >"$LOG" 2>&1 </dev/null &
+	setsid sh -c 'for f in $0; do echo $$ >"$f"; done; exec "$1" --config "$2" $3' "$procs" "$BUILDKITD" "$CONFIG" "$root_flag" >"$LOG" 2>&1 </dev/null &
 	i=0
 	until [ -S "$SOCKET" ]; do
 		i=$((i + 1))
@@ -111,6 +119,78 @@ LIAN_STATS
 	mv "$STATS.new" "$STATS"
 }
 
+# stop_daemon stops buildkitd cleanly (SIGTERM, then waits): its state on
+# disk is whole once it has exited.
+stop_daemon() {
+	pids=$(for d in $(cg_dirs); do f=$d/daemon/cgroup.procs; [ -f "$f" ] && cat "$f"; done | sort -u)
+	[ -n "$pids" ] || pids=$(for d in $(cg_dirs); do cat "$d/cgroup.procs" 2>/dev/null; done | sort -u)
+	[ -z "$pids" ] || kill -TERM $pids 2>/dev/null || true
+	i=0
+	for p in $pids; do
+		while kill -0 "$p" 2>/dev/null; do
+			i=$((i + 1))
+			[ $i -lt 600 ] || die "buildkitd ($p) did not stop"
+			sleep 0.05
+		done
+	done
+}
+
+# wait_volume waits for the volume's mount (cloud-init mounts it after boot).
+wait_volume() {
+	i=0
+	until grep -qs " $1 " /proc/self/mountinfo; do
+		i=$((i + 1))
+		[ $i -lt 1200 ] || die "the state volume is not mounted at $1"
+		sleep 0.05
+	done
+}
+
+# copy_tree copies a committed generation for a lease: a reflink copy (XFS,
+# btrfs) shares every block until written; elsewhere it is a full copy.
+copy_tree() {
+	cp -a --reflink=auto "$1" "$2"
+}
+
+state_open() {
+	vol=$1 lease=$2
+	wait_volume "$vol"
+	mkdir -p "$vol/gens"
+	# Work trees of leases that never committed nor discarded (a lost server).
+	for w in "$vol"/work-*; do [ -e "$w" ] && [ "$w" != "$vol/work-$lease" ] && rm -rf "$w"; done
+	gen=0
+	[ -f "$vol/current" ] && gen=$(cat "$vol/current")
+	rm -rf "$vol/work-$lease"
+	if [ "$gen" -gt 0 ] && [ -d "$vol/gens/$gen" ]; then
+		copy_tree "$vol/gens/$gen" "$vol/work-$lease"
+	else
+		gen=0
+		mkdir -p "$vol/work-$lease"
+	fi
+	stop_daemon
+	kill_build
+	rm -f "$SOCKET"
+	start "$vol/work-$lease"
+	echo "generation $gen bytes $(du -sb "$vol/work-$lease" | cut -f1)"
+}
+
+state_commit() {
+	vol=$1 lease=$2
+	[ -d "$vol/work-$lease" ] || die "no work tree for lease $lease"
+	stop_daemon
+	gen=0
+	[ -f "$vol/current" ] && gen=$(cat "$vol/current")
+	next=$((gen + 1))
+	rm -rf "$vol/gens/$next"
+	mv "$vol/work-$lease" "$vol/gens/$next"
+	sync
+	echo "$next" >"$vol/current.new"
+	sync
+	mv "$vol/current.new" "$vol/current"
+	sync
+	for g in "$vol"/gens/*; do [ "$g" = "$vol/gens/$next" ] || rm -rf "$g"; done
+	echo "generation $next"
+}
+
 case "${1:-}" in
 recycle)
 	[ $# -eq 2 ] || die "usage: recycle ADMIN_KEY"
@@ -125,6 +205,19 @@ grant)
 	[ $# -eq 3 ] || die "usage: grant ADMIN_KEY LEASE_KEY"
 	[ -S "$SOCKET" ] || die "buildkitd is not running (recycle first)"
 	keys "$2" "$3"
+	;;
+state-open)
+	[ $# -eq 3 ] || die "usage: state-open VOLUME LEASE"
+	state_open "$2" "$3"
+	;;
+state-commit)
+	[ $# -eq 3 ] || die "usage: state-commit VOLUME LEASE"
+	state_commit "$2" "$3"
+	;;
+state-discard)
+	[ $# -eq 3 ] || die "usage: state-discard VOLUME LEASE"
+	stop_daemon
+	rm -rf "$2/work-$3"
 	;;
 *) die "unknown command ${1:-}" ;;
 esac
