@@ -37,6 +37,9 @@ type Lease struct {
 	// Expected is how long the build is expected to take (its workspace's
 	// P95; 0 unknown): a pool reuses a machine only if its paid time holds it.
 	Expected time.Duration
+	// RemoteState asks for state the provider keeps (nil: none); a provider
+	// that keeps none refuses the lease.
+	RemoteState *StateSpec
 }
 
 // Expires is the end of the lease, counted from now.
@@ -218,4 +221,33 @@ func Orphaned(labels map[string]string, now time.Time) (bool, string) {
 		}
 	}
 	return false, ""
+}
+
+// StateSpec asks a provider for runner state it keeps itself (a Hetzner
+// Volume per cache namespace): the namespaces the build may start from,
+// best first, and the one a clean success commits to ("": none).
+type StateSpec struct {
+	Read  []string
+	Write string
+}
+
+// StateOpened is what a runner on provider-kept state started from.
+type StateOpened struct {
+	Namespace  string // "": no state (a first build, or none could be had)
+	Generation int
+	Bytes      int64
+	OpenMS     int64
+	// Note says why the runner has no state when it asked for one (the
+	// namespace's volume is attached to another build's server).
+	Note string
+	// Committable: the runner's state can be committed (it has its volume).
+	Committable bool
+}
+
+// StatefulRunner is a runner on provider-kept state (Lease.RemoteState).
+type StatefulRunner interface {
+	StateOpened() StateOpened
+	// CommitState stops buildkitd cleanly and makes its state the write
+	// namespace's next generation, atomically; it returns that generation.
+	CommitState(ctx context.Context) (int, error)
 }

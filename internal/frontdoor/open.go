@@ -50,7 +50,7 @@ func (r *Runtime) Close() {
 var providerOptions = map[string]string{
 	"state-dir": "state-dir", "buildkitd": "buildkitd", "tier-memory": "local-tier-memory",
 	"token": "hcloud-token", "endpoint": "hcloud-endpoint", "location": "hcloud-location", "image": "hcloud-image", "arch": "platforms",
-	"pool-url": "pool-url", "pool-token": "pool-token",
+	"pool-url": "pool-url", "pool-token": "pool-token", "state-volume-size": "state-store-size",
 	"docker-host": "docker-host", "docker-image": "docker-image", "docker-network": "docker-network",
 	"proxmox-endpoint": "proxmox-endpoint", "proxmox-token": "proxmox-token", "proxmox-node": "proxmox-node",
 	"proxmox-template": "proxmox-template", "proxmox-full-clone": "proxmox-full-clone", "proxmox-ca-file": "proxmox-ca-file",
@@ -78,7 +78,7 @@ func (s Settings) Tiers() (sizing.Table, error) {
 func (s Settings) providerValues() (map[string]string, error) {
 	v := map[string]string{"state-dir": s.Local.StateDir, "buildkitd": s.Local.Buildkitd, "tier-memory": s.Local.TierMemory,
 		"token": s.HCloud.Token, "endpoint": s.HCloud.Endpoint, "location": s.HCloud.Locations, "image": s.HCloud.Image,
-		"pool-url": s.Pool.URL, "pool-token": s.Pool.Token,
+		"pool-url": s.Pool.URL, "pool-token": s.Pool.Token, "state-volume-size": s.StateStoreSize,
 		"docker-host": s.Docker.Host, "docker-image": s.Docker.Image, "docker-network": s.Docker.Network,
 		"proxmox-endpoint": s.Proxmox.Endpoint, "proxmox-token": s.Proxmox.Token, "proxmox-node": s.Proxmox.Node,
 		"proxmox-template": s.Proxmox.Template, "proxmox-full-clone": s.Proxmox.FullClone, "proxmox-ca-file": s.Proxmox.CAFile}
@@ -205,8 +205,14 @@ func (s Settings) OpenState(ctx context.Context) (*state.Store, int64, error) {
 		return nil, 0, nil
 	}
 	field := s.name("state-store")
-	if p := s.providerName(); p != "local" {
-		return nil, 0, &buildkit.InputError{Field: field, Value: s.StateStore, Msg: fmt.Sprintf("works with the local provider only, not %s (Hetzner volumes are not supported yet)", p)}
+	switch p := s.providerName(); {
+	case p == "hcloud" && s.StateStore == RemoteStateStore:
+		keep, err := s.stateMax()
+		return nil, keep, err
+	case p == "hcloud":
+		return nil, 0, &buildkit.InputError{Field: field, Value: s.StateStore, Msg: "with the hcloud provider, the state store is " + RemoteStateStore + " (a Hetzner Volume per namespace and location)"}
+	case p != "local":
+		return nil, 0, &buildkit.InputError{Field: field, Value: s.StateStore, Msg: fmt.Sprintf("works with the local provider (a path) and hcloud (%s), not %s", RemoteStateStore, p)}
 	}
 	opts := state.Options{Path: s.StateStore}
 	sizes := []struct {
@@ -229,6 +235,27 @@ func (s Settings) OpenState(ctx context.Context) (*state.Store, int64, error) {
 		return nil, 0, &buildkit.InputError{Field: field, Value: s.StateStore, Msg: err.Error()}
 	}
 	return st, opts.MaxBytes, nil
+}
+
+// RemoteStateStore is the state store value that keeps runner state on the
+// provider's side (hcloud: a Volume per namespace and location).
+const RemoteStateStore = "volumes"
+
+// remoteState says whether the provider keeps the runner state.
+func (s Settings) remoteState() bool {
+	return s.StateStore == RemoteStateStore && s.providerName() == "hcloud"
+}
+
+// stateMax is the state-max setting in bytes (0: none).
+func (s Settings) stateMax() (int64, error) {
+	if s.StateMax == "" {
+		return 0, nil
+	}
+	n, err := local.ParseSize(s.StateMax)
+	if err != nil {
+		return 0, &buildkit.InputError{Field: s.name("state-max"), Value: s.StateMax, Msg: err.Error()}
+	}
+	return n, nil
 }
 
 // Open builds the pipeline the settings describe.
@@ -255,6 +282,7 @@ func (s Settings) Open(ctx context.Context, log *slog.Logger) (*Runtime, error) 
 	if cfg.State != nil && log != nil {
 		log.Info("runner state store", "store", cfg.State.Describe())
 	}
+	cfg.RemoteState = s.remoteState()
 	if s.NatsURL != "" {
 		pub := events.New(events.Options{URL: s.NatsURL, Prefix: s.EventsPrefix, Logger: log})
 		rt.closers = append(rt.closers, pub.Close)

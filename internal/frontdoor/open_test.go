@@ -28,3 +28,30 @@ func TestBuildThatCannotOpenRunsNothing(t *testing.T) {
 		t.Fatalf("something ran: result %+v, Starting called %v", res, started)
 	}
 }
+
+// The state store is a path for the local provider and "volumes" for
+// hcloud; anything else is refused naming the setting.
+func TestStateStorePerProvider(t *testing.T) {
+	for _, c := range []struct {
+		provider, store, want string
+		remote                bool
+	}{
+		{"hcloud", "volumes", "", true},
+		{"hcloud", "/var/lib/lian-state", "the state store is volumes", false},
+		{"docker", "volumes", "not docker", false},
+		{"vm-pool", "/x", "not vm-pool", false},
+	} {
+		s := Settings{ComputeProvider: c.provider, StateStore: c.store, StateMax: "1GiB"}
+		st, keep, err := s.OpenState(context.Background())
+		if c.want != "" {
+			var ie *buildkit.InputError
+			if !errors.As(err, &ie) || ie.Field != "state-store" || !strings.Contains(ie.Msg, c.want) {
+				t.Errorf("%+v: err %v", c, err)
+			}
+			continue
+		}
+		if err != nil || st != nil || keep != 1<<30 || s.remoteState() != c.remote {
+			t.Errorf("%+v: store %v keep %d err %v remote %v", c, st, keep, err, s.remoteState())
+		}
+	}
+}

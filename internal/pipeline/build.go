@@ -66,9 +66,12 @@ func (p *Pipeline) runAttempt(ctx context.Context, log *slog.Logger, req Request
 	if o, ok := r.(compute.OutcomeSetter); ok {
 		o.SetOutcome(out.runnerOutcome())
 	}
+	steps := out.report.Steps
+	ok, unchanged := out.err == nil && out.ctxErr == nil, steps.Total > 0 && steps.Cached == steps.Total
 	if sc != nil {
-		steps := out.report.Steps
-		out.state = sc.settle(ctx, p, log, r, out.err == nil && out.ctxErr == nil, steps.Total > 0 && steps.Cached == steps.Total, req.Actor.String())
+		out.state = sc.settle(ctx, p, log, r, ok, unchanged, req.Actor.String())
+	} else if sr, isStateful := r.(compute.StatefulRunner); isStateful && p.cfg.RemoteState {
+		out.state = p.settleRemote(ctx, log, r, sr, p.remoteStateSpec(req), ok, unchanged)
 	}
 	a.DurationMS = time.Since(start).Milliseconds()
 	a.OOM = out.oom

@@ -32,6 +32,9 @@ type Config struct {
 	// StateKeepBytes is the size a state is pruned to before it is
 	// committed (0: not pruned).
 	StateKeepBytes int64
+	// RemoteState asks the provider to keep the runner state (a Hetzner
+	// Volume per namespace): the same namespaces as State, on its side.
+	RemoteState bool
 }
 
 // Pipeline runs builds.

@@ -23,8 +23,9 @@ func (p *Pipeline) spawnRunner(ctx context.Context, req Request, attempt int, ti
 			"lian-build/build": req.BuildID,
 			"lian-build/tier":  tier.Name,
 		},
-		State:    stateDir,
-		Expected: req.Expected,
+		State:       stateDir,
+		Expected:    req.Expected,
+		RemoteState: p.remoteStateSpec(req),
 	}
 	lease.Labels[compute.LabelActorClass] = string(req.Actor.Kind)
 	if req.Workspace != "" {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/lian-build/action/internal/compute"
+	"github.com/lian-build/action/internal/compute/local"
 	"github.com/lian-build/action/internal/sizing"
 )
 
@@ -19,6 +20,8 @@ const (
 	OptLocation = "location" // comma-separated, tried in order
 	OptImage    = "image"    // an image name, or label:KEY=VALUE for a snapshot
 	OptArch     = "arch"     // arm (cax types) or x86 (cpx types)
+	// OptVolumeSize is a state volume's size (e.g. 20GiB; at least 10 GB).
+	OptVolumeSize = "state-volume-size"
 )
 
 // x86Types are the shared x86 server types of the same tiers, for linux/amd64.
@@ -40,6 +43,8 @@ type Settings struct {
 	PollEvery time.Duration
 	// DeleteRetries is how often a failed delete is tried again.
 	DeleteRetries int
+	// VolumeGB is a state volume's size (at least 10).
+	VolumeGB int
 }
 
 type factory struct{}
@@ -49,7 +54,7 @@ func init() { compute.Register(factory{}) }
 func (factory) Name() string        { return "hcloud" }
 func (factory) Tiers() sizing.Table { return sizing.HCloud }
 func (factory) Options() []string {
-	return []string{OptToken, OptEndpoint, OptLocation, OptImage, OptArch}
+	return []string{OptToken, OptEndpoint, OptLocation, OptImage, OptArch, OptVolumeSize}
 }
 
 func (f factory) New(cfg compute.Config) (compute.Provider, error) {
@@ -61,6 +66,13 @@ func (f factory) New(cfg compute.Config) (compute.Provider, error) {
 	}
 	if s.Token == "" {
 		return nil, &compute.OptionError{Option: OptToken, Err: errors.New("a Hetzner Cloud API token is required (HCLOUD_TOKEN)")}
+	}
+	if v := cfg.Options[OptVolumeSize]; v != "" {
+		n, err := local.ParseSize(v)
+		if err != nil {
+			return nil, &compute.OptionError{Option: OptVolumeSize, Err: err}
+		}
+		s.VolumeGB = int((n + 1<<30 - 1) >> 30)
 	}
 	return New(s)
 }

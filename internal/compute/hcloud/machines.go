@@ -58,7 +58,7 @@ func (p *Provider) EnsureKey(ctx context.Context, name string, pub ssh.PublicKey
 // CreateMachine creates a server and waits until Hetzner says it runs; a
 // server that was created but failed is deleted before the error returns.
 func (p *Provider) CreateMachine(ctx context.Context, spec MachineSpec) (Machine, error) {
-	srv, loc, typeName, err := p.createServer(ctx, spec.Name, spec.Tier, []*hc.SSHKey{{ID: spec.KeyID}}, spec.Labels)
+	srv, loc, typeName, err := p.createServer(ctx, spec.Name, spec.Tier, []*hc.SSHKey{{ID: spec.KeyID}}, spec.Labels, nil)
 	if err != nil {
 		if srv != nil {
 			err = errors.Join(err, p.deleteServer(context.WithoutCancel(ctx), srv))

@@ -68,7 +68,7 @@ func (p *Provider) Note() string        { return "" }
 // answer, and destroys everything it made when any step fails.
 func (p *Provider) Spawn(ctx context.Context, tier sizing.Tier, lease compute.Lease) (compute.Runner, error) {
 	if lease.State != "" {
-		return nil, errors.New("hcloud: runner state from a state store is not supported yet (it needs a Hetzner Volume per namespace); use it with the local provider")
+		return nil, errors.New("hcloud: a local state store's clone cannot reach a server; use --state-store volumes (a Hetzner Volume per namespace)")
 	}
 	r := &runner{p: p, lease: lease, tier: tier.Name}
 	fail := func(err error) (compute.Runner, error) {
@@ -76,6 +76,13 @@ func (p *Provider) Spawn(ctx context.Context, tier sizing.Tier, lease compute.Le
 	}
 	start := time.Now()
 	labels := lease.LabelSet(start)
+	if lease.RemoteState != nil {
+		st, err := r.chooseVolume(ctx, lease.RemoteState)
+		if err != nil {
+			return fail(err)
+		}
+		r.state = st
+	}
 	signer, err := r.createKey(ctx, labels)
 	if err != nil {
 		return fail(err)
@@ -88,6 +95,11 @@ func (p *Provider) Spawn(ctx context.Context, tier sizing.Tier, lease compute.Le
 		return fail(err)
 	}
 	booted := time.Now()
+	if r.state != nil && r.state.vol != nil {
+		if err := r.openState(ctx); err != nil {
+			return fail(err)
+		}
+	}
 	if err := r.WaitBuildkitd(ctx, p.sshPoll()); err != nil {
 		return fail(err)
 	}
@@ -117,7 +129,16 @@ func (r *runner) createKey(ctx context.Context, labels map[string]string) (ssh.S
 
 // createServer makes the lease's server, waiting for its create actions.
 func (r *runner) createServer(ctx context.Context, tier sizing.Tier, labels map[string]string) error {
-	srv, loc, typeName, err := r.p.createServer(ctx, r.lease.ID, tier, []*hc.SSHKey{r.key}, labels)
+	var vol *hc.Volume
+	if r.state != nil {
+		vol = r.state.vol
+	}
+	srv, loc, typeName, err := r.p.createServer(ctx, r.lease.ID, tier, []*hc.SSHKey{r.key}, labels, vol)
+	if vol != nil && (hc.IsError(err, hc.ErrorCodeConflict) || hc.IsError(err, hc.ErrorCodeLocked)) {
+		// Another build's server took the volume since it was listed.
+		r.state.vol, r.state.opened.Note = nil, "the state volume of "+r.state.namespace+" was attached to another build's server meanwhile: registry cache only"
+		srv, loc, typeName, err = r.p.createServer(ctx, r.lease.ID, tier, []*hc.SSHKey{r.key}, labels, nil)
+	}
 	if srv != nil {
 		r.server, r.location, r.typeName = srv, loc, typeName
 	}
@@ -127,7 +148,7 @@ func (r *runner) createServer(ctx context.Context, tier sizing.Tier, labels map[
 // createServer tries each location in turn while Hetzner has no capacity
 // there; it never takes another, larger type. A server it returns with an
 // error exists and is the caller's to delete.
-func (p *Provider) createServer(ctx context.Context, name string, tier sizing.Tier, keys []*hc.SSHKey, labels map[string]string) (*hc.Server, string, string, error) {
+func (p *Provider) createServer(ctx context.Context, name string, tier sizing.Tier, keys []*hc.SSHKey, labels map[string]string, vol *hc.Volume) (*hc.Server, string, string, error) {
 	typeName := serverType(tier.Name, p.s.Arch)
 	st, _, err := p.c.ServerType.GetByName(ctx, typeName)
 	if err != nil || st == nil {
@@ -137,12 +158,16 @@ func (p *Provider) createServer(ctx context.Context, name string, tier sizing.Ti
 	if err != nil {
 		return nil, "", "", err
 	}
+	locations := p.s.Locations
+	opts := hc.ServerCreateOpts{Name: name, ServerType: st, Image: img, SSHKeys: keys, Labels: labels, UserData: remote.CloudInit(p.s.Socket, p.s.Insecure)}
+	if vol != nil {
+		// A volume attaches only to a server in its own location.
+		locations, opts.Volumes, opts.Automount = []string{vol.Location.Name}, []*hc.Volume{vol}, hc.Ptr(true)
+	}
 	var tried []string
-	for _, loc := range p.s.Locations {
-		res, _, err := p.c.Server.Create(ctx, hc.ServerCreateOpts{
-			Name: name, ServerType: st, Image: img, Location: &hc.Location{Name: loc},
-			SSHKeys: keys, Labels: labels, UserData: remote.CloudInit(p.s.Socket, p.s.Insecure),
-		})
+	for _, loc := range locations {
+		opts.Location = &hc.Location{Name: loc}
+		res, _, err := p.c.Server.Create(ctx, opts)
 		if hc.IsError(err, hc.ErrorCodeResourceUnavailable) || hc.IsError(err, hc.ErrorCodePlacementError) {
 			tried = append(tried, loc+" ("+string(err.(hc.Error).Code)+")")
 			continue

@@ -28,6 +28,7 @@ type runner struct {
 	spawn    compute.SpawnTimes
 	// Conn is the server over SSH: Client, Stats, Health come from it.
 	remote.Conn
+	state *volumeState // nil: no state asked for
 
 	once       sync.Once
 	destroyErr error
@@ -49,6 +50,7 @@ func (r *runner) Info() compute.RunnerInfo {
 // failed delete is retried, then reported — never dropped.
 func (r *runner) Destroy(ctx context.Context) error {
 	r.once.Do(func() {
+		r.discardState(ctx)
 		if r.SSH != nil {
 			_ = r.SSH.Close()
 		}

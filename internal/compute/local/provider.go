@@ -111,6 +111,9 @@ func (p *Provider) Spawn(ctx context.Context, tier sizing.Tier, lease compute.Le
 	if err := validLeaseID(lease.ID); err != nil {
 		return nil, err
 	}
+	if lease.RemoteState != nil {
+		return nil, errors.New("local provider: its runner state is a state store's clone (Lease.State), not provider-kept state")
+	}
 	dir := filepath.Join(p.opts.StateDir, lease.ID)
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("local provider: runner dir: %w", err)

@@ -51,6 +51,7 @@ type HostSpec struct {
 	UserData   string
 	SSHKeys    []string // authorized_keys lines
 	Labels     map[string]string
+	Volumes    []VolumeSpec // attached at creation, mounted by the machine
 }
 
 // Hosts starts and stops the machines behind servers.
@@ -66,6 +67,8 @@ type Fake struct {
 	hosts  Hosts
 	// Ledger bills the servers the fake makes, every started hour.
 	Ledger Ledger
+	// VolumeDir holds the volumes' images (default a directory in TMPDIR).
+	VolumeDir string
 
 	mu       sync.Mutex
 	nextID   int64
@@ -73,6 +76,7 @@ type Fake struct {
 	faults   []*Fault
 	servers  map[int64]*schema.Server
 	keys     map[int64]*schema.SSHKey
+	vols     map[int64]*schema.Volume
 	actions  map[int64]*schema.Action
 }
 
@@ -124,7 +128,7 @@ func NewOn(ln net.Listener, token string, hosts Hosts) *Fake {
 }
 
 func newFake(token string, hosts Hosts) *Fake {
-	return &Fake{Token: token, hosts: hosts, nextID: 1000, servers: map[int64]*schema.Server{}, keys: map[int64]*schema.SSHKey{}, actions: map[int64]*schema.Action{}}
+	return &Fake{Token: token, hosts: hosts, nextID: 1000, servers: map[int64]*schema.Server{}, keys: map[int64]*schema.SSHKey{}, vols: map[int64]*schema.Volume{}, actions: map[int64]*schema.Action{}}
 }
 
 func (f *Fake) handler() http.Handler { return http.StripPrefix("/v1", http.HandlerFunc(f.serve)) }
@@ -325,6 +329,8 @@ func (f *Fake) route(w http.ResponseWriter, r *http.Request, body []byte) {
 		f.getAction(w, p)
 	case strings.HasPrefix(p, "/ssh_keys"):
 		f.sshKeys(w, r, p, q, body)
+	case strings.HasPrefix(p, "/volumes"):
+		f.volumes(w, r, p, q, body)
 	case strings.HasPrefix(p, "/servers"):
 		f.serversRoute(w, r, p, q, body)
 	default:

@@ -117,6 +117,11 @@ func (f *Fake) createServer(w http.ResponseWriter, ctx context.Context, body []b
 	}
 	id := f.id()
 	f.mu.Unlock()
+	vols, err := f.attach(req, id, loc.Name)
+	if err != nil {
+		writeError(w, 409, "conflict", err.Error())
+		return
+	}
 	labels := map[string]string{}
 	if req.Labels != nil {
 		labels = *req.Labels
@@ -124,14 +129,17 @@ func (f *Fake) createServer(w http.ResponseWriter, ctx context.Context, body []b
 	ip := fmt.Sprintf("192.0.2.%d", id%250+1) // TEST-NET-1: unroutable without a host
 	if f.hosts != nil {
 		var err error
-		ip, err = f.hosts.Start(ctx, HostSpec{ServerID: id, Name: req.Name, ServerType: st.Name, Cores: st.Cores, MemoryGB: st.Memory, UserData: req.UserData, SSHKeys: keys, Labels: labels})
+		ip, err = f.hosts.Start(ctx, HostSpec{ServerID: id, Name: req.Name, ServerType: st.Name, Cores: st.Cores, MemoryGB: st.Memory, UserData: req.UserData, SSHKeys: keys, Labels: labels, Volumes: vols})
 		if err != nil {
+			f.mu.Lock()
+			f.detach(id)
+			f.mu.Unlock()
 			writeError(w, 503, "resource_unavailable", "runner host: "+err.Error())
 			return
 		}
 	}
 	s := &schema.Server{ID: id, Name: req.Name, Status: "running", Created: time.Now(), ServerType: st, Location: loc, Image: &im, Labels: labels,
-		PublicNet: schema.ServerPublicNet{IPv4: schema.ServerPublicNetIPv4{ID: id, IP: ip}}}
+		PublicNet: schema.ServerPublicNet{IPv4: schema.ServerPublicNetIPv4{ID: id, IP: ip}}, Volumes: req.Volumes}
 	f.mu.Lock()
 	f.servers[id] = s
 	f.Ledger.Open(id, st.Name, s.Created)
@@ -159,6 +167,7 @@ func (f *Fake) deleteServer(w http.ResponseWriter, ctx context.Context, p string
 	}
 	f.mu.Lock()
 	delete(f.servers, id)
+	f.detach(id)
 	f.Ledger.Close(id, time.Now())
 	a := f.action("delete_server", id, "server")
 	f.mu.Unlock()

@@ -119,7 +119,7 @@ func (h *Hosts) Start(ctx context.Context, spec fakehcloud.HostSpec) (string, er
 	if err := hs.writeLayout(h.Options.Buildkitd, opts.InsecureRegistries); err != nil {
 		return fail(err)
 	}
-	if err := hs.startSSHD(nsIP, socketDir, keys); err != nil {
+	if err := hs.startSSHD(nsIP, socketDir, keys, spec.Volumes); err != nil {
 		return fail(err)
 	}
 	h.mu.Lock()
@@ -137,7 +137,7 @@ func (h *Hosts) Start(ctx context.Context, spec fakehcloud.HostSpec) (string, er
 // (runner.env names it for the counters and the recycle script): a bind
 // mount of it over lian-build would break runc, which finds its cgroups by
 // the paths /proc/self/cgroup shows.
-func (hs *host) startSSHD(ip, socketDir string, keys []string) error {
+func (hs *host) startSSHD(ip, socketDir string, keys []string, volumes []fakehcloud.VolumeSpec) error {
 	if err := os.MkdirAll(hs.dir, 0o700); err != nil {
 		return err
 	}
@@ -174,9 +174,18 @@ func (hs *host) startSSHD(ip, socketDir string, keys []string) error {
 	}
 	// /run is the host's own (a tmpfs in its mount namespace): nothing it
 	// creates there shows on this machine.
+	// Volumes are mounted where Hetzner's automount puts them, on a /mnt of
+	// the host's own.
+	var mounts strings.Builder
+	if len(volumes) > 0 {
+		mounts.WriteString("mount -t tmpfs -o mode=755 tmpfs /mnt || exit 1\n")
+	}
+	for _, v := range volumes {
+		fmt.Fprintf(&mounts, "mkdir -p %[2]q && mount -o loop %[1]q %[2]q || exit 1\n", v.Image, v.Mount)
+	}
 	script := fmt.Sprintf(`mount -t tmpfs -o mode=755 tmpfs /run && mkdir -p /run/sshd /run/buildkit /run/lian-build && mount --bind %q /run/buildkit && mount --bind %q /root || exit 1
 cp %q /run/lian-build/runner.env || exit 1
-exec /usr/sbin/sshd -D -e -f %q`, socketDir, home, filepath.Join(hs.dir, "runner.env"), filepath.Join(hs.dir, "sshd_config"))
+%sexec /usr/sbin/sshd -D -e -f %q`, socketDir, home, filepath.Join(hs.dir, "runner.env"), mounts.String(), filepath.Join(hs.dir, "sshd_config"))
 	// nsenter, not `ip netns exec`: that remounts /sys, hiding the cgroup tree.
 	cmd := exec.Command("nsenter", "--net=/run/netns/"+hs.ns, "unshare", "--mount", "--propagation", "private", "sh", "-c", script)
 	logf, err := os.Create(filepath.Join(hs.dir, "sshd.log"))
