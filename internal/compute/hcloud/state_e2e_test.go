@@ -171,4 +171,3 @@ func grepImage(t *testing.T, img, s string) []string {
 	}
 	return hits
 }
-
