@@ -8,10 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"os/exec"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -159,18 +156,7 @@ func (w *world) service(t testing.TB, policy pool.Policy) *pool.Service {
 
 // build runs dockerfile through the pipeline on the vm-pool provider.
 func (w *world) build(t *testing.T, dockerfile string, edit func(*pipeline.Request)) (pipeline.Result, error, string) {
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(dockerfile), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	var progress strings.Builder
-	req := pipeline.Request{Workspace: "e2e", Build: buildkit.Options{
-		ContextDir: dir, NamedContexts: []buildkit.NamedContext{w.base}, Progress: "plain", ProgressOut: &progress}}
-	if edit != nil {
-		edit(&req)
-	}
-	res, err := w.pl.Run(context.Background(), req)
-	return res, err, progress.String()
+	return testenv.BuildDockerfile(t, w.pl, dockerfile, edit)
 }
 
 // drainAndCheck retires every idle VM and checks nothing is left: no
@@ -190,14 +176,8 @@ func (w *world) drainAndCheckKeys(t *testing.T, keys int) {
 	if s, k := w.fake.Counts(); s != 0 || k != keys {
 		t.Errorf("left %d servers and %d keys (want 0 and the pools' own %d)", s, k, keys)
 	}
-	out, _ := exec.Command("ip", "netns", "list").CombinedOutput()
-	if strings.Contains(string(out), runnerhost.Prefix()) {
-		t.Errorf("network namespaces left: %s", out)
-	}
 	if w.local != nil {
-		if infos, err := w.local.List(context.Background()); err != nil || len(infos) != 0 {
-			t.Errorf("runner hosts' buildkitds left: %v %v", infos, err)
-		}
+		testenv.AssertNoRunnerHosts(t, w.local)
 	}
 }
 

@@ -47,18 +47,7 @@ func newWorld(t *testing.T, tierMemory map[string]int64) *world {
 }
 
 func (w *world) build(t *testing.T, dockerfile string, edit func(*pipeline.Request)) (pipeline.Result, error, string) {
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(dockerfile), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	var progress strings.Builder
-	req := pipeline.Request{Workspace: "e2e", Build: buildkit.Options{
-		ContextDir: dir, NamedContexts: []buildkit.NamedContext{w.base}, Progress: "plain", ProgressOut: &progress}}
-	if edit != nil {
-		edit(&req)
-	}
-	res, err := w.pl.Run(context.Background(), req)
-	return res, err, progress.String()
+	return testenv.BuildDockerfile(t, w.pl, dockerfile, edit)
 }
 
 // assertNothingLeft: no container, volume or network with lian-build's labels.

@@ -1,11 +1,8 @@
 package hcloud_test
 
 import (
-	"context"
 	"encoding/json"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -77,16 +74,7 @@ func (w *world) build(t *testing.T, dockerfile string) (pipeline.Result, error, 
 
 // run builds dockerfile with the request edit makes.
 func (w *world) run(t *testing.T, dockerfile string, edit func(*pipeline.Request)) (pipeline.Result, error, string) {
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(dockerfile), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	var progress strings.Builder
-	req := pipeline.Request{Workspace: "e2e", Build: buildkit.Options{
-		ContextDir: dir, NamedContexts: []buildkit.NamedContext{w.base}, Progress: "plain", ProgressOut: &progress}}
-	edit(&req)
-	res, err := w.pl.Run(context.Background(), req)
-	return res, err, progress.String()
+	return testenv.BuildDockerfile(t, w.pl, dockerfile, edit)
 }
 
 // assertNothingLeft: no server, key, namespace or runner.
@@ -95,13 +83,7 @@ func (w *world) assertNothingLeft(t *testing.T) {
 	if s, k := w.fake.Counts(); s != 0 || k != 0 {
 		t.Errorf("left %d servers and %d keys", s, k)
 	}
-	out, _ := exec.Command("ip", "netns", "list").CombinedOutput()
-	if strings.Contains(string(out), runnerhost.Prefix()) {
-		t.Errorf("network namespaces left: %s", out)
-	}
-	if infos, err := w.local.List(context.Background()); err != nil || len(infos) != 0 {
-		t.Errorf("runner hosts' buildkitds left: %v %v", infos, err)
-	}
+	testenv.AssertNoRunnerHosts(t, w.local)
 }
 
 // A real build through the fake Hetzner API: a server of the resolved tier's

@@ -3,9 +3,7 @@ package proxmox_test
 import (
 	"context"
 	"errors"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -64,18 +62,7 @@ func newWorld(t *testing.T, tierMemory map[string]int64, spawnTimeout time.Durat
 }
 
 func (w *world) build(t *testing.T, dockerfile string, edit func(*pipeline.Request)) (pipeline.Result, error, string) {
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(dockerfile), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	var progress strings.Builder
-	req := pipeline.Request{Workspace: "e2e", Build: buildkit.Options{
-		ContextDir: dir, NamedContexts: []buildkit.NamedContext{w.base}, Progress: "plain", ProgressOut: &progress}}
-	if edit != nil {
-		edit(&req)
-	}
-	res, err := w.pl.Run(context.Background(), req)
-	return res, err, progress.String()
+	return testenv.BuildDockerfile(t, w.pl, dockerfile, edit)
 }
 
 // assertNothingLeft: no VM but the template, no network namespace, no runner host.
@@ -84,13 +71,7 @@ func (w *world) assertNothingLeft(t *testing.T) {
 	if n := w.fake.VMs(); n != 0 {
 		t.Errorf("%d VMs left", n)
 	}
-	out, _ := exec.Command("ip", "netns", "list").CombinedOutput()
-	if strings.Contains(string(out), runnerhost.Prefix()) {
-		t.Errorf("network namespaces left: %s", out)
-	}
-	if infos, err := w.local.List(context.Background()); err != nil || len(infos) != 0 {
-		t.Errorf("runner hosts' buildkitds left: %v %v", infos, err)
-	}
+	testenv.AssertNoRunnerHosts(t, w.local)
 }
 
 func TestBuildOnAProxmoxClone(t *testing.T) {
