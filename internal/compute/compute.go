@@ -251,3 +251,16 @@ type StatefulRunner interface {
 	// namespace's next generation, atomically; it returns that generation.
 	CommitState(ctx context.Context) (int, error)
 }
+
+// RefuseState is what a provider that keeps no runner state says to a
+// lease asking for some (a state store's clone, or provider-kept state);
+// nil when the lease asks for none.
+func RefuseState(provider string, l Lease) error {
+	switch {
+	case l.RemoteState != nil:
+		return fmt.Errorf("%s: state kept by the provider (--state-store volumes) is the hcloud provider's only", provider)
+	case l.State != "":
+		return fmt.Errorf("%s: runner state from a state store is the local provider's only", provider)
+	}
+	return nil
+}

@@ -99,11 +99,8 @@ func (p *Provider) memory(t sizing.Tier) int64 {
 // Spawn makes the lease's volume and container, starts it and waits until
 // buildkitd answers; whatever it made is removed when a step fails.
 func (p *Provider) Spawn(ctx context.Context, tier sizing.Tier, lease compute.Lease) (compute.Runner, error) {
-	if lease.RemoteState != nil {
-		return nil, errors.New("docker: state kept by the provider (--state-store volumes) is the hcloud provider's only")
-	}
-	if lease.State != "" {
-		return nil, errors.New("docker: runner state from a state store is not supported (use the local provider)")
+	if err := compute.RefuseState("docker", lease); err != nil {
+		return nil, err
 	}
 	ncpu, err := p.cpus(ctx)
 	if err != nil {

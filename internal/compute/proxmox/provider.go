@@ -79,11 +79,8 @@ func (p *Provider) Note() string        { return "" }
 // through the guest agent, and waits until sshd and buildkitd answer; a
 // failed step stops and deletes what was made.
 func (p *Provider) Spawn(ctx context.Context, tier sizing.Tier, lease compute.Lease) (compute.Runner, error) {
-	if lease.RemoteState != nil {
-		return nil, errors.New("proxmox: state kept by the provider (--state-store volumes) is the hcloud provider's only")
-	}
-	if lease.State != "" {
-		return nil, errors.New("proxmox: runner state from a state store is not supported (use the local provider)")
+	if err := compute.RefuseState("proxmox", lease); err != nil {
+		return nil, err
 	}
 	r := &runner{p: p, lease: lease, tier: tier.Name}
 	fail := func(err error) (compute.Runner, error) {

@@ -64,11 +64,8 @@ func (p *Provider) Note() string        { return "" }
 // pinning the host key the pool pinned; a lease it cannot use goes back
 // as an error (the pool destroys the machine).
 func (p *Provider) Spawn(ctx context.Context, tier sizing.Tier, lease compute.Lease) (compute.Runner, error) {
-	if lease.RemoteState != nil {
-		return nil, errors.New("vm-pool: state kept by the provider (--state-store volumes) is the hcloud provider's only")
-	}
-	if lease.State != "" {
-		return nil, errors.New("vm-pool: runner state from a state store is not supported (pool machines are recycled empty)")
+	if err := compute.RefuseState("vm-pool", lease); err != nil {
+		return nil, err
 	}
 	start := time.Now()
 	g, err := p.c.Lease(ctx, pool.Request{Tier: tier.Name, Arch: p.arch, Workspace: lease.Labels[compute.LabelWorkspace],
