@@ -96,3 +96,16 @@ func TestConfigFileErrorsHavePositions(t *testing.T) {
 		})
 	}
 }
+
+// The gateway's builds can lease runners from a VM pool.
+func TestConfigFileVMPool(t *testing.T) {
+	body := strings.Replace(goodConfig, "provider = 'local,", "provider = 'vm-pool,\n  pool_url = \"http://pool:8090\",\n  pool_token_file = \"DIR/pool-token\",", 1)
+	path, _ := writeConfig(t, body)
+	c, err := ParseFlags(context.Background(), []string{"--config", path}, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Build.ComputeProvider != "vm-pool" || c.Build.Pool.URL != "http://pool:8090" || !strings.HasSuffix(c.Build.Pool.TokenFile, "/pool-token") {
+		t.Fatalf("provider %q, pool %+v", c.Build.ComputeProvider, c.Build.Pool)
+	}
+}
