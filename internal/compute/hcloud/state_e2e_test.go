@@ -64,7 +64,7 @@ func TestStateVolumeWarmsTheNextBuild(t *testing.T) {
 	if err != nil || res.State.GenerationIn != 2 {
 		t.Fatalf("after a failed build: %v %+v\n%s", err, res.State, progress)
 	}
-	t.Logf("state line: %s", res.State.Line())
+	t.Logf("state line: %s (open %d ms, commit %d ms)", res.State.Line(), res.State.CloneMS, res.State.CommitMS)
 	w.assertNothingLeft(t)
 }
 
