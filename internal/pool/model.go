@@ -128,21 +128,24 @@ func (e *RequestError) Error() string { return e.Field + ": " + e.Msg }
 
 // Grant is a lease handed out: where the runner is and how to reach it.
 type Grant struct {
-	LeaseID  string    `json:"lease_id"`
-	VM       string    `json:"vm"`
-	ServerID int64     `json:"server_id"`
-	Tier     string    `json:"tier"`
-	Type     string    `json:"type"`
-	Location string    `json:"location"`
-	Addr     string    `json:"address"`  // sshd, host:22
-	HostKey  string    `json:"host_key"` // pin it
-	User     string    `json:"ssh_user"`
-	Key      string    `json:"private_key"` // the lease's own key, OpenSSH PEM
-	Socket   string    `json:"socket"`
-	Reused   bool      `json:"reused"`
-	WaitMS   int64     `json:"wait_ms"`
-	Created  time.Time `json:"created"`
-	Expires  time.Time `json:"expires"`
+	LeaseID  string `json:"lease_id"`
+	VM       string `json:"vm"`
+	ServerID int64  `json:"server_id"`
+	Tier     string `json:"tier"`
+	Type     string `json:"type"`
+	Location string `json:"location"`
+	Addr     string `json:"address"`  // sshd, host:22
+	HostKey  string `json:"host_key"` // pin it
+	User     string `json:"ssh_user"`
+	Key      string `json:"private_key"` // the lease's own key, OpenSSH PEM
+	Socket   string `json:"socket"`
+	// Dial is the command the lease's key runs to reach buildkitd (its
+	// forced command bridges it; the key forwards no socket).
+	Dial    string    `json:"dial"`
+	Reused  bool      `json:"reused"`
+	WaitMS  int64     `json:"wait_ms"`
+	Created time.Time `json:"created"`
+	Expires time.Time `json:"expires"`
 }
 
 // Return is how a lease ends.

@@ -112,10 +112,18 @@ func TestLeaseKeyIsRestrictedAndRevoked(t *testing.T) {
 	if _, err := os.Stat(probe); err == nil {
 		t.Error("the lease's key ran a command of its choosing")
 	}
-	if nc, err := c1.DialUnix(ctx, g1.Socket); err != nil {
+	if nc, err := c1.DialUnix(ctx, g1.Socket); err == nil {
+		nc.Close()
+		t.Error("the lease's key forwards a socket")
+	}
+	if bc, err := c1.BuildKitCommand(ctx, g1.Dial); err != nil {
 		t.Errorf("the lease cannot reach buildkitd: %v", err)
 	} else {
-		nc.Close()
+		_, err := bc.ListWorkers(ctx)
+		bc.Close()
+		if err != nil {
+			t.Errorf("buildkitd through dial-stdio: %v", err)
+		}
 	}
 	if _, err := w.client.Return(ctx, g1.LeaseID, "ok"); err != nil {
 		t.Fatal(err)

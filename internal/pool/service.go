@@ -263,7 +263,7 @@ func (s *Service) grantOf(v VM, priv ed25519.PrivateKey, reused bool) (Grant, er
 	}
 	return Grant{LeaseID: v.Lease.ID, VM: v.ID, ServerID: v.ServerID, Tier: v.Tier, Type: v.Type, Location: v.Location,
 		Addr: v.Addr, HostKey: v.HostKey, User: "root", Key: string(pem.EncodeToMemory(block)), Socket: remote.DefaultSocket,
-		Reused: reused, Created: v.Created, Expires: v.Lease.Expires}, nil
+		Dial: remote.LeaseDial, Reused: reused, Created: v.Created, Expires: v.Lease.Expires}, nil
 }
 
 func pubOf(priv ed25519.PrivateKey) ssh.PublicKey {

@@ -2,7 +2,10 @@ package remote
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"net"
 	"sync"
 	"time"
 
@@ -15,6 +18,11 @@ import (
 // DefaultSocket is buildkitd's socket on a runner machine.
 const DefaultSocket = "/run/buildkit/buildkitd.sock"
 
+// LeaseDial is what a pool lease's key asks for to reach buildkitd: its
+// forced command bridges it with `buildctl dial-stdio` (the key forwards
+// no socket).
+const LeaseDial = "dial-stdio"
+
 // statsTimeout bounds one counters reading over SSH.
 const statsTimeout = 3 * time.Second
 
@@ -24,6 +32,9 @@ type Conn struct {
 	SSH    *sshx.Conn
 	Socket string // buildkitd's socket on the machine
 	Name   string // the machine, in errors ("server lb-1-a1")
+	// Dial, when set, is the command that bridges to buildkitd (a key that
+	// may forward no socket: LeaseDial); else the socket is forwarded.
+	Dial string
 
 	mu   sync.Mutex
 	peak uint64
@@ -41,8 +52,21 @@ func (c *Conn) Health(ctx context.Context) error {
 	if err := c.SSH.Ping(ctx); err != nil {
 		return err
 	}
-	nc, err := c.SSH.DialUnix(ctx, c.Socket)
+	var nc net.Conn
+	var err error
+	if c.Dial != "" {
+		nc, err = c.SSH.DialCommand(ctx, c.Dial)
+		if err == nil {
+			// The bridge runs once it reached the socket: a byte or EOF says.
+			err = probe(nc)
+		}
+	} else {
+		nc, err = c.SSH.DialUnix(ctx, c.Socket)
+	}
 	if err != nil {
+		if nc != nil {
+			nc.Close()
+		}
 		return fmt.Errorf("buildkitd on %s is not answering: %w", c.Name, err)
 	}
 	return nc.Close()
@@ -50,7 +74,27 @@ func (c *Conn) Health(ctx context.Context) error {
 
 // Client connects to buildkitd through the SSH connection.
 func (c *Conn) Client(ctx context.Context) (*client.Client, error) {
+	if c.Dial != "" {
+		return c.SSH.BuildKitCommand(ctx, c.Dial)
+	}
 	return c.SSH.BuildKit(ctx, c.Socket)
+}
+
+// probe checks a dial-stdio bridge reached buildkitd: the HTTP/2 preface
+// gets an answer (a SETTINGS frame) from a daemon that is there.
+func probe(nc net.Conn) error {
+	if _, err := nc.Write([]byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")); err != nil {
+		return err
+	}
+	b := make([]byte, 1)
+	done := make(chan error, 1)
+	go func() { _, err := io.ReadFull(nc, b); done <- err }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(5 * time.Second):
+		return errors.New("no answer through buildctl dial-stdio")
+	}
 }
 
 // Stats reads the machine's build cgroup in one SSH round trip; the peak is
@@ -78,7 +122,7 @@ func (c *Conn) Stats(ctx context.Context) (compute.Stats, error) {
 // polling every poll.
 func (c *Conn) WaitBuildkitd(ctx context.Context, poll time.Duration) error {
 	for {
-		bc, err := c.SSH.BuildKit(ctx, c.Socket)
+		bc, err := c.Client(ctx)
 		if err == nil {
 			werr := bc.Wait(ctx)
 			bc.Close()

@@ -9,13 +9,15 @@
 #            in the build cgroup (buildkitd and every RUN container), removes
 #            buildkitd's root and the cgroup's children, and starts a new
 #            buildkitd on an empty root in new cgroups.
-#   grant    lets one lease key in: it may read the build cgroup's counters
-#            (a forced command, whatever it asks to run) and reach buildkitd's
-#            socket, nothing else — no shell, no pty, no agent or X11.
+#   grant    lets one lease key in, with a forced command: "dial-stdio"
+#            bridges it to buildkitd's socket (buildctl dial-stdio), anything
+#            else reads the build cgroup's counters; no shell, no forwarding
+#            of any port or socket, no pty, agent or X11.
 set -eu
 ROOT=/var/lib/buildkit
 CONFIG=/etc/buildkit/buildkitd.toml
 BUILDKITD=/usr/local/bin/buildkitd
+BUILDCTL=/usr/local/bin/buildctl
 SOCKET=/run/buildkit/buildkitd.sock
 LOG=/var/log/buildkitd.log
 KEYS=/root/.ssh/authorized_keys
@@ -24,6 +26,7 @@ B=lian-build
 [ -f /run/lian-build/runner.env ] && . /run/lian-build/runner.env
 CG=/sys/fs/cgroup
 STATS=/run/lian-build/stats
+LEASE=/run/lian-build/lease
 
 die() { echo "recycle: $*" >&2; exit 1; }
 
@@ -38,7 +41,7 @@ keys() {
 	mkdir -p -m 700 "$(dirname "$KEYS")"
 	{
 		echo "$1"
-		[ -z "${2:-}" ] || echo "restrict,port-forwarding,command=\"sh $STATS\" $2"
+		[ -z "${2:-}" ] || echo "restrict,command=\"sh $LEASE\" $2"
 	} >"$KEYS.new"
 	chmod 600 "$KEYS.new"
 	mv "$KEYS.new" "$KEYS"
@@ -117,6 +120,13 @@ write_stats() {
 @STATS@
 LIAN_STATS
 	mv "$STATS.new" "$STATS"
+	cat >"$LEASE.new" <<LIAN_LEASE
+case "\$SSH_ORIGINAL_COMMAND" in
+dial-stdio) exec "$BUILDCTL" --addr "unix://$SOCKET" dial-stdio ;;
+*) exec sh "$STATS" ;;
+esac
+LIAN_LEASE
+	mv "$LEASE.new" "$LEASE"
 }
 
 # stop_daemon stops buildkitd cleanly (SIGTERM, then waits): its state on

@@ -249,13 +249,61 @@ func (c *Conn) DialUnix(ctx context.Context, path string) (net.Conn, error) {
 	return openChannel(ctx, c, "open "+path, func() (net.Conn, error) { return c.client.Dial("unix", path) })
 }
 
+// DialCommand runs cmd on the runner and makes its standard input and
+// output the stream (a `buildctl dial-stdio` bridge, for a key that may
+// forward nothing). Closing the stream ends the command.
+func (c *Conn) DialCommand(ctx context.Context, cmd string) (net.Conn, error) {
+	s, err := openChannel(ctx, c, "session", c.client.NewSession)
+	if err != nil {
+		return nil, err
+	}
+	in, err := s.StdinPipe()
+	if err == nil {
+		var out io.Reader
+		if out, err = s.StdoutPipe(); err == nil {
+			if err = s.Start(cmd); err == nil {
+				return &commandConn{s: s, in: in, out: out, addr: c.client.RemoteAddr()}, nil
+			}
+		}
+	}
+	s.Close()
+	return nil, c.explain(fmt.Errorf("ssh %s: %q: %w", c.addr, cmd, err))
+}
+
+// commandConn is a remote command's stdin and stdout as a net.Conn.
+type commandConn struct {
+	s    *ssh.Session
+	in   io.WriteCloser
+	out  io.Reader
+	addr net.Addr
+}
+
+func (c *commandConn) Read(p []byte) (int, error)       { return c.out.Read(p) }
+func (c *commandConn) Write(p []byte) (int, error)      { return c.in.Write(p) }
+func (c *commandConn) Close() error                     { _ = c.in.Close(); return c.s.Close() }
+func (c *commandConn) LocalAddr() net.Addr              { return c.addr }
+func (c *commandConn) RemoteAddr() net.Addr             { return c.addr }
+func (c *commandConn) SetDeadline(time.Time) error      { return nil }
+func (c *commandConn) SetReadDeadline(time.Time) error  { return nil }
+func (c *commandConn) SetWriteDeadline(time.Time) error { return nil }
+
 // grpcWindow is the HTTP/2 flow-control window over SSH.
 const grpcWindow = 16 << 20
 
 // BuildKit is a BuildKit client for the runner's buildkitd socket.
 func (c *Conn) BuildKit(ctx context.Context, socket string) (*client.Client, error) {
+	return c.buildKit(ctx, func(ctx context.Context) (net.Conn, error) { return c.DialUnix(ctx, socket) })
+}
+
+// BuildKitCommand is a BuildKit client through a command on the runner
+// that bridges to buildkitd (DialCommand).
+func (c *Conn) BuildKitCommand(ctx context.Context, cmd string) (*client.Client, error) {
+	return c.buildKit(ctx, func(ctx context.Context) (net.Conn, error) { return c.DialCommand(ctx, cmd) })
+}
+
+func (c *Conn) buildKit(ctx context.Context, dial func(context.Context) (net.Conn, error)) (*client.Client, error) {
 	return client.New(ctx, "", client.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
-		return c.DialUnix(ctx, socket)
+		return dial(ctx)
 	}),
 		// HTTP/2's default 64 KiB windows, each refill a round trip through
 		// the SSH channel, throttle the build's streams; large windows let

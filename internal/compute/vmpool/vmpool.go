@@ -80,7 +80,7 @@ func (p *Provider) Spawn(ctx context.Context, tier sizing.Tier, lease compute.Le
 	if err != nil {
 		return nil, errors.Join(err, r.Destroy(context.WithoutCancel(ctx)))
 	}
-	r.SSH, r.Socket, r.Name = conn, g.Socket, "pool VM "+g.VM
+	r.SSH, r.Socket, r.Dial, r.Name = conn, g.Socket, g.Dial, "pool VM "+g.VM
 	if err := r.WaitBuildkitd(ctx, 100*time.Millisecond); err != nil {
 		return nil, errors.Join(err, r.Destroy(context.WithoutCancel(ctx)))
 	}
