@@ -199,16 +199,17 @@ func TestKernelKillingBuildkitdIsAnOOM(t *testing.T) {
 				continue
 			}
 			for _, c := range cs.Items {
-				// Once the step runs (it keeps the score it started with).
+				// Once the step's shell runs (it, and the head and tail it starts
+				// after its sleep, keep the score it started with).
 				ex, err := w.c.ExecCreate(context.Background(), c.ID, client.ExecCreateOptions{Cmd: []string{"sh", "-c",
-					`for p in /proc/[0-9]*; do grep -qs "^tail" $p/cmdline && echo 1000 > /proc/1/oom_score_adj; done`}})
+					`for p in /proc/[0-9]*; do grep -qs "^sleep" $p/cmdline && echo 1000 > /proc/1/oom_score_adj; done`}})
 				if err == nil {
 					_, _ = w.c.ExecStart(context.Background(), ex.ID, client.ExecStartOptions{})
 				}
 			}
 		}
 	}()
-	res, err, progress := w.build(t, "FROM base\nRUN sleep 3 && head -c 400000000 /dev/zero | tail > /dev/null\n", func(r *pipeline.Request) { r.RunnerOverride = "cax11" })
+	res, err, progress := w.build(t, "FROM base\nRUN sleep 4 && head -c 400000000 /dev/zero | tail > /dev/null\n", func(r *pipeline.Request) { r.RunnerOverride = "cax11" })
 	if err != nil {
 		t.Fatalf("build: %v\n%s", err, progress)
 	}
