@@ -210,6 +210,10 @@ func (s *Service) create(ctx context.Context, req Request, lease *Lease, priv ed
 		if err := s.grant(ctx, v, pubOf(priv)); err != nil {
 			return fail(err)
 		}
+		// The lease's time counts from when its holder gets the server.
+		ttl := lease.Expires.Sub(lease.Started)
+		lease.Started = s.o.Now()
+		lease.Expires = lease.Started.Add(ttl)
 		v.State = StateLeased
 	} else {
 		v.State = StateIdle

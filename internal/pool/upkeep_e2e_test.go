@@ -19,7 +19,7 @@ import (
 func TestExpiredLeaseIsReclaimed(t *testing.T) {
 	w := newWorld(t, worldConfig{hosts: true})
 	ctx := context.Background()
-	g, err := w.client.Lease(ctx, pool.Request{Tier: "cax11", TTLSeconds: 5})
+	g, err := w.client.Lease(ctx, pool.Request{Tier: "cax11", TTLSeconds: 8})
 	if err != nil {
 		t.Fatal(err)
 	}
