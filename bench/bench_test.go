@@ -43,21 +43,27 @@ func BenchmarkSpawnReady(b *testing.B) {
 	prov := testenv.NewProvider(b, nil)
 	var spawn, destroy []time.Duration
 	for i := 0; b.Loop(); i++ {
-		start := time.Now()
-		r, err := prov.Spawn(context.Background(), sizing.HCloud[0], compute.Lease{ID: fmt.Sprintf("bench-spawn-%d-%d", os.Getpid(), i), TTL: time.Minute})
-		if err != nil {
-			b.Fatal(err)
-		}
-		spawn = append(spawn, time.Since(start))
-		start = time.Now()
-		if err := r.Destroy(context.Background()); err != nil {
-			b.Fatal(err)
-		}
-		destroy = append(destroy, time.Since(start))
+		s, d, _ := spawnDestroy(b, prov, fmt.Sprintf("bench-spawn-%d-%d", os.Getpid(), i))
+		spawn, destroy = append(spawn, s), append(destroy, d)
 	}
 	b.ReportMetric(ms(median(spawn)), "spawn-p50-ms")
 	b.ReportMetric(ms(pct(spawn, 0.9)), "spawn-p90-ms")
 	b.ReportMetric(ms(median(destroy)), "destroy-p50-ms")
+}
+
+// spawnDestroy spawns a runner of the smallest tier until it is ready, then
+// destroys it, and says how long each took and how the runner split its spawn.
+func spawnDestroy(b *testing.B, prov compute.Provider, id string) (spawn, destroy time.Duration, split compute.SpawnTimes) {
+	start := time.Now()
+	r, err := prov.Spawn(context.Background(), sizing.HCloud[0], compute.Lease{ID: id, TTL: time.Minute})
+	if err != nil {
+		b.Fatal(err)
+	}
+	spawn, split, start = time.Since(start), r.Info().Spawn, time.Now()
+	if err := r.Destroy(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	return spawn, time.Since(start), split
 }
 
 // workload is a build with real work in it: 2 CPU-seconds of hashing, files copied, layers written.
@@ -231,21 +237,11 @@ func BenchmarkHcloudSpawn(b *testing.B) {
 			var total, create, boot, ready, destroy []time.Duration
 			requests := len(fake.Requests())
 			for i := 0; b.Loop(); i++ {
-				start := time.Now()
-				r, err := prov.Spawn(context.Background(), sizing.HCloud[0], compute.Lease{ID: fmt.Sprintf("bench-hc-%d-%d", os.Getpid(), i), TTL: time.Minute})
-				if err != nil {
-					b.Fatal(err)
-				}
-				total = append(total, time.Since(start))
-				sp := r.Info().Spawn
+				s, d, sp := spawnDestroy(b, prov, fmt.Sprintf("bench-hc-%d-%d", os.Getpid(), i))
+				total, destroy = append(total, s), append(destroy, d)
 				create = append(create, time.Duration(sp.CreateMS)*time.Millisecond)
 				boot = append(boot, time.Duration(sp.BootMS)*time.Millisecond)
 				ready = append(ready, time.Duration(sp.ReadyMS)*time.Millisecond)
-				start = time.Now()
-				if err := r.Destroy(context.Background()); err != nil {
-					b.Fatal(err)
-				}
-				destroy = append(destroy, time.Since(start))
 			}
 			b.ReportMetric(ms(median(total)), "spawn-p50-ms")
 			b.ReportMetric(ms(median(create)), "create-p50-ms")
@@ -275,17 +271,8 @@ func BenchmarkDockerSpawn(b *testing.B) {
 	onLocal := newPipeline(b)
 	var spawn, destroy, dockerBuild, localBuild []time.Duration
 	for i := 0; b.Loop(); i++ {
-		start := time.Now()
-		r, err := prov.Spawn(context.Background(), sizing.HCloud[0], compute.Lease{ID: fmt.Sprintf("bench-docker-%d-%d", os.Getpid(), i), TTL: time.Minute})
-		if err != nil {
-			b.Fatal(err)
-		}
-		spawn = append(spawn, time.Since(start))
-		start = time.Now()
-		if err := r.Destroy(context.Background()); err != nil {
-			b.Fatal(err)
-		}
-		destroy = append(destroy, time.Since(start))
+		s, d, _ := spawnDestroy(b, prov, fmt.Sprintf("bench-docker-%d-%d", os.Getpid(), i))
+		spawn, destroy = append(spawn, s), append(destroy, d)
 		dd, _ := pipelineRun(b, onDocker, request(dir, layout))
 		ld, _ := pipelineRun(b, onLocal, request(dir, layout))
 		dockerBuild, localBuild = append(dockerBuild, dd), append(localBuild, ld)
