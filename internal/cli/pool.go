@@ -77,15 +77,9 @@ func poolClient(s frontdoor.Settings) (*pool.Client, error) {
 	if s.Pool.URL == "" {
 		return nil, usageErr("--pool-url (or $LIAN_POOL_URL) is required")
 	}
-	tok := os.Getenv("LIAN_POOL_TOKEN")
-	if s.Pool.TokenFile != "" {
-		var err error
-		if tok, err = frontdoor.ReadSecretFile("--pool-token-file", s.Pool.TokenFile); err != nil {
-			return nil, err
-		}
-	}
-	if tok == "" {
-		return nil, usageErr("--pool-token-file (or $LIAN_POOL_TOKEN) is required")
+	tok, err := secretFrom("--pool-token-file", s.Pool.TokenFile, "LIAN_POOL_TOKEN")
+	if err != nil {
+		return nil, err
 	}
 	return &pool.Client{URL: s.Pool.URL, Token: tok}, nil
 }
