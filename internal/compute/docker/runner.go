@@ -116,14 +116,19 @@ func (r *runner) Stats(ctx context.Context) (compute.Stats, error) {
 	if err == nil {
 		s, err = remote.ParseStats(string(out))
 	}
+	var herr error
+	if err != nil {
+		herr = r.Health(context.WithoutCancel(ctx)) // notes an OOM kill
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err != nil {
-		if herr := r.healthLocked(ctx); r.oomSeen {
+		if r.oomSeen {
 			s = r.last
 			s.Time, s.OOMKills = time.Now(), r.last.OOMKills+1
 			return s, nil
-		} else if herr != nil {
+		}
+		if herr != nil {
 			err = herr
 		}
 		return compute.Stats{}, fmt.Errorf("docker runner %s: %w", r.lease.ID, err)
@@ -132,13 +137,6 @@ func (r *runner) Stats(ctx context.Context) (compute.Stats, error) {
 	s.MemoryPeak = r.peak
 	r.last = s
 	return s, nil
-}
-
-// healthLocked is Health with r.mu held (it sets oomSeen).
-func (r *runner) healthLocked(ctx context.Context) error {
-	r.mu.Unlock()
-	defer r.mu.Lock()
-	return r.Health(context.WithoutCancel(ctx))
 }
 
 // Destroy removes the container (killing it) and its volume, and confirms
