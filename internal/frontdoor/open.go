@@ -215,20 +215,12 @@ func (s Settings) OpenState(ctx context.Context) (*state.Store, int64, error) {
 		return nil, 0, &buildkit.InputError{Field: field, Value: s.StateStore, Msg: fmt.Sprintf("works with the local provider (a path) and hcloud (%s), not %s", RemoteStateStore, p)}
 	}
 	opts := state.Options{Path: s.StateStore}
-	sizes := []struct {
-		name string
-		text string
-		dst  *int64
-	}{{"state-store-size", s.StateStoreSize, &opts.ImageSize}, {"state-max", s.StateMax, &opts.MaxBytes}}
-	for _, sz := range sizes {
-		if sz.text == "" {
-			continue
-		}
-		n, err := local.ParseSize(sz.text)
-		if err != nil {
-			return nil, 0, &buildkit.InputError{Field: s.name(sz.name), Value: sz.text, Msg: err.Error()}
-		}
-		*sz.dst = n
+	var err error
+	if opts.ImageSize, err = s.size("state-store-size", s.StateStoreSize); err != nil {
+		return nil, 0, err
+	}
+	if opts.MaxBytes, err = s.stateMax(); err != nil {
+		return nil, 0, err
 	}
 	st, err := state.Open(ctx, opts)
 	if err != nil {
@@ -247,13 +239,16 @@ func (s Settings) remoteState() bool {
 }
 
 // stateMax is the state-max setting in bytes (0: none).
-func (s Settings) stateMax() (int64, error) {
-	if s.StateMax == "" {
+func (s Settings) stateMax() (int64, error) { return s.size("state-max", s.StateMax) }
+
+// size reads a size setting ("20GiB"; "" is 0), naming it when it is bad.
+func (s Settings) size(setting, text string) (int64, error) {
+	if text == "" {
 		return 0, nil
 	}
-	n, err := local.ParseSize(s.StateMax)
+	n, err := local.ParseSize(text)
 	if err != nil {
-		return 0, &buildkit.InputError{Field: s.name("state-max"), Value: s.StateMax, Msg: err.Error()}
+		return 0, &buildkit.InputError{Field: s.name(setting), Value: text, Msg: err.Error()}
 	}
 	return n, nil
 }
