@@ -193,7 +193,7 @@ func (p Policy) Retire(now time.Time, vms []VM) []Retirement {
 // VMs being created for no lease), within MaxVMs.
 func (p Policy) Missing(vms []VM, arch string) map[string]int {
 	out := map[string]int{}
-	for tier, min := range p.MinIdle {
+	for tier, want := range p.MinIdle {
 		have, total := 0, 0
 		for _, v := range vms {
 			if v.Tier != tier || v.Arch != arch || v.State == StateRetiring {
@@ -204,20 +204,13 @@ func (p Policy) Missing(vms []VM, arch string) map[string]int {
 				have++
 			}
 		}
-		n := min - have
-		if max := p.MaxVMs[tier]; max > 0 {
-			n = minInt(n, max-total)
+		n := want - have
+		if limit := p.MaxVMs[tier]; limit > 0 {
+			n = min(n, limit-total)
 		}
 		if n > 0 {
 			out[tier] = n
 		}
 	}
 	return out
-}
-
-func minInt(a, b int) int {
-	if a < b {
-		return a
-	}
-	return b
 }
