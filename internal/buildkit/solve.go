@@ -29,10 +29,16 @@ import (
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/tonistiigi/fsutil"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/lian-build/action/internal/safefile"
 )
 
 // Options is one build.
 type Options struct {
+	// Checkout, when set, is the repository checkout the build comes from:
+	// the context, the Dockerfile and every local named context must
+	// resolve inside it, symbolic links included.
+	Checkout      string
 	ContextDir    string
 	Dockerfile    string // path; default <ContextDir>/Dockerfile
 	BuildArgs     map[string]string
@@ -83,6 +89,9 @@ func (o Options) secretValues() ([][]byte, error) {
 
 // Validate checks everything that can be checked before a runner exists.
 func (o Options) Validate() error {
+	if err := o.confined(); err != nil {
+		return err
+	}
 	fi, err := os.Stat(o.ContextDir)
 	if err != nil {
 		return inputErr("build context", o.ContextDir, "does not exist")
@@ -113,6 +122,41 @@ func (o Options) Validate() error {
 	}
 	if o.Push && len(o.Tags) == 0 {
 		return inputErr("--push", "", "needs at least one -t/--tag")
+	}
+	return nil
+}
+
+// confined refuses a path of a repository's build that leads outside its
+// checkout; the error names the setting and never the file it leads to.
+func (o Options) confined() error {
+	if o.Checkout == "" {
+		return nil
+	}
+	check := func(field, p string) error {
+		if err := safefile.Confine(o.Checkout, p); err != nil {
+			var ee *safefile.EscapeError
+			if errors.As(err, &ee) {
+				return inputErr(field, p, "leads outside the repository's checkout (through .., an absolute path or a symbolic link); refused")
+			}
+			return inputErr(field, p, "cannot be resolved: %v", errors.Unwrap(err))
+		}
+		return nil
+	}
+	if err := check("build context", o.ContextDir); err != nil {
+		return err
+	}
+	if err := check("--file", dockerfilePath(o.ContextDir, o.Dockerfile)); err != nil {
+		return err
+	}
+	for _, nc := range o.NamedContexts {
+		for _, p := range []string{nc.Dir, nc.OCILayout} {
+			if p == "" {
+				continue
+			}
+			if err := check("--build-context", p); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }

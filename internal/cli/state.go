@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/lian-build/action/internal/frontdoor"
+	"github.com/lian-build/action/internal/state"
 )
 
 // stateSettings are the flags of `lian-build state`.
@@ -52,6 +53,11 @@ func runState(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case "rm":
 		if len(pos) == 0 {
 			return usageErr("state rm NAMESPACE…")
+		}
+		for _, ns := range pos {
+			if err := state.ValidNamespace(ns); err != nil {
+				return &UsageError{Msg: "state rm: " + err.Error()}
+			}
 		}
 		var errs []error
 		for _, ns := range pos {

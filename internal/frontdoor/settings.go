@@ -69,6 +69,11 @@ type Settings struct {
 
 	Commit string
 	Ref    string
+	// Checkout, when set, is the repository checkout a build comes from
+	// (the gateway's): its context, Dockerfile and directives' paths must
+	// stay inside it. Without it, a directives file's paths stay inside
+	// the checkout the file belongs to (spec.CheckoutOf).
+	Checkout string
 
 	// Logins are registry credentials for pushes and pulls, by host.
 	Logins map[string]buildkit.Credential
@@ -159,7 +164,9 @@ func (s *Settings) ApplyDirectives(ctx context.Context) error {
 	if s.Directives == "" {
 		return nil
 	}
-	d, err := SpecLoader().LoadDirectives(ctx, s.Directives)
+	loader := SpecLoader()
+	loader.Checkout = s.Checkout
+	d, err := loader.LoadDirectives(ctx, s.Directives)
 	if err != nil {
 		return err
 	}
@@ -285,7 +292,7 @@ func (s Settings) Request() (pipeline.Request, error) {
 // names the setting as the front door calls it.
 func (s Settings) buildOptions() (buildkit.Options, error) {
 	o := buildkit.Options{
-		ContextDir: s.Context, Dockerfile: s.File, Target: s.Target, Tags: s.Tags, Push: s.Push,
+		Checkout: s.Checkout, ContextDir: s.Context, Dockerfile: s.File, Target: s.Target, Tags: s.Tags, Push: s.Push,
 		NoCache: s.NoCache, Progress: s.Progress, Platforms: s.Platforms, InsecureRegistries: s.Insecure,
 	}
 	var err error

@@ -53,26 +53,39 @@ func (e PipelineExecutor) Execute(ctx context.Context, job Job, progress io.Writ
 	if err := Fetch(ctx, e.GitURL, job.Owner, job.Repo, job.SHA, token, dir); err != nil {
 		return fail(err)
 	}
+	req, err := e.request(ctx, dir, job)
+	if err != nil {
+		return fail(err)
+	}
+	req.BuildID = job.BuildID
+	req.Build.ProgressOut = progress
+	return e.Pipeline.Run(ctx, req)
+}
+
+// request is the job's build of the checkout in dir: the gateway's
+// settings, the operator's for the repository, then the repository's
+// directives, whose paths stay inside dir.
+func (e PipelineExecutor) request(ctx context.Context, dir string, job Job) (pipeline.Request, error) {
 	s := e.Base
 	s.Given = map[string]bool{"actor": true, "context": true}
-	s.Context, s.Actor, s.Commit, s.Ref, s.Progress = dir, job.Actor, job.SHA, job.Ref, "plain"
+	s.Context, s.Actor, s.Commit, s.Ref, s.Progress, s.Checkout = dir, job.Actor, job.SHA, job.Ref, "plain", dir
 	e.repoSettings(&s, job.Owner+"/"+job.Repo)
 	if job.Tier != "" {
 		s.RunnerType = job.Tier
 		s.Given["runner-type"] = true
 	}
 	for _, f := range DirectivesFiles {
-		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
+		if _, err := os.Lstat(filepath.Join(dir, f)); err == nil {
 			s.Directives = filepath.Join(dir, f)
 			break
 		}
 	}
 	if err := s.ApplyDirectives(ctx); err != nil {
 		// Name the file as it is in the repository, not in the checkout.
-		return fail(errors.New(strings.ReplaceAll(err.Error(), dir+string(filepath.Separator), "")))
+		return pipeline.Request{}, errors.New(strings.ReplaceAll(err.Error(), dir+string(filepath.Separator), ""))
 	}
 	if err := honoured(e.Base, s); err != nil {
-		return fail(err)
+		return pipeline.Request{}, err
 	}
 	if s.Workspace == "" {
 		s.Workspace = frontdoor.DefaultWorkspace(job.Repo)
@@ -82,14 +95,9 @@ func (e PipelineExecutor) Execute(ctx context.Context, job Job, progress io.Writ
 	s.Push = len(s.Tags) > 0 && job.Actor == "ci"
 	req, err := s.Request()
 	if err != nil {
-		return fail(err)
+		return req, err
 	}
-	if err := s.PinLamina(ctx, &req); err != nil {
-		return fail(err)
-	}
-	req.BuildID = job.BuildID
-	req.Build.ProgressOut = progress
-	return e.Pipeline.Run(ctx, req)
+	return req, s.PinLamina(ctx, &req)
 }
 
 // repoSettings applies the operator's settings for a repository.

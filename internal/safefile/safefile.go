@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strings"
 	"syscall"
 )
 
@@ -75,4 +77,95 @@ func kind(m os.FileMode) string {
 		return "a device"
 	}
 	return m.Type().String()
+}
+
+// EscapeError is a path that leaves the directory it must stay in: absolute,
+// climbing out with "..", or through a symbolic link that points outside.
+// It names neither the target nor anything read from it.
+type EscapeError struct {
+	Path string // as given
+	Root string
+}
+
+func (e *EscapeError) Error() string {
+	return fmt.Sprintf("%q leads outside the checkout (absolute paths, .. and symbolic links that point outside are refused)", e.Path)
+}
+
+// Beneath resolves p (relative to dir, itself below root; absolute p is
+// refused) the way the kernel would, symbolic links included, and returns
+// the path only when every step stays below root. A path that does not
+// exist yet is resolved as far as it exists.
+func Beneath(root, dir, p string) (string, error) {
+	if filepath.IsAbs(p) {
+		return "", &EscapeError{Path: p, Root: root}
+	}
+	realRoot, err := filepath.EvalSymlinks(root)
+	if err != nil {
+		return "", err
+	}
+	realRoot, _ = filepath.Abs(realRoot)
+	full := filepath.Join(dir, p)
+	if !filepath.IsAbs(full) {
+		if full, err = filepath.Abs(full); err != nil {
+			return "", err
+		}
+	}
+	resolved, err := resolveExisting(full)
+	if err != nil {
+		return "", err
+	}
+	if !Within(realRoot, resolved) {
+		return "", &EscapeError{Path: p, Root: root}
+	}
+	return full, nil
+}
+
+// Confine checks that path (absolute or relative to the working directory)
+// resolves, symbolic links included, below root.
+func Confine(root, path string) error {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return err
+	}
+	realRoot, err := filepath.EvalSymlinks(root)
+	if err != nil {
+		return err
+	}
+	realRoot, _ = filepath.Abs(realRoot)
+	resolved, err := resolveExisting(abs)
+	if err != nil {
+		return err
+	}
+	if !Within(realRoot, resolved) {
+		return &EscapeError{Path: path, Root: root}
+	}
+	return nil
+}
+
+// resolveExisting evaluates the symbolic links of the longest existing
+// prefix of the absolute path p and appends the rest, cleaned.
+func resolveExisting(p string) (string, error) {
+	rest := ""
+	cur := filepath.Clean(p)
+	for {
+		r, err := filepath.EvalSymlinks(cur)
+		if err == nil {
+			return filepath.Join(r, rest), nil
+		}
+		if !errors.Is(err, os.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
+			return "", err
+		}
+		parent := filepath.Dir(cur)
+		if parent == cur {
+			return filepath.Join(cur, rest), nil
+		}
+		rest = filepath.Join(filepath.Base(cur), rest)
+		cur = parent
+	}
+}
+
+// Within reports whether p is root or below it (both clean and absolute).
+func Within(root, p string) bool {
+	rel, err := filepath.Rel(root, p)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) && !filepath.IsAbs(rel)
 }

@@ -29,6 +29,9 @@ type BuildSpec struct {
 type Loader struct {
 	Eval  Evaluator
 	Table sizing.Table
+	// Checkout is the directory the paths of a directives file must stay
+	// in ("": CheckoutOf the file).
+	Checkout string
 }
 
 // Load returns the context's spec, or nil when it has none.

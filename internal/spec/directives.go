@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/lian-build/action/internal/safefile"
 	"github.com/lian-build/action/internal/sizing"
 )
 
@@ -46,7 +47,9 @@ type NatsEvents struct {
 }
 
 // LoadDirectives evaluates a directives file against BuildDirectives.
-// Relative paths in artifact (context, dockerfile) are made relative to the file.
+// Relative paths in artifact (context, dockerfile) are made relative to the
+// file; every path must resolve, symbolic links included, inside the
+// checkout (Loader.Checkout, else CheckoutOf the file), or it is refused.
 func (l Loader) LoadDirectives(ctx context.Context, path string) (Directives, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
@@ -77,12 +80,50 @@ func (l Loader) LoadDirectives(ctx context.Context, path string) (Directives, er
 	if (d.CachePolicy.Actor == "human" || d.CachePolicy.Actor == "agent") && d.CachePolicy.ActorID == "" {
 		return d, fieldErr(doc, abs, "cache_policy.actor_id", fmt.Errorf("required for actor '%s", d.CachePolicy.Actor))
 	}
+	root := l.Checkout
+	if root == "" {
+		root = CheckoutOf(abs)
+	}
 	if a := d.Artifact; a != nil {
-		for _, p := range []*string{&a.Context, &a.Dockerfile} {
-			if *p != "" && !filepath.IsAbs(*p) {
-				*p = filepath.Join(filepath.Dir(abs), *p)
+		for _, f := range []struct {
+			field string
+			p     *string
+		}{{"artifact.context", &a.Context}, {"artifact.dockerfile", &a.Dockerfile}} {
+			if *f.p == "" {
+				continue
 			}
+			p, err := safefile.Beneath(root, filepath.Dir(abs), *f.p)
+			if err != nil {
+				return d, fieldErr(doc, abs, f.field, err)
+			}
+			*f.p = p
+		}
+	}
+	if d.StateStore != "" && d.StateStore != "volumes" {
+		if _, err := safefile.Beneath(root, filepath.Dir(abs), d.StateStore); err != nil {
+			return d, fieldErr(doc, abs, "state_store", fmt.Errorf("%w; a state store outside the checkout is the operator's: give --state-store", err))
 		}
 	}
 	return d, nil
+}
+
+// CheckoutOf is the checkout a directives file belongs to: the nearest
+// directory above it holding .git, else the file's directory (its parent
+// for a file in .lian/).
+func CheckoutOf(file string) string {
+	dir := filepath.Dir(file)
+	for d := dir; ; {
+		if _, err := os.Lstat(filepath.Join(d, ".git")); err == nil {
+			return d
+		}
+		parent := filepath.Dir(d)
+		if parent == d {
+			break
+		}
+		d = parent
+	}
+	if filepath.Base(dir) == ".lian" {
+		return filepath.Dir(dir)
+	}
+	return dir
 }

@@ -124,6 +124,9 @@ func (s *Store) List() ([]Info, error) {
 	var out []Info
 	for _, e := range entries {
 		dir := filepath.Join(s.root, "ns", e.Name())
+		if !e.IsDir() {
+			continue // not the store's: never followed
+		}
 		gen, err := current(dir)
 		if err != nil || gen == 0 {
 			continue
@@ -138,9 +141,15 @@ func (s *Store) List() ([]Info, error) {
 
 // Remove deletes a namespace's state (every generation).
 func (s *Store) Remove(ctx context.Context, ns string) error {
+	if err := ValidNamespace(ns); err != nil {
+		return err
+	}
 	dir := filepath.Join(s.root, "ns", url.PathEscape(ns))
-	if _, err := os.Stat(dir); err != nil {
-		return fmt.Errorf("state store: no namespace %q", ns)
+	if _, err := os.Lstat(dir); err != nil {
+		return &NoNamespaceError{Namespace: ns}
+	}
+	if err := ownDir(dir); err != nil {
+		return err
 	}
 	unlock, err := lock(ctx, dir, unix.LOCK_EX)
 	if err != nil {
@@ -152,6 +161,13 @@ func (s *Store) Remove(ctx context.Context, ns string) error {
 		return err
 	}
 	return os.RemoveAll(dir)
+}
+
+// NoNamespaceError is a namespace the store holds no state for.
+type NoNamespaceError struct{ Namespace string }
+
+func (e *NoNamespaceError) Error() string {
+	return fmt.Sprintf("state store: no namespace %s", quoteClean(e.Namespace))
 }
 
 // GC removes what interrupted builds and commits left: clones whose owner
@@ -167,6 +183,9 @@ func (s *Store) GC(ctx context.Context) ([]string, error) {
 	}
 	for _, e := range entries {
 		name := e.Name()
+		if e.Type()&os.ModeSymlink != 0 {
+			continue // not the store's: never followed or deleted through
+		}
 		if clone, ok := strings.CutSuffix(name, ".owner"); ok {
 			// An owner file without its clone: the process died before cloning
 			// or right after committing.
@@ -198,6 +217,9 @@ func (s *Store) GC(ctx context.Context) ([]string, error) {
 		return removed, err
 	}
 	for _, e := range nss {
+		if !e.IsDir() {
+			continue // not the store's: never followed or deleted through
+		}
 		r, err := s.gcNamespace(ctx, filepath.Join(s.root, "ns", e.Name()))
 		removed = append(removed, r...)
 		errs = append(errs, err)

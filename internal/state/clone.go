@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -147,11 +148,51 @@ func (c *Clone) Discard() error {
 
 // nsDir is a namespace's directory (created on first use).
 func (s *Store) nsDir(ns string) (string, error) {
-	if ns == "" || strings.Contains(ns, "..") || strings.HasPrefix(ns, "/") {
-		return "", fmt.Errorf("state store: invalid namespace %q", ns)
+	if err := ValidNamespace(ns); err != nil {
+		return "", err
 	}
 	dir := filepath.Join(s.root, "ns", url.PathEscape(ns))
-	return dir, os.MkdirAll(dir, 0o700)
+	if err := os.Mkdir(dir, 0o700); err != nil && !os.IsExist(err) {
+		return "", err
+	}
+	return dir, ownDir(dir)
+}
+
+// nsRE is a cache namespace: ci/NAME or dev/NAME, NAME by the registry's
+// path-component rules (a workspace, or an actor id and a workspace).
+var nsRE = regexp.MustCompile(`^(ci|dev)/[a-z0-9]+(?:[._-][a-z0-9]+)*$`)
+
+// maxNamespace bounds a namespace: dev/ID-WORKSPACE, each at most 100.
+const maxNamespace = 4 + 100 + 1 + 100
+
+// ValidNamespace checks a namespace name the way a build makes them (every
+// state command takes names by this rule only).
+func ValidNamespace(ns string) error {
+	if len(ns) > maxNamespace || !nsRE.MatchString(ns) {
+		return fmt.Errorf("state store: invalid namespace %s: want ci/NAME or dev/NAME, NAME of lower-case letters and digits separated by single '.', '_' or '-'", quoteClean(ns))
+	}
+	return nil
+}
+
+// quoteClean quotes a name for a message, control characters escaped.
+func quoteClean(s string) string {
+	if len(s) > 120 {
+		s = s[:120] + "…"
+	}
+	return strconv.Quote(s)
+}
+
+// ownDir refuses a store entry that is not a directory the store made: a
+// symbolic link or a file is never followed or deleted through.
+func ownDir(dir string) error {
+	st, err := os.Lstat(dir)
+	if err != nil {
+		return err
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("state store: %s is not a directory the store made (%s); left alone — remove it by hand if it is not yours", dir, st.Mode().Type())
+	}
+	return nil
 }
 
 func genDir(dir string, gen int) string { return filepath.Join(dir, fmt.Sprintf("gen-%06d", gen)) }

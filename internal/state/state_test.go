@@ -305,3 +305,56 @@ func TestConcurrentClonesInOneProcess(t *testing.T) {
 		}
 	}
 }
+
+// Namespace names given to any state operation pass the rule builds make
+// them by; an entry the store did not make (a link, a file) is never
+// followed or deleted through, and a clone a build holds survives.
+func TestHostileNamespacesStayInsideTheStore(t *testing.T) {
+	s := testenv.StateStore(t, "btrfs", state.Options{})
+	held := clone(t, s, "held-build")
+	write(t, filepath.Join(held.Dir, "marker"), "x")
+	c := clone(t, s, "first")
+	write(t, filepath.Join(c.Dir, "f"), "1")
+	commit(t, c, "ci/app")
+	victim := t.TempDir()
+	write(t, filepath.Join(victim, "precious"), "keep")
+	if err := os.Symlink(victim, filepath.Join(s.Root(), "ns", "ci%2Flinked")); err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(s.Root(), "ns", "ci%2Ffile"), "not a namespace")
+	for _, ns := range []string{"..", ".", "", "/", "ci/..", "ci/../..", "../ns", "ci", "ci/", "ci/App", "ci/a/b", "ci/a\x1b[2Jb", "ci/a\x00b", "x/app", strings.Repeat("a", 300)} {
+		err := s.Remove(ctx, ns)
+		if err == nil || !strings.Contains(err.Error(), "invalid namespace") {
+			t.Errorf("Remove(%q) = %v, want an invalid namespace", ns, err)
+		}
+		if err != nil && strings.ContainsAny(err.Error(), "\x1b\x00") {
+			t.Errorf("Remove(%q) echoes control characters: %q", ns, err)
+		}
+		if _, err := s.Clone(ctx, "c-"+fmt.Sprint(len(ns)), []string{ns}); err == nil {
+			t.Errorf("Clone reading %q was accepted", ns)
+		}
+	}
+	if err := s.Remove(ctx, "ci/linked"); err == nil || !strings.Contains(err.Error(), "not a directory the store made") {
+		t.Errorf("Remove through a link: %v", err)
+	}
+	if err := s.Remove(ctx, "ci/file"); err == nil {
+		t.Error("Remove of a planted file succeeded")
+	}
+	if _, err := s.GC(ctx); err != nil {
+		t.Errorf("gc: %v", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(victim, "precious")); err != nil || string(b) != "keep" {
+		t.Fatalf("a file behind a planted link was touched: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(held.Dir, "marker")); err != nil {
+		t.Fatalf("the clone a build holds is gone: %v", err)
+	}
+	infos, err := s.List()
+	if err != nil || len(infos) != 1 || infos[0].Namespace != "ci/app" {
+		t.Fatalf("list = %v, %v", infos, err)
+	}
+	if err := s.Remove(ctx, "ci/app"); err != nil {
+		t.Fatal(err)
+	}
+	_ = held.Discard()
+}
