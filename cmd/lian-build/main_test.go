@@ -72,6 +72,10 @@ type hostileCLI struct {
 	Exit   int               `json:"exit"`
 	Words  []string          `json:"words"`
 	Absent []string          `json:"absent"`
+	// Env adds environment variables ({{dir}} replaced).
+	Env map[string]string `json:"env"`
+	// Stdout are words the standard output must contain.
+	Stdout []string `json:"stdout"`
 }
 
 // writeHostileFiles fills dir: {{fifo}} makes a FIFO, BOMB the exponential
@@ -83,6 +87,15 @@ func writeHostileFiles(t *testing.T, dir string, files map[string]string) {
 	}
 	for name, content := range files {
 		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if target, ok := strings.CutPrefix(content, "->"); ok {
+			if err := os.Symlink(strings.ReplaceAll(target, "{{dir}}", dir), p); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
 		switch content {
 		case "{{fifo}}":
 			if err := syscall.Mkfifo(p, 0o600); err != nil {
@@ -110,13 +123,19 @@ func writeHostileFiles(t *testing.T, dir string, files map[string]string) {
 // README's table and a message naming the flag, file or field; no row
 // panics, hangs, leaves a runner or shows the registry password.
 func TestHostileCLI(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "testdata", "hostile", "cli.json"))
+	for _, file := range []string{"cli.json", "state.json", "catalog.json", "pool-cli.json"} {
+		t.Run(strings.TrimSuffix(file, ".json"), func(t *testing.T) { hostileRows(t, file) })
+	}
+}
+
+func hostileRows(t *testing.T, file string) {
+	b, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "testdata", "hostile", file))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var rows []hostileCLI
 	if err := json.Unmarshal(b, &rows); err != nil {
-		t.Fatal(err)
+		t.Fatalf("%s: %v", file, err)
 	}
 	const password = "hostile-pa55word-7c1"
 	for _, tt := range rows {
@@ -127,8 +146,12 @@ func TestHostileCLI(t *testing.T) {
 			for i, a := range tt.Args {
 				args[i] = strings.ReplaceAll(a, "{{dir}}", dir)
 			}
+			env := []string{"LIAN_STATE_DIR=" + state, "LIAN_REGISTRY_PASSWORD=" + password, "LIAN_METRICS_DIR=" + t.TempDir()}
+			for k, v := range tt.Env {
+				env = append(env, k+"="+strings.ReplaceAll(v, "{{dir}}", dir))
+			}
 			start := time.Now()
-			r := lian(t, []string{"LIAN_STATE_DIR=" + state, "LIAN_REGISTRY_PASSWORD=" + password, "LIAN_METRICS_DIR=" + t.TempDir()}, args...)
+			r := lian(t, env, args...)
 			if took := time.Since(start); took > 20*time.Second {
 				t.Errorf("took %v", took)
 			}
@@ -145,7 +168,13 @@ func TestHostileCLI(t *testing.T) {
 					t.Errorf("output shows %q:\n%s%s", w, r.stdout, r.stderr)
 				}
 			}
+			for _, w := range tt.Stdout {
+				if w = strings.ReplaceAll(w, "{{dir}}", dir); !strings.Contains(r.stdout, w) {
+					t.Errorf("stdout does not mention %q:\n%s", w, r.stdout)
+				}
+			}
 			testenv.AssertNoRunners(t, state)
+			testenv.AssertNothingMountedUnder(t, dir)
 		})
 	}
 }

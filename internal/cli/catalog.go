@@ -35,7 +35,7 @@ func runCatalog(ctx context.Context, args []string, stdout, stderr io.Writer, lo
 	default:
 		return usageErr("catalog check takes one DIR")
 	}
-	c, err := lamina.Load(ctx, dir)
+	c, err := loadCatalog(ctx, dir, stderr)
 	if err != nil {
 		return err
 	}
@@ -89,7 +89,7 @@ func runCatalogBuild(ctx context.Context, test bool, args []string, stdout, stde
 		}
 		pos = only
 	}
-	c, err := lamina.Load(ctx, dir)
+	c, err := loadCatalog(ctx, dir, stderr)
 	if err != nil {
 		return err
 	}
@@ -153,4 +153,20 @@ func applyMode(s *frontdoor.Settings, mode string) error {
 	}
 	s.ComputeProvider = prov
 	return nil
+}
+
+// loadCatalog loads a catalog and says what it skipped; a directory that
+// cannot be read is bad input.
+func loadCatalog(ctx context.Context, dir string, stderr io.Writer) (*lamina.Catalog, error) {
+	c, err := lamina.Load(ctx, dir)
+	var de *lamina.DirError
+	if errors.As(err, &de) {
+		return nil, &UsageError{Msg: err.Error(), Err: err}
+	}
+	if c != nil {
+		for _, s := range c.Skipped {
+			fmt.Fprintf(stderr, "catalog %s: skipped %s\n", dir, s)
+		}
+	}
+	return c, err
 }

@@ -64,6 +64,10 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, usage)
 		return ExitUsage
 	}
+	if u, ok := groupUsage[args[0]]; ok && len(args) > 1 && isHelp(args[1]) {
+		fmt.Fprintln(stdout, u)
+		return ExitOK
+	}
 	var err error
 	switch args[0] {
 	case "build":
@@ -93,6 +97,20 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	return exitCode(err, stderr)
 }
+
+// groupUsage is the usage of each command that has subcommands, printed
+// (exit 0) for `lian-build GROUP -h|--help|help`.
+var groupUsage = map[string]string{
+	"catalog": "usage: lian-build catalog check [DIR] [--check-dag] | catalog build [DIR] [LAYER…] | catalog test [DIR] --layer NAME  (--registry HOST/PREFIX)\n(lian-build catalog check|build|test -h: their flags)",
+	"pool":    "usage: lian-build pool serve|ls|drain [flags]\n(lian-build pool serve|ls|drain -h: their flags)",
+	"runners": "usage: lian-build runners ls|gc|image [flags]\n(lian-build runners ls|gc|image -h: their flags)",
+	"state":   "usage: lian-build state ls|rm NAMESPACE…|gc --state-store PATH\n(lian-build state ls -h: the flags)",
+	"spec":    "usage: lian-build spec check [PATH]",
+	"sizing":  "usage: lian-build sizing explain [--runner-type T] [--workspace WS] CONTEXT | sizing approve|revoke WS",
+	"metrics": "usage: lian-build metrics show [WORKSPACE]",
+}
+
+func isHelp(a string) bool { return a == "-h" || a == "--help" || a == "help" }
 
 func exitCode(err error, stderr io.Writer) int {
 	if err == nil {

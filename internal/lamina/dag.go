@@ -39,20 +39,30 @@ func (c *Catalog) Check() error {
 }
 
 // cycle is a cycle of bases (each layer, then the layer it builds on, back
-// to the first), or nil.
+// to the first), or nil. Every layer has at most one base, so one walk per
+// chain with three colours finds it in linear time.
 func (c *Catalog) cycle() []string {
-	for _, l := range c.Layers {
-		seen := map[string]int{}
+	const (
+		white = iota
+		grey  // on the walk in progress
+		black // known to end outside any cycle
+	)
+	colour := make(map[string]int, len(c.Layers))
+	for _, start := range c.Layers {
 		var path []string
-		for cur := l; cur != nil; cur = c.Layer(cur.Base.Layer) {
-			if i, ok := seen[cur.Name]; ok {
-				return append(path[i:], cur.Name)
-			}
-			seen[cur.Name] = len(path)
+		at := map[string]int{}
+		cur := start
+		for cur != nil && colour[cur.Name] == white {
+			colour[cur.Name] = grey
+			at[cur.Name] = len(path)
 			path = append(path, cur.Name)
-			if cur.Base.Layer == "" {
-				break
-			}
+			cur = c.Layer(cur.Base.Layer)
+		}
+		if cur != nil && colour[cur.Name] == grey {
+			return append(path[at[cur.Name]:], cur.Name)
+		}
+		for _, n := range path {
+			colour[n] = black
 		}
 	}
 	return nil

@@ -151,7 +151,11 @@ func (e *FieldError) Error() string {
 func (e *FieldError) Unwrap() error { return e.Err }
 
 func fieldErr(doc *nickel.Document, file, field string, err error) error {
-	p, ok := doc.Pos[field]
+	var p nickel.Pos
+	ok := false
+	if doc != nil {
+		p, ok = doc.Pos[field]
+	}
 	if !ok {
 		p = nickel.Pos{File: file}
 	}

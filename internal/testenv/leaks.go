@@ -3,6 +3,7 @@ package testenv
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -69,4 +70,28 @@ func LeaseIDs(stateDir string) []string {
 		ids = append(ids, e.Name())
 	}
 	return ids
+}
+
+// AssertNothingMountedUnder fails when a mount point (a loop-mounted store
+// image, say) is left at or below dir, and unmounts it so that the test's
+// clean-up can remove dir; loop devices backed by a file below dir fail too.
+func AssertNothingMountedUnder(t testing.TB, dir string) {
+	t.Helper()
+	b, _ := os.ReadFile("/proc/self/mountinfo")
+	prefix := filepath.Clean(dir)
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && (f[4] == prefix || strings.HasPrefix(f[4], prefix+"/")) {
+			t.Errorf("left mounted: %s", f[4])
+			_ = exec.Command("umount", "-l", f[4]).Run()
+		}
+	}
+	loops, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
+	for _, l := range loops {
+		if b, err := os.ReadFile(l); err == nil && strings.HasPrefix(strings.TrimSpace(string(b)), prefix+"/") {
+			dev := "/dev/" + filepath.Base(filepath.Dir(filepath.Dir(l)))
+			t.Errorf("loop device left attached: %s → %s", dev, strings.TrimSpace(string(b)))
+			_ = exec.Command("losetup", "-d", dev).Run()
+		}
+	}
 }
