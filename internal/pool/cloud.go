@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -22,6 +24,27 @@ type Cloud interface {
 	DialMachine(ctx context.Context, m hcloud.Machine, signer ssh.Signer, hostKey ssh.PublicKey) (*sshx.Conn, error)
 	DeleteMachine(ctx context.Context, id int64) error
 	Machines(ctx context.Context, selector string) ([]hcloud.Machine, error)
+	// Locations are where it creates servers, in the order it tries them.
+	Locations() []string
+}
+
+// servesLocation refuses a location none of the pool's clouds creates in.
+func (s *Service) servesLocation(loc string) error {
+	if loc == "" {
+		return nil
+	}
+	var all []string
+	for _, c := range s.o.Clouds {
+		for _, l := range c.Locations() {
+			if l == loc {
+				return nil
+			}
+			if !slices.Contains(all, l) {
+				all = append(all, l)
+			}
+		}
+	}
+	return &RequestError{Field: "location", Msg: fmt.Sprintf("%s: this pool creates servers in %s only", quote(loc), strings.Join(all, ", "))}
 }
 
 // Labels on the pool's servers and key. No lease label: the per-lease

@@ -110,6 +110,10 @@ func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 		writeJSON(w, http.StatusBadRequest, apiError{Error: "request body: " + err.Error()})
 		return false
 	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		writeJSON(w, http.StatusBadRequest, apiError{Error: "request body: want one JSON object, found more after it"})
+		return false
+	}
 	return true
 }
 

@@ -10,9 +10,12 @@ package pool
 
 import (
 	"fmt"
+	"regexp"
 	"slices"
+	"strconv"
 	"time"
 
+	"github.com/lian-build/action/internal/cache"
 	"github.com/lian-build/action/internal/sizing"
 )
 
@@ -91,7 +94,13 @@ var Classes = []string{"ci", "ci_aux", "human", "agent"}
 // MaxTTL bounds a lease's life; a holder that vanishes is reclaimed after it.
 const MaxTTL = 6 * time.Hour
 
+// MaxExpected bounds a request's expected duration (a build longer than a
+// lease's longest life cannot be planned for).
+const MaxExpected = MaxTTL
+
 // normalize fills defaults and checks the request; the error names the field.
+// Durations are compared in seconds before they become time.Durations, so
+// that no value overflows past a check.
 func (r *Request) normalize() error {
 	if _, err := sizing.HCloud.Lookup(r.Tier); err != nil {
 		return &RequestError{Field: "tier", Msg: err.Error()}
@@ -101,24 +110,52 @@ func (r *Request) normalize() error {
 		r.Arch = "arm"
 	case "arm", "x86":
 	default:
-		return &RequestError{Field: "arch", Msg: fmt.Sprintf("%q: want arm or x86", r.Arch)}
+		return &RequestError{Field: "arch", Msg: fmt.Sprintf("%s: want arm or x86", quote(r.Arch))}
 	}
 	if r.Class == "" {
 		r.Class = "ci"
 	}
 	if !slices.Contains(Classes, r.Class) {
-		return &RequestError{Field: "actor_class", Msg: fmt.Sprintf("%q: want one of %v", r.Class, Classes)}
+		return &RequestError{Field: "actor_class", Msg: fmt.Sprintf("%s: want one of %v", quote(r.Class), Classes)}
 	}
-	if r.TTLSeconds <= 0 {
+	if r.Workspace != "" {
+		if rule := cache.NameRule(r.Workspace); rule != "" {
+			return &RequestError{Field: "workspace", Msg: fmt.Sprintf("%s: %s", quote(r.Workspace), rule)}
+		}
+	}
+	if r.Build != "" && !buildIDRE.MatchString(r.Build) {
+		return &RequestError{Field: "build_id", Msg: fmt.Sprintf("%s: want at most 128 letters, digits, '.', '_' or '-'", quote(r.Build))}
+	}
+	if r.Location != "" && !locationRE.MatchString(r.Location) {
+		return &RequestError{Field: "location", Msg: fmt.Sprintf("%s: not a location name (fsn1, nbg1, hel1, …)", quote(r.Location))}
+	}
+	maxTTL := int64(MaxTTL / time.Second)
+	switch {
+	case r.TTLSeconds < 0:
+		return &RequestError{Field: "ttl_seconds", Msg: fmt.Sprintf("%d: may not be negative (0 or absent: 1 h)", r.TTLSeconds)}
+	case r.TTLSeconds == 0:
 		r.TTLSeconds = int64(time.Hour / time.Second)
+	case r.TTLSeconds > maxTTL:
+		return &RequestError{Field: "ttl_seconds", Msg: fmt.Sprintf("%d: at most %d (%s)", r.TTLSeconds, maxTTL, MaxTTL)}
 	}
-	if r.ttl() > MaxTTL {
-		return &RequestError{Field: "ttl_seconds", Msg: fmt.Sprintf("%d: at most %d (%s)", r.TTLSeconds, int64(MaxTTL/time.Second), MaxTTL)}
-	}
-	if r.ExpectedSeconds < 0 {
-		return &RequestError{Field: "expected_seconds", Msg: "may not be negative"}
+	if r.ExpectedSeconds < 0 || r.ExpectedSeconds > int64(MaxExpected/time.Second) {
+		return &RequestError{Field: "expected_seconds", Msg: fmt.Sprintf("%d: want 0 to %d (0: the pool's default)", r.ExpectedSeconds, int64(MaxExpected/time.Second))}
 	}
 	return nil
+}
+
+var (
+	buildIDRE  = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
+	locationRE = regexp.MustCompile(`^[a-z][a-z0-9-]{1,31}$`)
+)
+
+// quote quotes a value for a message: control characters escaped, long
+// values cut.
+func quote(s string) string {
+	if len(s) > 64 {
+		s = s[:64] + "…"
+	}
+	return strconv.Quote(s)
 }
 
 // RequestError is a bad lease request: the field and what is wrong.

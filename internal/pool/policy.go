@@ -18,7 +18,8 @@ type Policy struct {
 	RetireBefore time.Duration
 	// MinIdle is how many idle VMs each tier keeps ready (default none).
 	MinIdle map[string]int
-	// MaxVMs bounds each tier's VMs, leased or not (0 or absent: no bound).
+	// MaxVMs bounds each tier's VMs, leased or not (absent: no bound; 0:
+	// the pool serves none of the tier).
 	MaxVMs map[string]int
 	// SeparateClasses keeps ci leases and session (dev) leases on separate
 	// VMs: a VM serves only the class of its first lease.
@@ -131,10 +132,16 @@ func tierRank(tier string) int {
 	return -1
 }
 
+// Closed reports whether the pool serves none of the tier (--max-vms TIER=0).
+func (p Policy) Closed(tier string) bool {
+	max, bounded := p.MaxVMs[tier]
+	return bounded && max <= 0
+}
+
 // MayCreate says whether the tier may have one more VM.
 func (p Policy) MayCreate(tier string, vms []VM) bool {
-	max := p.MaxVMs[tier]
-	if max <= 0 {
+	max, bounded := p.MaxVMs[tier]
+	if !bounded {
 		return true
 	}
 	n := 0
@@ -205,7 +212,7 @@ func (p Policy) Missing(vms []VM, arch string) map[string]int {
 			}
 		}
 		n := want - have
-		if limit := p.MaxVMs[tier]; limit > 0 {
+		if limit, bounded := p.MaxVMs[tier]; bounded {
 			n = min(n, limit-total)
 		}
 		if n > 0 {

@@ -111,6 +111,12 @@ func (s *Service) Lease(ctx context.Context, req Request) (Grant, error) {
 	if _, err := s.cloud(req.Arch); err != nil {
 		return Grant{}, err
 	}
+	if s.o.Policy.Closed(req.Tier) {
+		return Grant{}, &RequestError{Field: "tier", Msg: fmt.Sprintf("%s: this pool serves none (--max-vms %s=0)", req.Tier, req.Tier)}
+	}
+	if err := s.servesLocation(req.Location); err != nil {
+		return Grant{}, err
+	}
 	start := s.o.Now()
 	for {
 		g, err := s.lease(ctx, req)
@@ -192,7 +198,7 @@ func (s *Service) create(ctx context.Context, req Request, lease *Lease, priv ed
 		return Grant{}, err
 	}
 	cloud, _ := s.cloud(req.Arch)
-	m, err := cloud.CreateMachine(ctx, hcloud.MachineSpec{Name: v.ID, Tier: tier, KeyID: s.keyID,
+	m, err := cloud.CreateMachine(ctx, hcloud.MachineSpec{Name: v.ID, Tier: tier, KeyID: s.keyID, Location: req.Location,
 		Labels: map[string]string{LabelPool: s.o.Name, LabelVM: v.ID, LabelTier: req.Tier, LabelArch: req.Arch}})
 	if err != nil {
 		return fail(err)
@@ -234,8 +240,8 @@ func (s *Service) create(ctx context.Context, req Request, lease *Lease, priv ed
 // replicas creating at once never exceed the maximum. Other tiers' VMs get
 // a random id.
 func (s *Service) claimSlot(ctx context.Context, v VM) (entry, error) {
-	max := s.o.Policy.MaxVMs[v.Tier]
-	if max <= 0 {
+	max, bounded := s.o.Policy.MaxVMs[v.Tier]
+	if !bounded {
 		v.ID = "lbp-" + s.o.Name + "-" + randomHex(6)
 		return s.o.Store.Create(ctx, v)
 	}

@@ -26,16 +26,24 @@ func (s *Service) Return(ctx context.Context, leaseID, outcome string) (Disposit
 		return Disposition{}, err
 	}
 	lease := *e.Lease
-	s.o.Metrics.returned(e.Tier, outcome, s.o.Now().Sub(lease.Started))
 	d := Disposition{VM: e.ID}
+	// The first return claims the VM by compare-and-set; a concurrent one
+	// that loses gets the same answer as a repeated one: already returned.
+	v := e.VM
+	v.State, v.Since, v.Lease, v.Leases = StateRecycling, s.o.Now(), nil, v.Leases+1
+	if outcome != "ok" {
+		v.State = StateRetiring
+	}
+	if e, err = s.o.Store.Update(ctx, e, v); errors.Is(err, ErrConflict) {
+		d.Reason = "already returned"
+		return d, nil
+	} else if err != nil {
+		return d, err
+	}
+	s.o.Metrics.returned(e.Tier, outcome, s.o.Now().Sub(lease.Started))
 	if outcome != "ok" {
 		d.Reason = "returned with outcome " + outcome
 		return d, s.retire(ctx, e, d.Reason)
-	}
-	v := e.VM
-	v.State, v.Since, v.Lease, v.Leases = StateRecycling, s.o.Now(), nil, v.Leases+1
-	if e, err = s.o.Store.Update(ctx, e, v); err != nil {
-		return d, err
 	}
 	if n, err := s.oomKills(ctx, v); err != nil || n > 0 {
 		d.Reason = fmt.Sprintf("its cgroup counted %d OOM kills (%v)", n, err)

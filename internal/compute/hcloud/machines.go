@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"time"
 
 	hc "github.com/hetznercloud/hcloud-go/v2/hcloud"
@@ -35,7 +36,12 @@ type MachineSpec struct {
 	Tier   sizing.Tier
 	Labels map[string]string
 	KeyID  int64 // from EnsureKey
+	// Location, when set, is the only location tried (one of Locations).
+	Location string
 }
+
+// Locations are the locations servers are created in, in the order tried.
+func (p *Provider) Locations() []string { return slices.Clone(p.s.Locations) }
 
 // EnsureKey registers pub under name (once: a key already there with the
 // same fingerprint is reused) and returns its id.
@@ -58,7 +64,14 @@ func (p *Provider) EnsureKey(ctx context.Context, name string, pub ssh.PublicKey
 // CreateMachine creates a server and waits until Hetzner says it runs; a
 // server that was created but failed is deleted before the error returns.
 func (p *Provider) CreateMachine(ctx context.Context, spec MachineSpec) (Machine, error) {
-	srv, loc, typeName, err := p.createServer(ctx, spec.Name, spec.Tier, []*hc.SSHKey{{ID: spec.KeyID}}, spec.Labels, nil)
+	locations := p.s.Locations
+	if spec.Location != "" {
+		if !slices.Contains(locations, spec.Location) {
+			return Machine{}, fmt.Errorf("hcloud: location %q is not one of %v", spec.Location, locations)
+		}
+		locations = []string{spec.Location}
+	}
+	srv, loc, typeName, err := p.createServer(ctx, spec.Name, spec.Tier, []*hc.SSHKey{{ID: spec.KeyID}}, spec.Labels, nil, locations)
 	if err != nil {
 		if srv != nil {
 			err = errors.Join(err, p.deleteServer(context.WithoutCancel(ctx), srv))

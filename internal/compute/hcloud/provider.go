@@ -133,11 +133,11 @@ func (r *runner) createServer(ctx context.Context, tier sizing.Tier, labels map[
 	if r.state != nil {
 		vol = r.state.vol
 	}
-	srv, loc, typeName, err := r.p.createServer(ctx, r.lease.ID, tier, []*hc.SSHKey{r.key}, labels, vol)
+	srv, loc, typeName, err := r.p.createServer(ctx, r.lease.ID, tier, []*hc.SSHKey{r.key}, labels, vol, r.p.s.Locations)
 	if vol != nil && (hc.IsError(err, hc.ErrorCodeConflict) || hc.IsError(err, hc.ErrorCodeLocked)) {
 		// Another build's server took the volume since it was listed.
 		r.state.vol, r.state.opened.Note = nil, "the state volume of "+r.state.namespace+" was attached to another build's server meanwhile: registry cache only"
-		srv, loc, typeName, err = r.p.createServer(ctx, r.lease.ID, tier, []*hc.SSHKey{r.key}, labels, nil)
+		srv, loc, typeName, err = r.p.createServer(ctx, r.lease.ID, tier, []*hc.SSHKey{r.key}, labels, nil, r.p.s.Locations)
 	}
 	if srv != nil {
 		r.server, r.location, r.typeName = srv, loc, typeName
@@ -148,7 +148,7 @@ func (r *runner) createServer(ctx context.Context, tier sizing.Tier, labels map[
 // createServer tries each location in turn while Hetzner has no capacity
 // there; it never takes another, larger type. A server it returns with an
 // error exists and is the caller's to delete.
-func (p *Provider) createServer(ctx context.Context, name string, tier sizing.Tier, keys []*hc.SSHKey, labels map[string]string, vol *hc.Volume) (*hc.Server, string, string, error) {
+func (p *Provider) createServer(ctx context.Context, name string, tier sizing.Tier, keys []*hc.SSHKey, labels map[string]string, vol *hc.Volume, locations []string) (*hc.Server, string, string, error) {
 	typeName := serverType(tier.Name, p.s.Arch)
 	st, _, err := p.c.ServerType.GetByName(ctx, typeName)
 	if err != nil || st == nil {
@@ -158,7 +158,6 @@ func (p *Provider) createServer(ctx context.Context, name string, tier sizing.Ti
 	if err != nil {
 		return nil, "", "", err
 	}
-	locations := p.s.Locations
 	opts := hc.ServerCreateOpts{Name: name, ServerType: st, Image: img, SSHKeys: keys, Labels: labels, UserData: remote.CloudInit(p.s.Socket, p.s.Insecure)}
 	if vol != nil {
 		// A volume attaches only to a server in its own location.

@@ -1,0 +1,130 @@
+package pool_test
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lian-build/action/internal/pool"
+	"github.com/lian-build/action/internal/testenv"
+)
+
+// hostileRequest is one row of testdata/hostile/pool.json.
+type hostileRequest struct {
+	Name   string   `json:"name"`
+	Method string   `json:"method"`
+	Path   string   `json:"path"`
+	Body   string   `json:"body"`
+	Status int      `json:"status"`
+	Field  string   `json:"field"`
+	Words  []string `json:"words"`
+}
+
+// Hostile lease requests are refused with the field named, before any
+// server exists; no answer echoes a control character or a token, and
+// none takes long.
+func TestHostileRequests(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "testdata", "hostile", "pool.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows []hostileRequest
+	if err := json.Unmarshal(b, &rows); err != nil {
+		t.Fatal(err)
+	}
+	w := newWorld(t, worldConfig{policy: pool.Policy{MaxVMs: map[string]int{"cax11": 0}}})
+	for _, tt := range rows {
+		t.Run(tt.Name, func(t *testing.T) {
+			req, _ := http.NewRequest(tt.Method, w.srv.URL+tt.Path, strings.NewReader(tt.Body))
+			req.Header.Set("Authorization", "Bearer "+poolToken)
+			start := time.Now()
+			resp, err := (&http.Client{Timeout: 20 * time.Second}).Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if took := time.Since(start); took > 5*time.Second {
+				t.Errorf("took %v", took)
+			}
+			if resp.StatusCode != tt.Status {
+				t.Errorf("status %d, want %d: %s", resp.StatusCode, tt.Status, body)
+			}
+			var ae struct{ Error, Field string }
+			if err := json.Unmarshal(body, &ae); err != nil {
+				t.Fatalf("answer is not JSON: %s", body)
+			}
+			if ae.Field != tt.Field {
+				t.Errorf("field %q, want %q: %s", ae.Field, tt.Field, body)
+			}
+			for _, word := range tt.Words {
+				if !strings.Contains(ae.Error, word) {
+					t.Errorf("error lacks %q: %s", word, ae.Error)
+				}
+			}
+			if strings.ContainsAny(ae.Error, "\x00\x1b\n") || strings.Contains(string(body), poolToken) || strings.Contains(string(body), hcToken) || len(body) > 4096 {
+				t.Errorf("answer echoes control characters, a token or the whole input: %q", body)
+			}
+		})
+	}
+	if s, _ := w.fake.Counts(); s != 0 {
+		t.Errorf("refused requests created %d servers", s)
+	}
+}
+
+// Concurrent returns of one lease: one recycles the VM, the others get the
+// idempotent answer (200, already returned), none an error; a lease of the
+// max-ttl plus one second is refused, one at the max lives its whole life.
+func TestConcurrentReturnsAreIdempotent(t *testing.T) {
+	w := newWorld(t, worldConfig{hosts: true})
+	ctx := t.Context()
+	g, err := w.client.Lease(ctx, pool.Request{Tier: "cax11", TTLSeconds: int64(pool.MaxTTL / time.Second), Location: "fsn1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.Location != "fsn1" || g.Expires.Before(time.Now().Add(pool.MaxTTL-time.Minute)) {
+		t.Errorf("grant %s until %v", g.Location, g.Expires)
+	}
+	if err := w.svc.Upkeep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if vms, _ := w.client.List(ctx); len(vms) != 1 || vms[0].State != pool.StateLeased {
+		t.Fatalf("upkeep touched a live lease: %+v", vms)
+	}
+	type answer struct {
+		d   pool.Disposition
+		err error
+	}
+	answers := make(chan answer, 5)
+	for range 5 {
+		go func() {
+			d, err := w.client.Return(ctx, g.LeaseID, "ok")
+			answers <- answer{d, err}
+		}()
+	}
+	kept := 0
+	for range 5 {
+		a := <-answers
+		var ae *pool.APIError
+		if errorsAs(a.err, &ae) && ae.Status == http.StatusNotFound {
+			continue // came after the first had finished: no such lease now
+		}
+		if a.err != nil {
+			t.Errorf("a concurrent return failed: %v", a.err)
+		}
+		if a.d.Kept {
+			kept++
+		} else if a.d.Reason != "already returned" {
+			t.Errorf("disposition %+v", a.d)
+		}
+	}
+	if kept != 1 {
+		t.Errorf("%d returns recycled the VM, want 1", kept)
+	}
+	w.drainAndCheck(t)
+}
