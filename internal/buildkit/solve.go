@@ -36,8 +36,8 @@ import (
 // Options is one build.
 type Options struct {
 	// Checkout, when set, is the repository checkout the build comes from:
-	// the context, the Dockerfile and every local named context must
-	// resolve inside it, symbolic links included.
+	// the context and the Dockerfile must resolve inside it, symbolic links
+	// included.
 	Checkout      string
 	ContextDir    string
 	Dockerfile    string // path; default <ContextDir>/Dockerfile
@@ -145,20 +145,9 @@ func (o Options) confined() error {
 	if err := check("build context", o.ContextDir); err != nil {
 		return err
 	}
-	if err := check("--file", dockerfilePath(o.ContextDir, o.Dockerfile)); err != nil {
-		return err
-	}
-	for _, nc := range o.NamedContexts {
-		for _, p := range []string{nc.Dir, nc.OCILayout} {
-			if p == "" {
-				continue
-			}
-			if err := check("--build-context", p); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
+	// Named contexts are the operator's (a repository's directives have
+	// none): they may lie anywhere on the machine.
+	return check("--file", dockerfilePath(o.ContextDir, o.Dockerfile))
 }
 
 // ValidTag checks an image reference the way docker does (lower-case

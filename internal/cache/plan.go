@@ -222,6 +222,14 @@ func SanitizeName(s string) string {
 
 var registryRE = regexp.MustCompile(`^[a-zA-Z0-9.-]+(?::[0-9]+)?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$`)
 
+// ValidRegistry checks a cache registry HOST[:PORT][/PREFIX].
+func ValidRegistry(r string) error {
+	if !registryRE.MatchString(strings.TrimSuffix(r, "/")) {
+		return fmt.Errorf("registry %q: want HOST[:PORT][/PREFIX] (lower-case path)", r)
+	}
+	return nil
+}
+
 // NewPlan computes the imports and exports of a build.
 func NewPlan(in Input) (Plan, error) {
 	if in.Registry == "" {

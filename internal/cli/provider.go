@@ -2,6 +2,7 @@ package cli
 
 import (
 	"flag"
+	"os"
 	"slices"
 
 	"github.com/lian-build/action/internal/frontdoor"
@@ -24,7 +25,6 @@ func registerSettings(fs *flag.FlagSet, table []frontdoor.Setting, s *frontdoor.
 		}
 		def, help := st.Default, st.Help
 		if st.Env != "" {
-			def = envOr(st.Env, def)
 			help += " ($" + st.Env + ")"
 		}
 		if st.Kind != frontdoor.KindText && st.Kind != frontdoor.KindBool {
@@ -41,6 +41,13 @@ func registerSettings(fs *flag.FlagSet, table []frontdoor.Setting, s *frontdoor.
 				fs.BoolVar(p, name, def == "true", help)
 			case *[]string:
 				fs.Var((*listFlag)(p), name, help)
+			}
+		}
+		// The environment's value is used but never shown as the default
+		// in help: it may hold a credential (a URL with a password).
+		if v := os.Getenv(st.Env); st.Env != "" && v != "" {
+			if p, ok := st.Field(s).(*string); ok {
+				*p = v
 			}
 		}
 	}

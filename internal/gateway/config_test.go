@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -107,5 +108,63 @@ func TestConfigFileVMPool(t *testing.T) {
 	}
 	if c.Build.ComputeProvider != "vm-pool" || c.Build.Pool.URL != "http://pool:8090" || !strings.HasSuffix(c.Build.Pool.TokenFile, "/pool-token") {
 		t.Fatalf("provider %q, pool %+v", c.Build.ComputeProvider, c.Build.Pool)
+	}
+}
+
+// hostileConfig is one row of testdata/hostile/gateway-config.json: fields
+// of the good configuration replaced (or added) with Nickel text.
+type hostileConfig struct {
+	Name  string            `json:"name"`
+	Set   map[string]string `json:"set"`
+	Exit  int               `json:"exit"`
+	Words []string          `json:"words"`
+}
+
+// check-config refuses what the gateway's start refuses, naming the
+// setting, and says ok only for what it starts with.
+func TestHostileGatewayConfig(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "testdata", "hostile", "gateway-config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows []hostileConfig
+	if err := json.Unmarshal(b, &rows); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range rows {
+		t.Run(tt.Name, func(t *testing.T) {
+			body := goodConfig
+			if _, ok := tt.Set["repositories"]; ok {
+				body = strings.Replace(body, "  repositories = [\n    { repository = \"octo/app\", workspace = \"app\", runner_type = 'cax31 },\n  ],\n", "", 1)
+			}
+			for field, v := range tt.Set {
+				lines := strings.Split(body, "\n")
+				found := false
+				for i, l := range lines {
+					if strings.HasPrefix(strings.TrimSpace(l), field+" = ") && !found {
+						lines[i], found = "  "+field+" = "+v+",", true
+					}
+				}
+				body = strings.Join(lines, "\n")
+				if !found {
+					body = strings.Replace(body, "{\n", "{\n  "+field+" = "+v+",\n", 1)
+				}
+			}
+			path, _ := writeConfig(t, body)
+			var out, errb bytes.Buffer
+			code := Main([]string{"check-config", path}, func(string) string { return "" }, &out, &errb)
+			if code != tt.Exit {
+				t.Fatalf("exit %d, want %d\n%s%s\n%s", code, tt.Exit, out.String(), errb.String(), body)
+			}
+			for _, w := range tt.Words {
+				if !strings.Contains(errb.String(), w) {
+					t.Errorf("stderr lacks %q:\n%s", w, errb.String())
+				}
+			}
+			_, err := ParseFlags(context.Background(), []string{"--config", path}, func(string) string { return "" })
+			if (err == nil) != (tt.Exit == 0) {
+				t.Errorf("the gateway's start and check-config disagree: start says %v", err)
+			}
+		})
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/lian-build/action/internal/cache"
 	"github.com/lian-build/action/internal/checks"
 	"github.com/lian-build/action/internal/frontdoor"
 	"github.com/lian-build/action/internal/metrics"
@@ -70,11 +71,37 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s %q: want an http(s) URL", name, u))
 		}
 	}
-	if c.Concurrency <= 0 {
+	if c.Concurrency < 0 {
+		errs = append(errs, fmt.Errorf("--concurrency %d: want a positive number of builds", c.Concurrency))
+	}
+	if c.AckWait < 0 {
+		errs = append(errs, fmt.Errorf("--ack-wait %s: may not be negative", c.AckWait))
+	}
+	if c.Concurrency == 0 {
 		c.Concurrency = 2
 	}
-	if c.AckWait <= 0 {
+	if c.AckWait == 0 {
 		c.AckWait = 30 * time.Second
+	}
+	if c.Listen != "" {
+		if err := frontdoor.CheckListen("--listen", c.Listen); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for i, r := range c.Repositories {
+		if r.Workspace != "" {
+			if rule := cache.NameRule(r.Workspace); rule != "" {
+				errs = append(errs, fmt.Errorf("repositories[%d].workspace %q: %s", i, r.Workspace, rule))
+			}
+		}
+		if r.RunnerType != "" {
+			if _, err := frontdoor.Table().Lookup(r.RunnerType); err != nil {
+				errs = append(errs, fmt.Errorf("repositories[%d].runner_type: %w", i, err))
+			}
+		}
+	}
+	if err := c.Build.Check(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.ReapEvery <= 0 {
 		c.ReapEvery = 10 * time.Minute

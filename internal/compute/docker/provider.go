@@ -18,6 +18,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/lian-build/action/internal/compute"
+	"github.com/lian-build/action/internal/redact"
 	"github.com/lian-build/action/internal/sizing"
 )
 
@@ -41,8 +42,9 @@ type Settings struct {
 
 // Provider makes BuildKit containers.
 type Provider struct {
-	s Settings
-	c *client.Client
+	s       Settings
+	c       *client.Client
+	secrets []string // of the engine's URL, hidden in errors
 
 	mu   sync.Mutex
 	ncpu int // the engine's CPUs, asked once
@@ -60,12 +62,18 @@ func New(s Settings) (*Provider, error) {
 	if s.Host != "" {
 		opts = append(opts, client.WithHost(s.Host))
 	}
+	p := &Provider{s: s, secrets: redact.Secrets(s.Host)}
 	c, err := client.New(opts...)
 	if err != nil {
-		return nil, &compute.OptionError{Option: OptHost, Err: err}
+		return nil, &compute.OptionError{Option: OptHost, Err: p.scrub(err)}
 	}
-	return &Provider{s: s, c: c}, nil
+	p.c = c
+	return p, nil
 }
+
+// scrub hides the credentials of the engine's URL in an error (the
+// engine's client quotes the URL whole).
+func (p *Provider) scrub(err error) error { return redact.Err(err, p.secrets...) }
 
 // cpus is how many CPUs the engine has: a container may not ask for more.
 func (p *Provider) cpus(ctx context.Context) (int, error) {
@@ -98,13 +106,14 @@ func (p *Provider) memory(t sizing.Tier) int64 {
 
 // Spawn makes the lease's volume and container, starts it and waits until
 // buildkitd answers; whatever it made is removed when a step fails.
-func (p *Provider) Spawn(ctx context.Context, tier sizing.Tier, lease compute.Lease) (compute.Runner, error) {
+func (p *Provider) Spawn(ctx context.Context, tier sizing.Tier, lease compute.Lease) (_ compute.Runner, err error) {
+	defer func() { err = p.scrub(err) }()
 	if err := compute.RefuseState("docker", lease); err != nil {
 		return nil, err
 	}
-	ncpu, err := p.cpus(ctx)
-	if err != nil {
-		return nil, err
+	ncpu, cerr := p.cpus(ctx)
+	if cerr != nil {
+		return nil, cerr
 	}
 	start := time.Now()
 	labels := lease.LabelSet(start)

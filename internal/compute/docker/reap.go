@@ -39,7 +39,8 @@ func (p *Provider) remove(ctx context.Context, id, volume string) error {
 
 // List finds the provider's containers and volumes by label, in both
 // directions: a container, and a volume whose container is gone.
-func (p *Provider) List(ctx context.Context) ([]compute.RunnerInfo, error) {
+func (p *Provider) List(ctx context.Context) (_ []compute.RunnerInfo, err error) {
+	defer func() { err = p.scrub(err) }()
 	cs, err := p.c.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: ours()})
 	if err != nil {
 		return nil, fmt.Errorf("docker: list containers: %w", err)
@@ -74,7 +75,8 @@ func (p *Provider) List(ctx context.Context) ([]compute.RunnerInfo, error) {
 }
 
 // GC removes the orphans' containers and volumes; every failure is returned.
-func (p *Provider) GC(ctx context.Context) ([]compute.RunnerInfo, error) {
+func (p *Provider) GC(ctx context.Context) (_ []compute.RunnerInfo, err error) {
+	defer func() { err = p.scrub(err) }()
 	infos, err := p.List(ctx)
 	if err != nil {
 		return nil, err
