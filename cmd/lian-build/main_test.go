@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -76,6 +77,8 @@ type hostileCLI struct {
 	Env map[string]string `json:"env"`
 	// Stdout are words the standard output must contain.
 	Stdout []string `json:"stdout"`
+	// Gone are paths ({{dir}} replaced) that must not exist afterwards.
+	Gone []string `json:"gone"`
 }
 
 // writeHostileFiles fills dir: {{fifo}} makes a FIFO, BOMB the exponential
@@ -110,6 +113,14 @@ func writeHostileFiles(t *testing.T, dir string, files map[string]string) {
 			}
 			b.WriteString("{ language = a58 }\n")
 			content = b.String()
+		case "EXT4IMG":
+			if err := os.WriteFile(p, nil, 0o644); err != nil || os.Truncate(p, 16<<20) != nil {
+				t.Fatal(err)
+			}
+			if out, err := exec.Command("mkfs.ext4", "-q", "-F", p).CombinedOutput(); err != nil {
+				t.Fatalf("mkfs.ext4: %v: %s", err, out)
+			}
+			continue
 		case "HUGE":
 			content = "{ language = \"" + strings.Repeat("x", 2<<20) + "\" }"
 		}
@@ -175,6 +186,11 @@ func hostileRows(t *testing.T, file string) {
 			}
 			testenv.AssertNoRunners(t, state)
 			testenv.AssertNothingMountedUnder(t, dir)
+			for _, g := range tt.Gone {
+				if _, err := os.Lstat(strings.ReplaceAll(g, "{{dir}}", dir)); err == nil {
+					t.Errorf("%s exists afterwards", g)
+				}
+			}
 		})
 	}
 }
@@ -365,4 +381,31 @@ D.make_ci_build { workspace = "dirws", artifact = { image = "example.com/dirws:1
 		t.Fatalf("bad directives: exit %d\n%s", r.code, r.stderr)
 	}
 	testenv.AssertNoRunners(t, state)
+}
+
+// A pool that accepts connections and never answers: pool ls gives up
+// within its bound (not the 15 minutes it took), naming the pool.
+func TestPoolLsAgainstASilentPool(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // held open, never answered
+		}
+	}()
+	start := time.Now()
+	r := lian(t, []string{"LIAN_POOL_TOKEN=t0k"}, "pool", "ls", "--pool-url", "http://"+ln.Addr().String())
+	if took := time.Since(start); took > 45*time.Second {
+		t.Errorf("pool ls waited %v", took)
+	}
+	if r.code != 1 || !strings.Contains(r.stderr, "no answer within") || !strings.Contains(r.stderr, "vm-pool") {
+		t.Errorf("exit %d: %s", r.code, r.stderr)
+	}
 }

@@ -77,16 +77,26 @@ func poolClient(s frontdoor.Settings) (*pool.Client, error) {
 	if s.Pool.URL == "" {
 		return nil, usageErr("--pool-url (or $LIAN_POOL_URL) is required")
 	}
+	clear, err := pool.CheckURL(s.Pool.URL)
+	if err != nil {
+		return nil, usageErr("--pool-url: %v", err)
+	}
+	if clear {
+		fmt.Fprintln(os.Stderr, "lian-build: warning: --pool-url is plain http to another machine: the bearer token crosses the network in clear")
+	}
 	tok, err := secretFrom("--pool-token-file", s.Pool.TokenFile, "LIAN_POOL_TOKEN")
 	if err != nil {
 		return nil, err
+	}
+	if err := pool.CheckToken(tok); err != nil {
+		return nil, usageErr("--pool-token-file: %v", err)
 	}
 	return &pool.Client{URL: s.Pool.URL, Token: tok}, nil
 }
 
 // poolFlags are serve's own flags.
 type poolFlags struct {
-	listen, tokenFile, name, keyFile, archs, minIdle, maxVMs string
+	listen, tokenFile, name, keyFile, archs, minIdle, maxVMs, dataDir string
 	retireBefore, upkeep                                     time.Duration
 	separate, upsize, crossHour                              bool
 }
@@ -117,6 +127,7 @@ func registerPoolFlags(fs *flag.FlagSet, f *poolFlags) {
 	fs.StringVar(&f.tokenFile, "token-file", "", "file holding the API's bearer token (required; or $LIAN_POOL_TOKEN)")
 	fs.StringVar(&f.name, "name", "default", "the pool's name: its servers' label and its KV bucket")
 	fs.StringVar(&f.keyFile, "ssh-key-file", "", "the pool's own SSH key, created when missing (required)")
+	fs.StringVar(&f.dataDir, "data-dir", "/var/lib/lian-build/pool", "without --nats-url: the embedded nats-server's store (one replica; --nats-url for several)")
 	fs.StringVar(&f.archs, "arch", "arm", "architectures served: arm (cax), x86 (cpx), or arm,x86")
 	fs.StringVar(&f.minIdle, "min-idle", "", "idle VMs each tier keeps ready, e.g. cax11=1,cax21=1")
 	fs.StringVar(&f.maxVMs, "max-vms", "", "most VMs of a tier, leased or not, e.g. cax41=2")
@@ -128,14 +139,17 @@ func registerPoolFlags(fs *flag.FlagSet, f *poolFlags) {
 }
 
 func serveOptions(s frontdoor.Settings, f poolFlags) (pool.ServeOptions, error) {
-	o := pool.ServeOptions{Listen: f.listen, Name: f.name, NatsURL: s.NatsURL, EventsPrefix: s.EventsPrefix, KeyFile: f.keyFile, UpkeepEvery: f.upkeep,
+	o := pool.ServeOptions{Listen: f.listen, Name: f.name, NatsURL: s.NatsURL, DataDir: f.dataDir, EventsPrefix: s.EventsPrefix, KeyFile: f.keyFile, UpkeepEvery: f.upkeep,
 		Archs: strings.Split(f.archs, ","), Policy: pool.Policy{RetireBefore: f.retireBefore, SeparateClasses: f.separate, Upsize: f.upsize, CrossHour: f.crossHour}}
-	if o.NatsURL == "" {
-		return o, usageErr("--nats-url is required: the pool keeps its VMs and leases in JetStream KV")
+	if err := checkServeFlags(f, o.Archs); err != nil {
+		return o, err
 	}
 	var err error
 	if o.Token, err = secretFrom("--token-file", f.tokenFile, "LIAN_POOL_TOKEN"); err != nil {
 		return o, err
+	}
+	if err := pool.CheckToken(o.Token); err != nil {
+		return o, usageErr("--token-file: %v", err)
 	}
 	hcTok, err := secretFrom("--hcloud-token-file", s.HCloud.TokenFile, "HCLOUD_TOKEN")
 	if err != nil {
@@ -156,7 +170,40 @@ func serveOptions(s frontdoor.Settings, f poolFlags) (pool.ServeOptions, error) 
 	if o.Policy.MaxVMs, err = pool.ParseTierCounts("--max-vms", f.maxVMs); err != nil {
 		return o, &UsageError{Msg: err.Error()}
 	}
+	for tier, n := range o.Policy.MinIdle {
+		if max, ok := o.Policy.MaxVMs[tier]; ok && n > max {
+			return o, usageErr("--min-idle %s=%d: more than --max-vms %s=%d", tier, n, tier, max)
+		}
+	}
+	if o.Signer, err = pool.LoadOrCreateKey(f.keyFile); err != nil {
+		return o, &UsageError{Msg: err.Error(), Err: err}
+	}
 	return o, nil
+}
+
+// checkServeFlags refuses serve's settings that would leave a pool
+// unusable, naming the flag.
+func checkServeFlags(f poolFlags, archs []string) error {
+	if err := frontdoor.CheckListen("--listen", f.listen); err != nil {
+		return &UsageError{Msg: err.Error(), Err: err}
+	}
+	if err := pool.CheckName(f.name); err != nil {
+		return usageErr("--name: %v", err)
+	}
+	seen := map[string]bool{}
+	for _, a := range archs {
+		if (a != "arm" && a != "x86") || seen[a] {
+			return usageErr("--arch %q: want arm, x86 or arm,x86 (each once)", f.archs)
+		}
+		seen[a] = true
+	}
+	if f.retireBefore < 0 || f.retireBefore >= time.Hour {
+		return usageErr("--retire-before %s: want from 0 to under an hour (a VM is billed by the hour; %s before the next hour leaves no time to reuse it)", f.retireBefore, f.retireBefore)
+	}
+	if f.upkeep <= 0 || f.upkeep > 10*time.Minute {
+		return usageErr("--upkeep-every %s: want more than 0 and at most 10m", f.upkeep)
+	}
+	return nil
 }
 
 // secretFrom reads a secret from its file, else the environment variable.

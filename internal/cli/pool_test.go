@@ -28,7 +28,7 @@ func TestPoolUsage(t *testing.T) {
 		{[]string{"pool", "swim"}, `unknown command "swim"`},
 		{[]string{"pool", "ls"}, "--pool-url"},
 		{[]string{"pool", "drain", "--pool-url", "http://127.0.0.1:1"}, "--pool-token-file"},
-		{[]string{"pool", "serve"}, "--nats-url is required"},
+		{[]string{"pool", "serve"}, "--token-file (or $LIAN_POOL_TOKEN) is required"},
 		{[]string{"pool", "serve", "--nats-url", "nats://127.0.0.1:1"}, "--token-file (or $LIAN_POOL_TOKEN) is required"},
 		{[]string{"pool", "serve", "--nats-url", "nats://127.0.0.1:1", "--token-file", tok}, "--hcloud-token-file (or $HCLOUD_TOKEN) is required"},
 		{[]string{"pool", "serve", "--nats-url", "nats://127.0.0.1:1", "--token-file", tok, "--hcloud-token-file", tok, "--max-vms", "cax11=two"}, `--max-vms: "cax11=two": want TIER=N`},

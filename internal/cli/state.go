@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"text/tabwriter"
 	"time"
 
@@ -18,7 +19,10 @@ var stateSettings = []string{"state-store", "state-store-size", "state-max"}
 // runState is `lian-build state ls|rm NAMESPACE|gc`.
 func runState(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return usageErr("usage: lian-build state ls|rm NAMESPACE|gc --state-store PATH")
+		return usageErr("usage: lian-build state ls|rm NAMESPACE…|gc|unmount --state-store PATH")
+	}
+	if !slices.Contains([]string{"ls", "rm", "gc", "unmount"}, args[0]) {
+		return usageErr("state: unknown command %q (ls, rm, gc, unmount)", args[0])
 	}
 	fs := newFlagSet("lian-build state "+args[0], stderr)
 	s := frontdoor.Settings{Names: cliNames(frontdoor.SettingsTable())}
@@ -30,7 +34,21 @@ func runState(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if s.StateStore == "" {
 		return usageErr("state %s: --state-store PATH (or $LIAN_STATE_STORE) is required", args[0])
 	}
-	st, _, err := s.OpenState(ctx)
+	if args[0] == "rm" {
+		if len(pos) == 0 {
+			return usageErr("state rm NAMESPACE…")
+		}
+		for _, ns := range pos {
+			if err := state.ValidNamespace(ns); err != nil {
+				return &UsageError{Msg: "state rm: " + err.Error()}
+			}
+		}
+	}
+	st, _, err := s.OpenExistingState(ctx)
+	var me *state.MissingError
+	if errors.As(err, &me) {
+		return &UsageError{Msg: err.Error(), Err: err}
+	}
 	if err != nil {
 		return err
 	}
@@ -51,14 +69,6 @@ func runState(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		return tw.Flush()
 	case "rm":
-		if len(pos) == 0 {
-			return usageErr("state rm NAMESPACE…")
-		}
-		for _, ns := range pos {
-			if err := state.ValidNamespace(ns); err != nil {
-				return &UsageError{Msg: "state rm: " + err.Error()}
-			}
-		}
 		var errs []error
 		for _, ns := range pos {
 			if err := st.Remove(ctx, ns); err != nil {
@@ -68,6 +78,12 @@ func runState(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			fmt.Fprintf(stdout, "removed %s\n", ns)
 		}
 		return errors.Join(errs...)
+	case "unmount":
+		if err := st.Unmount(); err != nil {
+			return fmt.Errorf("%w (a build still uses it; try again when it ends)", err)
+		}
+		fmt.Fprintf(stdout, "unmounted %s\n", st.Root())
+		return nil
 	case "gc":
 		removed, err := st.GC(ctx)
 		for _, r := range removed {
@@ -78,5 +94,5 @@ func runState(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		return err
 	}
-	return usageErr("state: unknown command %q (ls, rm, gc)", args[0])
+	return usageErr("state: unknown command %q (ls, rm, gc, unmount)", args[0])
 }

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -54,6 +55,7 @@ var providerOptions = map[string]string{
 	"docker-host": "docker-host", "docker-image": "docker-image", "docker-network": "docker-network",
 	"proxmox-endpoint": "proxmox-endpoint", "proxmox-token": "proxmox-token", "proxmox-node": "proxmox-node",
 	"proxmox-template": "proxmox-template", "proxmox-full-clone": "proxmox-full-clone", "proxmox-ca-file": "proxmox-ca-file",
+	"proxmox-insecure-http": "proxmox-insecure-http",
 }
 
 // providerName is the provider the settings name (default local).
@@ -81,7 +83,8 @@ func (s Settings) providerValues() (map[string]string, error) {
 		"pool-url": s.Pool.URL, "pool-token": s.Pool.Token, "state-volume-size": s.StateStoreSize,
 		"docker-host": s.Docker.Host, "docker-image": s.Docker.Image, "docker-network": s.Docker.Network,
 		"proxmox-endpoint": s.Proxmox.Endpoint, "proxmox-token": s.Proxmox.Token, "proxmox-node": s.Proxmox.Node,
-		"proxmox-template": s.Proxmox.Template, "proxmox-full-clone": s.Proxmox.FullClone, "proxmox-ca-file": s.Proxmox.CAFile}
+		"proxmox-template": s.Proxmox.Template, "proxmox-full-clone": s.Proxmox.FullClone, "proxmox-ca-file": s.Proxmox.CAFile,
+		"proxmox-insecure-http": strconv.FormatBool(s.Proxmox.InsecureHTTP)}
 	if v["buildkitd"] == "" {
 		v["buildkitd"] = DefaultBuildkitd()
 	}
@@ -201,6 +204,17 @@ func (s Settings) OpenHistory(ctx context.Context) (metrics.Recorder, func(), er
 // OpenState opens the runner state store the settings name (nil without
 // one) and the size a state is pruned to before a commit (0: none).
 func (s Settings) OpenState(ctx context.Context) (*state.Store, int64, error) {
+	return s.openState(ctx, false)
+}
+
+// OpenExistingState is OpenState for commands that only look after a store
+// (state ls, rm, gc, unmount): a store that does not exist is an error,
+// never created.
+func (s Settings) OpenExistingState(ctx context.Context) (*state.Store, int64, error) {
+	return s.openState(ctx, true)
+}
+
+func (s Settings) openState(ctx context.Context, existing bool) (*state.Store, int64, error) {
 	if s.StateStore == "" {
 		return nil, 0, nil
 	}
@@ -214,7 +228,7 @@ func (s Settings) OpenState(ctx context.Context) (*state.Store, int64, error) {
 	case p != "local":
 		return nil, 0, &buildkit.InputError{Field: field, Value: s.StateStore, Msg: fmt.Sprintf("works with the local provider (a path) and hcloud (%s), not %s", RemoteStateStore, p)}
 	}
-	opts := state.Options{Path: s.StateStore}
+	opts := state.Options{Path: s.StateStore, Existing: existing}
 	var err error
 	if opts.ImageSize, err = s.size("state-store-size", s.StateStoreSize); err != nil {
 		return nil, 0, err
@@ -223,8 +237,12 @@ func (s Settings) OpenState(ctx context.Context) (*state.Store, int64, error) {
 		return nil, 0, err
 	}
 	st, err := state.Open(ctx, opts)
+	var me *state.MissingError
+	if errors.As(err, &me) {
+		return nil, 0, &buildkit.InputError{Field: field, Value: s.StateStore, Msg: "does not exist (a build with it creates it)"}
+	}
 	if err != nil {
-		return nil, 0, &buildkit.InputError{Field: field, Value: s.StateStore, Msg: err.Error()}
+		return nil, 0, &buildkit.InputError{Field: field, Value: s.StateStore, Msg: strings.TrimPrefix(err.Error(), "state store "+strconv.Quote(mustAbs(s.StateStore))+": ")}
 	}
 	return st, opts.MaxBytes, nil
 }
@@ -240,6 +258,14 @@ func (s Settings) remoteState() bool {
 
 // stateMax is the state-max setting in bytes (0: none).
 func (s Settings) stateMax() (int64, error) { return s.size("state-max", s.StateMax) }
+
+func mustAbs(p string) string {
+	a, err := filepath.Abs(p)
+	if err != nil {
+		return p
+	}
+	return a
+}
 
 // size reads a size setting ("20GiB"; "" is 0), naming it when it is bad.
 func (s Settings) size(setting, text string) (int64, error) {

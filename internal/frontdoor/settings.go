@@ -130,6 +130,7 @@ type HCloudSettings struct {
 // file, the environment (PROXMOX_TOKEN) or a masked input, never a flag.
 type ProxmoxSettings struct {
 	Endpoint, Token, TokenFile, Node, Template, FullClone, CAFile string
+	InsecureHTTP                                                  bool
 }
 
 // DockerSettings configure the docker provider.

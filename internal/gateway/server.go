@@ -19,9 +19,9 @@ import (
 	"github.com/lian-build/action/internal/cache"
 	"github.com/lian-build/action/internal/checks"
 	"github.com/lian-build/action/internal/frontdoor"
+	"github.com/lian-build/action/internal/jsx"
 	"github.com/lian-build/action/internal/metrics"
 	"github.com/lian-build/action/internal/pipeline"
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 )
 
@@ -170,17 +170,7 @@ func startNATS(cfg Config) (url string, stop func(), err error) {
 	if cfg.NatsURL != "" {
 		return cfg.NatsURL, func() {}, nil
 	}
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true,
-		StoreDir: filepath.Join(cfg.DataDir, "nats"), NoSigs: true, NoLog: true})
-	if err != nil {
-		return "", nil, fmt.Errorf("embedded nats-server: %w", err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(15 * time.Second) {
-		ns.Shutdown()
-		return "", nil, errors.New("embedded nats-server did not start")
-	}
-	return ns.ClientURL(), ns.Shutdown, nil
+	return jsx.Embedded(filepath.Join(cfg.DataDir, "nats"))
 }
 
 // dialer connects to NATS, reconnecting for ever on network errors; the

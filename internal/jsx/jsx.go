@@ -2,7 +2,14 @@
 // bucket follows.
 package jsx
 
-import "github.com/nats-io/nats.go"
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
 
 // Replicas is how many copies JetStream keeps of a stream or bucket: 3 on a
 // cluster of at least three servers (one may fail, a majority remains), 1
@@ -12,4 +19,21 @@ func Replicas(nc *nats.Conn) int {
 		return 3
 	}
 	return 1
+}
+
+// Embedded starts a JetStream nats-server inside this process, storing in
+// dir and listening on loopback only: one binary runs with nothing else.
+// stop shuts it down (its data stays in dir for the next start).
+func Embedded(dir string) (url string, stop func(), err error) {
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true,
+		StoreDir: dir, NoSigs: true, NoLog: true})
+	if err != nil {
+		return "", nil, fmt.Errorf("embedded nats-server: %w", err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(15 * time.Second) {
+		ns.Shutdown()
+		return "", nil, errors.New("embedded nats-server did not start")
+	}
+	return ns.ClientURL(), func() { ns.Shutdown(); ns.WaitForShutdown() }, nil
 }

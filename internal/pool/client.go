@@ -4,20 +4,55 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/lian-build/action/internal/redact"
 )
 
-// Client talks to a pool service.
+// Client talks to a pool service. Every call is bounded: connecting and
+// each call's answer have timeouts of their own (a lease may wait for a
+// free VM as long as the pool's own bound), whatever ctx allows.
 type Client struct {
 	URL   string // e.g. http://pool:8090
 	Token string
-	HTTP  *http.Client // default: a client without a timeout (ctx bounds each call)
+	HTTP  *http.Client // default: one with bounded dial, TLS and answer waits
+	// Timeouts override the calls' bounds (zero: the defaults).
+	Timeouts Timeouts
 }
+
+// Timeouts bound each call of a Client, from the request to the end of
+// the answer.
+type Timeouts struct {
+	Lease, Return, List, Drain time.Duration
+}
+
+// DefaultTimeouts: a lease waits up to the pool's own 10 minutes for a free
+// VM; a return recycles the VM; a list answers from the store.
+var DefaultTimeouts = Timeouts{Lease: 11 * time.Minute, Return: 3 * time.Minute, List: 15 * time.Second, Drain: 2 * time.Minute}
+
+func (c *Client) timeout(pick func(Timeouts) time.Duration) time.Duration {
+	if d := pick(c.Timeouts); d > 0 {
+		return d
+	}
+	return pick(DefaultTimeouts)
+}
+
+// defaultHTTP dials and shakes hands within bounds; the call's context
+// bounds the answer.
+var defaultHTTP = &http.Client{Transport: &http.Transport{
+	Proxy:               http.ProxyFromEnvironment,
+	DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+	TLSHandshakeTimeout: 10 * time.Second,
+	MaxIdleConnsPerHost: 4,
+	IdleConnTimeout:     90 * time.Second,
+}}
 
 // APIError is a pool answering with an error status.
 type APIError struct {
@@ -33,13 +68,13 @@ func (e *APIError) Error() string {
 // Lease asks for a VM.
 func (c *Client) Lease(ctx context.Context, req Request) (Grant, error) {
 	var g Grant
-	return g, c.do(ctx, http.MethodPost, PathLeases, req, &g)
+	return g, c.do(ctx, c.timeout(func(t Timeouts) time.Duration { return t.Lease }), http.MethodPost, PathLeases, req, &g)
 }
 
 // Return ends a lease with its outcome.
 func (c *Client) Return(ctx context.Context, leaseID, outcome string) (Disposition, error) {
 	var d Disposition
-	return d, c.do(ctx, http.MethodDelete, PathLeases+"/"+url.PathEscape(leaseID), Return{Outcome: outcome}, &d)
+	return d, c.do(ctx, c.timeout(func(t Timeouts) time.Duration { return t.Return }), http.MethodDelete, PathLeases+"/"+url.PathEscape(leaseID), Return{Outcome: outcome}, &d)
 }
 
 // List reads the pool's VMs.
@@ -47,7 +82,7 @@ func (c *Client) List(ctx context.Context) ([]VM, error) {
 	var out struct {
 		VMs []VM `json:"vms"`
 	}
-	return out.VMs, c.do(ctx, http.MethodGet, PathLeases, nil, &out)
+	return out.VMs, c.do(ctx, c.timeout(func(t Timeouts) time.Duration { return t.List }), http.MethodGet, PathLeases, nil, &out)
 }
 
 // Drain retires every idle VM and names them.
@@ -55,10 +90,51 @@ func (c *Client) Drain(ctx context.Context) ([]string, error) {
 	var out struct {
 		Retired []string `json:"retired"`
 	}
-	return out.Retired, c.do(ctx, http.MethodPost, PathDrain, nil, &out)
+	return out.Retired, c.do(ctx, c.timeout(func(t Timeouts) time.Duration { return t.Drain }), http.MethodPost, PathDrain, nil, &out)
 }
 
-func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+// CheckURL checks a pool's URL: http or https with a host. It reports
+// whether the URL sends lease grants (each carries a private key) in clear
+// over a network: plain http to a host that is not loopback.
+func CheckURL(raw string) (clear bool, err error) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return false, fmt.Errorf("%q: want http(s)://HOST[:PORT]", redact.URL(raw))
+	}
+	if u.User != nil {
+		return false, fmt.Errorf("%q: the token goes in its own setting, not in the URL", redact.URL(raw))
+	}
+	if u.Scheme == "http" {
+		ip := net.ParseIP(u.Hostname())
+		return !(u.Hostname() == "localhost" || (ip != nil && ip.IsLoopback())), nil
+	}
+	return false, nil
+}
+
+// TimeoutError is a call the pool did not answer in time.
+type TimeoutError struct {
+	Method, Path string
+	After        time.Duration
+}
+
+func (e *TimeoutError) Error() string {
+	return fmt.Sprintf("vm-pool: %s %s: no answer within %s (is the pool service up and reachable?)", e.Method, e.Path, e.After)
+}
+
+func (c *Client) do(ctx context.Context, limit time.Duration, method, path string, in, out any) error {
+	ctx, cancel := context.WithTimeoutCause(ctx, limit, &TimeoutError{Method: method, Path: path, After: limit})
+	defer cancel()
+	err := c.call(ctx, method, path, in, out)
+	if cause := context.Cause(ctx); err != nil && cause != nil && !errors.Is(cause, context.Canceled) {
+		var te *TimeoutError
+		if errors.As(cause, &te) {
+			return te
+		}
+	}
+	return err
+}
+
+func (c *Client) call(ctx context.Context, method, path string, in, out any) error {
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
@@ -77,7 +153,7 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	}
 	hc := c.HTTP
 	if hc == nil {
-		hc = &http.Client{Transport: &http.Transport{ResponseHeaderTimeout: 15 * time.Minute}}
+		hc = defaultHTTP
 	}
 	resp, err := hc.Do(req)
 	if err != nil {

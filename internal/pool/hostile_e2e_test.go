@@ -1,6 +1,8 @@
 package pool_test
 
 import (
+	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -10,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
+	"github.com/lian-build/action/internal/compute/hcloud"
 	"github.com/lian-build/action/internal/pool"
 	"github.com/lian-build/action/internal/testenv"
 )
@@ -127,4 +132,45 @@ func TestConcurrentReturnsAreIdempotent(t *testing.T) {
 		t.Errorf("%d returns recycled the VM, want 1", kept)
 	}
 	w.drainAndCheck(t)
+}
+
+// Replicas started at once race to register the pool's key: every one
+// starts, with the one key, named without a '/' or '+'.
+func TestReplicasStartedTogether(t *testing.T) {
+	w := newWorld(t, worldConfig{})
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	signer, _ := ssh.NewSignerFromKey(priv)
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() {
+			hc, err := hcloud.New(hcloud.Settings{Token: hcToken, Endpoint: w.fake.Endpoint(), Locations: []string{"fsn1"}})
+			if err != nil {
+				errs <- err
+				return
+			}
+			store, err := pool.OpenStore(t.Context(), w.js, "race")
+			if err != nil {
+				errs <- err
+				return
+			}
+			svc, err := pool.New(pool.Options{Name: "race", Clouds: map[string]pool.Cloud{"arm": hc}, Signer: signer, Store: store})
+			if err == nil {
+				err = svc.Start(t.Context())
+			}
+			errs <- err
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Errorf("a replica did not start: %v", err)
+		}
+	}
+	if _, keys := w.fake.Counts(); keys != 2 {
+		t.Errorf("%d keys registered, want the two pools' one each", keys)
+	}
+	for _, name := range w.fake.KeyNames() {
+		if strings.ContainsAny(name, "/+=") {
+			t.Errorf("key name %q", name)
+		}
+	}
 }

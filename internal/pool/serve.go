@@ -11,6 +11,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -23,6 +25,7 @@ import (
 
 	"github.com/lian-build/action/internal/compute/hcloud"
 	"github.com/lian-build/action/internal/events"
+	"github.com/lian-build/action/internal/jsx"
 	"github.com/lian-build/action/internal/safefile"
 	"github.com/lian-build/action/internal/sizing"
 )
@@ -32,11 +35,13 @@ type ServeOptions struct {
 	Listen       string // host:port of the API
 	Token        string // the API's bearer token
 	Name         string // the pool's name (default "default")
-	NatsURL      string // the KV bucket and the events
+	NatsURL      string // the KV bucket and the events ("": an embedded nats-server in DataDir)
+	DataDir      string // the embedded nats-server's store
 	EventsPrefix string
 	HCloud       hcloud.Settings // Arch is set per architecture
 	Archs        []string        // architectures served (default arm)
 	KeyFile      string          // the pool's SSH key (OpenSSH PEM); created when missing
+	Signer       ssh.Signer      // the key already loaded (else KeyFile is read)
 	Policy       Policy
 	UpkeepEvery  time.Duration // default 30 s
 	Logger       *slog.Logger
@@ -56,13 +61,34 @@ func Serve(ctx context.Context, o ServeOptions) error {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	signer, err := LoadOrCreateKey(o.KeyFile)
-	if err != nil {
-		return err
+	if err := CheckToken(o.Token); err != nil {
+		return fmt.Errorf("pool: the bearer token: %w", err)
+	}
+	if err := CheckName(o.Name); err != nil {
+		return fmt.Errorf("pool: name: %w", err)
+	}
+	signer := o.Signer
+	if signer == nil {
+		var err error
+		if signer, err = LoadOrCreateKey(o.KeyFile); err != nil {
+			return err
+		}
 	}
 	clouds, err := cloudsFor(o.HCloud, o.Archs)
 	if err != nil {
 		return err
+	}
+	if o.NatsURL == "" {
+		if o.DataDir == "" {
+			return errors.New("pool: --nats-url or --data-dir is required")
+		}
+		url, stop, err := jsx.Embedded(filepath.Join(o.DataDir, "nats"))
+		if err != nil {
+			return err
+		}
+		defer stop()
+		o.NatsURL = url
+		o.Logger.Info("embedded nats-server (one replica; give --nats-url for several)", "dir", filepath.Join(o.DataDir, "nats"))
 	}
 	nc, err := nats.Connect(o.NatsURL, nats.Name("lian-build pool"), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(false))
 	if err != nil {
@@ -132,6 +158,33 @@ func cloudsFor(base hcloud.Settings, archs []string) (map[string]Cloud, error) {
 		out[a] = p
 	}
 	return out, nil
+}
+
+// CheckToken refuses a bearer token that cannot travel in a header as it
+// is: empty, or with spaces or control characters (a token file with a
+// trailing space would make every request fail with 401).
+func CheckToken(tok string) error {
+	switch {
+	case tok == "":
+		return errors.New("empty")
+	case strings.ContainsFunc(tok, func(r rune) bool { return r <= ' ' || r == 0x7f }):
+		return errors.New("holds a space or a control character (a header cannot carry it as it is); write the token alone")
+	case len(tok) > 4096:
+		return errors.New("longer than 4096 bytes")
+	}
+	return nil
+}
+
+// nameRE is a pool's name: a Hetzner label value and part of a KV bucket's
+// and a server's name.
+var nameRE = regexp.MustCompile(`^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$`)
+
+// CheckName checks a pool's name.
+func CheckName(name string) error {
+	if !nameRE.MatchString(name) {
+		return fmt.Errorf("%s: want 1 to 32 lower-case letters, digits and '-' (not at either end)", quote(name))
+	}
+	return nil
 }
 
 // LoadOrCreateKey reads the pool's SSH key, or creates it (mode 0600) when

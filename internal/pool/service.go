@@ -4,12 +4,12 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -88,8 +88,8 @@ func New(o Options) (*Service, error) {
 // Start registers the pool's key and reconciles the bucket with the servers.
 func (s *Service) Start(ctx context.Context) error {
 	for _, c := range s.o.Clouds {
-		fp := strings.TrimPrefix(ssh.FingerprintSHA256(s.o.Signer.PublicKey()), "SHA256:")
-		name := "lian-build-pool-" + s.o.Name + "-" + fp[:8]
+		sum := sha256.Sum256(s.o.Signer.PublicKey().Marshal())
+		name := "lian-build-pool-" + s.o.Name + "-" + hex.EncodeToString(sum[:4])
 		id, err := c.EnsureKey(ctx, name, s.o.Signer.PublicKey(), map[string]string{LabelPool: s.o.Name})
 		if err != nil {
 			return err

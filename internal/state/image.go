@@ -12,20 +12,47 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func isImage(path string) bool {
-	if strings.HasSuffix(path, ".img") {
-		return true
+// isImage reports whether the store's path names an image file.
+func isImage(path string) bool { return strings.HasSuffix(path, ".img") }
+
+// btrfsMagic is at this offset of a btrfs filesystem (its superblock).
+const (
+	btrfsMagic    = "_BHRfS_M"
+	btrfsMagicOff = 0x10040
+)
+
+// isBtrfsImage refuses an existing image that is not a btrfs filesystem:
+// nothing else is ever mounted.
+func isBtrfsImage(path string) error {
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return err
 	}
-	st, err := os.Stat(path)
-	return err == nil && st.Mode().IsRegular()
+	defer f.Close()
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		return fmt.Errorf("not a regular file")
+	}
+	buf := make([]byte, len(btrfsMagic))
+	if _, err := f.ReadAt(buf, btrfsMagicOff); err != nil || string(buf) != btrfsMagic {
+		return fmt.Errorf("not a btrfs image (lian-build formats the images it creates; give a new PATH.img, or a directory on btrfs or XFS)")
+	}
+	return nil
 }
 
 // mountImage creates the image (sparse, btrfs) when it does not exist, and
-// loop-mounts it at PATH.mnt unless it is mounted there already.
-func mountImage(ctx context.Context, path string, size int64) (string, error) {
+// loop-mounts it (nosuid, nodev) at PATH.mnt unless it is mounted there
+// already from this very file; a mount whose image was deleted or replaced
+// is released first. It reports whether it mounted now.
+func mountImage(ctx context.Context, path string, size int64) (string, bool, error) {
 	mnt := path + ".mnt"
 	if mounted(mnt) {
-		return mnt, nil
+		if backedBy(mnt, path) {
+			return mnt, false, nil
+		}
+		// A stale mount: its image is gone or another file now.
+		if err := unix.Unmount(mnt, unix.MNT_DETACH); err != nil {
+			return "", false, fmt.Errorf("%s holds a mount of an image that is gone; unmounting it: %w", quote(mnt), err)
+		}
 	}
 	if _, err := os.Stat(path); os.IsNotExist(err) {
 		if size <= 0 {
@@ -33,17 +60,71 @@ func mountImage(ctx context.Context, path string, size int64) (string, error) {
 		}
 		if err := makeImage(ctx, path, size); err != nil {
 			os.Remove(path)
-			return "", err
+			return "", false, err
 		}
 	}
-	if err := os.MkdirAll(mnt, 0o700); err != nil {
-		return "", err
+	madeDir := false
+	if _, err := os.Stat(mnt); os.IsNotExist(err) {
+		if err := os.Mkdir(mnt, 0o700); err != nil {
+			return "", false, err
+		}
+		madeDir = true
 	}
-	// mount(8) sets up the loop device; there is no Go client for that.
-	if out, err := exec.CommandContext(ctx, "mount", "-o", "loop", path, mnt).CombinedOutput(); err != nil {
-		return "", fmt.Errorf("mount %s: %v: %s", path, err, strings.TrimSpace(string(out)))
+	// mount(8) sets up the loop device (autoclear: unmounting frees it);
+	// there is no Go client for that.
+	if out, err := exec.CommandContext(ctx, "mount", "-t", "btrfs", "-o", "loop,nosuid,nodev", path, mnt).CombinedOutput(); err != nil {
+		if madeDir {
+			os.Remove(mnt)
+		}
+		return "", false, fmt.Errorf("mount %s: %v: %s", quote(path), err, strings.TrimSpace(string(out)))
 	}
-	return mnt, nil
+	return mnt, true, nil
+}
+
+// backedBy reports whether the mount at mnt is a loop device backed by the
+// file at path as it is now (not deleted, not replaced).
+func backedBy(mnt, path string) bool {
+	src := mountSource(mnt)
+	dev, ok := strings.CutPrefix(src, "/dev/")
+	if !ok || !strings.HasPrefix(dev, "loop") {
+		return false
+	}
+	b, err := os.ReadFile(filepath.Join("/sys/block", dev, "loop", "backing_file"))
+	if err != nil {
+		return false
+	}
+	backing := strings.TrimSpace(string(b))
+	if strings.HasSuffix(backing, " (deleted)") {
+		return false
+	}
+	var a, c unix.Stat_t
+	if unix.Stat(backing, &a) != nil || unix.Stat(path, &c) != nil {
+		return false
+	}
+	return a.Dev == c.Dev && a.Ino == c.Ino
+}
+
+// mountSource is the source (device) of the mount at point, or "".
+func mountSource(point string) string {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		fields := strings.Fields(line)
+		if len(fields) < 5 || fields[4] != point {
+			continue
+		}
+		if _, after, ok := strings.Cut(line, " - "); ok {
+			if rest := strings.Fields(after); len(rest) >= 2 {
+				return rest[1]
+			}
+		}
+	}
+	return ""
 }
 
 func makeImage(ctx context.Context, path string, size int64) error {
@@ -106,7 +187,8 @@ func (s *Store) Unmount() error {
 		return nil
 	}
 	if err := unix.Unmount(s.root, 0); err != nil {
-		return fmt.Errorf("state store: unmount %s: %w", s.root, err)
+		return fmt.Errorf("state store: unmount %s: %w", quote(s.root), err)
 	}
+	_ = os.Remove(s.root)
 	return nil
 }

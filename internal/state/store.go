@@ -20,6 +20,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -35,6 +37,8 @@ type Options struct {
 	// MaxBytes bounds the committed states together: beyond it the least
 	// recently used namespaces are evicted (0: no bound).
 	MaxBytes int64
+	// Existing opens only a store that exists (state ls, rm, gc).
+	Existing bool
 }
 
 // DefaultImageSize is the size of a new store image.
@@ -63,7 +67,10 @@ const (
 )
 
 // Open opens (and for an image, creates and mounts) the store at opts.Path.
-// A directory on a filesystem that cannot clone is refused, saying why.
+// A directory on a filesystem that cannot clone is refused, saying why,
+// and nothing is left of the refused store: no directory, no mount, no
+// loop device. With opts.Existing a store that does not exist is an error
+// (a read command never creates one).
 func Open(ctx context.Context, opts Options) (*Store, error) {
 	if opts.Path == "" {
 		return nil, errors.New("state store: no path")
@@ -73,23 +80,126 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{root: path, opts: opts}
+	st, statErr := os.Stat(path)
+	switch {
+	case statErr != nil && !os.IsNotExist(statErr):
+		return nil, fmt.Errorf("state store %s: %w", quote(path), statErr)
+	case statErr != nil && opts.Existing:
+		return nil, &MissingError{Path: path}
+	case statErr == nil && !st.IsDir() && !st.Mode().IsRegular():
+		return nil, fmt.Errorf("state store %s: not a directory or an image file (%s)", quote(path), st.Mode().Type())
+	case statErr == nil && st.Mode().IsRegular() && !strings.HasSuffix(path, ".img"):
+		return nil, fmt.Errorf("state store %s: a file; give a directory on btrfs or XFS, or an image PATH.img that lian-build formats and mounts", quote(path))
+	}
 	if isImage(path) {
-		if s.root, err = mountImage(ctx, path, opts.ImageSize); err != nil {
-			return nil, fmt.Errorf("state store %s: %w", path, err)
+		return openImage(ctx, s, path, statErr == nil)
+	}
+	created := false
+	if statErr != nil {
+		// Refuse before creating anything: the filesystem the directory
+		// would be on must clone.
+		if err := s.probeFilesystem(existingParent(path)); err != nil {
+			return nil, err
 		}
-		s.how = fmt.Sprintf("btrfs image %s mounted at %s", path, s.root)
-	} else if err := os.MkdirAll(path, 0o700); err != nil {
-		return nil, fmt.Errorf("state store %s: %w", path, err)
+		if err := os.MkdirAll(path, 0o700); err != nil {
+			return nil, fmt.Errorf("state store %s: %w", quote(path), err)
+		}
+		created = true
 	}
 	if err := s.pickCloner(); err != nil {
+		if created {
+			os.Remove(path)
+		}
 		return nil, err
 	}
-	for _, d := range []string{"ns", "work"} {
-		if err := os.MkdirAll(filepath.Join(s.root, d), 0o700); err != nil {
-			return nil, fmt.Errorf("state store %s: %w", s.root, err)
+	return s, s.layout()
+}
+
+// openImage mounts the image (creating it when it does not exist) and
+// opens the store on it; a refused image is unmounted again.
+func openImage(ctx context.Context, s *Store, path string, exists bool) (*Store, error) {
+	if exists {
+		if err := isBtrfsImage(path); err != nil {
+			return nil, fmt.Errorf("state store %s: %w", quote(path), err)
 		}
 	}
+	root, mountedNow, err := mountImage(ctx, path, s.opts.ImageSize)
+	if err != nil {
+		return nil, fmt.Errorf("state store %s: %w", quote(path), err)
+	}
+	s.root = root
+	s.how = fmt.Sprintf("btrfs image %s mounted at %s", path, s.root)
+	if err := s.pickCloner(); err != nil {
+		if mountedNow {
+			_ = s.Unmount()
+		}
+		return nil, err
+	}
+	if err := s.layout(); err != nil {
+		return nil, err
+	}
 	return s, nil
+}
+
+// layout makes the store's own directories.
+func (s *Store) layout() error {
+	for _, d := range []string{"ns", "work"} {
+		if err := os.MkdirAll(filepath.Join(s.root, d), 0o700); err != nil {
+			return fmt.Errorf("state store %s: %w", quote(s.root), err)
+		}
+	}
+	return nil
+}
+
+// MissingError is a store that does not exist (for commands that only read).
+type MissingError struct{ Path string }
+
+func (e *MissingError) Error() string {
+	return fmt.Sprintf("state store %s does not exist (a build with --state-store creates it)", quote(e.Path))
+}
+
+// existingParent is the nearest existing directory at or above p.
+func existingParent(p string) string {
+	for {
+		if st, err := os.Stat(p); err == nil && st.IsDir() {
+			return p
+		}
+		parent := filepath.Dir(p)
+		if parent == p {
+			return p
+		}
+		p = parent
+	}
+}
+
+// quote quotes a path for a message, control characters escaped.
+func quote(p string) string { return strconv.Quote(p) }
+
+// probeFilesystem refuses a directory whose filesystem cannot clone.
+func (s *Store) probeFilesystem(dir string) error {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return fmt.Errorf("state store %s: %w", quote(s.root), err)
+	}
+	switch uint32(st.Type) {
+	case magicBtrfs, magicXFS:
+		return nil
+	}
+	return fsRefusal(s.root, st.Type)
+}
+
+// fsRefusal says why a filesystem cannot hold a store.
+func fsRefusal(root string, fsType int64) error {
+	return fmt.Errorf("state store %s: its filesystem (%s) cannot clone a directory in constant time; "+
+		"give a directory on btrfs or XFS with reflink, or an image file (PATH.img) that lian-build formats and mounts", quote(root), fsName(fsType))
+}
+
+// fsName names a filesystem by its magic number.
+func fsName(t int64) string {
+	if n, ok := map[uint32]string{0xef53: "ext4", 0x01021994: "tmpfs", 0x794c7630: "overlayfs", 0x6969: "NFS", 0x9123683e: "btrfs", 0x58465342: "XFS", 0x2fc12fc1: "ZFS"}[uint32(t)]; ok {
+		return n
+	}
+	return fmt.Sprintf("type %#x", t)
 }
 
 func (s *Store) pickCloner() error {
@@ -106,8 +216,7 @@ func (s *Store) pickCloner() error {
 		}
 		s.cloner = reflinkCloner{}
 	default:
-		return fmt.Errorf("state store %s: its filesystem (type %#x) cannot clone a directory in constant time; "+
-			"give a directory on btrfs or XFS with reflink, or an image file (PATH.img) that lian-build formats and mounts", s.root, st.Type)
+		return fsRefusal(s.root, st.Type)
 	}
 	if s.how == "" {
 		s.how = fmt.Sprintf("directory %s", s.root)

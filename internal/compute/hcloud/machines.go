@@ -55,6 +55,12 @@ func (p *Provider) EnsureKey(ctx context.Context, name string, pub ssh.PublicKey
 		return k.ID, nil
 	}
 	k, _, err = p.c.SSHKey.Create(ctx, hc.SSHKeyCreateOpts{Name: name, PublicKey: remote.AuthorizedKey(pub), Labels: labels})
+	if hc.IsError(err, hc.ErrorCodeUniquenessError) {
+		// Another replica registered the same key meanwhile: use theirs.
+		if k, _, gerr := p.c.SSHKey.GetByFingerprint(ctx, fp); gerr == nil && k != nil {
+			return k.ID, nil
+		}
+	}
 	if err != nil {
 		return 0, fmt.Errorf("hcloud: create SSH key %s: %w", name, err)
 	}

@@ -10,10 +10,11 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/lian-build/action/internal/safefile"
 )
 
 // The provider speaks the Proxmox VE REST API (/api2/json) itself rather
@@ -45,9 +46,9 @@ func (e *APIError) Error() string {
 func newAPI(endpoint, token, caFile string) (*api, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
+		pem, err := safefile.Read(caFile, 1<<20)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%s: %w", caFile, err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {

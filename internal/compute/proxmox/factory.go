@@ -21,6 +21,9 @@ const (
 	OptTemplate = "proxmox-template"
 	OptFull     = "proxmox-full-clone"
 	OptCAFile   = "proxmox-ca-file"
+	// OptInsecureHTTP allows an http:// endpoint (the token then crosses
+	// the network in clear).
+	OptInsecureHTTP = "proxmox-insecure-http"
 )
 
 type factory struct{}
@@ -30,7 +33,7 @@ func init() { compute.Register(factory{}) }
 func (factory) Name() string        { return "proxmox" }
 func (factory) Tiers() sizing.Table { return sizing.HCloud }
 func (factory) Options() []string {
-	return []string{OptEndpoint, OptToken, OptNode, OptTemplate, OptFull, OptCAFile}
+	return []string{OptEndpoint, OptToken, OptNode, OptTemplate, OptFull, OptCAFile, OptInsecureHTTP}
 }
 
 func (factory) New(cfg compute.Config) (compute.Provider, error) {
@@ -41,6 +44,13 @@ func (factory) New(cfg compute.Config) (compute.Provider, error) {
 			return nil, &compute.OptionError{Option: OptTemplate, Err: fmt.Errorf("%q: want a VM id", t)}
 		}
 		s.Template = n
+	}
+	switch strings.ToLower(cfg.Options[OptInsecureHTTP]) {
+	case "", "false", "0":
+	case "true", "1":
+		s.InsecureHTTP = true
+	default:
+		return nil, &compute.OptionError{Option: OptInsecureHTTP, Err: errors.New("want true or false")}
 	}
 	switch strings.ToLower(cfg.Options[OptFull]) {
 	case "", "false", "0":

@@ -25,6 +25,7 @@ import (
 	"github.com/lian-build/action/internal/compute"
 	"github.com/lian-build/action/internal/compute/remote"
 	"github.com/lian-build/action/internal/compute/sshx"
+	"github.com/lian-build/action/internal/redact"
 	"github.com/lian-build/action/internal/sizing"
 )
 
@@ -39,6 +40,8 @@ type Settings struct {
 	Template int  // the template VM's id
 	Full     bool // a full clone (default: linked)
 	CAFile   string
+	// InsecureHTTP allows an http:// endpoint.
+	InsecureHTTP bool
 	// PollEvery is the wait between guest agent and SSH polls.
 	PollEvery time.Duration
 }
@@ -63,6 +66,13 @@ func New(s Settings) (*Provider, error) {
 	}
 	if s.PollEvery <= 0 {
 		s.PollEvery = time.Second
+	}
+	u, err := url.Parse(s.Endpoint)
+	switch {
+	case err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "":
+		return nil, &compute.OptionError{Option: OptEndpoint, Err: fmt.Errorf("%q: want https://HOST:8006/api2/json", redact.URL(s.Endpoint))}
+	case u.Scheme == "http" && !s.InsecureHTTP:
+		return nil, &compute.OptionError{Option: OptEndpoint, Err: fmt.Errorf("%q is plain http: the API token would cross the network in clear; use https (with --proxmox-ca-file for a self-signed certificate), or say --proxmox-insecure-http", redact.URL(s.Endpoint))}
 	}
 	a, err := newAPI(s.Endpoint, s.Token, s.CAFile)
 	if err != nil {

@@ -40,25 +40,37 @@ func (factory) New(cfg compute.Config) (compute.Provider, error) {
 	if cfg.Options[OptURL] == "" {
 		return nil, &compute.OptionError{Option: OptURL, Err: errors.New("the pool's URL is required")}
 	}
+	clear, err := pool.CheckURL(cfg.Options[OptURL])
+	if err != nil {
+		return nil, &compute.OptionError{Option: OptURL, Err: err}
+	}
 	if cfg.Options[OptToken] == "" {
 		return nil, &compute.OptionError{Option: OptToken, Err: errors.New("the pool's bearer token is required")}
+	}
+	if err := pool.CheckToken(cfg.Options[OptToken]); err != nil {
+		return nil, &compute.OptionError{Option: OptToken, Err: err}
 	}
 	arch := cfg.Options[OptArch]
 	if arch == "" {
 		arch = "arm"
 	}
-	return &Provider{c: &pool.Client{URL: cfg.Options[OptURL], Token: cfg.Options[OptToken]}, arch: arch}, nil
+	p := &Provider{c: &pool.Client{URL: cfg.Options[OptURL], Token: cfg.Options[OptToken]}, arch: arch}
+	if clear {
+		p.note = "the pool's URL is plain http to another machine: its lease grants, each with a private key, and its bearer token cross the network in clear; serve the pool behind https"
+	}
+	return p, nil
 }
 
 // Provider leases runners from a pool.
 type Provider struct {
 	c    *pool.Client
 	arch string
+	note string
 }
 
 func (p *Provider) Name() string        { return "vm-pool" }
 func (p *Provider) Tiers() sizing.Table { return sizing.HCloud }
-func (p *Provider) Note() string        { return "" }
+func (p *Provider) Note() string        { return p.note }
 
 // Spawn leases a machine and connects to its buildkitd with the lease's key,
 // pinning the host key the pool pinned; a lease it cannot use goes back

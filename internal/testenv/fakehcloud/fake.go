@@ -166,6 +166,17 @@ func (f *Fake) Requests() []Request {
 	return slices.Clone(f.requests)
 }
 
+// KeyNames are the names of the SSH keys that exist.
+func (f *Fake) KeyNames() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, k := range f.keys {
+		out = append(out, k.Name)
+	}
+	return out
+}
+
 // Counts are the servers and SSH keys that exist.
 func (f *Fake) Counts() (servers, keys int) {
 	f.mu.Lock()
@@ -391,6 +402,12 @@ func (f *Fake) sshKeys(w http.ResponseWriter, r *http.Request, p string, q map[s
 		if err != nil {
 			writeError(w, 400, "invalid_input", "invalid public key")
 			return
+		}
+		for _, k := range f.keys {
+			if k.Fingerprint == ssh.FingerprintLegacyMD5(pub) {
+				writeError(w, 409, "uniqueness_error", "SSH key with the same fingerprint already exists")
+				return
+			}
 		}
 		k := &schema.SSHKey{ID: f.id(), Name: req.Name, PublicKey: req.PublicKey, Fingerprint: ssh.FingerprintLegacyMD5(pub), Created: time.Now()}
 		if req.Labels != nil {
