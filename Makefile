@@ -48,6 +48,8 @@ fmt-check:
 test: tools vet fmt-check
 	$(GO) test -race -count=1 -timeout 40m ./...
 	$(GO) test -run '^$$' -fuzz FuzzEval -fuzztime 20s ./internal/nickel/
+	$(GO) test -run '^$$' -fuzz FuzzLeaseRequest -fuzztime 20s ./internal/pool/
+	$(GO) test -run '^$$' -fuzz FuzzLoadCatalog -fuzztime 25s ./internal/lamina/
 
 ## bench: spawn time, pipeline vs BuildKit by hand, cache import (prints numbers)
 bench: tools build

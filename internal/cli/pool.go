@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/lian-build/action/internal/compute/hcloud"
+	"github.com/lian-build/action/internal/compute/remote"
 	"github.com/lian-build/action/internal/frontdoor"
 	"github.com/lian-build/action/internal/pool"
 )
@@ -19,7 +20,7 @@ import (
 // poolClientSettings are the flags of `pool ls|drain`; serve adds the hcloud ones.
 var (
 	poolClientSettings = []string{"pool-url", "pool-token-file"}
-	poolHCloudSettings = []string{"hcloud-token-file", "hcloud-endpoint", "hcloud-location", "hcloud-image", "insecure-registries", "nats-url", "events-prefix"}
+	poolHCloudSettings = []string{"hcloud-token-file", "hcloud-endpoint", "hcloud-location", "hcloud-image", "hcloud-buildkit-url", "hcloud-buildkit-sha256", "insecure-registries", "nats-url", "events-prefix"}
 )
 
 // runPool is `lian-build pool serve|ls|drain`.
@@ -97,8 +98,8 @@ func poolClient(s frontdoor.Settings) (*pool.Client, error) {
 // poolFlags are serve's own flags.
 type poolFlags struct {
 	listen, tokenFile, name, keyFile, archs, minIdle, maxVMs, dataDir string
-	retireBefore, upkeep                                     time.Duration
-	separate, upsize, crossHour                              bool
+	retireBefore, upkeep                                              time.Duration
+	separate, upsize, crossHour                                       bool
 }
 
 func poolServe(ctx context.Context, args []string, stderr io.Writer, log *slog.Logger) error {
@@ -155,7 +156,10 @@ func serveOptions(s frontdoor.Settings, f poolFlags) (pool.ServeOptions, error) 
 	if err != nil {
 		return o, err
 	}
-	o.HCloud = hcloud.Settings{Token: hcTok, Endpoint: s.HCloud.Endpoint, Image: s.HCloud.Image, Insecure: s.Insecure}
+	o.HCloud = hcloud.Settings{Token: hcTok, Endpoint: s.HCloud.Endpoint, Image: s.HCloud.Image, Insecure: s.Insecure, BuildkitURL: s.HCloud.BuildkitURL}
+	if o.HCloud.BuildkitPins, err = remote.ParsePins(s.HCloud.BuildkitSHA256); err != nil {
+		return o, usageErr("--hcloud-buildkit-sha256: %v", err)
+	}
 	if o.HCloud.Endpoint == "" {
 		o.HCloud.Endpoint = os.Getenv("HCLOUD_ENDPOINT")
 	}

@@ -10,7 +10,7 @@ import (
 
 // The settings the runners, sizing and metrics commands take besides build.
 var (
-	providerSettings = []string{"compute-provider", "state-dir", "buildkitd", "local-tier-memory", "insecure-registries", "hcloud-token-file", "hcloud-endpoint", "hcloud-location", "hcloud-image", "pool-url", "pool-token-file", "docker-host", "docker-image", "docker-network",
+	providerSettings = []string{"compute-provider", "state-dir", "buildkitd", "local-tier-memory", "insecure-registries", "hcloud-token-file", "hcloud-endpoint", "hcloud-location", "hcloud-image", "hcloud-buildkit-url", "hcloud-buildkit-sha256", "pool-url", "pool-token-file", "docker-host", "docker-image", "docker-network",
 		"proxmox-endpoint", "proxmox-token-file", "proxmox-node", "proxmox-template", "proxmox-full-clone", "proxmox-ca-file", "proxmox-insecure-http"}
 	historySettings = []string{"metrics-dir", "nats-url"}
 )

@@ -10,6 +10,8 @@ package compute
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"strconv"
@@ -54,7 +56,7 @@ func (l Lease) LabelSet(now time.Time) map[string]string {
 		out[LabelOwner] = l.Owner
 	}
 	for k, v := range l.Labels {
-		out[k] = v
+		out[k] = SafeLabel(v)
 	}
 	return out
 }
@@ -179,11 +181,18 @@ func SafeLabel(v string) string {
 			b[i] = '-'
 		}
 	}
-	if len(b) > 63 {
-		b = b[:63]
+	if len(b) > MaxLabel {
+		// Shortened deterministically, a hash of the whole value at the end:
+		// two long names that share a prefix keep distinct labels.
+		sum := sha256.Sum256([]byte(v))
+		b = append(b[:MaxLabel-9], '-')
+		b = append(b, hex.EncodeToString(sum[:4])...)
 	}
 	return string(b)
 }
+
+// MaxLabel is the longest label value clouds accept (Hetzner: 63).
+const MaxLabel = 63
 
 // Outcome is how the build on a runner ended, for runners whose machine may
 // serve again (a pool's): only OutcomeOK lets it.

@@ -65,6 +65,14 @@ func TestLeaseLabels(t *testing.T) {
 	if len(SafeLabel(strings.Repeat("x", 100))) != 63 {
 		t.Error("SafeLabel does not bound the length")
 	}
+	// A valid 100-character workspace becomes a valid label, the same every
+	// time, and another long name with the same beginning another label.
+	ws1, ws2 := strings.Repeat("a", 99)+"1", strings.Repeat("a", 99)+"2"
+	l1 := Lease{ID: "x", Labels: map[string]string{LabelWorkspace: ws1}}.LabelSet(now)[LabelWorkspace]
+	l2 := Lease{ID: "x", Labels: map[string]string{LabelWorkspace: ws2}}.LabelSet(now)[LabelWorkspace]
+	if len(l1) > 63 || l1 == l2 || l1 != SafeLabel(ws1) || !strings.HasPrefix(l1, "aaaa") {
+		t.Errorf("long workspace labels %q and %q", l1, l2)
+	}
 }
 
 func TestOwnerLabelRoundTrip(t *testing.T) {

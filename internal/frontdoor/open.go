@@ -51,6 +51,7 @@ func (r *Runtime) Close() {
 var providerOptions = map[string]string{
 	"state-dir": "state-dir", "buildkitd": "buildkitd", "tier-memory": "local-tier-memory",
 	"token": "hcloud-token", "endpoint": "hcloud-endpoint", "location": "hcloud-location", "image": "hcloud-image", "arch": "platforms",
+	"buildkit-url": "hcloud-buildkit-url", "buildkit-sha256": "hcloud-buildkit-sha256",
 	"pool-url": "pool-url", "pool-token": "pool-token", "state-volume-size": "state-store-size",
 	"docker-host": "docker-host", "docker-image": "docker-image", "docker-network": "docker-network",
 	"proxmox-endpoint": "proxmox-endpoint", "proxmox-token": "proxmox-token", "proxmox-node": "proxmox-node",
@@ -80,6 +81,7 @@ func (s Settings) Tiers() (sizing.Table, error) {
 func (s Settings) providerValues() (map[string]string, error) {
 	v := map[string]string{"state-dir": s.Local.StateDir, "buildkitd": s.Local.Buildkitd, "tier-memory": s.Local.TierMemory,
 		"token": s.HCloud.Token, "endpoint": s.HCloud.Endpoint, "location": s.HCloud.Locations, "image": s.HCloud.Image,
+		"buildkit-url": s.HCloud.BuildkitURL, "buildkit-sha256": s.HCloud.BuildkitSHA256,
 		"pool-url": s.Pool.URL, "pool-token": s.Pool.Token, "state-volume-size": s.StateStoreSize,
 		"docker-host": s.Docker.Host, "docker-image": s.Docker.Image, "docker-network": s.Docker.Network,
 		"proxmox-endpoint": s.Proxmox.Endpoint, "proxmox-token": s.Proxmox.Token, "proxmox-node": s.Proxmox.Node,

@@ -124,6 +124,9 @@ type HCloudSettings struct {
 	Endpoint  string // HCLOUD_ENDPOINT: another API URL (the fake, a proxy)
 	Locations string // comma-separated, tried in order
 	Image     string // image name, or label:KEY=VALUE for a snapshot
+	// BuildkitURL and BuildkitSHA256: the pinned buildkitd download of a
+	// stock-image server.
+	BuildkitURL, BuildkitSHA256 string
 }
 
 // ProxmoxSettings configure the proxmox provider. The token comes from a

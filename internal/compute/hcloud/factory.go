@@ -5,11 +5,15 @@ package hcloud
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
+	hc "github.com/hetznercloud/hcloud-go/v2/hcloud"
+
 	"github.com/lian-build/action/internal/compute"
 	"github.com/lian-build/action/internal/compute/local"
+	"github.com/lian-build/action/internal/compute/remote"
 	"github.com/lian-build/action/internal/sizing"
 )
 
@@ -22,6 +26,11 @@ const (
 	OptArch     = "arch"     // arm (cax types) or x86 (cpx types)
 	// OptVolumeSize is a state volume's size (e.g. 20GiB; at least 10 GB).
 	OptVolumeSize = "state-volume-size"
+	// OptBuildkitURL and OptBuildkitSHA256: where a stock-image server
+	// downloads buildkitd ({arch}: amd64, arm64) and the sha256 each
+	// architecture's tarball must have (ARCH=HEX,…).
+	OptBuildkitURL    = "buildkit-url"
+	OptBuildkitSHA256 = "buildkit-sha256"
 )
 
 // x86Types are the shared x86 server types of the same tiers, for linux/amd64.
@@ -45,6 +54,12 @@ type Settings struct {
 	DeleteRetries int
 	// VolumeGB is a state volume's size (at least 10).
 	VolumeGB int
+	// BuildkitURL is the buildkitd tarball a stock-image server downloads
+	// (default remote.DefaultBuildkitURL), BuildkitPins its sha256 by
+	// architecture; without a pin for the server's architecture nothing is
+	// downloaded and the image must have buildkitd (a runner image).
+	BuildkitURL  string
+	BuildkitPins map[string]string
 }
 
 type factory struct{}
@@ -54,7 +69,7 @@ func init() { compute.Register(factory{}) }
 func (factory) Name() string        { return "hcloud" }
 func (factory) Tiers() sizing.Table { return sizing.HCloud }
 func (factory) Options() []string {
-	return []string{OptToken, OptEndpoint, OptLocation, OptImage, OptArch, OptVolumeSize}
+	return []string{OptToken, OptEndpoint, OptLocation, OptImage, OptArch, OptVolumeSize, OptBuildkitURL, OptBuildkitSHA256}
 }
 
 func (f factory) New(cfg compute.Config) (compute.Provider, error) {
@@ -66,6 +81,14 @@ func (f factory) New(cfg compute.Config) (compute.Provider, error) {
 	}
 	if s.Token == "" {
 		return nil, &compute.OptionError{Option: OptToken, Err: errors.New("a Hetzner Cloud API token is required (HCLOUD_TOKEN)")}
+	}
+	pins, err := remote.ParsePins(cfg.Options[OptBuildkitSHA256])
+	if err != nil {
+		return nil, &compute.OptionError{Option: OptBuildkitSHA256, Err: err}
+	}
+	s.BuildkitPins, s.BuildkitURL = pins, cfg.Options[OptBuildkitURL]
+	if u := s.BuildkitURL; u != "" && !strings.HasPrefix(u, "https://") && !strings.HasPrefix(u, "http://") {
+		return nil, &compute.OptionError{Option: OptBuildkitURL, Err: fmt.Errorf("%q: want an http(s) URL ({arch}: amd64 or arm64)", u)}
 	}
 	if v := cfg.Options[OptVolumeSize]; v != "" {
 		n, err := local.ParseSize(v)
@@ -96,4 +119,12 @@ func serverType(tier, arch string) string {
 		return x86Types[tier]
 	}
 	return tier
+}
+
+// debianArch is the Debian name of a server type's architecture.
+func debianArch(a hc.Architecture) string {
+	if a == hc.ArchitectureARM {
+		return "arm64"
+	}
+	return "amd64"
 }

@@ -62,7 +62,12 @@ func New(s Settings) (*Provider, error) {
 
 func (p *Provider) Name() string        { return "hcloud" }
 func (p *Provider) Tiers() sizing.Table { return sizing.HCloud }
-func (p *Provider) Note() string        { return "" }
+func (p *Provider) Note() string {
+	if !strings.HasPrefix(p.s.Image, "label:") && len(p.s.BuildkitPins) == 0 {
+		return "hcloud: no --hcloud-buildkit-sha256: a stock-image server downloads nothing at boot, so its image must have buildkitd (boot from a runner image, --hcloud-image label:lian-build/runner-image=…)"
+	}
+	return ""
+}
 
 // Spawn creates the lease's key and server, waits until sshd and buildkitd
 // answer, and destroys everything it made when any step fails.
@@ -158,7 +163,7 @@ func (p *Provider) createServer(ctx context.Context, name string, tier sizing.Ti
 	if err != nil {
 		return nil, "", "", err
 	}
-	opts := hc.ServerCreateOpts{Name: name, ServerType: st, Image: img, SSHKeys: keys, Labels: labels, UserData: remote.CloudInit(p.s.Socket, p.s.Insecure)}
+	opts := hc.ServerCreateOpts{Name: name, ServerType: st, Image: img, SSHKeys: keys, Labels: labels, UserData: remote.CloudInit(p.s.Socket, p.s.Insecure, remote.For(p.s.BuildkitURL, p.s.BuildkitPins, debianArch(st.Architecture)))}
 	if vol != nil {
 		// A volume attaches only to a server in its own location.
 		locations, opts.Volumes, opts.Automount = []string{vol.Location.Name}, []*hc.Volume{vol}, hc.Ptr(true)

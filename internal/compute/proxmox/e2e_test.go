@@ -28,6 +28,7 @@ type world struct {
 	prov  *proxmox.Provider
 	pl    *pipeline.Pipeline
 	base  buildkit.NamedContext
+	ca    string // the fake's certificate
 }
 
 // newWorld is the fake Proxmox API whose VMs are runner hosts (netns, sshd,
@@ -47,8 +48,11 @@ func newWorld(t *testing.T, tierMemory map[string]int64, spawnTimeout time.Durat
 	}
 	w.fake = fakeproxmox.New(token, w.hosts)
 	t.Cleanup(w.fake.Close)
+	if w.ca, err = w.fake.CAFile(t.TempDir()); err != nil {
+		t.Fatal(err)
+	}
 	if w.prov, err = proxmox.New(proxmox.Settings{Endpoint: w.fake.Endpoint(), Token: token, Node: fakeproxmox.Node,
-		Template: fakeproxmox.TemplateID, PollEvery: 100 * time.Millisecond}); err != nil {
+		Template: fakeproxmox.TemplateID, PollEvery: 100 * time.Millisecond, CAFile: w.ca}); err != nil {
 		t.Fatal(err)
 	}
 	if spawnTimeout == 0 {
@@ -162,7 +166,7 @@ func TestGCByTagAndDescription(t *testing.T) {
 // A wrong token is refused, and the error says what the API said.
 func TestWrongTokenIsRefused(t *testing.T) {
 	w := newWorld(t, nil, 0)
-	p, err := proxmox.New(proxmox.Settings{Endpoint: w.fake.Endpoint(), Token: "lian@pve!runners=wrong", Node: fakeproxmox.Node, Template: fakeproxmox.TemplateID})
+	p, err := proxmox.New(proxmox.Settings{Endpoint: w.fake.Endpoint(), Token: "lian@pve!runners=wrong", Node: fakeproxmox.Node, Template: fakeproxmox.TemplateID, CAFile: w.ca})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,6 +174,19 @@ func TestWrongTokenIsRefused(t *testing.T) {
 	var ae *proxmox.APIError
 	if !errors.As(err, &ae) || ae.Status != 401 || !strings.Contains(ae.Msg, "authentication failure") {
 		t.Fatalf("err = %v", err)
+	}
+	// Without its CA the self-signed certificate is refused; plain http
+	// only when asked for, since the token would cross in clear.
+	p, _ = proxmox.New(proxmox.Settings{Endpoint: w.fake.Endpoint(), Token: token, Node: fakeproxmox.Node, Template: fakeproxmox.TemplateID})
+	if _, err := p.List(context.Background()); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Errorf("an unknown certificate was trusted: %v", err)
+	}
+	plain := strings.Replace(w.fake.Endpoint(), "https://", "http://", 1)
+	if _, err := proxmox.New(proxmox.Settings{Endpoint: plain, Token: token, Node: fakeproxmox.Node, Template: fakeproxmox.TemplateID}); err == nil || !strings.Contains(err.Error(), "plain http") {
+		t.Errorf("plain http accepted: %v", err)
+	}
+	if _, err := proxmox.New(proxmox.Settings{Endpoint: plain, Token: token, Node: fakeproxmox.Node, Template: fakeproxmox.TemplateID, InsecureHTTP: true}); err != nil {
+		t.Errorf("plain http refused though asked for: %v", err)
 	}
 }
 

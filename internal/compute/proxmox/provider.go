@@ -205,7 +205,9 @@ func (r *runner) address(ctx context.Context) (string, error) {
 			}
 			err = errors.New("no IPv4 address yet")
 		}
-		last = err
+		if ctx.Err() == nil || last == nil {
+			last = err // not the request the deadline cut: what the agent said
+		}
 		select {
 		case <-ctx.Done():
 			return "", fmt.Errorf("proxmox: the guest agent of VM %d never gave an address (%v): %w", r.vmid, last, ctx.Err())

@@ -15,7 +15,10 @@ import (
 // Hetzner stores user-data and anyone who can read the project can read it:
 // nothing secret goes here (no token, no registry password, no build
 // secret) — registries are named, never authenticated.
-func CloudInit(socket string, insecure []string) string {
+// Whatever it downloads is verified against its pinned sha256 before it is
+// unpacked (dl; nil: the image must have buildkitd), and buildkitd starts
+// only when it is installed.
+func CloudInit(socket string, insecure []string, dl *Download) string {
 	var reg strings.Builder
 	for _, r := range insecure {
 		fmt.Fprintf(&reg, "      [registry.%q]\n        http = true\n", r)
@@ -41,7 +44,7 @@ runcmd:
   - mkdir -p /sys/fs/cgroup/%[4]s && echo +memory +cpu > /sys/fs/cgroup/%[4]s/cgroup.subtree_control
   - mkdir -p /sys/fs/cgroup/%[4]s/daemon /sys/fs/cgroup/%[4]s/steps
   - echo $(( $(awk '/^MemTotal:/ {print $2}' /proc/meminfo) * 1024 - 268435456 )) > /sys/fs/cgroup/%[4]s/memory.max
-  - curl -fsSL https://github.com/moby/buildkit/releases/download/v0.34.2/buildkit-v0.34.2.linux-$(dpkg --print-architecture).tar.gz | tar -xz -C /usr/local
-  - sh -c 'echo $$ > /sys/fs/cgroup/%[4]s/daemon/cgroup.procs && exec /usr/local/bin/buildkitd --config /etc/buildkit/buildkitd.toml' >/var/log/buildkitd.log 2>&1 &
-`, socket, reg.String(), path.Dir(socket), BuildCgroup)
+  - %[5]s
+  - test -x /usr/local/bin/buildkitd && { sh -c 'echo $$ > /sys/fs/cgroup/%[4]s/daemon/cgroup.procs && exec /usr/local/bin/buildkitd --config /etc/buildkit/buildkitd.toml' >/var/log/buildkitd.log 2>&1 & }
+`, socket, reg.String(), path.Dir(socket), BuildCgroup, installLine(dl))
 }

@@ -27,7 +27,7 @@ func TestParseStatsCgroupV2AndV1(t *testing.T) {
 }
 
 func TestCloudInitHoldsNoSecrets(t *testing.T) {
-	ci := CloudInit("/run/buildkit/buildkitd.sock", []string{"10.0.0.1:5000"})
+	ci := CloudInit("/run/buildkit/buildkitd.sock", []string{"10.0.0.1:5000"}, nil)
 	for _, w := range []string{"#cloud-config", `address = ["unix:///run/buildkit/buildkitd.sock"]`, `[registry."10.0.0.1:5000"]`, "defaultCgroupParent"} {
 		if !strings.Contains(ci, w) {
 			t.Errorf("cloud-init lacks %q", w)
@@ -35,5 +35,33 @@ func TestCloudInitHoldsNoSecrets(t *testing.T) {
 	}
 	if strings.Contains(strings.ToLower(ci), "password") {
 		t.Error("cloud-init holds a secret")
+	}
+}
+
+// Nothing downloaded is unpacked before its sha256 matches the pin, and
+// buildkitd starts only when installed; without a pin nothing is fetched.
+func TestCloudInitVerifiesWhatItDownloads(t *testing.T) {
+	pins, err := ParsePins("arm64=" + strings.Repeat("ab", 32) + ", amd64=" + strings.Repeat("cd", 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ci := CloudInit("/run/buildkit/buildkitd.sock", nil, For("", pins, "arm64"))
+	get, check, unpack := strings.Index(ci, "curl -fsSL"), strings.Index(ci, strings.Repeat("ab", 32)+"  /run/buildkit.tgz\" | sha256sum -c -"), strings.Index(ci, "tar -xzf /run/buildkit.tgz")
+	if get < 0 || check < get || unpack < check || !strings.Contains(ci, "set -e") || !strings.Contains(ci, "linux-arm64.tar.gz") {
+		t.Errorf("the download is not verified before it is unpacked:\n%s", ci)
+	}
+	if strings.Contains(ci, "| tar") || !strings.Contains(ci, "test -x /usr/local/bin/buildkitd && ") {
+		t.Errorf("an unverified pipe into tar, or buildkitd started unconditionally:\n%s", ci)
+	}
+	if none := CloudInit("/s", nil, For("", pins, "riscv64")); strings.Contains(none, "curl") || !strings.Contains(none, "no pinned download") {
+		t.Errorf("without a pin the user-data downloads:\n%s", none)
+	}
+	for _, bad := range []string{"arm64=abc", "arm64", "mips=" + strings.Repeat("a", 64), "arm64=" + strings.Repeat("A", 64)} {
+		if _, err := ParsePins(bad); err == nil {
+			t.Errorf("ParsePins(%q) accepted", bad)
+		}
+	}
+	if d := For("https://mirror.example/bk-{arch}.tgz", pins, "amd64"); d.URL != "https://mirror.example/bk-amd64.tgz" || d.SHA256 != strings.Repeat("cd", 32) {
+		t.Errorf("download %+v", d)
 	}
 }

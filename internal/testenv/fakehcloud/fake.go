@@ -9,10 +9,12 @@ package fakehcloud
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -164,6 +166,27 @@ func (f *Fake) Requests() []Request {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return slices.Clone(f.requests)
+}
+
+// labelValueRE and labelKeyRE are Hetzner's label rules: a value of at
+// most 63 characters, alphanumeric at both ends, '-', '_' and '.' between;
+// a key an optional DNS prefix and '/', then a name by the value's rules.
+var (
+	labelValueRE = regexp.MustCompile(`^(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$`)
+	labelKeyRE   = regexp.MustCompile(`^(?:[a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$`)
+)
+
+// validLabels refuses labels the real API refuses (invalid_input).
+func validLabels(labels map[string]string) error {
+	for k, v := range labels {
+		if !labelKeyRE.MatchString(k) {
+			return fmt.Errorf("labels: invalid key %q", k)
+		}
+		if !labelValueRE.MatchString(v) {
+			return fmt.Errorf("labels: invalid value %q for %s (at most 63 characters, alphanumeric at both ends)", v, k)
+		}
+	}
+	return nil
 }
 
 // KeyNames are the names of the SSH keys that exist.
@@ -392,6 +415,10 @@ func (f *Fake) sshKeys(w http.ResponseWriter, r *http.Request, p string, q map[s
 			writeError(w, 400, "invalid_input", "name and public_key are required")
 			return
 		}
+		if err := validLabels(deref(req.Labels)); err != nil {
+			writeError(w, 400, "invalid_input", err.Error())
+			return
+		}
 		for _, k := range f.keys {
 			if k.Name == req.Name {
 				writeError(w, 409, "uniqueness_error", "SSH key with the same name already exists")
@@ -434,4 +461,11 @@ func (f *Fake) sshKeys(w http.ResponseWriter, r *http.Request, p string, q map[s
 	default:
 		notFound(w, r.Method+" "+p)
 	}
+}
+
+func deref(m *map[string]string) map[string]string {
+	if m == nil {
+		return nil
+	}
+	return *m
 }

@@ -86,6 +86,14 @@ func (f *Fake) createServer(w http.ResponseWriter, ctx context.Context, body []b
 		writeError(w, 400, "invalid_input", "invalid server create request")
 		return
 	}
+	if err := validLabels(deref(req.Labels)); err != nil {
+		writeError(w, 400, "invalid_input", err.Error())
+		return
+	}
+	if len(req.Name) > 63 {
+		writeError(w, 400, "invalid_input", "name: longer than 63 characters")
+		return
+	}
 	st, ok := lookupType(idOrName(req.ServerType))
 	if !ok {
 		writeError(w, 400, "invalid_input", "unknown server_type")

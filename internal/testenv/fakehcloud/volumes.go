@@ -74,6 +74,10 @@ func (f *Fake) createVolume(w http.ResponseWriter, body []byte) {
 		writeError(w, 400, "invalid_input", "name and a size of at least 10 GB are required")
 		return
 	}
+	if err := validLabels(deref(req.Labels)); err != nil {
+		writeError(w, 400, "invalid_input", err.Error())
+		return
+	}
 	if req.Server != nil {
 		writeError(w, 400, "invalid_input", "this fake attaches volumes at server creation only")
 		return

@@ -11,10 +11,13 @@ package fakeproxmox
 import (
 	"context"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -70,12 +73,21 @@ func New(token string, hosts fakehcloud.Hosts) *Fake {
 	f := &Fake{Token: token, hosts: hosts, vms: map[int]*VM{}, tasks: map[string]*task{}}
 	f.vms[TemplateID] = &VM{ID: TemplateID, Name: "debian-12-runner", Status: "stopped", Template: true,
 		Config: map[string]string{"name": "debian-12-runner", "template": "1", "cores": "1", "memory": "1024", "agent": "1"}}
-	f.Server = httptest.NewServer(http.HandlerFunc(f.serve))
+	// HTTPS with a self-signed certificate, as a Proxmox node serves it.
+	f.Server = httptest.NewTLSServer(http.HandlerFunc(f.serve))
 	return f
 }
 
 // Endpoint is the API's URL.
 func (f *Fake) Endpoint() string { return f.Server.URL + "/api2/json" }
+
+// CAFile writes the fake's self-signed certificate (PEM) into dir and
+// returns its path, for --proxmox-ca-file.
+func (f *Fake) CAFile(dir string) (string, error) {
+	p := filepath.Join(dir, "proxmox-ca.pem")
+	b := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: f.Server.Certificate().Raw})
+	return p, os.WriteFile(p, b, 0o644)
+}
 
 // Close stops every VM's host and the server.
 func (f *Fake) Close() {
