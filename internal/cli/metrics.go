@@ -42,26 +42,33 @@ func workspaceHistory(ctx context.Context, cmd string, args []string, stderr io.
 	if err != nil {
 		return "", metrics.Recorder{}, nil, flagErr(err)
 	}
-	if len(pos) != 1 {
+	if len(pos) > 1 || (len(pos) == 0 && cmd != "metrics show") {
 		return "", metrics.Recorder{}, nil, usageErr("%s takes one WORKSPACE", cmd)
 	}
 	rec, closeHistory, err := hist.OpenHistory(ctx)
 	if err != nil {
 		return "", metrics.Recorder{}, nil, err
 	}
-	return pos[0], rec, closeHistory, nil
+	ws := ""
+	if len(pos) == 1 {
+		ws = pos[0]
+	}
+	return ws, rec, closeHistory, nil
 }
 
 // runMetrics is `lian-build metrics show WS`.
 func runMetrics(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "show" {
-		return usageErr("usage: lian-build metrics show WORKSPACE")
+		return usageErr("usage: lian-build metrics show [WORKSPACE]")
 	}
 	ws, rec, closeHistory, err := workspaceHistory(ctx, "metrics show", args[1:], stderr)
 	if err != nil {
 		return err
 	}
 	defer closeHistory()
+	if ws == "" {
+		return listWorkspaces(ctx, rec, stdout)
+	}
 	h, err := rec.Store.Get(ctx, ws)
 	if err != nil {
 		return err
@@ -89,6 +96,23 @@ func runMetrics(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if fits {
 		tier = t.Name
 	}
-	fmt.Fprintf(stdout, "\nP95 over %d builds: %.2f CPU, %.2f GB → ×1.2: %d CPU / %d GB → %s (%s)\n", u.Samples, u.CPU, u.MemoryGB, cpu, mem, tier, approved)
+	fmt.Fprintf(stdout, "\nP95 over %d builds: %.2f CPU, %s → ×1.2: %d CPU / %d GB → %s (%s)\n", u.Samples, u.CPU, frontdoor.FmtBytes(uint64(u.MemoryGB*(1<<30))), cpu, mem, tier, approved)
+	return nil
+}
+
+// listWorkspaces is `metrics show` without a workspace: what can be shown.
+func listWorkspaces(ctx context.Context, rec metrics.Recorder, stdout io.Writer) error {
+	wss, err := rec.Store.Workspaces(ctx)
+	if err != nil {
+		return err
+	}
+	if len(wss) == 0 {
+		fmt.Fprintln(stdout, "no workspace has a recorded build yet")
+		return nil
+	}
+	fmt.Fprintln(stdout, "workspaces with recorded builds (lian-build metrics show WORKSPACE):")
+	for _, ws := range wss {
+		fmt.Fprintln(stdout, "  "+ws)
+	}
 	return nil
 }

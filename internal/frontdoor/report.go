@@ -50,6 +50,8 @@ func FmtBytes(b uint64) string {
 		return fmt.Sprintf("%.2f GiB", float64(b)/(1<<30))
 	case b >= 1<<20:
 		return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20))
+	case b > 0 && b < 1<<10:
+		return fmt.Sprintf("%d B", b)
 	}
 	return fmt.Sprintf("%d KiB", b>>10)
 }

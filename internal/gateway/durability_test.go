@@ -142,6 +142,9 @@ func TestKill9AndRestart(t *testing.T) {
 		log, _ := os.ReadFile(filepath.Join(dir, "second.log"))
 		t.Errorf("gateway exit after SIGTERM: %v\n%s", err, log)
 	}
+	if log, _ := os.ReadFile(filepath.Join(dir, "second.log")); strings.Contains(string(log), "nats connection closed") {
+		t.Errorf("a clean stop warns of its own closed connection:\n%s", log)
+	}
 	testenv.AssertNoRunners(t, state)
 	if p := testenv.ProcessesMentioning(state); len(p) > 0 || strings.Contains(strings.Join(p, ""), "buildkitd") {
 		t.Errorf("processes left: %v", p)

@@ -126,7 +126,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer stopNATS()
-	q, err := OpenQueue(ctx, dialer(natsURL, log), cfg.AckWait, cfg.Retry)
+	q, err := OpenQueue(ctx, dialer(ctx, natsURL, log), cfg.AckWait, cfg.Retry)
 	if err != nil {
 		return err
 	}
@@ -175,13 +175,21 @@ func startNATS(cfg Config) (url string, stop func(), err error) {
 
 // dialer connects to NATS, reconnecting for ever on network errors; the
 // queue dials again when a connection is closed for good.
-func dialer(url string, log *slog.Logger) func() (*nats.Conn, error) {
+// A connection closed because the gateway is stopping (ctx done) is not a
+// warning.
+func dialer(ctx context.Context, url string, log *slog.Logger) func() (*nats.Conn, error) {
 	return func() (*nats.Conn, error) {
 		nc, err := nats.Connect(url, nats.Name("lian-build gateway"), nats.MaxReconnects(-1),
 			nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 				log.Warn("nats", "err", err)
 			}),
-			nats.ClosedHandler(func(*nats.Conn) { log.Warn("nats connection closed; the queue dials again on next use") }))
+			nats.ClosedHandler(func(*nats.Conn) {
+				if ctx.Err() != nil {
+					log.Debug("nats connection closed (the gateway is stopping)")
+					return
+				}
+				log.Warn("nats connection closed; the queue dials again on next use")
+			}))
 		if err != nil {
 			return nil, fmt.Errorf("--nats-url: %w", err)
 		}

@@ -8,6 +8,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sort"
+	"strings"
 	"syscall"
 )
 
@@ -63,4 +65,20 @@ func (s FileStore) Update(ctx context.Context, ws string, fn func(*History)) err
 		return err
 	}
 	return os.Rename(tmp, s.path(ws))
+}
+
+// Workspaces implements Store: the workspaces with a recorded history.
+func (s FileStore) Workspaces(ctx context.Context) ([]string, error) {
+	entries, err := os.ReadDir(s.Dir)
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	var out []string
+	for _, e := range entries {
+		if ws, ok := strings.CutSuffix(strings.TrimPrefix(e.Name(), "ws."), ".json"); ok && strings.HasPrefix(e.Name(), "ws.") {
+			out = append(out, ws)
+		}
+	}
+	sort.Strings(out)
+	return out, err
 }

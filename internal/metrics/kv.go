@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -88,4 +90,20 @@ func (s KVStore) Update(ctx context.Context, ws string, fn func(*History)) error
 func isWrongSequence(err error) bool {
 	var apiErr *jetstream.APIError
 	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
+}
+
+// Workspaces implements Store: the workspaces with a recorded history.
+func (s KVStore) Workspaces(ctx context.Context) ([]string, error) {
+	keys, err := s.KV.ListKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for k := range keys.Keys() {
+		if ws, ok := strings.CutPrefix(k, "ws."); ok {
+			out = append(out, ws)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
 }

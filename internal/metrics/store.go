@@ -46,6 +46,8 @@ const MinSamples = 3
 type Store interface {
 	Get(ctx context.Context, workspace string) (History, error)
 	Update(ctx context.Context, workspace string, fn func(*History)) error
+	// Workspaces are the workspaces with a history, sorted.
+	Workspaces(ctx context.Context) ([]string, error)
 }
 
 // Recorder adapts a Store to the pipeline (step 6) and to sizing (rule 2).

@@ -2,7 +2,9 @@ package local
 
 import (
 	"fmt"
+	"os"
 	"runtime"
+	"strings"
 
 	"github.com/lian-build/action/internal/compute"
 	"github.com/lian-build/action/internal/sizing"
@@ -23,15 +25,43 @@ func (factory) Name() string        { return "local" }
 func (factory) Tiers() sizing.Table { return sizing.HCloud }
 func (factory) Options() []string   { return []string{OptStateDir, OptBuildkitd, OptTierMemory} }
 
-// New parses the options into Options and builds the provider.
 // Machines: every tier runs on this machine, in a cgroup of the tier's
-// memory, whatever the architecture asked for.
+// memory, whatever the architecture asked for; a tier larger than the
+// machine says what it really gets.
 func (factory) Machines(string) (string, []compute.Machine) {
+	cpus, mem := runtime.NumCPU(), machineMemory()
 	var out []compute.Machine
 	for _, t := range sizing.HCloud {
-		out = append(out, compute.Machine{Tier: t, Type: fmt.Sprintf("this machine, cgroup of %d GB", t.MemoryGB)})
+		desc := fmt.Sprintf("this machine, cgroup of %d GB", t.MemoryGB)
+		var short []string
+		if t.CPU > cpus {
+			short = append(short, fmt.Sprintf("%d CPUs", cpus))
+		}
+		if mem > 0 && int64(t.MemoryGB)<<30 > mem {
+			short = append(short, fmt.Sprintf("%.1f GB", float64(mem)/(1<<30)))
+		}
+		if len(short) > 0 {
+			desc += " — more than this machine has (" + strings.Join(short, ", ") + "): the build gets at most that"
+		}
+		out = append(out, compute.Machine{Tier: t, Type: desc})
 	}
 	return runtimeArch(), out
+}
+
+// machineMemory is the machine's memory in bytes (0: unknown).
+func machineMemory() int64 {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+			var kb int64
+			fmt.Sscanf(strings.TrimSpace(rest), "%d", &kb)
+			return kb << 10
+		}
+	}
+	return 0
 }
 
 func runtimeArch() string {

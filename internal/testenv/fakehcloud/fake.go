@@ -14,6 +14,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -79,7 +81,9 @@ type Fake struct {
 	servers  map[int64]*schema.Server
 	keys     map[int64]*schema.SSHKey
 	vols     map[int64]*schema.Volume
-	actions  map[int64]*schema.Action
+	// closedVolumes is how many volumes Close removed.
+	closedVolumes int
+	actions       map[int64]*schema.Action
 }
 
 // ServerTypes are the types the fake offers: Hetzner's ARM (cax) and shared
@@ -152,6 +156,20 @@ func (f *Fake) Close() {
 		}
 	}
 	f.Server.Close()
+	// The volumes end with the fake: their images (sparse, 10 GB and up)
+	// are removed, and the directory the fake made for them.
+	f.mu.Lock()
+	vols, dir := len(f.vols), f.VolumeDir
+	f.vols = map[int64]*schema.Volume{}
+	f.mu.Unlock()
+	if dir != "" {
+		imgs, _ := filepath.Glob(filepath.Join(dir, "volume-*.img"))
+		for _, img := range imgs {
+			_ = os.Remove(img)
+		}
+		_ = os.Remove(dir) // only when empty: a directory the caller gave keeps the rest
+	}
+	f.closedVolumes = vols
 }
 
 // Inject adds a fault.

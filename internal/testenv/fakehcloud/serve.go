@@ -20,6 +20,6 @@ func Serve(ctx context.Context, listen, token string, hosts Hosts, out io.Writer
 	<-ctx.Done()
 	s, k := f.Counts()
 	f.Close()
-	fmt.Fprintf(out, "fake Hetzner Cloud API stopped; removed %d servers' hosts (%d SSH keys were left)\n", s, k)
+	fmt.Fprintf(out, "fake Hetzner Cloud API stopped; removed %d servers' hosts and %d volumes' images (%d SSH keys were left)\n", s, f.closedVolumes, k)
 	return nil
 }
