@@ -31,7 +31,7 @@ usage:
   lian-build catalog build [DIR] [LAYER…]  build, verify and promote a catalog's layers (--registry HOST/PREFIX)
   lian-build catalog test [DIR] --layer NAME  build and verify a layer and its bases, promote nothing
   lian-build pool serve              a VM pool: lease Hetzner runners, reuse them within the billed hour
-  lian-build pool ls|drain           a pool's VMs and leases; retire every idle VM (--pool-url)
+  lian-build pool ls|drain|resume    a pool's VMs and leases; drain it (idle VMs retired, none made) or resume (--pool-url)
   lian-build version                 the lian-build and BuildKit versions (also --version)
 
 Exit codes: 0 success, 1 build failed, 2 bad input, 3 out of memory on every
@@ -102,7 +102,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // (exit 0) for `lian-build GROUP -h|--help|help`.
 var groupUsage = map[string]string{
 	"catalog": "usage: lian-build catalog check [DIR] [--check-dag] | catalog build [DIR] [LAYER…] | catalog test [DIR] --layer NAME  (--registry HOST/PREFIX)\n(lian-build catalog check|build|test -h: their flags)",
-	"pool":    "usage: lian-build pool serve|ls|drain [flags]\n(lian-build pool serve|ls|drain -h: their flags)",
+	"pool":    "usage: lian-build pool serve|ls|drain|resume [flags]\n(lian-build pool serve|ls|drain|resume -h: their flags)",
 	"runners": "usage: lian-build runners ls|gc|image [flags]\n(lian-build runners ls|gc|image -h: their flags)",
 	"state":   "usage: lian-build state ls|rm NAMESPACE…|gc --state-store PATH\n(lian-build state ls -h: the flags)",
 	"spec":    "usage: lian-build spec check [PATH]",

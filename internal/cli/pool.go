@@ -26,15 +26,15 @@ var (
 // runPool is `lian-build pool serve|ls|drain`.
 func runPool(ctx context.Context, args []string, stdout, stderr io.Writer, log *slog.Logger) error {
 	if len(args) == 0 {
-		return usageErr("usage: lian-build pool serve|ls|drain [flags]")
+		return usageErr("usage: lian-build pool serve|ls|drain|resume [flags]")
 	}
 	switch args[0] {
 	case "serve":
 		return poolServe(ctx, args[1:], stderr, log)
-	case "ls", "drain":
+	case "ls", "drain", "resume":
 		return poolClientCommand(ctx, args[0], args[1:], stdout, stderr)
 	}
-	return usageErr("pool: unknown command %q (serve, ls, drain)", args[0])
+	return usageErr("pool: unknown command %q (serve, ls, drain, resume)", args[0])
 }
 
 func poolClientCommand(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) error {
@@ -48,7 +48,8 @@ func poolClientCommand(ctx context.Context, cmd string, args []string, stdout, s
 	if err != nil {
 		return err
 	}
-	if cmd == "drain" {
+	switch cmd {
+	case "drain":
 		ids, err := c.Drain(ctx)
 		for _, id := range ids {
 			fmt.Fprintf(stdout, "retired %s\n", id)
@@ -56,11 +57,24 @@ func poolClientCommand(ctx context.Context, cmd string, args []string, stdout, s
 		if err == nil && len(ids) == 0 {
 			fmt.Fprintln(stdout, "no idle VM")
 		}
+		if err == nil {
+			fmt.Fprintln(stdout, "the pool drains: no idle VM is topped up and each VM is retired when its lease returns (lian-build pool resume ends it)")
+		}
 		return err
+	case "resume":
+		if err := c.Resume(ctx); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, "the pool resumed: idle VMs are topped up again")
+		return nil
 	}
-	vms, err := c.List(ctx)
+	st, err := c.Status(ctx)
 	if err != nil {
 		return err
+	}
+	vms := st.VMs
+	if st.Draining {
+		fmt.Fprintf(stdout, "pool %s is draining (lian-build pool resume ends it)\n", st.Pool)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "VM\tSERVER\tTIER\tSTATE\tLEASE\tLEASES\tBILLED UNTIL")

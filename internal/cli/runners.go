@@ -44,8 +44,11 @@ func runRunners(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		fmt.Fprintln(tw, "ID\tPROVIDER\tTIER\tSERVER\tLOCATION\tAGE\tSTATE")
 		for _, i := range infos {
 			state := "running"
-			if i.Orphan {
+			switch {
+			case i.Orphan:
 				state = "orphan: " + i.Why
+			case i.Pool != "":
+				state = "kept by pool " + i.Pool + " (lian-build pool ls)"
 			}
 			age := "?"
 			if !i.Created.IsZero() {

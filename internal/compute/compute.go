@@ -102,6 +102,9 @@ type RunnerInfo struct {
 	Spawn    SpawnTimes `json:"spawn,omitzero"`
 	Orphan   bool       `json:"orphan,omitempty"`
 	Why      string     `json:"why,omitempty"` // why it is an orphan
+	// Pool names the VM pool that keeps the machine across leases: not a
+	// lease's runner, never reaped by gc (its pool reconciles it).
+	Pool string `json:"pool,omitempty"`
 }
 
 // Runner is one spawned BuildKit daemon.
@@ -146,6 +149,12 @@ const (
 	LabelExpires   = "lian-build/expires" // unix seconds
 	LabelOwner     = "lian-build/owner"
 	LabelWorkspace = "lian-build/workspace"
+	// LabelTier is the tier a machine was made for.
+	LabelTier = "lian-build/tier"
+	// LabelPool and LabelPoolVM mark a VM pool's servers: the pool's name
+	// and the VM's; they carry no lease label (gc leaves them alone).
+	LabelPool   = "lian-build/pool"
+	LabelPoolVM = "lian-build/pool-vm"
 	// LabelActorClass is the actor's class (ci, ci_aux, human, agent): a
 	// pool keeps ci and session builds apart by it.
 	LabelActorClass = "lian-build/actor-class"

@@ -21,7 +21,7 @@ func (p *Pipeline) spawnRunner(ctx context.Context, req Request, attempt int, ti
 		TTL:   req.LeaseTTL,
 		Labels: map[string]string{
 			"lian-build/build": req.BuildID,
-			"lian-build/tier":  tier.Name,
+			compute.LabelTier:  tier.Name,
 		},
 		State:       stateDir,
 		Expected:    req.Expected,

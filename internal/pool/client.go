@@ -79,10 +79,20 @@ func (c *Client) Return(ctx context.Context, leaseID, outcome string) (Dispositi
 
 // List reads the pool's VMs.
 func (c *Client) List(ctx context.Context) ([]VM, error) {
-	var out struct {
-		VMs []VM `json:"vms"`
-	}
-	return out.VMs, c.do(ctx, c.timeout(func(t Timeouts) time.Duration { return t.List }), http.MethodGet, PathLeases, nil, &out)
+	st, err := c.Status(ctx)
+	return st.VMs, err
+}
+
+// Status reads the pool's VMs and whether it drains.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var st Status
+	return st, c.do(ctx, c.timeout(func(t Timeouts) time.Duration { return t.List }), http.MethodGet, PathLeases, nil, &st)
+}
+
+// Resume ends a drain.
+func (c *Client) Resume(ctx context.Context) error {
+	var out map[string]any
+	return c.do(ctx, c.timeout(func(t Timeouts) time.Duration { return t.List }), http.MethodPost, PathResume, nil, &out)
 }
 
 // Drain retires every idle VM and names them.

@@ -50,9 +50,9 @@ func (s *Service) servesLocation(loc string) error {
 // Labels on the pool's servers and key. No lease label: the per-lease
 // reaper (`runners gc`) leaves pool servers alone; the pool reconciles its own.
 const (
-	LabelPool = "lian-build/pool"
-	LabelVM   = "lian-build/pool-vm"
-	LabelTier = "lian-build/tier"
+	LabelPool = compute.LabelPool
+	LabelVM   = compute.LabelPoolVM
+	LabelTier = compute.LabelTier
 	LabelArch = "lian-build/arch"
 )
 

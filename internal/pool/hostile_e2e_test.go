@@ -174,3 +174,54 @@ func TestReplicasStartedTogether(t *testing.T) {
 		}
 	}
 }
+
+// A drain stops the refill: idle VMs are retired and none is topped up, a
+// VM returned while draining is retired, and the hcloud provider lists the
+// pool's servers as the pool's (runners gc leaves them). Resume refills.
+func TestDrainStopsRefillingUntilResume(t *testing.T) {
+	w := newWorld(t, worldConfig{hosts: true, policy: pool.Policy{MinIdle: map[string]int{"cax11": 1}}})
+	ctx := t.Context()
+	if err := w.svc.Upkeep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	hc, err := hcloud.New(hcloud.Settings{Token: hcToken, Endpoint: w.fake.Endpoint(), Locations: []string{"fsn1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	infos, err := hc.List(ctx)
+	if err != nil || len(infos) != 1 || infos[0].Pool != "test" || infos[0].Orphan {
+		t.Fatalf("runners ls of the pool's server: %+v %v", infos, err)
+	}
+	if removed, err := hc.GC(ctx); err != nil || len(removed) != 0 {
+		t.Fatalf("runners gc removed a pool server: %+v %v", removed, err)
+	}
+	if ids, err := w.client.Drain(ctx); err != nil || len(ids) != 1 {
+		t.Fatalf("drain: %v %v", ids, err)
+	}
+	if err := w.svc.Upkeep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := w.client.Status(ctx); err != nil || !st.Draining || len(st.VMs) != 0 {
+		t.Fatalf("after a drain and an upkeep: %+v %v", st, err)
+	}
+	g, err := w.client.Lease(ctx, pool.Request{Tier: "cax11"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, err := w.client.Return(ctx, g.LeaseID, "ok"); err != nil || d.Kept {
+		t.Fatalf("a VM returned while draining was kept: %+v %v", d, err)
+	}
+	if s, _ := w.fake.Counts(); s != 0 {
+		t.Fatalf("%d servers while drained", s)
+	}
+	if err := w.client.Resume(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.svc.Upkeep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := w.client.Status(ctx); st.Draining || len(st.VMs) != 1 {
+		t.Fatalf("after resume: %+v", st)
+	}
+	w.drainAndCheck(t)
+}

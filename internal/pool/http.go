@@ -18,6 +18,7 @@ import (
 const (
 	PathLeases = "/api/v1/vm-pool"
 	PathDrain  = "/api/v1/vm-pool/drain"
+	PathResume = "/api/v1/vm-pool/resume"
 )
 
 // maxBody bounds a request body.
@@ -35,7 +36,8 @@ type HandlerOptions struct {
 //	POST   /api/v1/vm-pool             lease a VM (Request → Grant)
 //	DELETE /api/v1/vm-pool/{lease_id}  return it (Return → Disposition)
 //	GET    /api/v1/vm-pool             list the VMs
-//	POST   /api/v1/vm-pool/drain       retire every idle VM
+//	POST   /api/v1/vm-pool/drain       retire every idle VM, top up none, retire returns
+//	POST   /api/v1/vm-pool/resume      end the drain
 //	GET    /metrics                    Prometheus
 //
 // Every /api request needs "Authorization: Bearer TOKEN".
@@ -63,8 +65,11 @@ func (s *Service) Handler(o HandlerOptions) http.Handler {
 		reply(w, http.StatusOK, d, err)
 	})
 	mux.HandleFunc("GET "+PathLeases, func(w http.ResponseWriter, r *http.Request) {
-		vms, err := s.List(r.Context())
-		reply(w, http.StatusOK, map[string]any{"pool": s.o.Name, "vms": vms}, err)
+		st, err := s.Status(r.Context())
+		reply(w, http.StatusOK, st, err)
+	})
+	mux.HandleFunc("POST "+PathResume, func(w http.ResponseWriter, r *http.Request) {
+		reply(w, http.StatusOK, map[string]any{"draining": false}, s.Resume(r.Context()))
 	})
 	mux.HandleFunc("POST "+PathDrain, func(w http.ResponseWriter, r *http.Request) {
 		ids, err := s.Drain(r.Context())

@@ -138,9 +138,29 @@ func (s *Service) serveHTTP(ctx context.Context, o ServeOptions, reg *prometheus
 		s.Run(gctx, o.UpkeepEvery)
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
-		return srv.Shutdown(sctx)
+		err := srv.Shutdown(sctx)
+		s.sayWhatStays(sctx)
+		return err
 	})
 	return g.Wait()
+}
+
+// sayWhatStays logs, when the service stops, the VMs it leaves running:
+// they are the pool's (a restart takes them back), and billed meanwhile.
+func (s *Service) sayWhatStays(ctx context.Context) {
+	vms, err := s.List(ctx)
+	if err != nil {
+		s.o.Logger.Warn("pool serve stopped; its VMs could not be listed", "err", err)
+		return
+	}
+	if len(vms) == 0 {
+		s.o.Logger.Info("pool serve stopped; the pool has no VM")
+		return
+	}
+	for _, v := range vms {
+		s.o.Logger.Info("pool serve stopped; this VM stays (billed) until a restarted pool retires it", "vm", v.ID, "server", v.ServerID, "state", v.State, "tier", v.Tier)
+	}
+	s.o.Logger.Warn("pool serve stopped with VMs left: restart it to manage them, or run `lian-build pool drain` and wait for the leases before stopping, to leave none", "vms", len(vms))
 }
 
 func cloudsFor(base hcloud.Settings, archs []string) (map[string]Cloud, error) {

@@ -229,6 +229,11 @@ func (s *Service) create(ctx context.Context, req Request, lease *Lease, priv ed
 		return fail(err)
 	}
 	s.publish(ctx, "created", v, "")
+	purpose := "standby (--min-idle)"
+	if lease != nil {
+		purpose = "lease " + lease.ID
+	}
+	s.o.Logger.Info("pool VM created", "vm", v.ID, "server", v.ServerID, "tier", v.Tier, "type", v.Type, "location", v.Location, "for", purpose)
 	if lease == nil {
 		return Grant{}, nil
 	}

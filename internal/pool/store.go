@@ -120,3 +120,30 @@ func isConflict(err error) bool {
 	var apiErr *jetstream.APIError
 	return errors.Is(err, jetstream.ErrKeyExists) || (errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence)
 }
+
+// drainingKey marks a pool draining: no idle VM is topped up and every
+// returned VM is retired, so that the pool ends with none once its leases
+// end. It is not a VM ("vm." keys are).
+const drainingKey = "pool.draining"
+
+// SetDraining starts (true) or ends a drain.
+func (s *Store) SetDraining(ctx context.Context, on bool) error {
+	if !on {
+		err := s.kv.Delete(ctx, drainingKey)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return nil
+		}
+		return err
+	}
+	_, err := s.kv.Put(ctx, drainingKey, []byte("1"))
+	return err
+}
+
+// Draining reports whether the pool is draining.
+func (s *Store) Draining(ctx context.Context) (bool, error) {
+	_, err := s.kv.Get(ctx, drainingKey)
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		return false, nil
+	}
+	return err == nil, err
+}

@@ -45,6 +45,10 @@ func (s *Service) Return(ctx context.Context, leaseID, outcome string) (Disposit
 		d.Reason = "returned with outcome " + outcome
 		return d, s.retire(ctx, e, d.Reason)
 	}
+	if draining, _ := s.o.Store.Draining(ctx); draining {
+		d.Reason = "the pool is draining"
+		return d, s.retire(ctx, e, d.Reason)
+	}
 	if n, err := s.oomKills(ctx, v); err != nil || n > 0 {
 		d.Reason = fmt.Sprintf("its cgroup counted %d OOM kills (%v)", n, err)
 		return d, s.retire(ctx, e, d.Reason)
@@ -110,8 +114,14 @@ func (s *Service) List(ctx context.Context) ([]VM, error) {
 	return vms, nil
 }
 
-// Drain retires every idle VM now, whatever its billed hour.
+// Drain retires every idle VM now, whatever its billed hour, and puts the
+// pool in drain: no idle VM is topped up (--min-idle) and every VM returned
+// is retired, until Resume. Leases are still served.
 func (s *Service) Drain(ctx context.Context) ([]string, error) {
+	if err := s.o.Store.SetDraining(ctx, true); err != nil {
+		return nil, err
+	}
+	s.o.Logger.Info("pool draining: idle VMs retired, none topped up, returned VMs retired (lian-build pool resume ends it)", "pool", s.o.Name)
 	entries, err := s.o.Store.All(ctx)
 	if err != nil {
 		return nil, err
@@ -152,7 +162,14 @@ func (s *Service) Upkeep(ctx context.Context) error {
 			errs = append(errs, s.retire(ctx, e, "left retiring"))
 		}
 	}
+	draining, err := s.o.Store.Draining(ctx)
+	if err != nil {
+		errs = append(errs, err)
+	}
 	for arch := range s.o.Clouds {
+		if draining {
+			break
+		}
 		for tier, n := range s.o.Policy.Missing(vmsOf(entries), arch) {
 			for range n {
 				if _, err := s.create(ctx, Request{Tier: tier, Arch: arch}, nil, nil); err != nil {
@@ -233,4 +250,30 @@ func (s *Service) Run(ctx context.Context, every time.Duration) {
 			}
 		}
 	}
+}
+
+// Resume ends a drain: idle VMs are topped up again and returned VMs kept.
+func (s *Service) Resume(ctx context.Context) error {
+	if err := s.o.Store.SetDraining(ctx, false); err != nil {
+		return err
+	}
+	s.o.Logger.Info("pool resumed: idle VMs topped up again", "pool", s.o.Name)
+	return nil
+}
+
+// Status is the pool as `pool ls` shows it.
+type Status struct {
+	Pool     string `json:"pool"`
+	Draining bool   `json:"draining"`
+	VMs      []VM   `json:"vms"`
+}
+
+// Status is every VM of the pool and whether it drains.
+func (s *Service) Status(ctx context.Context) (Status, error) {
+	vms, err := s.List(ctx)
+	if err != nil {
+		return Status{}, err
+	}
+	draining, err := s.o.Store.Draining(ctx)
+	return Status{Pool: s.o.Name, Draining: draining, VMs: vms}, err
 }

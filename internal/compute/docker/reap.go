@@ -55,7 +55,7 @@ func (p *Provider) List(ctx context.Context) (_ []compute.RunnerInfo, err error)
 	for _, c := range cs.Items {
 		lease := c.Labels[compute.LabelLease]
 		withContainer[lease] = true
-		i := compute.RunnerInfo{ID: lease, Provider: "docker", Tier: c.Labels["lian-build/tier"], Server: "container " + short(c.ID) + " (" + string(c.State) + ")",
+		i := compute.RunnerInfo{ID: lease, Provider: "docker", Tier: c.Labels[compute.LabelTier], Server: "container " + short(c.ID) + " (" + string(c.State) + ")",
 			Owner: c.Labels[compute.LabelOwner], Created: time.Unix(c.Created, 0)}
 		i.Expires, _ = compute.ParseExpires(c.Labels[compute.LabelExpires])
 		i.Orphan, i.Why = compute.Orphaned(c.Labels, now)

@@ -27,7 +27,7 @@ func (p *Provider) List(ctx context.Context) ([]compute.RunnerInfo, error) {
 	for _, s := range servers {
 		lease := s.Labels[compute.LabelLease]
 		withServer[lease] = true
-		i := compute.RunnerInfo{ID: lease, Provider: "hcloud", Tier: s.Labels["lian-build/tier"], Server: fmt.Sprintf("%s (id %d)", s.Name, s.ID),
+		i := compute.RunnerInfo{ID: lease, Provider: "hcloud", Tier: s.Labels[compute.LabelTier], Server: fmt.Sprintf("%s (id %d)", s.Name, s.ID),
 			Type: s.ServerType.Name, Owner: s.Labels[compute.LabelOwner], Created: s.Created}
 		if s.Location != nil {
 			i.Location = s.Location.Name
@@ -44,6 +44,26 @@ func (p *Provider) List(ctx context.Context) ([]compute.RunnerInfo, error) {
 		i := compute.RunnerInfo{ID: lease, Provider: "hcloud", Server: "SSH key " + k.Name + " without a server", Owner: k.Labels[compute.LabelOwner], Created: k.Created}
 		i.Expires, _ = compute.ParseExpires(k.Labels[compute.LabelExpires])
 		i.Orphan, i.Why = compute.Orphaned(k.Labels, now)
+		out = append(out, i)
+	}
+	pooled, err := p.poolServers(ctx)
+	return append(out, pooled...), err
+}
+
+// poolServers are the servers VM pools keep: listed, so that an operator
+// sees every server lian-build has, but never reaped here.
+func (p *Provider) poolServers(ctx context.Context) ([]compute.RunnerInfo, error) {
+	servers, err := p.c.Server.AllWithOpts(ctx, hc.ServerListOpts{ListOpts: hc.ListOpts{LabelSelector: compute.LabelPool}})
+	if err != nil {
+		return nil, fmt.Errorf("hcloud: list pool servers: %w", err)
+	}
+	var out []compute.RunnerInfo
+	for _, s := range servers {
+		i := compute.RunnerInfo{ID: s.Labels[compute.LabelPoolVM], Provider: "hcloud", Tier: s.Labels[compute.LabelTier],
+			Server: fmt.Sprintf("%s (id %d)", s.Name, s.ID), Type: s.ServerType.Name, Created: s.Created, Pool: s.Labels[compute.LabelPool]}
+		if s.Location != nil {
+			i.Location = s.Location.Name
+		}
 		out = append(out, i)
 	}
 	return out, nil

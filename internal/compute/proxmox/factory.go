@@ -101,7 +101,7 @@ func (p *Provider) vms(ctx context.Context) ([]vm, error) {
 			return nil, err
 		}
 		labels := labelsOf(cfg.Description)
-		i := compute.RunnerInfo{ID: labels[compute.LabelLease], Provider: "proxmox", Tier: labels["lian-build/tier"],
+		i := compute.RunnerInfo{ID: labels[compute.LabelLease], Provider: "proxmox", Tier: labels[compute.LabelTier],
 			Server: fmt.Sprintf("VM %d (%s, %s)", v.VMID, v.Name, v.Status), Location: v.Node, Owner: labels[compute.LabelOwner]}
 		i.Expires, _ = compute.ParseExpires(labels[compute.LabelExpires])
 		i.Orphan, i.Why = compute.Orphaned(labels, now)
