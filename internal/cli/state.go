@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/lian-build/action/internal/compute"
 	"github.com/lian-build/action/internal/frontdoor"
 	"github.com/lian-build/action/internal/state"
 )
@@ -27,6 +28,7 @@ func runState(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := newFlagSet("lian-build state "+args[0], stderr)
 	s := frontdoor.Settings{Names: cliNames(frontdoor.SettingsTable())}
 	registerSettings(fs, frontdoor.SettingsTable(), &s, stateSettings)
+	registerProvider(fs, &s)
 	pos, err := parseInterspersed(fs, args[1:])
 	if err != nil {
 		return flagErr(err)
@@ -43,6 +45,9 @@ func runState(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 				return &UsageError{Msg: "state rm: " + err.Error()}
 			}
 		}
+	}
+	if s.StateStore == frontdoor.RemoteStateStore {
+		return remoteState(ctx, args[0], pos, s, stdout)
 	}
 	st, _, err := s.OpenExistingState(ctx)
 	var me *state.MissingError
@@ -95,4 +100,51 @@ func runState(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	return usageErr("state: unknown command %q (ls, rm, gc, unmount)", args[0])
+}
+
+// remoteState is `state ls|rm --state-store volumes`: the state a provider
+// keeps outside this machine (hcloud's volumes; --provider hcloud implied).
+func remoteState(ctx context.Context, cmd string, namespaces []string, s frontdoor.Settings, stdout io.Writer) error {
+	if s.ComputeProvider == "" {
+		s.ComputeProvider = "hcloud"
+	}
+	prov, err := s.OpenProvider()
+	if err != nil {
+		return err
+	}
+	admin, ok := prov.(compute.StateAdmin)
+	if !ok {
+		return usageErr("--state-store %s: the %s provider keeps no state of its own (hcloud does)", s.StateStore, prov.Name())
+	}
+	switch cmd {
+	case "ls":
+		infos, err := admin.States(ctx)
+		if err != nil || len(infos) == 0 {
+			if err == nil {
+				fmt.Fprintln(stdout, "no state volume")
+			}
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "NAMESPACE\tWHERE\tSIZE\tCREATED\tIN USE")
+		for _, i := range infos {
+			inUse := i.InUse
+			if inUse == "" {
+				inUse = "no"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s ago\t%s\n", i.Namespace, i.Where, frontdoor.FmtBytes(uint64(i.Bytes)), time.Since(i.Created).Round(time.Second), inUse)
+		}
+		return tw.Flush()
+	case "rm":
+		var errs []error
+		for _, ns := range namespaces {
+			if err := admin.RemoveState(ctx, ns); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			fmt.Fprintf(stdout, "removed %s\n", ns)
+		}
+		return errors.Join(errs...)
+	}
+	return usageErr("state %s: not for --state-store %s (volumes are detached and deleted with state rm)", cmd, s.StateStore)
 }

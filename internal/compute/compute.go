@@ -203,6 +203,22 @@ func SafeLabel(v string) string {
 // MaxLabel is the longest label value clouds accept (Hetzner: 63).
 const MaxLabel = 63
 
+// StateAdmin is a provider that keeps runner state outside this machine
+// (hcloud's volumes): `lian-build state ls|rm` list and remove it there.
+type StateAdmin interface {
+	States(ctx context.Context) ([]StateInfo, error)
+	RemoveState(ctx context.Context, namespace string) error
+}
+
+// StateInfo is one namespace's state where a provider keeps it.
+type StateInfo struct {
+	Namespace string
+	Where     string // a volume and its location
+	Bytes     int64
+	Created   time.Time
+	InUse     string // "" when no build holds it
+}
+
 // Outcome is how the build on a runner ended, for runners whose machine may
 // serve again (a pool's): only OutcomeOK lets it.
 type Outcome string

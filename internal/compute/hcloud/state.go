@@ -142,3 +142,48 @@ func (r *runner) discardState(ctx context.Context) {
 	defer cancel()
 	_, _ = remote.RunScript(ctx, r.SSH, "state-discard", st.mount(), r.lease.ID)
 }
+
+// States lists the state volumes (`lian-build state ls --state-store
+// volumes`): one per namespace and location.
+func (p *Provider) States(ctx context.Context) ([]compute.StateInfo, error) {
+	vols, err := p.c.Volume.AllWithOpts(ctx, hc.VolumeListOpts{ListOpts: hc.ListOpts{LabelSelector: LabelState}})
+	if err != nil {
+		return nil, fmt.Errorf("hcloud: list state volumes: %w", err)
+	}
+	out := make([]compute.StateInfo, 0, len(vols))
+	for _, v := range vols {
+		i := compute.StateInfo{Namespace: strings.Replace(v.Labels[LabelState], ".", "/", 1), Where: fmt.Sprintf("volume %s (id %d)", v.Name, v.ID),
+			Bytes: int64(v.Size) << 30, Created: v.Created}
+		if v.Location != nil {
+			i.Where += " in " + v.Location.Name
+		}
+		if v.Server != nil {
+			i.InUse = fmt.Sprintf("attached to server %d", v.Server.ID)
+		}
+		out = append(out, i)
+	}
+	return out, nil
+}
+
+// RemoveState deletes a namespace's state volumes (every location); one
+// attached to a server (a build runs on it) is refused.
+func (p *Provider) RemoveState(ctx context.Context, ns string) error {
+	vols, err := p.c.Volume.AllWithOpts(ctx, hc.VolumeListOpts{ListOpts: hc.ListOpts{LabelSelector: LabelState + "=" + stateLabel(ns)}})
+	if err != nil {
+		return fmt.Errorf("hcloud: list state volumes: %w", err)
+	}
+	if len(vols) == 0 {
+		return fmt.Errorf("hcloud: no state volume of %s", ns)
+	}
+	for _, v := range vols {
+		if v.Server != nil {
+			return fmt.Errorf("hcloud: the state volume of %s (%d) is attached to server %d: a build uses it; remove it when the build ends", ns, v.ID, v.Server.ID)
+		}
+	}
+	for _, v := range vols {
+		if _, err := p.c.Volume.Delete(ctx, v); err != nil {
+			return fmt.Errorf("hcloud: delete the state volume of %s (%d): %w", ns, v.ID, err)
+		}
+	}
+	return nil
+}

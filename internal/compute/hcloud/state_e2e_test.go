@@ -65,6 +65,21 @@ func TestStateVolumeWarmsTheNextBuild(t *testing.T) {
 		t.Fatalf("after a failed build: %v %+v\n%s", err, res.State, progress)
 	}
 	t.Logf("state line: %s (open %d ms, commit %d ms)", res.State.Line(), res.State.CloneMS, res.State.CommitMS)
+	// `state ls|rm --state-store volumes`: the operator sees and removes it.
+	p, _ := hcloud.New(hcloud.Settings{Token: token, Endpoint: w.fake.Endpoint(), Locations: []string{"fsn1"}})
+	infos, err := p.States(t.Context())
+	if err != nil || len(infos) != 1 || infos[0].Namespace != "ci/e2e" || infos[0].InUse != "" || !strings.Contains(infos[0].Where, "fsn1") {
+		t.Fatalf("states: %+v %v", infos, err)
+	}
+	if err := p.RemoveState(t.Context(), "ci/e2e"); err != nil {
+		t.Fatal(err)
+	}
+	if infos, err := p.States(t.Context()); err != nil || len(infos) != 0 {
+		t.Fatalf("after rm: %+v %v", infos, err)
+	}
+	if err := p.RemoveState(t.Context(), "ci/e2e"); err == nil || !strings.Contains(err.Error(), "no state volume") {
+		t.Errorf("rm of a removed namespace: %v", err)
+	}
 	w.assertNothingLeft(t)
 }
 
