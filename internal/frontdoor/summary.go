@@ -16,12 +16,24 @@ type fact struct {
 	code       bool // a literal (digest, tags, actor, step): a code span in Markdown
 }
 
+// firstTier is the tier the build was sized to (its first attempt's).
+func firstTier(r pipeline.Result) string {
+	if len(r.Attempts) == 0 {
+		return ""
+	}
+	return r.Attempts[0].Tier
+}
+
 // facts are what every report of a finished build says, in order.
 func facts(r pipeline.Result) []fact {
 	var out []fact
 	add := func(k, v string, code bool) { out = append(out, fact{k, v, code}) }
 	if r.Tier != "" {
-		add("tier", fmt.Sprintf("%s (%s: %s)", r.Tier, r.SizingSource, r.SizingReason), false)
+		if first := firstTier(r); first != "" && first != r.Tier {
+			add("tier", fmt.Sprintf("%s after an OOM on %s (sized %s by %s: %s)", r.Tier, first, first, r.SizingSource, r.SizingReason), false)
+		} else {
+			add("tier", fmt.Sprintf("%s (%s: %s)", r.Tier, r.SizingSource, r.SizingReason), false)
+		}
 	}
 	if r.SizingSuggestion != "" {
 		add("P95 suggestion", r.SizingSuggestion, false)

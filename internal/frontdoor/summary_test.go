@@ -28,7 +28,7 @@ func failedResult() pipeline.Result {
 func TestResultTable(t *testing.T) {
 	r := failedResult()
 	want := "| | |\n|---|---|\n" +
-		"| Tier | cax21 (default: generic default) |\n" +
+		"| Tier | cax21 after an OOM on cax11 (sized cax11 by default: generic default) |\n" +
 		"| P95 suggestion | cax31 |\n" +
 		"| Attempts | 1. cax11 oom in 4s, OOM → 2. cax21 failure in 8s |\n" +
 		"| OOM retries | 1 |\n" +
