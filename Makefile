@@ -7,7 +7,7 @@ export PATH := $(BIN):$(PATH)
 # Debian packages the local runner, its tests and the demo need.
 APT_PACKAGES := runc busybox-static docker-registry openssh-server iproute2 btrfs-progs xfsprogs docker.io
 
-.PHONY: all build deps tools demo test bench vet fmt-check clean fake-hcloud buildkit-image
+.PHONY: all build deps tools demo test bench vet fmt-check clean fake-hcloud buildkit-image doctest
 
 all: build
 
@@ -30,9 +30,14 @@ $(BIN)/buildkitd $(BIN)/buildctl &: tools/go.mod tools/go.sum
 buildkit-image: tools build
 	$(BIN)/lian-build runners image --provider docker
 
-## build: the lian-build CLI
+## build: every binary into bin/ — lian-build (the CLI), gateway (the GitHub App), lian-build-plugin
+## (Woodpecker), lian-build-action (the Action's entry point), fake-hcloud (the fake Hetzner API)
 build:
 	$(GO) build -o $(BIN)/lian-build ./cmd/lian-build
+	$(GO) build -o $(BIN)/gateway ./cmd/gateway
+	$(GO) build -o $(BIN)/lian-build-plugin ./plugin/woodpecker
+	$(GO) build -o $(BIN)/lian-build-action ./cmd/action
+	$(GO) build -o $(BIN)/fake-hcloud ./cmd/fake-hcloud
 
 ## demo: set up and run the main job — real builds of examples/hello on fresh local runners
 demo: tools build

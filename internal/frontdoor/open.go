@@ -193,7 +193,9 @@ func (s Settings) OpenHistory(ctx context.Context) (metrics.Recorder, func(), er
 		nc.Close()
 		return metrics.Recorder{}, nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	// A cluster that just lost a node (or a loaded machine) can take a
+	// while to confirm the bucket: a gateway's start waits for it.
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	kv, err := metrics.OpenKV(ctx, js)
 	if err != nil {
