@@ -289,10 +289,10 @@ func (s Settings) Open(ctx context.Context, log *slog.Logger) (*Runtime, error) 
 	if err != nil {
 		return nil, err
 	}
-	if log != nil && log.Enabled(ctx, slog.LevelInfo) {
-		if note := prov.Note(); note != "" {
-			log.Info(note)
-		}
+	// A provider's note (a slow state directory, a stock image without a
+	// pinned download) is said before the build, where it can still help.
+	if note := prov.Note(); note != "" && log != nil {
+		log.Warn(note)
 	}
 	rec, closeHistory, err := s.OpenHistory(ctx)
 	if err != nil {

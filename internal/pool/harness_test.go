@@ -6,9 +6,11 @@ import (
 	"crypto/rand"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
+	"strconv"
 	"testing"
 	"time"
 
@@ -53,14 +55,19 @@ type world struct {
 	srv     *httptest.Server
 	client  *pool.Client
 	signer  ssh.Signer
-	pl      *pipeline.Pipeline
-	base    buildkit.NamedContext
+	// insecure are the plain-HTTP registries the pool's servers may use.
+	insecure []string
+	pl       *pipeline.Pipeline
+	base     buildkit.NamedContext
 }
 
 type worldConfig struct {
 	tierMemory map[string]int64
 	policy     pool.Policy
 	hosts      bool // runner hosts behind the servers (false: unroutable servers)
+	// registry, when set, is a registry on this machine's loopback that
+	// the runner hosts reach (and their buildkitd may use over plain HTTP).
+	registry string
 }
 
 func newWorld(t testing.TB, cfg worldConfig) *world {
@@ -74,6 +81,12 @@ func newWorld(t testing.TB, cfg worldConfig) *world {
 		}
 		opts := testenv.HostOptions(t, cfg.tierMemory)
 		w.hosts = &runnerhost.Hosts{Options: opts, Dir: t.TempDir()}
+		if cfg.registry != "" {
+			_, port, _ := net.SplitHostPort(cfg.registry)
+			n, _ := strconv.Atoi(port)
+			w.hosts.Forward = []int{n}
+			w.insecure = []string{cfg.registry}
+		}
 		hosts = w.hosts
 		var err error
 		if w.local, err = local.New(opts); err != nil {
@@ -129,7 +142,7 @@ func (w *world) useEvents(t testing.TB, url string) {
 // service is a pool service (a replica) on the world's API, key and NATS.
 func (w *world) service(t testing.TB, policy pool.Policy) *pool.Service {
 	ctx := context.Background()
-	hc, err := hcloud.New(hcloud.Settings{Token: hcToken, Endpoint: w.fake.Endpoint(), PollEvery: 100 * time.Millisecond, Locations: []string{"fsn1"}})
+	hc, err := hcloud.New(hcloud.Settings{Token: hcToken, Endpoint: w.fake.Endpoint(), PollEvery: 100 * time.Millisecond, Locations: []string{"fsn1"}, Insecure: w.insecure})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/lian-build/action/internal/compute/hcloud"
+	"github.com/lian-build/action/internal/pipeline"
 	"github.com/lian-build/action/internal/pool"
 	"github.com/lian-build/action/internal/testenv"
 )
@@ -222,6 +223,36 @@ func TestDrainStopsRefillingUntilResume(t *testing.T) {
 	}
 	if st, _ := w.client.Status(ctx); st.Draining || len(st.VMs) != 1 {
 		t.Fatalf("after resume: %+v", st)
+	}
+	w.drainAndCheck(t)
+}
+
+// A pool lease reaches a registry on this machine, as a real server
+// reaches one on its network: the recycled buildkitd (inside the server's
+// network namespace) pulls and pushes the same as a fresh one. This push
+// failed with "connection refused" before runner hosts had a route.
+func TestPoolLeaseReachesTheTestRegistry(t *testing.T) {
+	reg := testenv.StartRegistry(t)
+	w := newWorld(t, worldConfig{hosts: true, registry: reg.Host})
+	for i, tag := range []string{"first", "second"} { // the second lease runs on the recycled buildkitd
+		res, err, progress := w.build(t, "FROM base\nRUN echo "+tag+" > /tag\n", func(r *pipeline.Request) {
+			r.Build.Tags, r.Build.Push, r.Build.InsecureRegistries = []string{reg.Host + "/team/app:" + tag}, true, []string{reg.Host}
+		})
+		if err != nil {
+			t.Fatalf("build %d: %v\n%s", i+1, err, progress)
+		}
+		if res.Digest == "" {
+			t.Fatalf("build %d pushed nothing", i+1)
+		}
+	}
+	pushed := 0
+	for _, r := range reg.Requests() {
+		if r.Method == "PUT" && strings.Contains(r.Path, "/team/app/manifests/") {
+			pushed++
+		}
+	}
+	if pushed != 2 {
+		t.Errorf("%d manifests pushed, want 2", pushed)
 	}
 	w.drainAndCheck(t)
 }

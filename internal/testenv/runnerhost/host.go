@@ -44,6 +44,11 @@ type Hosts struct {
 	Dir     string // per-host files (sshd config, keys)
 	// RefuseKeys makes sshd accept no key (a server that refuses the lease's key).
 	RefuseKeys bool
+	// Forward are ports of this machine's loopback (a test registry) that
+	// every host reaches at 127.0.0.1:PORT, as a server reaches a registry
+	// on its network: the same whether its buildkitd runs inside the
+	// host's network namespace or not.
+	Forward []int
 
 	mu    sync.Mutex
 	hosts map[int64]*host
@@ -56,6 +61,7 @@ type host struct {
 	lease  string
 	daemon int // buildkitd's pid
 	dir    string
+	fwd    *forwarder
 }
 
 var _ fakehcloud.Hosts = (*Hosts)(nil)
@@ -110,6 +116,9 @@ func (h *Hosts) Start(ctx context.Context, spec fakehcloud.HostSpec) (string, er
 		if out, err := exec.CommandContext(ctx, "ip", args...).CombinedOutput(); err != nil {
 			return fail(fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, out))
 		}
+	}
+	if hs.fwd, err = forward(hs.ns, h.Forward); err != nil {
+		return fail(err)
 	}
 	socketDir := filepath.Dir(strings.TrimPrefix(r.Info().Address, "unix://"))
 	keys := spec.SSHKeys
@@ -360,6 +369,7 @@ func (hs *host) killAll() {
 func (hs *host) stop(ctx context.Context) error {
 	var errs []error
 	hs.killAll()
+	hs.fwd.close()
 	if hs.sshd != nil {
 		_ = hs.sshd.Wait()
 	}

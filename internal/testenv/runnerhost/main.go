@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"syscall"
 
 	"github.com/lian-build/action/internal/compute/local"
@@ -22,6 +23,15 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	token := fs.String("token", "fake-hcloud-token", "the API token clients must send")
 	dir := fs.String("dir", filepath.Join(os.TempDir(), "fake-hcloud"), "state of the runner hosts")
 	buildkitd := fs.String("buildkitd", "buildkitd", "buildkitd binary of the runner hosts")
+	var ports []int
+	fs.Func("registry-port", "a port of this machine's loopback (a registry) that every server reaches at 127.0.0.1:PORT, as a real server reaches a registry on its network (repeatable)", func(v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 || n > 65535 {
+			return fmt.Errorf("%q: want a port", v)
+		}
+		ports = append(ports, n)
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
 			return 0
@@ -35,7 +45,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := fakehcloud.Serve(ctx, *listen, *token, &Hosts{Options: opts, Dir: filepath.Join(*dir, "hosts")}, stdout); err != nil {
+	if err := fakehcloud.Serve(ctx, *listen, *token, &Hosts{Options: opts, Dir: filepath.Join(*dir, "hosts"), Forward: ports}, stdout); err != nil {
 		fmt.Fprintf(stderr, "fake-hcloud: %v\n", err)
 		return 2
 	}
