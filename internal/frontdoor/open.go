@@ -306,6 +306,9 @@ func (s Settings) Open(ctx context.Context, log *slog.Logger) (*Runtime, error) 
 	}
 	if cfg.State != nil && log != nil {
 		log.Info("runner state store", "store", cfg.State.Describe())
+		if note := cfg.State.MountNote(); note != "" {
+			log.Warn(note)
+		}
 	}
 	cfg.RemoteState = s.remoteState()
 	if s.NatsURL != "" {

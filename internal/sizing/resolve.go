@@ -117,7 +117,7 @@ func Resolve(ctx context.Context, in Input) (Decision, error) {
 		if ok {
 			cpu, mem := P95Need(u)
 			if t, fits := in.Table.Fit(cpu, mem); fits {
-				why := fmt.Sprintf("P95 of %d builds %.1f CPU / %.1f GB × 1.2 → %d CPU / %d GB", u.Samples, u.CPU, u.MemoryGB, cpu, mem)
+				why := fmt.Sprintf("P95 of %d builds %.1f CPU / %s × 1.2 → %d CPU / %d GB", u.Samples, u.CPU, memText(u.MemoryGB), cpu, mem)
 				if u.Approved {
 					d.Tier, d.Source, d.Reason = t, SourceP95, why
 					return d, nil
@@ -151,3 +151,11 @@ func P95Need(u Usage) (cpu, memGB int) {
 }
 
 func describe(t Tier) string { return fmt.Sprintf("%s %d CPU / %d GB", t.Name, t.CPU, t.MemoryGB) }
+
+// memText is a memory amount for people: GB, or MiB below one.
+func memText(gb float64) string {
+	if gb < 1 {
+		return fmt.Sprintf("%.0f MiB", gb*1024)
+	}
+	return fmt.Sprintf("%.1f GB", gb)
+}

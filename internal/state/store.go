@@ -46,10 +46,14 @@ const DefaultImageSize = 20 << 30
 
 // Store is an open state store.
 type Store struct {
-	root   string
-	how    string // what the root is, for people
-	cloner cloner
-	opts   Options
+	// image is the image file of a store on one ("": a directory), and
+	// mountedNow whether this Open mounted it.
+	image      string
+	mountedNow bool
+	root       string
+	how        string // what the root is, for people
+	cloner     cloner
+	opts       Options
 }
 
 // cloner makes, clones and removes state directories on one filesystem.
@@ -127,7 +131,7 @@ func openImage(ctx context.Context, s *Store, path string, exists bool) (*Store,
 	if err != nil {
 		return nil, fmt.Errorf("state store %s: %w", quote(path), err)
 	}
-	s.root = root
+	s.root, s.image, s.mountedNow = root, path, mountedNow
 	s.how = fmt.Sprintf("btrfs image %s mounted at %s", path, s.root)
 	if err := s.pickCloner(); err != nil {
 		if mountedNow {
@@ -234,6 +238,15 @@ func probeReflink(dir string) error {
 	defer os.Remove(src)
 	defer os.Remove(src + ".clone")
 	return cloneFile(src, src+".clone")
+}
+
+// MountNote says, when this Open mounted the store's image, that the mount
+// stays for the next builds and how to release it ("" otherwise).
+func (s *Store) MountNote() string {
+	if !s.mountedNow {
+		return ""
+	}
+	return fmt.Sprintf("state store: mounted %s at %s; it stays mounted for the next builds (lian-build state unmount --state-store %s releases it)", s.image, s.root, s.image)
 }
 
 // Describe says what the store is and how it clones.
