@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -386,22 +385,9 @@ D.make_ci_build { workspace = "dirws", artifact = { image = "example.com/dirws:1
 // A pool that accepts connections and never answers: pool ls gives up
 // within its bound (not the 15 minutes it took), naming the pool.
 func TestPoolLsAgainstASilentPool(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			defer c.Close() // held open, never answered
-		}
-	}()
+	addr := testenv.SilentListener(t)
 	start := time.Now()
-	r := lian(t, []string{"LIAN_POOL_TOKEN=t0k"}, "pool", "ls", "--pool-url", "http://"+ln.Addr().String())
+	r := lian(t, []string{"LIAN_POOL_TOKEN=t0k"}, "pool", "ls", "--pool-url", "http://"+addr)
 	if took := time.Since(start); took > 45*time.Second {
 		t.Errorf("pool ls waited %v", took)
 	}

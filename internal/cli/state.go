@@ -74,15 +74,7 @@ func runState(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		return tw.Flush()
 	case "rm":
-		var errs []error
-		for _, ns := range pos {
-			if err := st.Remove(ctx, ns); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			fmt.Fprintf(stdout, "removed %s\n", ns)
-		}
-		return errors.Join(errs...)
+		return removeEach(pos, func(ns string) error { return st.Remove(ctx, ns) }, stdout)
 	case "unmount":
 		if err := st.Unmount(); err != nil {
 			return fmt.Errorf("%w (a build still uses it; try again when it ends)", err)
@@ -136,15 +128,21 @@ func remoteState(ctx context.Context, cmd string, namespaces []string, s frontdo
 		}
 		return tw.Flush()
 	case "rm":
-		var errs []error
-		for _, ns := range namespaces {
-			if err := admin.RemoveState(ctx, ns); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			fmt.Fprintf(stdout, "removed %s\n", ns)
-		}
-		return errors.Join(errs...)
+		return removeEach(namespaces, func(ns string) error { return admin.RemoveState(ctx, ns) }, stdout)
 	}
 	return usageErr("state %s: not for --state-store %s (volumes are detached and deleted with state rm)", cmd, s.StateStore)
+}
+
+// removeEach removes every namespace, saying each one removed; the errors
+// of the others are returned together.
+func removeEach(namespaces []string, remove func(string) error, stdout io.Writer) error {
+	var errs []error
+	for _, ns := range namespaces {
+		if err := remove(ns); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		fmt.Fprintf(stdout, "removed %s\n", ns)
+	}
+	return errors.Join(errs...)
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -91,22 +90,9 @@ func (p *timedPublisher) Publish(ctx context.Context, e pipeline.Event) {
 }
 
 func TestBuildSucceedsWithNATSDown(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0") // accepts and never answers
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			defer c.Close()
-		}
-	}()
+	addr := testenv.SilentListener(t) // accepts and never answers
 	e := newEnv(t, nil)
-	tp := &timedPublisher{inner: events.New(events.Options{URL: "nats://" + ln.Addr().String(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})}
+	tp := &timedPublisher{inner: events.New(events.Options{URL: "nats://" + addr, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})}
 	p, err := pipeline.New(pipeline.Config{Provider: e.prov, Events: tp})
 	if err != nil {
 		t.Fatal(err)

@@ -45,21 +45,25 @@ func (factory) New(cfg compute.Config) (compute.Provider, error) {
 		}
 		s.Template = n
 	}
-	switch strings.ToLower(cfg.Options[OptInsecureHTTP]) {
-	case "", "false", "0":
-	case "true", "1":
-		s.InsecureHTTP = true
-	default:
-		return nil, &compute.OptionError{Option: OptInsecureHTTP, Err: errors.New("want true or false")}
+	var err error
+	if s.InsecureHTTP, err = boolOption(cfg, OptInsecureHTTP); err != nil {
+		return nil, err
 	}
-	switch strings.ToLower(cfg.Options[OptFull]) {
-	case "", "false", "0":
-	case "true", "1":
-		s.Full = true
-	default:
-		return nil, &compute.OptionError{Option: OptFull, Err: errors.New("want true or false")}
+	if s.Full, err = boolOption(cfg, OptFull); err != nil {
+		return nil, err
 	}
 	return New(s)
+}
+
+// boolOption reads a true/false option ("" is false).
+func boolOption(cfg compute.Config, name string) (bool, error) {
+	switch strings.ToLower(cfg.Options[name]) {
+	case "", "false", "0":
+		return false, nil
+	case "true", "1":
+		return true, nil
+	}
+	return false, &compute.OptionError{Option: name, Err: errors.New("want true or false")}
 }
 
 // vm is one of the provider's VMs, for List and GC.
