@@ -23,6 +23,9 @@ func TestRepositoryPathsStayInsideTheCheckout(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(outside, "Dockerfile"), []byte(secret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.WriteFile(filepath.Join(outside, "directives.ncl"), []byte(secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	good := "FROM scratch\nCOPY Dockerfile /\n"
 	rel, _ := filepath.Rel(filepath.Join(os.TempDir(), "x", "y"), secretFile)
 	for _, tt := range []struct {
@@ -46,6 +49,8 @@ func TestRepositoryPathsStayInsideTheCheckout(t *testing.T) {
 			[]string{"artifact.context", "leads outside"}},
 		{"directives file is a link", map[string]string{"lian.ncl": "->" + secretFile, "Dockerfile": good},
 			[]string{"lian.ncl"}},
+		{"directives directory is a link", map[string]string{".lian": "->" + outside, "Dockerfile": good},
+			[]string{"directives.ncl", "leads outside"}},
 		{"state store from a repository", map[string]string{"lian.ncl": `let D = import "defaults/build_directives.ncl" in D.make_ci_build { workspace = "app", state_store = "/srv/state.img" }`, "Dockerfile": good},
 			[]string{"state_store", "leads outside"}},
 	} {

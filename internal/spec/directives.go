@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/lian-build/action/internal/nickel"
 	"github.com/lian-build/action/internal/safefile"
 	"github.com/lian-build/action/internal/sizing"
 )
@@ -57,6 +58,13 @@ func (l Loader) LoadDirectives(ctx context.Context, path string) (Directives, er
 	}
 	if _, err := os.Stat(abs); err != nil {
 		return Directives{}, &MissingError{Path: path}
+	}
+	// A repository's directives file is its own: one that resolves (through
+	// a linked directory, say) outside its checkout is never read.
+	if l.Checkout != "" {
+		if err := safefile.Confine(l.Checkout, abs); err != nil {
+			return Directives{}, &FieldError{Pos: nickel.Pos{File: path}, Field: "(file)", Err: fmt.Errorf("leads outside the repository's checkout (a symbolic link); not read")}
+		}
 	}
 	doc, err := l.Eval.contracted(ctx, filepath.Dir(abs), abs, "build_directives.ncl", "BuildDirectives")
 	if err != nil {
