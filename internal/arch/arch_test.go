@@ -3,6 +3,7 @@ package arch
 
 import (
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -61,6 +62,27 @@ func TestCoreImportsNoCallerIdentity(t *testing.T) {
 	for _, dep := range deps {
 		if why, bad := forbiddenDep(dep); bad {
 			t.Errorf("the core depends on %s, %s", dep, why)
+		}
+	}
+}
+
+// Compute never reaches back up a layer: a provider knows the pool only by
+// its wire model and client (poolapi), never the pool service, the
+// pipeline, the state store or the events publisher.
+func TestComputeDoesNotImportUpward(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", module+"internal/compute/...").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	deps := strings.Fields(string(out))
+	if !slices.Contains(deps, module+"internal/pool/poolapi") {
+		t.Fatal("compute does not use poolapi: the check would be empty")
+	}
+	for _, dep := range deps {
+		for _, up := range []string{"internal/pipeline", "internal/pool", "internal/state", "internal/events", "internal/frontdoor"} {
+			if dep == module+up {
+				t.Errorf("internal/compute/... depends on %s", up)
+			}
 		}
 	}
 }

@@ -10,15 +10,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lian-build/action/internal/pool/poolapi"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-)
-
-// API paths.
-const (
-	PathLeases = "/api/v1/vm-pool"
-	PathDrain  = "/api/v1/vm-pool/drain"
-	PathResume = "/api/v1/vm-pool/resume"
 )
 
 // maxBody bounds a request body.
@@ -98,10 +93,7 @@ func requireToken(token string, next http.Handler) http.Handler {
 	})
 }
 
-type apiError struct {
-	Error string `json:"error"`
-	Field string `json:"field,omitempty"`
-}
+type apiError = poolapi.ErrorBody
 
 // contextTimeout is the request's context, bounded.
 func contextTimeout(r *http.Request, d time.Duration) (context.Context, context.CancelFunc) {

@@ -84,7 +84,7 @@ func ClassGroup(class string) string {
 // expected duration and the retire margin. The one with the least billed
 // time left goes first (it is the one to use up); ties by name.
 func (p Policy) Pick(now time.Time, req Request, vms []VM) []VM {
-	need := p.expected(req.expected()) + p.retireBefore()
+	need := p.expected(req.Expected()) + p.retireBefore()
 	rank := tierRank(req.Tier)
 	var out []VM
 	for _, v := range vms {

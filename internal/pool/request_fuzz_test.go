@@ -32,19 +32,19 @@ func FuzzLeaseRequest(f *testing.F) {
 			}
 			return
 		}
-		if err := req.normalize(); err != nil {
+		if err := req.Normalize(); err != nil {
 			return
 		}
-		if req.ttl() <= 0 || req.ttl() > MaxTTL {
-			t.Fatalf("lease life %v from %q", req.ttl(), body)
+		if req.TTL() <= 0 || req.TTL() > MaxTTL {
+			t.Fatalf("lease life %v from %q", req.TTL(), body)
 		}
-		if req.expected() < 0 || req.expected() > MaxExpected {
-			t.Fatalf("expected %v from %q", req.expected(), body)
+		if req.Expected() < 0 || req.Expected() > MaxExpected {
+			t.Fatalf("expected %v from %q", req.Expected(), body)
 		}
 		if req.Workspace != "" && cache.NameRule(req.Workspace) != "" {
 			t.Fatalf("workspace %q accepted", req.Workspace)
 		}
-		if now := time.Now(); !now.Add(req.ttl()).After(now) {
+		if now := time.Now(); !now.Add(req.TTL()).After(now) {
 			t.Fatalf("a lease born expired from %q", body)
 		}
 	})

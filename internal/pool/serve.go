@@ -180,21 +180,6 @@ func cloudsFor(base hcloud.Settings, archs []string) (map[string]Cloud, error) {
 	return out, nil
 }
 
-// CheckToken refuses a bearer token that cannot travel in a header as it
-// is: empty, or with spaces or control characters (a token file with a
-// trailing space would make every request fail with 401).
-func CheckToken(tok string) error {
-	switch {
-	case tok == "":
-		return errors.New("empty")
-	case strings.ContainsFunc(tok, func(r rune) bool { return r <= ' ' || r == 0x7f }):
-		return errors.New("holds a space or a control character (a header cannot carry it as it is); write the token alone")
-	case len(tok) > 4096:
-		return errors.New("longer than 4096 bytes")
-	}
-	return nil
-}
-
 // nameRE is a pool's name: a Hetzner label value and part of a KV bucket's
 // and a server's name.
 var nameRE = regexp.MustCompile(`^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$`)

@@ -105,7 +105,7 @@ func (s *Service) Start(ctx context.Context) error {
 // hour holds the build, else a new one; when the tier is full it waits
 // for a return until ctx ends.
 func (s *Service) Lease(ctx context.Context, req Request) (Grant, error) {
-	if err := req.normalize(); err != nil {
+	if err := req.Normalize(); err != nil {
 		return Grant{}, err
 	}
 	if _, err := s.cloud(req.Arch); err != nil {
@@ -268,7 +268,7 @@ func (s *Service) newLease(req Request) (ed25519.PrivateKey, Lease, error) {
 	}
 	now := s.o.Now()
 	return priv, Lease{ID: "pl-" + randomHex(8), Class: req.Class, Workspace: req.Workspace, Build: req.Build,
-		Expected: req.expected(), Started: now, Expires: now.Add(req.ttl()), Key: ssh.FingerprintSHA256(pubOf(priv))}, nil
+		Expected: req.Expected(), Started: now, Expires: now.Add(req.TTL()), Key: ssh.FingerprintSHA256(pubOf(priv))}, nil
 }
 
 func (s *Service) grantOf(v VM, priv ed25519.PrivateKey, reused bool) (Grant, error) {

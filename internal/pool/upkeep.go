@@ -261,13 +261,6 @@ func (s *Service) Resume(ctx context.Context) error {
 	return nil
 }
 
-// Status is the pool as `pool ls` shows it.
-type Status struct {
-	Pool     string `json:"pool"`
-	Draining bool   `json:"draining"`
-	VMs      []VM   `json:"vms"`
-}
-
 // Status is every VM of the pool and whether it drains.
 func (s *Service) Status(ctx context.Context) (Status, error) {
 	vms, err := s.List(ctx)

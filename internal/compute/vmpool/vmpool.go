@@ -17,7 +17,7 @@ import (
 	"github.com/lian-build/action/internal/compute"
 	"github.com/lian-build/action/internal/compute/remote"
 	"github.com/lian-build/action/internal/compute/sshx"
-	"github.com/lian-build/action/internal/pool"
+	"github.com/lian-build/action/internal/pool/poolapi"
 	"github.com/lian-build/action/internal/sizing"
 )
 
@@ -40,21 +40,21 @@ func (factory) New(cfg compute.Config) (compute.Provider, error) {
 	if cfg.Options[OptURL] == "" {
 		return nil, &compute.OptionError{Option: OptURL, Err: errors.New("the pool's URL is required")}
 	}
-	clear, err := pool.CheckURL(cfg.Options[OptURL])
+	clear, err := poolapi.CheckURL(cfg.Options[OptURL])
 	if err != nil {
 		return nil, &compute.OptionError{Option: OptURL, Err: err}
 	}
 	if cfg.Options[OptToken] == "" {
 		return nil, &compute.OptionError{Option: OptToken, Err: errors.New("the pool's bearer token is required")}
 	}
-	if err := pool.CheckToken(cfg.Options[OptToken]); err != nil {
+	if err := poolapi.CheckToken(cfg.Options[OptToken]); err != nil {
 		return nil, &compute.OptionError{Option: OptToken, Err: err}
 	}
 	arch := cfg.Options[OptArch]
 	if arch == "" {
 		arch = "arm"
 	}
-	p := &Provider{c: &pool.Client{URL: cfg.Options[OptURL], Token: cfg.Options[OptToken]}, arch: arch}
+	p := &Provider{c: &poolapi.Client{URL: cfg.Options[OptURL], Token: cfg.Options[OptToken]}, arch: arch}
 	if clear {
 		p.note = "the pool's URL is plain http to another machine: its lease grants, each with a private key, and its bearer token cross the network in clear; serve the pool behind https"
 	}
@@ -63,7 +63,7 @@ func (factory) New(cfg compute.Config) (compute.Provider, error) {
 
 // Provider leases runners from a pool.
 type Provider struct {
-	c    *pool.Client
+	c    *poolapi.Client
 	arch string
 	note string
 }
@@ -80,7 +80,7 @@ func (p *Provider) Spawn(ctx context.Context, tier sizing.Tier, lease compute.Le
 		return nil, err
 	}
 	start := time.Now()
-	g, err := p.c.Lease(ctx, pool.Request{Tier: tier.Name, Arch: p.arch, Workspace: lease.Labels[compute.LabelWorkspace],
+	g, err := p.c.Lease(ctx, poolapi.Request{Tier: tier.Name, Arch: p.arch, Workspace: lease.Labels[compute.LabelWorkspace],
 		Class: lease.Labels[compute.LabelActorClass], Build: lease.Labels["lian-build/build"],
 		ExpectedSeconds: int64(lease.Expected / time.Second), TTLSeconds: int64(lease.TTL / time.Second)})
 	if err != nil {
@@ -101,7 +101,7 @@ func (p *Provider) Spawn(ctx context.Context, tier sizing.Tier, lease compute.Le
 	return r, nil
 }
 
-func dial(ctx context.Context, g pool.Grant) (*sshx.Conn, error) {
+func dial(ctx context.Context, g poolapi.Grant) (*sshx.Conn, error) {
 	signer, err := ssh.ParsePrivateKey([]byte(g.Key))
 	if err != nil {
 		return nil, fmt.Errorf("vm-pool: the lease's key: %w", err)
@@ -137,7 +137,7 @@ func (p *Provider) GC(context.Context) ([]compute.RunnerInfo, error) { return ni
 type runner struct {
 	p       *Provider
 	lease   compute.Lease
-	g       pool.Grant
+	g       poolapi.Grant
 	created time.Time
 	spawn   compute.SpawnTimes
 	remote.Conn
@@ -184,7 +184,7 @@ func (p *Provider) giveBack(ctx context.Context, leaseID string, o compute.Outco
 	wait := 250 * time.Millisecond
 	for {
 		_, err := p.c.Return(ctx, leaseID, string(o))
-		var ae *pool.APIError
+		var ae *poolapi.APIError
 		switch {
 		case err == nil || errors.As(err, &ae) && ae.Status == http.StatusNotFound:
 			return nil

@@ -1,4 +1,4 @@
-package pool
+package poolapi
 
 import (
 	"bytes"
@@ -175,7 +175,7 @@ func (c *Client) call(ctx context.Context, method, path string, in, out any) err
 		return fmt.Errorf("vm-pool: %s %s: %w", method, path, err)
 	}
 	if resp.StatusCode >= 300 {
-		var ae apiError
+		var ae ErrorBody
 		if json.Unmarshal(b, &ae) != nil || ae.Error == "" {
 			ae.Error = strings.TrimSpace(string(b))
 		}
@@ -183,6 +183,21 @@ func (c *Client) call(ctx context.Context, method, path string, in, out any) err
 	}
 	if err := json.Unmarshal(b, out); err != nil {
 		return fmt.Errorf("vm-pool: %s %s: answer: %w", method, path, err)
+	}
+	return nil
+}
+
+// CheckToken refuses a bearer token that cannot travel in a header as it
+// is: empty, or with spaces or control characters (a token file with a
+// trailing space would make every request fail with 401).
+func CheckToken(tok string) error {
+	switch {
+	case tok == "":
+		return errors.New("empty")
+	case strings.ContainsFunc(tok, func(r rune) bool { return r <= ' ' || r == 0x7f }):
+		return errors.New("holds a space or a control character (a header cannot carry it as it is); write the token alone")
+	case len(tok) > 4096:
+		return errors.New("longer than 4096 bytes")
 	}
 	return nil
 }

@@ -1,0 +1,217 @@
+// Package poolapi is the VM pool's wire model and its client: what a
+// lease asks for and gets, how it ends, the errors the API answers with.
+// It is all a pool's client (compute/vmpool, the CLI) needs: the service,
+// its store and its policy stay in internal/pool.
+package poolapi
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/lian-build/action/internal/cache"
+	"github.com/lian-build/action/internal/sizing"
+)
+
+// State is where a VM is in its life.
+type State string
+
+const (
+	// StateCreating: the server is being made (for a lease, or to stand idle).
+	StateCreating State = "creating"
+	// StateIdle: recycled, waiting for a lease.
+	StateIdle State = "idle"
+	// StateLeased: a build holds it.
+	StateLeased State = "leased"
+	// StateRecycling: returned clean; being made fit for the next lease.
+	StateRecycling State = "recycling"
+	// StateRetiring: being destroyed.
+	StateRetiring State = "retiring"
+)
+
+// VM is one server of the pool, as the KV bucket holds it.
+type VM struct {
+	ID       string `json:"id"` // the pool's name for it, also the server's name
+	ServerID int64  `json:"server_id,omitempty"`
+	Tier     string `json:"tier"`
+	Arch     string `json:"arch"`
+	Type     string `json:"type,omitempty"`
+	Location string `json:"location,omitempty"`
+	Addr     string `json:"addr,omitempty"`     // sshd, host:22
+	HostKey  string `json:"host_key,omitempty"` // pinned at first contact (authorized_keys format)
+	State    State  `json:"state"`
+	// Since is when the VM entered its state.
+	Since time.Time `json:"since"`
+	// Created is when its server was created: billing counts from here.
+	Created time.Time `json:"created"`
+	// Group is the class group it serves when classes are kept apart.
+	Group  string `json:"group,omitempty"`
+	Leases int    `json:"leases"` // leases served
+	Lease  *Lease `json:"lease,omitempty"`
+}
+
+// Lease is one build's hold on a VM.
+type Lease struct {
+	ID        string        `json:"id"`
+	Class     string        `json:"class,omitempty"`
+	Workspace string        `json:"workspace,omitempty"`
+	Build     string        `json:"build,omitempty"`
+	Expected  time.Duration `json:"expected,omitempty"`
+	Started   time.Time     `json:"started"`
+	Expires   time.Time     `json:"expires"`
+	// Key is the SHA256 fingerprint of the lease's own SSH key (its private
+	// half went to the holder only).
+	Key string `json:"key"`
+}
+
+// Request is what a lease asks for.
+type Request struct {
+	Tier      string `json:"tier"`
+	Arch      string `json:"arch,omitempty"`     // arm (default) or x86
+	Location  string `json:"location,omitempty"` // "" any
+	Workspace string `json:"workspace,omitempty"`
+	Class     string `json:"actor_class,omitempty"` // ci, ci_aux, human, agent
+	Build     string `json:"build_id,omitempty"`
+	// ExpectedSeconds is how long the build is expected to take (its P95
+	// duration; 0: the pool's default).
+	ExpectedSeconds int64 `json:"expected_seconds,omitempty"`
+	// TTLSeconds is how long the lease may last (default 1 h, at most MaxTTL).
+	TTLSeconds int64 `json:"ttl_seconds,omitempty"`
+}
+
+// Expected is how long the build is expected to take.
+func (r Request) Expected() time.Duration { return time.Duration(r.ExpectedSeconds) * time.Second }
+
+// TTL is how long the lease may last.
+func (r Request) TTL() time.Duration { return time.Duration(r.TTLSeconds) * time.Second }
+
+// Classes are the actor classes a request may name.
+var Classes = []string{"ci", "ci_aux", "human", "agent"}
+
+// MaxTTL bounds a lease's life; a holder that vanishes is reclaimed after it.
+const MaxTTL = 6 * time.Hour
+
+// MaxExpected bounds a request's expected duration (a build longer than a
+// lease's longest life cannot be planned for).
+const MaxExpected = MaxTTL
+
+// Normalize fills defaults and checks the request; the error names the field.
+// Durations are compared in seconds before they become time.Durations, so
+// that no value overflows past a check.
+func (r *Request) Normalize() error {
+	if _, err := sizing.HCloud.Lookup(r.Tier); err != nil {
+		return &RequestError{Field: "tier", Msg: err.Error()}
+	}
+	switch r.Arch {
+	case "":
+		r.Arch = "arm"
+	case "arm", "x86":
+	default:
+		return &RequestError{Field: "arch", Msg: fmt.Sprintf("%s: want arm or x86", Quote(r.Arch))}
+	}
+	if r.Class == "" {
+		r.Class = "ci"
+	}
+	if !slices.Contains(Classes, r.Class) {
+		return &RequestError{Field: "actor_class", Msg: fmt.Sprintf("%s: want one of %v", Quote(r.Class), Classes)}
+	}
+	if r.Workspace != "" {
+		if rule := cache.NameRule(r.Workspace); rule != "" {
+			return &RequestError{Field: "workspace", Msg: fmt.Sprintf("%s: %s", Quote(r.Workspace), rule)}
+		}
+	}
+	if r.Build != "" && !buildIDRE.MatchString(r.Build) {
+		return &RequestError{Field: "build_id", Msg: fmt.Sprintf("%s: want at most 128 letters, digits, '.', '_' or '-'", Quote(r.Build))}
+	}
+	if r.Location != "" && !locationRE.MatchString(r.Location) {
+		return &RequestError{Field: "location", Msg: fmt.Sprintf("%s: not a location name (fsn1, nbg1, hel1, …)", Quote(r.Location))}
+	}
+	maxTTL := int64(MaxTTL / time.Second)
+	switch {
+	case r.TTLSeconds < 0:
+		return &RequestError{Field: "ttl_seconds", Msg: fmt.Sprintf("%d: may not be negative (0 or absent: 1 h)", r.TTLSeconds)}
+	case r.TTLSeconds == 0:
+		r.TTLSeconds = int64(time.Hour / time.Second)
+	case r.TTLSeconds > maxTTL:
+		return &RequestError{Field: "ttl_seconds", Msg: fmt.Sprintf("%d: at most %d (%s)", r.TTLSeconds, maxTTL, MaxTTL)}
+	}
+	if r.ExpectedSeconds < 0 || r.ExpectedSeconds > int64(MaxExpected/time.Second) {
+		return &RequestError{Field: "expected_seconds", Msg: fmt.Sprintf("%d: want 0 to %d (0: the pool's default)", r.ExpectedSeconds, int64(MaxExpected/time.Second))}
+	}
+	return nil
+}
+
+var (
+	buildIDRE  = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
+	locationRE = regexp.MustCompile(`^[a-z][a-z0-9-]{1,31}$`)
+)
+
+// Quote quotes a value for a message: control characters escaped, long
+// values cut.
+func Quote(s string) string {
+	if len(s) > 64 {
+		s = s[:64] + "…"
+	}
+	return strconv.Quote(s)
+}
+
+// RequestError is a bad lease request: the field and what is wrong.
+type RequestError struct{ Field, Msg string }
+
+func (e *RequestError) Error() string { return e.Field + ": " + e.Msg }
+
+// Grant is a lease handed out: where the runner is and how to reach it.
+type Grant struct {
+	LeaseID  string `json:"lease_id"`
+	VM       string `json:"vm"`
+	ServerID int64  `json:"server_id"`
+	Tier     string `json:"tier"`
+	Type     string `json:"type"`
+	Location string `json:"location"`
+	Addr     string `json:"address"`  // sshd, host:22
+	HostKey  string `json:"host_key"` // pin it
+	User     string `json:"ssh_user"`
+	Key      string `json:"private_key"` // the lease's own key, OpenSSH PEM
+	Socket   string `json:"socket"`
+	// Dial is the command the lease's key runs to reach buildkitd (its
+	// forced command bridges it; the key forwards no socket).
+	Dial    string    `json:"dial"`
+	Reused  bool      `json:"reused"`
+	WaitMS  int64     `json:"wait_ms"`
+	Created time.Time `json:"created"`
+	Expires time.Time `json:"expires"`
+}
+
+// Return is how a lease ends.
+type Return struct {
+	Outcome string `json:"outcome"` // ok, oom, error
+}
+
+// Disposition is what the pool did with a returned VM.
+type Disposition struct {
+	VM     string `json:"vm"`
+	Kept   bool   `json:"kept"` // recycled and idle; else destroyed
+	Reason string `json:"reason"`
+}
+
+// API paths.
+const (
+	PathLeases = "/api/v1/vm-pool"
+	PathDrain  = "/api/v1/vm-pool/drain"
+	PathResume = "/api/v1/vm-pool/resume"
+)
+
+// ErrorBody is the API's answer to a request it refuses.
+type ErrorBody struct {
+	Error string `json:"error"`
+	Field string `json:"field,omitempty"`
+}
+
+// Status is the pool as `pool ls` shows it.
+type Status struct {
+	Pool     string `json:"pool"`
+	Draining bool   `json:"draining"`
+	VMs      []VM   `json:"vms"`
+}
