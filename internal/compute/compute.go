@@ -25,6 +25,8 @@ import (
 // Lease names one runner: an id, who owns it, until when, and labels.
 type Lease struct {
 	ID string
+	// BuildID is the build the lease serves (its labels carry it too).
+	BuildID string
 	// Owner says who spawned the runner, in a form every provider can store
 	// as a label value (letters, digits, '-', '_', '.'): e.g. "pid-4242-17321".
 	Owner string
@@ -149,6 +151,8 @@ const (
 	LabelExpires   = "lian-build/expires" // unix seconds
 	LabelOwner     = "lian-build/owner"
 	LabelWorkspace = "lian-build/workspace"
+	// LabelBuild is the build a machine serves.
+	LabelBuild = "lian-build/build"
 	// LabelTier is the tier a machine was made for.
 	LabelTier = "lian-build/tier"
 	// LabelPool and LabelPoolVM mark a VM pool's servers: the pool's name

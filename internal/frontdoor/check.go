@@ -7,7 +7,7 @@ import (
 	"github.com/lian-build/action/internal/buildkit"
 	"github.com/lian-build/action/internal/cache"
 	"github.com/lian-build/action/internal/compute"
-	"github.com/lian-build/action/internal/compute/local"
+	"github.com/lian-build/action/internal/sizing"
 )
 
 // Check validates the settings a long-running service (the gateway) fixes
@@ -32,7 +32,7 @@ func (s Settings) Check() error {
 			return &buildkit.InputError{Field: s.name("insecure-registries"), Value: h, Msg: "want HOST:PORT"}
 		}
 	}
-	if _, err := local.ParseTierMemory(s.Local.TierMemory, Table()); err != nil {
+	if _, err := sizing.ParseTierMemory(s.Local.TierMemory, Table()); err != nil {
 		return &buildkit.InputError{Field: s.name("local-tier-memory"), Value: s.Local.TierMemory, Msg: err.Error()}
 	}
 	if _, err := s.size("state-store-size", s.StateStoreSize); err != nil {

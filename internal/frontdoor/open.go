@@ -16,9 +16,9 @@ import (
 
 	"github.com/lian-build/action/internal/buildkit"
 	"github.com/lian-build/action/internal/compute"
-	_ "github.com/lian-build/action/internal/compute/docker"  // registers the docker provider
-	_ "github.com/lian-build/action/internal/compute/hcloud"  // registers the hcloud provider
-	"github.com/lian-build/action/internal/compute/local"     // registers the local provider; ParseSize
+	_ "github.com/lian-build/action/internal/compute/docker" // registers the docker provider
+	_ "github.com/lian-build/action/internal/compute/hcloud" // registers the hcloud provider
+	// registers the local provider; ParseSize
 	_ "github.com/lian-build/action/internal/compute/proxmox" // registers the proxmox provider
 	_ "github.com/lian-build/action/internal/compute/vmpool"  // registers the vm-pool provider
 	"github.com/lian-build/action/internal/events"
@@ -276,7 +276,7 @@ func (s Settings) size(setting, text string) (int64, error) {
 	if text == "" {
 		return 0, nil
 	}
-	n, err := local.ParseSize(text)
+	n, err := sizing.ParseSize(text)
 	if err != nil {
 		return 0, &buildkit.InputError{Field: s.name(setting), Value: text, Msg: err.Error()}
 	}

@@ -16,11 +16,12 @@ func leaseID(buildID string, attempt int) string { return fmt.Sprintf("%s-a%d", 
 func (p *Pipeline) spawnRunner(ctx context.Context, req Request, attempt int, tier sizing.Tier, stateDir string) (compute.Runner, error) {
 	id := leaseID(req.BuildID, attempt)
 	lease := compute.Lease{
-		ID:    id,
-		Owner: compute.Owner(),
-		TTL:   req.LeaseTTL,
+		ID:      id,
+		BuildID: req.BuildID,
+		Owner:   compute.Owner(),
+		TTL:     req.LeaseTTL,
 		Labels: map[string]string{
-			"lian-build/build": req.BuildID,
+			compute.LabelBuild: req.BuildID,
 			compute.LabelTier:  tier.Name,
 		},
 		State:       stateDir,

@@ -2,7 +2,6 @@ package docker
 
 import (
 	"github.com/lian-build/action/internal/compute"
-	"github.com/lian-build/action/internal/compute/local"
 	"github.com/lian-build/action/internal/sizing"
 )
 
@@ -25,7 +24,7 @@ func (factory) Options() []string   { return []string{OptHost, OptImage, OptNetw
 func (factory) New(cfg compute.Config) (compute.Provider, error) {
 	s := Settings{Host: cfg.Options[OptHost], Image: cfg.Options[OptImage], Network: cfg.Options[OptNetwork], Insecure: cfg.Insecure}
 	if tm := cfg.Options[OptTierMemory]; tm != "" {
-		m, err := local.ParseTierMemory(tm, sizing.HCloud)
+		m, err := sizing.ParseTierMemory(tm, sizing.HCloud)
 		if err != nil {
 			return nil, &compute.OptionError{Option: OptTierMemory, Err: err}
 		}

@@ -12,7 +12,6 @@ import (
 	hc "github.com/hetznercloud/hcloud-go/v2/hcloud"
 
 	"github.com/lian-build/action/internal/compute"
-	"github.com/lian-build/action/internal/compute/local"
 	"github.com/lian-build/action/internal/compute/remote"
 	"github.com/lian-build/action/internal/sizing"
 )
@@ -91,7 +90,7 @@ func (f factory) New(cfg compute.Config) (compute.Provider, error) {
 		return nil, &compute.OptionError{Option: OptBuildkitURL, Err: fmt.Errorf("%q: want an http(s) URL ({arch}: amd64 or arm64)", u)}
 	}
 	if v := cfg.Options[OptVolumeSize]; v != "" {
-		n, err := local.ParseSize(v)
+		n, err := sizing.ParseSize(v)
 		if err != nil {
 			return nil, &compute.OptionError{Option: OptVolumeSize, Err: err}
 		}

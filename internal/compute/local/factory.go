@@ -72,7 +72,7 @@ func runtimeArch() string {
 }
 
 func (f factory) New(cfg compute.Config) (compute.Provider, error) {
-	mem, err := ParseTierMemory(cfg.Options[OptTierMemory], f.Tiers())
+	mem, err := sizing.ParseTierMemory(cfg.Options[OptTierMemory], f.Tiers())
 	if err != nil {
 		return nil, &compute.OptionError{Option: OptTierMemory, Err: err}
 	}

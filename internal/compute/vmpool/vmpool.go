@@ -81,7 +81,7 @@ func (p *Provider) Spawn(ctx context.Context, tier sizing.Tier, lease compute.Le
 	}
 	start := time.Now()
 	g, err := p.c.Lease(ctx, poolapi.Request{Tier: tier.Name, Arch: p.arch, Workspace: lease.Labels[compute.LabelWorkspace],
-		Class: lease.Labels[compute.LabelActorClass], Build: lease.Labels["lian-build/build"],
+		Class: lease.Labels[compute.LabelActorClass], Build: lease.BuildID,
 		ExpectedSeconds: int64(lease.Expected / time.Second), TTLSeconds: int64(lease.TTL / time.Second)})
 	if err != nil {
 		return nil, err
