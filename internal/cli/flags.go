@@ -4,14 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"strings"
 )
-
-// listFlag collects a repeatable flag (-t a -t b).
-type listFlag []string
-
-func (l *listFlag) String() string     { return strings.Join(*l, ",") }
-func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
 // parseInterspersed parses flags that may come before or after positional
 // arguments, as docker and buildx accept them.

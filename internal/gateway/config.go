@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/lian-build/action/internal/checks"
+	"github.com/lian-build/action/internal/frontdoor"
 	"github.com/lian-build/action/internal/nickel"
 	"github.com/lian-build/action/internal/spec"
 )
@@ -49,7 +50,7 @@ func LoadConfig(ctx context.Context, path string) (*FileConfig, error) {
 			}
 			continue
 		}
-		fc.flags[strings.ReplaceAll(key, "_", "-")] = flagValues(key, v)
+		fc.flags[strings.ReplaceAll(key, "_", "-")] = flagValues(v)
 	}
 	return fc, nil
 }
@@ -77,19 +78,16 @@ func (fc *FileConfig) repos(v any) error {
 	return nil
 }
 
-// flagValues turns a field's value into flag text: lists become one
-// comma-joined value, or one value per element for a repeatable flag.
-func flagValues(key string, v any) []string {
+// flagValues turns a field's value into flag text: a list, its elements
+// (apply sets a repeatable flag once per element, joins them for another).
+func flagValues(v any) []string {
 	switch x := v.(type) {
 	case []any:
 		var items []string
 		for _, e := range x {
 			items = append(items, fmt.Sprint(e))
 		}
-		if key == "build_context" {
-			return items
-		}
-		return []string{strings.Join(items, ",")}
+		return items
 	case float64:
 		return []string{strconv.FormatFloat(x, 'f', -1, 64)}
 	}
@@ -109,7 +107,11 @@ func (fc *FileConfig) apply(fs *flag.FlagSet, getenv func(string) string) error 
 		if getenv(envKey(name)) != "" {
 			continue
 		}
-		for _, v := range fc.flags[name] {
+		values := fc.flags[name]
+		if f := fs.Lookup(name); f != nil && !repeatable(f) && len(values) > 1 {
+			values = []string{strings.Join(values, ",")}
+		}
+		for _, v := range values {
 			if err := fs.Set(name, v); err != nil {
 				return spec.FieldAt(fc.doc, fc.Path, strings.ReplaceAll(name, "-", "_"), fmt.Errorf("invalid value %q for --%s: %v", v, name, err))
 			}
@@ -156,4 +158,13 @@ func applyEnv(fs *flag.FlagSet, getenv func(string) string) error {
 		}
 	})
 	return err
+}
+
+// repeatable reports whether a flag collects one value per use.
+func repeatable(f *flag.Flag) bool {
+	switch f.Value.(type) {
+	case *frontdoor.ListValue, *frontdoor.CommaList:
+		return true
+	}
+	return false
 }

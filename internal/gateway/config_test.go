@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -77,7 +79,7 @@ func TestConfigFileErrorsHavePositions(t *testing.T) {
 		{"typo", `concurrency = 3,`, `gateway.ncl:7:3: concurency: unknown field (did you mean "concurrency"?)`},
 		{"secret value", `concurrency = 3,`, `gateway.ncl:7:3: webhook_secret: unknown field`},
 		{"bad duration", `ack_wait = "45s",`, `gateway.ncl:8:14: ack_wait: invalid value "45 seconds" for --ack-wait`},
-		{"bad enum", `provider = 'local,`, `gateway.ncl:12:14: provider: 'aws is not one of 'local, 'hcloud`},
+		{"bad enum", `provider = 'local,`, `gateway.ncl:12:14: provider: 'aws is not one of 'local, 'docker, 'hcloud, 'proxmox, 'vm-pool`},
 		{"bad repository", `{ repository = "octo/app"`, `repositories[0].repository: "octo": want owner/repo`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -166,5 +168,49 @@ func TestHostileGatewayConfig(t *testing.T) {
 				t.Errorf("the gateway's start and check-config disagree: start says %v", err)
 			}
 		})
+	}
+}
+
+// The configuration file's schema and the gateway's flags are the same
+// set: every flag (docker's and Proxmox's included) has its field, every
+// field its flag.
+func TestSchemaFieldsAreTheFlags(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "schemas", "gateway.ncl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := string(b)
+	body = body[strings.Index(body, "GatewayConfig = {"):]
+	fields := map[string]bool{}
+	for _, m := range regexp.MustCompile(`(?m)^\s+([a-z_0-9]+) \|`).FindAllStringSubmatch(body, -1) {
+		if m[1] != "repositories" {
+			fields[strings.ReplaceAll(m[1], "_", "-")] = true
+		}
+	}
+	_, err = ParseFlags(context.Background(), []string{"--help"}, func(string) string { return "" })
+	var help *HelpRequested
+	if !errors.As(err, &help) {
+		t.Fatal(err)
+	}
+	flags := map[string]bool{}
+	for _, m := range regexp.MustCompile(`(?m)^  -([a-z0-9-]+)`).FindAllStringSubmatch(help.Usage, -1) {
+		if m[1] != "config" {
+			flags[m[1]] = true
+		}
+	}
+	for f := range flags {
+		if !fields[f] {
+			t.Errorf("flag --%s has no field %s in schemas/gateway.ncl", f, strings.ReplaceAll(f, "-", "_"))
+		}
+	}
+	for f := range fields {
+		if !flags[f] {
+			t.Errorf("schemas/gateway.ncl field %s has no flag", strings.ReplaceAll(f, "-", "_"))
+		}
+	}
+	for _, want := range []string{"docker-host", "proxmox-endpoint", "hcloud-buildkit-sha256", "pool-url"} {
+		if !flags[want] {
+			t.Errorf("the gateway has no --%s", want)
+		}
 	}
 }

@@ -15,11 +15,15 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/lian-build/action/internal/compute/local"
 	"github.com/lian-build/action/internal/frontdoor"
-	"github.com/lian-build/action/internal/metrics"
 	"github.com/lian-build/action/internal/version"
 )
+
+// BuildSettings are the settings of the table the gateway takes for every
+// build (flags, LIAN_GATEWAY_* variables, the configuration file): the
+// cache registry, the state store and every compute provider's options.
+var BuildSettings = append([]string{"registry", "registry-provider", "registry-username", "registry-password-file",
+	"state-store", "state-store-size", "state-max", "metrics-dir", "build-contexts", "events-prefix"}, frontdoor.ProviderSettings...)
 
 // ParseFlags reads the configuration: the file --config (or
 // $LIAN_GATEWAY_CONFIG) names, overridden by LIAN_GATEWAY_* variables,
@@ -29,7 +33,7 @@ func ParseFlags(ctx context.Context, args []string, getenv func(string) string) 
 	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	var c Config
-	var secretFile, keyFile, tokenFile, branches, allow, insecure string
+	var secretFile, keyFile, tokenFile, branches, allow string
 	var appID string
 	fs.StringVar(&c.Listen, "listen", ":8080", "listen address ($LIAN_GATEWAY_LISTEN)")
 	fs.StringVar(&secretFile, "webhook-secret-file", "", "file with the webhook secret (required)")
@@ -44,27 +48,9 @@ func ParseFlags(ctx context.Context, args []string, getenv func(string) string) 
 	fs.BoolVar(&c.Route.BuildTags, "build-tags", false, "tag pushes build too")
 	fs.StringVar(&allow, "allow", "", "orgs or org/repo allowed, comma-separated (default: all installations)")
 	fs.StringVar(&tokenFile, "api-token-file", "", "file with the bearer token of /api/v1 (absent: API off)")
-	fs.StringVar(&c.Build.Registry, "registry", "", "cache registry HOST[:PORT][/PREFIX]")
-	fs.StringVar(&c.Build.RegistryProvider, "registry-provider", "generic", "zot, harbor, ghcr, dockerhub or generic")
-	fs.StringVar(&insecure, "insecure-registry", "", "plain-HTTP registries HOST:PORT, comma-separated")
-	fs.StringVar(&c.Build.ComputeProvider, "provider", "local", "compute provider: local, hcloud or vm-pool")
-	fs.StringVar(&c.Build.Pool.URL, "pool-url", "", "vm-pool provider: the pool service's URL (lian-build pool serve)")
-	fs.StringVar(&c.Build.Pool.TokenFile, "pool-token-file", "", "vm-pool provider: file with the pool's bearer token (else $LIAN_POOL_TOKEN)")
-	fs.StringVar(&c.Build.HCloud.TokenFile, "hcloud-token-file", "", "hcloud provider: file with the API token (else $HCLOUD_TOKEN)")
-	fs.StringVar(&c.Build.HCloud.Endpoint, "hcloud-endpoint", "", "hcloud provider: API URL (else $HCLOUD_ENDPOINT, else Hetzner's)")
-	fs.StringVar(&c.Build.HCloud.Locations, "hcloud-location", "fsn1,nbg1,hel1", "hcloud provider: locations, tried in order")
-	fs.StringVar(&c.Build.HCloud.Image, "hcloud-image", "debian-12", "hcloud provider: image name or label:KEY=VALUE")
-	fs.StringVar(&c.Build.Local.StateDir, "state-dir", local.DefaultStateDir, "local provider: runner state directory")
-	fs.StringVar(&c.Build.Local.Buildkitd, "buildkitd", "", "local provider: buildkitd binary")
-	fs.StringVar(&c.Build.Local.TierMemory, "local-tier-memory", "", "local provider: memory per tier")
-	fs.StringVar(&c.Build.StateStore, "state-store", "", "warm runner state per cache namespace: local provider, a btrfs/XFS directory or PATH.img; hcloud, volumes")
-	fs.StringVar(&c.Build.StateStoreSize, "state-store-size", "20GiB", "size of a new state-store image")
-	fs.StringVar(&c.Build.StateMax, "state-max", "", "total size of the committed states (LRU eviction beyond it)")
-	fs.StringVar(&c.Build.MetricsDir, "metrics-dir", metrics.DefaultDir, "unused with NATS (the history lives in JetStream)")
-	fs.Func("build-context", "named context for every build, NAME=DIR|oci-layout://PATH|docker-image://REF (repeatable)", func(v string) error {
-		c.Build.BuildContexts = append(c.Build.BuildContexts, v)
-		return nil
-	})
+	// Every build's settings come from the one settings table, named as the
+	// CLI names them: the registry, the compute provider and its options.
+	frontdoor.RegisterFlags(fs, frontdoor.SettingsTable(), &c.Build, BuildSettings, nil)
 	fs.DurationVar(&c.AckWait, "ack-wait", 30*time.Second, "redeliver a job whose worker is silent this long")
 	fs.IntVar(&c.Retry.MaxAttempts, "job-attempts", DefaultRetry.MaxAttempts, "attempts of a failing job (a crash of its worker counts) before it is dead-lettered on "+SubjectDead)
 	fs.DurationVar(&c.ProgressEvery, "progress-every", 10*time.Second, "at most one check run progress update per interval")
@@ -95,7 +81,6 @@ func ParseFlags(ctx context.Context, args []string, getenv func(string) string) 
 	}
 	c.Route.Branches = splitComma(branches)
 	c.Route.Allow = splitComma(allow)
-	c.Build.Insecure = splitComma(insecure)
 	c.Route.Table = frontdoor.Table()
 	return c, c.Validate()
 }
