@@ -48,8 +48,13 @@ func startServiceProcess(t *testing.T, w *world, natsURL string) *serviceProcess
 	sp.addr = ln.Addr().String()
 	ln.Close()
 	sp.args = []string{"pool", "serve", "--listen", sp.addr, "--token-file", filepath.Join(dir, "token"), "--name", "test",
-		"--ssh-key-file", filepath.Join(dir, "pool_key"), "--nats-url", natsURL, "--hcloud-token-file", filepath.Join(dir, "hctoken"),
+		"--ssh-key-file", filepath.Join(dir, "pool_key"), "--hcloud-token-file", filepath.Join(dir, "hctoken"),
 		"--hcloud-endpoint", w.fake.Endpoint(), "--hcloud-location", "fsn1", "--upkeep-every", "500ms"}
+	if natsURL != "" {
+		sp.args = append(sp.args, "--nats-url", natsURL)
+	} else {
+		sp.args = append(sp.args, "--data-dir", filepath.Join(dir, "data")) // the embedded nats-server
+	}
 	sp.start(t)
 	t.Cleanup(func() {
 		if t.Failed() {

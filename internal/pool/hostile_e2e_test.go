@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -255,4 +256,43 @@ func TestPoolLeaseReachesTheTestRegistry(t *testing.T) {
 		t.Errorf("%d manifests pushed, want 2", pushed)
 	}
 	w.drainAndCheck(t)
+}
+
+// `pool serve` runs on one machine with nothing else (an embedded
+// nats-server in --data-dir); stopped with SIGTERM it says what it leaves,
+// and restarted on the same directory it takes its VMs back.
+func TestPoolServeAloneWithEmbeddedNATS(t *testing.T) {
+	w := newWorld(t, worldConfig{hosts: true})
+	sp := startServiceProcess(t, w, "")
+	c := &pool.Client{URL: "http://" + sp.addr, Token: poolToken}
+	ctx := t.Context()
+	g, err := c.Lease(ctx, pool.Request{Tier: "cax11"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, err := c.Return(ctx, g.LeaseID, "ok"); err != nil || !d.Kept {
+		t.Fatalf("return: %+v %v", d, err)
+	}
+	if err := sp.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := sp.cmd.Wait(); err != nil {
+		t.Fatalf("exit after SIGTERM: %v\n%s", err, sp.log.String())
+	}
+	for _, want := range []string{"embedded nats-server", "pool VM created", "this VM stays", g.VM} {
+		if !strings.Contains(sp.log.String(), want) {
+			t.Errorf("the log lacks %q:\n%s", want, sp.log.String())
+		}
+	}
+	sp.start(t)
+	vms, err := c.List(ctx)
+	if err != nil || len(vms) != 1 || vms[0].ID != g.VM || vms[0].State != pool.StateIdle {
+		t.Fatalf("after a restart: %+v %v", vms, err)
+	}
+	if _, err := c.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := w.fake.Counts(); s != 0 {
+		t.Errorf("%d servers after the drain", s)
+	}
 }
