@@ -88,11 +88,11 @@ func settings(a *githubactions.Action, gh *githubactions.GitHubContext, table []
 		Progress:   "plain",
 		Commit:     gh.SHA,
 		Ref:        gh.Ref,
-		Local:      frontdoor.LocalSettings{StateDir: a.Getenv("LIAN_STATE_DIR"), Buildkitd: a.Getenv("LIAN_BUILDKITD")},
 		MetricsDir: a.Getenv("LIAN_METRICS_DIR"),
 		Names:      frontdoor.Names(table, func(st frontdoor.Setting) string { return st.Input }),
 		Given:      map[string]bool{},
 	}
+	s.OptionsFromEnv(a.Getenv)
 	for _, st := range table {
 		if st.Input == "" || a.GetInput(st.Input) == "" {
 			continue

@@ -83,7 +83,7 @@ func run(ctx context.Context, a *githubactions.Action, out io.Writer, log *slog.
 	}
 	var stateErr error
 	res, runErr := s.Build(ctx, req, frontdoor.BuildOptions{Logger: log, Progress: out, Starting: func() {
-		stateErr = fileCommand("GITHUB_STATE", func() { a.SaveState("state_dir", s.Local.StateDir) })
+		stateErr = fileCommand("GITHUB_STATE", func() { a.SaveState("state_dir", s.Option("state-dir")) })
 		a.Group(fmt.Sprintf("lian-build: %s (%s)", req.Workspace, req.Actor))
 	}})
 	if res.BuildID == "" {
@@ -155,7 +155,8 @@ func Summary(r pipeline.Result) string {
 
 // post removes the runners of this job whose owner (the main step) is gone.
 func post(ctx context.Context, a *githubactions.Action) int {
-	s := frontdoor.Settings{Local: frontdoor.LocalSettings{StateDir: a.Getenv("STATE_state_dir")}}
+	var s frontdoor.Settings
+	s.SetOption("state-dir", a.Getenv("STATE_state_dir"))
 	prov, err := s.OpenProvider()
 	if err != nil {
 		a.Warningf("lian-build post: %v", err)

@@ -28,7 +28,7 @@ func runnersImage(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if s.ComputeProvider != "docker" {
 		return usageErr("runners image: only --provider docker has an image to make")
 	}
-	bk := s.Local.Buildkitd
+	bk := s.Option("buildkitd")
 	if bk == "" {
 		bk = frontdoor.DefaultBuildkitd()
 	}
@@ -44,12 +44,12 @@ func runnersImage(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		*f.dst = p
 	}
 	opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
-	if s.Docker.Host != "" {
-		opts = append(opts, client.WithHost(s.Docker.Host))
+	if h := s.Option("docker-host"); h != "" {
+		opts = append(opts, client.WithHost(h))
 	}
 	c, err := client.New(opts...)
 	if err != nil {
-		return &buildkit.InputError{Field: "--docker-host", Value: s.Docker.Host, Msg: err.Error()}
+		return &buildkit.InputError{Field: "--docker-host", Value: s.Option("docker-host"), Msg: err.Error()}
 	}
 	defer c.Close()
 	if err := docker.ImportImage(ctx, c, *tag, files); err != nil {

@@ -89,24 +89,24 @@ func poolClientCommand(ctx context.Context, cmd string, args []string, stdout, s
 }
 
 func poolClient(s frontdoor.Settings) (*pool.Client, error) {
-	if s.Pool.URL == "" {
+	if s.Option("pool-url") == "" {
 		return nil, usageErr("--pool-url (or $LIAN_POOL_URL) is required")
 	}
-	clear, err := pool.CheckURL(s.Pool.URL)
+	clear, err := pool.CheckURL(s.Option("pool-url"))
 	if err != nil {
 		return nil, usageErr("--pool-url: %v", err)
 	}
 	if clear {
 		fmt.Fprintln(os.Stderr, "lian-build: warning: --pool-url is plain http to another machine: the bearer token crosses the network in clear")
 	}
-	tok, err := secretFrom("--pool-token-file", s.Pool.TokenFile, "LIAN_POOL_TOKEN")
+	tok, err := secretFrom("--pool-token-file", s.Option("pool-token-file"), "LIAN_POOL_TOKEN")
 	if err != nil {
 		return nil, err
 	}
 	if err := pool.CheckToken(tok); err != nil {
 		return nil, usageErr("--pool-token-file: %v", err)
 	}
-	return &pool.Client{URL: s.Pool.URL, Token: tok}, nil
+	return &pool.Client{URL: s.Option("pool-url"), Token: tok}, nil
 }
 
 // poolFlags are serve's own flags.
@@ -166,18 +166,18 @@ func serveOptions(s frontdoor.Settings, f poolFlags) (pool.ServeOptions, error) 
 	if err := pool.CheckToken(o.Token); err != nil {
 		return o, usageErr("--token-file: %v", err)
 	}
-	hcTok, err := secretFrom("--hcloud-token-file", s.HCloud.TokenFile, "HCLOUD_TOKEN")
+	hcTok, err := secretFrom("--hcloud-token-file", s.Option("hcloud-token-file"), "HCLOUD_TOKEN")
 	if err != nil {
 		return o, err
 	}
-	o.HCloud = hcloud.Settings{Token: hcTok, Endpoint: s.HCloud.Endpoint, Image: s.HCloud.Image, Insecure: s.Insecure, BuildkitURL: s.HCloud.BuildkitURL}
-	if o.HCloud.BuildkitPins, err = remote.ParsePins(s.HCloud.BuildkitSHA256); err != nil {
+	o.HCloud = hcloud.Settings{Token: hcTok, Endpoint: s.Option("hcloud-endpoint"), Image: s.Option("hcloud-image"), Insecure: s.Insecure, BuildkitURL: s.Option("hcloud-buildkit-url")}
+	if o.HCloud.BuildkitPins, err = remote.ParsePins(s.Option("hcloud-buildkit-sha256")); err != nil {
 		return o, usageErr("--hcloud-buildkit-sha256: %v", err)
 	}
 	if o.HCloud.Endpoint == "" {
 		o.HCloud.Endpoint = os.Getenv("HCLOUD_ENDPOINT")
 	}
-	for _, l := range strings.Split(s.HCloud.Locations, ",") {
+	for _, l := range strings.Split(s.Option("hcloud-location"), ",") {
 		if l = strings.TrimSpace(l); l != "" {
 			o.HCloud.Locations = append(o.HCloud.Locations, l)
 		}

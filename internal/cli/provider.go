@@ -9,8 +9,7 @@ import (
 
 // The settings the runners, sizing and metrics commands take besides build.
 var (
-	providerSettings = frontdoor.ProviderSettings
-	historySettings  = []string{"metrics-dir", "nats-url"}
+	historySettings = []string{"metrics-dir", "nats-url"}
 )
 
 // registerSettings adds the table's flags (only those named in only, when
@@ -21,7 +20,7 @@ func registerSettings(fs *flag.FlagSet, table []frontdoor.Setting, s *frontdoor.
 
 // registerProvider adds the compute provider flags.
 func registerProvider(fs *flag.FlagSet, s *frontdoor.Settings) {
-	registerSettings(fs, frontdoor.SettingsTable(), s, providerSettings)
+	registerSettings(fs, frontdoor.SettingsTable(), s, frontdoor.ProviderSettings())
 }
 
 // registerHistory adds the P95 history flags: JetStream with --nats-url, files otherwise.

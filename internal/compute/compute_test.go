@@ -15,6 +15,7 @@ type testFactory struct{ name string }
 func (f testFactory) Name() string        { return f.name }
 func (f testFactory) Tiers() sizing.Table { return sizing.HCloud }
 func (f testFactory) Options() []string   { return []string{"size"} }
+func (f testFactory) Settings() []Setting { return []Setting{{Name: "size", Help: "a size"}} }
 func (f testFactory) New(cfg Config) (Provider, error) {
 	if cfg.Options["size"] == "bad" {
 		return nil, &OptionError{Option: "size", Err: errors.New("not a size")}

@@ -16,6 +16,32 @@ import (
 type Config struct {
 	Options  map[string]string
 	Insecure []string // HOST:PORT registries reached over plain HTTP
+	// Arch is the architecture the build's platforms need ("arm", "x86";
+	// "": the provider's default).
+	Arch string
+	// StateSize is the size of a state volume a provider makes (e.g. 20GiB).
+	StateSize string
+}
+
+// Setting is one setting a provider declares; the front doors make it a
+// CLI flag, an Action input, a Woodpecker key, a gateway flag and a field
+// of the gateway's configuration file, as it says. New finds its value in
+// Config.Options under Name.
+type Setting struct {
+	// Name is the flag and the Action input; with '_' for '-' the
+	// Woodpecker key and the configuration field. Prefix it with the
+	// provider's name (hcloud-location), so that providers never clash.
+	Name    string
+	Help    string
+	Default string
+	Env     string // an environment variable that gives it
+	Bool    bool
+	// Secret is never a flag: it comes from a file (the flag NAME-file),
+	// Env, a masked Action input or a Woodpecker secret.
+	Secret bool
+	// Machine is a path or a program on the machine that runs lian-build:
+	// a flag only, never an Action input or a Woodpecker key.
+	Machine bool
 }
 
 // Factory builds one kind of provider.
@@ -23,8 +49,12 @@ type Factory interface {
 	Name() string
 	// Tiers is the provider's tier table (the same names everywhere, its own machines).
 	Tiers() sizing.Table
-	// Options are the option names New accepts.
+	// Options are the option names New accepts: the settings it declares,
+	// and settings it shares with another provider.
 	Options() []string
+	// Settings are the settings the provider declares, in the order its
+	// help lists them.
+	Settings() []Setting
 	New(cfg Config) (Provider, error)
 }
 
@@ -109,3 +139,27 @@ type OptionError struct {
 
 func (e *OptionError) Error() string { return fmt.Sprintf("%s: %v", e.Option, e.Err) }
 func (e *OptionError) Unwrap() error { return e.Err }
+
+// DeclaredSettings are the settings every registered provider declares,
+// by provider name, each name once (a setting two providers share is
+// declared by one of them).
+func DeclaredSettings() []Setting {
+	mu.RLock()
+	defer mu.RUnlock()
+	names := make([]string, 0, len(factories))
+	for n := range factories {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	seen := map[string]bool{}
+	var out []Setting
+	for _, n := range names {
+		for _, s := range factories[n].Settings() {
+			if !seen[s.Name] {
+				seen[s.Name] = true
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}

@@ -32,8 +32,8 @@ func (s Settings) Check() error {
 			return &buildkit.InputError{Field: s.name("insecure-registries"), Value: h, Msg: "want HOST:PORT"}
 		}
 	}
-	if _, err := sizing.ParseTierMemory(s.Local.TierMemory, Table()); err != nil {
-		return &buildkit.InputError{Field: s.name("local-tier-memory"), Value: s.Local.TierMemory, Msg: err.Error()}
+	if _, err := sizing.ParseTierMemory(s.Option("local-tier-memory"), Table()); err != nil {
+		return &buildkit.InputError{Field: s.name("local-tier-memory"), Value: s.Option("local-tier-memory"), Msg: err.Error()}
 	}
 	if _, err := s.size("state-store-size", s.StateStoreSize); err != nil {
 		return err

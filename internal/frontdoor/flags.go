@@ -7,12 +7,19 @@ import (
 )
 
 // ProviderSettings are the settings that choose and configure the compute
-// provider: every command that opens a provider (build, runners, catalog
-// build, the gateway) takes all of them.
-var ProviderSettings = []string{"compute-provider", "state-dir", "buildkitd", "local-tier-memory", "insecure-registries",
-	"hcloud-token-file", "hcloud-endpoint", "hcloud-location", "hcloud-image", "hcloud-buildkit-url", "hcloud-buildkit-sha256",
-	"pool-url", "pool-token-file", "docker-host", "docker-image", "docker-network",
-	"proxmox-endpoint", "proxmox-token-file", "proxmox-node", "proxmox-template", "proxmox-full-clone", "proxmox-ca-file", "proxmox-insecure-http"}
+// provider — the choice, the plain-HTTP registries every provider's
+// buildkitd honours, and every flag the registered providers declare —
+// which every command that opens a provider (build, runners, catalog
+// build, the gateway) takes.
+func ProviderSettings() []string {
+	out := []string{"compute-provider", "insecure-registries"}
+	for _, st := range providerSettings() {
+		if st.Flag != "" {
+			out = append(out, st.Name)
+		}
+	}
+	return out
+}
 
 // ListValue collects a repeatable flag (-t a -t b).
 type ListValue []string

@@ -16,11 +16,6 @@ import (
 
 	"github.com/lian-build/action/internal/buildkit"
 	"github.com/lian-build/action/internal/compute"
-	_ "github.com/lian-build/action/internal/compute/docker" // registers the docker provider
-	_ "github.com/lian-build/action/internal/compute/hcloud" // registers the hcloud provider
-	// registers the local provider; ParseSize
-	_ "github.com/lian-build/action/internal/compute/proxmox" // registers the proxmox provider
-	_ "github.com/lian-build/action/internal/compute/vmpool"  // registers the vm-pool provider
 	"github.com/lian-build/action/internal/events"
 	"github.com/lian-build/action/internal/metrics"
 	"github.com/lian-build/action/internal/pipeline"
@@ -47,18 +42,6 @@ func (r *Runtime) Close() {
 	}
 }
 
-// providerOptions are the settings each provider option comes from.
-var providerOptions = map[string]string{
-	"state-dir": "state-dir", "buildkitd": "buildkitd", "tier-memory": "local-tier-memory",
-	"token": "hcloud-token", "endpoint": "hcloud-endpoint", "location": "hcloud-location", "image": "hcloud-image", "arch": "platforms",
-	"buildkit-url": "hcloud-buildkit-url", "buildkit-sha256": "hcloud-buildkit-sha256",
-	"pool-url": "pool-url", "pool-token": "pool-token", "state-volume-size": "state-store-size",
-	"docker-host": "docker-host", "docker-image": "docker-image", "docker-network": "docker-network",
-	"proxmox-endpoint": "proxmox-endpoint", "proxmox-token": "proxmox-token", "proxmox-node": "proxmox-node",
-	"proxmox-template": "proxmox-template", "proxmox-full-clone": "proxmox-full-clone", "proxmox-ca-file": "proxmox-ca-file",
-	"proxmox-insecure-http": "proxmox-insecure-http",
-}
-
 // providerName is the provider the settings name (default local).
 func (s Settings) providerName() string {
 	if s.ComputeProvider == "" {
@@ -77,33 +60,25 @@ func (s Settings) Tiers() (sizing.Table, error) {
 	return f.Tiers(), nil
 }
 
-// providerValues are the values of every provider option the settings give.
+// providerValues are the values of every provider option the settings
+// give: each declared setting's, a secret from its file, else a masked
+// input, else its environment variable, any other from its environment
+// variable when no door gave it.
 func (s Settings) providerValues() (map[string]string, error) {
-	v := map[string]string{"state-dir": s.Local.StateDir, "buildkitd": s.Local.Buildkitd, "tier-memory": s.Local.TierMemory,
-		"token": s.HCloud.Token, "endpoint": s.HCloud.Endpoint, "location": s.HCloud.Locations, "image": s.HCloud.Image,
-		"buildkit-url": s.HCloud.BuildkitURL, "buildkit-sha256": s.HCloud.BuildkitSHA256,
-		"pool-url": s.Pool.URL, "pool-token": s.Pool.Token, "state-volume-size": s.StateStoreSize,
-		"docker-host": s.Docker.Host, "docker-image": s.Docker.Image, "docker-network": s.Docker.Network,
-		"proxmox-endpoint": s.Proxmox.Endpoint, "proxmox-token": s.Proxmox.Token, "proxmox-node": s.Proxmox.Node,
-		"proxmox-template": s.Proxmox.Template, "proxmox-full-clone": s.Proxmox.FullClone, "proxmox-ca-file": s.Proxmox.CAFile,
-		"proxmox-insecure-http": strconv.FormatBool(s.Proxmox.InsecureHTTP)}
+	v := map[string]string{}
+	for _, d := range compute.DeclaredSettings() {
+		v[d.Name] = s.Option(d.Name)
+		if d.Secret {
+			if err := s.secretOption(v, d.Name, d.Name+"-file", s.Option(d.Name+"-file"), d.Env); err != nil {
+				return nil, err
+			}
+		} else if v[d.Name] == "" && d.Env != "" {
+			v[d.Name] = os.Getenv(d.Env)
+		}
+	}
 	if v["buildkitd"] == "" {
 		v["buildkitd"] = DefaultBuildkitd()
 	}
-	// Each provider's secret: its file, else a masked input, else the environment.
-	for _, sec := range []struct{ option, fileSetting, file, env string }{
-		{"token", "hcloud-token-file", s.HCloud.TokenFile, "HCLOUD_TOKEN"},
-		{"pool-token", "pool-token-file", s.Pool.TokenFile, "LIAN_POOL_TOKEN"},
-		{"proxmox-token", "proxmox-token-file", s.Proxmox.TokenFile, "PROXMOX_TOKEN"},
-	} {
-		if err := s.secretOption(v, sec.option, sec.fileSetting, sec.file, sec.env); err != nil {
-			return nil, err
-		}
-	}
-	if v["endpoint"] == "" {
-		v["endpoint"] = os.Getenv("HCLOUD_ENDPOINT")
-	}
-	v["arch"] = s.arch()
 	return v, nil
 }
 
@@ -167,12 +142,24 @@ func (s Settings) OpenProvider() (compute.Provider, error) {
 			return nil, &buildkit.InputError{Field: s.name("state-dir"), Value: dir, Msg: fmt.Sprintf("cannot create it: %v", errors.Unwrap(err))}
 		}
 	}
-	p, err := compute.New(f.Name(), compute.Config{Options: opts, Insecure: s.Insecure})
+	p, err := compute.New(f.Name(), compute.Config{Options: opts, Insecure: s.Insecure, Arch: s.arch(), StateSize: s.StateStoreSize})
 	var oe *compute.OptionError
 	if errors.As(err, &oe) {
-		return nil, &buildkit.InputError{Field: s.name(providerOptions[oe.Option]), Msg: oe.Err.Error()}
+		return nil, &buildkit.InputError{Field: s.name(optionSetting(oe.Option)), Msg: oe.Err.Error()}
 	}
 	return p, err
+}
+
+// optionSetting is the setting a provider option comes from: its own
+// name, or the core setting the provider was given it from.
+func optionSetting(option string) string {
+	switch option {
+	case "arch":
+		return "platforms"
+	case "state-volume-size":
+		return "state-store-size"
+	}
+	return option
 }
 
 // OpenHistory returns the P95 history: JetStream when a NATS URL is set, files otherwise.

@@ -12,10 +12,12 @@ import (
 	"maps"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/lian-build/action/internal/buildkit"
 	"github.com/lian-build/action/internal/cache"
+	"github.com/lian-build/action/internal/compute"
 	"github.com/lian-build/action/internal/pipeline"
 	"github.com/lian-build/action/internal/safefile"
 	"github.com/lian-build/action/internal/sizing"
@@ -78,12 +80,7 @@ type Settings struct {
 	// Logins are registry credentials for pushes and pulls, by host.
 	Logins map[string]buildkit.Credential
 
-	Local   LocalSettings
-	HCloud  HCloudSettings
-	Pool    PoolSettings
-	Docker  DockerSettings
-	Proxmox ProxmoxSettings
-	Given   map[string]bool
+	Given map[string]bool
 	// Names maps a setting ("build-args") to what the user calls it in this
 	// front door ("--build-arg", the input build-args, settings: build_args),
 	// so that errors name what the user wrote.
@@ -91,6 +88,50 @@ type Settings struct {
 	// fromDirectives maps the settings taken from the directives file to
 	// their field there, for errors.
 	fromDirectives map[string]string
+	// opts and optBools hold the compute providers' settings by name
+	// (compute.Setting): no provider's option has a field here.
+	opts     map[string]*string
+	optBools map[string]*bool
+}
+
+// Option is the value of a provider's setting ("" when none was given).
+func (s Settings) Option(name string) string {
+	if p, ok := s.opts[name]; ok {
+		return *p
+	}
+	if b, ok := s.optBools[name]; ok {
+		return strconv.FormatBool(*b)
+	}
+	return ""
+}
+
+// SetOption gives a provider's setting a value.
+func (s *Settings) SetOption(name, value string) {
+	if p, ok := s.optBools[name]; ok {
+		*p, _ = strconv.ParseBool(value)
+		return
+	}
+	*s.optionPtr(name) = value
+}
+
+func (s *Settings) optionPtr(name string) *string {
+	if s.opts == nil {
+		s.opts = map[string]*string{}
+	}
+	if s.opts[name] == nil {
+		s.opts[name] = new(string)
+	}
+	return s.opts[name]
+}
+
+func (s *Settings) optionBool(name string) *bool {
+	if s.optBools == nil {
+		s.optBools = map[string]*bool{}
+	}
+	if s.optBools[name] == nil {
+		s.optBools[name] = new(bool)
+	}
+	return s.optBools[name]
 }
 
 // name is the user-facing name of a setting: the directives file and field
@@ -114,48 +155,6 @@ func (s Settings) named(setting string, err error) error {
 		return &cp
 	}
 	return err
-}
-
-// HCloudSettings configure the Hetzner Cloud provider. The token comes from
-// a file, the environment (HCLOUD_TOKEN) or a masked input, never a flag.
-type HCloudSettings struct {
-	Token     string
-	TokenFile string
-	Endpoint  string // HCLOUD_ENDPOINT: another API URL (the fake, a proxy)
-	Locations string // comma-separated, tried in order
-	Image     string // image name, or label:KEY=VALUE for a snapshot
-	// BuildkitURL and BuildkitSHA256: the pinned buildkitd download of a
-	// stock-image server.
-	BuildkitURL, BuildkitSHA256 string
-}
-
-// ProxmoxSettings configure the proxmox provider. The token comes from a
-// file, the environment (PROXMOX_TOKEN) or a masked input, never a flag.
-type ProxmoxSettings struct {
-	Endpoint, Token, TokenFile, Node, Template, FullClone, CAFile string
-	InsecureHTTP                                                  bool
-}
-
-// DockerSettings configure the docker provider.
-type DockerSettings struct {
-	Host    string
-	Image   string
-	Network string
-}
-
-// PoolSettings configure the vm-pool provider. The token comes from a
-// file, the environment (LIAN_POOL_TOKEN) or a masked input, never a flag.
-type PoolSettings struct {
-	URL       string
-	Token     string
-	TokenFile string
-}
-
-// LocalSettings configure the local compute provider.
-type LocalSettings struct {
-	StateDir   string
-	Buildkitd  string
-	TierMemory string
 }
 
 // Table is the tier table of every provider here.
@@ -456,3 +455,17 @@ func (s Settings) registryHost() string {
 }
 
 func (s Settings) registryInsecure() bool { return slices.Contains(s.Insecure, s.registryHost()) }
+
+// OptionsFromEnv gives every provider setting that declares an environment
+// variable, and that no door set, that variable's value from getenv (the
+// door's environment: the Action's or the plugin's, tests' included).
+func (s *Settings) OptionsFromEnv(getenv func(string) string) {
+	for _, d := range compute.DeclaredSettings() {
+		if d.Env == "" || d.Secret || s.Option(d.Name) != "" {
+			continue
+		}
+		if v := getenv(d.Env); v != "" {
+			s.SetOption(d.Name, v)
+		}
+	}
+}

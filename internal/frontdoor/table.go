@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/lian-build/action/internal/compute/local"
+	"github.com/lian-build/action/internal/compute"
 	"github.com/lian-build/action/internal/metrics"
 )
 
@@ -52,9 +52,62 @@ type Setting struct {
 	Field func(*Settings) any
 }
 
-// SettingsTable is every setting of a build. Adding a setting is one entry
-// here plus its effect in Settings.Request.
+// SettingsTable is every setting of a build: the core settings, with the
+// settings every registered compute provider declares (compute.Setting)
+// before the Woodpecker plugin's own. Adding a core setting is one entry in
+// coreSettings plus its effect in Settings.Request; a provider's settings
+// are its package's alone.
 func SettingsTable() []Setting {
+	core := coreSettings()
+	at := len(core)
+	for i, st := range core {
+		if st.Name == "repo" {
+			at = i
+		}
+	}
+	out := append(append([]Setting(nil), core[:at]...), providerSettings()...)
+	return append(out, core[at:]...)
+}
+
+// providerSettings are the registered providers' declared settings as the
+// front doors take them: a secret as a masked input and a NAME-file flag,
+// a machine's path as a flag only.
+func providerSettings() []Setting {
+	var out []Setting
+	for _, d := range compute.DeclaredSettings() {
+		st := Setting{Name: d.Name, Flag: d.Name, Env: d.Env, Input: d.Name, Key: strings.ReplaceAll(d.Name, "-", "_"),
+			Kind: KindText, Default: d.Default, Help: d.Help, Field: optionField(d.Name, d.Bool)}
+		switch {
+		case d.Secret:
+			st.Flag, st.Env, st.Kind, st.Default = "", "", KindSecret, ""
+			file := Setting{Name: d.Name + "-file", Flag: d.Name + "-file", Kind: KindText,
+				Help: "file holding " + d.Name + " (read when the command starts; never shown)", Field: optionField(d.Name+"-file", false)}
+			out = append(out, st, file)
+			continue
+		case d.Machine:
+			st.Input, st.Key = "", ""
+		case d.Bool:
+			st.Kind = KindBool
+			if st.Default == "" {
+				st.Default = "false"
+			}
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+// optionField is where a provider setting's value goes: the settings'
+// option store, by name.
+func optionField(name string, isBool bool) func(*Settings) any {
+	if isBool {
+		return func(s *Settings) any { return s.optionBool(name) }
+	}
+	return func(s *Settings) any { return s.optionPtr(name) }
+}
+
+// coreSettings are the settings every build has, whatever its provider.
+func coreSettings() []Setting {
 	str := func(f func(*Settings) *string) func(*Settings) any { return func(s *Settings) any { return f(s) } }
 	lst := func(f func(*Settings) *[]string) func(*Settings) any { return func(s *Settings) any { return f(s) } }
 	bl := func(f func(*Settings) *bool) func(*Settings) any { return func(s *Settings) any { return f(s) } }
@@ -98,30 +151,6 @@ func SettingsTable() []Setting {
 		{Name: "nats-url", Flag: "nats-url", Env: "LIAN_NATS_URL", Input: "nats-url", Key: "nats_url", Kind: KindText, Help: "NATS server: lifecycle events and the shared P95 history", Field: str(func(s *Settings) *string { return &s.NatsURL })},
 		{Name: "events-prefix", Flag: "events-prefix", Input: "events-prefix", Key: "events_prefix", Kind: KindText, Default: "lian-build", Help: "NATS subject prefix of lifecycle events", Field: str(func(s *Settings) *string { return &s.EventsPrefix })},
 		{Name: "metrics-dir", Flag: "metrics-dir", Env: "LIAN_METRICS_DIR", Kind: KindText, Default: metrics.DefaultDir, Help: "P95 history directory when NATS is not used", Field: str(func(s *Settings) *string { return &s.MetricsDir })},
-		{Name: "hcloud-token", Input: "hcloud-token", Key: "hcloud_token", Kind: KindSecret, Help: "Hetzner Cloud API token for compute-provider hcloud (CLI: --hcloud-token-file or $HCLOUD_TOKEN)", Field: str(func(s *Settings) *string { return &s.HCloud.Token })},
-		{Name: "hcloud-token-file", Flag: "hcloud-token-file", Kind: KindText, Help: "file holding the Hetzner Cloud API token", Field: str(func(s *Settings) *string { return &s.HCloud.TokenFile })},
-		{Name: "hcloud-endpoint", Flag: "hcloud-endpoint", Env: "HCLOUD_ENDPOINT", Input: "hcloud-endpoint", Key: "hcloud_endpoint", Kind: KindText, Help: "Hetzner Cloud API URL (default Hetzner's)", Field: str(func(s *Settings) *string { return &s.HCloud.Endpoint })},
-		{Name: "hcloud-location", Flag: "hcloud-location", Input: "hcloud-location", Key: "hcloud_location", Kind: KindText, Default: "fsn1,nbg1,hel1", Help: "Hetzner locations, comma-separated, tried in order when one has no capacity", Field: str(func(s *Settings) *string { return &s.HCloud.Locations })},
-		{Name: "hcloud-buildkit-url", Flag: "hcloud-buildkit-url", Input: "hcloud-buildkit-url", Key: "hcloud_buildkit_url", Kind: KindText, Help: "the buildkitd tarball a stock-image server downloads at boot ({arch}: amd64, arm64; default BuildKit's release)", Field: str(func(s *Settings) *string { return &s.HCloud.BuildkitURL })},
-		{Name: "hcloud-buildkit-sha256", Flag: "hcloud-buildkit-sha256", Input: "hcloud-buildkit-sha256", Key: "hcloud_buildkit_sha256", Kind: KindText, Help: "sha256 of that tarball per architecture, amd64=HEX,arm64=HEX: verified before it is unpacked; without it a stock image downloads nothing (use a runner image)", Field: str(func(s *Settings) *string { return &s.HCloud.BuildkitSHA256 })},
-		{Name: "hcloud-image", Flag: "hcloud-image", Input: "hcloud-image", Key: "hcloud_image", Kind: KindText, Default: "debian-12", Help: "server image: a name (cloud-init installs buildkitd) or label:KEY=VALUE for a prepared snapshot", Field: str(func(s *Settings) *string { return &s.HCloud.Image })},
-		{Name: "pool-url", Flag: "pool-url", Env: "LIAN_POOL_URL", Input: "pool-url", Key: "pool_url", Kind: KindText, Help: "compute-provider vm-pool: the pool service's URL (lian-build pool serve)", Field: str(func(s *Settings) *string { return &s.Pool.URL })},
-		{Name: "pool-token", Input: "pool-token", Key: "pool_token", Kind: KindSecret, Help: "compute-provider vm-pool: the pool's bearer token (CLI: --pool-token-file or $LIAN_POOL_TOKEN)", Field: str(func(s *Settings) *string { return &s.Pool.Token })},
-		{Name: "pool-token-file", Flag: "pool-token-file", Kind: KindText, Help: "file holding the pool's bearer token", Field: str(func(s *Settings) *string { return &s.Pool.TokenFile })},
-		{Name: "docker-host", Flag: "docker-host", Input: "docker-host", Key: "docker_host", Kind: KindText, Help: "compute-provider docker: the Docker Engine API (default $DOCKER_HOST, else the local socket)", Field: str(func(s *Settings) *string { return &s.Docker.Host })},
-		{Name: "docker-image", Flag: "docker-image", Input: "docker-image", Key: "docker_image", Kind: KindText, Default: "moby/buildkit:v0.34.2", Help: "compute-provider docker: the BuildKit image (make buildkit-image makes lian-build/buildkit:v0.34.2-local here)", Field: str(func(s *Settings) *string { return &s.Docker.Image })},
-		{Name: "docker-network", Flag: "docker-network", Input: "docker-network", Key: "docker_network", Kind: KindText, Help: "compute-provider docker: the runners' network (default the engine's)", Field: str(func(s *Settings) *string { return &s.Docker.Network })},
-		{Name: "proxmox-endpoint", Flag: "proxmox-endpoint", Env: "PROXMOX_ENDPOINT", Input: "proxmox-endpoint", Key: "proxmox_endpoint", Kind: KindText, Help: "compute-provider proxmox: the API URL, https://HOST:8006/api2/json", Field: str(func(s *Settings) *string { return &s.Proxmox.Endpoint })},
-		{Name: "proxmox-token", Input: "proxmox-token", Key: "proxmox_token", Kind: KindSecret, Help: "compute-provider proxmox: API token USER@REALM!TOKENID=SECRET (CLI: --proxmox-token-file or $PROXMOX_TOKEN)", Field: str(func(s *Settings) *string { return &s.Proxmox.Token })},
-		{Name: "proxmox-token-file", Flag: "proxmox-token-file", Kind: KindText, Help: "file holding the Proxmox API token", Field: str(func(s *Settings) *string { return &s.Proxmox.TokenFile })},
-		{Name: "proxmox-node", Flag: "proxmox-node", Input: "proxmox-node", Key: "proxmox_node", Kind: KindText, Help: "compute-provider proxmox: the node the clones run on", Field: str(func(s *Settings) *string { return &s.Proxmox.Node })},
-		{Name: "proxmox-template", Flag: "proxmox-template", Input: "proxmox-template", Key: "proxmox_template", Kind: KindText, Help: "compute-provider proxmox: the template VM's id (cloud-init, guest agent, buildkitd as on Hetzner)", Field: str(func(s *Settings) *string { return &s.Proxmox.Template })},
-		{Name: "proxmox-full-clone", Flag: "proxmox-full-clone", Input: "proxmox-full-clone", Key: "proxmox_full_clone", Kind: KindText, Help: "compute-provider proxmox: true for full clones (default linked)", Field: str(func(s *Settings) *string { return &s.Proxmox.FullClone })},
-		{Name: "proxmox-insecure-http", Flag: "proxmox-insecure-http", Input: "proxmox-insecure-http", Key: "proxmox_insecure_http", Kind: KindBool, Default: "false", Help: "compute-provider proxmox: allow an http:// endpoint (the API token crosses the network in clear)", Field: bl(func(s *Settings) *bool { return &s.Proxmox.InsecureHTTP })},
-		{Name: "proxmox-ca-file", Flag: "proxmox-ca-file", Kind: KindText, Help: "compute-provider proxmox: CA certificate of the API (PEM), for a self-signed one", Field: str(func(s *Settings) *string { return &s.Proxmox.CAFile })},
-		{Name: "local-tier-memory", Flag: "local-tier-memory", Env: "LIAN_LOCAL_TIER_MEMORY", Input: "local-tier-memory", Key: "local_tier_memory", Kind: KindText, Help: "local and docker providers: memory per tier, e.g. cax11=2GiB,cax21=4GiB", Field: str(func(s *Settings) *string { return &s.Local.TierMemory })},
-		{Name: "state-dir", Flag: "state-dir", Env: "LIAN_STATE_DIR", Kind: KindText, Default: local.DefaultStateDir, Help: "local provider: runner state directory (a journaled, btrfs or XFS filesystem, or tmpfs)", Field: str(func(s *Settings) *string { return &s.Local.StateDir })},
-		{Name: "buildkitd", Flag: "buildkitd", Env: "LIAN_BUILDKITD", Kind: KindText, Help: "local provider: buildkitd binary (default: on PATH or next to lian-build)", Field: str(func(s *Settings) *string { return &s.Local.Buildkitd })},
 		{Name: "repo", Key: "repo", Kind: KindText, Help: "image repository the tags are appended to (as the buildx plugin)"},
 		{Name: "dry-run", Key: "dry_run", Kind: KindBool, Help: "build without pushing"},
 		{Name: "logins", Key: "logins", Kind: KindSecret, Help: "registry credentials: a list of {registry, username, password}"},

@@ -108,8 +108,8 @@ func TestConfigFileVMPool(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Build.ComputeProvider != "vm-pool" || c.Build.Pool.URL != "http://pool:8090" || !strings.HasSuffix(c.Build.Pool.TokenFile, "/pool-token") {
-		t.Fatalf("provider %q, pool %+v", c.Build.ComputeProvider, c.Build.Pool)
+	if c.Build.ComputeProvider != "vm-pool" || c.Build.Option("pool-url") != "http://pool:8090" || !strings.HasSuffix(c.Build.Option("pool-token-file"), "/pool-token") {
+		t.Fatalf("provider %q, pool %q %q", c.Build.ComputeProvider, c.Build.Option("pool-url"), c.Build.Option("pool-token-file"))
 	}
 }
 

@@ -22,8 +22,10 @@ import (
 // BuildSettings are the settings of the table the gateway takes for every
 // build (flags, LIAN_GATEWAY_* variables, the configuration file): the
 // cache registry, the state store and every compute provider's options.
-var BuildSettings = append([]string{"registry", "registry-provider", "registry-username", "registry-password-file",
-	"state-store", "state-store-size", "state-max", "metrics-dir", "build-contexts", "events-prefix"}, frontdoor.ProviderSettings...)
+func BuildSettings() []string {
+	return append([]string{"registry", "registry-provider", "registry-username", "registry-password-file",
+		"state-store", "state-store-size", "state-max", "metrics-dir", "build-contexts", "events-prefix"}, frontdoor.ProviderSettings()...)
+}
 
 // ParseFlags reads the configuration: the file --config (or
 // $LIAN_GATEWAY_CONFIG) names, overridden by LIAN_GATEWAY_* variables,
@@ -50,7 +52,7 @@ func ParseFlags(ctx context.Context, args []string, getenv func(string) string) 
 	fs.StringVar(&tokenFile, "api-token-file", "", "file with the bearer token of /api/v1 (absent: API off)")
 	// Every build's settings come from the one settings table, named as the
 	// CLI names them: the registry, the compute provider and its options.
-	frontdoor.RegisterFlags(fs, frontdoor.SettingsTable(), &c.Build, BuildSettings, nil)
+	frontdoor.RegisterFlags(fs, frontdoor.SettingsTable(), &c.Build, BuildSettings(), nil)
 	fs.DurationVar(&c.AckWait, "ack-wait", 30*time.Second, "redeliver a job whose worker is silent this long")
 	fs.IntVar(&c.Retry.MaxAttempts, "job-attempts", DefaultRetry.MaxAttempts, "attempts of a failing job (a crash of its worker counts) before it is dead-lettered on "+SubjectDead)
 	fs.DurationVar(&c.ProgressEvery, "progress-every", 10*time.Second, "at most one check run progress update per interval")

@@ -380,8 +380,10 @@ func startGW(t testing.TB, tierMemory string, exec Executor) *gw {
 		Build: frontdoor.Settings{
 			Registry: g.reg.Host, Insecure: []string{g.reg.Host},
 			BuildContexts: []string{"base=oci-layout://" + testenv.BaseLayout(t)},
-			Local:         frontdoor.LocalSettings{StateDir: g.state, Buildkitd: bk, TierMemory: tierMemory},
 		},
+	}
+	for name, v := range map[string]string{"state-dir": g.state, "buildkitd": bk, "local-tier-memory": tierMemory} {
+		cfg.Build.SetOption(name, v)
 	}
 	ready := make(chan string, 1)
 	cfg.Ready = func(addr string) { ready <- addr }

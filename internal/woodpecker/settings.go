@@ -48,11 +48,11 @@ func settingsFrom(env Env, table []frontdoor.Setting) (frontdoor.Settings, error
 	get := func(k string) string { return strings.TrimSpace(env[envName(k)]) }
 	s := frontdoor.Settings{
 		Progress: "plain", Commit: env["CI_COMMIT_SHA"], Ref: ref(env),
-		Local:      frontdoor.LocalSettings{StateDir: env["LIAN_STATE_DIR"], Buildkitd: env["LIAN_BUILDKITD"]},
 		MetricsDir: env["LIAN_METRICS_DIR"],
 		Names:      frontdoor.Names(table, func(st frontdoor.Setting) string { return prefixed(st.Key) }),
 		Given:      map[string]bool{},
 	}
+	s.OptionsFromEnv(func(k string) string { return env[k] })
 	s.Names["push"] = "settings: dry_run"
 	for _, st := range table {
 		if st.Key == "" || get(st.Key) == "" {

@@ -10,7 +10,7 @@ const (
 	OptHost       = "docker-host"
 	OptImage      = "docker-image"
 	OptNetwork    = "docker-network"
-	OptTierMemory = "tier-memory" // shared with the local provider: memory per tier
+	OptTierMemory = "local-tier-memory" // the local provider's: memory per tier
 )
 
 type factory struct{}
@@ -20,6 +20,14 @@ func init() { compute.Register(factory{}) }
 func (factory) Name() string        { return "docker" }
 func (factory) Tiers() sizing.Table { return sizing.HCloud }
 func (factory) Options() []string   { return []string{OptHost, OptImage, OptNetwork, OptTierMemory} }
+
+func (factory) Settings() []compute.Setting {
+	return []compute.Setting{
+		{Name: OptHost, Help: "compute-provider docker: the Docker Engine API (default $DOCKER_HOST, else the local socket)"},
+		{Name: OptImage, Default: DefaultImage, Help: "compute-provider docker: the BuildKit image (make buildkit-image makes " + LocalImage + " here)"},
+		{Name: OptNetwork, Help: "compute-provider docker: the runners' network (default the engine's)"},
+	}
+}
 
 func (factory) New(cfg compute.Config) (compute.Provider, error) {
 	s := Settings{Host: cfg.Options[OptHost], Image: cfg.Options[OptImage], Network: cfg.Options[OptNetwork], Insecure: cfg.Insecure}

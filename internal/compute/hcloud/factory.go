@@ -18,18 +18,18 @@ import (
 
 // Option names (compute.Config.Options).
 const (
-	OptToken    = "token"
-	OptEndpoint = "endpoint"
-	OptLocation = "location" // comma-separated, tried in order
-	OptImage    = "image"    // an image name, or label:KEY=VALUE for a snapshot
-	OptArch     = "arch"     // arm (cax types) or x86 (cpx types)
+	OptToken    = "hcloud-token"
+	OptEndpoint = "hcloud-endpoint"
+	OptLocation = "hcloud-location" // comma-separated, tried in order
+	OptImage    = "hcloud-image"    // an image name, or label:KEY=VALUE for a snapshot
+	OptArch     = "arch"            // arm (cax types) or x86 (cpx types): Config.Arch
 	// OptVolumeSize is a state volume's size (e.g. 20GiB; at least 10 GB).
 	OptVolumeSize = "state-volume-size"
 	// OptBuildkitURL and OptBuildkitSHA256: where a stock-image server
 	// downloads buildkitd ({arch}: amd64, arm64) and the sha256 each
 	// architecture's tarball must have (ARCH=HEX,…).
-	OptBuildkitURL    = "buildkit-url"
-	OptBuildkitSHA256 = "buildkit-sha256"
+	OptBuildkitURL    = "hcloud-buildkit-url"
+	OptBuildkitSHA256 = "hcloud-buildkit-sha256"
 )
 
 // x86Types are the shared x86 server types of the same tiers, for linux/amd64.
@@ -68,11 +68,22 @@ func init() { compute.Register(factory{}) }
 func (factory) Name() string        { return "hcloud" }
 func (factory) Tiers() sizing.Table { return sizing.HCloud }
 func (factory) Options() []string {
-	return []string{OptToken, OptEndpoint, OptLocation, OptImage, OptArch, OptVolumeSize, OptBuildkitURL, OptBuildkitSHA256}
+	return []string{OptToken, OptEndpoint, OptLocation, OptImage, OptBuildkitURL, OptBuildkitSHA256}
+}
+
+func (factory) Settings() []compute.Setting {
+	return []compute.Setting{
+		{Name: OptToken, Secret: true, Env: "HCLOUD_TOKEN", Help: "Hetzner Cloud API token for compute-provider hcloud (CLI: --hcloud-token-file or $HCLOUD_TOKEN)"},
+		{Name: OptEndpoint, Env: "HCLOUD_ENDPOINT", Help: "Hetzner Cloud API URL (default Hetzner's)"},
+		{Name: OptLocation, Default: "fsn1,nbg1,hel1", Help: "Hetzner locations, comma-separated, tried in order when one has no capacity"},
+		{Name: OptBuildkitURL, Help: "the buildkitd tarball a stock-image server downloads at boot ({arch}: amd64, arm64; default BuildKit's release)"},
+		{Name: OptBuildkitSHA256, Help: "sha256 of that tarball per architecture, amd64=HEX,arm64=HEX: verified before it is unpacked; without it a stock image downloads nothing (use a runner image)"},
+		{Name: OptImage, Default: "debian-12", Help: "server image: a name (cloud-init installs buildkitd) or label:KEY=VALUE for a prepared snapshot"},
+	}
 }
 
 func (f factory) New(cfg compute.Config) (compute.Provider, error) {
-	s := Settings{Token: cfg.Options[OptToken], Endpoint: cfg.Options[OptEndpoint], Image: cfg.Options[OptImage], Arch: cfg.Options[OptArch], Insecure: cfg.Insecure}
+	s := Settings{Token: cfg.Options[OptToken], Endpoint: cfg.Options[OptEndpoint], Image: cfg.Options[OptImage], Arch: cfg.Arch, Insecure: cfg.Insecure}
 	for _, l := range strings.Split(cfg.Options[OptLocation], ",") {
 		if l = strings.TrimSpace(l); l != "" {
 			s.Locations = append(s.Locations, l)
@@ -89,7 +100,7 @@ func (f factory) New(cfg compute.Config) (compute.Provider, error) {
 	if u := s.BuildkitURL; u != "" && !strings.HasPrefix(u, "https://") && !strings.HasPrefix(u, "http://") {
 		return nil, &compute.OptionError{Option: OptBuildkitURL, Err: fmt.Errorf("%q: want an http(s) URL ({arch}: amd64 or arm64)", u)}
 	}
-	if v := cfg.Options[OptVolumeSize]; v != "" {
+	if v := cfg.StateSize; v != "" {
 		n, err := sizing.ParseSize(v)
 		if err != nil {
 			return nil, &compute.OptionError{Option: OptVolumeSize, Err: err}

@@ -14,7 +14,7 @@ import (
 const (
 	OptStateDir   = "state-dir"
 	OptBuildkitd  = "buildkitd"
-	OptTierMemory = "tier-memory"
+	OptTierMemory = "local-tier-memory"
 )
 
 type factory struct{}
@@ -24,6 +24,14 @@ func init() { compute.Register(factory{}) }
 func (factory) Name() string        { return "local" }
 func (factory) Tiers() sizing.Table { return sizing.HCloud }
 func (factory) Options() []string   { return []string{OptStateDir, OptBuildkitd, OptTierMemory} }
+
+func (factory) Settings() []compute.Setting {
+	return []compute.Setting{
+		{Name: OptTierMemory, Env: "LIAN_LOCAL_TIER_MEMORY", Help: "local and docker providers: memory per tier, e.g. cax11=2GiB,cax21=4GiB"},
+		{Name: OptStateDir, Env: "LIAN_STATE_DIR", Machine: true, Default: DefaultStateDir, Help: "local provider: runner state directory (a journaled, btrfs or XFS filesystem, or tmpfs)"},
+		{Name: OptBuildkitd, Env: "LIAN_BUILDKITD", Machine: true, Help: "local provider: buildkitd binary (default: on PATH or next to lian-build)"},
+	}
+}
 
 // Machines: every tier runs on this machine, in a cgroup of the tier's
 // memory, whatever the architecture asked for; a tier larger than the

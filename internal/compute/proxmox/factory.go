@@ -36,6 +36,18 @@ func (factory) Options() []string {
 	return []string{OptEndpoint, OptToken, OptNode, OptTemplate, OptFull, OptCAFile, OptInsecureHTTP}
 }
 
+func (factory) Settings() []compute.Setting {
+	return []compute.Setting{
+		{Name: OptEndpoint, Env: "PROXMOX_ENDPOINT", Help: "compute-provider proxmox: the API URL, https://HOST:8006/api2/json"},
+		{Name: OptToken, Secret: true, Env: "PROXMOX_TOKEN", Help: "compute-provider proxmox: API token USER@REALM!TOKENID=SECRET (CLI: --proxmox-token-file or $PROXMOX_TOKEN)"},
+		{Name: OptNode, Help: "compute-provider proxmox: the node the clones run on"},
+		{Name: OptTemplate, Help: "compute-provider proxmox: the template VM's id (cloud-init, guest agent, buildkitd as on Hetzner)"},
+		{Name: OptFull, Help: "compute-provider proxmox: true for full clones (default linked)"},
+		{Name: OptInsecureHTTP, Bool: true, Help: "compute-provider proxmox: allow an http:// endpoint (the API token crosses the network in clear)"},
+		{Name: OptCAFile, Machine: true, Help: "compute-provider proxmox: CA certificate of the API (PEM), for a self-signed one"},
+	}
+}
+
 func (factory) New(cfg compute.Config) (compute.Provider, error) {
 	s := Settings{Endpoint: cfg.Options[OptEndpoint], Token: cfg.Options[OptToken], Node: cfg.Options[OptNode], CAFile: cfg.Options[OptCAFile]}
 	if t := cfg.Options[OptTemplate]; t != "" {

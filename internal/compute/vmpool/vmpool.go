@@ -25,7 +25,6 @@ import (
 const (
 	OptURL   = "pool-url"
 	OptToken = "pool-token"
-	OptArch  = "arch"
 )
 
 type factory struct{}
@@ -34,7 +33,14 @@ func init() { compute.Register(factory{}) }
 
 func (factory) Name() string        { return "vm-pool" }
 func (factory) Tiers() sizing.Table { return sizing.HCloud }
-func (factory) Options() []string   { return []string{OptURL, OptToken, OptArch} }
+func (factory) Options() []string   { return []string{OptURL, OptToken} }
+
+func (factory) Settings() []compute.Setting {
+	return []compute.Setting{
+		{Name: OptURL, Env: "LIAN_POOL_URL", Help: "compute-provider vm-pool: the pool service's URL (lian-build pool serve)"},
+		{Name: OptToken, Secret: true, Env: "LIAN_POOL_TOKEN", Help: "compute-provider vm-pool: the pool's bearer token (CLI: --pool-token-file or $LIAN_POOL_TOKEN)"},
+	}
+}
 
 func (factory) New(cfg compute.Config) (compute.Provider, error) {
 	if cfg.Options[OptURL] == "" {
@@ -50,7 +56,7 @@ func (factory) New(cfg compute.Config) (compute.Provider, error) {
 	if err := poolapi.CheckToken(cfg.Options[OptToken]); err != nil {
 		return nil, &compute.OptionError{Option: OptToken, Err: err}
 	}
-	arch := cfg.Options[OptArch]
+	arch := cfg.Arch
 	if arch == "" {
 		arch = "arm"
 	}
