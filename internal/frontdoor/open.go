@@ -360,6 +360,20 @@ func (s Settings) Build(ctx context.Context, req pipeline.Request, o BuildOption
 		return pipeline.Result{}, err
 	}
 	defer rt.Close()
+	return rt.run(ctx, req, o)
+}
+
+// Build runs one build on a runtime opened once for many (the gateway's):
+// the same sequence as Settings.Build after the runtime is open — lamina
+// layers pinned, progress wired, the pipeline run.
+func (r *Runtime) Build(ctx context.Context, s Settings, req pipeline.Request, o BuildOptions) (pipeline.Result, error) {
+	if err := s.PinLamina(ctx, &req); err != nil {
+		return pipeline.Result{}, err
+	}
+	return r.run(ctx, req, o)
+}
+
+func (r *Runtime) run(ctx context.Context, req pipeline.Request, o BuildOptions) (pipeline.Result, error) {
 	req.Build.ProgressOut = o.Progress
 	if req.Build.ProgressOut == nil {
 		req.Build.ProgressOut = io.Discard
@@ -367,5 +381,5 @@ func (s Settings) Build(ctx context.Context, req pipeline.Request, o BuildOption
 	if o.Starting != nil {
 		o.Starting()
 	}
-	return rt.Pipeline.Run(ctx, req)
+	return r.Pipeline.Run(ctx, req)
 }

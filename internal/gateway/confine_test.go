@@ -72,7 +72,7 @@ func TestRepositoryPathsStayInsideTheCheckout(t *testing.T) {
 				}
 			}
 			e := PipelineExecutor{Base: frontdoor.Settings{}}
-			_, err := e.request(context.Background(), dir, Job{Owner: "o", Repo: "app", SHA: strings.Repeat("a", 40), Actor: "ci", BuildID: "b1"})
+			_, _, err := e.request(context.Background(), dir, Job{Owner: "o", Repo: "app", SHA: strings.Repeat("a", 40), Actor: "ci", BuildID: "b1"})
 			if err == nil {
 				t.Fatal("the job was accepted")
 			}
@@ -94,7 +94,7 @@ func TestRepositoryPathsStayInsideTheCheckout(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "real.Dockerfile"), []byte(good), 0o644)
 	os.Symlink("real.Dockerfile", filepath.Join(dir, "Dockerfile"))
 	e := PipelineExecutor{Base: frontdoor.Settings{}}
-	if _, err := e.request(context.Background(), dir, Job{Owner: "o", Repo: "app", SHA: strings.Repeat("a", 40), Actor: "ci", BuildID: "b1"}); err != nil {
+	if _, _, err := e.request(context.Background(), dir, Job{Owner: "o", Repo: "app", SHA: strings.Repeat("a", 40), Actor: "ci", BuildID: "b1"}); err != nil {
 		t.Fatalf("a link inside the checkout: %v", err)
 	}
 }

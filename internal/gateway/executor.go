@@ -24,10 +24,12 @@ type TokenSource interface {
 // PipelineExecutor fetches the repository at the job's commit and runs the
 // shared pipeline on it.
 type PipelineExecutor struct {
-	Pipeline *pipeline.Pipeline
-	Tokens   TokenSource
-	GitURL   string
-	WorkDir  string
+	// Runtime is the gateway's, opened once: every job builds through it
+	// as every front door builds (frontdoor.Runtime.Build).
+	Runtime *frontdoor.Runtime
+	Tokens  TokenSource
+	GitURL  string
+	WorkDir string
 	// Base are the gateway's build settings (registry, insecure registries,
 	// local tier memory, …); each job adds its source, actor and tier.
 	Base frontdoor.Settings
@@ -53,19 +55,22 @@ func (e PipelineExecutor) Execute(ctx context.Context, job Job, progress io.Writ
 	if err := Fetch(ctx, e.GitURL, job.Owner, job.Repo, job.SHA, token, dir); err != nil {
 		return fail(err)
 	}
-	req, err := e.request(ctx, dir, job)
+	s, req, err := e.request(ctx, dir, job)
 	if err != nil {
 		return fail(err)
 	}
 	req.BuildID = job.BuildID
-	req.Build.ProgressOut = progress
-	return e.Pipeline.Run(ctx, req)
+	res, err := e.Runtime.Build(ctx, s, req, frontdoor.BuildOptions{Progress: progress})
+	if err != nil && res.BuildID == "" {
+		res = pipeline.Result{BuildID: job.BuildID, Outcome: pipeline.OutcomeError, Error: err.Error()}
+	}
+	return res, err
 }
 
 // request is the job's build of the checkout in dir: the gateway's
 // settings, the operator's for the repository, then the repository's
 // directives, whose paths stay inside dir.
-func (e PipelineExecutor) request(ctx context.Context, dir string, job Job) (pipeline.Request, error) {
+func (e PipelineExecutor) request(ctx context.Context, dir string, job Job) (frontdoor.Settings, pipeline.Request, error) {
 	s := e.Base
 	s.Given = map[string]bool{"actor": true, "context": true}
 	s.Context, s.Actor, s.Commit, s.Ref, s.Progress, s.Checkout = dir, job.Actor, job.SHA, job.Ref, "plain", dir
@@ -82,10 +87,10 @@ func (e PipelineExecutor) request(ctx context.Context, dir string, job Job) (pip
 	}
 	if err := s.ApplyDirectives(ctx); err != nil {
 		// Name the file as it is in the repository, not in the checkout.
-		return pipeline.Request{}, errors.New(strings.ReplaceAll(err.Error(), dir+string(filepath.Separator), ""))
+		return s, pipeline.Request{}, errors.New(strings.ReplaceAll(err.Error(), dir+string(filepath.Separator), ""))
 	}
 	if err := honoured(e.Base, s); err != nil {
-		return pipeline.Request{}, err
+		return s, pipeline.Request{}, err
 	}
 	if s.Workspace == "" {
 		s.Workspace = frontdoor.DefaultWorkspace(job.Repo)
@@ -94,10 +99,7 @@ func (e PipelineExecutor) request(ctx context.Context, dir string, job Job) (pip
 	// a session's image stays on its runner.
 	s.Push = len(s.Tags) > 0 && job.Actor == "ci"
 	req, err := s.Request()
-	if err != nil {
-		return req, err
-	}
-	return req, s.PinLamina(ctx, &req)
+	return s, req, err
 }
 
 // repoSettings applies the operator's settings for a repository.

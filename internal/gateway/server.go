@@ -205,7 +205,7 @@ func executor(cfg Config, rt *frontdoor.Runtime, bs frontdoor.Settings, app *che
 	if err := os.MkdirAll(work, 0o700); err != nil {
 		return nil, err
 	}
-	return PipelineExecutor{Pipeline: rt.Pipeline, Base: bs, Repos: cfg.Repositories, Tokens: app, GitURL: cfg.GitHubURL, WorkDir: work}, nil
+	return PipelineExecutor{Runtime: rt, Base: bs, Repos: cfg.Repositories, Tokens: app, GitURL: cfg.GitHubURL, WorkDir: work}, nil
 }
 
 // routes is the HTTP surface. /healthz is liveness: the process serves and
