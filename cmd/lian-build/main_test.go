@@ -139,14 +139,7 @@ func TestHostileCLI(t *testing.T) {
 }
 
 func hostileRows(t *testing.T, file string) {
-	b, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "testdata", "hostile", file))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rows []hostileCLI
-	if err := json.Unmarshal(b, &rows); err != nil {
-		t.Fatalf("%s: %v", file, err)
-	}
+	rows := testenv.HostileRows[hostileCLI](t, file)
 	const password = "hostile-pa55word-7c1"
 	for _, tt := range rows {
 		t.Run(tt.Name, func(t *testing.T) {

@@ -184,14 +184,7 @@ type hostileEnv struct {
 // the input or variable, never panics, and masks every secret before it
 // prints anything else.
 func TestHostileAction(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "testdata", "hostile", "action.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rows []hostileEnv
-	if err := json.Unmarshal(b, &rows); err != nil {
-		t.Fatal(err)
-	}
+	rows := testenv.HostileRows[hostileEnv](t, "action.json")
 	for _, tt := range rows {
 		t.Run(tt.Name, func(t *testing.T) {
 			dir := t.TempDir()

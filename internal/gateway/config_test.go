@@ -3,7 +3,6 @@ package gateway
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -11,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lian-build/action/internal/testenv"
 )
 
 func writeConfig(t *testing.T, body string) (string, string) {
@@ -125,14 +126,7 @@ type hostileConfig struct {
 // check-config refuses what the gateway's start refuses, naming the
 // setting, and says ok only for what it starts with.
 func TestHostileGatewayConfig(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join("..", "..", "testdata", "hostile", "gateway-config.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rows []hostileConfig
-	if err := json.Unmarshal(b, &rows); err != nil {
-		t.Fatal(err)
-	}
+	rows := testenv.HostileRows[hostileConfig](t, "gateway-config.json")
 	for _, tt := range rows {
 		t.Run(tt.Name, func(t *testing.T) {
 			body := goodConfig

@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -36,14 +34,7 @@ type hostileRequest struct {
 // server exists; no answer echoes a control character or a token, and
 // none takes long.
 func TestHostileRequests(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "testdata", "hostile", "pool.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rows []hostileRequest
-	if err := json.Unmarshal(b, &rows); err != nil {
-		t.Fatal(err)
-	}
+	rows := testenv.HostileRows[hostileRequest](t, "pool.json")
 	w := newWorld(t, worldConfig{policy: pool.Policy{MaxVMs: map[string]int{"cax11": 0}}})
 	for _, tt := range rows {
 		t.Run(tt.Name, func(t *testing.T) {
