@@ -12,7 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/lian-build/action/internal/jsx"
+	"github.com/lian-build/action/internal/natsjs"
 )
 
 // JetStream names.
@@ -116,7 +116,7 @@ func (q *Queue) open(ctx context.Context, nc *nats.Conn) (*queueConn, error) {
 		return nil, err
 	}
 	c := &queueConn{nc: nc, js: js}
-	r := jsx.Replicas(nc)
+	r := natsjs.Replicas(nc)
 	if c.stream, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name: StreamJobs, Subjects: []string{SubjectJobs}, Retention: jetstream.WorkQueuePolicy,
 		Storage: jetstream.FileStorage, Duplicates: 2 * time.Minute, Replicas: r,

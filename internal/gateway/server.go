@@ -19,8 +19,8 @@ import (
 	"github.com/lian-build/action/internal/cache"
 	"github.com/lian-build/action/internal/checks"
 	"github.com/lian-build/action/internal/frontdoor"
-	"github.com/lian-build/action/internal/jsx"
 	"github.com/lian-build/action/internal/metrics"
+	"github.com/lian-build/action/internal/natsjs"
 	"github.com/lian-build/action/internal/pipeline"
 	"github.com/nats-io/nats.go"
 )
@@ -170,7 +170,7 @@ func startNATS(cfg Config) (url string, stop func(), err error) {
 	if cfg.NatsURL != "" {
 		return cfg.NatsURL, func() {}, nil
 	}
-	return jsx.Embedded(filepath.Join(cfg.DataDir, "nats"))
+	return natsjs.Embedded(filepath.Join(cfg.DataDir, "nats"))
 }
 
 // dialer connects to NATS, reconnecting for ever on network errors; the

@@ -12,7 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/lian-build/action/internal/jsx"
+	"github.com/lian-build/action/internal/natsjs"
 )
 
 // Bucket is the JetStream key-value bucket of the histories.
@@ -23,7 +23,7 @@ type KVStore struct{ KV jetstream.KeyValue }
 
 // OpenKV opens (or creates) the bucket.
 func OpenKV(ctx context.Context, js jetstream.JetStream) (KVStore, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: Bucket, History: 1, Description: "lian-build P95 history per workspace", Replicas: jsx.Replicas(js.Conn())})
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: Bucket, History: 1, Description: "lian-build P95 history per workspace", Replicas: natsjs.Replicas(js.Conn())})
 	if err != nil {
 		return KVStore{}, fmt.Errorf("metrics bucket %s: %w", Bucket, err)
 	}

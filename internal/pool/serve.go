@@ -25,7 +25,7 @@ import (
 
 	"github.com/lian-build/action/internal/compute/hcloud"
 	"github.com/lian-build/action/internal/events"
-	"github.com/lian-build/action/internal/jsx"
+	"github.com/lian-build/action/internal/natsjs"
 	"github.com/lian-build/action/internal/safefile"
 	"github.com/lian-build/action/internal/sizing"
 )
@@ -82,7 +82,7 @@ func Serve(ctx context.Context, o ServeOptions) error {
 		if o.DataDir == "" {
 			return errors.New("pool: --nats-url or --data-dir is required")
 		}
-		url, stop, err := jsx.Embedded(filepath.Join(o.DataDir, "nats"))
+		url, stop, err := natsjs.Embedded(filepath.Join(o.DataDir, "nats"))
 		if err != nil {
 			return err
 		}

@@ -9,7 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/lian-build/action/internal/jsx"
+	"github.com/lian-build/action/internal/natsjs"
 )
 
 // Store is the pool's state: one KV entry per VM, changed by
@@ -31,7 +31,7 @@ var ErrConflict = errors.New("pool: the VM changed meanwhile")
 func OpenStore(ctx context.Context, js jetstream.JetStream, name string) (*Store, error) {
 	bucket := "lian_pool_" + name
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucket, History: 1,
-		Description: "lian-build VM pool " + name + ": VMs and leases", Replicas: jsx.Replicas(js.Conn())})
+		Description: "lian-build VM pool " + name + ": VMs and leases", Replicas: natsjs.Replicas(js.Conn())})
 	if err != nil {
 		return nil, fmt.Errorf("pool bucket %s: %w", bucket, err)
 	}

@@ -1,4 +1,4 @@
-package arch
+package conformance
 
 import (
 	"io/fs"

@@ -1,5 +1,5 @@
-// Package arch holds tests of the architecture's rules.
-package arch
+// Package conformance holds tests of the architecture's rules.
+package conformance
 
 import (
 	"os/exec"

@@ -1,6 +1,7 @@
-// Package jsx holds the JetStream conventions every lian-build stream and
-// bucket follows.
-package jsx
+// Package natsjs holds what every lian-build JetStream user shares: the
+// replication convention of its streams and buckets, and the embedded
+// nats-server a single-machine gateway or pool runs.
+package natsjs
 
 import (
 	"errors"
