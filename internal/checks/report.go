@@ -1,25 +1,18 @@
-// Package checks reports builds as GitHub Check Runs (go-github v66, GitHub
-// App installation tokens through ghinstallation), and holds the other GitHub
-// calls the gateway makes: pull request head, permission, reaction, comment.
+// Package checks renders a build's result as a GitHub Check Run: its title,
+// conclusion, summary table, log tail, annotation on the failing line and
+// rebuild buttons, within GitHub's limits. The GitHub App client that sends
+// them is internal/githubapp.
 package checks
 
 import (
 	"fmt"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/google/go-github/v66/github"
 	"github.com/lian-build/action/internal/frontdoor"
+	"github.com/lian-build/action/internal/githubapp"
 	"github.com/lian-build/action/internal/pipeline"
 	"github.com/lian-build/action/internal/sizing"
-)
-
-// GitHub's limits on a check run.
-const (
-	MaxText        = 65535 // characters of output.summary and output.text
-	MaxAnnotations = 50    // per request
-	MaxActions     = 3
-	MaxActionID    = 20 // characters of an action identifier
 )
 
 // Title is the one-line outcome: "cax21 · 1 OOM retry · 14/18 steps cached".
@@ -67,7 +60,7 @@ func Summary(r pipeline.Result) string {
 	if r.Error != "" && r.Outcome != pipeline.OutcomeSuccess {
 		s += fmt.Sprintf("\n**Error:** %s\n", r.Error)
 	}
-	return Truncate(s, MaxText)
+	return githubapp.Truncate(s, githubapp.MaxText)
 }
 
 // Text is the log tail shown under the summary.
@@ -76,7 +69,7 @@ func Text(r pipeline.Result) string {
 		return ""
 	}
 	// Keep the end of the log: that is where the error is.
-	return TruncateHead("```\n"+strings.Join(r.Failure.LogTail, "\n")+"\n```\n", MaxText)
+	return githubapp.TruncateHead("```\n"+strings.Join(r.Failure.LogTail, "\n")+"\n```\n", githubapp.MaxText)
 }
 
 // Annotations mark the failing Dockerfile line (path relative to the repository).
@@ -91,13 +84,13 @@ func Annotations(r pipeline.Result, path string) []*github.CheckRunAnnotation {
 	}
 	return []*github.CheckRunAnnotation{{
 		Path: github.String(path), StartLine: github.Int(f.Line), EndLine: github.Int(f.Line),
-		AnnotationLevel: github.String("failure"), Title: github.String(Truncate(f.Step, 255)),
-		Message: github.String(Truncate(msg, 64*1024)),
+		AnnotationLevel: github.String("failure"), Title: github.String(githubapp.Truncate(f.Step, 255)),
+		Message: github.String(githubapp.Truncate(msg, 64*1024)),
 	}}
 }
 
 // Actions are the buttons of a finished check run: "Rebuild on <next tier>"
-// first when the build ran out of memory, at most MaxActions.
+// first when the build ran out of memory, at most githubapp.MaxActions.
 func Actions(r pipeline.Result, table sizing.Table) []*github.CheckRunAction {
 	var out []*github.CheckRunAction
 	add := func(tier string) {
@@ -106,7 +99,7 @@ func Actions(r pipeline.Result, table sizing.Table) []*github.CheckRunAction {
 				return
 			}
 		}
-		if len(out) < MaxActions && len("rebuild-"+tier) <= MaxActionID {
+		if len(out) < githubapp.MaxActions && len("rebuild-"+tier) <= githubapp.MaxActionID {
 			out = append(out, &github.CheckRunAction{Label: "Rebuild on " + tier, Identifier: "rebuild-" + tier, Description: "Run this build again on " + tier})
 		}
 	}
@@ -121,24 +114,4 @@ func Actions(r pipeline.Result, table sizing.Table) []*github.CheckRunAction {
 		}
 	}
 	return out
-}
-
-// Truncate cuts s to at most n characters, marking the cut.
-func Truncate(s string, n int) string {
-	if utf8.RuneCountInString(s) <= n {
-		return s
-	}
-	const mark = "\n… (truncated)"
-	r := []rune(s)
-	return string(r[:n-utf8.RuneCountInString(mark)]) + mark
-}
-
-// TruncateHead keeps the end of s.
-func TruncateHead(s string, n int) string {
-	if utf8.RuneCountInString(s) <= n {
-		return s
-	}
-	const mark = "(truncated) …\n"
-	r := []rune(s)
-	return mark + string(r[len(r)-(n-utf8.RuneCountInString(mark)):])
 }

@@ -16,7 +16,7 @@ var core = []string{"internal/pipeline", "internal/sizing", "internal/compute/..
 // forbiddenDep reports why a dependency of the core breaks that rule.
 func forbiddenDep(dep string) (string, bool) {
 	if own, ok := strings.CutPrefix(dep, module); ok {
-		for _, f := range []string{"cmd/", "internal/cli", "internal/gateway", "internal/checks", "plugin/", "internal/action", "internal/woodpecker"} {
+		for _, f := range []string{"cmd/", "internal/cli", "internal/gateway", "internal/checks", "internal/githubapp", "plugin/", "internal/action", "internal/woodpecker"} {
 			if strings.HasPrefix(own, f) {
 				return "a front door's package", true
 			}

@@ -9,8 +9,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/lian-build/action/internal/checks"
 	"github.com/lian-build/action/internal/frontdoor"
+	"github.com/lian-build/action/internal/githubapp"
 	"github.com/lian-build/action/internal/nickel"
 	"github.com/lian-build/action/internal/spec"
 )
@@ -66,7 +66,7 @@ func (fc *FileConfig) repos(v any) error {
 		rs.RunnerType, _ = r["runner_type"].(string)
 		field := fmt.Sprintf("repositories[%d].repository", i)
 		owner, repo, ok := strings.Cut(rs.Repository, "/")
-		if !ok || checks.ValidOwner("owner", owner) != nil || checks.ValidRepo("repository", repo) != nil {
+		if !ok || githubapp.ValidOwner("owner", owner) != nil || githubapp.ValidRepo("repository", repo) != nil {
 			return spec.FieldAt(fc.doc, fc.Path, field, fmt.Errorf("%q: want owner/repo", rs.Repository))
 		}
 		if seen[rs.Repository] {

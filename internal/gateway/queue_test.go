@@ -15,7 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/lian-build/action/internal/checks"
+	"github.com/lian-build/action/internal/githubapp"
 	"github.com/lian-build/action/internal/pipeline"
 	"github.com/lian-build/action/internal/testenv"
 )
@@ -88,10 +88,10 @@ type recordingGitHub struct {
 	mu         sync.Mutex
 	failQueued bool
 	completed  bool // CheckRunCompleted's answer
-	created    []checks.CheckRun
+	created    []githubapp.CheckRun
 }
 
-func (g *recordingGitHub) CreateCheckRun(_ context.Context, _ int64, _, _ string, cr checks.CheckRun) (int64, error) {
+func (g *recordingGitHub) CreateCheckRun(_ context.Context, _ int64, _, _ string, cr githubapp.CheckRun) (int64, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.failQueued && cr.Status == "queued" {
@@ -100,7 +100,7 @@ func (g *recordingGitHub) CreateCheckRun(_ context.Context, _ int64, _, _ string
 	g.created = append(g.created, cr)
 	return int64(len(g.created)), nil
 }
-func (g *recordingGitHub) UpdateCheckRun(context.Context, int64, string, string, int64, checks.CheckRun) error {
+func (g *recordingGitHub) UpdateCheckRun(context.Context, int64, string, string, int64, githubapp.CheckRun) error {
 	return nil
 }
 func (g *recordingGitHub) CheckRunCompleted(context.Context, int64, string, string, int64) (bool, error) {

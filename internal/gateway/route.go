@@ -9,8 +9,8 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/lian-build/action/internal/checks"
 	"github.com/lian-build/action/internal/frontdoor"
+	"github.com/lian-build/action/internal/githubapp"
 	"github.com/lian-build/action/internal/sizing"
 )
 
@@ -146,10 +146,10 @@ func Route(event, delivery string, body []byte, cfg RouteConfig) (Decision, erro
 		return Decision{Ignore: "no repository in the payload"}, nil
 	}
 	owner, repo := p.Repository.Owner.Login, p.Repository.Name
-	if err := checks.ValidOwner("repository.owner.login", owner); err != nil {
+	if err := githubapp.ValidOwner("repository.owner.login", owner); err != nil {
 		return Decision{}, err
 	}
-	if err := checks.ValidRepo("repository.name", repo); err != nil {
+	if err := githubapp.ValidRepo("repository.name", repo); err != nil {
 		return Decision{}, err
 	}
 	if !allowed(cfg.Allow, owner, repo) {
@@ -180,7 +180,7 @@ func routePush(p payload, job *Job, cfg RouteConfig) (Decision, error) {
 	if strings.Trim(p.After, "0") == "" {
 		return Decision{Ignore: "ref deleted (after is all zeros)"}, nil
 	}
-	if err := checks.ValidSHA("after", p.After); err != nil {
+	if err := githubapp.ValidSHA("after", p.After); err != nil {
 		return Decision{}, err
 	}
 	switch {
@@ -221,7 +221,7 @@ func routeComment(p payload, job *Job, cfg RouteConfig) (Decision, error) {
 	if p.Comment.User.Type == "Bot" || strings.HasSuffix(p.Comment.User.Login, "[bot]") {
 		return Decision{Ignore: "comment by a bot"}, nil
 	}
-	if err := checks.ValidLogin("comment.user.login", p.Comment.User.Login); err != nil {
+	if err := githubapp.ValidLogin("comment.user.login", p.Comment.User.Login); err != nil {
 		return Decision{}, err
 	}
 	job.PR, job.CommentID, job.Commenter, job.Association = p.Issue.Number, p.Comment.ID, p.Comment.User.Login, p.Comment.AuthorAssociation
@@ -253,7 +253,7 @@ func routeCheckRun(p payload, job *Job, cfg RouteConfig) (Decision, error) {
 	if p.CheckRun.Name != CheckName {
 		return Decision{Ignore: "check run " + p.CheckRun.Name + " is not lian-build's"}, nil
 	}
-	if err := checks.ValidSHA("check_run.head_sha", p.CheckRun.HeadSHA); err != nil {
+	if err := githubapp.ValidSHA("check_run.head_sha", p.CheckRun.HeadSHA); err != nil {
 		return Decision{}, err
 	}
 	job.Kind, job.SHA, job.RebuildOf = JobRebuild, p.CheckRun.HeadSHA, p.CheckRun.ExternalID
@@ -276,7 +276,7 @@ func routeCheckRun(p payload, job *Job, cfg RouteConfig) (Decision, error) {
 		return Decision{Ignore: "check_run " + p.Action}, nil
 	}
 	if p.Sender != nil {
-		if err := checks.ValidLogin("sender.login", p.Sender.Login); err != nil {
+		if err := githubapp.ValidLogin("sender.login", p.Sender.Login); err != nil {
 			return Decision{}, err
 		}
 		job.Commenter = p.Sender.Login

@@ -17,8 +17,8 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"github.com/lian-build/action/internal/cache"
-	"github.com/lian-build/action/internal/checks"
 	"github.com/lian-build/action/internal/frontdoor"
+	"github.com/lian-build/action/internal/githubapp"
 	"github.com/lian-build/action/internal/metrics"
 	"github.com/lian-build/action/internal/natsjs"
 	"github.com/lian-build/action/internal/pipeline"
@@ -131,7 +131,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer q.Close()
-	app, err := checks.NewApp(cfg.AppID, cfg.PrivateKey, cfg.GitHubAPIURL)
+	app, err := githubapp.NewApp(cfg.AppID, cfg.PrivateKey, cfg.GitHubAPIURL)
 	if err != nil {
 		return err
 	}
@@ -197,7 +197,7 @@ func dialer(ctx context.Context, url string, log *slog.Logger) func() (*nats.Con
 	}
 }
 
-func executor(cfg Config, rt *frontdoor.Runtime, bs frontdoor.Settings, app *checks.App) (Executor, error) {
+func executor(cfg Config, rt *frontdoor.Runtime, bs frontdoor.Settings, app *githubapp.App) (Executor, error) {
 	if cfg.Exec != nil {
 		return cfg.Exec, nil
 	}

@@ -9,14 +9,14 @@ import (
 	"os/exec"
 	"strings"
 
-	"github.com/lian-build/action/internal/checks"
+	"github.com/lian-build/action/internal/githubapp"
 )
 
 // Fetch checks out owner/repo at sha into dir, with git over HTTP(S) from
 // gitURL. The installation token goes in an HTTP header through git's
 // environment configuration: never in a URL, an argument or a log line.
 func Fetch(ctx context.Context, gitURL, owner, repo, sha, token, dir string) error {
-	for _, err := range []error{checks.ValidOwner("owner", owner), checks.ValidRepo("repository", repo), checks.ValidSHA("sha", sha)} {
+	for _, err := range []error{githubapp.ValidOwner("owner", owner), githubapp.ValidRepo("repository", repo), githubapp.ValidSHA("sha", sha)} {
 		if err != nil {
 			return err
 		}

@@ -12,17 +12,18 @@ import (
 	"time"
 
 	"github.com/lian-build/action/internal/checks"
+	"github.com/lian-build/action/internal/githubapp"
 	"github.com/lian-build/action/internal/pipeline"
 	"github.com/lian-build/action/internal/sizing"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// GitHub is what the worker asks of GitHub (checks.App in production, an
+// GitHub is what the worker asks of GitHub (githubapp.App in production, an
 // httptest fake API in tests — the same client either way).
 type GitHub interface {
-	CreateCheckRun(ctx context.Context, inst int64, owner, repo string, cr checks.CheckRun) (int64, error)
+	CreateCheckRun(ctx context.Context, inst int64, owner, repo string, cr githubapp.CheckRun) (int64, error)
 	CheckRunCompleted(ctx context.Context, inst int64, owner, repo string, id int64) (bool, error)
-	UpdateCheckRun(ctx context.Context, inst int64, owner, repo string, id int64, cr checks.CheckRun) error
+	UpdateCheckRun(ctx context.Context, inst int64, owner, repo string, id int64, cr githubapp.CheckRun) error
 	PullRequestHead(ctx context.Context, inst int64, owner, repo string, n int) (string, bool, error)
 	Permission(ctx context.Context, inst int64, owner, repo, user string) (string, error)
 	React(ctx context.Context, inst int64, owner, repo string, commentID int64, content string) error
@@ -245,7 +246,7 @@ func (w *Worker) bury(ctx context.Context, log *slog.Logger, msg jetstream.Msg, 
 }
 
 func (w *Worker) failCheckRun(ctx context.Context, job Job, st BuildState, reason string) error {
-	cr := checks.CheckRun{HeadSHA: job.SHA, ExternalID: job.BuildID, Status: "completed", Conclusion: "failure",
+	cr := githubapp.CheckRun{HeadSHA: job.SHA, ExternalID: job.BuildID, Status: "completed", Conclusion: "failure",
 		Title: "lian-build gave up on this build", Summary: "This build was not finished and will not be retried: " + reason + "."}
 	if st.CheckRunID != 0 {
 		return w.GitHub.UpdateCheckRun(ctx, job.Installation, job.Owner, job.Repo, st.CheckRunID, cr)
@@ -343,7 +344,7 @@ func (w *Worker) build(ctx context.Context, log *slog.Logger, job Job, st BuildS
 			return w.Queue.SaveState(ctx, job.BuildID, st)
 		}
 	} else {
-		st.CheckRunID, err = gh.CreateCheckRun(ctx, job.Installation, job.Owner, job.Repo, checks.CheckRun{HeadSHA: job.SHA, ExternalID: job.BuildID, Status: "queued"})
+		st.CheckRunID, err = gh.CreateCheckRun(ctx, job.Installation, job.Owner, job.Repo, githubapp.CheckRun{HeadSHA: job.SHA, ExternalID: job.BuildID, Status: "queued"})
 		if err != nil {
 			return err
 		}
@@ -368,7 +369,7 @@ func (w *Worker) build(ctx context.Context, log *slog.Logger, job Job, st BuildS
 			w.mu.Unlock()
 		}()
 	}
-	inProgress := checks.CheckRun{HeadSHA: job.SHA, ExternalID: job.BuildID, Status: "in_progress", Title: "building", Summary: fmt.Sprintf("Building `%s` as `%s`.", short(job.SHA), job.Actor)}
+	inProgress := githubapp.CheckRun{HeadSHA: job.SHA, ExternalID: job.BuildID, Status: "in_progress", Title: "building", Summary: fmt.Sprintf("Building `%s` as `%s`.", short(job.SHA), job.Actor)}
 	if err := gh.UpdateCheckRun(ctx, job.Installation, job.Owner, job.Repo, st.CheckRunID, inProgress); err != nil {
 		return err
 	}
@@ -398,7 +399,7 @@ func (w *Worker) complete(ctx context.Context, job Job, st BuildState, res pipel
 	if res.Failure != nil && res.Failure.File != "" {
 		path = filepath.ToSlash(res.Failure.File)
 	}
-	cr := checks.CheckRun{
+	cr := githubapp.CheckRun{
 		HeadSHA: job.SHA, ExternalID: job.BuildID, Status: "completed", Conclusion: checks.Conclusion(res),
 		Title: checks.Title(res), Summary: checks.Summary(res), Text: checks.Text(res),
 		Annotations: checks.Annotations(res, path), Actions: checks.Actions(res, w.Table),

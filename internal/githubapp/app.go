@@ -1,4 +1,8 @@
-package checks
+// Package githubapp is the GitHub App client of the gateway: installation
+// tokens, check runs, pull requests, permissions, reactions and comments,
+// with GitHub's rate limits and size limits, and GitHub's rules for the
+// names and SHAs that reach its API.
+package githubapp
 
 import (
 	"context"
