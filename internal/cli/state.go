@@ -50,10 +50,6 @@ func runState(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return remoteState(ctx, args[0], pos, s, stdout)
 	}
 	st, _, err := s.OpenExistingState(ctx)
-	var me *state.MissingError
-	if errors.As(err, &me) {
-		return &UsageError{Msg: err.Error(), Err: err}
-	}
 	if err != nil {
 		return err
 	}

@@ -64,7 +64,7 @@ func (l DirLoader) Resolve(from, p string) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		if !within(realRoot, real) {
+		if !safefile.Within(realRoot, real) {
 			return "", errors.New("import outside the context root " + root)
 		}
 		return abs, nil
@@ -75,16 +75,10 @@ func (l DirLoader) Resolve(from, p string) (string, error) {
 			return libPrefix + name, nil
 		}
 	}
-	if !within(root, abs) {
+	if !safefile.Within(root, abs) {
 		return "", errors.New("import outside the context root " + root)
 	}
 	return "", errors.New("no such file")
-}
-
-// within reports whether p is root or below it.
-func within(root, p string) bool {
-	rel, err := filepath.Rel(root, p)
-	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
 }
 
 // Read implements Loader.

@@ -99,25 +99,11 @@ func Beneath(root, dir, p string) (string, error) {
 	if filepath.IsAbs(p) {
 		return "", &EscapeError{Path: p, Root: root}
 	}
-	realRoot, err := filepath.EvalSymlinks(root)
+	full, err := filepath.Abs(filepath.Join(dir, p))
 	if err != nil {
 		return "", err
 	}
-	realRoot, _ = filepath.Abs(realRoot)
-	full := filepath.Join(dir, p)
-	if !filepath.IsAbs(full) {
-		if full, err = filepath.Abs(full); err != nil {
-			return "", err
-		}
-	}
-	resolved, err := resolveExisting(full)
-	if err != nil {
-		return "", err
-	}
-	if !Within(realRoot, resolved) {
-		return "", &EscapeError{Path: p, Root: root}
-	}
-	return full, nil
+	return full, confine(root, full, p)
 }
 
 // Confine checks that path (absolute or relative to the working directory)
@@ -127,6 +113,12 @@ func Confine(root, path string) error {
 	if err != nil {
 		return err
 	}
+	return confine(root, abs, path)
+}
+
+// confine checks that the absolute path abs resolves below root; an
+// escape names the path as the user gave it (shown).
+func confine(root, abs, shown string) error {
 	realRoot, err := filepath.EvalSymlinks(root)
 	if err != nil {
 		return err
@@ -137,7 +129,7 @@ func Confine(root, path string) error {
 		return err
 	}
 	if !Within(realRoot, resolved) {
-		return &EscapeError{Path: path, Root: root}
+		return &EscapeError{Path: shown, Root: root}
 	}
 	return nil
 }

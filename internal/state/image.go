@@ -106,25 +106,15 @@ func backedBy(mnt, path string) bool {
 
 // mountSource is the source (device) of the mount at point, or "".
 func mountSource(point string) string {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := sc.Text()
-		fields := strings.Fields(line)
-		if len(fields) < 5 || fields[4] != point {
-			continue
+	source := ""
+	eachMount(func(p, src string) bool {
+		if p == point {
+			source = src
+			return true
 		}
-		if _, after, ok := strings.Cut(line, " - "); ok {
-			if rest := strings.Fields(after); len(rest) >= 2 {
-				return rest[1]
-			}
-		}
-	}
-	return ""
+		return false
+	})
+	return source
 }
 
 func makeImage(ctx context.Context, path string, size int64) error {
@@ -166,6 +156,12 @@ func busy(dir string) bool {
 }
 
 func anyMount(match func(point string) bool) bool {
+	return eachMount(func(p, _ string) bool { return match(p) })
+}
+
+// eachMount calls fn with each mount point of this process's view and its
+// source (a device), until fn returns true; it reports whether one did.
+func eachMount(fn func(point, source string) bool) bool {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
 		return false
@@ -173,7 +169,18 @@ func anyMount(match func(point string) bool) bool {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if fields := strings.Fields(sc.Text()); len(fields) > 4 && match(fields[4]) {
+		line := sc.Text()
+		fields := strings.Fields(line)
+		if len(fields) < 5 {
+			continue
+		}
+		source := ""
+		if _, after, ok := strings.Cut(line, " - "); ok {
+			if rest := strings.Fields(after); len(rest) >= 2 {
+				source = rest[1]
+			}
+		}
+		if fn(fields[4], source) {
 			return true
 		}
 	}
