@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -232,8 +231,12 @@ func (s Settings) openState(ctx context.Context, existing bool) (*state.Store, i
 	if errors.As(err, &me) {
 		return nil, 0, &buildkit.InputError{Field: field, Value: s.StateStore, Msg: "does not exist (a build with it creates it)"}
 	}
+	var oe *state.OpenError
+	if errors.As(err, &oe) {
+		return nil, 0, &buildkit.InputError{Field: field, Value: s.StateStore, Msg: oe.Err.Error()}
+	}
 	if err != nil {
-		return nil, 0, &buildkit.InputError{Field: field, Value: s.StateStore, Msg: strings.TrimPrefix(err.Error(), "state store "+strconv.Quote(mustAbs(s.StateStore))+": ")}
+		return nil, 0, &buildkit.InputError{Field: field, Value: s.StateStore, Msg: err.Error()}
 	}
 	return st, opts.MaxBytes, nil
 }
@@ -249,14 +252,6 @@ func (s Settings) remoteState() bool {
 
 // stateMax is the state-max setting in bytes (0: none).
 func (s Settings) stateMax() (int64, error) { return s.size("state-max", s.StateMax) }
-
-func mustAbs(p string) string {
-	a, err := filepath.Abs(p)
-	if err != nil {
-		return p
-	}
-	return a
-}
 
 // size reads a size setting ("20GiB"; "" is 0), naming it when it is bad.
 func (s Settings) size(setting, text string) (int64, error) {

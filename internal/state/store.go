@@ -83,17 +83,36 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	s, err := open(ctx, opts, path)
+	var me *MissingError
+	if err != nil && !errors.As(err, &me) {
+		return nil, &OpenError{Path: path, Err: err}
+	}
+	return s, err
+}
+
+// OpenError is a store that cannot be opened; Err says why, without the
+// path (front doors name the store as their user gave it).
+type OpenError struct {
+	Path string
+	Err  error
+}
+
+func (e *OpenError) Error() string { return fmt.Sprintf("state store %s: %v", quote(e.Path), e.Err) }
+func (e *OpenError) Unwrap() error { return e.Err }
+
+func open(ctx context.Context, opts Options, path string) (*Store, error) {
 	s := &Store{root: path, opts: opts}
 	st, statErr := os.Stat(path)
 	switch {
 	case statErr != nil && !os.IsNotExist(statErr):
-		return nil, fmt.Errorf("state store %s: %w", quote(path), statErr)
+		return nil, statErr
 	case statErr != nil && opts.Existing:
 		return nil, &MissingError{Path: path}
 	case statErr == nil && !st.IsDir() && !st.Mode().IsRegular():
-		return nil, fmt.Errorf("state store %s: not a directory or an image file (%s)", quote(path), st.Mode().Type())
+		return nil, fmt.Errorf("not a directory or an image file (%s)", st.Mode().Type())
 	case statErr == nil && st.Mode().IsRegular() && !strings.HasSuffix(path, ".img"):
-		return nil, fmt.Errorf("state store %s: a file; give a directory on btrfs or XFS, or an image PATH.img that lian-build formats and mounts", quote(path))
+		return nil, errors.New("a file; give a directory on btrfs or XFS, or an image PATH.img that lian-build formats and mounts")
 	}
 	if isImage(path) {
 		return openImage(ctx, s, path, statErr == nil)
@@ -106,7 +125,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 			return nil, err
 		}
 		if err := os.MkdirAll(path, 0o700); err != nil {
-			return nil, fmt.Errorf("state store %s: %w", quote(path), err)
+			return nil, err
 		}
 		created = true
 	}
@@ -124,12 +143,12 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 func openImage(ctx context.Context, s *Store, path string, exists bool) (*Store, error) {
 	if exists {
 		if err := isBtrfsImage(path); err != nil {
-			return nil, fmt.Errorf("state store %s: %w", quote(path), err)
+			return nil, err
 		}
 	}
 	root, mountedNow, err := mountImage(ctx, path, s.opts.ImageSize)
 	if err != nil {
-		return nil, fmt.Errorf("state store %s: %w", quote(path), err)
+		return nil, err
 	}
 	s.root, s.image, s.mountedNow = root, path, mountedNow
 	s.how = fmt.Sprintf("btrfs image %s mounted at %s", path, s.root)
@@ -149,7 +168,7 @@ func openImage(ctx context.Context, s *Store, path string, exists bool) (*Store,
 func (s *Store) layout() error {
 	for _, d := range []string{"ns", "work"} {
 		if err := os.MkdirAll(filepath.Join(s.root, d), 0o700); err != nil {
-			return fmt.Errorf("state store %s: %w", quote(s.root), err)
+			return err
 		}
 	}
 	return nil
@@ -183,19 +202,19 @@ func quote(p string) string { return strconv.Quote(p) }
 func (s *Store) probeFilesystem(dir string) error {
 	var st unix.Statfs_t
 	if err := unix.Statfs(dir, &st); err != nil {
-		return fmt.Errorf("state store %s: %w", quote(s.root), err)
+		return err
 	}
 	switch uint32(st.Type) {
 	case magicBtrfs, magicXFS:
 		return nil
 	}
-	return fsRefusal(s.root, st.Type)
+	return fsRefusal(st.Type)
 }
 
 // fsRefusal says why a filesystem cannot hold a store.
-func fsRefusal(root string, fsType int64) error {
-	return fmt.Errorf("state store %s: its filesystem (%s) cannot clone a directory in constant time; "+
-		"give a directory on btrfs or XFS with reflink, or an image file (PATH.img) that lian-build formats and mounts", quote(root), fsName(fsType))
+func fsRefusal(fsType int64) error {
+	return fmt.Errorf("its filesystem (%s) cannot clone a directory in constant time; "+
+		"give a directory on btrfs or XFS with reflink, or an image file (PATH.img) that lian-build formats and mounts", fsName(fsType))
 }
 
 // fsName names a filesystem by its magic number.
@@ -209,18 +228,18 @@ func fsName(t int64) string {
 func (s *Store) pickCloner() error {
 	var st unix.Statfs_t
 	if err := unix.Statfs(s.root, &st); err != nil {
-		return fmt.Errorf("state store %s: %w", s.root, err)
+		return err
 	}
 	switch uint32(st.Type) {
 	case magicBtrfs:
 		s.cloner = btrfsCloner{}
 	case magicXFS:
 		if err := probeReflink(s.root); err != nil {
-			return fmt.Errorf("state store %s: XFS without reflink (format with mkfs.xfs -m reflink=1): %w", s.root, err)
+			return fmt.Errorf("XFS without reflink (format with mkfs.xfs -m reflink=1): %w", err)
 		}
 		s.cloner = reflinkCloner{}
 	default:
-		return fsRefusal(s.root, st.Type)
+		return fsRefusal(st.Type)
 	}
 	if s.how == "" {
 		s.how = fmt.Sprintf("directory %s", s.root)
