@@ -37,11 +37,16 @@ type Timeouts struct {
 // VM; a return recycles the VM; a list answers from the store.
 var DefaultTimeouts = Timeouts{Lease: 11 * time.Minute, Return: 3 * time.Minute, List: 15 * time.Second, Drain: 2 * time.Minute}
 
-func (c *Client) timeout(pick func(Timeouts) time.Duration) time.Duration {
-	if d := pick(c.Timeouts); d > 0 {
-		return d
+// limits are the client's bounds, each unset one the default.
+func (c *Client) limits() Timeouts {
+	or := func(v, def time.Duration) time.Duration {
+		if v > 0 {
+			return v
+		}
+		return def
 	}
-	return pick(DefaultTimeouts)
+	t, d := c.Timeouts, DefaultTimeouts
+	return Timeouts{Lease: or(t.Lease, d.Lease), Return: or(t.Return, d.Return), List: or(t.List, d.List), Drain: or(t.Drain, d.Drain)}
 }
 
 // defaultHTTP dials and shakes hands within bounds; the call's context
@@ -68,13 +73,13 @@ func (e *APIError) Error() string {
 // Lease asks for a VM.
 func (c *Client) Lease(ctx context.Context, req Request) (Grant, error) {
 	var g Grant
-	return g, c.do(ctx, c.timeout(func(t Timeouts) time.Duration { return t.Lease }), http.MethodPost, PathLeases, req, &g)
+	return g, c.do(ctx, c.limits().Lease, http.MethodPost, PathLeases, req, &g)
 }
 
 // Return ends a lease with its outcome.
 func (c *Client) Return(ctx context.Context, leaseID, outcome string) (Disposition, error) {
 	var d Disposition
-	return d, c.do(ctx, c.timeout(func(t Timeouts) time.Duration { return t.Return }), http.MethodDelete, PathLeases+"/"+url.PathEscape(leaseID), Return{Outcome: outcome}, &d)
+	return d, c.do(ctx, c.limits().Return, http.MethodDelete, PathLeases+"/"+url.PathEscape(leaseID), Return{Outcome: outcome}, &d)
 }
 
 // List reads the pool's VMs.
@@ -86,13 +91,13 @@ func (c *Client) List(ctx context.Context) ([]VM, error) {
 // Status reads the pool's VMs and whether it drains.
 func (c *Client) Status(ctx context.Context) (Status, error) {
 	var st Status
-	return st, c.do(ctx, c.timeout(func(t Timeouts) time.Duration { return t.List }), http.MethodGet, PathLeases, nil, &st)
+	return st, c.do(ctx, c.limits().List, http.MethodGet, PathLeases, nil, &st)
 }
 
 // Resume ends a drain.
 func (c *Client) Resume(ctx context.Context) error {
 	var out map[string]any
-	return c.do(ctx, c.timeout(func(t Timeouts) time.Duration { return t.List }), http.MethodPost, PathResume, nil, &out)
+	return c.do(ctx, c.limits().List, http.MethodPost, PathResume, nil, &out)
 }
 
 // Drain retires every idle VM and names them.
@@ -100,7 +105,7 @@ func (c *Client) Drain(ctx context.Context) ([]string, error) {
 	var out struct {
 		Retired []string `json:"retired"`
 	}
-	return out.Retired, c.do(ctx, c.timeout(func(t Timeouts) time.Duration { return t.Drain }), http.MethodPost, PathDrain, nil, &out)
+	return out.Retired, c.do(ctx, c.limits().Drain, http.MethodPost, PathDrain, nil, &out)
 }
 
 // CheckURL checks a pool's URL: http or https with a host. It reports
