@@ -66,6 +66,7 @@ type Catalog struct {
 	// and were not read (symbolic links are never followed), with why.
 	Skipped []string
 	byName  map[string]*Layer
+	indexed int // how many of Layers byName holds
 }
 
 // Load reads every DIR/*/workflow.ncl against the schema. Every file is
@@ -155,8 +156,10 @@ func loadLayer(ctx context.Context, loader spec.Loader, file string) (*Layer, er
 
 // Layer is the layer of that name, or nil.
 func (c *Catalog) Layer(name string) *Layer {
-	if c.byName == nil || len(c.byName) != len(c.Layers) {
-		c.byName = make(map[string]*Layer, len(c.Layers))
+	// The index covers the layers it was built from (Layers only grows):
+	// a catalog with duplicate names is indexed once, not at every call.
+	if c.byName == nil || c.indexed != len(c.Layers) {
+		c.byName, c.indexed = make(map[string]*Layer, len(c.Layers)), len(c.Layers)
 		for _, l := range c.Layers {
 			if _, dup := c.byName[l.Name]; !dup {
 				c.byName[l.Name] = l
