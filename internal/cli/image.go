@@ -11,6 +11,7 @@ import (
 
 	"github.com/lian-build/action/internal/buildkit"
 	"github.com/lian-build/action/internal/compute/docker"
+	"github.com/lian-build/action/internal/compute/local"
 	"github.com/lian-build/action/internal/frontdoor"
 )
 
@@ -30,7 +31,7 @@ func runnersImage(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	bk := s.Option("buildkitd")
 	if bk == "" {
-		bk = frontdoor.DefaultBuildkitd()
+		bk = local.DefaultBuildkitd()
 	}
 	files := docker.ImageFiles{}
 	for _, f := range []struct {

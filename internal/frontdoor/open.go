@@ -7,8 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -74,9 +72,6 @@ func (s Settings) providerValues() (map[string]string, error) {
 		} else if v[d.Name] == "" && d.Env != "" {
 			v[d.Name] = os.Getenv(d.Env)
 		}
-	}
-	if v["buildkitd"] == "" {
-		v["buildkitd"] = DefaultBuildkitd()
 	}
 	return v, nil
 }
@@ -307,24 +302,6 @@ func (s Settings) Open(ctx context.Context, log *slog.Logger) (*Runtime, error) 
 		return nil, err
 	}
 	return rt, nil
-}
-
-// DefaultBuildkitd is buildkitd on PATH, else the one installed next to the running binary.
-func DefaultBuildkitd() string {
-	if _, err := exec.LookPath("buildkitd"); err == nil {
-		return "buildkitd"
-	}
-	if exe, err := os.Executable(); err == nil {
-		if p := filepath.Join(filepath.Dir(exe), "buildkitd"); fileExists(p) {
-			return p
-		}
-	}
-	return "buildkitd"
-}
-
-func fileExists(p string) bool {
-	_, err := os.Stat(p)
-	return err == nil
 }
 
 // BuildOptions are what a front door adds around the build sequence.

@@ -59,7 +59,7 @@ type Provider struct{ opts Options }
 // New validates opts and returns a provider. It needs root, buildkitd and runc.
 func New(opts Options) (*Provider, error) {
 	if opts.Buildkitd == "" {
-		opts.Buildkitd = "buildkitd"
+		opts.Buildkitd = DefaultBuildkitd()
 	}
 	bk, err := exec.LookPath(opts.Buildkitd)
 	if err != nil {
@@ -359,4 +359,23 @@ func unmountUnder(dir string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// DefaultBuildkitd is buildkitd on PATH, else the one installed next to the
+// running binary (as the release images and make tools lay them out).
+func DefaultBuildkitd() string {
+	if _, err := exec.LookPath("buildkitd"); err == nil {
+		return "buildkitd"
+	}
+	if exe, err := os.Executable(); err == nil {
+		if p := filepath.Join(filepath.Dir(exe), "buildkitd"); fileExists(p) {
+			return p
+		}
+	}
+	return "buildkitd"
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
