@@ -140,10 +140,7 @@ func explainMachines(w io.Writer, s frontdoor.Settings, tier string) error {
 	if err != nil || machines == nil {
 		return err
 	}
-	provider := s.ComputeProvider
-	if provider == "" {
-		provider = "local"
-	}
+	provider := s.ProviderName()
 	platform := map[string]string{"arm": "linux/arm64", "x86": "linux/amd64"}[arch]
 	fmt.Fprintf(w, "%-11s %s, %s (%s)\n", "machines", provider, arch, platform)
 	for _, m := range machines {

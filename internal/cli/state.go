@@ -91,10 +91,11 @@ func runState(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 }
 
 // remoteState is `state ls|rm --state-store volumes`: the state a provider
-// keeps outside this machine (hcloud's volumes; --provider hcloud implied).
+// keeps outside this machine (hcloud's volumes; the provider implied when
+// only one keeps state).
 func remoteState(ctx context.Context, cmd string, namespaces []string, s frontdoor.Settings, stdout io.Writer) error {
-	if s.ComputeProvider == "" {
-		s.ComputeProvider = "hcloud"
+	if keepers := compute.WithFeature(func(f compute.Features) bool { return f.RemoteState }); s.ComputeProvider == "" && len(keepers) == 1 {
+		s.ComputeProvider = keepers[0]
 	}
 	prov, err := s.OpenProvider()
 	if err != nil {

@@ -124,13 +124,6 @@ type Runner interface {
 	Destroy(ctx context.Context) error
 }
 
-// SampleInterval is implemented by runners whose readings cost a round
-// trip (a command over SSH): the pipeline reads their Stats no more often
-// than MinSampleInterval.
-type SampleInterval interface {
-	MinSampleInterval() time.Duration
-}
-
 // Provider creates runners of a given tier, and finds and reaps its own.
 type Provider interface {
 	Name() string
@@ -296,9 +289,9 @@ type StatefulRunner interface {
 func RefuseState(provider string, l Lease) error {
 	switch {
 	case l.RemoteState != nil:
-		return fmt.Errorf("%s: state kept by the provider (--state-store volumes) is the hcloud provider's only", provider)
+		return fmt.Errorf("%s keeps no runner state of its own (providers that do: %s)", provider, strings.Join(WithFeature(func(f Features) bool { return f.RemoteState }), ", "))
 	case l.State != "":
-		return fmt.Errorf("%s: runner state from a state store is the local provider's only", provider)
+		return fmt.Errorf("%s cannot start a runner from a state store on this machine (providers that can: %s)", provider, strings.Join(WithFeature(func(f Features) bool { return f.LocalState }), ", "))
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package compute
 import (
 	"errors"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ func (f testFactory) Name() string        { return f.name }
 func (f testFactory) Tiers() sizing.Table { return sizing.HCloud }
 func (f testFactory) Options() []string   { return []string{"size"} }
 func (f testFactory) Settings() []Setting { return []Setting{{Name: "size", Help: "a size"}} }
+func (f testFactory) Features() Features  { return Features{} }
 func (f testFactory) New(cfg Config) (Provider, error) {
 	if cfg.Options["size"] == "bad" {
 		return nil, &OptionError{Option: "size", Err: errors.New("not a size")}
@@ -88,3 +90,25 @@ func TestOwnerLabelRoundTrip(t *testing.T) {
 		t.Fatal("an owner on another host was taken for a local one")
 	}
 }
+
+// Features are found by provider name; one not registered has none.
+func TestFeaturesOf(t *testing.T) {
+	Register(featureFactory{testFactory{"test-features"}})
+	if f := FeaturesOf("test-features"); !f.Reuse || f.SampleEvery != time.Second {
+		t.Fatalf("FeaturesOf = %+v", f)
+	}
+	if f := FeaturesOf("not-registered"); f.Reuse || f.SampleEvery != 0 {
+		t.Fatalf("an unregistered provider has features %+v", f)
+	}
+	if got := WithFeature(func(f Features) bool { return f.Reuse }); !slices.Contains(got, "test-features") || slices.Contains(got, "test-a") {
+		t.Fatalf("WithFeature(Reuse) = %v", got)
+	}
+	err := RefuseState("plain", Lease{State: "/x"})
+	if err == nil || !strings.Contains(err.Error(), "plain cannot start a runner from a state store") {
+		t.Fatalf("RefuseState = %v", err)
+	}
+}
+
+type featureFactory struct{ testFactory }
+
+func (featureFactory) Features() Features { return Features{Reuse: true, SampleEvery: time.Second} }

@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/lian-build/action/internal/sizing"
 )
@@ -55,7 +56,54 @@ type Factory interface {
 	// Settings are the settings the provider declares, in the order its
 	// help lists them.
 	Settings() []Setting
+	// Features are what the provider can do; the front doors and the
+	// pipeline decide from them, never from the provider's name.
+	Features() Features
 	New(cfg Config) (Provider, error)
+}
+
+// Features are what a provider can do, declared as a value (buildx's
+// driver Features, Nomad's Capabilities). A provider that declares a
+// feature implements the interface that serves it.
+type Features struct {
+	// LocalState: runners start from a clone of a state store on this
+	// machine (--state-store PATH, Lease.State).
+	LocalState bool
+	// RemoteState: the provider keeps runner state itself (--state-store
+	// volumes, Lease.RemoteState): it is a StateAdmin and its runners are
+	// StatefulRunners.
+	RemoteState bool
+	// Reuse: a runner's machine may serve again after its lease; the runner
+	// is an OutcomeSetter, told how the build ended before Destroy.
+	Reuse bool
+	// SampleEvery is the shortest interval between two Stats readings of a
+	// runner (a reading costs a round trip: an exec, an SSH command); 0:
+	// any.
+	SampleEvery time.Duration
+	// Archs are the architectures the provider builds on natively ("arm",
+	// "x86"), its default first; nil: this machine's.
+	Archs []string
+}
+
+// FeaturesOf are the features of a registered provider (none for one
+// that is not registered, such as a test's).
+func FeaturesOf(name string) Features {
+	f, err := Lookup(name)
+	if err != nil {
+		return Features{}
+	}
+	return f.Features()
+}
+
+// WithFeature are the registered providers that have a feature, sorted.
+func WithFeature(has func(Features) bool) []string {
+	var out []string
+	for _, n := range Names() {
+		if has(FeaturesOf(n)) {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // Machine is what a tier runs on with a provider, on one architecture.

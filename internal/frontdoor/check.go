@@ -14,7 +14,7 @@ import (
 // at start for every build, without creating or opening anything: what a
 // build would refuse later is refused now, naming the setting.
 func (s Settings) Check() error {
-	if _, err := compute.Lookup(s.providerName()); err != nil {
+	if _, err := compute.Lookup(s.ProviderName()); err != nil {
 		return &buildkit.InputError{Field: s.name("compute-provider"), Value: s.ComputeProvider, Msg: err.Error()}
 	}
 	if s.Registry != "" {

@@ -39,8 +39,8 @@ func (r *Runtime) Close() {
 	}
 }
 
-// providerName is the provider the settings name (default local).
-func (s Settings) providerName() string {
+// ProviderName is the provider the settings name (default local).
+func (s Settings) ProviderName() string {
 	if s.ComputeProvider == "" {
 		return "local"
 	}
@@ -50,7 +50,7 @@ func (s Settings) providerName() string {
 // Tiers is the tier table of the provider the settings name: tiers are
 // validated against the provider in use.
 func (s Settings) Tiers() (sizing.Table, error) {
-	f, err := compute.Lookup(s.providerName())
+	f, err := compute.Lookup(s.ProviderName())
 	if err != nil {
 		return nil, &buildkit.InputError{Field: s.name("compute-provider"), Value: s.ComputeProvider, Msg: err.Error()}
 	}
@@ -104,7 +104,7 @@ func (s Settings) arch() string {
 // Machines are what each tier runs on with the provider the settings name
 // and the architecture their platforms need (nil when the provider does not say).
 func (s Settings) Machines() (string, []compute.Machine, error) {
-	f, err := compute.Lookup(s.providerName())
+	f, err := compute.Lookup(s.ProviderName())
 	if err != nil {
 		return "", nil, &buildkit.InputError{Field: s.name("compute-provider"), Value: s.ComputeProvider, Msg: err.Error()}
 	}
@@ -119,7 +119,7 @@ func (s Settings) Machines() (string, []compute.Machine, error) {
 // OpenProvider builds the compute provider the settings name through its
 // registered factory; nothing here knows the provider's type.
 func (s Settings) OpenProvider() (compute.Provider, error) {
-	f, err := compute.Lookup(s.providerName())
+	f, err := compute.Lookup(s.ProviderName())
 	if err != nil {
 		return nil, &buildkit.InputError{Field: s.name("compute-provider"), Value: s.ComputeProvider, Msg: err.Error()}
 	}
@@ -204,14 +204,18 @@ func (s Settings) openState(ctx context.Context, existing bool) (*state.Store, i
 		return nil, 0, nil
 	}
 	field := s.name("state-store")
-	switch p := s.providerName(); {
-	case p == "hcloud" && s.StateStore == RemoteStateStore:
+	p, f := s.ProviderName(), compute.FeaturesOf(s.ProviderName())
+	switch {
+	case f.RemoteState && s.StateStore == RemoteStateStore:
 		keep, err := s.stateMax()
 		return nil, keep, err
-	case p == "hcloud":
-		return nil, 0, &buildkit.InputError{Field: field, Value: s.StateStore, Msg: "with the hcloud provider, the state store is " + RemoteStateStore + " (a Hetzner Volume per namespace and location)"}
-	case p != "local":
-		return nil, 0, &buildkit.InputError{Field: field, Value: s.StateStore, Msg: fmt.Sprintf("works with the local provider (a path) and hcloud (%s), not %s", RemoteStateStore, p)}
+	case f.RemoteState:
+		return nil, 0, &buildkit.InputError{Field: field, Value: s.StateStore, Msg: fmt.Sprintf("the %s provider keeps runner state itself: the state store is %s", p, RemoteStateStore)}
+	case !f.LocalState:
+		return nil, 0, &buildkit.InputError{Field: field, Value: s.StateStore, Msg: fmt.Sprintf("the %s provider keeps no runner state (a path: %s; %s: %s)", p,
+			strings.Join(compute.WithFeature(func(f compute.Features) bool { return f.LocalState }), ", "), RemoteStateStore, strings.Join(compute.WithFeature(func(f compute.Features) bool { return f.RemoteState }), ", "))}
+	case s.StateStore == RemoteStateStore:
+		return nil, 0, &buildkit.InputError{Field: field, Value: s.StateStore, Msg: fmt.Sprintf("the %s provider keeps runner state on this machine: the state store is a PATH", p)}
 	}
 	opts := state.Options{Path: s.StateStore, Existing: existing}
 	var err error
@@ -242,7 +246,7 @@ const RemoteStateStore = "volumes"
 
 // remoteState says whether the provider keeps the runner state.
 func (s Settings) remoteState() bool {
-	return s.StateStore == RemoteStateStore && s.providerName() == "hcloud"
+	return s.StateStore == RemoteStateStore && compute.FeaturesOf(s.ProviderName()).RemoteState
 }
 
 // stateMax is the state-max setting in bytes (0: none).

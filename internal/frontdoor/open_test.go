@@ -29,8 +29,9 @@ func TestBuildThatCannotOpenRunsNothing(t *testing.T) {
 	}
 }
 
-// The state store is a path for the local provider and "volumes" for
-// hcloud; anything else is refused naming the setting.
+// The state store is a path for a provider with the LocalState feature
+// and "volumes" for one with RemoteState; anything else is refused naming
+// the setting and the providers that would take it.
 func TestStateStorePerProvider(t *testing.T) {
 	for _, c := range []struct {
 		provider, store, want string
@@ -38,8 +39,9 @@ func TestStateStorePerProvider(t *testing.T) {
 	}{
 		{"hcloud", "volumes", "", true},
 		{"hcloud", "/var/lib/lian-state", "the state store is volumes", false},
-		{"docker", "volumes", "not docker", false},
-		{"vm-pool", "/x", "not vm-pool", false},
+		{"docker", "volumes", "the docker provider keeps no runner state (a path: local; volumes: hcloud)", false},
+		{"vm-pool", "/x", "the vm-pool provider keeps no runner state", false},
+		{"local", "volumes", "the state store is a PATH", false},
 	} {
 		s := Settings{ComputeProvider: c.provider, StateStore: c.store, StateMax: "1GiB"}
 		st, keep, err := s.OpenState(context.Background())

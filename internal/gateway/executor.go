@@ -121,10 +121,7 @@ func (e PipelineExecutor) repoSettings(s *frontdoor.Settings, fullName string) {
 // its builds run on the provider it was started with, whatever a
 // repository's file says — said, not silently ignored.
 func honoured(base, job frontdoor.Settings) error {
-	want, have := job.ComputeProvider, base.ComputeProvider
-	if have == "" {
-		have = "local"
-	}
+	want, have := job.ComputeProvider, base.ProviderName()
 	if want != "" && want != have {
 		return fmt.Errorf("%s: compute_provider %q: this gateway runs builds on %q; ask its operator, or remove compute_provider", filepath.Base(job.Directives), want, have)
 	}

@@ -104,10 +104,7 @@ func (p *Pipeline) build(ctx context.Context, r compute.Runner, opts buildkit.Op
 	sctx, stopSampling := context.WithCancel(ctx)
 	smp := &sampler{}
 	done := make(chan struct{})
-	every := p.cfg.SampleEvery
-	if si, ok := r.(compute.SampleInterval); ok {
-		every = max(every, si.MinSampleInterval())
-	}
+	every := max(p.cfg.SampleEvery, compute.FeaturesOf(p.cfg.Provider.Name()).SampleEvery)
 	go func() { defer close(done); smp.run(sctx, r, every) }()
 
 	c, err := r.Client(ctx)

@@ -1,6 +1,8 @@
 package docker
 
 import (
+	"time"
+
 	"github.com/lian-build/action/internal/compute"
 	"github.com/lian-build/action/internal/sizing"
 )
@@ -20,6 +22,9 @@ func init() { compute.Register(factory{}) }
 func (factory) Name() string        { return "docker" }
 func (factory) Tiers() sizing.Table { return sizing.HCloud }
 func (factory) Options() []string   { return []string{OptHost, OptImage, OptNetwork, OptTierMemory} }
+
+// Features: a Stats reading is an exec in the container.
+func (factory) Features() compute.Features { return compute.Features{SampleEvery: time.Second} }
 
 func (factory) Settings() []compute.Setting {
 	return []compute.Setting{

@@ -44,9 +44,6 @@ func (r *runner) Info() compute.RunnerInfo {
 		Owner: r.lease.Owner, Created: r.created, Expires: r.lease.Expires(r.created), Spawn: r.spawn}
 }
 
-// MinSampleInterval: a reading is an exec in the container.
-func (r *runner) MinSampleInterval() time.Duration { return time.Second }
-
 // Client connects to buildkitd through `buildctl dial-stdio` in the container.
 func (r *runner) Client(ctx context.Context) (*client.Client, error) {
 	return client.New(ctx, "", client.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {

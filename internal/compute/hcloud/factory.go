@@ -71,6 +71,12 @@ func (factory) Options() []string {
 	return []string{OptToken, OptEndpoint, OptLocation, OptImage, OptBuildkitURL, OptBuildkitSHA256}
 }
 
+// Features: Volumes keep each namespace's state; arm (cax) and x86 (cpx)
+// servers; a Stats reading is an SSH round trip.
+func (factory) Features() compute.Features {
+	return compute.Features{RemoteState: true, SampleEvery: time.Second, Archs: []string{"arm", "x86"}}
+}
+
 func (factory) Settings() []compute.Setting {
 	return []compute.Setting{
 		{Name: OptToken, Secret: true, Env: "HCLOUD_TOKEN", Help: "Hetzner Cloud API token for compute-provider hcloud (CLI: --hcloud-token-file or $HCLOUD_TOKEN)"},
@@ -138,3 +144,8 @@ func debianArch(a hc.Architecture) string {
 	}
 	return "amd64"
 }
+
+var (
+	_ compute.StateAdmin     = (*Provider)(nil)
+	_ compute.StatefulRunner = (*runner)(nil)
+)

@@ -25,6 +25,10 @@ func (factory) Name() string        { return "local" }
 func (factory) Tiers() sizing.Table { return sizing.HCloud }
 func (factory) Options() []string   { return []string{OptStateDir, OptBuildkitd, OptTierMemory} }
 
+// Features: runners start from a state store's clone on this machine;
+// Stats are cgroup files, read at any rate.
+func (factory) Features() compute.Features { return compute.Features{LocalState: true} }
+
 func (factory) Settings() []compute.Setting {
 	return []compute.Setting{
 		{Name: OptTierMemory, Env: "LIAN_LOCAL_TIER_MEMORY", Help: "local and docker providers: memory per tier, e.g. cax11=2GiB,cax21=4GiB"},

@@ -36,6 +36,9 @@ func (factory) Options() []string {
 	return []string{OptEndpoint, OptToken, OptNode, OptTemplate, OptFull, OptCAFile, OptInsecureHTTP}
 }
 
+// Features: a Stats reading is an SSH round trip.
+func (factory) Features() compute.Features { return compute.Features{SampleEvery: time.Second} }
+
 func (factory) Settings() []compute.Setting {
 	return []compute.Setting{
 		{Name: OptEndpoint, Env: "PROXMOX_ENDPOINT", Help: "compute-provider proxmox: the API URL, https://HOST:8006/api2/json"},

@@ -40,9 +40,6 @@ type Conn struct {
 	peak uint64
 }
 
-// MinSampleInterval: a reading is an SSH round trip; at most one a second.
-func (c *Conn) MinSampleInterval() time.Duration { return time.Second }
-
 // Health is the SSH connection's (lost, or the machine not answering) and
 // then buildkitd's: its socket no longer answering means the daemon died —
 // killed, or out of memory (Stats then says which).

@@ -35,6 +35,12 @@ func (factory) Name() string        { return "vm-pool" }
 func (factory) Tiers() sizing.Table { return sizing.HCloud }
 func (factory) Options() []string   { return []string{OptURL, OptToken} }
 
+// Features: the pool's VMs serve again after a clean lease; arm (cax) and
+// x86 (cpx), as the pool serves them; a Stats reading is an SSH round trip.
+func (factory) Features() compute.Features {
+	return compute.Features{Reuse: true, SampleEvery: time.Second, Archs: []string{"arm", "x86"}}
+}
+
 func (factory) Settings() []compute.Setting {
 	return []compute.Setting{
 		{Name: OptURL, Env: "LIAN_POOL_URL", Help: "compute-provider vm-pool: the pool service's URL (lian-build pool serve)"},
@@ -205,3 +211,5 @@ func (p *Provider) giveBack(ctx context.Context, leaseID string, o compute.Outco
 		}
 	}
 }
+
+var _ compute.OutcomeSetter = (*runner)(nil)

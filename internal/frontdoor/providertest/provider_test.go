@@ -19,9 +19,10 @@ import (
 
 type fakeCloud struct{}
 
-func (fakeCloud) Name() string        { return "fakecloud" }
-func (fakeCloud) Tiers() sizing.Table { return sizing.HCloud }
-func (fakeCloud) Options() []string   { return []string{"fakecloud-region", "fakecloud-token"} }
+func (fakeCloud) Name() string               { return "fakecloud" }
+func (fakeCloud) Tiers() sizing.Table        { return sizing.HCloud }
+func (fakeCloud) Options() []string          { return []string{"fakecloud-region", "fakecloud-token"} }
+func (fakeCloud) Features() compute.Features { return compute.Features{} }
 func (fakeCloud) Settings() []compute.Setting {
 	return []compute.Setting{
 		{Name: "fakecloud-region", Default: "moon-1", Help: "compute-provider fakecloud: the region"},
