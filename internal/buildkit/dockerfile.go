@@ -37,7 +37,7 @@ func CheckDockerfile(path, target string) error {
 		if errors.As(err, &pe) {
 			err = pe.Err
 		}
-		return inputErr("--file", path, "cannot read Dockerfile: %v", err)
+		return inputErr("file", path, "cannot read Dockerfile: %v", err)
 	}
 	// A custom frontend (# syntax=…) has its own grammar; leave it to BuildKit.
 	if ref, _, _, ok := parser.DetectSyntax(b); ok && ref != "" {
@@ -67,9 +67,9 @@ func CheckDockerfile(path, target string) error {
 		}
 	}
 	if len(names) == 0 {
-		return inputErr("--target", target, "%s has no named stage (FROM … AS NAME)", path)
+		return inputErr("target", target, "%s has no named stage (FROM … AS NAME)", path)
 	}
-	return inputErr("--target", target, "no such stage in %s (stages: %s)", path, strings.Join(names, ", "))
+	return inputErr("target", target, "no such stage in %s (stages: %s)", path, strings.Join(names, ", "))
 }
 
 // maxDockerfile bounds a Dockerfile read for checking.

@@ -13,9 +13,12 @@ import (
 	"strings"
 )
 
-// InputError is bad user input: a flag or file that cannot be used as given.
+// InputError is bad user input: a setting or file that cannot be used as
+// given. This package names the setting by its canonical name ("secrets",
+// "build-args"); a front door renames it as its user writes it (--secret,
+// the secrets input, a directives file's field).
 type InputError struct {
-	Field string // the flag or field, e.g. "--secret"
+	Field string // the setting or field, e.g. "secrets"
 	Value string // what was given (never a secret value)
 	Msg   string
 }
@@ -47,14 +50,14 @@ func (s Secret) String() string { return "secret " + s.ID }
 func ParseSecret(s string) (Secret, error) {
 	fields, err := csvFields(s)
 	if err != nil {
-		return Secret{}, inputErr("--secret", s, "%v", err)
+		return Secret{}, inputErr("secrets", s, "%v", err)
 	}
 	var sec Secret
 	typ := ""
 	for _, f := range fields {
 		k, v, ok := strings.Cut(f, "=")
 		if !ok {
-			return Secret{}, inputErr("--secret", s, "field %q must be key=value (want id=NAME,src=PATH or id=NAME,env=VAR)", f)
+			return Secret{}, inputErr("secrets", s, "field %q must be key=value (want id=NAME,src=PATH or id=NAME,env=VAR)", f)
 		}
 		switch strings.ToLower(k) {
 		case "id":
@@ -65,11 +68,11 @@ func ParseSecret(s string) (Secret, error) {
 			sec.Env = v
 		case "type":
 			if v != "file" && v != "env" {
-				return Secret{}, inputErr("--secret", s, "type must be file or env, not %q", v)
+				return Secret{}, inputErr("secrets", s, "type must be file or env, not %q", v)
 			}
 			typ = v
 		default:
-			return Secret{}, inputErr("--secret", s, "unknown key %q (want id, src, env, type)", k)
+			return Secret{}, inputErr("secrets", s, "unknown key %q (want id, src, env, type)", k)
 		}
 	}
 	if typ == "env" && sec.Env == "" {
@@ -82,7 +85,7 @@ func ParseSecret(s string) (Secret, error) {
 		case sec.Env != "":
 			sec.ID = sec.Env
 		default:
-			return Secret{}, inputErr("--secret", s, "needs id=NAME and src=PATH or env=VAR")
+			return Secret{}, inputErr("secrets", s, "needs id=NAME and src=PATH or env=VAR")
 		}
 	}
 	if sec.File == "" && sec.Env == "" {
@@ -90,7 +93,7 @@ func ParseSecret(s string) (Secret, error) {
 		sec.Env = sec.ID
 	}
 	if sec.File != "" && sec.Env != "" {
-		return Secret{}, inputErr("--secret", s, "give src or env, not both")
+		return Secret{}, inputErr("secrets", s, "give src or env, not both")
 	}
 	return sec, nil
 }
@@ -103,28 +106,28 @@ func (s Secret) Read() ([]byte, error) {
 	if s.File != "" {
 		b, err := os.ReadFile(s.File)
 		if err != nil {
-			return nil, inputErr("--secret", "id="+s.ID, "cannot read src: %v", err)
+			return nil, inputErr("secrets", "id="+s.ID, "cannot read src: %v", err)
 		}
 		return b, nil
 	}
 	v, ok := os.LookupEnv(s.Env)
 	if !ok {
-		return nil, inputErr("--secret", "id="+s.ID, "environment variable %s is not set", s.Env)
+		return nil, inputErr("secrets", "id="+s.ID, "environment variable %s is not set", s.Env)
 	}
 	return []byte(v), nil
 }
 
 // ParseKeyValue reads NAME=VALUE as given to --build-arg and --label. A bare
 // NAME takes its value from the environment, as docker does.
-func ParseKeyValue(flag, s string) (string, string, error) {
+func ParseKeyValue(setting, s string) (string, string, error) {
 	k, v, ok := strings.Cut(s, "=")
 	if k == "" || strings.ContainsAny(k, " \t") {
-		return "", "", inputErr(flag, s, "want NAME=VALUE")
+		return "", "", inputErr(setting, s, "want NAME=VALUE")
 	}
 	if !ok {
 		ev, set := os.LookupEnv(k)
 		if !set {
-			return "", "", inputErr(flag, s, "want NAME=VALUE (or NAME with %s set in the environment)", k)
+			return "", "", inputErr(setting, s, "want NAME=VALUE (or NAME with %s set in the environment)", k)
 		}
 		v = ev
 	}
@@ -145,7 +148,7 @@ type NamedContext struct {
 func ParseNamedContext(s string) (NamedContext, error) {
 	name, v, ok := strings.Cut(s, "=")
 	if !ok || name == "" || v == "" {
-		return NamedContext{}, inputErr("--build-context", s, "want NAME=DIR, NAME=oci-layout://PATH or NAME=docker-image://REF")
+		return NamedContext{}, inputErr("build-contexts", s, "want NAME=DIR, NAME=oci-layout://PATH or NAME=docker-image://REF")
 	}
 	nc := NamedContext{Name: name}
 	switch {
@@ -157,17 +160,17 @@ func ParseNamedContext(s string) (NamedContext, error) {
 			p, nc.OCIRef = p[:i], p[i+1:]
 		}
 		if _, err := os.Stat(filepath.Join(p, "index.json")); err != nil {
-			return NamedContext{}, inputErr("--build-context", s, "%s is not an OCI layout (no index.json)", p)
+			return NamedContext{}, inputErr("build-contexts", s, "%s is not an OCI layout (no index.json)", p)
 		}
 		nc.OCILayout = p
 	case strings.HasPrefix(v, "docker-image://"):
 		nc.DockerImage = strings.TrimPrefix(v, "docker-image://")
 	case strings.Contains(v, "://"):
-		return NamedContext{}, inputErr("--build-context", s, "unsupported scheme (want a directory, oci-layout:// or docker-image://)")
+		return NamedContext{}, inputErr("build-contexts", s, "unsupported scheme (want a directory, oci-layout:// or docker-image://)")
 	default:
 		fi, err := os.Stat(v)
 		if err != nil || !fi.IsDir() {
-			return NamedContext{}, inputErr("--build-context", s, "%s is not a directory", v)
+			return NamedContext{}, inputErr("build-contexts", s, "%s is not a directory", v)
 		}
 		nc.Dir = v
 	}
@@ -185,19 +188,19 @@ type Output struct {
 func ParseOutput(s string) (Output, error) {
 	if !strings.Contains(s, "=") {
 		if s == "" || s == "-" {
-			return Output{}, inputErr("--output", s, "want type=…,dest=… or a directory")
+			return Output{}, inputErr("outputs", s, "want type=…,dest=… or a directory")
 		}
 		return Output{Type: "local", Dest: s, Attrs: map[string]string{}}, nil
 	}
 	fields, err := csvFields(s)
 	if err != nil {
-		return Output{}, inputErr("--output", s, "%v", err)
+		return Output{}, inputErr("outputs", s, "%v", err)
 	}
 	o := Output{Attrs: map[string]string{}}
 	for _, f := range fields {
 		k, v, ok := strings.Cut(f, "=")
 		if !ok {
-			return Output{}, inputErr("--output", s, "field %q must be key=value", f)
+			return Output{}, inputErr("outputs", s, "field %q must be key=value", f)
 		}
 		switch strings.ToLower(k) {
 		case "type":
@@ -215,15 +218,15 @@ func ParseOutput(s string) (Output, error) {
 	case "image":
 	case "oci", "docker", "local", "tar":
 		if o.Dest == "" {
-			return Output{}, inputErr("--output", s, "type=%s needs dest=PATH", o.Type)
+			return Output{}, inputErr("outputs", s, "type=%s needs dest=PATH", o.Type)
 		}
 	case "":
-		return Output{}, inputErr("--output", s, "missing type= (image, registry, oci, docker, local, tar)")
+		return Output{}, inputErr("outputs", s, "missing type= (image, registry, oci, docker, local, tar)")
 	default:
-		return Output{}, inputErr("--output", s, "unknown type %q (image, registry, oci, docker, local, tar)", o.Type)
+		return Output{}, inputErr("outputs", s, "unknown type %q (image, registry, oci, docker, local, tar)", o.Type)
 	}
 	if o.Type == "image" && o.Attrs["name"] == "" {
-		return Output{}, inputErr("--output", s, "type=image needs name=REF (or use -t)")
+		return Output{}, inputErr("outputs", s, "type=image needs name=REF (or use -t)")
 	}
 	return o, nil
 }
@@ -235,22 +238,22 @@ type CacheEntry struct {
 }
 
 // ParseCache reads type=registry,ref=R[,mode=max] or a bare ref (registry).
-func ParseCache(flag, s string) (CacheEntry, error) {
+func ParseCache(setting, s string) (CacheEntry, error) {
 	if !strings.Contains(s, "=") {
 		if s == "" {
-			return CacheEntry{}, inputErr(flag, s, "empty")
+			return CacheEntry{}, inputErr(setting, s, "empty")
 		}
 		return CacheEntry{Type: "registry", Attrs: map[string]string{"ref": s}}, nil
 	}
 	fields, err := csvFields(s)
 	if err != nil {
-		return CacheEntry{}, inputErr(flag, s, "%v", err)
+		return CacheEntry{}, inputErr(setting, s, "%v", err)
 	}
 	e := CacheEntry{Attrs: map[string]string{}}
 	for _, f := range fields {
 		k, v, ok := strings.Cut(f, "=")
 		if !ok {
-			return CacheEntry{}, inputErr(flag, s, "field %q must be key=value", f)
+			return CacheEntry{}, inputErr(setting, s, "field %q must be key=value", f)
 		}
 		if k == "type" {
 			e.Type = v
@@ -261,11 +264,11 @@ func ParseCache(flag, s string) (CacheEntry, error) {
 	switch e.Type {
 	case "registry":
 		if e.Attrs["ref"] == "" {
-			return CacheEntry{}, inputErr(flag, s, "type=registry needs ref=REF")
+			return CacheEntry{}, inputErr(setting, s, "type=registry needs ref=REF")
 		}
 	case "local", "inline", "gha", "s3", "azblob":
 	default:
-		return CacheEntry{}, inputErr(flag, s, "unknown cache type %q", e.Type)
+		return CacheEntry{}, inputErr(setting, s, "unknown cache type %q", e.Type)
 	}
 	return e, nil
 }
@@ -280,18 +283,18 @@ type SSH struct {
 func ParseSSH(s string) (SSH, error) {
 	id, rest, _ := strings.Cut(s, "=")
 	if id == "" {
-		return SSH{}, inputErr("--ssh", s, "want default or ID=PATH")
+		return SSH{}, inputErr("ssh", s, "want default or ID=PATH")
 	}
 	var paths []string
 	if rest != "" {
 		paths = strings.Split(rest, ",")
 	}
 	if len(paths) == 0 && os.Getenv("SSH_AUTH_SOCK") == "" {
-		return SSH{}, inputErr("--ssh", s, "no path given and SSH_AUTH_SOCK is not set")
+		return SSH{}, inputErr("ssh", s, "no path given and SSH_AUTH_SOCK is not set")
 	}
 	for _, p := range paths {
 		if _, err := os.Stat(p); err != nil {
-			return SSH{}, inputErr("--ssh", s, "%s: no such agent socket or key file", p)
+			return SSH{}, inputErr("ssh", s, "%s: no such agent socket or key file", p)
 		}
 	}
 	return SSH{ID: id, Paths: paths}, nil

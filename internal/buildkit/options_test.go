@@ -31,7 +31,7 @@ func TestParseSecret(t *testing.T) {
 		got, err := ParseSecret(tt.in)
 		if tt.wantErr != "" {
 			var ie *InputError
-			if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !errors.As(err, &ie) || ie.Field != "--secret" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !errors.As(err, &ie) || ie.Field != "secrets" {
 				t.Errorf("ParseSecret(%q) err = %v, want InputError with %q", tt.in, err, tt.wantErr)
 			}
 			continue
@@ -61,9 +61,9 @@ func TestParseKeyValue(t *testing.T) {
 		{"A B=c", "", "", "want NAME=VALUE"},
 	}
 	for _, tt := range tests {
-		k, v, err := ParseKeyValue("--build-arg", tt.in)
+		k, v, err := ParseKeyValue("build-args", tt.in)
 		if tt.err != "" {
-			if err == nil || !strings.Contains(err.Error(), tt.err) || !strings.HasPrefix(err.Error(), "--build-arg") {
+			if err == nil || !strings.Contains(err.Error(), tt.err) || !strings.HasPrefix(err.Error(), "build-args") {
 				t.Errorf("%q: err = %v", tt.in, err)
 			}
 			continue
@@ -105,16 +105,16 @@ func TestParseOutput(t *testing.T) {
 }
 
 func TestParseCache(t *testing.T) {
-	e, err := ParseCache("--cache-to", "type=registry,ref=r/c:main,mode=max")
+	e, err := ParseCache("cache-to", "type=registry,ref=r/c:main,mode=max")
 	if err != nil || e.Type != "registry" || e.Attrs["ref"] != "r/c:main" || e.Attrs["mode"] != "max" {
 		t.Fatalf("%+v %v", e, err)
 	}
-	e, err = ParseCache("--cache-from", "r/c:main")
+	e, err = ParseCache("cache-from", "r/c:main")
 	if err != nil || e.Type != "registry" || e.Attrs["ref"] != "r/c:main" {
 		t.Fatalf("%+v %v", e, err)
 	}
 	for _, bad := range []string{"type=registry", "type=ftp,ref=x", "type=registry,ref"} {
-		if _, err := ParseCache("--cache-from", bad); err == nil || !strings.HasPrefix(err.Error(), "--cache-from") {
+		if _, err := ParseCache("cache-from", bad); err == nil || !strings.HasPrefix(err.Error(), "cache-from") {
 			t.Errorf("%q: err = %v", bad, err)
 		}
 	}

@@ -94,10 +94,10 @@ func (o Options) Validate() error {
 	}
 	fi, err := os.Stat(o.ContextDir)
 	if err != nil {
-		return inputErr("build context", o.ContextDir, "does not exist")
+		return inputErr("context", o.ContextDir, "does not exist")
 	}
 	if !fi.IsDir() {
-		return inputErr("build context", o.ContextDir, "is not a directory")
+		return inputErr("context", o.ContextDir, "is not a directory")
 	}
 	if err := CheckDockerfile(dockerfilePath(o.ContextDir, o.Dockerfile), o.Target); err != nil {
 		return err
@@ -109,7 +109,7 @@ func (o Options) Validate() error {
 	}
 	for _, p := range o.Platforms {
 		if _, err := platforms.Parse(p); err != nil {
-			return inputErr("--platform", p, "want OS/ARCH[/VARIANT], e.g. linux/arm64")
+			return inputErr("platforms", p, "want OS/ARCH[/VARIANT], e.g. linux/arm64")
 		}
 	}
 	if _, err := o.secretValues(); err != nil {
@@ -118,10 +118,10 @@ func (o Options) Validate() error {
 	switch o.Progress {
 	case "", "auto", "tty", "plain", "quiet", "rawjson":
 	default:
-		return inputErr("--progress", o.Progress, "want auto, tty, plain, quiet or rawjson")
+		return inputErr("progress", o.Progress, "want auto, tty, plain, quiet or rawjson")
 	}
 	if o.Push && len(o.Tags) == 0 {
-		return inputErr("--push", "", "needs at least one -t/--tag")
+		return inputErr("push", "", "needs at least one -t/--tag")
 	}
 	return nil
 }
@@ -142,19 +142,19 @@ func (o Options) confined() error {
 		}
 		return nil
 	}
-	if err := check("build context", o.ContextDir); err != nil {
+	if err := check("context", o.ContextDir); err != nil {
 		return err
 	}
 	// Named contexts are the operator's (a repository's directives have
 	// none): they may lie anywhere on the machine.
-	return check("--file", dockerfilePath(o.ContextDir, o.Dockerfile))
+	return check("file", dockerfilePath(o.ContextDir, o.Dockerfile))
 }
 
 // ValidTag checks an image reference the way docker does (lower-case
 // repository, optional tag or digest).
 func ValidTag(t string) error {
 	if _, err := reference.ParseNormalizedNamed(t); err != nil {
-		return inputErr("-t/--tag", t, "%v", err)
+		return inputErr("tags", t, "%v", err)
 	}
 	return nil
 }
@@ -307,11 +307,11 @@ func solveOpt(o Options) (client.SolveOpt, error) {
 	df := dockerfilePath(o.ContextDir, o.Dockerfile)
 	ctxFS, err := fsutil.NewFS(o.ContextDir)
 	if err != nil {
-		return client.SolveOpt{}, inputErr("build context", o.ContextDir, "%v", err)
+		return client.SolveOpt{}, inputErr("context", o.ContextDir, "%v", err)
 	}
 	dfFS, err := fsutil.NewFS(filepath.Dir(df))
 	if err != nil {
-		return client.SolveOpt{}, inputErr("--file", df, "%v", err)
+		return client.SolveOpt{}, inputErr("file", df, "%v", err)
 	}
 	so := client.SolveOpt{
 		Frontend:      "dockerfile.v0",
@@ -364,7 +364,7 @@ func addNamedContexts(so *client.SolveOpt, contexts []NamedContext) error {
 		case nc.Dir != "":
 			fs, err := fsutil.NewFS(nc.Dir)
 			if err != nil {
-				return inputErr("--build-context", nc.Name, "%v", err)
+				return inputErr("build-contexts", nc.Name, "%v", err)
 			}
 			key := "ctx-" + nc.Name
 			so.LocalMounts[key] = fs
@@ -374,7 +374,7 @@ func addNamedContexts(so *client.SolveOpt, contexts []NamedContext) error {
 		case nc.OCILayout != "":
 			store, dgst, err := openOCILayout(nc.OCILayout, nc.OCIRef)
 			if err != nil {
-				return inputErr("--build-context", nc.Name+"=oci-layout://"+nc.OCILayout, "%v", err)
+				return inputErr("build-contexts", nc.Name+"=oci-layout://"+nc.OCILayout, "%v", err)
 			}
 			if so.OCIStores == nil {
 				so.OCIStores = map[string]content.Store{}
@@ -414,7 +414,7 @@ func attachables(o Options) ([]session.Attachable, error) {
 		}
 		store, err := secretsprovider.NewStore(srcs)
 		if err != nil {
-			return nil, inputErr("--secret", "", "%v", innermost(err))
+			return nil, inputErr("secrets", "", "%v", innermost(err))
 		}
 		attach = append(attach, secretsprovider.NewSecretProvider(secretStore{inline: inline, files: store}))
 	}
@@ -425,7 +425,7 @@ func attachables(o Options) ([]session.Attachable, error) {
 		}
 		sp, err := sshprovider.NewSSHAgentProvider(confs)
 		if err != nil {
-			return nil, inputErr("--ssh", "", "cannot use the agent or keys: %v", innermost(err))
+			return nil, inputErr("ssh", "", "cannot use the agent or keys: %v", innermost(err))
 		}
 		attach = append(attach, sp)
 	}

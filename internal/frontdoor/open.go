@@ -336,7 +336,8 @@ func (s Settings) Build(ctx context.Context, req pipeline.Request, o BuildOption
 		return pipeline.Result{}, err
 	}
 	defer rt.Close()
-	return rt.run(ctx, req, o)
+	res, err := rt.run(ctx, req, o)
+	return res, s.renamed(err)
 }
 
 // Build runs one build on a runtime opened once for many (the gateway's):
@@ -346,7 +347,8 @@ func (r *Runtime) Build(ctx context.Context, s Settings, req pipeline.Request, o
 	if err := s.PinLamina(ctx, &req); err != nil {
 		return pipeline.Result{}, err
 	}
-	return r.run(ctx, req, o)
+	res, err := r.run(ctx, req, o)
+	return res, s.renamed(err)
 }
 
 func (r *Runtime) run(ctx context.Context, req pipeline.Request, o BuildOptions) (pipeline.Result, error) {

@@ -3,6 +3,7 @@ package frontdoor
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -55,5 +56,23 @@ func TestStateStorePerProvider(t *testing.T) {
 		if err != nil || st != nil || keep != 1<<30 || s.remoteState() != c.remote {
 			t.Errorf("%+v: store %v keep %d err %v remote %v", c, st, keep, err, s.remoteState())
 		}
+	}
+}
+
+// buildkit names a setting by its canonical name; each door's name of it
+// replaces that on the way out, also through wrapping.
+func TestInputErrorsAreRenamedPerDoor(t *testing.T) {
+	table := SettingsTable()
+	for door, want := range map[string]string{"cli": "--secret", "action": "secrets", "woodpecker": "secrets"} {
+		names := Names(table, map[string]func(Setting) string{"cli": Setting.CLIName, "action": func(s Setting) string { return s.Input }, "woodpecker": func(s Setting) string { return s.Key }}[door])
+		s := Settings{Names: names}
+		err := s.renamed(fmt.Errorf("attempt 1: %w", &buildkit.InputError{Field: "secrets", Msg: "environment variable X is not set"}))
+		var ie *buildkit.InputError
+		if !errors.As(err, &ie) || ie.Field != want || !strings.HasPrefix(err.Error(), "attempt 1: "+want+": ") {
+			t.Errorf("%s: %v, want the field %s and the wrapping kept", door, err, want)
+		}
+	}
+	if err := (Settings{}).renamed(nil); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -146,6 +146,32 @@ func (s Settings) name(setting string) string {
 	return setting
 }
 
+// renamed gives an input error from below (buildkit, the pipeline), which
+// names a setting by its canonical name, the front door's name of it; the
+// error keeps its wrapping, and its text says the new name.
+func (s Settings) renamed(err error) error {
+	var ie *buildkit.InputError
+	if !errors.As(err, &ie) || s.name(ie.Field) == ie.Field {
+		return err
+	}
+	before := ie.Error()
+	ie.Field = s.name(ie.Field)
+	if err == error(ie) {
+		return err
+	}
+	return &renamedError{msg: strings.Replace(err.Error(), before, ie.Error(), 1), err: err}
+}
+
+// renamedError is a wrapped input error whose text was made (fmt.Errorf)
+// before its setting was renamed.
+type renamedError struct {
+	msg string
+	err error
+}
+
+func (e *renamedError) Error() string { return e.msg }
+func (e *renamedError) Unwrap() error { return e.err }
+
 // named puts the front door's name of the setting on an input error.
 func (s Settings) named(setting string, err error) error {
 	var ie *buildkit.InputError
@@ -278,17 +304,7 @@ func (s Settings) Request() (pipeline.Request, error) {
 	if err := s.applyLamina(&req); err != nil {
 		return req, err
 	}
-	if err := req.Validate(); err != nil {
-		var ie *buildkit.InputError
-		if errors.As(err, &ie) {
-			// Validation names settings by their canonical names.
-			if n, ok := validationSetting[ie.Field]; ok {
-				return req, s.named(n, err)
-			}
-		}
-		return req, err
-	}
-	return req, nil
+	return req, s.renamed(req.Validate())
 }
 
 // buildOptions parses every list setting into BuildKit's options; an error
@@ -351,12 +367,6 @@ func parseMap(s Settings, setting string, items []string) (map[string]string, er
 		out[k] = v
 	}
 	return out, nil
-}
-
-// validationSetting maps the fields buildkit.Options.Validate names to settings.
-var validationSetting = map[string]string{
-	"--file": "file", "--secret": "secrets", "--progress": "progress", "--push": "push", "build context": "context",
-	"workspace": "workspace", "--platform": "platforms", "-t/--tag": "tags", "--target": "target", "--ssh": "ssh",
 }
 
 func (s Settings) applyCache(req *pipeline.Request) error {
