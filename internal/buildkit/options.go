@@ -13,6 +13,9 @@ import (
 	"strings"
 )
 
+// ProgressModes are the progress displays a build can show.
+var ProgressModes = []string{"auto", "tty", "plain", "quiet", "rawjson"}
+
 // InputError is bad user input: a setting or file that cannot be used as
 // given. This package names the setting by its canonical name ("secrets",
 // "build-args"); a front door renames it as its user writes it (--secret,

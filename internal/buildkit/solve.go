@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -115,9 +116,7 @@ func (o Options) Validate() error {
 	if _, err := o.secretValues(); err != nil {
 		return err
 	}
-	switch o.Progress {
-	case "", "auto", "tty", "plain", "quiet", "rawjson":
-	default:
+	if o.Progress != "" && !slices.Contains(ProgressModes, o.Progress) {
 		return inputErr("progress", o.Progress, "want auto, tty, plain, quiet or rawjson")
 	}
 	if o.Push && len(o.Tags) == 0 {

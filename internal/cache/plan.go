@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -80,15 +81,23 @@ const (
 	Rollback Disposition = "rollback" // write to a staging ref, promote on success
 )
 
+// Dispositions are the dispositions a session may choose.
+var Dispositions = []string{string(Export), string(Discard), string(Rollback)}
+
 // ParseDisposition reads export | discard | rollback ("" = export).
 func ParseDisposition(s string) (Disposition, error) {
-	switch Disposition(s) {
-	case "":
+	if s == "" {
 		return Export, nil
-	case Export, Discard, Rollback:
+	}
+	if slices.Contains(Dispositions, s) {
 		return Disposition(s), nil
 	}
-	return "", fmt.Errorf("cache disposition %q: want export, discard or rollback", s)
+	return "", fmt.Errorf("cache disposition %q: want %s", s, oneOf(Dispositions))
+}
+
+// oneOf lists choices as "a, b or c".
+func oneOf(choices []string) string {
+	return strings.Join(choices[:len(choices)-1], ", ") + " or " + choices[len(choices)-1]
 }
 
 // Provider is a registry product; they differ in the cache manifests they accept.
@@ -102,15 +111,18 @@ const (
 	Generic   Provider = "generic"
 )
 
+// Providers are the registry products lian-build knows.
+var Providers = []string{string(Zot), string(Harbor), string(GHCR), string(DockerHub), string(Generic)}
+
 // ParseProvider reads a registry provider name ("" = generic).
 func ParseProvider(s string) (Provider, error) {
-	switch Provider(s) {
-	case "":
+	if s == "" {
 		return Generic, nil
-	case Zot, Harbor, GHCR, DockerHub, Generic:
+	}
+	if slices.Contains(Providers, s) {
 		return Provider(s), nil
 	}
-	return "", fmt.Errorf("registry provider %q: want zot, harbor, ghcr, dockerhub or generic", s)
+	return "", fmt.Errorf("registry provider %q: want %s", s, oneOf(Providers))
 }
 
 // exporterAttrs are the cache exporter options a provider needs.

@@ -43,6 +43,11 @@ type Setting struct {
 	// Machine is a path or a program on the machine that runs lian-build:
 	// a flag only, never an Action input or a Woodpecker key.
 	Machine bool
+	// List: the value is a comma-separated list (an array in the
+	// gateway's configuration file).
+	List bool
+	// Provider is the provider that declares it (DeclaredSettings fills it).
+	Provider string
 }
 
 // Factory builds one kind of provider.
@@ -205,6 +210,7 @@ func DeclaredSettings() []Setting {
 		for _, s := range factories[n].Settings() {
 			if !seen[s.Name] {
 				seen[s.Name] = true
+				s.Provider = n
 				out = append(out, s)
 			}
 		}

@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"sort"
 	"strconv"
@@ -13,6 +12,7 @@ import (
 	"github.com/lian-build/action/internal/githubapp"
 	"github.com/lian-build/action/internal/nickel"
 	"github.com/lian-build/action/internal/spec"
+	"github.com/spf13/pflag"
 )
 
 // RepoSettings are the operator's settings for one repository's builds
@@ -97,7 +97,7 @@ func flagValues(v any) []string {
 // apply sets the flags the file gives, except those whose LIAN_GATEWAY_*
 // variable is set: the environment and then the command line override the
 // file. A value the flag refuses is an error at its field's position.
-func (fc *FileConfig) apply(fs *flag.FlagSet, getenv func(string) string) error {
+func (fc *FileConfig) apply(fs *pflag.FlagSet, getenv func(string) string) error {
 	names := make([]string, 0, len(fc.flags))
 	for n := range fc.flags {
 		names = append(names, n)
@@ -124,12 +124,12 @@ func (fc *FileConfig) apply(fs *flag.FlagSet, getenv func(string) string) error 
 func configPath(args []string, getenv func(string) string) (string, error) {
 	for i, a := range args {
 		switch {
-		case a == "--config" || a == "-config":
+		case a == "--config":
 			if i+1 == len(args) {
 				return "", errors.New("--config needs a FILE")
 			}
 			return args[i+1], nil
-		case strings.HasPrefix(a, "--config=") || strings.HasPrefix(a, "-config="):
+		case strings.HasPrefix(a, "--config="):
 			return a[strings.Index(a, "=")+1:], nil
 		case a == "--":
 			return getenv("LIAN_GATEWAY_CONFIG"), nil
@@ -147,9 +147,9 @@ func envKey(flagName string) string {
 // applyEnv sets every flag whose LIAN_GATEWAY_* variable is set (the one
 // place the environment is read): the environment overrides the file, and
 // flags (parsed afterwards) override both.
-func applyEnv(fs *flag.FlagSet, getenv func(string) string) error {
+func applyEnv(fs *pflag.FlagSet, getenv func(string) string) error {
 	var err error
-	fs.VisitAll(func(f *flag.Flag) {
+	fs.VisitAll(func(f *pflag.Flag) {
 		key := envKey(f.Name)
 		if v := getenv(key); v != "" && err == nil {
 			if serr := fs.Set(f.Name, v); serr != nil {
@@ -161,7 +161,7 @@ func applyEnv(fs *flag.FlagSet, getenv func(string) string) error {
 }
 
 // repeatable reports whether a flag collects one value per use.
-func repeatable(f *flag.Flag) bool {
+func repeatable(f *pflag.Flag) bool {
 	switch f.Value.(type) {
 	case *frontdoor.ListValue, *frontdoor.CommaList:
 		return true

@@ -3,10 +3,8 @@ package gateway
 import (
 	"bytes"
 	"context"
-	"errors"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -80,7 +78,7 @@ func TestConfigFileErrorsHavePositions(t *testing.T) {
 		{"typo", `concurrency = 3,`, `gateway.ncl:7:3: concurency: unknown field (did you mean "concurrency"?)`},
 		{"secret value", `concurrency = 3,`, `gateway.ncl:7:3: webhook_secret: unknown field`},
 		{"bad duration", `ack_wait = "45s",`, `gateway.ncl:8:14: ack_wait: invalid value "45 seconds" for --ack-wait`},
-		{"bad enum", `provider = 'local,`, `gateway.ncl:12:14: provider: 'aws is not one of 'local, 'docker, 'hcloud, 'proxmox, 'vm-pool`},
+		{"bad enum", `provider = 'local,`, `gateway.ncl:12:14: provider: 'aws is not one of 'docker, 'hcloud, 'local, 'proxmox, 'vm-pool`},
 		{"bad repository", `{ repository = "octo/app"`, `repositories[0].repository: "octo": want owner/repo`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -165,46 +163,29 @@ func TestHostileGatewayConfig(t *testing.T) {
 	}
 }
 
-// The configuration file's schema and the gateway's flags are the same
-// set: every flag (docker's and Proxmox's included) has its field, every
-// field its flag.
-func TestSchemaFieldsAreTheFlags(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join("..", "..", "schemas", "gateway.ncl"))
+// The configuration file's schema is made from the gateway's flags, so
+// every flag (docker's and Proxmox's included) has its field and every
+// field its flag; the file in the repository is the generated one.
+func TestSchemaIsGenerated(t *testing.T) {
+	path := filepath.Join(strings.Repeat("../", 2), SchemaFile)
+	want := Schema()
+	if os.Getenv("LIAN_UPDATE_SCHEMA") == "1" {
+		if err := os.WriteFile(path, []byte(want), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	body := string(b)
-	body = body[strings.Index(body, "GatewayConfig = {"):]
-	fields := map[string]bool{}
-	for _, m := range regexp.MustCompile(`(?m)^\s+([a-z_0-9]+) \|`).FindAllStringSubmatch(body, -1) {
-		if m[1] != "repositories" {
-			fields[strings.ReplaceAll(m[1], "_", "-")] = true
-		}
+	if string(b) != want {
+		t.Errorf("%s is not what the gateway's flags make: LIAN_UPDATE_SCHEMA=1 go test ./internal/gateway -run TestSchemaIsGenerated", SchemaFile)
 	}
-	_, err = ParseFlags(context.Background(), []string{"--help"}, func(string) string { return "" })
-	var help *HelpRequested
-	if !errors.As(err, &help) {
-		t.Fatal(err)
-	}
-	flags := map[string]bool{}
-	for _, m := range regexp.MustCompile(`(?m)^  -([a-z0-9-]+)`).FindAllStringSubmatch(help.Usage, -1) {
-		if m[1] != "config" {
-			flags[m[1]] = true
-		}
-	}
-	for f := range flags {
-		if !fields[f] {
-			t.Errorf("flag --%s has no field %s in schemas/gateway.ncl", f, strings.ReplaceAll(f, "-", "_"))
-		}
-	}
-	for f := range fields {
-		if !flags[f] {
-			t.Errorf("schemas/gateway.ncl field %s has no flag", strings.ReplaceAll(f, "-", "_"))
-		}
-	}
-	for _, want := range []string{"docker-host", "proxmox-endpoint", "hcloud-buildkit-sha256", "pool-url"} {
-		if !flags[want] {
-			t.Errorf("the gateway has no --%s", want)
+	for _, field := range []string{"docker_host | String", "proxmox_endpoint | String", "hcloud_buildkit_sha256 | String", "pool_url | String",
+		"hcloud_location | Array String", "branches | Array String", "app_id | Number", "concurrency | Number", "build_tags | Bool",
+		"provider | [| 'docker, 'hcloud, 'local, 'proxmox, 'vm-pool |]", "registry_provider | [| 'zot, 'harbor, 'ghcr, 'dockerhub, 'generic |]"} {
+		if !strings.Contains(want, "    "+field+" | optional,\n") {
+			t.Errorf("the schema lacks %q", field)
 		}
 	}
 }

@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/lian-build/action/internal/frontdoor"
 	"github.com/lian-build/action/internal/version"
+	"github.com/spf13/pflag"
 )
 
 // BuildSettings are the settings of the table the gateway takes for every
@@ -32,24 +32,62 @@ func BuildSettings() []string {
 // overridden by flags; then it reads the secret files. Validation is
 // Config.Validate.
 func ParseFlags(ctx context.Context, args []string, getenv func(string) string) (Config, error) {
-	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
 	var c Config
-	var secretFile, keyFile, tokenFile, branches, allow string
-	var appID string
+	var f fileFlags
+	fs := gatewayFlags(&c, &f)
+	if err := configure(ctx, fs, &c, args, getenv); err != nil {
+		return c, err
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return c, &HelpRequested{Usage: "usage: gateway [flags]\n       gateway check-config FILE\n\nlian-build's GitHub App webhook gateway. Flags (and LIAN_GATEWAY_* variables):\n" + fs.FlagUsages()}
+		}
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments %v", fs.Args())
+	}
+	if err := readSecrets(&c, f.secret, f.key, f.token); err != nil {
+		return c, err
+	}
+	var err error
+	if f.appID != "" {
+		if c.AppID, err = strconv.ParseInt(f.appID, 10, 64); err != nil || c.AppID <= 0 {
+			return c, fmt.Errorf("--app-id %q: want the GitHub App's id, a positive whole number", f.appID)
+		}
+	}
+	c.Route.Branches = splitComma(f.branches)
+	c.Route.Allow = splitComma(f.allow)
+	c.Route.Table = frontdoor.Table()
+	return c, c.Validate()
+}
+
+// fileFlags are the flags whose values Config holds in another form (the
+// secret files' contents, the app id as a number, the lists).
+type fileFlags struct {
+	secret, key, token, appID, branches, allow string
+}
+
+// gatewayFlags are the gateway's flags: its own, then every build's
+// settings from the one settings table; the configuration file's schema
+// (Schema) is made from them.
+func gatewayFlags(c *Config, f *fileFlags) *pflag.FlagSet {
+	fs := pflag.NewFlagSet("gateway", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.SortFlags = false
 	fs.StringVar(&c.Listen, "listen", ":8080", "listen address ($LIAN_GATEWAY_LISTEN)")
-	fs.StringVar(&secretFile, "webhook-secret-file", "", "file with the webhook secret (required)")
-	fs.StringVar(&appID, "app-id", "", "GitHub App id")
-	fs.StringVar(&keyFile, "private-key-file", "", "GitHub App private key (PEM)")
+	fs.StringVar(&f.secret, "webhook-secret-file", "", "file with the webhook secret (required)")
+	fs.StringVar(&f.appID, "app-id", "", "GitHub App id")
+	fs.StringVar(&f.key, "private-key-file", "", "GitHub App private key (PEM)")
 	fs.StringVar(&c.GitHubURL, "github-url", "https://github.com", "GitHub web and git base URL")
 	fs.StringVar(&c.GitHubAPIURL, "github-api-url", "https://api.github.com", "GitHub API base URL")
 	fs.StringVar(&c.DataDir, "data-dir", "/var/lib/lian-build/gateway", "data directory (embedded NATS, checkouts)")
 	fs.StringVar(&c.NatsURL, "nats-url", "", "external NATS (empty: embedded nats-server)")
 	fs.IntVar(&c.Concurrency, "concurrency", 2, "builds at once")
-	fs.StringVar(&branches, "branches", "", "branches whose pushes build, comma-separated (default: the repository's default branch)")
+	fs.StringVar(&f.branches, "branches", "", "branches whose pushes build, comma-separated (default: the repository's default branch)")
 	fs.BoolVar(&c.Route.BuildTags, "build-tags", false, "tag pushes build too")
-	fs.StringVar(&allow, "allow", "", "orgs or org/repo allowed, comma-separated (default: all installations)")
-	fs.StringVar(&tokenFile, "api-token-file", "", "file with the bearer token of /api/v1 (absent: API off)")
+	fs.StringVar(&f.allow, "allow", "", "orgs or org/repo allowed, comma-separated (default: all installations)")
+	fs.StringVar(&f.token, "api-token-file", "", "file with the bearer token of /api/v1 (absent: API off)")
 	// Every build's settings come from the one settings table, named as the
 	// CLI names them: the registry, the compute provider and its options.
 	frontdoor.RegisterFlags(fs, frontdoor.SettingsTable(), &c.Build, BuildSettings(), nil)
@@ -57,39 +95,16 @@ func ParseFlags(ctx context.Context, args []string, getenv func(string) string) 
 	fs.IntVar(&c.Retry.MaxAttempts, "job-attempts", DefaultRetry.MaxAttempts, "attempts of a failing job (a crash of its worker counts) before it is dead-lettered on "+SubjectDead)
 	fs.DurationVar(&c.ProgressEvery, "progress-every", 10*time.Second, "at most one check run progress update per interval")
 	fs.String("config", "", "configuration file (Nickel, schemas/gateway.ncl); flags and LIAN_GATEWAY_* override it ($LIAN_GATEWAY_CONFIG)")
-	if err := configure(ctx, fs, &c, args, getenv); err != nil {
-		return c, err
+	for _, name := range []string{"branches", "allow"} {
+		_ = fs.SetAnnotation(name, frontdoor.CommaAnnotation, []string{"true"})
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			var b strings.Builder
-			fs.SetOutput(&b)
-			fs.PrintDefaults()
-			return c, &HelpRequested{Usage: "usage: gateway [flags]\n\nlian-build's GitHub App webhook gateway. Flags (and LIAN_GATEWAY_* variables):\n" + b.String()}
-		}
-		return c, err
-	}
-	if fs.NArg() > 0 {
-		return c, fmt.Errorf("unexpected arguments %v", fs.Args())
-	}
-	if err := readSecrets(&c, secretFile, keyFile, tokenFile); err != nil {
-		return c, err
-	}
-	var err error
-	if appID != "" {
-		if c.AppID, err = strconv.ParseInt(appID, 10, 64); err != nil || c.AppID <= 0 {
-			return c, fmt.Errorf("--app-id %q: want the GitHub App's id, a positive whole number", appID)
-		}
-	}
-	c.Route.Branches = splitComma(branches)
-	c.Route.Allow = splitComma(allow)
-	c.Route.Table = frontdoor.Table()
-	return c, c.Validate()
+	_ = fs.SetAnnotation("app-id", nclTypeAnnotation, []string{"Number"})
+	return fs
 }
 
 // configure applies the configuration file, if one is named, to the flags
 // (before the command line is parsed, so that flags override it).
-func configure(ctx context.Context, fs *flag.FlagSet, c *Config, args []string, getenv func(string) string) error {
+func configure(ctx context.Context, fs *pflag.FlagSet, c *Config, args []string, getenv func(string) string) error {
 	path, err := configPath(args, getenv)
 	if err != nil {
 		return err
@@ -136,7 +151,7 @@ func (h *HelpRequested) Error() string { return "help requested" }
 // Main is the gateway process: flags, then Run until SIGINT/SIGTERM. Bad
 // flags or configuration exit 2 with a plain message, before any log line.
 func Main(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	if slices.Contains(args, "--version") || slices.Contains(args, "-version") {
+	if slices.Contains(args, "--version") {
 		fmt.Fprintln(stdout, version.String("lian-build gateway"))
 		return 0
 	}

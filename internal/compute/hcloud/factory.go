@@ -81,7 +81,7 @@ func (factory) Settings() []compute.Setting {
 	return []compute.Setting{
 		{Name: OptToken, Secret: true, Env: "HCLOUD_TOKEN", Help: "Hetzner Cloud API token for compute-provider hcloud (CLI: --hcloud-token-file or $HCLOUD_TOKEN)"},
 		{Name: OptEndpoint, Env: "HCLOUD_ENDPOINT", Help: "Hetzner Cloud API URL (default Hetzner's)"},
-		{Name: OptLocation, Default: "fsn1,nbg1,hel1", Help: "Hetzner locations, comma-separated, tried in order when one has no capacity"},
+		{Name: OptLocation, List: true, Default: "fsn1,nbg1,hel1", Help: "Hetzner locations, comma-separated, tried in order when one has no capacity"},
 		{Name: OptBuildkitURL, Help: "the buildkitd tarball a stock-image server downloads at boot ({arch}: amd64, arm64; default BuildKit's release)"},
 		{Name: OptBuildkitSHA256, Help: "sha256 of that tarball per architecture, amd64=HEX,arm64=HEX: verified before it is unpacked; without it a stock image downloads nothing (use a runner image)"},
 		{Name: OptImage, Default: "debian-12", Help: "server image: a name (cloud-init installs buildkitd) or label:KEY=VALUE for a prepared snapshot"},
