@@ -4,16 +4,16 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"strings"
 
 	"github.com/containerd/console"
 	"github.com/lian-build/action/internal/frontdoor"
 	"github.com/lian-build/action/internal/pipeline"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // cliNames are what the CLI calls each setting in errors.
@@ -28,30 +28,38 @@ type buildFlags struct {
 	table      []frontdoor.Setting
 	reportJSON string
 	quiet      bool
+	log        *slog.Logger
 }
 
-// register adds a flag for every setting of the table the CLI has, plus the
-// CLI's own output flags.
-func (b *buildFlags) register(fs *flag.FlagSet, table []frontdoor.Setting) {
-	b.table = table
-	registerSettings(fs, table, &b.s, nil)
-	fs.StringVar(&b.reportJSON, "report-json", "", "write the build report as JSON to PATH")
-	fs.BoolVar(&b.quiet, "q", false, "print only the image digest on success")
+// buildCommand is `lian-build build`: a flag for every setting of the
+// table the CLI has, under its topic, plus the CLI's own output flags.
+func buildCommand(table []frontdoor.Setting, log *slog.Logger) *cobra.Command {
+	c, _ := newBuildCommand(table, log)
+	return c
+}
+
+func newBuildCommand(table []frontdoor.Setting, log *slog.Logger) (*cobra.Command, *buildFlags) {
+	b := &buildFlags{table: table, log: log}
+	c := &cobra.Command{
+		Use:   "build [flags] CONTEXT",
+		Short: "build CONTEXT on a fresh, right-sized runner",
+		Example: `  lian-build build -t registry.example/app:1 --push .
+  lian-build build --platform linux/arm64 --output type=local,dest=out ./app
+  lian-build build --provider hcloud --hcloud-token-file ~/.hcloud --registry registry.example/cache .`,
+		Args:              args(0, 1, "one CONTEXT directory"),
+		ValidArgsFunction: dirs,
+		RunE:              b.run,
+	}
+	registerSettings(c, table, &b.s, nil)
+	c.Flags().StringVar(&b.reportJSON, "report-json", "", "write the build report as JSON to PATH")
+	c.Flags().BoolVarP(&b.quiet, "quiet", "q", false, "print only the image digest on success")
+	return c, b
 }
 
 // settings completes the settings from the parsed flags, the environment and the directives.
-func (b *buildFlags) settings(ctx context.Context, fs *flag.FlagSet, pos []string) (frontdoor.Settings, error) {
+func (b *buildFlags) settings(ctx context.Context, fs *pflag.FlagSet, pos []string) (frontdoor.Settings, error) {
 	s := b.s
-	s.Given, s.Names = map[string]bool{}, cliNames(b.table)
-	bySetting := map[string]string{}
-	for _, st := range b.table {
-		bySetting[st.Flag], bySetting[st.Short] = st.Name, st.Name
-	}
-	fs.Visit(func(f *flag.Flag) {
-		if name, ok := bySetting[f.Name]; ok {
-			s.Given[name] = true
-		}
-	})
+	s.Given, s.Names = given(fs, b.table), cliNames(b.table)
 	s.RegistryPassword = os.Getenv("LIAN_REGISTRY_PASSWORD")
 	if len(pos) > 1 {
 		return s, usageErr("build takes one CONTEXT directory, got %d arguments", len(pos))
@@ -69,49 +77,32 @@ func (b *buildFlags) settings(ctx context.Context, fs *flag.FlagSet, pos []strin
 	return s, nil
 }
 
-// BuildUsage is `lian-build build -h` for a settings table.
+// BuildUsage is `lian-build build --help` for a settings table.
 func BuildUsage(table []frontdoor.Setting) string {
-	fs := newFlagSet("lian-build build", io.Discard)
-	var b buildFlags
-	b.register(fs, table)
-	return buildUsage(fs)
-}
-
-func buildUsage(fs *flag.FlagSet) string {
-	var sb strings.Builder
-	sb.WriteString("usage: lian-build build [flags] CONTEXT\n")
-	fs.SetOutput(&sb)
-	fs.PrintDefaults()
-	return sb.String()
+	root := &cobra.Command{Use: "lian-build"}
+	c := buildCommand(table, nil)
+	root.AddCommand(c)
+	c.InitDefaultHelpFlag()
+	return usageText(c)
 }
 
 // Request is the pipeline request a `lian-build build` command line makes
 // (for the front doors' parity test).
 func Request(ctx context.Context, args []string) (pipeline.Request, error) {
-	fs := newFlagSet("lian-build build", io.Discard)
-	var b buildFlags
-	b.register(fs, frontdoor.SettingsTable())
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return pipeline.Request{}, flagErr(err)
+	c, b := newBuildCommand(frontdoor.SettingsTable(), nil)
+	if err := c.ParseFlags(args); err != nil {
+		return pipeline.Request{}, &UsageError{Msg: err.Error(), Err: err}
 	}
-	s, err := b.settings(ctx, fs, pos)
+	s, err := b.settings(ctx, c.Flags(), c.Flags().Args())
 	if err != nil {
 		return pipeline.Request{}, err
 	}
 	return s.Request()
 }
 
-func runBuild(ctx context.Context, args []string, stdout, stderr io.Writer, log *slog.Logger) error {
-	fs := newFlagSet("lian-build build", stderr)
-	var b buildFlags
-	b.register(fs, frontdoor.SettingsTable())
-	fs.Usage = func() { fmt.Fprint(stderr, buildUsage(fs)) }
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return flagErr(err)
-	}
-	s, err := b.settings(ctx, fs, pos)
+func (b *buildFlags) run(c *cobra.Command, pos []string) error {
+	ctx, stdout, stderr := c.Context(), c.OutOrStdout(), c.ErrOrStderr()
+	s, err := b.settings(ctx, c.Flags(), pos)
 	if err != nil {
 		return err
 	}
@@ -129,7 +120,7 @@ func runBuild(ctx context.Context, args []string, stdout, stderr io.Writer, log 
 	if s.Progress == "quiet" || b.quiet {
 		progress = nil
 	}
-	res, runErr := s.Build(ctx, req, frontdoor.BuildOptions{Logger: log, Progress: progress})
+	res, runErr := s.Build(ctx, req, frontdoor.BuildOptions{Logger: b.log, Progress: progress})
 	if res.BuildID == "" {
 		return runErr
 	}

@@ -11,35 +11,34 @@ import (
 
 	"github.com/lian-build/action/internal/frontdoor"
 	"github.com/lian-build/action/internal/lamina"
+	"github.com/spf13/cobra"
 )
 
-// runCatalog is `lian-build catalog check|build`.
-func runCatalog(ctx context.Context, args []string, stdout, stderr io.Writer, log *slog.Logger) error {
-	if len(args) > 0 && (args[0] == "build" || args[0] == "test") {
-		return runCatalogBuild(ctx, args[0] == "test", args[1:], stdout, stderr, log)
-	}
-	if len(args) == 0 || args[0] != "check" {
-		return usageErr("usage: lian-build catalog check [DIR] [--check-dag] | catalog build [DIR] [LAYER…] | catalog test [DIR] --layer NAME  (--registry HOST/PREFIX)")
-	}
-	fs := newFlagSet("lian-build catalog check", stderr)
-	dag := fs.Bool("check-dag", false, "also check the DAG: every base resolves, no cycle, no duplicate name; list the unused layers")
-	pos, err := parseInterspersed(fs, args[1:])
-	if err != nil {
-		return flagErr(err)
-	}
-	dir := "."
-	switch len(pos) {
-	case 0:
-	case 1:
-		dir = pos[0]
-	default:
-		return usageErr("catalog check takes one DIR")
-	}
+// catalogCommand is `lian-build catalog check|build|test`.
+func catalogCommand(log *slog.Logger) *cobra.Command {
+	c := &cobra.Command{Use: "catalog", Short: "a lamina catalog: check it, build and promote its layers, test one"}
+	asGroup(c)
+	var dag bool
+	check := &cobra.Command{Use: "check [DIR]", Short: "check a catalog's workflow.ncl files (--check-dag: bases, cycles, names)",
+		Args: args(0, 1, "one DIR"), ValidArgsFunction: dirs,
+		RunE: func(c *cobra.Command, pos []string) error {
+			dir := "."
+			if len(pos) == 1 {
+				dir = pos[0]
+			}
+			return catalogCheck(c.Context(), dir, dag, c.OutOrStdout(), c.ErrOrStderr())
+		}}
+	check.Flags().BoolVar(&dag, "check-dag", false, "also check the DAG: every base resolves, no cycle, no duplicate name; list the unused layers")
+	c.AddCommand(check, catalogBuildCommand(false, log), catalogBuildCommand(true, log))
+	return c
+}
+
+func catalogCheck(ctx context.Context, dir string, dag bool, stdout, stderr io.Writer) error {
 	c, err := loadCatalog(ctx, dir, stderr)
 	if err != nil {
 		return err
 	}
-	if !*dag {
+	if !dag {
 		fmt.Fprintf(stdout, "%s: %d layers, every %s valid\n", dir, len(c.Layers), lamina.WorkflowFile)
 		return nil
 	}
@@ -55,39 +54,52 @@ func runCatalog(ctx context.Context, args []string, stdout, stderr io.Writer, lo
 	return nil
 }
 
+// catalogBuildCommand is `lian-build catalog build [DIR] [LAYER…]`, and
+// with test `lian-build catalog test [DIR] --layer NAME`: the layer and
+// its bases built and verified, nothing promoted.
+func catalogBuildCommand(test bool, log *slog.Logger) *cobra.Command {
+	s := newSettings()
+	o := catalogOptions{test: test}
+	c := &cobra.Command{Use: "build [DIR] [LAYER...]", Short: "build, verify and promote a catalog's layers (--registry HOST/PREFIX)",
+		ValidArgsFunction: dirs,
+		RunE: func(c *cobra.Command, pos []string) error {
+			return catalogBuild(c.Context(), *s, o, pos, c.OutOrStdout(), c.ErrOrStderr(), log)
+		}}
+	if test {
+		c.Use, c.Short, c.Args = "test [DIR] --layer NAME", "build and verify a layer and its bases, promote nothing", args(0, 1, "one DIR")
+		c.Flags().StringArrayVar(&o.only, "layer", nil, "the layer to test (with its bases; repeatable)")
+	}
+	registerProvider(c, s)
+	registerSettings(c, frontdoor.SettingsTable(), s, catalogSettings)
+	c.Flags().IntVar(&o.parallel, "parallel", 2, "layers of one level built at once")
+	c.Flags().StringVar(&o.mode, "mode", "", "where the layers build: local (buildkitd here) or docker-local (a BuildKit container per layer: --provider docker)")
+	return c
+}
+
+// catalogOptions are catalog build's and test's own flags.
+type catalogOptions struct {
+	test     bool
+	only     []string
+	parallel int
+	mode     string
+}
+
 // catalogSettings are the flags of `catalog build`, beside the provider's.
 var catalogSettings = []string{"registry", "registry-provider", "registry-username", "registry-password-file", "nats-url", "events-prefix", "metrics-dir", "progress", "state-store"}
 
-// runCatalogBuild is `lian-build catalog build [DIR] [LAYER…]`, and with
-// test `lian-build catalog test [DIR] --layer NAME`: the layer and its
-// bases built and verified, nothing promoted.
-func runCatalogBuild(ctx context.Context, test bool, args []string, stdout, stderr io.Writer, log *slog.Logger) error {
-	fs := newFlagSet("lian-build catalog build", stderr)
-	var only []string
-	if test {
-		fs.Func("layer", "the layer to test (with its bases; repeatable)", func(v string) error { only = append(only, v); return nil })
-	}
-	s := frontdoor.Settings{Names: cliNames(frontdoor.SettingsTable())}
-	registerProvider(fs, &s)
-	registerSettings(fs, frontdoor.SettingsTable(), &s, catalogSettings)
-	parallel := fs.Int("parallel", 2, "layers of one level built at once")
-	mode := fs.String("mode", "", "where the layers build: local (buildkitd here) or docker-local (a BuildKit container per layer: --provider docker)")
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return flagErr(err)
-	}
-	if err := applyMode(&s, *mode); err != nil {
+func catalogBuild(ctx context.Context, s frontdoor.Settings, o catalogOptions, pos []string, stdout, stderr io.Writer, log *slog.Logger) error {
+	if err := applyMode(&s, o.mode); err != nil {
 		return err
 	}
 	dir := "."
 	if len(pos) > 0 {
 		dir, pos = pos[0], pos[1:]
 	}
-	if test {
-		if len(only) == 0 || len(pos) > 0 {
+	if o.test {
+		if len(o.only) == 0 {
 			return usageErr("usage: lian-build catalog test [DIR] --layer NAME")
 		}
-		pos = only
+		pos = o.only
 	}
 	c, err := loadCatalog(ctx, dir, stderr)
 	if err != nil {
@@ -105,7 +117,7 @@ func runCatalogBuild(ctx context.Context, test bool, args []string, stdout, stde
 	if err != nil {
 		return err
 	}
-	b := lamina.Builder{Pipeline: rt.Pipeline, Base: s, Parallel: *parallel, Registry: reg, Events: rt.Events, Test: test}
+	b := lamina.Builder{Pipeline: rt.Pipeline, Base: s, Parallel: o.parallel, Registry: reg, Events: rt.Events, Test: o.test}
 	if s.Progress != "quiet" {
 		b.Progress = stderr
 	}

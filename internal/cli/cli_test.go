@@ -6,19 +6,17 @@ import (
 	"path/filepath"
 	"reflect"
 	"testing"
-
-	"github.com/lian-build/action/internal/frontdoor"
 )
 
-func TestParseInterspersed(t *testing.T) {
-	fs := newFlagSet("t", nil)
-	var tags frontdoor.ListValue
-	var push bool
-	fs.Var(&tags, "t", "")
-	fs.BoolVar(&push, "push", false, "")
-	pos, err := parseInterspersed(fs, []string{"-t", "a", "ctx", "--push", "-t", "b"})
-	if err != nil || !reflect.DeepEqual(pos, []string{"ctx"}) || !push || !reflect.DeepEqual([]string(tags), []string{"a", "b"}) {
-		t.Fatalf("pos %v tags %v push %v err %v", pos, tags, push, err)
+// Flags may come before and after the context, as docker and buildx take them.
+func TestFlagsAroundTheContext(t *testing.T) {
+	ws := t.TempDir()
+	if err := os.WriteFile(filepath.Join(ws, "Dockerfile"), []byte("FROM scratch\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	req, err := Request(context.Background(), []string{"-t", "r.io/a:1", ws, "--push", "--tag=r.io/a:2", "-f", filepath.Join(ws, "Dockerfile")})
+	if err != nil || !reflect.DeepEqual(req.Build.Tags, []string{"r.io/a:1", "r.io/a:2"}) || !req.Build.Push || req.Build.ContextDir != ws {
+		t.Fatalf("tags %v push %v context %q err %v", req.Build.Tags, req.Build.Push, req.Build.ContextDir, err)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/moby/moby/client"
+	"github.com/spf13/cobra"
 
 	"github.com/lian-build/action/internal/buildkit"
 	"github.com/lian-build/action/internal/compute/docker"
@@ -15,17 +16,20 @@ import (
 	"github.com/lian-build/action/internal/frontdoor"
 )
 
-// runnersImage is `lian-build runners image --provider docker`: the docker
-// provider's runner image, made from this machine's buildkitd, buildctl,
-// runc and busybox and imported into the engine (no registry).
-func runnersImage(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("lian-build runners image", stderr)
-	s := frontdoor.Settings{Names: cliNames(frontdoor.SettingsTable())}
-	registerSettings(fs, frontdoor.SettingsTable(), &s, []string{"compute-provider", "docker-host", "buildkitd"})
-	tag := fs.String("tag", docker.LocalImage, "the image's name")
-	if _, err := parseInterspersed(fs, args); err != nil {
-		return flagErr(err)
-	}
+// runnersImageCommand is `lian-build runners image --provider docker`: the
+// docker provider's runner image, made from this machine's buildkitd,
+// buildctl, runc and busybox and imported into the engine (no registry).
+func runnersImageCommand() *cobra.Command {
+	s := newSettings()
+	var tag string
+	c := &cobra.Command{Use: "image", Short: "make the docker provider's runner image from this machine's BuildKit", Args: noArgs,
+		RunE: func(c *cobra.Command, _ []string) error { return runnersImage(c.Context(), *s, tag, c.OutOrStdout()) }}
+	registerSettings(c, frontdoor.SettingsTable(), s, []string{"compute-provider", "docker-host", "buildkitd"})
+	c.Flags().StringVar(&tag, "tag", docker.LocalImage, "the image's name")
+	return c
+}
+
+func runnersImage(ctx context.Context, s frontdoor.Settings, tag string, stdout io.Writer) error {
 	if s.ComputeProvider != "docker" {
 		return usageErr("runners image: only --provider docker has an image to make")
 	}
@@ -53,9 +57,9 @@ func runnersImage(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return &buildkit.InputError{Field: "--docker-host", Value: s.Option("docker-host"), Msg: err.Error()}
 	}
 	defer c.Close()
-	if err := docker.ImportImage(ctx, c, *tag, files); err != nil {
+	if err := docker.ImportImage(ctx, c, tag, files); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "imported %s into %s (buildkitd %s); use --docker-image %s\n", *tag, c.DaemonHost(), files.Buildkitd, *tag)
+	fmt.Fprintf(stdout, "imported %s into %s (buildkitd %s); use --docker-image %s\n", tag, c.DaemonHost(), files.Buildkitd, tag)
 	return nil
 }

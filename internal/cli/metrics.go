@@ -9,11 +9,25 @@ import (
 	"github.com/lian-build/action/internal/frontdoor"
 	"github.com/lian-build/action/internal/metrics"
 	"github.com/lian-build/action/internal/sizing"
+	"github.com/spf13/cobra"
 )
 
-// runApprove is `lian-build sizing approve|revoke WS`.
-func runApprove(ctx context.Context, approve bool, args []string, stdout, stderr io.Writer) error {
-	ws, rec, closeHistory, err := workspaceHistory(ctx, "sizing approve|revoke", args, stderr)
+// approveCommand is `lian-build sizing approve|revoke WS`.
+func approveCommand(approve bool) *cobra.Command {
+	hist := newSettings()
+	c := &cobra.Command{Use: "approve WORKSPACE", Short: "let a workspace's P95 history decide its tier", Args: args(1, 1, "one WORKSPACE"),
+		RunE: func(c *cobra.Command, pos []string) error {
+			return setApproved(c.Context(), approve, pos[0], *hist, c.OutOrStdout(), c.ErrOrStderr())
+		}}
+	if !approve {
+		c.Use, c.Short = "revoke WORKSPACE", "stop a workspace's P95 history deciding its tier"
+	}
+	registerHistory(c, hist)
+	return c
+}
+
+func setApproved(ctx context.Context, approve bool, ws string, hist frontdoor.Settings, stdout, stderr io.Writer) error {
+	rec, closeHistory, err := hist.OpenHistory(ctx)
 	if err != nil {
 		return err
 	}
@@ -32,36 +46,26 @@ func runApprove(ctx context.Context, approve bool, args []string, stdout, stderr
 	return nil
 }
 
-// workspaceHistory parses the arguments of a command that takes the history
-// flags and one WORKSPACE, and opens the history.
-func workspaceHistory(ctx context.Context, cmd string, args []string, stderr io.Writer) (string, metrics.Recorder, func(), error) {
-	fs := newFlagSet("lian-build "+cmd, stderr)
-	var hist frontdoor.Settings
-	registerHistory(fs, &hist)
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		return "", metrics.Recorder{}, nil, flagErr(err)
-	}
-	if len(pos) > 1 || (len(pos) == 0 && cmd != "metrics show") {
-		return "", metrics.Recorder{}, nil, usageErr("%s takes one WORKSPACE", cmd)
-	}
-	rec, closeHistory, err := hist.OpenHistory(ctx)
-	if err != nil {
-		return "", metrics.Recorder{}, nil, err
-	}
-	ws := ""
-	if len(pos) == 1 {
-		ws = pos[0]
-	}
-	return ws, rec, closeHistory, nil
+// metricsCommand is `lian-build metrics show [WS]`.
+func metricsCommand() *cobra.Command {
+	c := &cobra.Command{Use: "metrics", Short: "a workspace's recorded builds and their P95"}
+	asGroup(c)
+	hist := newSettings()
+	show := &cobra.Command{Use: "show [WORKSPACE]", Short: "a workspace's recorded builds and P95 (without one: the workspaces)", Args: args(0, 1, "at most one WORKSPACE"),
+		RunE: func(c *cobra.Command, pos []string) error {
+			ws := ""
+			if len(pos) == 1 {
+				ws = pos[0]
+			}
+			return metricsShow(c.Context(), ws, *hist, c.OutOrStdout())
+		}}
+	registerHistory(show, hist)
+	c.AddCommand(show)
+	return c
 }
 
-// runMetrics is `lian-build metrics show WS`.
-func runMetrics(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "show" {
-		return usageErr("usage: lian-build metrics show [WORKSPACE]")
-	}
-	ws, rec, closeHistory, err := workspaceHistory(ctx, "metrics show", args[1:], stderr)
+func metricsShow(ctx context.Context, ws string, hist frontdoor.Settings, stdout io.Writer) error {
+	rec, closeHistory, err := hist.OpenHistory(ctx)
 	if err != nil {
 		return err
 	}

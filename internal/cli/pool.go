@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,6 +14,8 @@ import (
 	"github.com/lian-build/action/internal/compute/remote"
 	"github.com/lian-build/action/internal/frontdoor"
 	"github.com/lian-build/action/internal/pool"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // poolClientSettings are the flags of `pool ls|drain`; serve adds the hcloud ones.
@@ -23,27 +24,27 @@ var (
 	poolHCloudSettings = []string{"hcloud-token-file", "hcloud-endpoint", "hcloud-location", "hcloud-image", "hcloud-buildkit-url", "hcloud-buildkit-sha256", "insecure-registries", "nats-url", "events-prefix"}
 )
 
-// runPool is `lian-build pool serve|ls|drain`.
-func runPool(ctx context.Context, args []string, stdout, stderr io.Writer, log *slog.Logger) error {
-	if len(args) == 0 {
-		return usageErr("usage: lian-build pool serve|ls|drain|resume [flags]")
+// poolCommand is `lian-build pool serve|ls|drain|resume`.
+func poolCommand(log *slog.Logger) *cobra.Command {
+	c := &cobra.Command{Use: "pool", Short: "a VM pool: lease Hetzner runners, reuse them within the billed hour"}
+	asGroup(c)
+	c.AddCommand(poolServeCommand(log))
+	for _, sub := range []struct{ name, short string }{
+		{"ls", "the pool's VMs and leases"},
+		{"drain", "retire idle VMs and make none (each leased VM retires when its lease returns)"},
+		{"resume", "end a drain: idle VMs are topped up again"},
+	} {
+		s := newSettings()
+		cmd := &cobra.Command{Use: sub.name, Short: sub.short, Args: noArgs, RunE: func(c *cobra.Command, _ []string) error {
+			return poolClientCommand(c.Context(), c.Name(), *s, c.OutOrStdout())
+		}}
+		registerSettings(cmd, frontdoor.SettingsTable(), s, poolClientSettings)
+		c.AddCommand(cmd)
 	}
-	switch args[0] {
-	case "serve":
-		return poolServe(ctx, args[1:], stderr, log)
-	case "ls", "drain", "resume":
-		return poolClientCommand(ctx, args[0], args[1:], stdout, stderr)
-	}
-	return usageErr("pool: unknown command %q (serve, ls, drain, resume)", args[0])
+	return c
 }
 
-func poolClientCommand(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("lian-build pool "+cmd, stderr)
-	s := frontdoor.Settings{Names: cliNames(frontdoor.SettingsTable())}
-	registerSettings(fs, frontdoor.SettingsTable(), &s, poolClientSettings)
-	if _, err := parseInterspersed(fs, args); err != nil {
-		return flagErr(err)
-	}
+func poolClientCommand(ctx context.Context, cmd string, s frontdoor.Settings, stdout io.Writer) error {
 	c, err := poolClient(s)
 	if err != nil {
 		return err
@@ -116,28 +117,28 @@ type poolFlags struct {
 	separate, upsize, crossHour                                       bool
 }
 
-func poolServe(ctx context.Context, args []string, stderr io.Writer, log *slog.Logger) error {
-	fs := newFlagSet("lian-build pool serve", stderr)
-	s := frontdoor.Settings{Names: cliNames(frontdoor.SettingsTable())}
-	registerSettings(fs, frontdoor.SettingsTable(), &s, poolHCloudSettings)
+func poolServeCommand(log *slog.Logger) *cobra.Command {
+	s := newSettings()
 	var f poolFlags
-	registerPoolFlags(fs, &f)
-	if _, err := parseInterspersed(fs, args); err != nil {
-		return flagErr(err)
-	}
-	o, err := serveOptions(s, f)
-	if err != nil {
-		return err
-	}
-	if os.Getenv("LIAN_LOG_LEVEL") == "" {
-		// A service says what it does; a build command only what goes wrong.
-		log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	}
-	o.Logger = log
-	return pool.Serve(ctx, o)
+	c := &cobra.Command{Use: "serve", Short: "run the pool's service: its API, upkeep and Hetzner servers", Args: noArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			o, err := serveOptions(*s, f)
+			if err != nil {
+				return err
+			}
+			o.Logger = log
+			if os.Getenv("LIAN_LOG_LEVEL") == "" {
+				// A service says what it does; a build command only what goes wrong.
+				o.Logger = slog.New(slog.NewTextHandler(c.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelInfo}))
+			}
+			return pool.Serve(c.Context(), o)
+		}}
+	registerPoolFlags(c.Flags(), &f)
+	registerSettings(c, frontdoor.SettingsTable(), s, poolHCloudSettings)
+	return c
 }
 
-func registerPoolFlags(fs *flag.FlagSet, f *poolFlags) {
+func registerPoolFlags(fs *pflag.FlagSet, f *poolFlags) {
 	fs.StringVar(&f.listen, "listen", "127.0.0.1:8090", "address of the pool's API")
 	fs.StringVar(&f.tokenFile, "token-file", "", "file holding the API's bearer token (required; or $LIAN_POOL_TOKEN)")
 	fs.StringVar(&f.name, "name", "default", "the pool's name: its servers' label and its KV bucket")

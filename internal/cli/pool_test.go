@@ -24,7 +24,8 @@ func TestPoolUsage(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"pool"}, "pool serve|ls|drain"},
+		{[]string{"pool"}, "a command is needed: drain|ls|resume|serve"},
+		{[]string{"pool", "sevre"}, "did you mean serve?"},
 		{[]string{"pool", "swim"}, `unknown command "swim"`},
 		{[]string{"pool", "ls"}, "--pool-url"},
 		{[]string{"pool", "drain", "--pool-url", "http://127.0.0.1:1"}, "--pool-token-file"},

@@ -12,25 +12,27 @@ import (
 	"github.com/lian-build/action/internal/frontdoor"
 	"github.com/lian-build/action/internal/sizing"
 	"github.com/lian-build/action/internal/spec"
+	"github.com/spf13/cobra"
 )
 
-// runSpec is `lian-build spec check [PATH]`: a directory or a .build-spec.ncl
-// is checked as a build spec, any other file as BuildDirectives.
-func runSpec(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "check" {
-		return usageErr("usage: lian-build spec check [PATH]")
-	}
-	fs := newFlagSet("lian-build spec check", stderr)
-	pos, err := parseInterspersed(fs, args[1:])
-	if err != nil {
-		return flagErr(err)
-	}
-	path := "."
-	if len(pos) > 1 {
-		return usageErr("spec check takes one PATH")
-	} else if len(pos) == 1 {
-		path = pos[0]
-	}
+// specCommand is `lian-build spec check [PATH]`: a directory or a
+// .build-spec.ncl is checked as a build spec, any other file as
+// BuildDirectives.
+func specCommand() *cobra.Command {
+	c := &cobra.Command{Use: "spec", Short: "validate a .build-spec.ncl or a BuildDirectives file"}
+	asGroup(c)
+	c.AddCommand(&cobra.Command{Use: "check [PATH]", Short: "check a build spec (a directory or .build-spec.ncl) or a BuildDirectives file",
+		Args: args(0, 1, "one PATH"), RunE: func(c *cobra.Command, pos []string) error {
+			path := "."
+			if len(pos) == 1 {
+				path = pos[0]
+			}
+			return specCheck(c.Context(), path, c.OutOrStdout())
+		}})
+	return c
+}
+
+func specCheck(ctx context.Context, path string, stdout io.Writer) error {
 	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
 		path = filepath.Join(path, spec.SpecFile)
 	}
@@ -80,33 +82,35 @@ func printJSON(w io.Writer, v any) error {
 	return err
 }
 
-// runSizing is `lian-build sizing explain CONTEXT`.
-func runSizing(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) > 0 && (args[0] == "approve" || args[0] == "revoke") {
-		return runApprove(ctx, args[0] == "approve", args[1:], stdout, stderr)
-	}
-	if len(args) == 0 || args[0] != "explain" {
-		return usageErr("usage: lian-build sizing explain [--runner-type T] [--workspace WS] CONTEXT | sizing approve|revoke WS")
-	}
-	fs := newFlagSet("lian-build sizing explain", stderr)
-	override := fs.String("runner-type", "", "runner tier override")
-	workspace := fs.String("workspace", "", "workspace (default: the context directory's name)")
-	var hist frontdoor.Settings
-	registerHistory(fs, &hist)
-	registerSettings(fs, frontdoor.SettingsTable(), &hist, []string{"compute-provider", "platforms"})
-	pos, err := parseInterspersed(fs, args[1:])
-	if err != nil {
-		return flagErr(err)
-	}
-	if len(pos) != 1 {
-		return usageErr("sizing explain takes one CONTEXT directory")
-	}
-	ws := *workspace
+// sizingCommand is `lian-build sizing explain|approve|revoke`.
+func sizingCommand() *cobra.Command {
+	c := &cobra.Command{Use: "sizing", Short: "which tier a build gets and why; let a workspace's P95 history decide it"}
+	asGroup(c)
+	var o explainOptions
+	hist := newSettings()
+	explain := &cobra.Command{Use: "explain [flags] CONTEXT", Short: "which sizing rule decides the tier, and why",
+		Args: args(1, 1, "one CONTEXT directory"), ValidArgsFunction: dirs,
+		RunE: func(c *cobra.Command, pos []string) error {
+			return sizingExplain(c.Context(), pos[0], o, *hist, c.OutOrStdout())
+		}}
+	explain.Flags().StringVar(&o.override, "runner-type", "", "runner tier override")
+	explain.Flags().StringVar(&o.workspace, "workspace", "", "workspace (default: the context directory's name)")
+	registerHistory(explain, hist)
+	registerSettings(explain, frontdoor.SettingsTable(), hist, []string{"compute-provider", "platforms"})
+	c.AddCommand(explain, approveCommand(true), approveCommand(false))
+	return c
+}
+
+// explainOptions are sizing explain's own flags.
+type explainOptions struct{ override, workspace string }
+
+func sizingExplain(ctx context.Context, dir string, o explainOptions, hist frontdoor.Settings, stdout io.Writer) error {
+	ws := o.workspace
 	if ws == "" {
-		ws = defaultWorkspace(pos[0])
+		ws = defaultWorkspace(dir)
 	}
 	l := spec.Loader{Eval: spec.DefaultEvaluator(), Table: sizingTable()}
-	s, err := l.Load(ctx, pos[0])
+	s, err := l.Load(ctx, dir)
 	if err != nil {
 		return err
 	}
@@ -116,7 +120,7 @@ func runSizing(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	defer closeHistory()
 	d, err := sizing.Resolve(ctx, sizing.Input{
-		Table: sizingTable(), Override: *override, Spec: s, Workspace: ws, History: history, ContextDir: pos[0],
+		Table: sizingTable(), Override: o.override, Spec: s, Workspace: ws, History: history, ContextDir: dir,
 	})
 	if err != nil {
 		return err

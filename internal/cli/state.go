@@ -5,55 +5,60 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"text/tabwriter"
 	"time"
 
 	"github.com/lian-build/action/internal/compute"
 	"github.com/lian-build/action/internal/frontdoor"
 	"github.com/lian-build/action/internal/state"
+	"github.com/spf13/cobra"
 )
 
 // stateSettings are the flags of `lian-build state`.
 var stateSettings = []string{"state-store", "state-store-size", "state-max"}
 
-// runState is `lian-build state ls|rm NAMESPACE|gc`.
-func runState(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return usageErr("usage: lian-build state ls|rm NAMESPACE…|gc|unmount --state-store PATH")
+// stateCommand is `lian-build state ls|rm NAMESPACE…|gc|unmount`.
+func stateCommand() *cobra.Command {
+	c := &cobra.Command{Use: "state", Short: "warm runner state per cache namespace (--state-store PATH, or volumes)"}
+	asGroup(c)
+	for _, sub := range []struct {
+		use, short string
+		args       cobra.PositionalArgs
+	}{
+		{"ls", "list the committed namespaces, their generation, size and last writer", noArgs},
+		{"rm NAMESPACE...", "remove namespaces' committed state", args(1, -1, "one or more NAMESPACEs")},
+		{"gc", "remove what crashed builds left behind (clones, half-made generations)", noArgs},
+		{"unmount", "unmount an image store lian-build mounted", noArgs},
+	} {
+		s := newSettings()
+		cmd := &cobra.Command{Use: sub.use, Short: sub.short, Args: sub.args, RunE: func(c *cobra.Command, pos []string) error {
+			return runState(c.Context(), c.Name(), pos, *s, c.OutOrStdout(), c.ErrOrStderr())
+		}}
+		registerSettings(cmd, frontdoor.SettingsTable(), s, stateSettings)
+		registerProvider(cmd, s)
+		c.AddCommand(cmd)
 	}
-	if !slices.Contains([]string{"ls", "rm", "gc", "unmount"}, args[0]) {
-		return usageErr("state: unknown command %q (ls, rm, gc, unmount)", args[0])
-	}
-	fs := newFlagSet("lian-build state "+args[0], stderr)
-	s := frontdoor.Settings{Names: cliNames(frontdoor.SettingsTable())}
-	registerSettings(fs, frontdoor.SettingsTable(), &s, stateSettings)
-	registerProvider(fs, &s)
-	pos, err := parseInterspersed(fs, args[1:])
-	if err != nil {
-		return flagErr(err)
-	}
+	return c
+}
+
+// runState runs one state command.
+func runState(ctx context.Context, cmd string, pos []string, s frontdoor.Settings, stdout, stderr io.Writer) error {
 	if s.StateStore == "" {
-		return usageErr("state %s: --state-store PATH (or $LIAN_STATE_STORE) is required", args[0])
+		return usageErr("state %s: --state-store PATH (or $LIAN_STATE_STORE) is required", cmd)
 	}
-	if args[0] == "rm" {
-		if len(pos) == 0 {
-			return usageErr("state rm NAMESPACE…")
-		}
-		for _, ns := range pos {
-			if err := state.ValidNamespace(ns); err != nil {
-				return &UsageError{Msg: "state rm: " + err.Error()}
-			}
+	for _, ns := range pos {
+		if err := state.ValidNamespace(ns); err != nil {
+			return &UsageError{Msg: "state rm: " + err.Error()}
 		}
 	}
 	if s.StateStore == frontdoor.RemoteStateStore {
-		return remoteState(ctx, args[0], pos, s, stdout)
+		return remoteState(ctx, cmd, pos, s, stdout)
 	}
 	st, _, err := s.OpenExistingState(ctx)
 	if err != nil {
 		return err
 	}
-	switch args[0] {
+	switch cmd {
 	case "ls":
 		fmt.Fprintln(stderr, "store:", st.Describe())
 		infos, err := st.List()
@@ -87,7 +92,7 @@ func runState(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		return err
 	}
-	return usageErr("state: unknown command %q (ls, rm, gc, unmount)", args[0])
+	return usageErr("state: unknown command %q (ls, rm, gc, unmount)", cmd)
 }
 
 // remoteState is `state ls|rm --state-store volumes`: the state a provider
