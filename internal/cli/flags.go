@@ -27,6 +27,8 @@ func usageErr(format string, a ...any) error { return &UsageError{Msg: fmt.Sprin
 // asGroup makes c a command of commands: without one it is a usage error
 // naming them, and an unknown one is refused with the nearest name.
 func asGroup(c *cobra.Command) {
+	// A subcommand's flags after a mistyped subcommand are not the error.
+	c.FParseErrWhitelist.UnknownFlags = true
 	c.Args = func(c *cobra.Command, args []string) error {
 		if len(args) == 0 {
 			return nil
