@@ -254,3 +254,26 @@ func TestHelp(t *testing.T) {
 		t.Fatalf("%d %s", code, out.String())
 	}
 }
+
+// The post step reads the same inputs as the main step and removes the
+// orphaned runners of the provider they name (here the local one: a runner
+// directory whose record is unreadable, as a main step killed mid-spawn
+// leaves it).
+func TestPostRemovesOrphanedRunners(t *testing.T) {
+	r := newRunner(t, "push", "push.json", map[string]string{"compute-provider": "local"})
+	orphan := filepath.Join(r.env["LIAN_STATE_DIR"], "r-orphan")
+	if err := os.MkdirAll(orphan, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	a := githubactions.New(githubactions.WithWriter(&out), githubactions.WithGetenv(func(k string) string { return r.env[k] }))
+	if code := Main(context.Background(), a, &out, "lian-build-action-post", nil); code != 0 {
+		t.Fatalf("post exit %d: %s", code, out.String())
+	}
+	if _, err := os.Stat(orphan); !os.IsNotExist(err) {
+		t.Fatalf("the orphaned runner is still there (%v): %s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "removed runner r-orphan (no readable lease record)") {
+		t.Errorf("post did not say what it removed: %s", out.String())
+	}
+}

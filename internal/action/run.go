@@ -81,9 +81,7 @@ func run(ctx context.Context, a *githubactions.Action, out io.Writer, log *slog.
 	if err != nil {
 		return err
 	}
-	var stateErr error
 	res, runErr := s.Build(ctx, req, frontdoor.BuildOptions{Logger: log, Progress: out, Starting: func() {
-		stateErr = fileCommand("GITHUB_STATE", func() { a.SaveState("state_dir", s.Option("state-dir")) })
 		a.Group(fmt.Sprintf("lian-build: %s (%s)", req.Workspace, req.Actor))
 	}})
 	if res.BuildID == "" {
@@ -93,7 +91,7 @@ func run(ctx context.Context, a *githubactions.Action, out io.Writer, log *slog.
 	frontdoor.WriteReport(out, res)
 	outErr := fileCommand("GITHUB_OUTPUT", func() { setOutputs(a, res) })
 	sumErr := fileCommand("GITHUB_STEP_SUMMARY", func() { a.AddStepSummary(Summary(res)) })
-	if err := errors.Join(stateErr, outErr, sumErr); err != nil {
+	if err := errors.Join(outErr, sumErr); err != nil {
 		return errors.Join(runErr, err)
 	}
 	if f := res.Failure; f != nil && f.Line > 0 {
@@ -153,10 +151,20 @@ func Summary(r pipeline.Result) string {
 	return b.String()
 }
 
-// post removes the runners of this job whose owner (the main step) is gone.
+// post removes the runners of this job whose owner (the main step) is
+// gone, on the provider the step's inputs name (a post step gets the same
+// inputs as its main step).
 func post(ctx context.Context, a *githubactions.Action) int {
-	var s frontdoor.Settings
-	s.SetOption("state-dir", a.Getenv("STATE_state_dir"))
+	gh, err := a.Context()
+	if err != nil {
+		a.Warningf("lian-build post: reading the GitHub context: %v", err)
+		return 0
+	}
+	s, err := settings(a, gh, frontdoor.SettingsTable())
+	if err != nil {
+		a.Warningf("lian-build post: %v", err)
+		return 0
+	}
 	prov, err := s.OpenProvider()
 	if err != nil {
 		a.Warningf("lian-build post: %v", err)

@@ -67,6 +67,23 @@ type Factory interface {
 	New(cfg Config) (Provider, error)
 }
 
+// TierMemory reads a memory-per-tier option (cax11=2GiB,cax21=4GiB; ""
+// is none), naming the option when it is bad.
+func TierMemory(cfg Config, option string, table sizing.Table) (map[string]int64, error) {
+	m, err := sizing.ParseTierMemory(cfg.Options[option], table)
+	if err != nil {
+		return nil, &OptionError{Option: option, Err: fmt.Errorf("%q: %w", cfg.Options[option], err)}
+	}
+	return m, nil
+}
+
+// OptionChecker is a factory that can check its options without creating
+// or contacting anything: a service (the gateway) refuses bad ones at
+// start, not at its first build.
+type OptionChecker interface {
+	CheckOptions(cfg Config) error
+}
+
 // Features are what a provider can do, declared as a value (buildx's
 // driver Features, Nomad's Capabilities). A provider that declares a
 // feature implements the interface that serves it.

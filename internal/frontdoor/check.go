@@ -6,16 +6,14 @@ import (
 
 	"github.com/lian-build/action/internal/buildkit"
 	"github.com/lian-build/action/internal/cache"
-	"github.com/lian-build/action/internal/compute"
-	"github.com/lian-build/action/internal/sizing"
 )
 
 // Check validates the settings a long-running service (the gateway) fixes
 // at start for every build, without creating or opening anything: what a
 // build would refuse later is refused now, naming the setting.
 func (s Settings) Check() error {
-	if _, err := compute.Lookup(s.ProviderName()); err != nil {
-		return &buildkit.InputError{Field: s.name("compute-provider"), Value: s.ComputeProvider, Msg: err.Error()}
+	if err := s.checkProvider(); err != nil {
+		return err
 	}
 	if s.Registry != "" {
 		if err := cache.ValidRegistry(s.Registry); err != nil {
@@ -31,9 +29,6 @@ func (s Settings) Check() error {
 		if host, port, err := net.SplitHostPort(h); err != nil || host == "" || !validPort(port) {
 			return &buildkit.InputError{Field: s.name("insecure-registries"), Value: h, Msg: "want HOST:PORT"}
 		}
-	}
-	if _, err := sizing.ParseTierMemory(s.Option("local-tier-memory"), Table()); err != nil {
-		return &buildkit.InputError{Field: s.name("local-tier-memory"), Value: s.Option("local-tier-memory"), Msg: err.Error()}
 	}
 	if _, err := s.size("state-store-size", s.StateStoreSize); err != nil {
 		return err

@@ -58,13 +58,16 @@ func (s Settings) Tiers() (sizing.Table, error) {
 }
 
 // providerValues are the values of every provider option the settings
-// give: each declared setting's, a secret from its file, else a masked
+// give (without secrets, none is read; a masked input's is kept): each declared setting's, a secret from its file, else a masked
 // input, else its environment variable, any other from its environment
 // variable when no door gave it.
-func (s Settings) providerValues() (map[string]string, error) {
+func (s Settings) providerValues(secrets bool) (map[string]string, error) {
 	v := map[string]string{}
 	for _, d := range compute.DeclaredSettings() {
 		v[d.Name] = s.Option(d.Name)
+		if d.Secret && !secrets {
+			continue
+		}
 		if d.Secret {
 			if err := s.secretOption(v, d.Name, d.Name+"-file", s.Option(d.Name+"-file"), d.Env); err != nil {
 				return nil, err
@@ -119,29 +122,52 @@ func (s Settings) Machines() (string, []compute.Machine, error) {
 // OpenProvider builds the compute provider the settings name through its
 // registered factory; nothing here knows the provider's type.
 func (s Settings) OpenProvider() (compute.Provider, error) {
-	f, err := compute.Lookup(s.ProviderName())
-	if err != nil {
-		return nil, &buildkit.InputError{Field: s.name("compute-provider"), Value: s.ComputeProvider, Msg: err.Error()}
-	}
-	values, err := s.providerValues()
+	f, cfg, err := s.providerConfig(true)
 	if err != nil {
 		return nil, err
+	}
+	p, err := compute.New(f.Name(), cfg)
+	return p, s.optionErr(err)
+}
+
+// checkProvider checks the provider's options as a factory that can
+// (compute.OptionChecker) checks them, creating and contacting nothing.
+func (s Settings) checkProvider() error {
+	f, cfg, err := s.providerConfig(false)
+	if err != nil {
+		return err
+	}
+	if c, ok := f.(compute.OptionChecker); ok {
+		return s.optionErr(c.CheckOptions(cfg))
+	}
+	return nil
+}
+
+// providerConfig is the factory the settings name and its configuration
+// (its secrets read from their files or variables, with secrets).
+func (s Settings) providerConfig(secrets bool) (compute.Factory, compute.Config, error) {
+	f, err := compute.Lookup(s.ProviderName())
+	if err != nil {
+		return nil, compute.Config{}, &buildkit.InputError{Field: s.name("compute-provider"), Value: s.ComputeProvider, Msg: err.Error()}
+	}
+	values, err := s.providerValues(secrets)
+	if err != nil {
+		return nil, compute.Config{}, err
 	}
 	opts := map[string]string{}
 	for _, o := range f.Options() {
 		opts[o] = values[o]
 	}
-	if dir := opts["state-dir"]; dir != "" {
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return nil, &buildkit.InputError{Field: s.name("state-dir"), Value: dir, Msg: fmt.Sprintf("cannot create it: %v", errors.Unwrap(err))}
-		}
-	}
-	p, err := compute.New(f.Name(), compute.Config{Options: opts, Insecure: s.Insecure, Arch: s.arch(), StateSize: s.StateStoreSize})
+	return f, compute.Config{Options: opts, Insecure: s.Insecure, Arch: s.arch(), StateSize: s.StateStoreSize}, nil
+}
+
+// optionErr names a provider's bad option as the front door calls its setting.
+func (s Settings) optionErr(err error) error {
 	var oe *compute.OptionError
 	if errors.As(err, &oe) {
-		return nil, &buildkit.InputError{Field: s.name(optionSetting(oe.Option)), Msg: oe.Err.Error()}
+		return &buildkit.InputError{Field: s.name(optionSetting(oe.Option)), Msg: oe.Err.Error()}
 	}
-	return p, err
+	return err
 }
 
 // optionSetting is the setting a provider option comes from: its own

@@ -34,14 +34,17 @@ func (factory) Settings() []compute.Setting {
 	}
 }
 
-func (factory) New(cfg compute.Config) (compute.Provider, error) {
+// CheckOptions checks the tier memory, contacting no engine.
+func (f factory) CheckOptions(cfg compute.Config) error {
+	_, err := compute.TierMemory(cfg, OptTierMemory, f.Tiers())
+	return err
+}
+
+func (f factory) New(cfg compute.Config) (compute.Provider, error) {
 	s := Settings{Host: cfg.Options[OptHost], Image: cfg.Options[OptImage], Network: cfg.Options[OptNetwork], Insecure: cfg.Insecure}
-	if tm := cfg.Options[OptTierMemory]; tm != "" {
-		m, err := sizing.ParseTierMemory(tm, sizing.HCloud)
-		if err != nil {
-			return nil, &compute.OptionError{Option: OptTierMemory, Err: err}
-		}
-		s.TierMemory = m
+	var err error
+	if s.TierMemory, err = compute.TierMemory(cfg, OptTierMemory, f.Tiers()); err != nil {
+		return nil, err
 	}
 	return New(s)
 }

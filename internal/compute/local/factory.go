@@ -1,6 +1,7 @@
 package local
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -83,10 +84,21 @@ func runtimeArch() string {
 	return "x86"
 }
 
+// CheckOptions checks the tier memory, creating nothing.
+func (f factory) CheckOptions(cfg compute.Config) error {
+	_, err := compute.TierMemory(cfg, OptTierMemory, f.Tiers())
+	return err
+}
+
 func (f factory) New(cfg compute.Config) (compute.Provider, error) {
-	mem, err := sizing.ParseTierMemory(cfg.Options[OptTierMemory], f.Tiers())
+	mem, err := compute.TierMemory(cfg, OptTierMemory, f.Tiers())
 	if err != nil {
-		return nil, &compute.OptionError{Option: OptTierMemory, Err: err}
+		return nil, err
+	}
+	if dir := cfg.Options[OptStateDir]; dir != "" {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, &compute.OptionError{Option: OptStateDir, Err: fmt.Errorf("%q: cannot create it: %v", dir, errors.Unwrap(err))}
+		}
 	}
 	p, err := New(Options{
 		Buildkitd: cfg.Options[OptBuildkitd], StateDir: cfg.Options[OptStateDir], TierMemory: mem,
