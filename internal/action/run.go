@@ -12,7 +12,9 @@ import (
 	"strings"
 
 	"github.com/lian-build/action/internal/frontdoor"
+	"github.com/lian-build/action/internal/launch"
 	"github.com/lian-build/action/internal/pipeline"
+	"github.com/lian-build/action/internal/report"
 	"github.com/lian-build/action/internal/version"
 	"github.com/sethvargo/go-githubactions"
 )
@@ -81,14 +83,14 @@ func run(ctx context.Context, a *githubactions.Action, out io.Writer, log *slog.
 	if err != nil {
 		return err
 	}
-	res, runErr := s.Build(ctx, req, frontdoor.BuildOptions{Logger: log, Progress: out, Starting: func() {
+	res, runErr := launch.Build(ctx, s, req, launch.BuildOptions{Logger: log, Progress: out, Starting: func() {
 		a.Group(fmt.Sprintf("lian-build: %s (%s)", req.Workspace, req.Actor))
 	}})
 	if res.BuildID == "" {
 		return runErr
 	}
 	a.EndGroup()
-	frontdoor.WriteReport(out, res)
+	report.Write(out, res)
 	outErr := fileCommand("GITHUB_OUTPUT", func() { setOutputs(a, res) })
 	sumErr := fileCommand("GITHUB_STEP_SUMMARY", func() { a.AddStepSummary(Summary(res)) })
 	if err := errors.Join(outErr, sumErr); err != nil {
@@ -141,12 +143,12 @@ func Summary(r pipeline.Result) string {
 		pipeline.OutcomeOOM: "❌ ran out of memory", pipeline.OutcomeTimeout: "⏱️ timed out", pipeline.OutcomeCanceled: "⚪ canceled",
 		pipeline.OutcomeError: "❌ could not run"}[r.Outcome]
 	fmt.Fprintf(&b, "### lian-build: `%s` %s\n\n", r.Workspace, status)
-	b.WriteString(frontdoor.ResultTable(r))
+	b.WriteString(report.Markdown(r))
 	if r.Error != "" && r.Outcome != pipeline.OutcomeSuccess {
 		fmt.Fprintf(&b, "\n**Error:** %s\n", firstLine(r.Error))
 	}
 	if f := r.Failure; f != nil && len(f.LogTail) > 0 {
-		fmt.Fprintf(&b, "\n<details><summary>Log tail</summary>\n\n```\n%s\n```\n</details>\n", strings.Join(frontdoor.Tail(f.LogTail, 20), "\n"))
+		fmt.Fprintf(&b, "\n<details><summary>Log tail</summary>\n\n```\n%s\n```\n</details>\n", strings.Join(report.Tail(f.LogTail, 20), "\n"))
 	}
 	return b.String()
 }

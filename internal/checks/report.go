@@ -9,9 +9,9 @@ import (
 	"strings"
 
 	"github.com/google/go-github/v66/github"
-	"github.com/lian-build/action/internal/frontdoor"
 	"github.com/lian-build/action/internal/githubapp"
 	"github.com/lian-build/action/internal/pipeline"
+	"github.com/lian-build/action/internal/report"
 	"github.com/lian-build/action/internal/sizing"
 )
 
@@ -56,7 +56,7 @@ func Conclusion(r pipeline.Result) string {
 // Summary is the Markdown of a finished build: the result table the Action's
 // job summary shows too, and the error when it failed.
 func Summary(r pipeline.Result) string {
-	s := frontdoor.ResultTable(r)
+	s := report.Markdown(r)
 	if r.Error != "" && r.Outcome != pipeline.OutcomeSuccess {
 		s += fmt.Sprintf("\n**Error:** %s\n", r.Error)
 	}

@@ -11,7 +11,9 @@ import (
 
 	"github.com/containerd/console"
 	"github.com/lian-build/action/internal/frontdoor"
+	"github.com/lian-build/action/internal/launch"
 	"github.com/lian-build/action/internal/pipeline"
+	"github.com/lian-build/action/internal/report"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 )
@@ -120,7 +122,7 @@ func (b *buildFlags) run(c *cobra.Command, pos []string) error {
 	if s.Progress == "quiet" || b.quiet {
 		progress = nil
 	}
-	res, runErr := s.Build(ctx, req, frontdoor.BuildOptions{Logger: b.log, Progress: progress})
+	res, runErr := launch.Build(ctx, s, req, launch.BuildOptions{Logger: b.log, Progress: progress})
 	if res.BuildID == "" {
 		return runErr
 	}
@@ -134,7 +136,7 @@ func (b *buildFlags) run(c *cobra.Command, pos []string) error {
 			fmt.Fprintln(stdout, res.Digest)
 		}
 	} else {
-		frontdoor.WriteReport(stdout, res)
+		report.Write(stdout, res)
 	}
 	return runErr
 }

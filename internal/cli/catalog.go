@@ -11,6 +11,7 @@ import (
 
 	"github.com/lian-build/action/internal/frontdoor"
 	"github.com/lian-build/action/internal/lamina"
+	"github.com/lian-build/action/internal/launch"
 	"github.com/spf13/cobra"
 )
 
@@ -108,7 +109,7 @@ func catalogBuild(ctx context.Context, s frontdoor.Settings, o catalogOptions, p
 	if err := c.Check(); err != nil {
 		return err
 	}
-	rt, err := s.Open(ctx, log)
+	rt, err := launch.Open(ctx, s, log)
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/lian-build/action/internal/frontdoor"
 	"github.com/lian-build/action/internal/metrics"
+	"github.com/lian-build/action/internal/report"
 	"github.com/lian-build/action/internal/sizing"
 	"github.com/spf13/cobra"
 )
@@ -80,7 +81,7 @@ func metricsShow(ctx context.Context, ws string, hist frontdoor.Settings, stdout
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "BUILD\tTIME\tTIER\tCPU P95\tMEM P95\tDURATION")
 	for _, s := range h.Samples {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f\t%s\t%s\n", s.BuildID, s.Time.Format("2006-01-02 15:04:05"), s.Tier, s.CPUP95, frontdoor.FmtBytes(s.MemP95Bytes), frontdoor.FmtDur(s.DurationMS))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f\t%s\t%s\n", s.BuildID, s.Time.Format("2006-01-02 15:04:05"), s.Tier, s.CPUP95, report.Bytes(s.MemP95Bytes), report.Duration(s.DurationMS))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -100,7 +101,7 @@ func metricsShow(ctx context.Context, ws string, hist frontdoor.Settings, stdout
 	if fits {
 		tier = t.Name
 	}
-	fmt.Fprintf(stdout, "\nP95 over %d builds: %.2f CPU, %s → ×1.2: %d CPU / %d GB → %s (%s)\n", u.Samples, u.CPU, frontdoor.FmtBytes(uint64(u.MemoryGB*(1<<30))), cpu, mem, tier, approved)
+	fmt.Fprintf(stdout, "\nP95 over %d builds: %.2f CPU, %s → ×1.2: %d CPU / %d GB → %s (%s)\n", u.Samples, u.CPU, report.Bytes(uint64(u.MemoryGB*(1<<30))), cpu, mem, tier, approved)
 	return nil
 }
 

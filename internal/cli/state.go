@@ -10,6 +10,7 @@ import (
 
 	"github.com/lian-build/action/internal/compute"
 	"github.com/lian-build/action/internal/frontdoor"
+	"github.com/lian-build/action/internal/report"
 	"github.com/lian-build/action/internal/state"
 	"github.com/spf13/cobra"
 )
@@ -71,7 +72,7 @@ func runState(ctx context.Context, cmd string, pos []string, s frontdoor.Setting
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "NAMESPACE\tGENERATION\tSIZE\tLAST USED\tCOMMITTED BY")
 		for _, i := range infos {
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%s ago\t%s\n", i.Namespace, i.Generation, frontdoor.FmtBytes(uint64(i.Bytes)), time.Since(i.LastUsed).Round(time.Second), i.LastWriter)
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s ago\t%s\n", i.Namespace, i.Generation, report.Bytes(uint64(i.Bytes)), time.Since(i.LastUsed).Round(time.Second), i.LastWriter)
 		}
 		return tw.Flush()
 	case "rm":
@@ -126,7 +127,7 @@ func remoteState(ctx context.Context, cmd string, namespaces []string, s frontdo
 			if inUse == "" {
 				inUse = "no"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s ago\t%s\n", i.Namespace, i.Where, frontdoor.FmtBytes(uint64(i.Bytes)), time.Since(i.Created).Round(time.Second), inUse)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s ago\t%s\n", i.Namespace, i.Where, report.Bytes(uint64(i.Bytes)), time.Since(i.Created).Round(time.Second), inUse)
 		}
 		return tw.Flush()
 	case "rm":

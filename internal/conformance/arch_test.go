@@ -66,22 +66,38 @@ func TestCoreImportsNoCallerIdentity(t *testing.T) {
 	}
 }
 
-// Compute never reaches back up a layer: a provider knows the pool only by
-// its wire model and client (poolapi), never the pool service, the
-// pipeline, the state store or the events publisher.
-func TestComputeDoesNotImportUpward(t *testing.T) {
-	out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", module+"internal/compute/...").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go list: %v\n%s", err, out)
-	}
-	deps := strings.Fields(string(out))
-	if !slices.Contains(deps, module+"internal/pool/poolapi") {
-		t.Fatal("compute does not use poolapi: the check would be empty")
-	}
-	for _, dep := range deps {
-		for _, up := range []string{"internal/pipeline", "internal/pool", "internal/state", "internal/events", "internal/frontdoor"} {
-			if dep == module+up {
-				t.Errorf("internal/compute/... depends on %s", up)
+// upward are, per package, the packages of the layers above it that it
+// must never import (directly or not): docs/architecture.md's picture has
+// no arrow running back up.
+var upward = []struct {
+	pkg, mustUse string
+	never        []string
+}{
+	// A provider knows the pool only by its wire model and client (poolapi).
+	{"internal/compute/...", "internal/pool/poolapi", []string{"internal/pipeline", "internal/pool", "internal/state", "internal/events", "internal/frontdoor", "internal/launch", "internal/report"}},
+	// Rendering a result knows the result, not how it was made.
+	{"internal/report", "internal/pipeline", []string{"internal/frontdoor", "internal/launch", "internal/events", "internal/compute/hcloud", "internal/compute/local"}},
+	// Settings say what to build; opening and running it is launch's.
+	{"internal/frontdoor", "internal/compute", []string{"internal/launch", "internal/report", "internal/events"}},
+	// The runtime is below every door.
+	{"internal/launch", "internal/frontdoor", []string{"internal/cli", "internal/gateway", "internal/action", "internal/woodpecker", "internal/report"}},
+}
+
+func TestNoLayerImportsUpward(t *testing.T) {
+	for _, l := range upward {
+		out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", module+l.pkg).CombinedOutput()
+		if err != nil {
+			t.Fatalf("go list: %v\n%s", err, out)
+		}
+		deps := strings.Fields(string(out))
+		if !slices.Contains(deps, module+l.mustUse) {
+			t.Errorf("%s does not use %s: the check would be empty", l.pkg, l.mustUse)
+		}
+		for _, dep := range deps {
+			for _, up := range l.never {
+				if dep == module+up {
+					t.Errorf("%s depends on %s", l.pkg, up)
+				}
 			}
 		}
 	}

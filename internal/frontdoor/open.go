@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"slices"
 	"strings"
@@ -13,31 +11,12 @@ import (
 
 	"github.com/lian-build/action/internal/buildkit"
 	"github.com/lian-build/action/internal/compute"
-	"github.com/lian-build/action/internal/events"
 	"github.com/lian-build/action/internal/metrics"
-	"github.com/lian-build/action/internal/pipeline"
 	"github.com/lian-build/action/internal/sizing"
 	"github.com/lian-build/action/internal/state"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
-
-// Runtime is a ready pipeline and what to close after the build.
-type Runtime struct {
-	Pipeline *pipeline.Pipeline
-	Provider compute.Provider
-	Recorder metrics.Recorder
-	// Events publishes lifecycle events (a no-op without NATS).
-	Events  pipeline.Publisher
-	closers []func()
-}
-
-// Close releases the runtime's connections.
-func (r *Runtime) Close() {
-	for i := len(r.closers) - 1; i >= 0; i-- {
-		r.closers[i]()
-	}
-}
 
 // ProviderName is the provider the settings name (default local).
 func (s Settings) ProviderName() string {
@@ -270,8 +249,8 @@ func (s Settings) openState(ctx context.Context, existing bool) (*state.Store, i
 // provider's side (hcloud: a Volume per namespace and location).
 const RemoteStateStore = "volumes"
 
-// remoteState says whether the provider keeps the runner state.
-func (s Settings) remoteState() bool {
+// RemoteState says whether the provider keeps the runner state.
+func (s Settings) RemoteState() bool {
 	return s.StateStore == RemoteStateStore && compute.FeaturesOf(s.ProviderName()).RemoteState
 }
 
@@ -288,102 +267,4 @@ func (s Settings) size(setting, text string) (int64, error) {
 		return 0, &buildkit.InputError{Field: s.name(setting), Value: text, Msg: err.Error()}
 	}
 	return n, nil
-}
-
-// Open builds the pipeline the settings describe.
-func (s Settings) Open(ctx context.Context, log *slog.Logger) (*Runtime, error) {
-	prov, err := s.OpenProvider()
-	if err != nil {
-		return nil, err
-	}
-	// A provider's note (a slow state directory, a stock image without a
-	// pinned download) is said before the build, where it can still help.
-	if note := prov.Note(); note != "" && log != nil {
-		log.Warn(note)
-	}
-	rec, closeHistory, err := s.OpenHistory(ctx)
-	if err != nil {
-		return nil, err
-	}
-	rt := &Runtime{Provider: prov, Recorder: rec, closers: []func(){closeHistory}}
-	cfg := pipeline.Config{Provider: prov, Logger: log, Specs: SpecLoader(), Metrics: rec, History: rec}
-	if cfg.State, cfg.StateKeepBytes, err = s.OpenState(ctx); err != nil {
-		rt.Close()
-		return nil, err
-	}
-	if cfg.State != nil && log != nil {
-		log.Info("runner state store", "store", cfg.State.Describe())
-		if note := cfg.State.MountNote(); note != "" {
-			log.Warn(note)
-		}
-	}
-	cfg.RemoteState = s.remoteState()
-	if s.NatsURL != "" {
-		pub := events.New(events.Options{URL: s.NatsURL, Prefix: s.EventsPrefix, Logger: log})
-		rt.closers = append(rt.closers, pub.Close)
-		cfg.Events = pub
-	}
-	rt.Events = cfg.Events
-	if rt.Events == nil {
-		rt.Events = pipeline.NopPublisher{}
-	}
-	if rt.Pipeline, err = pipeline.New(cfg); err != nil {
-		rt.Close()
-		return nil, err
-	}
-	return rt, nil
-}
-
-// BuildOptions are what a front door adds around the build sequence.
-type BuildOptions struct {
-	Logger *slog.Logger
-	// Progress receives BuildKit's progress display (plain unless it is a TTY);
-	// nil discards it.
-	Progress io.Writer
-	// Starting runs once the runtime is open, just before the pipeline: the
-	// place for a front door's banner, log group or saved state.
-	Starting func()
-}
-
-// Build is the sequence every front door shares: open the runtime the settings
-// describe, run req through the pipeline, close the runtime. The result is
-// filled as far as the build got, also when err is set; its BuildID is empty
-// when the runtime could not open and nothing ran.
-func (s Settings) Build(ctx context.Context, req pipeline.Request, o BuildOptions) (pipeline.Result, error) {
-	log := o.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	if err := s.PinLamina(ctx, &req); err != nil {
-		return pipeline.Result{}, err
-	}
-	rt, err := s.Open(ctx, log)
-	if err != nil {
-		return pipeline.Result{}, err
-	}
-	defer rt.Close()
-	res, err := rt.run(ctx, req, o)
-	return res, s.renamed(err)
-}
-
-// Build runs one build on a runtime opened once for many (the gateway's):
-// the same sequence as Settings.Build after the runtime is open — lamina
-// layers pinned, progress wired, the pipeline run.
-func (r *Runtime) Build(ctx context.Context, s Settings, req pipeline.Request, o BuildOptions) (pipeline.Result, error) {
-	if err := s.PinLamina(ctx, &req); err != nil {
-		return pipeline.Result{}, err
-	}
-	res, err := r.run(ctx, req, o)
-	return res, s.renamed(err)
-}
-
-func (r *Runtime) run(ctx context.Context, req pipeline.Request, o BuildOptions) (pipeline.Result, error) {
-	req.Build.ProgressOut = o.Progress
-	if req.Build.ProgressOut == nil {
-		req.Build.ProgressOut = io.Discard
-	}
-	if o.Starting != nil {
-		o.Starting()
-	}
-	return r.Pipeline.Run(ctx, req)
 }

@@ -8,27 +8,7 @@ import (
 	"testing"
 
 	"github.com/lian-build/action/internal/buildkit"
-	"github.com/lian-build/action/internal/pipeline"
 )
-
-func TestBuildThatCannotOpenRunsNothing(t *testing.T) {
-	started := false
-	s := Settings{ComputeProvider: "aws"}
-	res, err := s.Build(context.Background(), pipeline.Request{Workspace: "app"}, BuildOptions{Starting: func() { started = true }})
-	var ie *buildkit.InputError
-	if !errors.As(err, &ie) || ie.Field != "compute-provider" || !strings.Contains(ie.Msg, "available: docker, hcloud, local, proxmox, vm-pool") {
-		t.Fatalf("err = %v, want an InputError naming compute-provider and the providers", err)
-	}
-	// hcloud without a token names the setting that gives one.
-	t.Setenv("HCLOUD_TOKEN", "")
-	_, err = Settings{ComputeProvider: "hcloud"}.Build(context.Background(), pipeline.Request{Workspace: "app"}, BuildOptions{Starting: func() { started = true }})
-	if !errors.As(err, &ie) || ie.Field != "hcloud-token" {
-		t.Fatalf("err = %v, want an InputError naming hcloud-token", err)
-	}
-	if res.BuildID != "" || started {
-		t.Fatalf("something ran: result %+v, Starting called %v", res, started)
-	}
-}
 
 // The state store is a path for a provider with the LocalState feature
 // and "volumes" for one with RemoteState; anything else is refused naming
@@ -53,8 +33,8 @@ func TestStateStorePerProvider(t *testing.T) {
 			}
 			continue
 		}
-		if err != nil || st != nil || keep != 1<<30 || s.remoteState() != c.remote {
-			t.Errorf("%+v: store %v keep %d err %v remote %v", c, st, keep, err, s.remoteState())
+		if err != nil || st != nil || keep != 1<<30 || s.RemoteState() != c.remote {
+			t.Errorf("%+v: store %v keep %d err %v remote %v", c, st, keep, err, s.RemoteState())
 		}
 	}
 }
@@ -66,13 +46,13 @@ func TestInputErrorsAreRenamedPerDoor(t *testing.T) {
 	for door, want := range map[string]string{"cli": "--secret", "action": "secrets", "woodpecker": "secrets"} {
 		names := Names(table, map[string]func(Setting) string{"cli": Setting.CLIName, "action": func(s Setting) string { return s.Input }, "woodpecker": func(s Setting) string { return s.Key }}[door])
 		s := Settings{Names: names}
-		err := s.renamed(fmt.Errorf("attempt 1: %w", &buildkit.InputError{Field: "secrets", Msg: "environment variable X is not set"}))
+		err := s.Renamed(fmt.Errorf("attempt 1: %w", &buildkit.InputError{Field: "secrets", Msg: "environment variable X is not set"}))
 		var ie *buildkit.InputError
 		if !errors.As(err, &ie) || ie.Field != want || !strings.HasPrefix(err.Error(), "attempt 1: "+want+": ") {
 			t.Errorf("%s: %v, want the field %s and the wrapping kept", door, err, want)
 		}
 	}
-	if err := (Settings{}).renamed(nil); err != nil {
+	if err := (Settings{}).Renamed(nil); err != nil {
 		t.Fatal(err)
 	}
 }

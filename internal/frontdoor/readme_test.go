@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/lian-build/action/internal/pipeline"
+	"github.com/lian-build/action/internal/report"
 )
 
 // readmeReport is the build the README's sample report shows: an OOM on
@@ -63,11 +64,11 @@ func checkREADMEBlock(t *testing.T, begin, end, want string) {
 	t.Errorf("README differs between %q and %q (LIAN_UPDATE_README=1 go test ./internal/frontdoor rewrites it):\n--- README\n%s--- want\n%s", begin, end, got, want)
 }
 
-// The README's sample report is what WriteReport prints (LIAN_UPDATE_README=1
+// The README's sample report is what report.Write prints (LIAN_UPDATE_README=1
 // rewrites it).
 func TestREADMEReportSample(t *testing.T) {
 	var b bytes.Buffer
-	WriteReport(&b, readmeReport())
+	report.Write(&b, readmeReport())
 	const intro = "`oom_retries`, `steps_total`, `steps_cached`, `digest`, `duration_ms`, `outcome`, …):\n\n```\n"
 	checkREADMEBlock(t, intro, "```\n", strings.TrimLeft(b.String(), "\n"))
 }

@@ -146,10 +146,10 @@ func (s Settings) name(setting string) string {
 	return setting
 }
 
-// renamed gives an input error from below (buildkit, the pipeline), which
+// Renamed gives an input error from below (buildkit, the pipeline), which
 // names a setting by its canonical name, the front door's name of it; the
 // error keeps its wrapping, and its text says the new name.
-func (s Settings) renamed(err error) error {
+func (s Settings) Renamed(err error) error {
 	var ie *buildkit.InputError
 	if !errors.As(err, &ie) || s.name(ie.Field) == ie.Field {
 		return err
@@ -304,7 +304,7 @@ func (s Settings) Request() (pipeline.Request, error) {
 	if err := s.applyLamina(&req); err != nil {
 		return req, err
 	}
-	return req, s.renamed(req.Validate())
+	return req, s.Renamed(req.Validate())
 }
 
 // buildOptions parses every list setting into BuildKit's options; an error

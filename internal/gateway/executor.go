@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/lian-build/action/internal/frontdoor"
+	"github.com/lian-build/action/internal/launch"
 	"github.com/lian-build/action/internal/pipeline"
 )
 
@@ -25,8 +26,8 @@ type TokenSource interface {
 // shared pipeline on it.
 type PipelineExecutor struct {
 	// Runtime is the gateway's, opened once: every job builds through it
-	// as every front door builds (frontdoor.Runtime.Build).
-	Runtime *frontdoor.Runtime
+	// as every front door builds (launch.Runtime.Build).
+	Runtime *launch.Runtime
 	Tokens  TokenSource
 	GitURL  string
 	WorkDir string
@@ -60,7 +61,7 @@ func (e PipelineExecutor) Execute(ctx context.Context, job Job, progress io.Writ
 		return fail(err)
 	}
 	req.BuildID = job.BuildID
-	res, err := e.Runtime.Build(ctx, s, req, frontdoor.BuildOptions{Progress: progress})
+	res, err := e.Runtime.Build(ctx, s, req, launch.BuildOptions{Progress: progress})
 	if err != nil && res.BuildID == "" {
 		res = pipeline.Result{BuildID: job.BuildID, Outcome: pipeline.OutcomeError, Error: err.Error()}
 	}

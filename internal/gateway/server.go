@@ -19,6 +19,7 @@ import (
 	"github.com/lian-build/action/internal/cache"
 	"github.com/lian-build/action/internal/frontdoor"
 	"github.com/lian-build/action/internal/githubapp"
+	"github.com/lian-build/action/internal/launch"
 	"github.com/lian-build/action/internal/metrics"
 	"github.com/lian-build/action/internal/natsjs"
 	"github.com/lian-build/action/internal/pipeline"
@@ -143,7 +144,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if bs.NatsURL == "" {
 		bs.NatsURL = natsURL // events and the shared P95 history on the same NATS
 	}
-	rt, err := bs.Open(ctx, log)
+	rt, err := launch.Open(ctx, bs, log)
 	if err != nil {
 		return err
 	}
@@ -197,7 +198,7 @@ func dialer(ctx context.Context, url string, log *slog.Logger) func() (*nats.Con
 	}
 }
 
-func executor(cfg Config, rt *frontdoor.Runtime, bs frontdoor.Settings, app *githubapp.App) (Executor, error) {
+func executor(cfg Config, rt *launch.Runtime, bs frontdoor.Settings, app *githubapp.App) (Executor, error) {
 	if cfg.Exec != nil {
 		return cfg.Exec, nil
 	}
@@ -212,7 +213,7 @@ func executor(cfg Config, rt *frontdoor.Runtime, bs frontdoor.Settings, app *git
 // its queue connection is usable (a closed one is dialled again here; if that
 // fails the orchestrator should restart the gateway). /readyz is readiness:
 // live, connected, and not shutting down.
-func routes(cfg Config, q *Queue, m *Metrics, rt *frontdoor.Runtime, log *slog.Logger, closed func() bool) *echo.Echo {
+func routes(cfg Config, q *Queue, m *Metrics, rt *launch.Runtime, log *slog.Logger, closed func() bool) *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	in := &Intake{Secret: cfg.WebhookSecret, Queue: q, Route: cfg.Route, Log: log, Metrics: m, Closed: closed}
@@ -245,7 +246,7 @@ func routes(cfg Config, q *Queue, m *Metrics, rt *frontdoor.Runtime, log *slog.L
 }
 
 // serve listens, runs the workers and the reaper, and shuts down in order.
-func serve(ctx context.Context, cfg Config, e *echo.Echo, w *Worker, rt *frontdoor.Runtime, log *slog.Logger, setClosed func(bool)) error {
+func serve(ctx context.Context, cfg Config, e *echo.Echo, w *Worker, rt *launch.Runtime, log *slog.Logger, setClosed func(bool)) error {
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("--listen %s: %w", cfg.Listen, err)
@@ -278,7 +279,7 @@ func serve(ctx context.Context, cfg Config, e *echo.Echo, w *Worker, rt *frontdo
 	return e.Shutdown(sctx)
 }
 
-func reap(ctx context.Context, rt *frontdoor.Runtime, every time.Duration, log *slog.Logger) {
+func reap(ctx context.Context, rt *launch.Runtime, every time.Duration, log *slog.Logger) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {

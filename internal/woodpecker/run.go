@@ -9,7 +9,9 @@ import (
 	"strings"
 
 	"github.com/lian-build/action/internal/frontdoor"
+	"github.com/lian-build/action/internal/launch"
 	"github.com/lian-build/action/internal/pipeline"
+	"github.com/lian-build/action/internal/report"
 )
 
 // Main runs the plugin with the process environment and returns the exit code.
@@ -51,11 +53,11 @@ func run(ctx context.Context, env Env, out io.Writer, log *slog.Logger) error {
 		return err
 	}
 	// Progress is plain: Woodpecker's log is no TTY.
-	res, runErr := s.Build(ctx, req, frontdoor.BuildOptions{Logger: log, Progress: out, Starting: func() {
+	res, runErr := launch.Build(ctx, s, req, launch.BuildOptions{Logger: log, Progress: out, Starting: func() {
 		fmt.Fprintf(out, "lian-build: building %s as %s (push: %v)\n", req.Workspace, req.Actor, req.Build.Push)
 	}})
 	if res.BuildID != "" {
-		frontdoor.WriteReport(out, res)
+		report.Write(out, res)
 	}
 	return runErr
 }

@@ -1,4 +1,4 @@
-package frontdoor
+package report
 
 import (
 	"fmt"
@@ -9,8 +9,8 @@ import (
 )
 
 // fact is one line of a build's report. The CLI and the Woodpecker log print
-// facts as text (WriteReport); the Action's job summary and the check run show
-// them as a Markdown table (ResultTable): one list, so the surfaces say the same.
+// facts as text (Write); the Action's job summary and the check run show
+// them as a Markdown table (Markdown): one list, so the surfaces say the same.
 type fact struct {
 	key, value string
 	code       bool // a literal (digest, tags, actor, step): a code span in Markdown
@@ -45,13 +45,13 @@ func facts(r pipeline.Result) []fact {
 			if a.OOM {
 				oom = ", OOM"
 			}
-			att = append(att, fmt.Sprintf("%d. %s %s in %s%s", a.Number, a.Tier, a.Outcome, FmtDur(a.DurationMS), oom))
+			att = append(att, fmt.Sprintf("%d. %s %s in %s%s", a.Number, a.Tier, a.Outcome, Duration(a.DurationMS), oom))
 		}
 		add("attempts", strings.Join(att, " → "), false)
 		add("OOM retries", strconv.Itoa(r.OOMRetries), false)
 		add("cache hits", fmt.Sprintf("%d/%d steps cached", r.StepsCached, r.StepsTotal), false)
 	}
-	add("duration", FmtDur(r.DurationMS), false)
+	add("duration", Duration(r.DurationMS), false)
 	if r.Digest != "" {
 		add("digest", r.Digest, true)
 	}
@@ -59,7 +59,7 @@ func facts(r pipeline.Result) []fact {
 		add("tags", strings.Join(r.Tags, ", "), true)
 	}
 	if u := r.Usage; u != nil {
-		add("usage", fmt.Sprintf("CPU p95 %.2f cores, memory p95 %s (peak %s), %d samples", u.CPUP95, FmtBytes(u.MemP95Bytes), FmtBytes(u.MemPeak), u.Samples), false)
+		add("usage", fmt.Sprintf("CPU p95 %.2f cores, memory p95 %s (peak %s), %d samples", u.CPUP95, Bytes(u.MemP95Bytes), Bytes(u.MemPeak), u.Samples), false)
 	}
 	if r.Provider != "" {
 		add("runner", runnerFact(r), false)
@@ -80,11 +80,11 @@ func facts(r pipeline.Result) []fact {
 	return out
 }
 
-// ResultTable is the Markdown table of a finished build that GitHub shows (the
-// Action's job summary, the gateway's check run): the facts WriteReport prints.
+// Markdown is the Markdown table of a finished build that GitHub shows (the
+// Action's job summary, the gateway's check run): the facts Write prints.
 // Cells are escaped for the table; the caller adds headings, log tails and its
 // surface's limits.
-func ResultTable(r pipeline.Result) string {
+func Markdown(r pipeline.Result) string {
 	var b strings.Builder
 	b.WriteString("| | |\n|---|---|\n")
 	for _, f := range facts(r) {
@@ -112,5 +112,5 @@ func runnerFact(r pipeline.Result) string {
 		}
 	}
 	sp := i.Spawn
-	return fmt.Sprintf("%s; spawn %s (create %s, boot %s, ready %s)", strings.Join(parts, " · "), FmtDur(a.SpawnMS), FmtDur(sp.CreateMS), FmtDur(sp.BootMS), FmtDur(sp.ReadyMS))
+	return fmt.Sprintf("%s; spawn %s (create %s, boot %s, ready %s)", strings.Join(parts, " · "), Duration(a.SpawnMS), Duration(sp.CreateMS), Duration(sp.BootMS), Duration(sp.ReadyMS))
 }

@@ -1,4 +1,4 @@
-package frontdoor
+package report
 
 import (
 	"bytes"
@@ -39,19 +39,19 @@ func TestResultTable(t *testing.T) {
 		"| Actor | `human:jpl` |\n" +
 		"| Failed step | `[build 3/4] RUN a \\| b at Dockerfile:3` |\n"
 	r.SizingSuggestion = "cax31"
-	if got := ResultTable(r); got != want {
+	if got := Markdown(r); got != want {
 		t.Errorf("table:\n%s\nwant:\n%s", got, want)
 	}
 	// Every row stays one table row: a newline, pipe or backtick in a value cannot break it.
 	r.SizingReason = "line one\nline | two"
 	r.Failure.Step = "RUN echo `x` | y"
-	for _, l := range strings.Split(strings.TrimSpace(ResultTable(r)), "\n") {
+	for _, l := range strings.Split(strings.TrimSpace(Markdown(r)), "\n") {
 		if strings.Count(strings.ReplaceAll(l, `\|`, ""), "|") != 3 || strings.Count(l, "`")%2 != 0 {
 			t.Errorf("row breaks the table: %q", l)
 		}
 	}
 	r.Provider = ""
-	if strings.Contains(ResultTable(r), "| Runner |") {
+	if strings.Contains(Markdown(r), "| Runner |") {
 		t.Error("a result without a provider still has a Runner row")
 	}
 }
@@ -60,7 +60,7 @@ func TestResultTable(t *testing.T) {
 func TestReportAndTableShowTheSameFacts(t *testing.T) {
 	r := failedResult()
 	var b bytes.Buffer
-	WriteReport(&b, r)
+	Write(&b, r)
 	text := b.String()
 	for _, f := range facts(r) {
 		if !strings.Contains(text, f.value) {

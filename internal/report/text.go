@@ -1,4 +1,7 @@
-package frontdoor
+// Package report renders a build's result the same way on every surface:
+// text for the CLI and the Woodpecker log (Write), a Markdown table for the
+// Action's job summary and the Check Run (Markdown), from one list of facts.
+package report
 
 import (
 	"fmt"
@@ -8,10 +11,10 @@ import (
 	"github.com/lian-build/action/internal/pipeline"
 )
 
-// WriteReport writes the human report of a build: a headline, the facts
-// every report shows (ResultTable renders the same for GitHub), the failing
+// Write writes the human report of a build: a headline, the facts
+// every report shows (Markdown renders the same for GitHub), the failing
 // step's log tail and the error.
-func WriteReport(w io.Writer, r pipeline.Result) {
+func Write(w io.Writer, r pipeline.Result) {
 	verb := map[pipeline.Outcome]string{
 		pipeline.OutcomeSuccess: "succeeded", pipeline.OutcomeFailure: "failed", pipeline.OutcomeOOM: "ran out of memory",
 		pipeline.OutcomeCanceled: "was canceled", pipeline.OutcomeTimeout: "timed out", pipeline.OutcomeError: "could not run",
@@ -38,13 +41,13 @@ func Tail(l []string, n int) []string {
 	return l
 }
 
-// FmtDur formats milliseconds for people.
-func FmtDur(ms int64) string {
+// Duration formats milliseconds for people.
+func Duration(ms int64) string {
 	return (time.Duration(ms) * time.Millisecond).Round(100 * time.Millisecond).String()
 }
 
-// FmtBytes formats a byte count for people.
-func FmtBytes(b uint64) string {
+// Bytes formats a byte count for people.
+func Bytes(b uint64) string {
 	switch {
 	case b >= 1<<30:
 		return fmt.Sprintf("%.2f GiB", float64(b)/(1<<30))
