@@ -26,7 +26,7 @@ type attemptOutcome struct {
 	state *StateReport
 }
 
-// runAttempt is steps 3–7 for one tier: spawn (on a clone of the runner
+// runAttempt is steps 3–6 for one tier: spawn (on a clone of the runner
 // state, with a store), build while sampling, classify, settle the state,
 // destroy. budget (0: none) bounds the build, not the spawn.
 func (p *Pipeline) runAttempt(ctx context.Context, log *slog.Logger, req Request, n int, tier sizing.Tier, budget time.Duration) (Attempt, attemptOutcome) {
@@ -98,7 +98,7 @@ func (o attemptOutcome) runnerOutcome() compute.Outcome {
 	return compute.OutcomeError
 }
 
-// build is step 5 on a ready runner.
+// build is step 4 on a ready runner.
 func (p *Pipeline) build(ctx context.Context, r compute.Runner, opts buildkit.Options) attemptOutcome {
 	before, statsErr := r.Stats(ctx)
 	sctx, stopSampling := context.WithCancel(ctx)

@@ -7,7 +7,7 @@ import (
 	"github.com/lian-build/action/internal/compute"
 )
 
-// destroyRunner is step 7. It runs whatever happened to the caller's context:
+// destroyRunner is step 6. It runs whatever happened to the caller's context:
 // cancellation does not stop a teardown, a timeout bounds it.
 func (p *Pipeline) destroyRunner(ctx context.Context, log *slog.Logger, r compute.Runner, id string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.DestroyTimeout)

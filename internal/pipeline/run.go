@@ -103,7 +103,7 @@ func budgetContext(ctx context.Context, budget time.Duration) (context.Context, 
 	return context.WithTimeoutCause(ctx, budget, errBudget)
 }
 
-// attempts runs steps 3–7, with at most one OOM retry on the next tier. The
+// attempts runs steps 3–6, with at most one OOM retry on the next tier. The
 // time budget counts the builds, not the spawns.
 func (p *Pipeline) attempts(ctx context.Context, log *slog.Logger, req Request, res *Result, dec sizing.Decision, plan cache.Plan) error {
 	tier := dec.Tier
@@ -188,12 +188,12 @@ func outcomeOf(err error) Outcome {
 	return OutcomeCanceled
 }
 
-// recordMetrics is step 6; its failure is logged, not fatal.
+// recordMetrics is step 7; its failure is logged, not fatal.
 func (p *Pipeline) recordMetrics(ctx context.Context, req Request, res Result) {
 	if res.Usage == nil || req.Workspace == "" {
 		return
 	}
-	res.stamp(nil) // step 6 runs before step 8 finalizes the result
+	res.stamp(nil) // step 7 runs before step 8 finalizes the result
 	if err := p.cfg.Metrics.Record(context.WithoutCancel(ctx), req.Workspace, *res.Usage, res); err != nil {
 		p.cfg.Logger.Warn("recording build metrics failed", "build_id", req.BuildID, "err", err)
 	}
