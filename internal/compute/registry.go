@@ -72,7 +72,7 @@ type Factory interface {
 func TierMemory(cfg Config, option string, table sizing.Table) (map[string]int64, error) {
 	m, err := sizing.ParseTierMemory(cfg.Options[option], table)
 	if err != nil {
-		return nil, &OptionError{Option: option, Err: fmt.Errorf("%q: %w", cfg.Options[option], err)}
+		return nil, &OptionError{Option: option, Value: cfg.Options[option], Err: err}
 	}
 	return m, nil
 }
@@ -204,10 +204,16 @@ func New(name string, cfg Config) (Provider, error) {
 // OptionError is a bad provider option; front doors name it as their user wrote it.
 type OptionError struct {
 	Option string
+	Value  string // what was given ("" when it says nothing, or is a secret)
 	Err    error
 }
 
-func (e *OptionError) Error() string { return fmt.Sprintf("%s: %v", e.Option, e.Err) }
+func (e *OptionError) Error() string {
+	if e.Value == "" {
+		return fmt.Sprintf("%s: %v", e.Option, e.Err)
+	}
+	return fmt.Sprintf("%s %q: %v", e.Option, e.Value, e.Err)
+}
 func (e *OptionError) Unwrap() error { return e.Err }
 
 // DeclaredSettings are the settings every registered provider declares,

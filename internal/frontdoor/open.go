@@ -144,7 +144,7 @@ func (s Settings) providerConfig(secrets bool) (compute.Factory, compute.Config,
 func (s Settings) optionErr(err error) error {
 	var oe *compute.OptionError
 	if errors.As(err, &oe) {
-		return &buildkit.InputError{Field: s.name(optionSetting(oe.Option)), Msg: oe.Err.Error()}
+		return &buildkit.InputError{Field: s.name(optionSetting(oe.Option)), Value: oe.Value, Msg: oe.Err.Error()}
 	}
 	return err
 }

@@ -97,7 +97,7 @@ func (f factory) New(cfg compute.Config) (compute.Provider, error) {
 	}
 	if dir := cfg.Options[OptStateDir]; dir != "" {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return nil, &compute.OptionError{Option: OptStateDir, Err: fmt.Errorf("%q: cannot create it: %v", dir, errors.Unwrap(err))}
+			return nil, &compute.OptionError{Option: OptStateDir, Value: dir, Err: fmt.Errorf("cannot create it: %v", errors.Unwrap(err))}
 		}
 	}
 	p, err := New(Options{
