@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lian-build/action/internal/testenv"
 	"github.com/spf13/cobra"
 )
 
@@ -118,4 +119,14 @@ func TestBadCommandLines(t *testing.T) {
 			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", c.args, code, errb.String(), c.want)
 		}
 	}
+}
+
+// The README shows `lian-build --help` as it is (LIAN_UPDATE_README=1
+// rewrites it).
+func TestREADMEShowsTheHelp(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := Main(context.Background(), []string{"--help"}, &out, &errb); code != ExitOK {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	testenv.CheckREADMEBlock(t, "<!-- cli-help:begin -->\n", "<!-- cli-help:end -->", "```text\n$ lian-build --help\n"+out.String()+"```\n")
 }

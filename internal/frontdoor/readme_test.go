@@ -2,13 +2,12 @@ package frontdoor
 
 import (
 	"bytes"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/lian-build/action/internal/pipeline"
 	"github.com/lian-build/action/internal/report"
+	"github.com/lian-build/action/internal/testenv"
 )
 
 // readmeReport is the build the README's sample report shows: an OOM on
@@ -29,39 +28,7 @@ func readmeReport() pipeline.Result {
 
 // The README's settings table is the settings table's.
 func TestREADMESettingsTable(t *testing.T) {
-	checkREADMEBlock(t, "<!-- settings:begin -->\n", "<!-- settings:end -->", MarkdownTable(SettingsTable()))
-}
-
-// checkREADMEBlock compares the README between two markers with want;
-// LIAN_UPDATE_README=1 rewrites it.
-func checkREADMEBlock(t *testing.T, begin, end, want string) {
-	t.Helper()
-	path := filepath.Join("..", "..", "README.md")
-	readme, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	start := bytes.Index(readme, []byte(begin))
-	if start < 0 {
-		t.Fatalf("README: marker %q is gone", begin)
-	}
-	start += len(begin)
-	stop := bytes.Index(readme[start:], []byte(end))
-	if stop < 0 {
-		t.Fatalf("README: marker %q is gone", end)
-	}
-	got := string(readme[start : start+stop])
-	if got == want {
-		return
-	}
-	if os.Getenv("LIAN_UPDATE_README") == "1" {
-		out := append(append(append([]byte{}, readme[:start]...), want...), readme[start+stop:]...)
-		if err := os.WriteFile(path, out, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	t.Errorf("README differs between %q and %q (LIAN_UPDATE_README=1 go test ./internal/frontdoor rewrites it):\n--- README\n%s--- want\n%s", begin, end, got, want)
+	testenv.CheckREADMEBlock(t, "<!-- settings:begin -->\n", "<!-- settings:end -->", MarkdownTable(SettingsTable()))
 }
 
 // The README's sample report is what report.Write prints (LIAN_UPDATE_README=1
@@ -70,5 +37,5 @@ func TestREADMEReportSample(t *testing.T) {
 	var b bytes.Buffer
 	report.Write(&b, readmeReport())
 	const intro = "`oom_retries`, `steps_total`, `steps_cached`, `digest`, `duration_ms`, `outcome`, …):\n\n```\n"
-	checkREADMEBlock(t, intro, "```\n", strings.TrimLeft(b.String(), "\n"))
+	testenv.CheckREADMEBlock(t, intro, "```\n", strings.TrimLeft(b.String(), "\n"))
 }

@@ -74,7 +74,7 @@ func TestImagesBuildAndRun(t *testing.T) {
 				t.Fatalf("running the image: %v", err)
 			}
 			b, err := os.ReadFile(filepath.Join(out, "out.txt"))
-			if err != nil || !strings.Contains(string(b), tt.want) || !strings.Contains(string(b), "lian-build build [flags] CONTEXT") {
+			if err != nil || !strings.Contains(string(b), tt.want) || !strings.Contains(string(b), "build CONTEXT on a fresh, right-sized runner") {
 				t.Fatalf("output of the image's entrypoints: %q %v", b, err)
 			}
 		})
