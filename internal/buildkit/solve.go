@@ -51,6 +51,10 @@ type Options struct {
 	NamedContexts []NamedContext
 	Tags          []string
 	Push          bool
+	// PushByDigest pushes the image to the tags' repositories by its
+	// digest only, untagged (one leg of a multi-platform build, whose
+	// index is tagged afterwards).
+	PushByDigest bool
 	Outputs       []Output
 	CacheFrom     []CacheEntry
 	CacheTo       []CacheEntry
@@ -464,6 +468,9 @@ func exports(o Options) ([]client.ExportEntry, error) {
 		attrs := map[string]string{"name": strings.Join(o.Tags, ",")}
 		if o.Push {
 			attrs["push"] = "true"
+		}
+		if o.Push && o.PushByDigest {
+			attrs["push-by-digest"], attrs["oci-mediatypes"] = "true", "true"
 		}
 		if anyInsecure(o.Tags, o.InsecureRegistries) {
 			attrs["registry.insecure"] = "true"

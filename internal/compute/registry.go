@@ -2,6 +2,7 @@ package compute
 
 import (
 	"fmt"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -103,8 +104,16 @@ type Features struct {
 	// any.
 	SampleEvery time.Duration
 	// Archs are the architectures the provider builds on natively ("arm",
-	// "x86"), its default first; nil: this machine's.
+	// "x86"), its default first.
 	Archs []string
+}
+
+// HostArch is this machine's architecture as Features.Archs spells it.
+func HostArch() string {
+	if runtime.GOARCH == "arm64" {
+		return "arm"
+	}
+	return "x86"
 }
 
 // FeaturesOf are the features of a registered provider (none for one

@@ -28,23 +28,24 @@ import (
 // entry; Given names the settings the user set explicitly (they win over
 // directives).
 type Settings struct {
-	Context       string
-	File          string
-	Tags          []string
-	Push          bool
-	BuildArgs     []string          // NAME=VALUE
-	Labels        []string          // NAME=VALUE
-	Secrets       []string          // id=ID,src=PATH | id=ID,env=VAR
-	InlineSecrets map[string]string // id → value (Action `secrets`, Woodpecker from_secret)
-	SSH           []string
-	Target        string
-	Platforms     []string
-	BuildContexts []string
-	Outputs       []string
-	CacheFrom     []string
-	CacheTo       []string
-	NoCache       bool
-	Progress      string
+	Context          string
+	File             string
+	Tags             []string
+	Push             bool
+	BuildArgs        []string          // NAME=VALUE
+	Labels           []string          // NAME=VALUE
+	Secrets          []string          // id=ID,src=PATH | id=ID,env=VAR
+	InlineSecrets    map[string]string // id → value (Action `secrets`, Woodpecker from_secret)
+	SSH              []string
+	Target           string
+	Platforms        []string
+	EmulatePlatforms bool
+	BuildContexts    []string
+	Outputs          []string
+	CacheFrom        []string
+	CacheTo          []string
+	NoCache          bool
+	Progress         string
 
 	Workspace        string
 	Directives       string

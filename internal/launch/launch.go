@@ -95,30 +95,43 @@ type BuildOptions struct {
 // filled as far as the build got, also when err is set; its BuildID is empty
 // when the runtime could not open and nothing ran.
 func Build(ctx context.Context, s frontdoor.Settings, req pipeline.Request, o BuildOptions) (pipeline.Result, error) {
-	log := o.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	if err := s.PinLamina(ctx, &req); err != nil {
-		return pipeline.Result{}, err
-	}
-	rt, err := Open(ctx, s, log)
-	if err != nil {
-		return pipeline.Result{}, err
-	}
-	defer rt.Close()
-	res, err := rt.run(ctx, req, o)
-	return res, s.Renamed(err)
+	return build(ctx, s, req, o, nil)
 }
 
 // Build runs one build on a runtime opened once for many (the gateway's):
-// the same sequence as Build after the runtime is open — lamina
-// layers pinned, progress wired, the pipeline run.
+// the same sequence as Build after the runtime is open. A build split by
+// architecture opens a runtime per leg.
 func (r *Runtime) Build(ctx context.Context, s frontdoor.Settings, req pipeline.Request, o BuildOptions) (pipeline.Result, error) {
+	return build(ctx, s, req, o, r)
+}
+
+// build pins the lamina layers, splits the platforms, and runs the build
+// on rt (nil: a runtime opened for it) or, split by architecture, on one
+// runtime per leg.
+func build(ctx context.Context, s frontdoor.Settings, req pipeline.Request, o BuildOptions, rt *Runtime) (pipeline.Result, error) {
 	if err := s.PinLamina(ctx, &req); err != nil {
 		return pipeline.Result{}, err
 	}
-	res, err := r.run(ctx, req, o)
+	legs, err := split(s, req)
+	if err != nil {
+		return pipeline.Result{}, err
+	}
+	if len(legs) > 1 {
+		res, err := buildLegs(ctx, s, req, legs, o)
+		return res, s.Renamed(err)
+	}
+	if rt == nil {
+		log := o.Logger
+		if log == nil {
+			log = slog.New(slog.DiscardHandler)
+		}
+		if rt, err = Open(ctx, s, log); err != nil {
+			return pipeline.Result{}, err
+		}
+		defer rt.Close()
+	}
+	res, err := rt.run(ctx, req, o)
+	res.Emulated = legs[0].Emulated
 	return res, s.Renamed(err)
 }
 

@@ -125,6 +125,18 @@ type Result struct {
 	Error            string            `json:"error,omitempty"`
 	StartedAt        time.Time         `json:"started_at"`
 	FinishedAt       time.Time         `json:"finished_at"`
+	// Emulated are the platforms the runner built through QEMU.
+	Emulated []string `json:"emulated,omitempty"`
+	// Legs are the runners of a build split by architecture, one each;
+	// Digest is then their image index's.
+	Legs []Leg `json:"legs,omitempty"`
+}
+
+// Leg is one architecture's part of a multi-platform build: its platforms
+// and the result of its own build (sizing, attempts, cache, runner).
+type Leg struct {
+	Platforms []string `json:"platforms"`
+	Result    Result   `json:"result"`
 }
 
 // OOMError is a build that ran out of memory on every tier it was allowed.

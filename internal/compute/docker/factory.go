@@ -24,7 +24,9 @@ func (factory) Tiers() sizing.Table { return sizing.HCloud }
 func (factory) Options() []string   { return []string{OptHost, OptImage, OptNetwork, OptTierMemory} }
 
 // Features: a Stats reading is an exec in the container.
-func (factory) Features() compute.Features { return compute.Features{SampleEvery: time.Second} }
+func (factory) Features() compute.Features {
+	return compute.Features{SampleEvery: time.Second, Archs: []string{compute.HostArch()}}
+}
 
 func (factory) Settings() []compute.Setting {
 	return []compute.Setting{

@@ -28,7 +28,9 @@ func (factory) Options() []string   { return []string{OptStateDir, OptBuildkitd,
 
 // Features: runners start from a state store's clone on this machine;
 // Stats are cgroup files, read at any rate.
-func (factory) Features() compute.Features { return compute.Features{LocalState: true} }
+func (factory) Features() compute.Features {
+	return compute.Features{LocalState: true, Archs: []string{compute.HostArch()}}
+}
 
 func (factory) Settings() []compute.Setting {
 	return []compute.Setting{

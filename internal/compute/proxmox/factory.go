@@ -36,8 +36,10 @@ func (factory) Options() []string {
 	return []string{OptEndpoint, OptToken, OptNode, OptTemplate, OptFull, OptCAFile, OptInsecureHTTP}
 }
 
-// Features: a Stats reading is an SSH round trip.
-func (factory) Features() compute.Features { return compute.Features{SampleEvery: time.Second} }
+// Features: a Stats reading is an SSH round trip; templates are x86.
+func (factory) Features() compute.Features {
+	return compute.Features{SampleEvery: time.Second, Archs: []string{"x86"}}
+}
 
 func (factory) Settings() []compute.Setting {
 	return []compute.Setting{
