@@ -26,6 +26,9 @@ func firstTier(r pipeline.Result) string {
 
 // facts are what every report of a finished build says, in order.
 func facts(r pipeline.Result) []fact {
+	if len(r.Legs) > 0 {
+		return legFacts(r)
+	}
 	var out []fact
 	add := func(k, v string, code bool) { out = append(out, fact{k, v, code}) }
 	if r.Tier != "" {
@@ -37,6 +40,9 @@ func facts(r pipeline.Result) []fact {
 	}
 	if r.SizingSuggestion != "" {
 		add("P95 suggestion", r.SizingSuggestion, false)
+	}
+	if len(r.Emulated) > 0 {
+		add("emulated", strings.Join(r.Emulated, ", ")+" through QEMU on the runner (--emulate-platforms)", false)
 	}
 	if len(r.Attempts) > 0 {
 		var att []string
@@ -92,7 +98,11 @@ func Markdown(r pipeline.Result) string {
 		if f.code {
 			v = "`" + strings.ReplaceAll(v, "`", "'") + "`"
 		}
-		fmt.Fprintf(&b, "| %s | %s |\n", strings.ToUpper(f.key[:1])+f.key[1:], v)
+		k := f.key
+		if !strings.Contains(k, "/") { // a leg's platforms stay as they are written
+			k = strings.ToUpper(k[:1]) + k[1:]
+		}
+		fmt.Fprintf(&b, "| %s | %s |\n", k, v)
 	}
 	return b.String()
 }
@@ -113,4 +123,55 @@ func runnerFact(r pipeline.Result) string {
 	}
 	sp := i.Spawn
 	return fmt.Sprintf("%s; spawn %s (create %s, boot %s, ready %s)", strings.Join(parts, " · "), Duration(a.SpawnMS), Duration(sp.CreateMS), Duration(sp.BootMS), Duration(sp.ReadyMS))
+}
+
+// legFacts are the report of a build split by architecture: a row per leg
+// (its platforms: tier, attempts, cache hits, digest, runner), then the
+// image index and what every report says.
+func legFacts(r pipeline.Result) []fact {
+	var out []fact
+	for _, l := range r.Legs {
+		lr := l.Result
+		parts := []string{}
+		if lr.Tier != "" {
+			parts = append(parts, fmt.Sprintf("%s (%s)", lr.Tier, lr.SizingSource))
+		}
+		var att []string
+		for _, a := range lr.Attempts {
+			oom := ""
+			if a.OOM {
+				oom = ", OOM"
+			}
+			att = append(att, fmt.Sprintf("%s %s in %s%s", a.Tier, a.Outcome, Duration(a.DurationMS), oom))
+		}
+		if len(att) > 0 {
+			parts = append(parts, strings.Join(att, " → "), fmt.Sprintf("%d/%d steps cached", lr.StepsCached, lr.StepsTotal))
+		}
+		if lr.Error != "" && lr.Outcome != pipeline.OutcomeSuccess {
+			parts = append(parts, string(lr.Outcome)+": "+firstLine(lr.Error))
+		}
+		if lr.Digest != "" {
+			parts = append(parts, lr.Digest)
+		}
+		if lr.Provider != "" {
+			parts = append(parts, runnerFact(lr))
+		}
+		out = append(out, fact{strings.Join(l.Platforms, ", "), strings.Join(parts, " · "), false})
+	}
+	out = append(out, fact{"duration", Duration(r.DurationMS), false})
+	if r.Digest != "" {
+		out = append(out, fact{"index", r.Digest, true})
+	}
+	if len(r.Tags) > 0 {
+		out = append(out, fact{"tags", strings.Join(r.Tags, ", "), true})
+	}
+	if r.Actor != "" {
+		out = append(out, fact{"actor", r.Actor, true})
+	}
+	return out
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
 }

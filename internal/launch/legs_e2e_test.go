@@ -1,0 +1,176 @@
+package launch_test
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/lian-build/action/internal/frontdoor"
+	"github.com/lian-build/action/internal/launch"
+	"github.com/lian-build/action/internal/pipeline"
+	"github.com/lian-build/action/internal/testenv"
+	"github.com/lian-build/action/internal/testenv/fakehcloud"
+	"github.com/lian-build/action/internal/testenv/runnerhost"
+)
+
+const hcloudToken = "hc-T0KEN-legs-5c"
+
+// multiWorld is the fake Hetzner API with runner hosts that reach a test
+// registry, and settings that build there for two platforms.
+func multiWorld(t *testing.T, dockerfile string) (*fakehcloud.Fake, *testenv.Registry, frontdoor.Settings) {
+	testenv.Require(t)
+	testenv.StartSSHD(t)
+	reg := testenv.StartRegistry(t)
+	_, portText, _ := net.SplitHostPort(reg.Host)
+	port, _ := strconv.Atoi(portText)
+	hosts := &runnerhost.Hosts{Options: testenv.HostOptions(t, nil), Dir: t.TempDir(), Forward: []int{port}}
+	f := fakehcloud.New(hcloudToken, hosts)
+	t.Cleanup(f.Close)
+	t.Setenv("HCLOUD_TOKEN", hcloudToken)
+	dir := t.TempDir()
+	for name, text := range map[string]string{"Dockerfile": dockerfile, "amd64.txt": "x86_64\n", "arm64.txt": "aarch64\n"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := frontdoor.Settings{ComputeProvider: "hcloud", Context: dir, Tags: []string{reg.Host + "/team/multi:1"}, Push: true,
+		Platforms: []string{"linux/amd64", "linux/arm64"}, Insecure: []string{reg.Host}, Progress: "plain", Workspace: "multi", MetricsDir: t.TempDir()}
+	s.SetOption("hcloud-endpoint", f.Endpoint())
+	return f, reg, s
+}
+
+// Two platforms on a provider with machines of both architectures: one
+// server of each (cpx for amd64, cax for arm64) builds its platform, each
+// pushes by digest, and one index under the tag references both; each
+// manifest's file is its platform's. Nothing is left.
+func TestTwoPlatformsBuildOnTwoRunnersIntoOneIndex(t *testing.T) {
+	f, reg, s := multiWorld(t, "FROM scratch\nARG TARGETARCH\nCOPY ${TARGETARCH}.txt /arch.txt\n")
+	req, err := s.Request()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var progress bytes.Buffer
+	res, err := launch.Build(context.Background(), s, req, launch.BuildOptions{Progress: &progress})
+	if err != nil {
+		t.Fatalf("build: %v\n%s", err, progress.String())
+	}
+	if len(res.Legs) != 2 || res.Outcome != pipeline.OutcomeSuccess || !strings.HasPrefix(res.Digest, "sha256:") {
+		t.Fatalf("result %+v", res)
+	}
+	for _, want := range []string{"[amd64] ", "[arm64] "} {
+		if !strings.Contains(progress.String(), want) {
+			t.Errorf("progress has no %q lines", want)
+		}
+	}
+	types := serverTypes(f)
+	if len(types) != 2 || !strings.HasPrefix(types[0], "cax") || !strings.HasPrefix(types[1], "cpx") {
+		t.Errorf("servers created: %v, want one cpx (amd64) and one cax (arm64)", types)
+	}
+	checkIndex(t, reg.Host+"/team/multi:1", res.Digest, map[string]string{"amd64": "x86_64\n", "arm64": "aarch64\n"})
+	if s, k := f.Counts(); s != 0 || k != 0 {
+		t.Errorf("left %d servers and %d keys", s, k)
+	}
+}
+
+// serverTypes are the server types the client created.
+func serverTypes(f *fakehcloud.Fake) []string {
+	var out []string
+	for _, r := range f.Requests() {
+		var body struct {
+			ServerType json.RawMessage `json:"server_type"`
+		}
+		if r.Method != "POST" || r.Path != "/servers" || json.Unmarshal([]byte(r.Body), &body) != nil {
+			continue
+		}
+		id := strings.Trim(string(body.ServerType), `"`)
+		for _, st := range fakehcloud.ServerTypes {
+			if strconv.FormatInt(st.ID, 10) == id || st.Name == id {
+				out = append(out, st.Name)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// checkIndex pulls the index at tag back: its digest, one manifest per
+// architecture, and each manifest's /arch.txt.
+func checkIndex(t *testing.T, tag, digest string, want map[string]string) {
+	t.Helper()
+	ref, err := name.ParseReference(tag, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err := remote.Index(ref)
+	if err != nil {
+		t.Fatalf("pulling the index: %v", err)
+	}
+	if d, _ := idx.Digest(); d.String() != digest {
+		t.Errorf("index digest %s, the build said %s", d, digest)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, m := range im.Manifests {
+		if m.Platform == nil {
+			t.Errorf("manifest %s has no platform", m.Digest)
+			continue
+		}
+		img, err := idx.Image(m.Digest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[m.Platform.Architecture] = fileIn(t, img, "arch.txt")
+	}
+	for arch, text := range want {
+		if got[arch] != text {
+			t.Errorf("%s manifest's arch.txt = %q, want %q (all: %v)", arch, got[arch], text, got)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("index has %d platforms, want %d: %v", len(got), len(want), got)
+	}
+}
+
+func fileIn(t *testing.T, img v1.Image, path string) string {
+	t.Helper()
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range layers {
+		rc, err := l.Uncompressed()
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr := tar.NewReader(rc)
+		for {
+			h, err := tr.Next()
+			if err != nil {
+				break
+			}
+			if strings.TrimPrefix(h.Name, "./") == path {
+				b, _ := io.ReadAll(tr)
+				rc.Close()
+				return string(b)
+			}
+		}
+		rc.Close()
+	}
+	return ""
+}
