@@ -58,6 +58,41 @@ func multiWorld(t *testing.T, dockerfile string) (*fakehcloud.Fake, *testenv.Reg
 // manifest's file is its platform's. Nothing is left.
 func TestTwoPlatformsBuildOnTwoRunnersIntoOneIndex(t *testing.T) {
 	f, reg, s := multiWorld(t, "FROM scratch\nARG TARGETARCH\nCOPY ${TARGETARCH}.txt /arch.txt\n")
+	s.Registry = reg.Host + "/cache"
+	res, progress := build(t, s)
+	if len(res.Legs) != 2 || res.Outcome != pipeline.OutcomeSuccess || !strings.HasPrefix(res.Digest, "sha256:") {
+		t.Fatalf("result %+v", res)
+	}
+	for _, want := range []string{"[amd64] ", "[arm64] "} {
+		if !strings.Contains(progress, want) {
+			t.Errorf("progress has no %q lines", want)
+		}
+	}
+	types := serverTypes(f)
+	if len(types) != 2 || !strings.HasPrefix(types[0], "cax") || !strings.HasPrefix(types[1], "cpx") {
+		t.Errorf("servers created: %v, want one cpx (amd64) and one cax (arm64)", types)
+	}
+	checkIndex(t, reg.Host+"/team/multi:1", res.Digest, map[string]string{"amd64": "x86_64\n", "arm64": "aarch64\n"})
+	if s, k := f.Counts(); s != 0 || k != 0 {
+		t.Errorf("left %d servers and %d keys", s, k)
+	}
+	// Again: each leg imports its own architecture's cache namespace and
+	// every step is cached.
+	again, _ := build(t, s)
+	for _, l := range again.Legs {
+		r := l.Result
+		arch := strings.TrimPrefix(l.Platforms[0], "linux/")
+		if r.StepsCached == 0 || r.StepsCached != r.StepsTotal || len(r.CacheImports) == 0 || !strings.Contains(r.CacheImports[0], "/ci/multi-"+arch+":") {
+			t.Errorf("%s leg, second build: %d/%d steps cached, imports %v", arch, r.StepsCached, r.StepsTotal, r.CacheImports)
+		}
+	}
+	if again.Digest != res.Digest {
+		t.Errorf("the same sources made another index: %s, then %s", res.Digest, again.Digest)
+	}
+}
+
+func build(t *testing.T, s frontdoor.Settings) (pipeline.Result, string) {
+	t.Helper()
 	req, err := s.Request()
 	if err != nil {
 		t.Fatal(err)
@@ -67,19 +102,29 @@ func TestTwoPlatformsBuildOnTwoRunnersIntoOneIndex(t *testing.T) {
 	if err != nil {
 		t.Fatalf("build: %v\n%s", err, progress.String())
 	}
-	if len(res.Legs) != 2 || res.Outcome != pipeline.OutcomeSuccess || !strings.HasPrefix(res.Digest, "sha256:") {
-		t.Fatalf("result %+v", res)
+	return res, progress.String()
+}
+
+// A leg that fails stops the other (its runner destroyed mid-step) and
+// fails the build naming its platform; the tag is never written.
+func TestAFailedLegStopsTheOtherAndTagsNothing(t *testing.T) {
+	f, reg, s := multiWorld(t, "FROM base AS b-amd64\nRUN sleep 120\nFROM scratch AS b-arm64\nCOPY missing.txt /\nFROM b-${TARGETARCH}\n")
+	s.BuildContexts = []string{"base=oci-layout://" + testenv.BaseLayout(t)}
+	req, err := s.Request()
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, want := range []string{"[amd64] ", "[arm64] "} {
-		if !strings.Contains(progress.String(), want) {
-			t.Errorf("progress has no %q lines", want)
-		}
+	res, err := launch.Build(context.Background(), s, req, launch.BuildOptions{})
+	if err == nil || !strings.HasPrefix(err.Error(), "linux/arm64: ") || res.Outcome == pipeline.OutcomeSuccess {
+		t.Fatalf("err %v, outcome %s: want the arm64 leg's failure", err, res.Outcome)
 	}
-	types := serverTypes(f)
-	if len(types) != 2 || !strings.HasPrefix(types[0], "cax") || !strings.HasPrefix(types[1], "cpx") {
-		t.Errorf("servers created: %v, want one cpx (amd64) and one cax (arm64)", types)
+	if len(res.Legs) != 2 || res.Legs[0].Platforms[0] != "linux/amd64" || res.Legs[0].Result.Outcome != pipeline.OutcomeCanceled {
+		t.Errorf("the amd64 leg was not stopped: %+v", res.Legs)
 	}
-	checkIndex(t, reg.Host+"/team/multi:1", res.Digest, map[string]string{"amd64": "x86_64\n", "arm64": "aarch64\n"})
+	ref, _ := name.ParseReference(reg.Host+"/team/multi:1", name.Insecure)
+	if _, err := remote.Head(ref); err == nil {
+		t.Error("the tag was written although a leg failed")
+	}
 	if s, k := f.Counts(); s != 0 || k != 0 {
 		t.Errorf("left %d servers and %d keys", s, k)
 	}
