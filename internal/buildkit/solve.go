@@ -113,8 +113,8 @@ func (o Options) Validate() error {
 		}
 	}
 	for _, p := range o.Platforms {
-		if _, err := platforms.Parse(p); err != nil {
-			return inputErr("platforms", p, "want OS/ARCH[/VARIANT], e.g. linux/arm64")
+		if err := ValidPlatform(p); err != nil {
+			return inputErr("platforms", p, "%v", err)
 		}
 	}
 	if _, err := o.secretValues(); err != nil {
@@ -151,6 +151,14 @@ func (o Options) confined() error {
 	// Named contexts are the operator's (a repository's directives have
 	// none): they may lie anywhere on the machine.
 	return check("file", dockerfilePath(o.ContextDir, o.Dockerfile))
+}
+
+// ValidPlatform checks a platform as BuildKit reads it.
+func ValidPlatform(p string) error {
+	if _, err := platforms.Parse(p); err != nil {
+		return errors.New("want OS/ARCH[/VARIANT], e.g. linux/arm64")
+	}
+	return nil
 }
 
 // ValidTag checks an image reference the way docker does (lower-case

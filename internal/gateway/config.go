@@ -22,6 +22,9 @@ type RepoSettings struct {
 	Repository string `json:"repository"` // owner/repo
 	Workspace  string `json:"workspace,omitempty"`
 	RunnerType string `json:"runner_type,omitempty"`
+	// Platforms are the platforms every build of the repository is for
+	// (one runner per architecture where the provider has them).
+	Platforms []string `json:"platforms,omitempty"`
 }
 
 // FileConfig is a gateway configuration file (schemas/gateway.ncl): the
@@ -64,6 +67,7 @@ func (fc *FileConfig) repos(v any) error {
 		rs.Repository, _ = r["repository"].(string)
 		rs.Workspace, _ = r["workspace"].(string)
 		rs.RunnerType, _ = r["runner_type"].(string)
+		rs.Platforms = flagValuesOf(r["platforms"])
 		field := fmt.Sprintf("repositories[%d].repository", i)
 		owner, repo, ok := strings.Cut(rs.Repository, "/")
 		if !ok || githubapp.ValidOwner("owner", owner) != nil || githubapp.ValidRepo("repository", repo) != nil {
@@ -76,6 +80,14 @@ func (fc *FileConfig) repos(v any) error {
 		fc.Repos = append(fc.Repos, rs)
 	}
 	return nil
+}
+
+// flagValuesOf is flagValues of a field that may be absent.
+func flagValuesOf(v any) []string {
+	if v == nil {
+		return nil
+	}
+	return flagValues(v)
 }
 
 // flagValues turns a field's value into flag text: a list, its elements

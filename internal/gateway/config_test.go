@@ -42,7 +42,7 @@ const goodConfig = `{
   provider = 'local,
   build_context = ["base=oci-layout:///srv/base", "tools=/srv/tools"],
   repositories = [
-    { repository = "octo/app", workspace = "app", runner_type = 'cax31 },
+    { repository = "octo/app", workspace = "app", runner_type = 'cax31, platforms = ["linux/amd64", "linux/arm64"] },
   ],
 }
 `
@@ -62,7 +62,7 @@ func TestConfigFileFlagsAndEnvironment(t *testing.T) {
 	if strings.Join(c.Route.Branches, ",") != "main,release" || len(c.Build.BuildContexts) != 2 || strings.Join(c.Build.Insecure, ",") != "10.0.0.5:5000" {
 		t.Fatalf("lists: %v %v %v", c.Route.Branches, c.Build.BuildContexts, c.Build.Insecure)
 	}
-	if string(c.WebhookSecret) != "s3cret" || len(c.Repositories) != 1 || c.Repositories[0].RunnerType != "cax31" {
+	if string(c.WebhookSecret) != "s3cret" || len(c.Repositories) != 1 || c.Repositories[0].RunnerType != "cax31" || strings.Join(c.Repositories[0].Platforms, ",") != "linux/amd64,linux/arm64" {
 		t.Fatalf("secret %q, repositories %+v", c.WebhookSecret, c.Repositories)
 	}
 	var out, errb bytes.Buffer
@@ -129,7 +129,7 @@ func TestHostileGatewayConfig(t *testing.T) {
 		t.Run(tt.Name, func(t *testing.T) {
 			body := goodConfig
 			if _, ok := tt.Set["repositories"]; ok {
-				body = strings.Replace(body, "  repositories = [\n    { repository = \"octo/app\", workspace = \"app\", runner_type = 'cax31 },\n  ],\n", "", 1)
+				body = strings.Replace(body, "  repositories = [\n    { repository = \"octo/app\", workspace = \"app\", runner_type = 'cax31, platforms = [\"linux/amd64\", \"linux/arm64\"] },\n  ],\n", "", 1)
 			}
 			for field, v := range tt.Set {
 				lines := strings.Split(body, "\n")

@@ -115,6 +115,9 @@ func (e PipelineExecutor) repoSettings(s *frontdoor.Settings, fullName string) {
 		if r.RunnerType != "" {
 			s.RunnerType, s.Given["runner-type"] = r.RunnerType, true
 		}
+		if len(r.Platforms) > 0 {
+			s.Platforms, s.Given["platforms"] = r.Platforms, true
+		}
 	}
 }
 

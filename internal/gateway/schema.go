@@ -38,6 +38,9 @@ func Schema() string {
     workspace | String | optional,
     # The tier of every build of the repository (a /lian rebuild TIER still wins).
     runner_type | Tier | optional,
+    # The platforms of every build of the repository, OS/ARCH[/VARIANT]: one runner per
+    # architecture where the provider has machines of each, one image index.
+    platforms | Array String | optional,
   },
 
   GatewayConfig = {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/lian-build/action/internal/buildkit"
 	"github.com/lian-build/action/internal/cache"
 	"github.com/lian-build/action/internal/frontdoor"
 	"github.com/lian-build/action/internal/githubapp"
@@ -98,6 +99,11 @@ func (c *Config) Validate() error {
 		if r.RunnerType != "" {
 			if _, err := frontdoor.Table().Lookup(r.RunnerType); err != nil {
 				errs = append(errs, fmt.Errorf("repositories[%d].runner_type: %w", i, err))
+			}
+		}
+		for _, p := range r.Platforms {
+			if err := buildkit.ValidPlatform(p); err != nil {
+				errs = append(errs, fmt.Errorf("repositories[%d].platforms %q: %w", i, p, err))
 			}
 		}
 	}
