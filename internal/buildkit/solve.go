@@ -55,10 +55,10 @@ type Options struct {
 	// digest only, untagged (one leg of a multi-platform build, whose
 	// index is tagged afterwards).
 	PushByDigest bool
-	Outputs       []Output
-	CacheFrom     []CacheEntry
-	CacheTo       []CacheEntry
-	NoCache       bool
+	Outputs      []Output
+	CacheFrom    []CacheEntry
+	CacheTo      []CacheEntry
+	NoCache      bool
 	// InsecureRegistries are HOST:PORT reached over plain HTTP (pushes and caches).
 	InsecureRegistries []string
 	// RegistryAuth logs in to registries by host; hosts not listed use ~/.docker/config.json.
