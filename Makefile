@@ -5,7 +5,7 @@ BIN   := $(CURDIR)/bin
 export PATH := $(BIN):$(PATH)
 
 # Debian packages the local runner, its tests and the demo need.
-APT_PACKAGES := runc busybox-static docker-registry openssh-server iproute2 btrfs-progs xfsprogs docker.io
+APT_PACKAGES := runc busybox-static docker-registry openssh-server iproute2 btrfs-progs xfsprogs docker.io qemu-user-static
 
 .PHONY: all build deps tools demo test bench vet fmt-check clean fake-hcloud buildkit-image doctest
 
@@ -19,8 +19,15 @@ deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-## tools: buildkitd and buildctl built from the pinned github.com/moby/buildkit (tools/go.mod)
-tools: deps $(BIN)/buildkitd $(BIN)/buildctl
+## tools: buildkitd and buildctl built from the pinned github.com/moby/buildkit (tools/go.mod), and an
+## arm64 busybox (Debian's busybox-static:arm64) for the emulated arm64 runner hosts of the tests
+tools: deps $(BIN)/buildkitd $(BIN)/buildctl $(BIN)/busybox-arm64
+
+$(BIN)/busybox-arm64:
+	@mkdir -p $(BIN) && tmp=$$(mktemp -d) && cd $$tmp && \
+	  { dpkg --print-foreign-architectures | grep -qx arm64 || { dpkg --add-architecture arm64 && apt-get update -qq; }; } && \
+	  { apt-get download -qq busybox-static:arm64 2>/dev/null || { apt-get update -qq && apt-get download -qq busybox-static:arm64; }; } && \
+	  dpkg -x busybox-static_*_arm64.deb x && cp x/bin/busybox $@.tmp && mv $@.tmp $@ && rm -rf $$tmp
 
 $(BIN)/buildkitd $(BIN)/buildctl &: tools/go.mod tools/go.sum
 	cd tools && $(GO) build -o $(BIN)/ github.com/moby/buildkit/cmd/buildkitd github.com/moby/buildkit/cmd/buildctl

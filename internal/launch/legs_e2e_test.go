@@ -30,13 +30,17 @@ const hcloudToken = "hc-T0KEN-legs-5c"
 
 // multiWorld is the fake Hetzner API with runner hosts that reach a test
 // registry, and settings that build there for two platforms.
-func multiWorld(t *testing.T, dockerfile string) (*fakehcloud.Fake, *testenv.Registry, frontdoor.Settings) {
+func multiWorld(t *testing.T, dockerfile string, tierMemory ...map[string]int64) (*fakehcloud.Fake, *testenv.Registry, frontdoor.Settings) {
 	testenv.Require(t)
 	testenv.StartSSHD(t)
 	reg := testenv.StartRegistry(t)
 	_, portText, _ := net.SplitHostPort(reg.Host)
 	port, _ := strconv.Atoi(portText)
-	hosts := &runnerhost.Hosts{Options: testenv.HostOptions(t, nil), Dir: t.TempDir(), Forward: []int{port}}
+	var mem map[string]int64
+	if len(tierMemory) > 0 {
+		mem = tierMemory[0]
+	}
+	hosts := &runnerhost.Hosts{Options: testenv.HostOptions(t, mem), Dir: t.TempDir(), Forward: []int{port}}
 	f := fakehcloud.New(hcloudToken, hosts)
 	t.Cleanup(f.Close)
 	t.Setenv("HCLOUD_TOKEN", hcloudToken)
@@ -124,6 +128,39 @@ func TestAFailedLegStopsTheOtherAndTagsNothing(t *testing.T) {
 	ref, _ := name.ParseReference(reg.Host+"/team/multi:1", name.Insecure)
 	if _, err := remote.Head(ref); err == nil {
 		t.Error("the tag was written although a leg failed")
+	}
+	if s, k := f.Counts(); s != 0 || k != 0 {
+		t.Errorf("left %d servers and %d keys", s, k)
+	}
+}
+
+// The arm64 leg runs its RUN steps on an arm64 userland (QEMU user mode
+// stands in for a cax server's CPU here), the amd64 leg on this machine's;
+// the arm64 leg runs out of memory on cax11 and is retried alone on cax21
+// while the amd64 leg's result is kept.
+func TestEachLegRunsItsArchitectureAndRetriesAlone(t *testing.T) {
+	const mib = 1 << 20
+	f, reg, s := multiWorld(t, "FROM base\nRUN set -e; if [ \"$(uname -m)\" = aarch64 ]; then dd if=/dev/zero of=/dev/null bs=400M count=1; fi; uname -m > /arch.txt\n",
+		map[string]int64{"cax11": 160 * mib, "cax21": 1024 * mib})
+	s.BuildContexts = []string{"base=oci-layout://" + testenv.MultiArchBase(t)}
+	res, progress := build(t, s)
+	legs := map[string]pipeline.Result{}
+	for _, l := range res.Legs {
+		legs[l.Platforms[0]] = l.Result
+	}
+	arm, amd := legs["linux/arm64"], legs["linux/amd64"]
+	if len(arm.Attempts) != 2 || !arm.Attempts[0].OOM || arm.Attempts[1].Tier != "cax21" || arm.OOMRetries != 1 {
+		t.Errorf("arm64 leg attempts %+v\n%s", arm.Attempts, progress)
+	}
+	if len(amd.Attempts) != 1 || amd.Attempts[0].Outcome != pipeline.OutcomeSuccess || amd.Attempts[0].Tier != "cax11" {
+		t.Errorf("amd64 leg attempts %+v", amd.Attempts)
+	}
+	if res.OOMRetries != 1 {
+		t.Errorf("the build's OOM retries = %d, want the arm64 leg's 1", res.OOMRetries)
+	}
+	checkIndex(t, reg.Host+"/team/multi:1", res.Digest, map[string]string{"amd64": "x86_64\n", "arm64": "aarch64\n"})
+	if types := serverTypes(f); strings.Join(types, " ") != "cax11 cax21 cpx21" {
+		t.Errorf("servers created: %v, want cax11 (OOM), cax21 and cpx21", types)
 	}
 	if s, k := f.Counts(); s != 0 || k != 0 {
 		t.Errorf("left %d servers and %d keys", s, k)

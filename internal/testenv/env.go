@@ -235,6 +235,14 @@ func BaseLayout(t testing.TB) string {
 
 func makeBaseLayout(t testing.TB, rootfs string) (string, error) {
 	dir := filepath.Join(filepath.Dir(rootfs), "base-"+filepath.Base(rootfs))
+	df := "FROM scratch\nCOPY --from=rootfs / /\nENV PATH=/bin\nCMD [\"sh\"]\n"
+	return buildLayout(t, dir, df, nil, []buildkit.NamedContext{{Name: "rootfs", Dir: rootfs}})
+}
+
+// buildLayout builds a Dockerfile with no context of its own into the OCI
+// layout dir on a local runner, once: a layout already there is kept (the
+// first test binary to finish makes it).
+func buildLayout(t testing.TB, dir, dockerfile string, platforms []string, named []buildkit.NamedContext) (string, error) {
 	if fileExists(filepath.Join(dir, "index.json")) {
 		return dir, nil
 	}
@@ -243,8 +251,7 @@ func makeBaseLayout(t testing.TB, rootfs string) (string, error) {
 		return "", err
 	}
 	defer os.RemoveAll(ctxDir)
-	df := "FROM scratch\nCOPY --from=rootfs / /\nENV PATH=/bin\nCMD [\"sh\"]\n"
-	if err := os.WriteFile(filepath.Join(ctxDir, "Dockerfile"), []byte(df), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(ctxDir, "Dockerfile"), []byte(dockerfile), 0o644); err != nil {
 		return "", err
 	}
 	p, err := local.New(local.Options{Buildkitd: Require(t), StateDir: filepath.Join(os.TempDir(), "lian-base-runners")})
@@ -253,7 +260,7 @@ func makeBaseLayout(t testing.TB, rootfs string) (string, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	r, err := p.Spawn(ctx, sizing.HCloud[0], leaseFor("base"))
+	r, err := p.Spawn(ctx, sizing.HCloud[0], leaseFor("base-"+filepath.Base(dir)))
 	if err != nil {
 		return "", err
 	}
@@ -266,11 +273,9 @@ func makeBaseLayout(t testing.TB, rootfs string) (string, error) {
 	tmp := fmt.Sprintf("%s.tmp-%d", dir, os.Getpid())
 	defer os.RemoveAll(tmp)
 	_, err = buildkit.Build(ctx, c, buildkit.Options{
-		ContextDir:    ctxDir,
-		NamedContexts: []buildkit.NamedContext{{Name: "rootfs", Dir: rootfs}},
-		Outputs:       []buildkit.Output{{Type: "oci", Dest: tmp, Attrs: map[string]string{"tar": "false", "name": "lian/busybox:test"}}},
-		ProgressOut:   io.Discard,
-		Progress:      "plain",
+		ContextDir: ctxDir, Platforms: platforms, NamedContexts: named,
+		Outputs:     []buildkit.Output{{Type: "oci", Dest: tmp, Attrs: map[string]string{"tar": "false", "name": "lian/busybox:test"}}},
+		ProgressOut: io.Discard, Progress: "plain",
 	})
 	if err != nil {
 		return "", fmt.Errorf("building the base image: %w", err)
