@@ -107,3 +107,32 @@ func TestHcloudKill9ThenGC(t *testing.T) {
 	}
 	assertHcloudClean(t, f, out.String(), ls.stdout, gc.stdout)
 }
+
+// kill -9 of a two-platform build while both legs run (a cpx and a cax
+// server): `runners gc` removes both servers and both keys.
+func TestHcloudTwoPlatformsKill9ThenGC(t *testing.T) {
+	f, hosts, env := hcloudWorld(t)
+	dir := ctxDir(t, "FROM base\nRUN sleep 60\n")
+	cmd := exec.Command(binary, "build", "--provider", "hcloud", "--platform", "linux/amd64,linux/arm64", "--progress", "plain",
+		"--build-context", "base=oci-layout://"+testenv.MultiArchBase(t), "-t", "127.0.0.1:1/team/multi:1", "--push", dir)
+	cmd.Env = append(os.Environ(), env...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		ids := hosts.IDs()
+		return len(ids) == 2 && hosts.StepRunning(ids[0]) && hosts.StepRunning(ids[1])
+	})
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	if s, k := f.Counts(); s != 2 || k != 2 {
+		t.Fatalf("after kill -9: %d servers, %d keys (want 2 and 2, to be reaped)\n%s", s, k, out.String())
+	}
+	gc := lian(t, env, "runners", "gc", "--provider", "hcloud")
+	if gc.code != 0 || !strings.Contains(gc.stdout, "-amd64-a1") || !strings.Contains(gc.stdout, "-arm64-a1") {
+		t.Fatalf("runners gc: %d\n%s%s", gc.code, gc.stdout, gc.stderr)
+	}
+	assertHcloudClean(t, f, out.String(), gc.stdout)
+}

@@ -30,7 +30,7 @@ const hcloudToken = "hc-T0KEN-legs-5c"
 
 // multiWorld is the fake Hetzner API with runner hosts that reach a test
 // registry, and settings that build there for two platforms.
-func multiWorld(t *testing.T, dockerfile string, tierMemory ...map[string]int64) (*fakehcloud.Fake, *testenv.Registry, frontdoor.Settings) {
+func multiWorld(t testing.TB, dockerfile string, tierMemory ...map[string]int64) (*fakehcloud.Fake, *testenv.Registry, frontdoor.Settings) {
 	testenv.Require(t)
 	testenv.StartSSHD(t)
 	reg := testenv.StartRegistry(t)
@@ -95,7 +95,7 @@ func TestTwoPlatformsBuildOnTwoRunnersIntoOneIndex(t *testing.T) {
 	}
 }
 
-func build(t *testing.T, s frontdoor.Settings) (pipeline.Result, string) {
+func build(t testing.TB, s frontdoor.Settings) (pipeline.Result, string) {
 	t.Helper()
 	req, err := s.Request()
 	if err != nil {
