@@ -73,3 +73,36 @@ func TestReportAndTableShowTheSameFacts(t *testing.T) {
 		}
 	}
 }
+
+// A build split by architecture reports a row per leg — its tier, its
+// attempts (the arm64 leg's OOM retry), cache hits, digest and server —
+// and the index digest; text and Markdown say the same.
+func TestLegRows(t *testing.T) {
+	leg := func(tier string, attempts ...pipeline.Attempt) pipeline.Result {
+		return pipeline.Result{Provider: "hcloud", Tier: tier, SizingSource: sizing.SourceDefault, Outcome: pipeline.OutcomeSuccess,
+			StepsCached: 1, StepsTotal: 2, Digest: "sha256:" + tier, Attempts: attempts}
+	}
+	r := pipeline.Result{Outcome: pipeline.OutcomeSuccess, Digest: "sha256:index", Tags: []string{"r.io/app:1"}, DurationMS: 3_000, Actor: "ci",
+		Legs: []pipeline.Leg{
+			{Platforms: []string{"linux/amd64"}, Result: leg("cax11", pipeline.Attempt{Number: 1, Tier: "cax11", Outcome: pipeline.OutcomeSuccess, DurationMS: 2_000})},
+			{Platforms: []string{"linux/arm64"}, Result: leg("cax21", pipeline.Attempt{Number: 1, Tier: "cax11", Outcome: pipeline.OutcomeOOM, OOM: true, DurationMS: 500},
+				pipeline.Attempt{Number: 2, Tier: "cax21", Outcome: pipeline.OutcomeSuccess, DurationMS: 2_500})},
+		}}
+	md := Markdown(r)
+	for _, want := range []string{
+		"| linux/amd64 | cax11 (default) · cax11 success in 2s · 1/2 steps cached · sha256:cax11 · hcloud |",
+		"| linux/arm64 | cax21 (default) · cax11 oom in 500ms, OOM → cax21 success in 2.5s · 1/2 steps cached · sha256:cax21 · hcloud |",
+		"| Index | `sha256:index` |", "| Tags | `r.io/app:1` |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("Markdown lacks %q:\n%s", want, md)
+		}
+	}
+	var b bytes.Buffer
+	Write(&b, r)
+	for _, want := range []string{"linux/arm64", "cax11 oom in 500ms, OOM → cax21 success", "sha256:index"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("text report lacks %q:\n%s", want, b.String())
+		}
+	}
+}
