@@ -21,6 +21,7 @@ import (
 	"github.com/lian-build/action/internal/frontdoor"
 	"github.com/lian-build/action/internal/launch"
 	"github.com/lian-build/action/internal/pipeline"
+	"github.com/lian-build/action/internal/report"
 	"github.com/lian-build/action/internal/testenv"
 	"github.com/lian-build/action/internal/testenv/fakehcloud"
 	"github.com/lian-build/action/internal/testenv/runnerhost"
@@ -255,4 +256,31 @@ func fileIn(t *testing.T, img v1.Image, path string) string {
 		rc.Close()
 	}
 	return ""
+}
+
+// With --emulate-platforms the local provider's one runner builds the
+// platform this machine does not run through QEMU, and the report says so.
+func TestLocalEmulatesAForeignPlatform(t *testing.T) {
+	base := testenv.MultiArchBase(t)
+	dir, out := t.TempDir(), t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM base\nRUN uname -m > /arch.txt\nFROM scratch\nCOPY --from=0 /arch.txt /\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := frontdoor.Settings{ComputeProvider: "local", Context: dir, Platforms: []string{"linux/arm64"}, EmulatePlatforms: true,
+		BuildContexts: []string{"base=oci-layout://" + base}, Outputs: []string{"type=local,dest=" + out}, Progress: "plain", Workspace: "emu", MetricsDir: t.TempDir()}
+	s.SetOption("state-dir", filepath.Join(t.TempDir(), "runners"))
+	s.SetOption("buildkitd", testenv.Require(t))
+	res, progress := build(t, s)
+	b, err := os.ReadFile(filepath.Join(out, "arch.txt"))
+	if err != nil || string(b) != "aarch64\n" {
+		t.Fatalf("arch.txt = %q, %v\n%s", b, err, progress)
+	}
+	if strings.Join(res.Emulated, ",") != "linux/arm64" {
+		t.Errorf("the result does not say linux/arm64 was emulated: %v", res.Emulated)
+	}
+	var rep bytes.Buffer
+	report.Write(&rep, res)
+	if !strings.Contains(rep.String(), "linux/arm64 through QEMU on the runner") {
+		t.Errorf("the report does not say so:\n%s", rep.String())
+	}
 }
