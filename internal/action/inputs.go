@@ -88,6 +88,8 @@ func settings(a *githubactions.Action, gh *githubactions.GitHubContext, table []
 		Progress:   "plain",
 		Commit:     gh.SHA,
 		Ref:        gh.Ref,
+		Source:     repoURL(gh),
+		Public:     publicRepo(gh),
 		MetricsDir: a.Getenv("LIAN_METRICS_DIR"),
 		Names:      frontdoor.Names(table, func(st frontdoor.Setting) string { return st.Input }),
 		Given:      map[string]bool{},
@@ -192,4 +194,20 @@ func defaultActorAndWorkspace(s *frontdoor.Settings, gh *githubactions.GitHubCon
 // actorID makes a GitHub login an actor id ("[bot]" dropped).
 func actorID(login string) string {
 	return frontdoor.ActorID(strings.TrimSuffix(strings.ToLower(login), "[bot]"))
+}
+
+// repoURL is the repository's web URL, recorded in provenance.
+func repoURL(gh *githubactions.GitHubContext) string {
+	if gh.ServerURL == "" || gh.Repository == "" {
+		return ""
+	}
+	return strings.TrimSuffix(gh.ServerURL, "/") + "/" + gh.Repository
+}
+
+// publicRepo reads the event's repository.private: provenance is mode=max
+// by default for a public repository's CI builds.
+func publicRepo(gh *githubactions.GitHubContext) bool {
+	repo, _ := gh.Event["repository"].(map[string]any)
+	private, ok := repo["private"].(bool)
+	return ok && !private
 }

@@ -51,6 +51,9 @@ type Options struct {
 	NamedContexts []NamedContext
 	Tags          []string
 	Push          bool
+	// Provenance is the SLSA provenance attestation of a pushed image
+	// (Mode "": none).
+	Provenance Provenance
 	// PushByDigest pushes the image to the tags' repositories by its
 	// digest only, untagged (one leg of a multi-platform build, whose
 	// index is tagged afterwards).
@@ -125,6 +128,9 @@ func (o Options) Validate() error {
 	}
 	if o.Push && len(o.Tags) == 0 {
 		return inputErr("push", "", "needs at least one -t/--tag")
+	}
+	if err := o.checkProvenance(); err != nil {
+		return err
 	}
 	return nil
 }
@@ -363,6 +369,7 @@ func frontendAttrs(o Options, filename string) map[string]string {
 	if o.NoCache {
 		attrs["no-cache"] = ""
 	}
+	o.Provenance.attrs(attrs)
 	return attrs
 }
 

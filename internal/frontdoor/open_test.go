@@ -56,3 +56,36 @@ func TestInputErrorsAreRenamedPerDoor(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Provenance defaults as build-push-action's: mode=max for a public
+// repository's CI push, mode=min for a private one and for sessions, none
+// without a push; the setting overrides.
+func TestProvenanceDefaults(t *testing.T) {
+	push := Settings{Push: true, Tags: []string{"r.io/a:1"}, Source: "https://github.com/o/r", Commit: "abc"}
+	for _, c := range []struct {
+		name string
+		mod  func(*Settings)
+		want string
+	}{
+		{"public CI", func(s *Settings) { s.Public = true }, "max"},
+		{"private CI", func(s *Settings) {}, "min"},
+		{"public session", func(s *Settings) { s.Public, s.Actor = true, "human:octocat" }, "min"},
+		{"no push", func(s *Settings) { s.Public, s.Push = true, false }, ""},
+		{"registry output", func(s *Settings) { s.Push, s.Outputs = false, []string{"type=registry,name=r.io/a:1"} }, "min"},
+		{"off", func(s *Settings) { s.Public, s.Provenance = true, "false" }, ""},
+		{"explicit max on private", func(s *Settings) { s.Provenance = "mode=max" }, "max"},
+	} {
+		s := push
+		c.mod(&s)
+		p, err := s.provenance()
+		if err != nil || p.Mode != c.want || (p.Mode != "" && (p.Source != "https://github.com/o/r" || p.Revision != "abc")) {
+			t.Errorf("%s: %+v %v, want mode %q", c.name, p, err, c.want)
+		}
+	}
+	s := push
+	s.Provenance, s.Names = "mode=full", Names(SettingsTable(), Setting.CLIName)
+	var ie *buildkit.InputError
+	if _, err := s.provenance(); !errors.As(err, &ie) || ie.Field != "--provenance" {
+		t.Errorf("a bad provenance: %v", err)
+	}
+}

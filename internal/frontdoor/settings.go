@@ -72,6 +72,12 @@ type Settings struct {
 
 	Commit string
 	Ref    string
+	// Source is the source repository's URL, recorded in provenance.
+	Source string
+	// Public: the source repository is public (provenance defaults to
+	// mode=max for its CI builds, as build-push-action's does).
+	Public     bool
+	Provenance string
 	// Checkout, when set, is the repository checkout a build comes from
 	// (the gateway's): its context, Dockerfile and directives' paths must
 	// stay inside it. Without it, a directives file's paths stay inside
@@ -337,6 +343,9 @@ func (s Settings) buildOptions() (buildkit.Options, error) {
 	if o.Outputs, err = parseEach(s, "outputs", s.Outputs, buildkit.ParseOutput); err != nil {
 		return o, err
 	}
+	if o.Provenance, err = s.provenance(); err != nil {
+		return o, err
+	}
 	if o.CacheFrom, err = parseEach(s, "cache-from", s.CacheFrom, func(x string) (buildkit.CacheEntry, error) { return buildkit.ParseCache("cache-from", x) }); err != nil {
 		return o, err
 	}
@@ -479,4 +488,38 @@ func (s *Settings) OptionsFromEnv(getenv func(string) string) {
 			s.SetOption(d.Name, v)
 		}
 	}
+}
+
+// provenance is the attestation a registry push gets: the provenance
+// setting, or by default mode=max for a public repository's CI builds and
+// mode=min for private ones and for sessions (build-push-action's rule).
+// A build that pushes nothing gets none.
+func (s Settings) provenance() (buildkit.Provenance, error) {
+	mode, err := buildkit.ParseProvenance(s.Provenance)
+	if err != nil {
+		return buildkit.Provenance{}, s.named("provenance", err)
+	}
+	if !s.pushes() || mode == "" {
+		return buildkit.Provenance{}, nil
+	}
+	if mode == buildkit.ProvenanceAuto {
+		mode = "min"
+		if s.Public && !strings.HasPrefix(s.Actor, "human:") && !strings.HasPrefix(s.Actor, "agent:") {
+			mode = "max"
+		}
+	}
+	return buildkit.Provenance{Mode: mode, Source: s.Source, Revision: s.Commit}, nil
+}
+
+// pushes says whether the build pushes an image to a registry.
+func (s Settings) pushes() bool {
+	if s.Push && len(s.Tags) > 0 {
+		return true
+	}
+	for _, o := range s.Outputs {
+		if strings.HasPrefix(o, "type=registry") || strings.Contains(o, "push=true") {
+			return true
+		}
+	}
+	return false
 }

@@ -75,6 +75,7 @@ func (e PipelineExecutor) request(ctx context.Context, dir string, job Job) (fro
 	s := e.Base
 	s.Given = map[string]bool{"actor": true, "context": true}
 	s.Context, s.Actor, s.Commit, s.Ref, s.Progress, s.Checkout = dir, job.Actor, job.SHA, job.Ref, "plain", dir
+	s.Source, s.Public = strings.TrimSuffix(e.GitURL, "/")+"/"+job.Owner+"/"+job.Repo, !job.Private
 	e.repoSettings(&s, job.Owner+"/"+job.Repo)
 	if job.Tier != "" {
 		s.RunnerType = job.Tier

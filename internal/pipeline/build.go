@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"time"
+
+	"github.com/lian-build/action/internal/version"
 
 	"github.com/lian-build/action/internal/buildkit"
 	"github.com/lian-build/action/internal/compute"
@@ -60,7 +63,7 @@ func (p *Pipeline) runAttempt(ctx context.Context, log *slog.Logger, req Request
 	bctx, cancel := budgetContext(ctx, budget)
 	defer cancel()
 	built := time.Now()
-	out := p.build(bctx, r, req.Build)
+	out := p.build(bctx, r, withBuilder(req.Build, p.cfg.Provider.Name(), tier.Name))
 	out.built = time.Since(built)
 	out.ctxErr = contextErr(ctx, bctx, budget)
 	if o, ok := r.(compute.OutcomeSetter); ok {
@@ -138,4 +141,16 @@ func (p *Pipeline) build(ctx context.Context, r compute.Runner, opts buildkit.Op
 	// A cancelled build is never an OOM, whatever the killed processes say.
 	out.oom = ctx.Err() == nil && buildkit.IsOOM(sig)
 	return out
+}
+
+// BuilderURI is lian-build's URI in a provenance attestation's builder id.
+const BuilderURI = "https://github.com/lian-build/action"
+
+// withBuilder names the builder of an attempt in its provenance:
+// lian-build's version, the runner's provider and tier.
+func withBuilder(o buildkit.Options, provider, tier string) buildkit.Options {
+	if o.Provenance.Mode != "" {
+		o.Provenance.BuilderID = fmt.Sprintf("%s@%s?provider=%s&tier=%s", BuilderURI, url.PathEscape(version.Short()), url.QueryEscape(provider), url.QueryEscape(tier))
+	}
+	return o
 }

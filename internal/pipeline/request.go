@@ -125,6 +125,9 @@ type Result struct {
 	Error            string            `json:"error,omitempty"`
 	StartedAt        time.Time         `json:"started_at"`
 	FinishedAt       time.Time         `json:"finished_at"`
+	// Provenance is the mode of the SLSA provenance attestation pushed with
+	// the image ("": none).
+	Provenance string `json:"provenance,omitempty"`
 	// Emulated are the platforms the runner built through QEMU.
 	Emulated []string `json:"emulated,omitempty"`
 	// Legs are the runners of a build split by architecture, one each;

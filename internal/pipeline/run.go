@@ -27,7 +27,8 @@ func (p *Pipeline) Run(ctx context.Context, req Request) (res Result, err error)
 	if req.BuildID == "" {
 		req.BuildID = NewBuildID()
 	}
-	res = Result{BuildID: req.BuildID, Workspace: req.Workspace, Provider: p.cfg.Provider.Name(), StartedAt: time.Now(), Tags: req.Build.Tags, Actor: req.Actor.String()}
+	res = Result{BuildID: req.BuildID, Workspace: req.Workspace, Provider: p.cfg.Provider.Name(), StartedAt: time.Now(), Tags: req.Build.Tags, Actor: req.Actor.String(),
+		Provenance: req.Build.Provenance.Mode}
 	log := p.cfg.Logger.With("build_id", req.BuildID, "workspace", req.Workspace)
 	defer func() { res.stamp(err) }()
 

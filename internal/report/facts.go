@@ -64,6 +64,9 @@ func facts(r pipeline.Result) []fact {
 	if len(r.Tags) > 0 {
 		add("tags", strings.Join(r.Tags, ", "), true)
 	}
+	if r.Provenance != "" && r.Digest != "" {
+		add("provenance", "SLSA v1, mode="+r.Provenance, false)
+	}
 	if u := r.Usage; u != nil {
 		add("usage", fmt.Sprintf("CPU p95 %.2f cores, memory p95 %s (peak %s), %d samples", u.CPUP95, Bytes(u.MemP95Bytes), Bytes(u.MemPeak), u.Samples), false)
 	}
@@ -164,6 +167,9 @@ func legFacts(r pipeline.Result) []fact {
 	}
 	if len(r.Tags) > 0 {
 		out = append(out, fact{"tags", strings.Join(r.Tags, ", "), true})
+	}
+	if p := r.Legs[0].Result.Provenance; p != "" && r.Digest != "" {
+		out = append(out, fact{"provenance", "SLSA v1, mode=" + p + ", per platform", false})
 	}
 	if r.Actor != "" {
 		out = append(out, fact{"actor", r.Actor, true})

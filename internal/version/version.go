@@ -55,3 +55,21 @@ func dep(bi *debug.BuildInfo, path string) string {
 	}
 	return "(not linked)"
 }
+
+// Short is the module version, or the commit of a source build
+// ("devel-0123456789ab"; "devel" without one): for URIs.
+func Short() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "devel"
+	}
+	if v := bi.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+			return "devel-" + s.Value[:12]
+		}
+	}
+	return "devel"
+}

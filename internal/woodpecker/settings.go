@@ -48,6 +48,7 @@ func settingsFrom(env Env, table []frontdoor.Setting) (frontdoor.Settings, error
 	get := func(k string) string { return strings.TrimSpace(env[envName(k)]) }
 	s := frontdoor.Settings{
 		Progress: "plain", Commit: env["CI_COMMIT_SHA"], Ref: ref(env),
+		Source: env["CI_REPO_URL"], Public: env["CI_REPO_PRIVATE"] == "false",
 		MetricsDir: env["LIAN_METRICS_DIR"],
 		Names:      frontdoor.Names(table, func(st frontdoor.Setting) string { return prefixed(st.Key) }),
 		Given:      map[string]bool{},
