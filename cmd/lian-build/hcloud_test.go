@@ -36,8 +36,14 @@ func hcloudWorld(t *testing.T) (*fakehcloud.Fake, *runnerhost.Hosts, []string) {
 // once the step runs.
 func startSlowBuild(t *testing.T, f *fakehcloud.Fake, hosts *runnerhost.Hosts, env []string) (*exec.Cmd, *bytes.Buffer) {
 	dir := ctxDir(t, "FROM base\nRUN --mount=type=secret,id=tok sleep 60\n")
-	cmd := exec.Command(binary, "build", "--provider", "hcloud", "--build-context", baseFlag(t), "--progress", "plain",
-		"--secret", "id=tok,env=LIAN_TEST_SECRET", "--registry", "127.0.0.1:1/team", "--registry-username", "ci", dir)
+	return startRemoteBuild(t, hosts, env, 1, "--build-context", baseFlag(t), "--secret", "id=tok,env=LIAN_TEST_SECRET",
+		"--registry", "127.0.0.1:1/team", "--registry-username", "ci", dir)
+}
+
+// startRemoteBuild starts `lian-build build --provider hcloud ARGS…` and
+// returns once a RUN step runs on each of servers runner hosts.
+func startRemoteBuild(t *testing.T, hosts *runnerhost.Hosts, env []string, servers int, args ...string) (*exec.Cmd, *bytes.Buffer) {
+	cmd := exec.Command(binary, append([]string{"build", "--provider", "hcloud", "--progress", "plain"}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -46,7 +52,15 @@ func startSlowBuild(t *testing.T, f *fakehcloud.Fake, hosts *runnerhost.Hosts, e
 	}
 	waitFor(t, func() bool {
 		ids := hosts.IDs()
-		return len(ids) > 0 && hosts.StepRunning(ids[0])
+		if len(ids) != servers {
+			return false
+		}
+		for _, id := range ids {
+			if !hosts.StepRunning(id) {
+				return false
+			}
+		}
+		return true
 	})
 	return cmd, &out
 }
@@ -113,18 +127,8 @@ func TestHcloudKill9ThenGC(t *testing.T) {
 func TestHcloudTwoPlatformsKill9ThenGC(t *testing.T) {
 	f, hosts, env := hcloudWorld(t)
 	dir := ctxDir(t, "FROM base\nRUN sleep 60\n")
-	cmd := exec.Command(binary, "build", "--provider", "hcloud", "--platform", "linux/amd64,linux/arm64", "--progress", "plain",
+	cmd, out := startRemoteBuild(t, hosts, env, 2, "--platform", "linux/amd64,linux/arm64",
 		"--build-context", "base=oci-layout://"+testenv.MultiArchBase(t), "-t", "127.0.0.1:1/team/multi:1", "--push", dir)
-	cmd.Env = append(os.Environ(), env...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, func() bool {
-		ids := hosts.IDs()
-		return len(ids) == 2 && hosts.StepRunning(ids[0]) && hosts.StepRunning(ids[1])
-	})
 	_ = cmd.Process.Kill()
 	_ = cmd.Wait()
 	if s, k := f.Counts(); s != 2 || k != 2 {
