@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -87,5 +89,39 @@ func TestProvenanceDefaults(t *testing.T) {
 	var ie *buildkit.InputError
 	if _, err := s.provenance(); !errors.As(err, &ie) || ie.Field != "--provenance" {
 		t.Errorf("a bad provenance: %v", err)
+	}
+}
+
+// A signing key that cannot be used is refused before the build, naming
+// the setting and never quoting the key.
+func TestSigningKeyRefusals(t *testing.T) {
+	names := Names(SettingsTable(), Setting.CLIName)
+	notKey := filepath.Join(t.TempDir(), "not-a-key")
+	if err := os.WriteFile(notKey, []byte("-----BEGIN NOTHING-----\nc2VjcmV0LWJ5dGVz\n-----END NOTHING-----\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	push := Settings{Push: true, Tags: []string{"r.io/a:1"}, Names: names}
+	for _, c := range []struct {
+		name string
+		s    func() Settings
+		want string
+	}{
+		{"nothing pushed", func() Settings { s := Settings{Names: names, SignKey: notKey}; return s }, "nothing is pushed to sign"},
+		{"missing file", func() Settings { s := push; s.SignKey = notKey + ".gone"; return s }, "cannot read"},
+		{"not a key", func() Settings { s := push; s.SignKey = notKey; return s }, "not a cosign private key"},
+		{"inline not a key", func() Settings {
+			s := push
+			s.SignKey = "-----BEGIN X-----\nc2VjcmV0LWJ5dGVz\n-----END X-----"
+			return s
+		}, "not a cosign private key"},
+	} {
+		_, err := c.s().SigningKey()
+		var ie *buildkit.InputError
+		if !errors.As(err, &ie) || ie.Field != "--sign-key" || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "c2VjcmV0") {
+			t.Errorf("%s: %v", c.name, err)
+		}
+	}
+	if k, err := (Settings{}).SigningKey(); k != nil || err != nil {
+		t.Errorf("no key: %v %v", k, err)
 	}
 }

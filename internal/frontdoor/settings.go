@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -20,6 +21,7 @@ import (
 	"github.com/lian-build/action/internal/compute"
 	"github.com/lian-build/action/internal/pipeline"
 	"github.com/lian-build/action/internal/safefile"
+	"github.com/lian-build/action/internal/sign"
 	"github.com/lian-build/action/internal/sizing"
 	"github.com/lian-build/action/internal/spec"
 )
@@ -78,6 +80,8 @@ type Settings struct {
 	// mode=max for its CI builds, as build-push-action's does).
 	Public     bool
 	Provenance string
+	// SignKey is a cosign private key: its PEM, or the file holding it.
+	SignKey string
 	// Checkout, when set, is the repository checkout a build comes from
 	// (the gateway's): its context, Dockerfile and directives' paths must
 	// stay inside it. Without it, a directives file's paths stay inside
@@ -522,4 +526,29 @@ func (s Settings) pushes() bool {
 		}
 	}
 	return false
+}
+
+// SigningKey is the cosign key the build's push is signed with (nil: none),
+// read from the PEM a door received or the file the CLI named, with
+// $COSIGN_PASSWORD. An error names the setting, never the key.
+func (s Settings) SigningKey() (*sign.Key, error) {
+	if s.SignKey == "" {
+		return nil, nil
+	}
+	if !s.pushes() {
+		return nil, &buildkit.InputError{Field: s.name("sign-key"), Msg: "nothing is pushed to sign (-t with --push, or a registry output)"}
+	}
+	pem := []byte(s.SignKey)
+	if !strings.HasPrefix(strings.TrimSpace(s.SignKey), "-----BEGIN") {
+		text, err := ReadSecretFile(s.name("sign-key"), s.SignKey)
+		if err != nil {
+			return nil, err
+		}
+		pem = []byte(text)
+	}
+	k, err := sign.LoadKey(pem, []byte(os.Getenv("COSIGN_PASSWORD")))
+	if err != nil {
+		return nil, &buildkit.InputError{Field: s.name("sign-key"), Msg: err.Error()}
+	}
+	return k, nil
 }

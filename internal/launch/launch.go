@@ -15,6 +15,7 @@ import (
 	"github.com/lian-build/action/internal/frontdoor"
 	"github.com/lian-build/action/internal/metrics"
 	"github.com/lian-build/action/internal/pipeline"
+	"github.com/lian-build/action/internal/sign"
 )
 
 // Runtime is a ready pipeline and what to close after the build.
@@ -105,9 +106,9 @@ func (r *Runtime) Build(ctx context.Context, s frontdoor.Settings, req pipeline.
 	return build(ctx, s, req, o, r)
 }
 
-// build pins the lamina layers, splits the platforms, and runs the build
-// on rt (nil: a runtime opened for it) or, split by architecture, on one
-// runtime per leg.
+// build pins the lamina layers, splits the platforms, runs the build on
+// rt (nil: a runtime opened for it) or, split by architecture, on one
+// runtime per leg, and signs what it pushed.
 func build(ctx context.Context, s frontdoor.Settings, req pipeline.Request, o BuildOptions, rt *Runtime) (pipeline.Result, error) {
 	if err := s.PinLamina(ctx, &req); err != nil {
 		return pipeline.Result{}, err
@@ -116,23 +117,59 @@ func build(ctx context.Context, s frontdoor.Settings, req pipeline.Request, o Bu
 	if err != nil {
 		return pipeline.Result{}, err
 	}
-	if len(legs) > 1 {
-		res, err := buildLegs(ctx, s, req, legs, o)
-		return res, s.Renamed(err)
+	key, err := s.SigningKey()
+	if err != nil {
+		return pipeline.Result{}, err
 	}
+	var res pipeline.Result
+	if len(legs) > 1 {
+		res, err = buildLegs(ctx, s, req, legs, o)
+	} else {
+		res, err = buildOne(ctx, s, req, o, rt)
+		res.Emulated = legs[0].Emulated
+	}
+	if err == nil && key != nil {
+		err = signResult(ctx, key, req, &res)
+	}
+	return res, s.Renamed(err)
+}
+
+// buildOne runs the build on one runner.
+func buildOne(ctx context.Context, s frontdoor.Settings, req pipeline.Request, o BuildOptions, rt *Runtime) (pipeline.Result, error) {
 	if rt == nil {
 		log := o.Logger
 		if log == nil {
 			log = slog.New(slog.DiscardHandler)
 		}
+		var err error
 		if rt, err = Open(ctx, s, log); err != nil {
 			return pipeline.Result{}, err
 		}
 		defer rt.Close()
 	}
-	res, err := rt.run(ctx, req, o)
-	res.Emulated = legs[0].Emulated
-	return res, s.Renamed(err)
+	return rt.run(ctx, req, o)
+}
+
+// signResult signs the pushed image in every repository of the tags: its
+// digest and, for an index, each manifest it holds.
+func signResult(ctx context.Context, key *sign.Key, req pipeline.Request, res *pipeline.Result) error {
+	if res.Digest == "" {
+		return nil
+	}
+	reg := sign.Registry{Auth: req.Build.RegistryAuth, Insecure: req.Build.InsecureRegistries}
+	for _, repo := range repositories(req.Build.Tags) {
+		refs, err := reg.Targets(ctx, repo+"@"+res.Digest)
+		if err != nil {
+			return err
+		}
+		signed, err := key.Sign(ctx, reg, refs)
+		res.Signed = append(res.Signed, signed...)
+		if err != nil {
+			return err
+		}
+	}
+	res.SignedBy = key.Fingerprint
+	return nil
 }
 
 func (r *Runtime) run(ctx context.Context, req pipeline.Request, o BuildOptions) (pipeline.Result, error) {

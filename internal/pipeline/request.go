@@ -128,6 +128,10 @@ type Result struct {
 	// Provenance is the mode of the SLSA provenance attestation pushed with
 	// the image ("": none).
 	Provenance string `json:"provenance,omitempty"`
+	// Signed are the digests signed with the cosign key whose fingerprint
+	// is SignedBy.
+	Signed   []string `json:"signed,omitempty"`
+	SignedBy string   `json:"signed_by,omitempty"`
 	// Emulated are the platforms the runner built through QEMU.
 	Emulated []string `json:"emulated,omitempty"`
 	// Legs are the runners of a build split by architecture, one each;

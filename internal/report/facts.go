@@ -67,6 +67,9 @@ func facts(r pipeline.Result) []fact {
 	if r.Provenance != "" && r.Digest != "" {
 		add("provenance", "SLSA v1, mode="+r.Provenance, false)
 	}
+	if f, ok := signedFact(r); ok {
+		out = append(out, f)
+	}
 	if u := r.Usage; u != nil {
 		add("usage", fmt.Sprintf("CPU p95 %.2f cores, memory p95 %s (peak %s), %d samples", u.CPUP95, Bytes(u.MemP95Bytes), Bytes(u.MemPeak), u.Samples), false)
 	}
@@ -171,6 +174,9 @@ func legFacts(r pipeline.Result) []fact {
 	if p := r.Legs[0].Result.Provenance; p != "" && r.Digest != "" {
 		out = append(out, fact{"provenance", "SLSA v1, mode=" + p + ", per platform", false})
 	}
+	if f, ok := signedFact(r); ok {
+		out = append(out, f)
+	}
 	if r.Actor != "" {
 		out = append(out, fact{"actor", r.Actor, true})
 	}
@@ -180,4 +186,12 @@ func legFacts(r pipeline.Result) []fact {
 func firstLine(s string) string {
 	line, _, _ := strings.Cut(s, "\n")
 	return line
+}
+
+// signedFact says what was signed, with which key.
+func signedFact(r pipeline.Result) (fact, bool) {
+	if len(r.Signed) == 0 {
+		return fact{}, false
+	}
+	return fact{"signed", fmt.Sprintf("%d manifests (cosign, key %s)", len(r.Signed), r.SignedBy), false}, true
 }

@@ -51,6 +51,7 @@ func ciEnv(ws, event string) map[string]string {
 	return map[string]string{
 		"CI_REPO": "Codertocat/Hello-World", "CI_COMMIT_SHA": "ec26c3e57ca3a959ca5aad62de7213c562f8c821",
 		"CI_COMMIT_BRANCH": "main", "CI_PIPELINE_EVENT": event, "CI_COMMIT_AUTHOR": "Codertocat", "CI_WORKSPACE": ws,
+		"CI_REPO_URL": "https://github.com/Codertocat/Hello-World", "CI_REPO_PRIVATE": "false",
 	}
 }
 
@@ -209,7 +210,7 @@ func TestFrontDoorsMakeIdenticalRequests(t *testing.T) {
 			genv := map[string]string{
 				"GITHUB_EVENT_NAME": c.event[0], "GITHUB_EVENT_PATH": testenv.Webhook(fixture),
 				"GITHUB_REPOSITORY": "Codertocat/Hello-World", "GITHUB_SHA": "ec26c3e57ca3a959ca5aad62de7213c562f8c821",
-				"GITHUB_REF": "refs/heads/main", "GITHUB_WORKSPACE": ws,
+				"GITHUB_REF": "refs/heads/main", "GITHUB_WORKSPACE": ws, "GITHUB_SERVER_URL": "https://github.com",
 			}
 			for k, v := range c.inputs {
 				genv["INPUT_"+strings.ToUpper(k)] = v
@@ -239,7 +240,10 @@ func TestFrontDoorsMakeIdenticalRequests(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// The CLI knows no repository: no commit, no source, and
+			// provenance as its flags say (mode=min by default).
 			wreq.Commit, wreq.Ref, wreq.Build.Secrets = "", "", nil
+			wreq.Build.Provenance = creq.Build.Provenance
 			if !reflect.DeepEqual(creq, wreq) {
 				c, _ := json.MarshalIndent(reqView(creq), "", " ")
 				w, _ := json.MarshalIndent(reqView(wreq), "", " ")
@@ -252,5 +256,6 @@ func TestFrontDoorsMakeIdenticalRequests(t *testing.T) {
 func reqView(r pipeline.Request) any {
 	return map[string]any{"ws": r.Workspace, "actor": r.Actor, "cache": r.Cache, "override": r.RunnerOverride, "commit": r.Commit, "ref": r.Ref,
 		"tags": r.Build.Tags, "push": r.Build.Push, "args": r.Build.BuildArgs, "labels": r.Build.Labels, "target": r.Build.Target,
-		"platforms": r.Build.Platforms, "secrets": fmt.Sprint(r.Build.Secrets), "nocache": r.Build.NoCache, "ctx": r.Build.ContextDir, "progress": r.Build.Progress}
+		"platforms": r.Build.Platforms, "secrets": fmt.Sprint(r.Build.Secrets), "nocache": r.Build.NoCache, "ctx": r.Build.ContextDir, "progress": r.Build.Progress,
+		"provenance": r.Build.Provenance}
 }

@@ -1,0 +1,80 @@
+package launch_test
+
+import (
+	"context"
+	"crypto"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/sigstore/cosign/v2/pkg/cosign"
+	ociremote "github.com/sigstore/cosign/v2/pkg/oci/remote"
+	"github.com/sigstore/sigstore/pkg/signature"
+
+	"github.com/lian-build/action/internal/report"
+)
+
+// --sign-key signs a two-platform push: the index and each platform's
+// manifest verify with the key (cosign's verification) and not with
+// another; the key's password never shows in the report or the progress.
+func TestTwoPlatformPushIsSigned(t *testing.T) {
+	_, reg, s := multiWorld(t, "FROM scratch\nARG TARGETARCH\nCOPY ${TARGETARCH}.txt /arch.txt\n")
+	const password = "c0sign-pa55-77"
+	t.Setenv("COSIGN_PASSWORD", password)
+	keys, err := cosign.GenerateKeyPair(func(bool) ([]byte, error) { return []byte(password), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(t.TempDir(), "cosign.key")
+	if err := os.WriteFile(keyFile, keys.PrivateBytes, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.SignKey = keyFile
+	res, progress := build(t, s)
+	if len(res.Signed) != 3 || res.SignedBy == "" {
+		t.Fatalf("signed %v by %q, want the index and two manifests", res.Signed, res.SignedBy)
+	}
+	other, _ := cosign.GenerateKeyPair(func(bool) ([]byte, error) { return []byte("x"), nil })
+	for _, d := range res.Signed {
+		ref := reg.Host + "/team/multi@" + d
+		if err := verifySignature(t, ref, keys.PublicBytes); err != nil {
+			t.Errorf("%s does not verify with the key: %v", ref, err)
+		}
+		if err := verifySignature(t, ref, other.PublicBytes); err == nil {
+			t.Errorf("%s verifies with another key", ref)
+		}
+	}
+	var rep strings.Builder
+	report.Write(&rep, res)
+	if !strings.Contains(rep.String(), "3 manifests (cosign, key "+res.SignedBy+")") {
+		t.Errorf("the report does not say what was signed:\n%s", rep.String())
+	}
+	for _, text := range []string{rep.String(), progress} {
+		if strings.Contains(text, password) || strings.Contains(text, string(keys.PrivateBytes[40:80])) {
+			t.Errorf("the key or its password leaked:\n%s", text)
+		}
+	}
+}
+
+func verifySignature(t *testing.T, ref string, pub []byte) error {
+	t.Helper()
+	d, err := name.NewDigest(ref, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pk, err := cosign.PemToECDSAKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := signature.LoadVerifier(pk, crypto.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	_, _, err = cosign.VerifyImageSignatures(ctx, d, &cosign.CheckOpts{SigVerifier: v, IgnoreTlog: true, IgnoreSCT: true, ClaimVerifier: cosign.SimpleClaimVerifier,
+		RegistryClientOpts: []ociremote.Option{ociremote.WithRemoteOptions(remote.WithContext(ctx))}})
+	return err
+}

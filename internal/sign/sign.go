@@ -1,0 +1,159 @@
+// Package sign signs pushed images in cosign's format with a key, through
+// sigstore's libraries: a signature `cosign verify --key` accepts.
+package sign
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/sigstore/cosign/v2/pkg/cosign"
+	"github.com/sigstore/cosign/v2/pkg/oci/mutate"
+	ociremote "github.com/sigstore/cosign/v2/pkg/oci/remote"
+	"github.com/sigstore/cosign/v2/pkg/oci/static"
+	"github.com/sigstore/sigstore/pkg/cryptoutils"
+	"github.com/sigstore/sigstore/pkg/signature"
+	"github.com/sigstore/sigstore/pkg/signature/payload"
+
+	"github.com/lian-build/action/internal/buildkit"
+)
+
+// Key is a cosign private key, loaded.
+type Key struct {
+	sv signature.SignerVerifier
+	// Fingerprint names the key in reports: the sha256 of its public key
+	// (DER), first 16 hex digits.
+	Fingerprint string
+}
+
+// ErrKey is a key that cannot be read; its text never quotes the key.
+var ErrKey = errors.New("not a cosign private key, or a wrong password ($COSIGN_PASSWORD)")
+
+// LoadKey reads a cosign private key (PEM, as `cosign generate-key-pair`
+// writes it) with its password.
+func LoadKey(pem, password []byte) (*Key, error) {
+	sv, err := cosign.LoadPrivateKey(pem, password, nil)
+	if err != nil {
+		return nil, ErrKey
+	}
+	pub, err := sv.PublicKey()
+	if err != nil {
+		return nil, ErrKey
+	}
+	der, err := cryptoutils.MarshalPublicKeyToDER(pub)
+	if err != nil {
+		return nil, ErrKey
+	}
+	sum := sha256.Sum256(der)
+	return &Key{sv: sv, Fingerprint: hex.EncodeToString(sum[:8])}, nil
+}
+
+// PublicKey is the key's public half.
+func (k *Key) PublicKey() (crypto.PublicKey, error) { return k.sv.PublicKey() }
+
+// Registry is how signatures are written: credentials by host (others from
+// ~/.docker/config.json) and the hosts reached over plain HTTP.
+type Registry struct {
+	Auth     map[string]buildkit.Credential
+	Insecure []string
+}
+
+func (r Registry) digest(ref string) (name.Digest, error) {
+	var o []name.Option
+	if d, err := name.NewDigest(ref); err == nil && slices.Contains(r.Insecure, d.RegistryStr()) {
+		o = append(o, name.Insecure)
+	}
+	return name.NewDigest(ref, o...)
+}
+
+func (r Registry) remote(ctx context.Context, d name.Digest) []remote.Option {
+	opts := []remote.Option{remote.WithContext(ctx)}
+	if c, ok := r.Auth[d.RegistryStr()]; ok {
+		return append(opts, remote.WithAuth(&authn.Basic{Username: c.Username, Password: c.Password}))
+	}
+	return append(opts, remote.WithAuthFromKeychain(authn.DefaultKeychain))
+}
+
+func (r Registry) options(ctx context.Context, d name.Digest) []ociremote.Option {
+	return []ociremote.Option{ociremote.WithRemoteOptions(r.remote(ctx, d)...)}
+}
+
+// Sign signs each REPOSITORY@DIGEST (an image index and the manifests it
+// holds are each signed by their own digest) and writes the signatures
+// beside them (the tag sha256-<hex>.sig, as cosign does); it returns the
+// digests signed.
+func (k *Key) Sign(ctx context.Context, reg Registry, refs []string) ([]string, error) {
+	var signed []string
+	for _, ref := range refs {
+		d, err := reg.digest(ref)
+		if err != nil {
+			return signed, fmt.Errorf("sign %s: %w", ref, err)
+		}
+		body, err := (&payload.Cosign{Image: d}).MarshalJSON()
+		if err != nil {
+			return signed, err
+		}
+		sig, err := k.sv.SignMessage(bytes.NewReader(body))
+		if err != nil {
+			return signed, fmt.Errorf("sign %s: %w", ref, err)
+		}
+		ociSig, err := static.NewSignature(body, base64.StdEncoding.EncodeToString(sig))
+		if err != nil {
+			return signed, err
+		}
+		opts := reg.options(ctx, d)
+		se, err := ociremote.SignedEntity(d, opts...)
+		if err != nil {
+			return signed, fmt.Errorf("sign %s: %w", ref, err)
+		}
+		if se, err = mutate.AttachSignatureToEntity(se, ociSig); err != nil {
+			return signed, err
+		}
+		if err := ociremote.WriteSignatures(d.Repository, se, opts...); err != nil {
+			return signed, fmt.Errorf("writing the signature of %s: %w", ref, err)
+		}
+		signed = append(signed, d.DigestStr())
+	}
+	return signed, nil
+}
+
+// Targets are what signing an image at REPOSITORY@DIGEST covers: the
+// digest itself and, for an image index, each image manifest it holds
+// (attestation manifests aside).
+func (r Registry) Targets(ctx context.Context, ref string) ([]string, error) {
+	d, err := r.digest(ref)
+	if err != nil {
+		return nil, err
+	}
+	out := []string{ref}
+	desc, err := remote.Get(d, r.remote(ctx, d)...)
+	if err != nil {
+		return nil, fmt.Errorf("sign %s: %w", ref, err)
+	}
+	if !desc.MediaType.IsIndex() {
+		return out, nil
+	}
+	idx, err := desc.ImageIndex()
+	if err != nil {
+		return nil, err
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range im.Manifests {
+		if m.Annotations["vnd.docker.reference.type"] != "attestation-manifest" {
+			out = append(out, d.Context().Name()+"@"+m.Digest.String())
+		}
+	}
+	return out, nil
+}
