@@ -21,7 +21,11 @@ deps:
 
 ## tools: buildkitd and buildctl built from the pinned github.com/moby/buildkit (tools/go.mod), and an
 ## arm64 busybox (Debian's busybox-static:arm64) for the emulated arm64 runner hosts of the tests
-tools: deps $(BIN)/buildkitd $(BIN)/buildctl $(BIN)/busybox-arm64
+tools: deps $(BIN)/buildkitd $(BIN)/buildctl $(BIN)/busybox-arm64 $(BIN)/cosign
+
+## the real cosign (tools/cosign/go.mod, its own module) verifies what lian-build signs in the tests
+$(BIN)/cosign: tools/cosign/go.mod tools/cosign/go.sum
+	cd tools/cosign && $(GO) build -o $(BIN)/cosign github.com/sigstore/cosign/v2/cmd/cosign
 
 $(BIN)/busybox-arm64:
 	@mkdir -p $(BIN) && tmp=$$(mktemp -d) && cd $$tmp && \

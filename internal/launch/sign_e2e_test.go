@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"github.com/sigstore/sigstore/pkg/signature"
 
 	"github.com/lian-build/action/internal/report"
+	"github.com/lian-build/action/internal/testenv"
 )
 
 // --sign-key signs a two-platform push: the index and each platform's
@@ -45,6 +47,27 @@ func TestTwoPlatformPushIsSigned(t *testing.T) {
 		}
 		if err := verifySignature(t, ref, other.PublicBytes); err == nil {
 			t.Errorf("%s verifies with another key", ref)
+		}
+	}
+	// The real cosign (make tools) accepts the index with the public key.
+	pub := filepath.Join(t.TempDir(), "cosign.pub")
+	if err := os.WriteFile(pub, keys.PublicBytes, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	otherPub := filepath.Join(t.TempDir(), "other.pub")
+	if err := os.WriteFile(otherPub, other.PublicBytes, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cosignBin := testenv.Cosign(t)
+	for _, ref := range []string{reg.Host + "/team/multi:1", reg.Host + "/team/multi@" + res.Signed[1]} {
+		verify := func(key string) ([]byte, error) {
+			return exec.Command(cosignBin, "verify", "--key", key, "--insecure-ignore-tlog", "--allow-http-registry", "--allow-insecure-registry", ref).CombinedOutput()
+		}
+		if out, err := verify(pub); err != nil {
+			t.Errorf("cosign verify %s: %v\n%s", ref, err, out)
+		}
+		if out, err := verify(otherPub); err == nil {
+			t.Errorf("cosign verify %s accepts another key:\n%s", ref, out)
 		}
 	}
 	var rep strings.Builder

@@ -95,3 +95,13 @@ func makeMultiArchBase(t testing.TB, amdRootfs, armBusybox string) (string, erro
 	return buildLayout(t, dir, df, []string{"linux/amd64", "linux/arm64"},
 		[]buildkit.NamedContext{{Name: "rootfs-amd64", Dir: amdRootfs}, {Name: "rootfs-arm64", Dir: arm}})
 }
+
+// Cosign is the real cosign `make tools` built (tools/cosign).
+func Cosign(t testing.TB) string {
+	t.Helper()
+	p := filepath.Join(RepoRoot(), "bin", "cosign")
+	if !fileExists(p) {
+		missingPrereq(t, "bin/cosign (make tools)")
+	}
+	return p
+}
