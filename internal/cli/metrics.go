@@ -79,9 +79,13 @@ func metricsShow(ctx context.Context, ws string, hist frontdoor.Settings, stdout
 		return err
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "BUILD\tTIME\tTIER\tCPU P95\tMEM P95\tDURATION")
+	fmt.Fprintln(tw, "BUILD\tTIME\tTIER\tCPU P95\tMEM P95\tDURATION\tCOST")
 	for _, s := range h.Samples {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f\t%s\t%s\n", s.BuildID, s.Time.Format("2006-01-02 15:04:05"), s.Tier, s.CPUP95, report.Bytes(s.MemP95Bytes), report.Duration(s.DurationMS))
+		cost := "-"
+		if s.CostEUR > 0 {
+			cost = fmt.Sprintf("€%.4f", s.CostEUR)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f\t%s\t%s\t%s\n", s.BuildID, s.Time.Format("2006-01-02 15:04:05"), s.Tier, s.CPUP95, report.Bytes(s.MemP95Bytes), report.Duration(s.DurationMS), cost)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -13,6 +13,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -102,11 +103,41 @@ type RunnerInfo struct {
 	Created  time.Time  `json:"created,omitzero"`
 	Expires  time.Time  `json:"expires,omitzero"`
 	Spawn    SpawnTimes `json:"spawn,omitzero"`
-	Orphan   bool       `json:"orphan,omitempty"`
-	Why      string     `json:"why,omitempty"` // why it is an orphan
+	// Price is what the machine costs, when the provider knows (a cloud's
+	// list price in its location).
+	Price  *Price `json:"price,omitempty"`
+	Orphan bool   `json:"orphan,omitempty"`
+	Why    string `json:"why,omitempty"` // why it is an orphan
 	// Pool names the VM pool that keeps the machine across leases: not a
 	// lease's runner, never reaped by gc (its pool reconciles it).
 	Pool string `json:"pool,omitempty"`
+}
+
+// Price is a machine's price and how it is billed.
+type Price struct {
+	HourlyEUR float64 `json:"hourly_eur"` // net
+	// Billing: BilledHours, every started hour of the machine's life is
+	// paid (a server made for the build); ShareOfHour, the machine serves
+	// many leases and a lease pays its share of the hour (a pool's VM).
+	Billing Billing `json:"billing"`
+}
+
+// Billing is how a machine's price becomes a build's cost.
+type Billing string
+
+const (
+	BilledHours Billing = "started-hours"
+	ShareOfHour Billing = "share-of-hour"
+)
+
+// Cost is what using the machine for d costs: every started hour for a
+// machine made for the build (at least one), the share of an hour for a
+// shared one.
+func (p Price) Cost(d time.Duration) float64 {
+	if p.Billing == ShareOfHour {
+		return p.HourlyEUR * d.Hours()
+	}
+	return p.HourlyEUR * math.Max(1, math.Ceil(d.Hours()))
 }
 
 // Runner is one spawned BuildKit daemon.

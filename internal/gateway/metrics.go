@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/lian-build/action/internal/pipeline"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -25,6 +26,7 @@ type Metrics struct {
 	queueWait  prometheus.Histogram
 	buildSecs  prometheus.Histogram
 	running    prometheus.Gauge
+	cost       *prometheus.CounterVec
 }
 
 // NewMetrics registers the gateway's metrics; depth reports the queue depth.
@@ -50,9 +52,10 @@ func NewMetrics(depth func() float64) *Metrics {
 		queueWait:  histogram("queue_wait_seconds", "Time a job waited in the queue before a worker took it.", prometheus.ExponentialBuckets(0.01, 2, 16)),
 		buildSecs:  histogram("build_duration_seconds", "Build durations, spawn to teardown.", prometheus.ExponentialBuckets(1, 2, 14)),
 		running:    prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "builds_running", Help: "Builds running now."}),
+		cost:       counter("cost_eur_total", "What finished builds' machines cost (net EUR, the provider's list price and billing), by workspace.", "workspace"),
 	}
 	m.reg.MustRegister(m.deliveries, m.builds, m.dead, m.queueOps, m.retries, m.oomRetries, m.steps, m.cached,
-		m.intake, m.queueWait, m.buildSecs, m.running,
+		m.intake, m.queueWait, m.buildSecs, m.running, m.cost,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if depth != nil {
 		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "queue_depth", Help: "Jobs waiting or running."}, depth))
@@ -106,13 +109,16 @@ func (m *Metrics) Started(wait time.Duration) (done func()) {
 }
 
 // Build counts one finished build.
-func (m *Metrics) Build(outcome, tier string, oomRetries, steps, cached int, d time.Duration) {
+func (m *Metrics) Build(res pipeline.Result) {
 	if m == nil {
 		return
 	}
-	m.builds.WithLabelValues(outcome, tier).Inc()
-	m.oomRetries.Add(float64(oomRetries))
-	m.steps.Add(float64(steps))
-	m.cached.Add(float64(cached))
-	m.buildSecs.Observe(d.Seconds())
+	m.builds.WithLabelValues(string(res.Outcome), res.Tier).Inc()
+	m.oomRetries.Add(float64(res.OOMRetries))
+	m.steps.Add(float64(res.StepsTotal))
+	m.cached.Add(float64(res.StepsCached))
+	m.buildSecs.Observe(float64(res.DurationMS) / 1000)
+	if res.CostEUR > 0 {
+		m.cost.WithLabelValues(res.Workspace).Add(res.CostEUR)
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lian-build/action/internal/pipeline"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -54,7 +55,7 @@ func TestMetricsExpositionMoves(t *testing.T) {
 		t.Fatalf("builds running %v during a build", got)
 	}
 	done()
-	m.Build("success", "cax21", 1, 10, 7, 95*time.Second)
+	m.Build(pipeline.Result{Outcome: pipeline.OutcomeSuccess, Tier: "cax21", Workspace: "app", OOMRetries: 1, StepsTotal: 10, StepsCached: 7, DurationMS: 95_000, CostEUR: 0.0208})
 	m.QueueOpError("ack")
 	after := scrape(t, m)
 	hist := func(name string) *dto.Histogram { return after[name].Metric[0].Histogram }
@@ -64,7 +65,7 @@ func TestMetricsExpositionMoves(t *testing.T) {
 	if after["lian_build_builds_running"].Metric[0].Gauge.GetValue() != 0 || after["lian_build_queue_depth"].Metric[0].Gauge.GetValue() != 3 {
 		t.Fatal("gauges wrong")
 	}
-	counters := map[string]float64{"lian_build_steps_total": 10, "lian_build_steps_cached_total": 7, "lian_build_oom_retries_total": 1, "lian_build_builds_total": 1, "lian_build_deliveries_total": 1, "lian_build_queue_op_errors_total": 1}
+	counters := map[string]float64{"lian_build_cost_eur_total": 0.0208, "lian_build_steps_total": 10, "lian_build_steps_cached_total": 7, "lian_build_oom_retries_total": 1, "lian_build_builds_total": 1, "lian_build_deliveries_total": 1, "lian_build_queue_op_errors_total": 1}
 	for name, want := range counters {
 		if got := after[name].Metric[0].Counter.GetValue(); got != want {
 			t.Errorf("%s = %v, want %v", name, got, want)

@@ -390,7 +390,7 @@ func (w *Worker) build(ctx context.Context, log *slog.Logger, job Job, st BuildS
 		res.Error = runErr.Error()
 	}
 	log.Info("build finished", "outcome", res.Outcome, "tier", res.Tier, "oom_retries", res.OOMRetries)
-	w.Metrics.Build(string(res.Outcome), res.Tier, res.OOMRetries, res.StepsTotal, res.StepsCached, time.Duration(res.DurationMS)*time.Millisecond)
+	w.Metrics.Build(res)
 	return w.complete(ctx, job, st, res)
 }
 

@@ -192,6 +192,7 @@ func sumLegs(res *pipeline.Result) {
 		}
 		res.Attempts = append(res.Attempts, r.Attempts...)
 		res.OOMRetries += r.OOMRetries
+		res.CostEUR += r.CostEUR
 		res.StepsTotal += r.StepsTotal
 		res.StepsCached += r.StepsCached
 		res.StepsCacheable += r.StepsCacheable

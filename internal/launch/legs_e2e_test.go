@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -72,6 +73,11 @@ func TestTwoPlatformsBuildOnTwoRunnersIntoOneIndex(t *testing.T) {
 		if !strings.Contains(progress, want) {
 			t.Errorf("progress has no %q lines", want)
 		}
+	}
+	// Each leg's server is billed its started hour at its list price:
+	// cax11 €0.0060 and cpx21 €0.0135 in the fake's price list.
+	if math.Abs(res.CostEUR-0.0195) > 1e-9 {
+		t.Errorf("cost %.4f, want 0.0195 (cax11 + cpx21, one started hour each)", res.CostEUR)
 	}
 	types := serverTypes(f)
 	if len(types) != 2 || !strings.HasPrefix(types[0], "cax") || !strings.HasPrefix(types[1], "cpx") {
@@ -162,6 +168,9 @@ func TestEachLegRunsItsArchitectureAndRetriesAlone(t *testing.T) {
 	}
 	if res.OOMRetries != 1 {
 		t.Errorf("the build's OOM retries = %d, want the arm64 leg's 1", res.OOMRetries)
+	}
+	if math.Abs(arm.CostEUR-(0.0060+0.0104)) > 1e-9 || math.Abs(res.CostEUR-(0.0060+0.0104+0.0135)) > 1e-9 {
+		t.Errorf("costs: arm64 leg %.4f (want cax11 + cax21 = 0.0164), build %.4f (want 0.0299)", arm.CostEUR, res.CostEUR)
 	}
 	checkIndex(t, reg.Host+"/team/multi:1", res.Digest, map[string]string{"amd64": "x86_64\n", "arm64": "aarch64\n"})
 	if types := serverTypes(f); strings.Join(types, " ") != "cax11 cax21 cpx21" {

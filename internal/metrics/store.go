@@ -26,6 +26,7 @@ type Sample struct {
 	CPUP95      float64   `json:"cpu_p95"`
 	MemP95Bytes uint64    `json:"mem_p95_bytes"`
 	DurationMS  int64     `json:"duration_ms"`
+	CostEUR     float64   `json:"cost_eur,omitempty"`
 }
 
 // History is a workspace's record.
@@ -66,7 +67,7 @@ func (r Recorder) Record(ctx context.Context, workspace string, u pipeline.Usage
 	if err := cache.ValidName("workspace", workspace); err != nil {
 		return err
 	}
-	s := Sample{BuildID: res.BuildID, Time: res.FinishedAt.UTC(), Tier: res.Tier, CPUP95: u.CPUP95, MemP95Bytes: u.MemP95Bytes, DurationMS: res.DurationMS}
+	s := Sample{BuildID: res.BuildID, Time: res.FinishedAt.UTC(), Tier: res.Tier, CPUP95: u.CPUP95, MemP95Bytes: u.MemP95Bytes, DurationMS: res.DurationMS, CostEUR: res.CostEUR}
 	return r.Store.Update(ctx, workspace, func(h *History) {
 		h.Samples = append(h.Samples, s)
 		if len(h.Samples) > Keep {

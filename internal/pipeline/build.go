@@ -77,6 +77,9 @@ func (p *Pipeline) runAttempt(ctx context.Context, log *slog.Logger, req Request
 		out.state = p.settleRemote(ctx, log, r, sr, p.remoteStateSpec(req), ok, unchanged)
 	}
 	a.DurationMS = time.Since(start).Milliseconds()
+	if info.Price != nil {
+		a.CostEUR = info.Price.Cost(time.Since(start))
+	}
 	a.OOM = out.oom
 	switch {
 	case out.err == nil:

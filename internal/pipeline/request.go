@@ -87,6 +87,9 @@ type Attempt struct {
 	Outcome    Outcome             `json:"outcome"`
 	OOM        bool                `json:"oom"`
 	Error      string              `json:"error,omitempty"`
+	// CostEUR is what the attempt's machine cost (net, its provider's list
+	// price and billing; 0 when the provider has no price).
+	CostEUR float64 `json:"cost_eur,omitempty"`
 }
 
 // Usage is the resource use sampled on the runner during the build.
@@ -125,6 +128,8 @@ type Result struct {
 	Error            string            `json:"error,omitempty"`
 	StartedAt        time.Time         `json:"started_at"`
 	FinishedAt       time.Time         `json:"finished_at"`
+	// CostEUR is what the build's machines cost (net EUR, every attempt's).
+	CostEUR float64 `json:"cost_eur,omitempty"`
 	// Provenance is the mode of the SLSA provenance attestation pushed with
 	// the image ("": none).
 	Provenance string `json:"provenance,omitempty"`

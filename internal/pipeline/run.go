@@ -116,6 +116,7 @@ func (p *Pipeline) attempts(ctx context.Context, log *slog.Logger, req Request, 
 			remaining = max(remaining-out.built, time.Millisecond)
 		}
 		res.Attempts = append(res.Attempts, a)
+		res.CostEUR += a.CostEUR
 		res.Tier, res.State = tier.Name, out.state
 		res.StepsTotal, res.StepsCached, res.StepsCacheable = out.report.Steps.Total, out.report.Steps.Cached, out.report.Steps.Cacheable
 		if u := usageOf(out.samples); u.Samples > 0 {

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/lian-build/action/internal/compute"
 	"github.com/lian-build/action/internal/pipeline"
 )
 
@@ -63,6 +64,9 @@ func facts(r pipeline.Result) []fact {
 	}
 	if len(r.Tags) > 0 {
 		add("tags", strings.Join(r.Tags, ", "), true)
+	}
+	if r.CostEUR > 0 {
+		add("cost", costText(r), false)
 	}
 	if r.Provenance != "" && r.Digest != "" {
 		add("provenance", "SLSA v1, mode="+r.Provenance, false)
@@ -162,9 +166,15 @@ func legFacts(r pipeline.Result) []fact {
 		if lr.Provider != "" {
 			parts = append(parts, runnerFact(lr))
 		}
+		if lr.CostEUR > 0 {
+			parts = append(parts, fmt.Sprintf("€%.4f", lr.CostEUR))
+		}
 		out = append(out, fact{strings.Join(l.Platforms, ", "), strings.Join(parts, " · "), false})
 	}
 	out = append(out, fact{"duration", Duration(r.DurationMS), false})
+	if r.CostEUR > 0 {
+		out = append(out, fact{"cost", fmt.Sprintf("€%.4f net, %d runners", r.CostEUR, len(r.Legs)), false})
+	}
 	if r.Digest != "" {
 		out = append(out, fact{"index", r.Digest, true})
 	}
@@ -194,4 +204,26 @@ func signedFact(r pipeline.Result) (fact, bool) {
 		return fact{}, false
 	}
 	return fact{"signed", fmt.Sprintf("%d manifests (cosign, key %s)", len(r.Signed), r.SignedBy), false}, true
+}
+
+// costText is a build's cost and how it came about: the machines' list
+// price and how the provider bills them.
+func costText(r pipeline.Result) string {
+	var how []string
+	for _, a := range r.Attempts {
+		if a.Runner == nil || a.Runner.Price == nil {
+			continue
+		}
+		p := a.Runner.Price
+		billing := "every started hour"
+		if p.Billing == compute.ShareOfHour {
+			billing = "its share of the hour"
+		}
+		how = append(how, fmt.Sprintf("%s in %s at €%.4f/h, %s", a.Runner.Type, a.Runner.Location, p.HourlyEUR, billing))
+	}
+	text := fmt.Sprintf("€%.4f net", r.CostEUR)
+	if len(how) > 0 {
+		text += " (" + strings.Join(how, "; ") + ")"
+	}
+	return text
 }

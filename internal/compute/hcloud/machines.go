@@ -27,6 +27,8 @@ type Machine struct {
 	Addr     string            `json:"addr"` // sshd, host:22
 	Labels   map[string]string `json:"labels,omitempty"`
 	Created  time.Time         `json:"created"`
+	// HourlyEUR is its net list price per hour in its location (0: unknown).
+	HourlyEUR float64 `json:"hourly_eur,omitempty"`
 }
 
 // MachineSpec is a machine to create: its name, tier, labels and the one
@@ -77,15 +79,15 @@ func (p *Provider) CreateMachine(ctx context.Context, spec MachineSpec) (Machine
 		}
 		locations = []string{spec.Location}
 	}
-	srv, loc, typeName, err := p.createServer(ctx, spec.Name, spec.Tier, []*hc.SSHKey{{ID: spec.KeyID}}, spec.Labels, nil, locations)
+	c, err := p.createServer(ctx, spec.Name, spec.Tier, []*hc.SSHKey{{ID: spec.KeyID}}, spec.Labels, nil, locations)
 	if err != nil {
-		if srv != nil {
-			err = errors.Join(err, p.deleteServer(context.WithoutCancel(ctx), srv))
+		if c.srv != nil {
+			err = errors.Join(err, p.deleteServer(context.WithoutCancel(ctx), c.srv))
 		}
 		return Machine{}, err
 	}
-	m := machine(srv)
-	m.Location, m.Type = loc, typeName
+	m := machine(c.srv)
+	m.Location, m.Type, m.HourlyEUR = c.loc, c.typeName, c.hourly
 	return m, nil
 }
 

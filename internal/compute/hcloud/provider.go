@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"time"
 
@@ -138,30 +139,50 @@ func (r *runner) createServer(ctx context.Context, tier sizing.Tier, labels map[
 	if r.state != nil {
 		vol = r.state.vol
 	}
-	srv, loc, typeName, err := r.p.createServer(ctx, r.lease.ID, tier, []*hc.SSHKey{r.key}, labels, vol, r.p.s.Locations)
+	c, err := r.p.createServer(ctx, r.lease.ID, tier, []*hc.SSHKey{r.key}, labels, vol, r.p.s.Locations)
 	if vol != nil && (hc.IsError(err, hc.ErrorCodeConflict) || hc.IsError(err, hc.ErrorCodeLocked)) {
 		// Another build's server took the volume since it was listed.
 		r.state.vol, r.state.opened.Note = nil, "the state volume of "+r.state.namespace+" was attached to another build's server meanwhile: registry cache only"
-		srv, loc, typeName, err = r.p.createServer(ctx, r.lease.ID, tier, []*hc.SSHKey{r.key}, labels, nil, r.p.s.Locations)
+		c, err = r.p.createServer(ctx, r.lease.ID, tier, []*hc.SSHKey{r.key}, labels, nil, r.p.s.Locations)
 	}
-	if srv != nil {
-		r.server, r.location, r.typeName = srv, loc, typeName
+	if c.srv != nil {
+		r.server, r.location, r.typeName, r.hourly = c.srv, c.loc, c.typeName, c.hourly
 	}
 	return err
+}
+
+// created is a server createServer made: where, of which type, at what
+// hourly price (net EUR; 0: the API gave none for the location).
+type created struct {
+	srv           *hc.Server
+	loc, typeName string
+	hourly        float64
+}
+
+// hourlyPrice is a server type's net hourly price in a location.
+func hourlyPrice(st *hc.ServerType, loc string) float64 {
+	for _, p := range st.Pricings {
+		if p.Location != nil && p.Location.Name == loc {
+			if v, err := strconv.ParseFloat(p.Hourly.Net, 64); err == nil {
+				return v
+			}
+		}
+	}
+	return 0
 }
 
 // createServer tries each location in turn while Hetzner has no capacity
 // there; it never takes another, larger type. A server it returns with an
 // error exists and is the caller's to delete.
-func (p *Provider) createServer(ctx context.Context, name string, tier sizing.Tier, keys []*hc.SSHKey, labels map[string]string, vol *hc.Volume, locations []string) (*hc.Server, string, string, error) {
+func (p *Provider) createServer(ctx context.Context, name string, tier sizing.Tier, keys []*hc.SSHKey, labels map[string]string, vol *hc.Volume, locations []string) (created, error) {
 	typeName := serverType(tier.Name, p.s.Arch)
 	st, _, err := p.c.ServerType.GetByName(ctx, typeName)
 	if err != nil || st == nil {
-		return nil, "", "", fmt.Errorf("hcloud: server type %s: %v", typeName, errOr(err, "not offered"))
+		return created{}, fmt.Errorf("hcloud: server type %s: %v", typeName, errOr(err, "not offered"))
 	}
 	img, err := p.image(ctx, st.Architecture)
 	if err != nil {
-		return nil, "", "", err
+		return created{}, err
 	}
 	opts := hc.ServerCreateOpts{Name: name, ServerType: st, Image: img, SSHKeys: keys, Labels: labels, UserData: remote.CloudInit(p.s.Socket, p.s.Insecure, remote.For(p.s.BuildkitURL, p.s.BuildkitPins, debianArch(st.Architecture)))}
 	if vol != nil {
@@ -177,14 +198,15 @@ func (p *Provider) createServer(ctx context.Context, name string, tier sizing.Ti
 			continue
 		}
 		if err != nil {
-			return nil, "", "", fmt.Errorf("hcloud: create server %s in %s: %w", typeName, loc, err)
+			return created{}, fmt.Errorf("hcloud: create server %s in %s: %w", typeName, loc, err)
 		}
+		c := created{srv: res.Server, loc: loc, typeName: typeName, hourly: hourlyPrice(st, loc)}
 		if err := p.c.Action.WaitFor(ctx, append(res.NextActions, res.Action)...); err != nil {
-			return res.Server, loc, typeName, fmt.Errorf("hcloud: server %s: %w", res.Server.Name, err)
+			return c, fmt.Errorf("hcloud: server %s: %w", res.Server.Name, err)
 		}
-		return res.Server, loc, typeName, nil
+		return c, nil
 	}
-	return nil, "", "", fmt.Errorf("hcloud: no capacity for %s in any location tried: %s", typeName, strings.Join(tried, ", "))
+	return created{}, fmt.Errorf("hcloud: no capacity for %s in any location tried: %s", typeName, strings.Join(tried, ", "))
 }
 
 func (p *Provider) image(ctx context.Context, arch hc.Architecture) (*hc.Image, error) {

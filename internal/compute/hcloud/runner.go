@@ -22,6 +22,7 @@ type runner struct {
 	server   *hc.Server
 	location string
 	typeName string
+	hourly   float64 // net EUR
 	hostKey  ssh.PublicKey
 	addr     string
 	created  time.Time
@@ -39,6 +40,9 @@ func (r *runner) Info() compute.RunnerInfo {
 		Owner: r.lease.Owner, Created: r.created, Expires: r.lease.Expires(r.created), Spawn: r.spawn}
 	if r.server != nil {
 		i.Server = fmt.Sprintf("%s (id %d)", r.server.Name, r.server.ID)
+	}
+	if r.hourly > 0 {
+		i.Price = &compute.Price{HourlyEUR: r.hourly, Billing: compute.BilledHours}
 	}
 	if r.addr != "" {
 		i.Address = "ssh://" + r.addr + r.p.s.Socket

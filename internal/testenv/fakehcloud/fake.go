@@ -87,8 +87,8 @@ type Fake struct {
 }
 
 // ServerTypes are the types the fake offers: Hetzner's ARM (cax) and shared
-// x86 (cpx) lines.
-var ServerTypes = []schema.ServerType{
+// x86 (cpx) lines, with their prices per location in the API's schema.
+var ServerTypes = withPrices([]schema.ServerType{
 	{ID: 45, Name: "cax11", Cores: 2, Memory: 4, Disk: 40, Architecture: "arm", CPUType: "shared"},
 	{ID: 93, Name: "cax21", Cores: 4, Memory: 8, Disk: 80, Architecture: "arm", CPUType: "shared"},
 	{ID: 94, Name: "cax31", Cores: 8, Memory: 16, Disk: 160, Architecture: "arm", CPUType: "shared"},
@@ -97,6 +97,29 @@ var ServerTypes = []schema.ServerType{
 	{ID: 23, Name: "cpx31", Cores: 4, Memory: 8, Disk: 160, Architecture: "x86", CPUType: "shared"},
 	{ID: 24, Name: "cpx41", Cores: 8, Memory: 16, Disk: 240, Architecture: "x86", CPUType: "shared"},
 	{ID: 25, Name: "cpx51", Cores: 16, Memory: 32, Disk: 360, Architecture: "x86", CPUType: "shared"},
+})
+
+// listPrices are net EUR prices per hour and per month (German and Finnish
+// locations), as Hetzner's price list gives them; the API serves them as
+// decimal strings with ten places, gross with 19 % VAT.
+var listPrices = map[string][2]float64{
+	"cax11": {0.0060, 3.79}, "cax21": {0.0104, 6.49}, "cax31": {0.0200, 12.49}, "cax41": {0.0392, 24.49},
+	"cpx21": {0.0135, 8.39}, "cpx31": {0.0245, 15.29}, "cpx41": {0.0451, 28.09}, "cpx51": {0.0986, 61.49},
+}
+
+func withPrices(types []schema.ServerType) []schema.ServerType {
+	for i, t := range types {
+		p := listPrices[t.Name]
+		for _, loc := range []string{"fsn1", "nbg1", "hel1"} {
+			types[i].Prices = append(types[i].Prices, schema.PricingServerTypePrice{Location: loc,
+				PriceHourly: price(p[0]), PriceMonthly: price(p[1]), IncludedTraffic: 20 << 40, PricePerTBTraffic: price(1)})
+		}
+	}
+	return types
+}
+
+func price(net float64) schema.Price {
+	return schema.Price{Net: strconv.FormatFloat(net, 'f', 10, 64), Gross: strconv.FormatFloat(net*1.19, 'f', 10, 64)}
 }
 
 // Locations are the locations the fake offers.
