@@ -236,6 +236,10 @@ func TestPoolLeaseReachesTheTestRegistry(t *testing.T) {
 		if res.Digest == "" {
 			t.Fatalf("build %d pushed nothing", i+1)
 		}
+		// A lease pays its share of the VM's hour (cax11: €0.0060/h).
+		if res.CostEUR <= 0 || res.CostEUR >= 0.0060 {
+			t.Errorf("build %d cost €%.6f, want a share of cax11's €0.0060 hour", i+1, res.CostEUR)
+		}
 	}
 	pushed := 0
 	for _, r := range reg.Requests() {

@@ -203,7 +203,7 @@ func (s *Service) create(ctx context.Context, req Request, lease *Lease, priv ed
 	if err != nil {
 		return fail(err)
 	}
-	v.ServerID, v.Type, v.Location, v.Addr, v.Created = m.ID, m.Type, m.Location, m.Addr, s.o.Now()
+	v.ServerID, v.Type, v.Location, v.Addr, v.Created, v.HourlyEUR = m.ID, m.Type, m.Location, m.Addr, s.o.Now(), m.HourlyEUR
 	if e, err = s.o.Store.Update(ctx, e, v); err != nil {
 		// The server exists but the entry moved on (a reconcile took it
 		// for stuck): delete the server, which no entry names now.
@@ -276,7 +276,7 @@ func (s *Service) grantOf(v VM, priv ed25519.PrivateKey, reused bool) (Grant, er
 	if err != nil {
 		return Grant{}, err
 	}
-	return Grant{LeaseID: v.Lease.ID, VM: v.ID, ServerID: v.ServerID, Tier: v.Tier, Type: v.Type, Location: v.Location,
+	return Grant{LeaseID: v.Lease.ID, VM: v.ID, ServerID: v.ServerID, Tier: v.Tier, Type: v.Type, Location: v.Location, HourlyEUR: v.HourlyEUR,
 		Addr: v.Addr, HostKey: v.HostKey, User: "root", Key: string(pem.EncodeToMemory(block)), Socket: remote.DefaultSocket,
 		Dial: remote.LeaseDial, Reused: reused, Created: v.Created, Expires: v.Lease.Expires}, nil
 }

@@ -162,9 +162,15 @@ type runner struct {
 }
 
 func (r *runner) Info() compute.RunnerInfo {
-	return compute.RunnerInfo{ID: r.lease.ID, Provider: "vm-pool", Tier: r.g.Tier, Type: r.g.Type, Location: r.g.Location,
+	i := compute.RunnerInfo{ID: r.lease.ID, Provider: "vm-pool", Tier: r.g.Tier, Type: r.g.Type, Location: r.g.Location,
 		Server:  fmt.Sprintf("%s (id %d, lease %s, reused %v)", r.g.VM, r.g.ServerID, r.g.LeaseID, r.g.Reused),
 		Address: "ssh://" + r.g.Addr + r.g.Socket, Owner: r.lease.Owner, Created: r.created, Expires: r.g.Expires, Spawn: r.spawn}
+	if r.g.HourlyEUR > 0 {
+		// The pool's VM serves many leases within its billed hour: a lease
+		// pays its share.
+		i.Price = &compute.Price{HourlyEUR: r.g.HourlyEUR, Billing: compute.ShareOfHour}
+	}
+	return i
 }
 
 // SetOutcome records how the build ended, for the return.

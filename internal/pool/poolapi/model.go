@@ -39,9 +39,11 @@ type VM struct {
 	Arch     string `json:"arch"`
 	Type     string `json:"type,omitempty"`
 	Location string `json:"location,omitempty"`
-	Addr     string `json:"addr,omitempty"`     // sshd, host:22
-	HostKey  string `json:"host_key,omitempty"` // pinned at first contact (authorized_keys format)
-	State    State  `json:"state"`
+	// HourlyEUR is its server's net list price per hour (0: unknown).
+	HourlyEUR float64 `json:"hourly_eur,omitempty"`
+	Addr      string  `json:"addr,omitempty"`     // sshd, host:22
+	HostKey   string  `json:"host_key,omitempty"` // pinned at first contact (authorized_keys format)
+	State     State   `json:"state"`
 	// Since is when the VM entered its state.
 	Since time.Time `json:"since"`
 	// Created is when its server was created: billing counts from here.
@@ -170,11 +172,14 @@ type Grant struct {
 	Tier     string `json:"tier"`
 	Type     string `json:"type"`
 	Location string `json:"location"`
-	Addr     string `json:"address"`  // sshd, host:22
-	HostKey  string `json:"host_key"` // pin it
-	User     string `json:"ssh_user"`
-	Key      string `json:"private_key"` // the lease's own key, OpenSSH PEM
-	Socket   string `json:"socket"`
+	// HourlyEUR is the VM's net list price per hour (0: unknown); a lease
+	// pays its share.
+	HourlyEUR float64 `json:"hourly_eur,omitempty"`
+	Addr      string  `json:"address"`  // sshd, host:22
+	HostKey   string  `json:"host_key"` // pin it
+	User      string  `json:"ssh_user"`
+	Key       string  `json:"private_key"` // the lease's own key, OpenSSH PEM
+	Socket    string  `json:"socket"`
 	// Dial is the command the lease's key runs to reach buildkitd (its
 	// forced command bridges it; the key forwards no socket).
 	Dial    string    `json:"dial"`
