@@ -2,20 +2,16 @@ package launch_test
 
 import (
 	"context"
-	"crypto"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/sigstore/cosign/v2/pkg/cosign"
-	ociremote "github.com/sigstore/cosign/v2/pkg/oci/remote"
-	"github.com/sigstore/sigstore/pkg/signature"
 
 	"github.com/lian-build/action/internal/report"
+	"github.com/lian-build/action/internal/sign"
 	"github.com/lian-build/action/internal/testenv"
 )
 
@@ -40,12 +36,13 @@ func TestTwoPlatformPushIsSigned(t *testing.T) {
 		t.Fatalf("signed %v by %q, want the index and two manifests", res.Signed, res.SignedBy)
 	}
 	other, _ := cosign.GenerateKeyPair(func(bool) ([]byte, error) { return []byte("x"), nil })
+	signed := sign.Registry{Insecure: []string{reg.Host}}
 	for _, d := range res.Signed {
 		ref := reg.Host + "/team/multi@" + d
-		if err := verifySignature(t, ref, keys.PublicBytes); err != nil {
+		if err := signed.Verify(context.Background(), ref, keys.PublicBytes); err != nil {
 			t.Errorf("%s does not verify with the key: %v", ref, err)
 		}
-		if err := verifySignature(t, ref, other.PublicBytes); err == nil {
+		if err := signed.Verify(context.Background(), ref, other.PublicBytes); err == nil {
 			t.Errorf("%s verifies with another key", ref)
 		}
 	}
@@ -80,24 +77,4 @@ func TestTwoPlatformPushIsSigned(t *testing.T) {
 			t.Errorf("the key or its password leaked:\n%s", text)
 		}
 	}
-}
-
-func verifySignature(t *testing.T, ref string, pub []byte) error {
-	t.Helper()
-	d, err := name.NewDigest(ref, name.Insecure)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pk, err := cosign.PemToECDSAKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := signature.LoadVerifier(pk, crypto.SHA256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	_, _, err = cosign.VerifyImageSignatures(ctx, d, &cosign.CheckOpts{SigVerifier: v, IgnoreTlog: true, IgnoreSCT: true, ClaimVerifier: cosign.SimpleClaimVerifier,
-		RegistryClientOpts: []ociremote.Option{ociremote.WithRemoteOptions(remote.WithContext(ctx))}})
-	return err
 }

@@ -81,11 +81,7 @@ func (r Registry) addenda(ctx context.Context, leg string) ([]mutate.IndexAddend
 		return nil, fmt.Errorf("image index: reading %s: %w", leg, err)
 	}
 	if desc.MediaType.IsIndex() {
-		idx, err := desc.ImageIndex()
-		if err != nil {
-			return nil, err
-		}
-		im, err := idx.IndexManifest()
+		idx, im, err := IndexOf(desc)
 		if err != nil {
 			return nil, err
 		}
@@ -110,4 +106,17 @@ func (r Registry) addenda(ctx context.Context, leg string) ([]mutate.IndexAddend
 	d := desc.Descriptor
 	d.Platform = &v1.Platform{OS: cf.OS, Architecture: cf.Architecture, Variant: cf.Variant}
 	return []mutate.IndexAddendum{{Add: img, Descriptor: d}}, nil
+}
+
+// IndexOf reads an image index a registry descriptor points at, and its manifest.
+func IndexOf(desc *remote.Descriptor) (v1.ImageIndex, *v1.IndexManifest, error) {
+	idx, err := desc.ImageIndex()
+	if err != nil {
+		return nil, nil, err
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return nil, nil, err
+	}
+	return idx, im, nil
 }

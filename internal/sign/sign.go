@@ -25,6 +25,7 @@ import (
 	"github.com/sigstore/sigstore/pkg/signature/payload"
 
 	"github.com/lian-build/action/internal/buildkit"
+	"github.com/lian-build/action/internal/platforms"
 )
 
 // Key is a cosign private key, loaded.
@@ -142,11 +143,7 @@ func (r Registry) Targets(ctx context.Context, ref string) ([]string, error) {
 	if !desc.MediaType.IsIndex() {
 		return out, nil
 	}
-	idx, err := desc.ImageIndex()
-	if err != nil {
-		return nil, err
-	}
-	im, err := idx.IndexManifest()
+	_, im, err := platforms.IndexOf(desc)
 	if err != nil {
 		return nil, err
 	}
@@ -156,4 +153,25 @@ func (r Registry) Targets(ctx context.Context, ref string) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// Verify checks the signatures of REPOSITORY@DIGEST against a cosign
+// public key (PEM) as `cosign verify --key` does, without a transparency
+// log: nil when one verifies.
+func (r Registry) Verify(ctx context.Context, ref string, pub []byte) error {
+	d, err := r.digest(ref)
+	if err != nil {
+		return err
+	}
+	pk, err := cryptoutils.UnmarshalPEMToPublicKey(pub)
+	if err != nil {
+		return fmt.Errorf("the public key: %w", err)
+	}
+	v, err := signature.LoadVerifier(pk, crypto.SHA256)
+	if err != nil {
+		return err
+	}
+	_, _, err = cosign.VerifyImageSignatures(ctx, d, &cosign.CheckOpts{SigVerifier: v, IgnoreTlog: true, IgnoreSCT: true,
+		ClaimVerifier: cosign.SimpleClaimVerifier, RegistryClientOpts: r.options(ctx, d)})
+	return err
 }

@@ -50,9 +50,15 @@ func Emulation(t testing.TB) {
 // busybox-static:arm64).
 func BusyboxArm64(t testing.TB) string {
 	t.Helper()
-	p := filepath.Join(RepoRoot(), "bin", "busybox-arm64")
+	return madeTool(t, "busybox-arm64")
+}
+
+// madeTool is a program `make tools` puts in bin/.
+func madeTool(t testing.TB, name string) string {
+	t.Helper()
+	p := filepath.Join(RepoRoot(), "bin", name)
 	if !fileExists(p) {
-		missingPrereq(t, "bin/busybox-arm64 (make tools)")
+		missingPrereq(t, "bin/"+name+" (make tools)")
 	}
 	return p
 }
@@ -99,9 +105,5 @@ func makeMultiArchBase(t testing.TB, amdRootfs, armBusybox string) (string, erro
 // Cosign is the real cosign `make tools` built (tools/cosign).
 func Cosign(t testing.TB) string {
 	t.Helper()
-	p := filepath.Join(RepoRoot(), "bin", "cosign")
-	if !fileExists(p) {
-		missingPrereq(t, "bin/cosign (make tools)")
-	}
-	return p
+	return madeTool(t, "cosign")
 }
