@@ -29,6 +29,7 @@ func TestHelpOnEveryCommand(t *testing.T) {
 		}
 	}
 	walk(NewCommand(nil), nil)
+	t.Logf("%d help invocations", n)
 	if n < 40 {
 		t.Fatalf("only %d help invocations: the command tree is smaller than it should be", n)
 	}
