@@ -6,12 +6,17 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/moby/buildkit/client"
 
 	"github.com/lian-build/action/internal/buildkit"
+	"github.com/lian-build/action/internal/compute"
+	"github.com/lian-build/action/internal/compute/sshx"
+	"github.com/lian-build/action/internal/sizing"
+	"github.com/lian-build/action/internal/testenv"
 )
 
 // BenchmarkTransport builds the same context (a ~200 MB file COPY'd, no
@@ -23,25 +28,11 @@ import (
 func BenchmarkTransport(b *testing.B) {
 	r, socket, conn := runnerOverSSH(b, "bench-transport")
 	dir := b.TempDir()
-	// Fresh content before every build: the daemon keeps what a previous
-	// build sent of a context, and each build must send all of it.
-	fresh := func() {
-		b.StopTimer()
-		defer b.StartTimer()
-		f, err := os.Create(filepath.Join(dir, "blob"))
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer f.Close()
-		if _, err := io.CopyN(f, rand.Reader, 200<<20); err != nil {
-			b.Fatal(err)
-		}
-	}
 	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM scratch\nCOPY blob /blob\n"), 0o644); err != nil {
 		b.Fatal(err)
 	}
 	build := func(c *client.Client) time.Duration {
-		fresh()
+		freshBlob(b, filepath.Join(dir, "blob"), 200<<20)
 		start := time.Now()
 		if _, err := buildkit.Build(context.Background(), c, buildkit.Options{ContextDir: dir, NoCache: true, Progress: "quiet"}); err != nil {
 			b.Fatal(err)
@@ -72,4 +63,68 @@ func BenchmarkTransport(b *testing.B) {
 	b.ReportMetric(local.Seconds()/float64(b.N), "s/local-build")
 	b.ReportMetric(overSSH.Seconds()/float64(b.N), "s/ssh-build")
 	b.ReportMetric(overSSH.Seconds()/local.Seconds(), "ssh/local")
+}
+
+// BenchmarkTransportOverLink uploads a fresh 50 MB context through SSH
+// over each shaped link preset (toxiproxy between the client and sshd) and
+// reports it against the link's floor: 50 MB ÷ bandwidth + 2 round trips.
+//
+//	go test -run '^$' -bench TransportOverLink -benchtime 2x ./internal/compute/sshx
+func BenchmarkTransportOverLink(b *testing.B) {
+	testenv.Require(b)
+	sshd := testenv.StartSSHD(b)
+	r, err := testenv.NewProvider(b, nil).Spawn(context.Background(), sizing.HCloud[0], compute.Lease{ID: "bench-link", TTL: time.Hour})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = r.Destroy(context.Background()) })
+	socket := strings.TrimPrefix(r.Info().Address, "unix://")
+	const size = 50 << 20
+	dir := b.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM scratch\nCOPY blob /blob\n"), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	for _, link := range testenv.Links {
+		b.Run(link.Name, func(b *testing.B) {
+			conn, err := sshx.Dial(context.Background(), sshx.Config{Addr: testenv.Shape(b, sshd.Addr, link), Signer: sshd.Client, HostKey: sshd.HostKey})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer conn.Close()
+			var took time.Duration
+			for i := 0; i < b.N; i++ {
+				freshBlob(b, filepath.Join(dir, "blob"), size)
+				c, err := conn.BuildKit(context.Background(), socket)
+				if err != nil {
+					b.Fatal(err)
+				}
+				start := time.Now()
+				if _, err := buildkit.Build(context.Background(), c, buildkit.Options{ContextDir: dir, NoCache: true, Progress: "quiet"}); err != nil {
+					b.Fatal(err)
+				}
+				took += time.Since(start)
+				c.Close()
+			}
+			per := took.Seconds() / float64(b.N)
+			floor := link.Floor(size, 2).Seconds()
+			b.ReportMetric(per, "s/upload")
+			b.ReportMetric(floor, "s/floor")
+			b.ReportMetric(per/floor, "upload/floor")
+		})
+	}
+}
+
+// freshBlob writes size random bytes: the daemon keeps what an earlier
+// build sent, and each build must send all of it.
+func freshBlob(b *testing.B, path string, size int64) {
+	b.StopTimer()
+	defer b.StartTimer()
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := io.CopyN(f, rand.Reader, size); err != nil {
+		b.Fatal(err)
+	}
 }
