@@ -76,14 +76,15 @@ func (r Registry) Promote(ctx context.Context, p Promotion) error {
 	return nil
 }
 
-// ImageLabels are the digest and the config labels of the image at ref;
+// ImageLabels are the digest of what ref names (an image index when the
+// image was pushed with attestations) and the config labels of its image;
 // an image that does not exist is "" and nil, without an error.
 func (r Registry) ImageLabels(ctx context.Context, ref string) (string, map[string]string, error) {
 	n, err := r.parse(ref)
 	if err != nil {
 		return "", nil, err
 	}
-	img, err := remote.Image(n, r.options(ctx)...)
+	desc, err := remote.Get(n, r.options(ctx)...)
 	var te *transport.Error
 	if errors.As(err, &te) && te.StatusCode == http.StatusNotFound {
 		return "", nil, nil
@@ -91,13 +92,13 @@ func (r Registry) ImageLabels(ctx context.Context, ref string) (string, map[stri
 	if err != nil {
 		return "", nil, fmt.Errorf("%s: %w", ref, err)
 	}
-	d, err := img.Digest()
+	img, err := desc.Image()
 	if err != nil {
-		return "", nil, err
+		return "", nil, fmt.Errorf("%s: %w", ref, err)
 	}
 	cfg, err := img.ConfigFile()
 	if err != nil {
 		return "", nil, err
 	}
-	return d.String(), cfg.Config.Labels, nil
+	return desc.Digest.String(), cfg.Config.Labels, nil
 }
