@@ -87,7 +87,13 @@ func TestTwoBuildsReuseOneServer(t *testing.T) {
 	if s, _ := w.fake.Counts(); s != 1 {
 		t.Errorf("%d servers, want the one reused", s)
 	}
+	// The return recycles the server: the lease's buildkitd is stopped and
+	// a fresh one started; wait until only the fresh one is left.
 	after := daemons(t, id)
+	for i := 0; i < 100 && len(after) != 1; i++ {
+		time.Sleep(100 * time.Millisecond)
+		after = daemons(t, id)
+	}
 	if len(after) != 1 || after[0] == before[0] {
 		t.Errorf("buildkitd before the second lease %v, after it %v: want a new one", before, after)
 	}
