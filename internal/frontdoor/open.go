@@ -5,13 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/lian-build/action/internal/buildkit"
 	"github.com/lian-build/action/internal/compute"
 	"github.com/lian-build/action/internal/metrics"
+	"github.com/lian-build/action/internal/platforms"
 	"github.com/lian-build/action/internal/sizing"
 	"github.com/lian-build/action/internal/state"
 	"github.com/nats-io/nats.go"
@@ -74,10 +74,18 @@ func (s Settings) secretOption(v map[string]string, option, fileSetting, file, e
 	return nil
 }
 
-// arch is the architecture a build's machines need: x86 when it is only
-// for platforms other than arm64 (linux/amd64), else "" (the provider's default).
+// arch is the architecture a build's machines need: arm when a platform
+// runs natively on arm (linux/arm64), else x86 when one runs on x86
+// (linux/amd64), else "" (the provider's default).
 func (s Settings) arch() string {
-	if len(s.Platforms) > 0 && !slices.ContainsFunc(s.Platforms, func(p string) bool { return strings.Contains(p, "arm64") }) {
+	archs := map[string]bool{}
+	for _, p := range s.Platforms {
+		archs[platforms.ArchOf(p)] = true
+	}
+	switch {
+	case archs["arm"]:
+		return "arm"
+	case archs["x86"]:
 		return "x86"
 	}
 	return ""

@@ -125,3 +125,16 @@ func TestSigningKeyRefusals(t *testing.T) {
 		t.Errorf("no key: %v %v", k, err)
 	}
 }
+
+// The machines a build needs: arm when a platform runs on arm, x86 when
+// one runs on x86 only, the provider's default otherwise.
+func TestArchOfPlatforms(t *testing.T) {
+	for want, ps := range map[string][]string{"arm": {"linux/arm64"}, "x86": {"linux/amd64", "linux/386"}, "": {"linux/riscv64"}} {
+		if got := (Settings{Platforms: ps}).arch(); got != want {
+			t.Errorf("%v: %q, want %q", ps, got, want)
+		}
+	}
+	if got := (Settings{Platforms: []string{"linux/amd64", "linux/arm64"}}).arch(); got != "arm" {
+		t.Errorf("both: %q", got)
+	}
+}

@@ -19,8 +19,12 @@ const (
 	OptToken    = "proxmox-token"
 	OptNode     = "proxmox-node"
 	OptTemplate = "proxmox-template"
-	OptFull     = "proxmox-full-clone"
-	OptCAFile   = "proxmox-ca-file"
+	// OptArmTemplate and OptArmNode are the template (and its node) of arm64
+	// builds: a multi-platform build's arm64 leg clones it.
+	OptArmTemplate = "proxmox-arm-template"
+	OptArmNode     = "proxmox-arm-node"
+	OptFull        = "proxmox-full-clone"
+	OptCAFile      = "proxmox-ca-file"
 	// OptInsecureHTTP allows an http:// endpoint (the token then crosses
 	// the network in clear).
 	OptInsecureHTTP = "proxmox-insecure-http"
@@ -33,7 +37,7 @@ func init() { compute.Register(factory{}) }
 func (factory) Name() string        { return "proxmox" }
 func (factory) Tiers() sizing.Table { return sizing.HCloud }
 func (factory) Options() []string {
-	return []string{OptEndpoint, OptToken, OptNode, OptTemplate, OptFull, OptCAFile, OptInsecureHTTP}
+	return []string{OptEndpoint, OptToken, OptNode, OptTemplate, OptArmTemplate, OptArmNode, OptFull, OptCAFile, OptInsecureHTTP}
 }
 
 // Features: a Stats reading is an SSH round trip; templates are x86.
@@ -47,6 +51,8 @@ func (factory) Settings() []compute.Setting {
 		{Name: OptToken, Secret: true, Env: "PROXMOX_TOKEN", Help: "compute-provider proxmox: API token USER@REALM!TOKENID=SECRET (CLI: --proxmox-token-file or $PROXMOX_TOKEN)"},
 		{Name: OptNode, Help: "compute-provider proxmox: the node the clones run on"},
 		{Name: OptTemplate, Help: "compute-provider proxmox: the template VM's id (cloud-init, guest agent, buildkitd as on Hetzner)"},
+		{Name: OptArmTemplate, Help: "compute-provider proxmox: the arm64 template VM's id, for linux/arm64 builds (a multi-platform build's arm64 leg)"},
+		{Name: OptArmNode, Help: "compute-provider proxmox: the node of the arm64 template (default proxmox-node)"},
 		{Name: OptFull, Help: "compute-provider proxmox: true for full clones (default linked)"},
 		{Name: OptInsecureHTTP, Bool: true, Help: "compute-provider proxmox: allow an http:// endpoint (the API token crosses the network in clear)"},
 		{Name: OptCAFile, Machine: true, Help: "compute-provider proxmox: CA certificate of the API (PEM), for a self-signed one"},
@@ -55,10 +61,20 @@ func (factory) Settings() []compute.Setting {
 
 func (factory) New(cfg compute.Config) (compute.Provider, error) {
 	s := Settings{Endpoint: cfg.Options[OptEndpoint], Token: cfg.Options[OptToken], Node: cfg.Options[OptNode], CAFile: cfg.Options[OptCAFile]}
-	if t := cfg.Options[OptTemplate]; t != "" {
+	template := OptTemplate
+	if cfg.Arch == "arm" {
+		if cfg.Options[OptArmTemplate] == "" {
+			return nil, &compute.OptionError{Option: OptArmTemplate, Err: errors.New("linux/arm64 builds clone an arm64 template: give its VM id")}
+		}
+		template = OptArmTemplate
+		if n := cfg.Options[OptArmNode]; n != "" {
+			s.Node = n
+		}
+	}
+	if t := cfg.Options[template]; t != "" {
 		n, err := strconv.Atoi(t)
 		if err != nil || n <= 0 {
-			return nil, &compute.OptionError{Option: OptTemplate, Err: fmt.Errorf("%q: want a VM id", t)}
+			return nil, &compute.OptionError{Option: template, Value: t, Err: errors.New("want a VM id")}
 		}
 		s.Template = n
 	}
