@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/rand"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -65,9 +67,12 @@ func BenchmarkTransport(b *testing.B) {
 	b.ReportMetric(overSSH.Seconds()/local.Seconds(), "ssh/local")
 }
 
-// BenchmarkTransportOverLink uploads a fresh 50 MB context through SSH
-// over each shaped link preset (toxiproxy between the client and sshd) and
-// reports it against the link's floor: 50 MB ÷ bandwidth + 2 round trips.
+// BenchmarkTransportOverLink uploads a fresh 50 MB context over each
+// shaped link preset (toxiproxy in front of sshd, and of a plain TCP
+// forward to buildkitd) and reports, against the link's floor (50 MB ÷
+// bandwidth + 2 round trips): the build through SSH, the same build over
+// TCP without SSH, and the same bytes streamed raw through an SSH session
+// (what sending the context to the runner's disk first would cost).
 //
 //	go test -run '^$' -bench TransportOverLink -benchtime 2x ./internal/compute/sshx
 func BenchmarkTransportOverLink(b *testing.B) {
@@ -84,6 +89,7 @@ func BenchmarkTransportOverLink(b *testing.B) {
 	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM scratch\nCOPY blob /blob\n"), 0o644); err != nil {
 		b.Fatal(err)
 	}
+	tcp := unixOverTCP(b, socket)
 	for _, link := range testenv.Links {
 		b.Run(link.Name, func(b *testing.B) {
 			conn, err := sshx.Dial(context.Background(), sshx.Config{Addr: testenv.Shape(b, sshd.Addr, link), Signer: sshd.Client, HostKey: sshd.HostKey})
@@ -91,27 +97,84 @@ func BenchmarkTransportOverLink(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer conn.Close()
-			var took time.Duration
+			plain := testenv.Shape(b, tcp, link)
+			var overSSH, overTCP, raw time.Duration
+			blob := make([]byte, size)
+			if _, err := rand.Read(blob); err != nil {
+				b.Fatal(err)
+			}
 			for i := 0; i < b.N; i++ {
-				freshBlob(b, filepath.Join(dir, "blob"), size)
-				c, err := conn.BuildKit(context.Background(), socket)
+				start := time.Now()
+				if _, err := conn.RunInput(context.Background(), "cat > /dev/null", blob); err != nil {
+					b.Fatal(err)
+				}
+				raw += time.Since(start)
+				sc, err := conn.BuildKit(context.Background(), socket)
 				if err != nil {
 					b.Fatal(err)
 				}
-				start := time.Now()
-				if _, err := buildkit.Build(context.Background(), c, buildkit.Options{ContextDir: dir, NoCache: true, Progress: "quiet"}); err != nil {
+				tc, err := client.New(context.Background(), "tcp://"+plain)
+				if err != nil {
 					b.Fatal(err)
 				}
-				took += time.Since(start)
-				c.Close()
+				overSSH += upload(b, sc, dir, size)
+				overTCP += upload(b, tc, dir, size)
+				sc.Close()
+				tc.Close()
 			}
-			per := took.Seconds() / float64(b.N)
-			floor := link.Floor(size, 2).Seconds()
-			b.ReportMetric(per, "s/upload")
+			n, floor := float64(b.N), link.Floor(size, 2).Seconds()
+			b.ReportMetric(overSSH.Seconds()/n, "s/ssh")
+			b.ReportMetric(overTCP.Seconds()/n, "s/tcp")
 			b.ReportMetric(floor, "s/floor")
-			b.ReportMetric(per/floor, "upload/floor")
+			b.ReportMetric(overSSH.Seconds()/n/floor, "ssh/floor")
+			b.ReportMetric(overTCP.Seconds()/n/floor, "tcp/floor")
+			b.ReportMetric(raw.Seconds()/n/floor, "raw-ssh/floor")
 		})
 	}
+}
+
+// upload builds a fresh context of size bytes (COPY'd, no cache) and
+// returns how long it took.
+func upload(b *testing.B, c *client.Client, dir string, size int64) time.Duration {
+	freshBlob(b, filepath.Join(dir, "blob"), size)
+	start := time.Now()
+	if _, err := buildkit.Build(context.Background(), c, buildkit.Options{ContextDir: dir, NoCache: true, Progress: "quiet"}); err != nil {
+		b.Fatal(err)
+	}
+	return time.Since(start)
+}
+
+// unixOverTCP forwards a loopback TCP port to buildkitd's unix socket: the
+// same build without SSH, for comparison.
+func unixOverTCP(b *testing.B, socket string) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	b.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer in.Close()
+				out, err := net.Dial("unix", socket)
+				if err != nil {
+					return
+				}
+				defer out.Close()
+				var up sync.WaitGroup
+				up.Go(func() { _, _ = io.Copy(out, in); _ = out.(*net.UnixConn).CloseWrite() })
+				_, _ = io.Copy(in, out)
+				in.Close()
+				up.Wait()
+			})
+		}
+	})
+	return ln.Addr().String()
 }
 
 // freshBlob writes size random bytes: the daemon keeps what an earlier
