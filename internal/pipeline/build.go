@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/lian-build/action/internal/version"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/lian-build/action/internal/buildkit"
 	"github.com/lian-build/action/internal/compute"
@@ -137,7 +139,7 @@ func (p *Pipeline) build(ctx context.Context, r compute.Runner, opts buildkit.Op
 	}
 	// A runner that died or can no longer be reached says so: the gRPC
 	// error alone ("error reading from server: EOF") does not.
-	if herr := r.Health(context.WithoutCancel(ctx)); herr != nil && ctx.Err() == nil {
+	if herr := settledHealth(context.WithoutCancel(ctx), r, err); herr != nil && ctx.Err() == nil {
 		out.err = fmt.Errorf("%w (the runner is gone: %v)", out.err, herr)
 		err = out.err
 	}
@@ -156,4 +158,24 @@ func withBuilder(o buildkit.Options, provider, tier string) buildkit.Options {
 		o.Provenance.BuilderID = fmt.Sprintf("%s@%s?provider=%s&tier=%s", BuilderURI, url.PathEscape(version.Short()), url.QueryEscape(provider), url.QueryEscape(tier))
 	}
 	return o
+}
+
+// settledHealth is the runner's health after a build error. When the error
+// is the connection to buildkitd dropping, the runner may still look alive
+// for a moment (its engine has not yet seen the daemon's death, or its
+// OOM kill): ask again, briefly, before taking it as healthy.
+func settledHealth(ctx context.Context, r compute.Runner, buildErr error) error {
+	herr := r.Health(ctx)
+	if herr != nil || status.Code(buildErr) != codes.Unavailable {
+		return herr
+	}
+	for i := 0; i < 20 && herr == nil; i++ {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(100 * time.Millisecond):
+		}
+		herr = r.Health(ctx)
+	}
+	return herr
 }
