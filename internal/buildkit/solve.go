@@ -466,11 +466,25 @@ func innermost(err error) error {
 // or an output that writes a registry, a directory or a tarball. Without one
 // the image stays only in the runner's cache, which is destroyed.
 func (o Options) ResultKept() bool {
+	if o.Pushes() {
+		return true
+	}
+	for _, op := range o.Outputs {
+		if op.Type != "image" {
+			return true
+		}
+	}
+	return false
+}
+
+// Pushes reports whether the build pushes an image to a registry: pushed
+// tags, a registry output, or an image output with push=true.
+func (o Options) Pushes() bool {
 	if o.Push && len(o.Tags) > 0 {
 		return true
 	}
 	for _, op := range o.Outputs {
-		if op.Type != "image" || op.Attrs["push"] == "true" {
+		if op.Type == "registry" || (op.Type == "image" && op.Attrs["push"] == "true") {
 			return true
 		}
 	}

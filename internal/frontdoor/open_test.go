@@ -79,7 +79,7 @@ func TestProvenanceDefaults(t *testing.T) {
 	} {
 		s := push
 		c.mod(&s)
-		p, err := s.provenance()
+		p, err := s.provenance(s.pushes())
 		if err != nil || p.Mode != c.want || (p.Mode != "" && (p.Source != "https://github.com/o/r" || p.Revision != "abc")) {
 			t.Errorf("%s: %+v %v, want mode %q", c.name, p, err, c.want)
 		}
@@ -87,7 +87,7 @@ func TestProvenanceDefaults(t *testing.T) {
 	s := push
 	s.Provenance, s.Names = "mode=full", Names(SettingsTable(), Setting.CLIName)
 	var ie *buildkit.InputError
-	if _, err := s.provenance(); !errors.As(err, &ie) || ie.Field != "--provenance" {
+	if _, err := s.provenance(s.pushes()); !errors.As(err, &ie) || ie.Field != "--provenance" {
 		t.Errorf("a bad provenance: %v", err)
 	}
 }

@@ -347,7 +347,7 @@ func (s Settings) buildOptions() (buildkit.Options, error) {
 	if o.Outputs, err = parseEach(s, "outputs", s.Outputs, buildkit.ParseOutput); err != nil {
 		return o, err
 	}
-	if o.Provenance, err = s.provenance(); err != nil {
+	if o.Provenance, err = s.provenance(o.Pushes()); err != nil {
 		return o, err
 	}
 	if o.CacheFrom, err = parseEach(s, "cache-from", s.CacheFrom, func(x string) (buildkit.CacheEntry, error) { return buildkit.ParseCache("cache-from", x) }); err != nil {
@@ -498,12 +498,12 @@ func (s *Settings) OptionsFromEnv(getenv func(string) string) {
 // setting, or by default mode=max for a public repository's CI builds and
 // mode=min for private ones and for sessions (build-push-action's rule).
 // A build that pushes nothing gets none.
-func (s Settings) provenance() (buildkit.Provenance, error) {
+func (s Settings) provenance(pushes bool) (buildkit.Provenance, error) {
 	mode, err := buildkit.ParseProvenance(s.Provenance)
 	if err != nil {
 		return buildkit.Provenance{}, s.named("provenance", err)
 	}
-	if !s.pushes() || mode == "" {
+	if !pushes || mode == "" {
 		return buildkit.Provenance{}, nil
 	}
 	if mode == buildkit.ProvenanceAuto {
@@ -515,17 +515,11 @@ func (s Settings) provenance() (buildkit.Provenance, error) {
 	return buildkit.Provenance{Mode: mode, Source: s.Source, Revision: s.Commit}, nil
 }
 
-// pushes says whether the build pushes an image to a registry.
+// pushes says whether the build pushes an image to a registry, as its
+// parsed outputs say (buildkit.Options.Pushes).
 func (s Settings) pushes() bool {
-	if s.Push && len(s.Tags) > 0 {
-		return true
-	}
-	for _, o := range s.Outputs {
-		if strings.HasPrefix(o, "type=registry") || strings.Contains(o, "push=true") {
-			return true
-		}
-	}
-	return false
+	outs, err := parseEach(s, "outputs", s.Outputs, buildkit.ParseOutput)
+	return err == nil && buildkit.Options{Push: s.Push, Tags: s.Tags, Outputs: outs}.Pushes()
 }
 
 // SigningKey is the cosign key the build's push is signed with (nil: none),
