@@ -149,7 +149,7 @@ func coreSettings() []Setting {
 			{Name: "workspace", Flag: "workspace", Input: "workspace", Key: "workspace", Kind: KindText, Help: "workspace for cache namespaces, metrics and events (default: the directory's or repository's name)", Field: str(func(s *Settings) *string { return &s.Workspace })},
 		}),
 		topic(TopicRunner, []Setting{
-			{Name: "runner-type", Flag: "runner-type", Input: "runner-type", Key: "runner_type", Kind: KindText, Help: "runner tier overriding every sizing rule (cax11, cax21, cax31, cax41)", Choices: tierNames, Field: str(func(s *Settings) *string { return &s.RunnerType })},
+			{Name: "runner-type", Flag: "runner-type", Input: "runner-type", Key: "runner_type", Kind: KindText, Help: "runner tier overriding every sizing rule (cax11, cax21, cax31, cax41)", Choices: Table().Names, Field: str(func(s *Settings) *string { return &s.RunnerType })},
 			{Name: "compute-provider", Flag: "provider", Input: "compute-provider", Key: "compute_provider", Kind: KindText, Default: "local", Help: "compute provider: local, docker, hcloud, proxmox or vm-pool", Choices: compute.Names, Field: str(func(s *Settings) *string { return &s.ComputeProvider })},
 		}),
 		topic(TopicCache, []Setting{
@@ -204,15 +204,6 @@ func topic(name string, settings []Setting) []Setting {
 }
 
 func fixed(choices []string) func() []string { return func() []string { return choices } }
-
-// tierNames are the tiers every provider has.
-func tierNames() []string {
-	var out []string
-	for _, t := range Table() {
-		out = append(out, t.Name)
-	}
-	return out
-}
 
 // ErrNotBool is a bool setting whose text is not true or false.
 var ErrNotBool = errors.New("want true or false")

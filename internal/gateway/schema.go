@@ -31,7 +31,7 @@ func Schema() string {
 # Generated from the gateway's flags (go test ./internal/gateway with
 # LIAN_UPDATE_SCHEMA=1); do not edit.
 `)
-	fmt.Fprintf(&b, "let Tier = %s in\n{\n", enum(tierNames()))
+	fmt.Fprintf(&b, "let Tier = %s in\n{\n", enum(frontdoor.Table().Names()))
 	b.WriteString(`  Repository = {
     # owner/repo the settings apply to.
     repository | String,
@@ -88,14 +88,6 @@ func enum(choices []string) string {
 		tags[i] = "'" + c
 	}
 	return "[| " + strings.Join(tags, ", ") + " |]"
-}
-
-func tierNames() []string {
-	var out []string
-	for _, t := range frontdoor.Table() {
-		out = append(out, t.Name)
-	}
-	return out
 }
 
 // wrap breaks text into lines of at most width characters at spaces.

@@ -36,15 +36,19 @@ func (r *Runtime) Close() {
 }
 
 // Open opens what the settings describe — the provider, the P95 history,
-// the state store, the events — and the pipeline over them.
+// the state store, the events — and the pipeline over them; a nil log
+// discards what they say.
 func Open(ctx context.Context, s frontdoor.Settings, log *slog.Logger) (*Runtime, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	prov, err := s.OpenProvider()
 	if err != nil {
 		return nil, err
 	}
 	// A provider's note (a slow state directory, a stock image without a
 	// pinned download) is said before the build, where it can still help.
-	if note := prov.Note(); note != "" && log != nil {
+	if note := prov.Note(); note != "" {
 		log.Warn(note)
 	}
 	rec, closeHistory, err := s.OpenHistory(ctx)
@@ -57,7 +61,7 @@ func Open(ctx context.Context, s frontdoor.Settings, log *slog.Logger) (*Runtime
 		rt.Close()
 		return nil, err
 	}
-	if cfg.State != nil && log != nil {
+	if cfg.State != nil {
 		log.Info("runner state store", "store", cfg.State.Describe())
 		if note := cfg.State.MountNote(); note != "" {
 			log.Warn(note)
@@ -137,12 +141,8 @@ func build(ctx context.Context, s frontdoor.Settings, req pipeline.Request, o Bu
 // buildOne runs the build on one runner.
 func buildOne(ctx context.Context, s frontdoor.Settings, req pipeline.Request, o BuildOptions, rt *Runtime) (pipeline.Result, error) {
 	if rt == nil {
-		log := o.Logger
-		if log == nil {
-			log = slog.New(slog.DiscardHandler)
-		}
 		var err error
-		if rt, err = Open(ctx, s, log); err != nil {
+		if rt, err = Open(ctx, s, o.Logger); err != nil {
 			return pipeline.Result{}, err
 		}
 		defer rt.Close()
@@ -156,7 +156,7 @@ func signResult(ctx context.Context, key *sign.Key, req pipeline.Request, res *p
 	if res.Digest == "" {
 		return nil
 	}
-	reg := sign.Registry{Auth: req.Build.RegistryAuth, Insecure: req.Build.InsecureRegistries}
+	reg := sign.Registry{Registry: registryOf(req)}
 	for _, repo := range repositories(req.Build.Tags) {
 		refs, err := reg.Targets(ctx, repo+"@"+res.Digest)
 		if err != nil {

@@ -1,6 +1,7 @@
 package launch
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -83,7 +84,7 @@ func buildLegs(ctx context.Context, s frontdoor.Settings, req pipeline.Request, 
 		res.DurationMS = res.FinishedAt.Sub(res.StartedAt).Milliseconds()
 		return res, err
 	}
-	digest, err := indexRegistry(req).WriteIndex(ctx, legRefs(req, results), req.Build.Tags)
+	digest, err := registryOf(req).WriteIndex(ctx, legRefs(req, results), req.Build.Tags)
 	res.FinishedAt = time.Now()
 	res.DurationMS = res.FinishedAt.Sub(res.StartedAt).Milliseconds()
 	if err != nil {
@@ -113,10 +114,10 @@ func legRequest(req pipeline.Request, leg platforms.Leg) pipeline.Request {
 // runLeg opens a runtime for the leg's architecture and runs it.
 func runLeg(ctx context.Context, s frontdoor.Settings, req pipeline.Request, log *slog.Logger, progress io.Writer) (pipeline.Result, error) {
 	s.Platforms = req.Build.Platforms // the provider's machines: the leg's architecture
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	if log != nil {
+		log = log.With("platforms", strings.Join(req.Build.Platforms, ","))
 	}
-	rt, err := Open(ctx, s, log.With("platforms", strings.Join(req.Build.Platforms, ",")))
+	rt, err := Open(ctx, s, log)
 	if err != nil {
 		return pipeline.Result{Workspace: req.Workspace, Outcome: pipeline.OutcomeError, Error: err.Error()}, err
 	}
@@ -148,7 +149,9 @@ func legRefs(req pipeline.Request, results []pipeline.Result) []string {
 	return out
 }
 
-func indexRegistry(req pipeline.Request) platforms.Registry {
+// registryOf is the registry access of what the build pushed, with its
+// credentials and plain-HTTP hosts.
+func registryOf(req pipeline.Request) platforms.Registry {
 	return platforms.Registry{Auth: req.Build.RegistryAuth, Insecure: req.Build.InsecureRegistries}
 }
 
@@ -227,7 +230,7 @@ type prefixWriter struct {
 func (p *prefixWriter) Write(b []byte) (int, error) {
 	p.buf = append(p.buf, b...)
 	for {
-		i := strings.IndexByte(string(p.buf), '\n')
+		i := bytes.IndexByte(p.buf, '\n')
 		if i < 0 {
 			return len(b), nil
 		}

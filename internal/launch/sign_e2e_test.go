@@ -10,6 +10,7 @@ import (
 
 	"github.com/sigstore/cosign/v2/pkg/cosign"
 
+	"github.com/lian-build/action/internal/platforms"
 	"github.com/lian-build/action/internal/report"
 	"github.com/lian-build/action/internal/sign"
 	"github.com/lian-build/action/internal/testenv"
@@ -36,7 +37,7 @@ func TestTwoPlatformPushIsSigned(t *testing.T) {
 		t.Fatalf("signed %v by %q, want the index and two manifests", res.Signed, res.SignedBy)
 	}
 	other, _ := cosign.GenerateKeyPair(func(bool) ([]byte, error) { return []byte("x"), nil })
-	signed := sign.Registry{Insecure: []string{reg.Host}}
+	signed := sign.Registry{Registry: platforms.Registry{Insecure: []string{reg.Host}}}
 	for _, d := range res.Signed {
 		ref := reg.Host + "/team/multi@" + d
 		if err := signed.Verify(context.Background(), ref, keys.PublicBytes); err != nil {

@@ -16,15 +16,17 @@ import (
 	"github.com/lian-build/action/internal/buildkit"
 )
 
-// Registry is how the index is read and written: credentials by host
-// (others from ~/.docker/config.json, as BuildKit pushes) and the hosts
-// reached over plain HTTP.
+// Registry is how lian-build reads and writes what a build pushed (the
+// image index, signatures): credentials by host (others from
+// ~/.docker/config.json, as BuildKit pushes) and the hosts reached over
+// plain HTTP.
 type Registry struct {
 	Auth     map[string]buildkit.Credential
 	Insecure []string
 }
 
-func (r Registry) ref(s string) (name.Reference, error) {
+// Ref parses a reference, plain HTTP for an insecure registry's.
+func (r Registry) Ref(s string) (name.Reference, error) {
 	var o []name.Option
 	if ref, err := name.ParseReference(s); err == nil && slices.Contains(r.Insecure, ref.Context().RegistryStr()) {
 		o = append(o, name.Insecure)
@@ -32,7 +34,9 @@ func (r Registry) ref(s string) (name.Reference, error) {
 	return name.ParseReference(s, o...)
 }
 
-func (r Registry) options(ctx context.Context, ref name.Reference) []remote.Option {
+// Options are the registry client's options for ref: its host's
+// credentials, else the keychain.
+func (r Registry) Options(ctx context.Context, ref name.Reference) []remote.Option {
 	opts := []remote.Option{remote.WithContext(ctx)}
 	if c, ok := r.Auth[ref.Context().RegistryStr()]; ok {
 		return append(opts, remote.WithAuth(&authn.Basic{Username: c.Username, Password: c.Password}))
@@ -59,11 +63,11 @@ func (r Registry) WriteIndex(ctx context.Context, legs, tags []string) (string, 
 		return "", err
 	}
 	for _, t := range tags {
-		ref, err := r.ref(t)
+		ref, err := r.Ref(t)
 		if err != nil {
 			return "", fmt.Errorf("image index: tag %s: %w", t, err)
 		}
-		if err := remote.WriteIndex(ref, idx, r.options(ctx, ref)...); err != nil {
+		if err := remote.WriteIndex(ref, idx, r.Options(ctx, ref)...); err != nil {
 			return "", fmt.Errorf("image index: pushing %s: %w", t, err)
 		}
 	}
@@ -72,11 +76,11 @@ func (r Registry) WriteIndex(ctx context.Context, legs, tags []string) (string, 
 
 // addenda are the index entries of one leg's pushed manifest.
 func (r Registry) addenda(ctx context.Context, leg string) ([]mutate.IndexAddendum, error) {
-	ref, err := r.ref(leg)
+	ref, err := r.Ref(leg)
 	if err != nil {
 		return nil, fmt.Errorf("image index: %s: %w", leg, err)
 	}
-	desc, err := remote.Get(ref, r.options(ctx, ref)...)
+	desc, err := remote.Get(ref, r.Options(ctx, ref)...)
 	if err != nil {
 		return nil, fmt.Errorf("image index: reading %s: %w", leg, err)
 	}

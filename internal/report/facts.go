@@ -46,15 +46,7 @@ func facts(r pipeline.Result) []fact {
 		add("emulated", strings.Join(r.Emulated, ", ")+" through QEMU on the runner (--emulate-platforms)", false)
 	}
 	if len(r.Attempts) > 0 {
-		var att []string
-		for _, a := range r.Attempts {
-			oom := ""
-			if a.OOM {
-				oom = ", OOM"
-			}
-			att = append(att, fmt.Sprintf("%d. %s %s in %s%s", a.Number, a.Tier, a.Outcome, Duration(a.DurationMS), oom))
-		}
-		add("attempts", strings.Join(att, " → "), false)
+		add("attempts", attempts(r.Attempts, true), false)
 		add("OOM retries", strconv.Itoa(r.OOMRetries), false)
 		add("cache hits", fmt.Sprintf("%d/%d steps cached", r.StepsCached, r.StepsTotal), false)
 	}
@@ -146,16 +138,8 @@ func legFacts(r pipeline.Result) []fact {
 		if lr.Tier != "" {
 			parts = append(parts, fmt.Sprintf("%s (%s)", lr.Tier, lr.SizingSource))
 		}
-		var att []string
-		for _, a := range lr.Attempts {
-			oom := ""
-			if a.OOM {
-				oom = ", OOM"
-			}
-			att = append(att, fmt.Sprintf("%s %s in %s%s", a.Tier, a.Outcome, Duration(a.DurationMS), oom))
-		}
-		if len(att) > 0 {
-			parts = append(parts, strings.Join(att, " → "), fmt.Sprintf("%d/%d steps cached", lr.StepsCached, lr.StepsTotal))
+		if len(lr.Attempts) > 0 {
+			parts = append(parts, attempts(lr.Attempts, false), fmt.Sprintf("%d/%d steps cached", lr.StepsCached, lr.StepsTotal))
 		}
 		if lr.Error != "" && lr.Outcome != pipeline.OutcomeSuccess {
 			parts = append(parts, string(lr.Outcome)+": "+firstLine(lr.Error))
@@ -226,4 +210,21 @@ func costText(r pipeline.Result) string {
 		text += " (" + strings.Join(how, "; ") + ")"
 	}
 	return text
+}
+
+// attempts says each attempt's tier, outcome and time, in order
+// (numbered: "1. cax11 oom in 4s, OOM → 2. cax21 success in 8s").
+func attempts(as []pipeline.Attempt, numbered bool) string {
+	var out []string
+	for _, a := range as {
+		text := fmt.Sprintf("%s %s in %s", a.Tier, a.Outcome, Duration(a.DurationMS))
+		if numbered {
+			text = fmt.Sprintf("%d. %s", a.Number, text)
+		}
+		if a.OOM {
+			text += ", OOM"
+		}
+		out = append(out, text)
+	}
+	return strings.Join(out, " → ")
 }

@@ -11,9 +11,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"slices"
 
-	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/sigstore/cosign/v2/pkg/cosign"
@@ -24,7 +22,6 @@ import (
 	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/sigstore/sigstore/pkg/signature/payload"
 
-	"github.com/lian-build/action/internal/buildkit"
 	"github.com/lian-build/action/internal/platforms"
 )
 
@@ -61,31 +58,24 @@ func LoadKey(pem, password []byte) (*Key, error) {
 // PublicKey is the key's public half.
 func (k *Key) PublicKey() (crypto.PublicKey, error) { return k.sv.PublicKey() }
 
-// Registry is how signatures are written: credentials by host (others from
-// ~/.docker/config.json) and the hosts reached over plain HTTP.
-type Registry struct {
-	Auth     map[string]buildkit.Credential
-	Insecure []string
-}
+// Registry is where signatures are read and written: the registry
+// access of what the build pushed (platforms.Registry).
+type Registry struct{ platforms.Registry }
 
-func (r Registry) digest(ref string) (name.Digest, error) {
-	var o []name.Option
-	if d, err := name.NewDigest(ref); err == nil && slices.Contains(r.Insecure, d.RegistryStr()) {
-		o = append(o, name.Insecure)
+func (r Registry) digest(s string) (name.Digest, error) {
+	ref, err := r.Ref(s)
+	if err != nil {
+		return name.Digest{}, err
 	}
-	return name.NewDigest(ref, o...)
-}
-
-func (r Registry) remote(ctx context.Context, d name.Digest) []remote.Option {
-	opts := []remote.Option{remote.WithContext(ctx)}
-	if c, ok := r.Auth[d.RegistryStr()]; ok {
-		return append(opts, remote.WithAuth(&authn.Basic{Username: c.Username, Password: c.Password}))
+	d, ok := ref.(name.Digest)
+	if !ok {
+		return name.Digest{}, fmt.Errorf("%s: want REPOSITORY@DIGEST", s)
 	}
-	return append(opts, remote.WithAuthFromKeychain(authn.DefaultKeychain))
+	return d, nil
 }
 
 func (r Registry) options(ctx context.Context, d name.Digest) []ociremote.Option {
-	return []ociremote.Option{ociremote.WithRemoteOptions(r.remote(ctx, d)...)}
+	return []ociremote.Option{ociremote.WithRemoteOptions(r.Options(ctx, d)...)}
 }
 
 // Sign signs each REPOSITORY@DIGEST (an image index and the manifests it
@@ -136,7 +126,7 @@ func (r Registry) Targets(ctx context.Context, ref string) ([]string, error) {
 		return nil, err
 	}
 	out := []string{ref}
-	desc, err := remote.Get(d, r.remote(ctx, d)...)
+	desc, err := remote.Get(d, r.Options(ctx, d)...)
 	if err != nil {
 		return nil, fmt.Errorf("sign %s: %w", ref, err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/sigstore/cosign/v2/pkg/cosign"
 
+	"github.com/lian-build/action/internal/platforms"
 	"github.com/lian-build/action/internal/testenv"
 )
 
@@ -43,11 +44,13 @@ func TestSignVerifiesWithTheKeyOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	ref := reg.Host + "/team/signed@" + d.String()
-	signed, err := k.Sign(ctx, Registry{Insecure: []string{reg.Host}}, []string{ref})
+	signed, err := k.Sign(ctx, Registry{Registry: platforms.Registry{Insecure: []string{reg.Host}}}, []string{ref})
 	if err != nil || len(signed) != 1 || signed[0] != d.String() {
 		t.Fatalf("signed %v, %v", signed, err)
 	}
-	verify := func(pub []byte) error { return Registry{Insecure: []string{reg.Host}}.Verify(ctx, ref, pub) }
+	verify := func(pub []byte) error {
+		return Registry{Registry: platforms.Registry{Insecure: []string{reg.Host}}}.Verify(ctx, ref, pub)
+	}
 	if err := verify(keys.PublicBytes); err != nil {
 		t.Fatalf("the signature does not verify with its key: %v", err)
 	}
