@@ -34,7 +34,7 @@ func hcloudWorld(t *testing.T) (*fakehcloud.Fake, *runnerhost.Hosts, []string) {
 
 // startSlowBuild starts a remote build whose RUN step sleeps, and returns
 // once the step runs.
-func startSlowBuild(t *testing.T, f *fakehcloud.Fake, hosts *runnerhost.Hosts, env []string) (*exec.Cmd, *bytes.Buffer) {
+func startSlowBuild(t *testing.T, hosts *runnerhost.Hosts, env []string) (*exec.Cmd, *bytes.Buffer) {
 	dir := ctxDir(t, "FROM base\nRUN --mount=type=secret,id=tok sleep 60\n")
 	return startRemoteBuild(t, hosts, env, 1, "--build-context", baseFlag(t), "--secret", "id=tok,env=LIAN_TEST_SECRET",
 		"--registry", "127.0.0.1:1/team", "--registry-username", "ci", dir)
@@ -90,7 +90,7 @@ func assertHcloudClean(t *testing.T, f *fakehcloud.Fake, outputs ...string) {
 // key before it exits.
 func TestHcloudSIGTERMDeletesTheServer(t *testing.T) {
 	f, hosts, env := hcloudWorld(t)
-	cmd, out := startSlowBuild(t, f, hosts, env)
+	cmd, out := startSlowBuild(t, hosts, env)
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +105,7 @@ func TestHcloudSIGTERMDeletesTheServer(t *testing.T) {
 // `runners gc --provider hcloud` finds them by label and deletes them.
 func TestHcloudKill9ThenGC(t *testing.T) {
 	f, hosts, env := hcloudWorld(t)
-	cmd, out := startSlowBuild(t, f, hosts, env)
+	cmd, out := startSlowBuild(t, hosts, env)
 	_ = cmd.Process.Kill()
 	_ = cmd.Wait()
 	if s, k := f.Counts(); s != 1 || k != 1 {
