@@ -21,7 +21,11 @@ deps:
 
 ## tools: buildkitd and buildctl built from the pinned github.com/moby/buildkit (tools/go.mod), and an
 ## arm64 busybox (Debian's busybox-static:arm64) for the emulated arm64 runner hosts of the tests
-tools: deps $(BIN)/buildkitd $(BIN)/buildctl $(BIN)/busybox-arm64 $(BIN)/cosign
+tools: deps $(BIN)/buildkitd $(BIN)/buildctl $(BIN)/busybox-arm64 $(BIN)/cosign $(BIN)/lian-sbom-scanner
+
+## the SBOM scanner (scanner/, its own module: syft as a library), static for its FROM-scratch image
+$(BIN)/lian-sbom-scanner: scanner/go.mod scanner/go.sum $(wildcard scanner/*.go)
+	cd scanner && CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/lian-sbom-scanner .
 
 ## the real cosign (tools/cosign/go.mod, its own module) verifies what lian-build signs in the tests
 $(BIN)/cosign: tools/cosign/go.mod tools/cosign/go.sum
@@ -63,6 +67,7 @@ fmt-check:
 ## test: the whole suite, real buildkitd + runc + registry included (LIAN_E2E=1 makes missing prerequisites fail)
 test: tools vet fmt-check
 	$(GO) test -race -count=1 -timeout 40m ./...
+	cd scanner && $(GO) vet ./... && $(GO) test -count=1 ./...
 	$(GO) test -run '^$$' -fuzz FuzzEval -fuzztime 20s ./internal/nickel/
 	$(GO) test -run '^$$' -fuzz FuzzLeaseRequest -fuzztime 20s ./internal/pool/
 	$(GO) test -run '^$$' -fuzz FuzzLoadCatalog -fuzztime 25s ./internal/lamina/

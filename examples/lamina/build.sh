@@ -36,4 +36,15 @@ time lian-build catalog build "$work/catalog" "${flags[@]}"   # nothing changed:
 
 mkdir -p "$work/downstream"
 printf 'FROM lamina/rust\nRUN cargo --version > /cargo-version\n' > "$work/downstream/Dockerfile"
-lian-build build --lamina rust "${flags[@]}" --workspace downstream "$work/downstream"
+# Pushed with an SBOM made offline: lian-build's scanner image (syft, FROM scratch) in this registry,
+# pinned by digest; the SBOM lists the Debian packages under the toolchain.
+scanner=$(lian-build sbom scanner "$reg/tools/lian-sbom-scanner" --insecure-registry "$reg")
+lian-build build --lamina rust "${flags[@]}" --workspace downstream --tag "$reg/example/downstream:1" --push \
+  --sbom --sbom-scanner "$scanner" --report-json "$work/downstream.json" "$work/downstream"
+python3 - "$work/downstream.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+n = [a["sbom_packages"] for a in r.get("attestations", [])]
+print("SBOM of the downstream image:", n, "packages")
+sys.exit(0 if n and n[0] >= 80 else "the downstream image's SBOM lists fewer than 80 packages (Debian minbase has ~90)")
+PY

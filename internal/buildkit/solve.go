@@ -54,6 +54,8 @@ type Options struct {
 	// Provenance is the SLSA provenance attestation of a pushed image
 	// (Mode "": none).
 	Provenance Provenance
+	// SBOM is the SPDX SBOM attestation of the image (Generator "": none).
+	SBOM SBOM
 	// PushByDigest pushes the image to the tags' repositories by its
 	// digest only, untagged (one leg of a multi-platform build, whose
 	// index is tagged afterwards).
@@ -370,6 +372,7 @@ func frontendAttrs(o Options, filename string) map[string]string {
 		attrs["no-cache"] = ""
 	}
 	o.Provenance.attrs(attrs)
+	o.SBOM.attrs(attrs)
 	return attrs
 }
 

@@ -107,7 +107,7 @@ allowed tier, 4 time budget exceeded, 130 interrupted.`,
 	})
 	root.SetUsageFunc(usage)
 	root.AddGroup(groups...)
-	inGroup("build", root, buildCommand(frontdoor.SettingsTable(), log), specCommand(), sizingCommand(), metricsCommand())
+	inGroup("build", root, buildCommand(frontdoor.SettingsTable(), log), specCommand(), sizingCommand(), metricsCommand(), sbomCommand())
 	inGroup("runners", root, runnersCommand(), stateCommand(), poolCommand(log))
 	inGroup("catalog", root, catalogCommand(log))
 	inGroup("other", root, versionCommand())

@@ -83,6 +83,9 @@ func RegisterFlags(fs *pflag.FlagSet, table []Setting, s *Settings, only []strin
 			}
 		}
 		annotate(fs, st)
+		if st.Bare != "" {
+			fs.Lookup(st.Flag).NoOptDefVal = st.Bare
+		}
 		if st.Env == "" || getenv == nil {
 			continue
 		}

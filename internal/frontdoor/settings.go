@@ -80,6 +80,10 @@ type Settings struct {
 	// mode=max for its CI builds, as build-push-action's does).
 	Public     bool
 	Provenance string
+	// SBOM is the sbom setting (false, true, generator=IMAGE) and
+	// SBOMScanner the scanner image it uses when true.
+	SBOM        string
+	SBOMScanner string
 	// SignKey is a cosign private key: its PEM, or the file holding it.
 	SignKey string
 	// Checkout, when set, is the repository checkout a build comes from
@@ -348,6 +352,9 @@ func (s Settings) buildOptions() (buildkit.Options, error) {
 		return o, err
 	}
 	if o.Provenance, err = s.provenance(o.Pushes()); err != nil {
+		return o, err
+	}
+	if o.SBOM, err = buildkit.ParseSBOM(s.SBOM, s.SBOMScanner); err != nil {
 		return o, err
 	}
 	if o.CacheFrom, err = parseEach(s, "cache-from", s.CacheFrom, func(x string) (buildkit.CacheEntry, error) { return buildkit.ParseCache("cache-from", x) }); err != nil {

@@ -60,6 +60,9 @@ type Setting struct {
 	Choices func() []string
 	// Comma: a text whose value is a comma-separated list.
 	Comma bool
+	// Bare is the value of the CLI flag given alone (`--sbom` is
+	// `--sbom=true`, as buildx's); a value then needs the = form.
+	Bare string
 }
 
 // SettingsTable is every setting of a build: the core settings, with the
@@ -138,7 +141,9 @@ func coreSettings() []Setting {
 			{Name: "ssh", Flag: "ssh", Input: "ssh", Key: "ssh", Kind: KindLines, Help: "SSH agent sockets or keys to forward: default, or ID=SOCKET|KEY", Field: lst(func(s *Settings) *[]string { return &s.SSH })},
 			{Name: "target", Flag: "target", Input: "target", Key: "target", Kind: KindText, Help: "target stage (must be a stage of the Dockerfile)", Field: str(func(s *Settings) *string { return &s.Target })},
 			{Name: "platforms", Flag: "platform", Input: "platforms", Key: "platforms", Kind: KindList, Help: "target platforms OS/ARCH[/VARIANT]", Field: lst(func(s *Settings) *[]string { return &s.Platforms })},
-			{Name: "provenance", Flag: "provenance", Input: "provenance", Key: "provenance", Kind: KindText, Help: "SLSA provenance attestation of a pushed image: false, true (mode=max for a public repository's CI builds, mode=min otherwise: the default), mode=min or mode=max", Field: str(func(s *Settings) *string { return &s.Provenance })},
+			{Name: "provenance", Flag: "provenance", Input: "provenance", Key: "provenance", Kind: KindText, Bare: "true", Help: "SLSA provenance attestation of a pushed image: false, true (mode=max for a public repository's CI builds, mode=min otherwise: the default), mode=min or mode=max", Field: str(func(s *Settings) *string { return &s.Provenance })},
+			{Name: "sbom", Flag: "sbom", Input: "sbom", Key: "sbom", Kind: KindText, Bare: "true", Help: "SPDX SBOM attestation of the image: false (the default), true (made by sbom-scanner) or generator=IMAGE@sha256:…; build arguments BUILDKIT_SBOM_SCAN_CONTEXT=true and BUILDKIT_SBOM_SCAN_STAGE=true scan the context and stages too", Field: str(func(s *Settings) *string { return &s.SBOM })},
+			{Name: "sbom-scanner", Flag: "sbom-scanner", Env: "LIAN_SBOM_SCANNER", Input: "sbom-scanner", Key: "sbom_scanner", Kind: KindText, Help: "the SBOM scanner image, pinned by digest (REPOSITORY@sha256:…): made offline from syft by lian-build sbom scanner REPOSITORY", Field: str(func(s *Settings) *string { return &s.SBOMScanner })},
 			{Name: "sign-key", Flag: "sign-key", Input: "sign-key", Key: "sign_key", Kind: KindSecret, Help: "cosign private key that signs the pushed image (its index and each platform's manifest): CLI, a FILE; Action input and Woodpecker secret, the PEM (masked); its password from $COSIGN_PASSWORD", Field: str(func(s *Settings) *string { return &s.SignKey })},
 			{Name: "emulate-platforms", Flag: "emulate-platforms", Input: "emulate-platforms", Key: "emulate_platforms", Kind: KindBool, Default: "false", Help: "build the platforms the provider's machines do not run natively through QEMU on the runner (slower; refused without it)", Field: bl(func(s *Settings) *bool { return &s.EmulatePlatforms })},
 			{Name: "build-contexts", Flag: "build-context", Input: "build-contexts", Key: "build_contexts", Kind: KindLines, Help: "named contexts NAME=DIR|oci-layout://PATH[:TAG|@DIGEST]|docker-image://REF", Field: lst(func(s *Settings) *[]string { return &s.BuildContexts })},

@@ -9,12 +9,14 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"time"
 
 	"github.com/lian-build/action/internal/compute"
 	"github.com/lian-build/action/internal/events"
 	"github.com/lian-build/action/internal/frontdoor"
 	"github.com/lian-build/action/internal/metrics"
 	"github.com/lian-build/action/internal/pipeline"
+	"github.com/lian-build/action/internal/sbom"
 	"github.com/lian-build/action/internal/sign"
 )
 
@@ -135,6 +137,9 @@ func build(ctx context.Context, s frontdoor.Settings, req pipeline.Request, o Bu
 	if err == nil && key != nil {
 		err = signResult(ctx, key, req, &res)
 	}
+	if err == nil {
+		attested(ctx, s, req, &res, rt, o.Logger)
+	}
 	return res, s.Renamed(err)
 }
 
@@ -163,13 +168,46 @@ func signResult(ctx context.Context, key *sign.Key, req pipeline.Request, res *p
 			return err
 		}
 		signed, err := key.Sign(ctx, reg, refs)
-		res.Signed = append(res.Signed, signed...)
+		for _, sg := range signed {
+			res.Signed, res.Signatures = append(res.Signed, sg.Subject), append(res.Signatures, sg.Manifest)
+		}
 		if err != nil {
 			return err
 		}
 	}
 	res.SignedBy = key.Fingerprint
 	return nil
+}
+
+// attested reads back what the pushed image had attested (provenance, the
+// SBOM and its package count) and publishes build.attested with it and the
+// signatures. The image is pushed by then: a registry that cannot be read
+// back costs the report its attestations, not the build.
+func attested(ctx context.Context, s frontdoor.Settings, req pipeline.Request, res *pipeline.Result, rt *Runtime, log *slog.Logger) {
+	if res.Digest == "" || (res.Provenance == "" && req.Build.SBOM.Generator == "" && len(res.Signed) == 0) {
+		return
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	reg := sbom.Registry{Registry: registryOf(req)}
+	atts, err := reg.Summaries(ctx, repositories(req.Build.Tags)[0]+"@"+res.Digest)
+	if err != nil {
+		log.Warn("the image is pushed, but its attestations could not be read back", "err", err)
+	}
+	res.Attestations = atts
+	pub := pipeline.Publisher(pipeline.NopPublisher{})
+	switch {
+	case rt != nil:
+		pub = rt.Events
+	case s.NatsURL != "":
+		ev := events.New(events.Options{URL: s.NatsURL, Prefix: s.EventsPrefix, Logger: log})
+		defer ev.Close()
+		pub = ev
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	pub.Publish(ctx, pipeline.AttestedEvent(req, *res))
 }
 
 func (r *Runtime) run(ctx context.Context, req pipeline.Request, o BuildOptions) (pipeline.Result, error) {

@@ -10,6 +10,10 @@ const (
 	EventStarted   = "build.started"
 	EventCompleted = "build.completed"
 	EventFailed    = "build.failed"
+	// EventAttested follows build.completed once what the build pushed is
+	// signed and its attestations read back: the result then carries the
+	// signature and attestation digests.
+	EventAttested = "build.attested"
 )
 
 // EventSchemaVersion is the version of Event's JSON (schemas/events.schema.json).
@@ -44,6 +48,11 @@ func event(name string, req Request, res Result, attempt int) Event {
 		e.Result = &r
 	}
 	return e
+}
+
+// AttestedEvent is build.attested of a completed build's result.
+func AttestedEvent(req Request, res Result) Event {
+	return event(EventAttested, req, res, len(res.Attempts))
 }
 
 // Publisher sends lifecycle events. Publishing never fails or stalls a build:

@@ -27,7 +27,7 @@ func TestEventsMatchTheirSchema(t *testing.T) {
 	}
 	req := Request{BuildID: "b1", Workspace: "app", Actor: cache.Actor{Kind: cache.ActorCI}}
 	res := Result{BuildID: "b1", Tier: "cax21", SizingSource: sizing.SourceSpec, Outcome: OutcomeSuccess, StartedAt: time.Now()}
-	for _, name := range []string{EventStarted, EventCompleted, EventFailed} {
+	for _, name := range []string{EventStarted, EventCompleted, EventFailed, EventAttested} {
 		b, _ := json.Marshal(event(name, req, res, 1))
 		var m map[string]any
 		if err := json.Unmarshal(b, &m); err != nil {

@@ -137,6 +137,12 @@ type Result struct {
 	// is SignedBy.
 	Signed   []string `json:"signed,omitempty"`
 	SignedBy string   `json:"signed_by,omitempty"`
+	// Signatures are the digests of the signature manifests written, in
+	// the order of Signed.
+	Signatures []string `json:"signatures,omitempty"`
+	// Attestations are what each platform image of the pushed index had
+	// attested (provenance, SBOM), read back from the registry.
+	Attestations []buildkit.Attestation `json:"attestations,omitempty"`
 	// Emulated are the platforms the runner built through QEMU.
 	Emulated []string `json:"emulated,omitempty"`
 	// Legs are the runners of a build split by architecture, one each;

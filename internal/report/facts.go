@@ -63,9 +63,7 @@ func facts(r pipeline.Result) []fact {
 	if r.Provenance != "" && r.Digest != "" {
 		add("provenance", "SLSA v1, mode="+r.Provenance, false)
 	}
-	if f, ok := signedFact(r); ok {
-		out = append(out, f)
-	}
+	out = append(out, supplyChainFacts(r)...)
 	if u := r.Usage; u != nil {
 		add("usage", fmt.Sprintf("CPU p95 %.2f cores, memory p95 %s (peak %s), %d samples", u.CPUP95, Bytes(u.MemP95Bytes), Bytes(u.MemPeak), u.Samples), false)
 	}
@@ -168,9 +166,7 @@ func legFacts(r pipeline.Result) []fact {
 	if p := r.Legs[0].Result.Provenance; p != "" && r.Digest != "" {
 		out = append(out, fact{"provenance", "SLSA v1, mode=" + p + ", per platform", false})
 	}
-	if f, ok := signedFact(r); ok {
-		out = append(out, f)
-	}
+	out = append(out, supplyChainFacts(r)...)
 	if r.Actor != "" {
 		out = append(out, fact{"actor", r.Actor, true})
 	}
@@ -182,12 +178,40 @@ func firstLine(s string) string {
 	return line
 }
 
-// signedFact says what was signed, with which key.
-func signedFact(r pipeline.Result) (fact, bool) {
-	if len(r.Signed) == 0 {
-		return fact{}, false
+// supplyChainFacts say what the pushed image's SBOMs list and what was
+// signed, with which key, and where the image's own signature is.
+func supplyChainFacts(r pipeline.Result) []fact {
+	var out []fact
+	var sboms []string
+	extra := 0
+	for _, a := range r.Attestations {
+		if a.Packages >= 0 {
+			sboms = append(sboms, strings.TrimSpace(fmt.Sprintf("%d packages %s", a.Packages, parenthesized(a.Platform))))
+			extra += a.Scans - 1
+		}
 	}
-	return fact{"signed", fmt.Sprintf("%d manifests (cosign, key %s)", len(r.Signed), r.SignedBy), false}, true
+	if len(sboms) > 0 {
+		text := "SPDX, " + strings.Join(sboms, ", ")
+		if extra > 0 {
+			text += fmt.Sprintf(", and %d scans of the context or stages", extra)
+		}
+		out = append(out, fact{"SBOM", text, false})
+	}
+	if len(r.Signed) > 0 {
+		text := fmt.Sprintf("%d manifests (cosign, key %s)", len(r.Signed), r.SignedBy)
+		if len(r.Signatures) > 0 {
+			text += ", signature " + r.Signatures[0]
+		}
+		out = append(out, fact{"signed", text, false})
+	}
+	return out
+}
+
+func parenthesized(s string) string {
+	if s == "" {
+		return ""
+	}
+	return "(" + s + ")"
 }
 
 // costText is a build's cost and how it came about: the machines' list

@@ -106,3 +106,27 @@ func TestLegRows(t *testing.T) {
 		}
 	}
 }
+
+// What was attested and signed is in the report: each platform's SBOM
+// package count, the extra scans, the key and the index's signature.
+func TestSupplyChainFacts(t *testing.T) {
+	r := pipeline.Result{Outcome: pipeline.OutcomeSuccess, Digest: "sha256:aa", Provenance: "max",
+		Attestations: []buildkit.Attestation{
+			{Platform: "linux/amd64", Digest: "sha256:01", Packages: 93, Scans: 2},
+			{Platform: "linux/arm64", Digest: "sha256:02", Packages: 91, Scans: 1},
+		},
+		Signed: []string{"sha256:aa", "sha256:bb"}, SignedBy: "0123456789abcdef", Signatures: []string{"sha256:cc", "sha256:dd"}}
+	var b strings.Builder
+	Write(&b, r)
+	for _, want := range []string{"SLSA v1, mode=max", "SPDX, 93 packages (linux/amd64), 91 packages (linux/arm64), and 1 scans of the context or stages",
+		"2 manifests (cosign, key 0123456789abcdef), signature sha256:cc"} {
+		if !strings.Contains(b.String(), want) || !strings.Contains(Markdown(r), want) {
+			t.Errorf("the report lacks %q:\n%s\n%s", want, b.String(), Markdown(r))
+		}
+	}
+	r.Attestations = []buildkit.Attestation{{Platform: "linux/amd64", Packages: -1, Scans: 0}}
+	b.Reset()
+	if Write(&b, r); strings.Contains(b.String(), "SPDX") {
+		t.Errorf("an image without an SBOM reports one:\n%s", b.String())
+	}
+}

@@ -78,12 +78,18 @@ func (r Registry) options(ctx context.Context, d name.Digest) []ociremote.Option
 	return []ociremote.Option{ociremote.WithRemoteOptions(r.Options(ctx, d)...)}
 }
 
+// Signature is one image signed: its digest, and the digest of the
+// signature manifest written beside it.
+type Signature struct {
+	Subject, Manifest string
+}
+
 // Sign signs each REPOSITORY@DIGEST (an image index and the manifests it
 // holds are each signed by their own digest) and writes the signatures
-// beside them (the tag sha256-<hex>.sig, as cosign does); it returns the
-// digests signed.
-func (k *Key) Sign(ctx context.Context, reg Registry, refs []string) ([]string, error) {
-	var signed []string
+// beside them (the tag sha256-<hex>.sig, as cosign does); it returns what
+// it signed.
+func (k *Key) Sign(ctx context.Context, reg Registry, refs []string) ([]Signature, error) {
+	var signed []Signature
 	for _, ref := range refs {
 		d, err := reg.digest(ref)
 		if err != nil {
@@ -112,9 +118,27 @@ func (k *Key) Sign(ctx context.Context, reg Registry, refs []string) ([]string, 
 		if err := ociremote.WriteSignatures(d.Repository, se, opts...); err != nil {
 			return signed, fmt.Errorf("writing the signature of %s: %w", ref, err)
 		}
-		signed = append(signed, d.DigestStr())
+		md, err := reg.written(ctx, d)
+		if err != nil {
+			return signed, err
+		}
+		signed = append(signed, Signature{Subject: d.DigestStr(), Manifest: md})
 	}
 	return signed, nil
+}
+
+// written is the digest of the signature manifest of d, as the registry
+// holds it.
+func (r Registry) written(ctx context.Context, d name.Digest) (string, error) {
+	tag, err := ociremote.SignatureTag(d, r.options(ctx, d)...)
+	if err != nil {
+		return "", err
+	}
+	desc, err := remote.Head(tag, r.Options(ctx, tag)...)
+	if err != nil {
+		return "", fmt.Errorf("reading back the signature of %s: %w", d, err)
+	}
+	return desc.Digest.String(), nil
 }
 
 // Targets are what signing an image at REPOSITORY@DIGEST covers: the

@@ -45,8 +45,12 @@ func TestSignVerifiesWithTheKeyOnly(t *testing.T) {
 	}
 	ref := reg.Host + "/team/signed@" + d.String()
 	signed, err := k.Sign(ctx, Registry{Registry: platforms.Registry{Insecure: []string{reg.Host}}}, []string{ref})
-	if err != nil || len(signed) != 1 || signed[0] != d.String() {
+	if err != nil || len(signed) != 1 || signed[0].Subject != d.String() {
 		t.Fatalf("signed %v, %v", signed, err)
+	}
+	sigRef, _ := name.ParseReference(reg.Host+"/team/signed:sha256-"+d.Hex+".sig", name.Insecure)
+	if sd, err := remote.Head(sigRef); err != nil || sd.Digest.String() != signed[0].Manifest {
+		t.Errorf("the signature manifest at %s is %v (%v); Sign said %s", sigRef, sd, err, signed[0].Manifest)
 	}
 	verify := func(pub []byte) error {
 		return Registry{Registry: platforms.Registry{Insecure: []string{reg.Host}}}.Verify(ctx, ref, pub)

@@ -2,14 +2,18 @@ package testenv
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"syscall"
 	"testing"
 
 	"github.com/lian-build/action/internal/buildkit"
+	"github.com/lian-build/action/internal/platforms"
+	"github.com/lian-build/action/internal/sbom"
 )
 
 // binfmtConf is Debian's registration of qemu-user-static for arm64
@@ -106,4 +110,16 @@ func makeMultiArchBase(t testing.TB, amdRootfs, armBusybox string) (string, erro
 func Cosign(t testing.TB) string {
 	t.Helper()
 	return madeTool(t, "cosign")
+}
+
+// SBOMScanner pushes lian-build's SBOM scanner image (bin/lian-sbom-scanner
+// from make tools) to reg and returns its REPOSITORY@DIGEST.
+func SBOMScanner(t testing.TB, reg *Registry) string {
+	t.Helper()
+	bin := madeTool(t, "lian-sbom-scanner")
+	ref, err := sbom.Registry{Registry: platforms.Registry{Insecure: []string{reg.Host}}}.PushScanner(context.Background(), reg.Host+"/tools/lian-sbom-scanner", map[string]string{runtime.GOARCH: bin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ref
 }
