@@ -58,7 +58,7 @@ func TestPushCarriesAnOfflineSBOM(t *testing.T) {
 	scanner := testenv.SBOMScanner(t, reg)
 	dir := t.TempDir()
 	for f, body := range map[string]string{
-		"Dockerfile": "FROM base\nARG BUILDKIT_SBOM_SCAN_CONTEXT\nCOPY status /var/lib/dpkg/status\nCOPY os-release /etc/os-release\nCOPY package-lock.json /app/\n",
+		"Dockerfile": "FROM base\nARG BUILDKIT_SBOM_SCAN_CONTEXT\nCOPY status /var/lib/dpkg/status\nCOPY os-release /etc/os-release\nCOPY package-lock.json /app/\nRUN --mount=type=secret,id=tok,env=TOK test -n \"$TOK\" && echo used > /secret-used\n",
 		"status":     dpkgStatus,
 		"os-release": "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nID=debian\n",
 		"package-lock.json": `{"name":"app","lockfileVersion":3,"packages":{"":{"name":"app"},` +
@@ -71,10 +71,15 @@ func TestPushCarriesAnOfflineSBOM(t *testing.T) {
 	tag := reg.Host + "/team/sbom:1"
 	s := frontdoor.Settings{ComputeProvider: "local", Context: dir, Tags: []string{tag}, Push: true, Insecure: []string{reg.Host},
 		BuildContexts: []string{"base=oci-layout://" + testenv.BaseLayout(t)}, BuildArgs: []string{"BUILDKIT_SBOM_SCAN_CONTEXT=true"},
-		SBOM: "true", SBOMScanner: scanner, Progress: "plain", Workspace: "sbom", MetricsDir: t.TempDir(), NatsURL: ns.ClientURL()}
+		Secrets: []string{"id=tok,env=SBOM_TEST_TOKEN"}, SBOM: "true", SBOMScanner: scanner, Progress: "plain", Workspace: "sbom", MetricsDir: t.TempDir(), NatsURL: ns.ClientURL()}
 	s.SetOption("state-dir", filepath.Join(t.TempDir(), "runners"))
 	s.SetOption("buildkitd", testenv.Require(t))
+	const secret = "sbom-secret-5f0c1e7d"
+	t.Setenv("SBOM_TEST_TOKEN", secret)
 	res, progress := build(t, s)
+	if held := testenv.RegistryHolding(t, reg.Root, secret, "libc6"); len(held[secret]) > 0 || len(held["libc6"]) == 0 {
+		t.Errorf("the build secret is in blobs %v (the search sees the SBOM: %v)", held[secret], held["libc6"])
+	}
 
 	if len(res.Attestations) != 1 {
 		t.Fatalf("attestations %+v, want one (linux/amd64)\n%s", res.Attestations, progress)

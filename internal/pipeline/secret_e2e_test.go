@@ -3,13 +3,11 @@ package pipeline_test
 import (
 	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -86,20 +84,11 @@ RUN --mount=type=secret,id=tok test "$(cat /run/secrets/tok)" != "" && exit 7
 	if !reg.Touched("/v2/ci/e2e/manifests/cache") {
 		t.Fatal("the cache was not exported")
 	}
-	found := false
-	_ = filepath.WalkDir(reg.Root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return nil
-		}
-		for _, text := range blobTexts(t, p) {
-			if strings.Contains(text, secret) {
-				t.Errorf("secret appears in registry blob %s", p)
-			}
-			found = found || strings.Contains(text, marker)
-		}
-		return nil
-	})
-	if !found {
+	held := testenv.RegistryHolding(t, reg.Root, secret, marker)
+	if len(held[secret]) > 0 {
+		t.Errorf("secret appears in registry blobs %v", held[secret])
+	}
+	if len(held[marker]) == 0 {
 		t.Fatal("the scan never found the planted marker: it does not see inside the registry's layers")
 	}
 }
@@ -140,57 +129,11 @@ func tarFiles(t *testing.T, path string) map[string]string {
 		}
 		b, _ := io.ReadAll(tr)
 		files["blob:"+h.Name] = string(b)
-		for name, content := range layerFiles(b) {
+		for name, content := range testenv.LayerFiles(b) {
 			files[name] = content
 		}
 	}
 	return files
-}
-
-// decompressed is b gunzipped or un-zstd'ed, or b itself.
-func decompressed(b []byte) []byte {
-	if gz, err := gzip.NewReader(bytes.NewReader(b)); err == nil {
-		if raw, err := io.ReadAll(gz); err == nil {
-			return raw
-		}
-	}
-	if zr, err := zstd.NewReader(bytes.NewReader(b)); err == nil {
-		defer zr.Close()
-		if raw, err := io.ReadAll(zr); err == nil {
-			return raw
-		}
-	}
-	return b
-}
-
-// layerFiles unpacks a (gzip, zstd or plain) layer tar; not a layer → nothing.
-func layerFiles(b []byte) map[string]string {
-	r := bytes.NewReader(decompressed(b))
-	out := map[string]string{}
-	tr := tar.NewReader(r)
-	for {
-		h, err := tr.Next()
-		if err != nil {
-			return out
-		}
-		if h.Typeflag == tar.TypeReg {
-			c, _ := io.ReadAll(tr)
-			out[h.Name] = string(c)
-		}
-	}
-}
-
-// blobTexts is a registry blob as stored, and its unpacked files if it is a layer.
-func blobTexts(t *testing.T, p string) []string {
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	texts := []string{string(b), string(decompressed(b))}
-	for _, c := range layerFiles(b) {
-		texts = append(texts, c)
-	}
-	return texts
 }
 
 // Every progress mode masks the secret, rawjson included (its log data is
@@ -275,7 +218,7 @@ func TestLayerScanReadsZstd(t *testing.T) {
 	if bytes.Contains(z.Bytes(), content) {
 		t.Fatal("the control is not compressed")
 	}
-	if got := layerFiles(z.Bytes())["etc/m"]; got != string(content) {
+	if got := testenv.LayerFiles(z.Bytes())["etc/m"]; got != string(content) {
 		t.Fatalf("zstd layer read as %q", got)
 	}
 }
