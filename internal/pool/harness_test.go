@@ -65,6 +65,8 @@ type worldConfig struct {
 	tierMemory map[string]int64
 	policy     pool.Policy
 	hosts      bool // runner hosts behind the servers (false: unroutable servers)
+	// warm: builds ask for warm runner state (--state-store volumes).
+	warm bool
 	// registry, when set, is a registry on this machine's loopback that
 	// the runner hosts reach (and their buildkitd may use over plain HTTP).
 	registry string
@@ -115,7 +117,7 @@ func newWorld(t testing.TB, cfg worldConfig) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if w.pl, err = pipeline.New(pipeline.Config{Provider: prov, SpawnTimeout: 2 * time.Minute}); err != nil {
+	if w.pl, err = pipeline.New(pipeline.Config{Provider: prov, SpawnTimeout: 2 * time.Minute, RemoteState: cfg.warm}); err != nil {
 		t.Fatal(err)
 	}
 	if cfg.hosts {

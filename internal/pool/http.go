@@ -56,7 +56,7 @@ func (s *Service) Handler(o HandlerOptions) http.Handler {
 		if ret.Outcome == "" && !decode(w, r, &ret) {
 			return
 		}
-		d, err := s.Return(r.Context(), r.PathValue("lease"), ret.Outcome)
+		d, err := s.Return(r.Context(), r.PathValue("lease"), ret)
 		reply(w, http.StatusOK, d, err)
 	})
 	mux.HandleFunc("GET "+PathLeases, func(w http.ResponseWriter, r *http.Request) {

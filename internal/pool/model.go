@@ -12,6 +12,10 @@ type (
 	RequestError = poolapi.RequestError
 	Grant        = poolapi.Grant
 	Return       = poolapi.Return
+	Warm         = poolapi.Warm
+	StateRequest = poolapi.StateRequest
+	GrantState   = poolapi.GrantState
+	LeaseState   = poolapi.LeaseState
 	Disposition  = poolapi.Disposition
 	Status       = poolapi.Status
 	Client       = poolapi.Client

@@ -81,8 +81,10 @@ func ClassGroup(class string) string {
 // Pick orders the idle VMs that may serve req at now, best first: the right
 // tier and architecture (and location, when asked), the class group when
 // classes are kept apart, and a billed hour that still holds the build's
-// expected duration and the retire margin. The one with the least billed
-// time left goes first (it is the one to use up); ties by name.
+// expected duration and the retire margin. Among those, the smallest tier,
+// then the VM holding the newest warm state of the build's namespace (an
+// older generation, then none), then the one with the least billed time
+// left (it is the one to use up); ties by name.
 func (p Policy) Pick(now time.Time, req Request, vms []VM) []VM {
 	need := p.expected(req.Expected()) + p.retireBefore()
 	rank := tierRank(req.Tier)
@@ -112,6 +114,9 @@ func (p Policy) Pick(now time.Time, req Request, vms []VM) []VM {
 		}
 		if ri, rj := tierRank(out[i].Tier), tierRank(out[j].Tier); ri != rj {
 			return ri < rj // the smallest that fits: its own tier first
+		}
+		if w := warmer(out[i], out[j], req); w != 0 {
+			return w < 0 // the newest state of the build's namespace
 		}
 		li, lj := BilledUntil(out[i].Created, now), BilledUntil(out[j].Created, now)
 		if !li.Equal(lj) {

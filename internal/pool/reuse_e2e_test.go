@@ -147,12 +147,16 @@ func TestLeaseKeyIsRestrictedAndRevoked(t *testing.T) {
 	if _, err := tryDial(g1); err == nil {
 		t.Error("the first lease's key still gets in")
 	}
-	dialLease(t, g2).Close()
-	if _, err := w.client.Return(ctx, g2.LeaseID, "error"); err != nil {
-		t.Fatal(err)
+	c2 := dialLease(t, g2)
+	// A failed build's VM is recycled like any: its lease's key is out.
+	if d, err := w.client.Return(ctx, g2.LeaseID, "error"); err != nil || !d.Kept {
+		t.Fatalf("return after an error: %+v, %v (want recycled, kept)", d, err)
 	}
-	if s, _ := w.fake.Counts(); s != 0 {
-		t.Errorf("a server returned with an error was kept (%d servers)", s)
+	if _, err := c2.Run(ctx, "true"); err == nil {
+		t.Error("the failed lease's session survived its return")
+	}
+	if _, err := tryDial(g2); err == nil {
+		t.Error("the failed lease's key still gets in")
 	}
 	w.drainAndCheck(t)
 }

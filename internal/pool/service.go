@@ -147,7 +147,7 @@ func (s *Service) lease(ctx context.Context, req Request) (Grant, error) {
 		return Grant{}, err
 	}
 	for _, v := range s.o.Policy.Pick(s.o.Now(), req, vmsOf(entries)) {
-		g, err := s.reuse(ctx, find(entries, v.ID), lease, priv)
+		g, err := s.reuse(ctx, find(entries, v.ID), lease, priv, vmsOf(entries))
 		if err == nil || !errors.Is(err, ErrConflict) && !errors.Is(err, errUnfit) {
 			return g, err
 		}
@@ -161,8 +161,9 @@ func (s *Service) lease(ctx context.Context, req Request) (Grant, error) {
 // errUnfit is a VM that could not be granted to a lease (and was retired).
 var errUnfit = errors.New("pool: VM unfit")
 
-// reuse claims an idle VM by compare-and-set and lets the lease's key in.
-func (s *Service) reuse(ctx context.Context, e entry, lease Lease, priv ed25519.PrivateKey) (Grant, error) {
+// reuse claims an idle VM by compare-and-set, opens the lease's warm
+// state on it and lets the lease's key in.
+func (s *Service) reuse(ctx context.Context, e entry, lease Lease, priv ed25519.PrivateKey, vms []VM) (Grant, error) {
 	v := e.VM
 	v.State, v.Since, v.Lease = StateLeased, s.o.Now(), &lease
 	if v.Group == "" {
@@ -172,12 +173,21 @@ func (s *Service) reuse(ctx context.Context, e entry, lease Lease, priv ed25519.
 	if err != nil {
 		return Grant{}, err
 	}
-	if err := s.grant(ctx, v, pubOf(priv)); err != nil {
+	gs, err := s.warmOpen(ctx, v, vms)
+	if err == nil {
+		err = s.grant(ctx, v, pubOf(priv))
+	}
+	if err == nil && gs != nil {
+		_, err = s.o.Store.Update(ctx, e2, v)
+	}
+	if err != nil {
 		s.retire(ctx, e2, "grant failed: "+err.Error())
 		return Grant{}, fmt.Errorf("%w: %v", errUnfit, err)
 	}
 	s.publish(ctx, "reused", v, "")
-	return s.grantOf(v, priv, true)
+	g, err := s.grantOf(v, priv, true)
+	g.State = gs
+	return g, err
 }
 
 // create makes a new VM, for a lease (nil: to stand idle).
@@ -212,7 +222,11 @@ func (s *Service) create(ctx context.Context, req Request, lease *Lease, priv ed
 	if v.HostKey, err = s.recycle(ctx, v); err != nil {
 		return fail(err)
 	}
+	var gs *GrantState
 	if lease != nil {
+		if gs, err = s.openNew(ctx, v); err != nil {
+			return fail(err)
+		}
 		if err := s.grant(ctx, v, pubOf(priv)); err != nil {
 			return fail(err)
 		}
@@ -237,7 +251,22 @@ func (s *Service) create(ctx context.Context, req Request, lease *Lease, priv ed
 	if lease == nil {
 		return Grant{}, nil
 	}
-	return s.grantOf(v, priv, false)
+	g, err := s.grantOf(v, priv, false)
+	g.State = gs
+	return g, err
+}
+
+// openNew opens a new VM's (empty) state for its first lease, numbering
+// the commit after the newest generation the pool holds.
+func (s *Service) openNew(ctx context.Context, v VM) (*GrantState, error) {
+	if v.Lease.State == nil {
+		return nil, nil
+	}
+	entries, err := s.o.Store.All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return s.warmOpen(ctx, v, vmsOf(entries))
 }
 
 // claimSlot adds the new VM's entry. A tier with a MaxVMs has that many
@@ -267,8 +296,12 @@ func (s *Service) newLease(req Request) (ed25519.PrivateKey, Lease, error) {
 		return nil, Lease{}, err
 	}
 	now := s.o.Now()
-	return priv, Lease{ID: "pl-" + randomHex(8), Class: req.Class, Workspace: req.Workspace, Build: req.Build,
-		Expected: req.Expected(), Started: now, Expires: now.Add(req.TTL()), Key: ssh.FingerprintSHA256(pubOf(priv))}, nil
+	l := Lease{ID: "pl-" + randomHex(8), Class: req.Class, Workspace: req.Workspace, Build: req.Build,
+		Expected: req.Expected(), Started: now, Expires: now.Add(req.TTL()), Key: ssh.FingerprintSHA256(pubOf(priv))}
+	if req.State != nil {
+		l.State = &LeaseState{StateRequest: *req.State}
+	}
+	return priv, l, nil
 }
 
 func (s *Service) grantOf(v VM, priv ed25519.PrivateKey, reused bool) (Grant, error) {

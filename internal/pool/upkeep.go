@@ -12,14 +12,17 @@ type NotFoundError struct{ Lease string }
 
 func (e *NotFoundError) Error() string { return "pool: no lease " + e.Lease }
 
-// Return ends a lease. A clean build's VM is recycled and waits idle for the
-// next lease; a VM returned after an OOM or an error, or whose cgroup
-// counted an OOM kill, or that fails to recycle, is destroyed.
-func (s *Service) Return(ctx context.Context, leaseID, outcome string) (Disposition, error) {
-	switch outcome {
+// Return ends a lease. After an ok build that asks for it, the lease's warm
+// state is committed on the VM; the VM is then recycled and waits idle for
+// the next lease (a failed build's too: the recycle removes all it left,
+// and the VM's committed state is what a failure must not lose). A VM
+// returned after an OOM, or whose cgroup counted an OOM kill, or that
+// fails to recycle, is destroyed.
+func (s *Service) Return(ctx context.Context, leaseID string, ret Return) (Disposition, error) {
+	switch ret.Outcome {
 	case "ok", "oom", "error":
 	default:
-		return Disposition{}, &RequestError{Field: "outcome", Msg: fmt.Sprintf("%q: want ok, oom or error", outcome)}
+		return Disposition{}, &RequestError{Field: "outcome", Msg: fmt.Sprintf("%q: want ok, oom or error", ret.Outcome)}
 	}
 	e, err := s.byLease(ctx, leaseID)
 	if err != nil {
@@ -31,7 +34,7 @@ func (s *Service) Return(ctx context.Context, leaseID, outcome string) (Disposit
 	// that loses gets the same answer as a repeated one: already returned.
 	v := e.VM
 	v.State, v.Since, v.Lease, v.Leases = StateRecycling, s.o.Now(), nil, v.Leases+1
-	if outcome != "ok" {
+	if ret.Outcome == "oom" {
 		v.State = StateRetiring
 	}
 	if e, err = s.o.Store.Update(ctx, e, v); errors.Is(err, ErrConflict) {
@@ -40,18 +43,16 @@ func (s *Service) Return(ctx context.Context, leaseID, outcome string) (Disposit
 	} else if err != nil {
 		return d, err
 	}
-	s.o.Metrics.returned(e.Tier, outcome, s.o.Now().Sub(lease.Started))
-	if outcome != "ok" {
-		d.Reason = "returned with outcome " + outcome
+	s.o.Metrics.returned(e.Tier, ret.Outcome, s.o.Now().Sub(lease.Started))
+	if reason := s.unfit(ctx, v, ret.Outcome); reason != "" {
+		d.Reason = reason
 		return d, s.retire(ctx, e, d.Reason)
 	}
-	if draining, _ := s.o.Store.Draining(ctx); draining {
-		d.Reason = "the pool is draining"
-		return d, s.retire(ctx, e, d.Reason)
-	}
-	if n, err := s.oomKills(ctx, v); err != nil || n > 0 {
-		d.Reason = fmt.Sprintf("its cgroup counted %d OOM kills (%v)", n, err)
-		return d, s.retire(ctx, e, d.Reason)
+	// A failed build's state is not committed; its VM is recycled like any.
+	if entries, err := s.o.Store.All(ctx); err != nil {
+		s.o.Logger.Warn("warm state not committed: the store cannot be read", "vm", v.ID, "err", err)
+	} else if err := s.warmCommit(ctx, &v, lease, ret, vmsOf(entries)); err != nil {
+		s.o.Logger.Warn("warm state not committed", "vm", v.ID, "err", err)
 	}
 	if _, err := s.recycle(ctx, v); err != nil {
 		d.Reason = "recycle failed: " + err.Error()
@@ -63,6 +64,22 @@ func (s *Service) Return(ctx context.Context, leaseID, outcome string) (Disposit
 	}
 	d.Kept, d.Reason = true, "recycled; idle until "+BilledUntil(v.Created, s.o.Now()).Add(-s.o.Policy.retireBefore()).UTC().Format(time.RFC3339)
 	return d, nil
+}
+
+// unfit says why a returned VM may not serve again ("": it may): an OOM
+// (its memory counters are spent), a draining pool, or OOM kills the
+// build's cgroup counted.
+func (s *Service) unfit(ctx context.Context, v VM, outcome string) string {
+	if outcome == "oom" {
+		return "returned with outcome oom"
+	}
+	if draining, _ := s.o.Store.Draining(ctx); draining {
+		return "the pool is draining"
+	}
+	if n, err := s.oomKills(ctx, v); err != nil || n > 0 {
+		return fmt.Sprintf("its cgroup counted %d OOM kills (%v)", n, err)
+	}
+	return ""
 }
 
 func (s *Service) byLease(ctx context.Context, leaseID string) (entry, error) {

@@ -3,7 +3,6 @@ package hcloud
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -91,15 +90,13 @@ func (r *runner) openState(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	f := strings.Fields(out)
-	if len(f) < 4 || f[0] != "generation" {
-		return fmt.Errorf("hcloud: state-open said %q", out)
+	g, err := remote.ParseGeneration("hcloud: state-open", out)
+	if err != nil {
+		return err
 	}
-	gen, _ := strconv.Atoi(f[1])
-	bytes, _ := strconv.ParseInt(f[3], 10, 64)
 	st.opened.OpenMS = time.Since(start).Milliseconds()
-	st.opened.Generation, st.opened.Bytes, st.opened.Committable = gen, bytes, st.write
-	if gen > 0 {
+	st.opened.Generation, st.opened.Bytes, st.opened.Committable = g.N, g.Bytes, st.write
+	if g.N > 0 {
 		st.opened.Namespace = st.namespace
 	}
 	return nil
@@ -123,12 +120,12 @@ func (r *runner) CommitState(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	f := strings.Fields(out)
-	if len(f) < 2 || f[0] != "generation" {
-		return 0, fmt.Errorf("hcloud: state-commit said %q", out)
+	g, err := remote.ParseGeneration("hcloud: state-commit", out)
+	if err != nil {
+		return 0, err
 	}
 	st.committed = true
-	return strconv.Atoi(f[1])
+	return g.N, nil
 }
 
 // discardState removes the lease's copy from the volume before the server

@@ -4,6 +4,7 @@ import (
 	"context"
 	_ "embed"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"golang.org/x/crypto/ssh"
@@ -51,4 +52,25 @@ func RunScript(ctx context.Context, c *sshx.Conn, args ...string) (string, error
 		return "", fmt.Errorf("%s on %s: %w", args[0], c.Addr(), err)
 	}
 	return string(out), nil
+}
+
+// Generation is what the runner script's state commands print:
+// "generation N bytes B".
+type Generation struct {
+	N     int
+	Bytes int64
+}
+
+// ParseGeneration reads a state command's answer.
+func ParseGeneration(cmd, out string) (Generation, error) {
+	f := strings.Fields(out)
+	if len(f) < 4 || f[0] != "generation" || f[2] != "bytes" {
+		return Generation{}, fmt.Errorf("%s said %q", cmd, strings.TrimSpace(out))
+	}
+	n, err1 := strconv.Atoi(f[1])
+	b, err2 := strconv.ParseInt(f[3], 10, 64)
+	if err1 != nil || err2 != nil {
+		return Generation{}, fmt.Errorf("%s said %q", cmd, strings.TrimSpace(out))
+	}
+	return Generation{N: n, Bytes: b}, nil
 }

@@ -5,9 +5,13 @@
 # namespace, mounted at VOLUME) runs its buildkitd on a copy of the
 # volume's committed generation:
 #   state-open VOLUME LEASE | state-commit VOLUME LEASE | state-discard VOLUME LEASE
+# A pool VM keeps the committed generations of the namespaces it served on
+# its own disk (WARM); the pool opens one for a lease and commits after it:
+#   warm-open NAMESPACE|- LEASE | warm-commit NAMESPACE LEASE GENERATION | warm-drop NAMESPACE
 #   recycle  revokes every lease key and ends its sessions, kills everything
 #            in the build cgroup (buildkitd and every RUN container), removes
-#            buildkitd's root and the cgroup's children, and starts a new
+#            buildkitd's root, every warm work tree (never a committed
+#            generation) and the cgroup's children, and starts a new
 #            buildkitd on an empty root in new cgroups.
 #   grant    lets one lease key in, with a forced command: "dial-stdio"
 #            bridges it to buildkitd's socket (buildctl dial-stdio), anything
@@ -22,6 +26,9 @@ SOCKET=/run/buildkit/buildkitd.sock
 LOG=/var/log/buildkitd.log
 KEYS=/root/.ssh/authorized_keys
 B=lian-build
+# A pool VM's warm state: ns/NAMESPACE/{gens/N,current} per cache namespace
+# it has served, and the work tree of the lease that runs now.
+WARM=/var/lib/lian-build/warm
 # A machine whose layout differs (the tests' runner hosts) says so here.
 [ -f /run/lian-build/runner.env ] && . /run/lian-build/runner.env
 CG=/sys/fs/cgroup
@@ -79,8 +86,8 @@ kill_build() {
 }
 
 wipe() {
-	awk -v r="$ROOT" '$5 == r || index($5, r "/") == 1 { print $5 }' /proc/self/mountinfo | sort -r |
-		while read -r m; do umount -l "$m" || die "cannot unmount $m"; done
+	unmount_under "$ROOT"
+	drop_work
 	rm -rf "$ROOT" "$SOCKET"
 	mkdir -p -m 700 "$ROOT"
 	for d in $(cg_dirs); do
@@ -161,44 +168,78 @@ copy_tree() {
 	cp -a --reflink=auto "$1" "$2"
 }
 
+# unmount_under DIR unmounts everything mounted at or below DIR.
+unmount_under() {
+	awk -v r="$1" '$5 == r || index($5, r "/") == 1 { print $5 }' /proc/self/mountinfo | sort -r |
+		while read -r m; do umount -l "$m" || die "cannot unmount $m"; done
+}
+
+# open_tree NSDIR WORK restarts buildkitd on WORK, a copy of NSDIR's
+# committed generation (empty without one).
+open_tree() {
+	nsdir=$1 work=$2
+	gen=0
+	[ -f "$nsdir/current" ] && gen=$(cat "$nsdir/current")
+	rm -rf "$work"
+	if [ "$gen" -gt 0 ] && [ -d "$nsdir/gens/$gen" ]; then
+		copy_tree "$nsdir/gens/$gen" "$work"
+	else
+		gen=0
+		mkdir -p "$work"
+	fi
+	stop_daemon
+	kill_build
+	rm -f "$SOCKET"
+	start "$work"
+	echo "generation $gen bytes $(du -sb "$work" | cut -f1)"
+}
+
+# commit_tree NSDIR WORK NEXT stops buildkitd and makes WORK the committed
+# generation NEXT of NSDIR: the tree is renamed into place before the
+# current pointer moves (each step atomic, synced), so a kill at any point
+# leaves the previous generation or NEXT, complete.
+commit_tree() {
+	nsdir=$1 work=$2 next=$3
+	[ -d "$work" ] || die "no work tree $work"
+	stop_daemon
+	kill_build
+	unmount_under "$work"
+	mkdir -p "$nsdir/gens"
+	rm -rf "$nsdir/gens/$next"
+	mv "$work" "$nsdir/gens/$next"
+	sync
+	echo "$next" >"$nsdir/current.new"
+	sync
+	mv "$nsdir/current.new" "$nsdir/current"
+	sync
+	for g in "$nsdir"/gens/*; do [ "$g" = "$nsdir/gens/$next" ] || rm -rf "$g"; done
+	echo "generation $next bytes $(du -sb "$nsdir/gens/$next" | cut -f1)"
+}
+
 state_open() {
 	vol=$1 lease=$2
 	wait_volume "$vol"
 	mkdir -p "$vol/gens"
 	# Work trees of leases that never committed nor discarded (a lost server).
 	for w in "$vol"/work-*; do [ -e "$w" ] && [ "$w" != "$vol/work-$lease" ] && rm -rf "$w"; done
-	gen=0
-	[ -f "$vol/current" ] && gen=$(cat "$vol/current")
-	rm -rf "$vol/work-$lease"
-	if [ "$gen" -gt 0 ] && [ -d "$vol/gens/$gen" ]; then
-		copy_tree "$vol/gens/$gen" "$vol/work-$lease"
-	else
-		gen=0
-		mkdir -p "$vol/work-$lease"
-	fi
-	stop_daemon
-	kill_build
-	rm -f "$SOCKET"
-	start "$vol/work-$lease"
-	echo "generation $gen bytes $(du -sb "$vol/work-$lease" | cut -f1)"
+	open_tree "$vol" "$vol/work-$lease"
 }
 
 state_commit() {
 	vol=$1 lease=$2
-	[ -d "$vol/work-$lease" ] || die "no work tree for lease $lease"
-	stop_daemon
 	gen=0
 	[ -f "$vol/current" ] && gen=$(cat "$vol/current")
-	next=$((gen + 1))
-	rm -rf "$vol/gens/$next"
-	mv "$vol/work-$lease" "$vol/gens/$next"
-	sync
-	echo "$next" >"$vol/current.new"
-	sync
-	mv "$vol/current.new" "$vol/current"
-	sync
-	for g in "$vol"/gens/*; do [ "$g" = "$vol/gens/$next" ] || rm -rf "$g"; done
-	echo "generation $next"
+	commit_tree "$vol" "$vol/work-$lease" $((gen + 1))
+}
+
+# drop_work removes every warm work tree (what leases ran on), never a
+# committed generation.
+drop_work() {
+	for w in "$WARM"/work-*; do
+		[ -e "$w" ] || continue
+		unmount_under "$w"
+		rm -rf "$w"
+	done
 }
 
 case "${1:-}" in
@@ -223,6 +264,20 @@ state-open)
 state-commit)
 	[ $# -eq 3 ] || die "usage: state-commit VOLUME LEASE"
 	state_commit "$2" "$3"
+	;;
+warm-open)
+	[ $# -eq 3 ] || die "usage: warm-open NAMESPACE|- LEASE"
+	mkdir -p "$WARM/ns"
+	drop_work
+	open_tree "$WARM/ns/$2" "$WARM/work-$3"
+	;;
+warm-commit)
+	[ $# -eq 4 ] || die "usage: warm-commit NAMESPACE LEASE GENERATION"
+	commit_tree "$WARM/ns/$2" "$WARM/work-$3" "$4"
+	;;
+warm-drop)
+	[ $# -eq 2 ] || die "usage: warm-drop NAMESPACE"
+	rm -rf "$WARM/ns/$2"
 	;;
 state-discard)
 	[ $# -eq 3 ] || die "usage: state-discard VOLUME LEASE"

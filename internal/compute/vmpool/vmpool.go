@@ -35,10 +35,11 @@ func (factory) Name() string        { return "vm-pool" }
 func (factory) Tiers() sizing.Table { return sizing.HCloud }
 func (factory) Options() []string   { return []string{OptURL, OptToken} }
 
-// Features: the pool's VMs serve again after a clean lease; arm (cax) and
-// x86 (cpx), as the pool serves them; a Stats reading is an SSH round trip.
+// Features: the pool's VMs serve again after a lease and keep warm state
+// per cache namespace on their disks; arm (cax) and x86 (cpx), as the pool
+// serves them; a Stats reading is an SSH round trip.
 func (factory) Features() compute.Features {
-	return compute.Features{Reuse: true, SampleEvery: time.Second, Archs: []string{"arm", "x86"}}
+	return compute.Features{Reuse: true, RemoteState: true, SampleEvery: time.Second, Archs: []string{"arm", "x86"}}
 }
 
 func (factory) Settings() []compute.Setting {
@@ -88,13 +89,17 @@ func (p *Provider) Note() string        { return p.note }
 // pinning the host key the pool pinned; a lease it cannot use goes back
 // as an error (the pool destroys the machine).
 func (p *Provider) Spawn(ctx context.Context, tier sizing.Tier, lease compute.Lease) (compute.Runner, error) {
-	if err := compute.RefuseState("vm-pool", lease); err != nil {
+	if err := compute.RefuseState("vm-pool", compute.Lease{State: lease.State}); err != nil {
 		return nil, err
 	}
 	start := time.Now()
-	g, err := p.c.Lease(ctx, poolapi.Request{Tier: tier.Name, Arch: p.arch, Workspace: lease.Labels[compute.LabelWorkspace],
+	req := poolapi.Request{Tier: tier.Name, Arch: p.arch, Workspace: lease.Labels[compute.LabelWorkspace],
 		Class: lease.Labels[compute.LabelActorClass], Build: lease.BuildID,
-		ExpectedSeconds: int64(lease.Expected / time.Second), TTLSeconds: int64(lease.TTL / time.Second)})
+		ExpectedSeconds: int64(lease.Expected / time.Second), TTLSeconds: int64(lease.TTL / time.Second)}
+	if rs := lease.RemoteState; rs != nil {
+		req.State = &poolapi.StateRequest{Read: rs.Read, Write: rs.Write}
+	}
+	g, err := p.c.Lease(ctx, req)
 	if err != nil {
 		return nil, err
 	}
@@ -156,6 +161,7 @@ type runner struct {
 
 	mu      sync.Mutex
 	outcome compute.Outcome
+	commit  bool
 
 	once       sync.Once
 	destroyErr error
@@ -188,9 +194,9 @@ func (r *runner) Destroy(ctx context.Context) error {
 			_ = r.SSH.Close()
 		}
 		r.mu.Lock()
-		o := r.outcome
+		ret := poolapi.Return{Outcome: string(r.outcome), Commit: r.commit && r.outcome == compute.OutcomeOK}
 		r.mu.Unlock()
-		r.destroyErr = r.p.giveBack(ctx, r.g.LeaseID, o)
+		r.destroyErr = r.p.giveBack(ctx, r.g.LeaseID, ret)
 	})
 	return r.destroyErr
 }
@@ -198,10 +204,10 @@ func (r *runner) Destroy(ctx context.Context) error {
 // giveBack returns a lease, trying again while the pool cannot be reached
 // or answers 5xx (it restarts, or fails over to another replica) until ctx
 // ends. A lease the pool no longer holds was reclaimed already: done.
-func (p *Provider) giveBack(ctx context.Context, leaseID string, o compute.Outcome) error {
+func (p *Provider) giveBack(ctx context.Context, leaseID string, ret poolapi.Return) error {
 	wait := 250 * time.Millisecond
 	for {
-		_, err := p.c.Return(ctx, leaseID, string(o))
+		_, err := p.c.ReturnWith(ctx, leaseID, ret)
 		var ae *poolapi.APIError
 		switch {
 		case err == nil || errors.As(err, &ae) && ae.Status == http.StatusNotFound:
@@ -218,4 +224,35 @@ func (p *Provider) giveBack(ctx context.Context, leaseID string, o compute.Outco
 	}
 }
 
-var _ compute.OutcomeSetter = (*runner)(nil)
+// StateOpened is the warm state the pool started the lease's buildkitd
+// on; it can be committed when the lease names a write namespace.
+func (r *runner) StateOpened() compute.StateOpened {
+	gs := r.g.State
+	if gs == nil {
+		return compute.StateOpened{}
+	}
+	o := compute.StateOpened{Namespace: gs.Namespace, Generation: gs.Generation, Bytes: gs.Bytes, OpenMS: gs.OpenMS, Committable: gs.Next > 0}
+	if gs.Namespace == "" {
+		o.Note = "no free pool VM held this namespace's state (a first build, or its VMs were busy): a fresh buildkitd"
+	}
+	return o
+}
+
+// CommitState asks the pool to commit the lease's state when it is
+// returned: the pool does it after the result is reported, off the
+// build's time, as the generation it planned at the lease (later, if
+// another VM committed the namespace meanwhile).
+func (r *runner) CommitState(context.Context) (int, error) {
+	if r.g.State == nil || r.g.State.Next == 0 {
+		return 0, errors.New("vm-pool: the lease has no state to commit")
+	}
+	r.mu.Lock()
+	r.commit = true
+	r.mu.Unlock()
+	return r.g.State.Next, nil
+}
+
+var (
+	_ compute.OutcomeSetter  = (*runner)(nil)
+	_ compute.StatefulRunner = (*runner)(nil)
+)

@@ -78,8 +78,14 @@ func (c *Client) Lease(ctx context.Context, req Request) (Grant, error) {
 
 // Return ends a lease with its outcome.
 func (c *Client) Return(ctx context.Context, leaseID, outcome string) (Disposition, error) {
+	return c.ReturnWith(ctx, leaseID, Return{Outcome: outcome})
+}
+
+// ReturnWith ends a lease as ret says (its outcome, and whether to commit
+// its warm state).
+func (c *Client) ReturnWith(ctx context.Context, leaseID string, ret Return) (Disposition, error) {
 	var d Disposition
-	return d, c.do(ctx, c.limits().Return, http.MethodDelete, PathLeases+"/"+url.PathEscape(leaseID), Return{Outcome: outcome}, &d)
+	return d, c.do(ctx, c.limits().Return, http.MethodDelete, PathLeases+"/"+url.PathEscape(leaseID), ret, &d)
 }
 
 // List reads the pool's VMs.

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/lian-build/action/internal/cache"
@@ -52,6 +53,16 @@ type VM struct {
 	Group  string `json:"group,omitempty"`
 	Leases int    `json:"leases"` // leases served
 	Lease  *Lease `json:"lease,omitempty"`
+	// Warm are the committed generations of runner state on its disk, by
+	// cache namespace.
+	Warm map[string]Warm `json:"warm,omitempty"`
+}
+
+// Warm is one namespace's committed generation on a VM's disk.
+type Warm struct {
+	Generation int       `json:"generation"`
+	Committed  time.Time `json:"committed"`
+	Bytes      int64     `json:"bytes,omitempty"`
 }
 
 // Lease is one build's hold on a VM.
@@ -66,6 +77,17 @@ type Lease struct {
 	// Key is the SHA256 fingerprint of the lease's own SSH key (its private
 	// half went to the holder only).
 	Key string `json:"key"`
+	// State is the runner state the lease runs on and may commit.
+	State *LeaseState `json:"state,omitempty"`
+}
+
+// LeaseState is the warm state of a lease: what it asked for, what it
+// started from, and the generation a commit will make.
+type LeaseState struct {
+	StateRequest
+	Opened     string `json:"opened,omitempty"` // the namespace it started from ("": none)
+	Generation int    `json:"generation,omitempty"`
+	Next       int    `json:"next,omitempty"`
 }
 
 // Request is what a lease asks for.
@@ -81,7 +103,40 @@ type Request struct {
 	ExpectedSeconds int64 `json:"expected_seconds,omitempty"`
 	// TTLSeconds is how long the lease may last (default 1 h, at most MaxTTL).
 	TTLSeconds int64 `json:"ttl_seconds,omitempty"`
+	// State asks for warm runner state (nil: a fresh buildkitd).
+	State *StateRequest `json:"state,omitempty"`
 }
+
+// StateRequest is the runner state a lease may start from and commit to
+// (cache.StateNamespaces): the namespaces it may read, best first, and the
+// one a clean success commits to ("": none).
+type StateRequest struct {
+	Read  []string `json:"read"`
+	Write string   `json:"write,omitempty"`
+}
+
+var namespaceRE = regexp.MustCompile(`^(ci|dev)/[A-Za-z0-9._-]{1,128}$`)
+
+// check refuses a namespace that is not a cache namespace, and a session
+// that would write ci/* state.
+func (s *StateRequest) check(class string) error {
+	if len(s.Read) == 0 || len(s.Read) > 4 {
+		return &RequestError{Field: "state.read", Msg: fmt.Sprintf("%d namespaces: want 1 to 4", len(s.Read))}
+	}
+	for _, ns := range append(slices.Clone(s.Read), s.Write) {
+		if ns != "" && !namespaceRE.MatchString(ns) {
+			return &RequestError{Field: "state", Msg: fmt.Sprintf("%s: not a cache namespace (ci/NAME or dev/NAME)", Quote(ns))}
+		}
+	}
+	if s.Write != "" && class != "ci" && !strings.HasPrefix(s.Write, "dev/") {
+		return &RequestError{Field: "state.write", Msg: fmt.Sprintf("%s: a %s lease writes dev/* state only", Quote(s.Write), class)}
+	}
+	return nil
+}
+
+// WarmDir is a namespace's directory name on a VM's disk ("ci/app" →
+// "ci_app": the prefix has no '_', so the name is unique).
+func WarmDir(ns string) string { return strings.Replace(ns, "/", "_", 1) }
 
 // Expected is how long the build is expected to take.
 func (r Request) Expected() time.Duration { return time.Duration(r.ExpectedSeconds) * time.Second }
@@ -142,6 +197,9 @@ func (r *Request) Normalize() error {
 	if r.ExpectedSeconds < 0 || r.ExpectedSeconds > int64(MaxExpected/time.Second) {
 		return &RequestError{Field: "expected_seconds", Msg: fmt.Sprintf("%d: want 0 to %d (0: the pool's default)", r.ExpectedSeconds, int64(MaxExpected/time.Second))}
 	}
+	if r.State != nil {
+		return r.State.check(r.Class)
+	}
 	return nil
 }
 
@@ -185,13 +243,28 @@ type Grant struct {
 	Dial    string    `json:"dial"`
 	Reused  bool      `json:"reused"`
 	WaitMS  int64     `json:"wait_ms"`
+	// State is the warm state the lease's buildkitd runs on (nil: none asked).
+	State *GrantState `json:"state,omitempty"`
 	Created time.Time `json:"created"`
 	Expires time.Time `json:"expires"`
+}
+
+// GrantState is what a lease's buildkitd started from.
+type GrantState struct {
+	Namespace  string `json:"namespace,omitempty"` // "": none (the VM held none of the lease's)
+	Generation int    `json:"generation,omitempty"`
+	Bytes      int64  `json:"bytes,omitempty"`
+	OpenMS     int64  `json:"open_ms"`
+	// Next is the generation a commit of the lease makes.
+	Next int `json:"next,omitempty"`
 }
 
 // Return is how a lease ends.
 type Return struct {
 	Outcome string `json:"outcome"` // ok, oom, error
+	// Commit asks the pool to commit the lease's state (an ok outcome
+	// with a write namespace only), after the return.
+	Commit bool `json:"commit,omitempty"`
 }
 
 // Disposition is what the pool did with a returned VM.

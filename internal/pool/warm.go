@@ -1,0 +1,125 @@
+package pool
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/lian-build/action/internal/compute/remote"
+	"github.com/lian-build/action/internal/compute/sshx"
+	"github.com/lian-build/action/internal/pool/poolapi"
+)
+
+// Warm runner state on the pool's VMs: each VM keeps, on its own disk, the
+// committed generation of every cache namespace it has served
+// (remote.RunnerScript's warm-* commands). A lease that asks for state
+// runs its buildkitd on a copy of the best one the VM holds (Pick prefers
+// a VM holding the newest); after an ok return that asks for it, the pool
+// commits the lease's tree as the write namespace's next generation, then
+// recycles the VM, which removes every work tree and never a committed
+// generation. Generations are numbered across the pool: the next is one
+// past the newest any VM holds.
+
+// heldRank is where v's best namespace for the request stands: the index
+// in the read set of the first namespace it holds (len(read): none), and
+// when that generation was committed.
+func heldRank(v VM, read []string) (int, time.Time) {
+	for i, ns := range read {
+		if w, ok := v.Warm[ns]; ok {
+			return i, w.Committed
+		}
+	}
+	return len(read), time.Time{}
+}
+
+// warmer orders two VMs for a request's state: a VM holding an earlier
+// namespace of the read set first, then the newer generation of it.
+// (0: equal.)
+func warmer(a, b VM, req Request) int {
+	if req.State == nil {
+		return 0
+	}
+	ia, ta := heldRank(a, req.State.Read)
+	ib, tb := heldRank(b, req.State.Read)
+	switch {
+	case ia != ib:
+		return ia - ib
+	case ta.After(tb):
+		return -1
+	case tb.After(ta):
+		return 1
+	}
+	return 0
+}
+
+// newest is the newest generation of ns any VM holds (0: none).
+func newest(vms []VM, ns string) int {
+	n := 0
+	for _, v := range vms {
+		n = max(n, v.Warm[ns].Generation)
+	}
+	return n
+}
+
+// warmOpen starts the lease's buildkitd on the state it asked for: a copy
+// of the best namespace v holds, or an empty tree that a commit can keep.
+// It records what it opened in the lease.
+func (s *Service) warmOpen(ctx context.Context, v VM, vms []VM) (*GrantState, error) {
+	st := v.Lease.State
+	if st == nil {
+		return nil, nil
+	}
+	ns, label := "", "-"
+	if i, _ := heldRank(v, st.Read); i < len(st.Read) {
+		ns, label = st.Read[i], poolapi.WarmDir(st.Read[i])
+	}
+	start := s.o.Now()
+	var g remote.Generation
+	_, err := s.onMachine(ctx, v, func(c *sshx.Conn) error {
+		out, err := remote.RunScript(ctx, c, "warm-open", label, v.Lease.ID)
+		if err == nil {
+			g, err = remote.ParseGeneration("warm-open", out)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if g.N == 0 {
+		ns = ""
+	}
+	st.Opened, st.Generation = ns, g.N
+	if st.Write != "" {
+		st.Next = newest(vms, st.Write) + 1
+	}
+	return &GrantState{Namespace: ns, Generation: g.N, Bytes: g.Bytes, OpenMS: s.o.Now().Sub(start).Milliseconds(), Next: st.Next}, nil
+}
+
+// warmCommit makes a returned lease's tree its write namespace's next
+// generation on the VM, and records it in v. A lease that asked for no
+// commit, or none allowed, leaves its tree to the recycle.
+func (s *Service) warmCommit(ctx context.Context, v *VM, lease Lease, ret Return, vms []VM) error {
+	st := lease.State
+	if st == nil || st.Write == "" || !ret.Commit || ret.Outcome != "ok" {
+		return nil
+	}
+	gen := max(st.Next, newest(vms, st.Write)+1)
+	var g remote.Generation
+	_, err := s.onMachine(ctx, *v, func(c *sshx.Conn) error {
+		out, err := remote.RunScript(ctx, c, "warm-commit", poolapi.WarmDir(st.Write), lease.ID, strconv.Itoa(gen))
+		if err == nil {
+			g, err = remote.ParseGeneration("warm-commit", out)
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("committing %s generation %d: %w", st.Write, gen, err)
+	}
+	if v.Warm == nil {
+		v.Warm = map[string]Warm{}
+	}
+	v.Warm[st.Write] = Warm{Generation: g.N, Committed: s.o.Now(), Bytes: g.Bytes}
+	s.o.Logger.Info("warm state committed", "vm", v.ID, "namespace", st.Write, "generation", g.N, "bytes", g.Bytes, "lease", lease.ID)
+	return nil
+}

@@ -1,0 +1,120 @@
+package pool_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lian-build/action/internal/buildkit"
+	"github.com/lian-build/action/internal/cache"
+	"github.com/lian-build/action/internal/pipeline"
+	"github.com/lian-build/action/internal/pool"
+)
+
+// warmWorld is a pool world whose builds ask for warm state.
+func warmWorld(t *testing.T) *world { return newWorld(t, worldConfig{hosts: true, warm: true}) }
+
+// only is the pool's one VM.
+func (w *world) only(t *testing.T) pool.VM {
+	t.Helper()
+	vms, err := w.client.List(context.Background())
+	if err != nil || len(vms) != 1 {
+		t.Fatalf("VMs %+v, %v: want one", vms, err)
+	}
+	return vms[0]
+}
+
+func inWorkspace(ws string, actor cache.Actor) func(*pipeline.Request) {
+	return func(r *pipeline.Request) { r.Workspace, r.Actor = ws, actor }
+}
+
+var ci = cache.Actor{Kind: cache.ActorCI}
+
+// A pool VM keeps each namespace's committed state: the next ci build of
+// the workspace on it starts from it (its cache mount and its steps
+// cached); a session reads ci's state and commits to its own namespace
+// only; another workspace on the same VM sees none of it; a failed build
+// commits nothing and the VM serves on; no build secret reaches a
+// committed generation.
+func TestPoolVMKeepsWarmStatePerNamespace(t *testing.T) {
+	w := warmWorld(t)
+	const secret = "warm-s3cret-0b9e"
+	t.Setenv("WARM_TEST_SECRET", secret)
+	first := "FROM base\nRUN --mount=type=cache,target=/c --mount=type=secret,id=s,env=S test -n \"$S\" && echo ci > /c/mark && echo built > /built\n"
+	res, err, progress := w.build(t, first, func(r *pipeline.Request) {
+		inWorkspace("app", ci)(r)
+		r.Build.Secrets = []buildkit.Secret{{ID: "s", Env: "WARM_TEST_SECRET"}}
+	})
+	if err != nil {
+		t.Fatalf("first build: %v\n%s", err, progress)
+	}
+	if st := res.State; st == nil || !st.Committed || st.Target != "ci/app" || st.GenerationOut != 1 {
+		t.Fatalf("first build's state %+v, want ci/app generation 1 committed", res.State)
+	}
+	vm := w.only(t)
+	if g := vm.Warm["ci/app"]; g.Generation != 1 || g.Bytes == 0 {
+		t.Fatalf("the VM records %+v, want ci/app generation 1", vm.Warm)
+	}
+	warmDir := filepath.Join(w.hosts.HostDir(vm.ServerID), "warm")
+	if files := filesMentioning(t, warmDir, secret); len(files) != 0 {
+		t.Errorf("the build secret is in the committed state: %v", files)
+	}
+
+	// The warm hit: the first build's step is cached, its cache mount is there.
+	second := first + "RUN --mount=type=cache,target=/c test \"$(cat /c/mark)\" = ci\n"
+	res, err, progress = w.build(t, second, func(r *pipeline.Request) {
+		inWorkspace("app", ci)(r)
+		r.Build.Secrets = []buildkit.Secret{{ID: "s", Env: "WARM_TEST_SECRET"}}
+	})
+	if err != nil {
+		t.Fatalf("the warm build does not see the cache mount: %v\n%s", err, progress)
+	}
+	if st := res.State; st == nil || st.Namespace != "ci/app" || st.GenerationIn != 1 || st.GenerationOut != 2 || res.StepsCached < 1 {
+		t.Errorf("warm build: state %+v, %d/%d steps cached; want from ci/app 1, committed 2, the first step cached", res.State, res.StepsCached, res.StepsTotal)
+	}
+
+	// A session reads ci/app and writes dev/… only.
+	human := cache.Actor{Kind: cache.ActorHuman, ID: "jpl"}
+	res, err, progress = w.build(t, "FROM base\nRUN --mount=type=cache,target=/c test \"$(cat /c/mark)\" = ci && echo session > /c/mark\n", inWorkspace("app", human))
+	if err != nil {
+		t.Fatalf("session build: %v\n%s", err, progress)
+	}
+	if st := res.State; st == nil || st.Namespace != "ci/app" || !st.Committed || !strings.HasPrefix(st.Target, "dev/") {
+		t.Errorf("session state %+v: want read ci/app, committed to dev/*", res.State)
+	}
+	if vm = w.only(t); vm.Warm["ci/app"].Generation != 2 {
+		t.Errorf("the session moved ci/app: %+v", vm.Warm)
+	}
+
+	// Another workspace on the same VM starts empty; a failed build commits nothing.
+	res, err, progress = w.build(t, "FROM base\nRUN --mount=type=cache,target=/c test ! -e /c/mark && echo other > /c/other\n", inWorkspace("other", ci))
+	if err != nil || res.State == nil || res.State.Namespace != "" {
+		t.Fatalf("another workspace sees the first one's state: %+v, %v\n%s", res.State, err, progress)
+	}
+	_, err, _ = w.build(t, "FROM base\nRUN --mount=type=cache,target=/c echo failed > /c/mark && false\n", inWorkspace("app", ci))
+	if err == nil {
+		t.Fatal("the failing build succeeded")
+	}
+	vm = w.only(t)
+	if vm.Warm["ci/app"].Generation != 2 || vm.State != pool.StateIdle {
+		t.Errorf("after a failed build the VM is %s with %+v: want idle, ci/app still 2", vm.State, vm.Warm)
+	}
+	res, err, progress = w.build(t, "FROM base\nRUN --mount=type=cache,target=/c test \"$(cat /c/mark)\" = ci\n", inWorkspace("app", ci))
+	if err != nil {
+		t.Errorf("the failed build's or the session's writes reached ci/app: %v\n%s", err, progress)
+	}
+	if s, _ := w.fake.Counts(); s != 1 {
+		t.Errorf("%d servers: want the one VM throughout", s)
+	}
+	fmt.Fprintln(testWriter{t}, "warm state on the VM:", vm.Warm)
+	w.drainAndCheck(t)
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(b []byte) (int, error) { w.t.Log(strings.TrimSpace(string(b))); return len(b), nil }
+
+var _ = time.Second
