@@ -5,7 +5,6 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -127,7 +126,7 @@ func byHand(b *testing.B, dir, layout string, extra ...string) time.Duration {
 	}
 	args := append([]string{"--addr", sock, "build", "--frontend", "dockerfile.v0",
 		"--local", "context=" + dir, "--local", "dockerfile=" + dir, "--oci-layout", "base=" + layout,
-		"--opt", "context:base=oci-layout://base@" + layoutDigest(b, layout), "--progress", "quiet"}, extra...)
+		"--opt", "context:base=oci-layout://base@" + testenv.LayoutDigest(b, layout), "--progress", "quiet"}, extra...)
 	if out, err := exec.Command(buildctl, args...).CombinedOutput(); err != nil {
 		b.Fatalf("buildctl build: %v\n%s", err, out)
 	}
@@ -198,20 +197,6 @@ func BenchmarkCacheImport(b *testing.B) {
 	if cached == 0 {
 		b.Fatal("the rebuild imported no cache")
 	}
-}
-
-func layoutDigest(b *testing.B, layout string) string {
-	var idx struct {
-		Manifests []struct{ Digest string } `json:"manifests"`
-	}
-	raw, err := os.ReadFile(filepath.Join(layout, "index.json"))
-	if err == nil {
-		err = json.Unmarshal(raw, &idx)
-	}
-	if err != nil || len(idx.Manifests) != 1 {
-		b.Fatalf("base layout index: %v (%d manifests)", err, len(idx.Manifests))
-	}
-	return idx.Manifests[0].Digest
 }
 
 // BenchmarkHcloudSpawn: a Hetzner runner through the fake API (a runner host

@@ -34,6 +34,10 @@ func TestSecretsStayOutOfLogsEventsStateAndTheCloud(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A failed build's VM is recycled, not retired: the drain retires it.
+	if _, err := w.client.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
 	var seen []string
 	for {
 		m, err := sub.NextMsg(500 * time.Millisecond)

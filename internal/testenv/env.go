@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -335,4 +336,21 @@ func SilentListener(t testing.TB) string {
 		}
 	}()
 	return ln.Addr().String()
+}
+
+// LayoutDigest is the digest of the one manifest of an OCI layout (what
+// `--opt context:NAME=oci-layout://NAME@DIGEST` names).
+func LayoutDigest(t testing.TB, layout string) string {
+	t.Helper()
+	var idx struct {
+		Manifests []struct{ Digest string } `json:"manifests"`
+	}
+	raw, err := os.ReadFile(filepath.Join(layout, "index.json"))
+	if err == nil {
+		err = json.Unmarshal(raw, &idx)
+	}
+	if err != nil || len(idx.Manifests) != 1 {
+		t.Fatalf("OCI layout %s: %v (%d manifests)", layout, err, len(idx.Manifests))
+	}
+	return idx.Manifests[0].Digest
 }
