@@ -84,15 +84,20 @@ func (s *Service) onMachine(ctx context.Context, v VM, fn func(*sshx.Conn) error
 }
 
 // recycle makes a VM fit for its next lease (remote.Recycle) and returns
-// its host key.
-func (s *Service) recycle(ctx context.Context, v VM) (string, error) {
-	return s.onMachine(ctx, v, func(c *sshx.Conn) error { return remote.Recycle(ctx, c, s.o.Signer.PublicKey()) })
+// its host key. cold leaves buildkitd to the grant (the next lease will
+// likely start it on warm state).
+func (s *Service) recycle(ctx context.Context, v VM, cold bool) (string, error) {
+	return s.onMachine(ctx, v, func(c *sshx.Conn) error { return remote.Recycle(ctx, c, s.o.Signer.PublicKey(), cold) })
 }
 
-// grant lets a lease's key into a VM.
-func (s *Service) grant(ctx context.Context, v VM, lease ssh.PublicKey) error {
+// grant lets a lease's key into a VM; for a lease that asked for warm
+// state, its buildkitd first restarts on it (warmOpen).
+func (s *Service) grant(ctx context.Context, v VM, lease ssh.PublicKey, vms []VM) (*GrantState, error) {
+	if v.Lease != nil && v.Lease.State != nil {
+		return s.warmOpen(ctx, v, lease, vms)
+	}
 	_, err := s.onMachine(ctx, v, func(c *sshx.Conn) error { return remote.Grant(ctx, c, s.o.Signer.PublicKey(), lease) })
-	return err
+	return nil, err
 }
 
 // oomKills reads the VM's count of processes the kernel killed for memory.

@@ -169,9 +169,13 @@ func (w *world) service(t testing.TB, policy pool.Policy) *pool.Service {
 	return svc
 }
 
-// build runs dockerfile through the pipeline on the vm-pool provider.
+// build runs dockerfile through the pipeline on the vm-pool provider and
+// waits for the pool to settle its returns (the provider returns leases
+// asynchronously: commit and recycle follow the answer).
 func (w *world) build(t *testing.T, dockerfile string, edit func(*pipeline.Request)) (pipeline.Result, error, string) {
-	return testenv.BuildDockerfile(t, w.pl, dockerfile, edit)
+	res, err, progress := testenv.BuildDockerfile(t, w.pl, dockerfile, edit)
+	w.svc.Wait()
+	return res, err, progress
 }
 
 // drainAndCheck retires every idle VM and checks nothing is left: no

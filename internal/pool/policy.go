@@ -34,6 +34,37 @@ type Policy struct {
 	// it (after every VM whose hour does): it starts the VM's next hour,
 	// which costs what a new server's first hour costs, without the wait.
 	CrossHour bool
+	// AwaitRecycling is how long a lease with no idle VM waits for one
+	// being recycled that could serve it, before a new server is made
+	// (default 30 s: a recycle takes seconds, a new server a minute or
+	// more, and a recycled VM may hold the build's warm state; <0: never).
+	AwaitRecycling time.Duration
+}
+
+func (p Policy) awaitRecycling() time.Duration {
+	switch {
+	case p.AwaitRecycling < 0:
+		return 0
+	case p.AwaitRecycling == 0:
+		return 30 * time.Second
+	}
+	return p.AwaitRecycling
+}
+
+// Recycling says whether a VM being recycled at now could serve req once
+// idle: the tier (or a larger one with Upsize), architecture, location and
+// class group Pick would take, and not stuck.
+func (p Policy) Recycling(now time.Time, req Request, vms []VM) bool {
+	for _, v := range vms {
+		if v.State != StateRecycling || now.Sub(v.Since) > Stale {
+			continue
+		}
+		v.State = StateIdle
+		if len(p.Pick(now, req, []VM{v})) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func (p Policy) retireBefore() time.Duration {

@@ -1,6 +1,7 @@
 package pool
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -95,5 +96,64 @@ func TestMissingAndMayCreate(t *testing.T) {
 	}
 	if p.MayCreate("cax11", vms) || !p.MayCreate("cax21", vms) {
 		t.Error("MayCreate ignores MaxVMs")
+	}
+}
+
+// A lease with no idle VM waits for a VM being recycled that could serve
+// it (not one of another tier or architecture, nor one stuck).
+func TestRecycling(t *testing.T) {
+	now := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
+	req := Request{Tier: "cax11", Arch: "arm", ExpectedSeconds: 60}
+	vm := func(tier, arch string, st State, since time.Duration) VM {
+		return VM{ID: tier + arch, Tier: tier, Arch: arch, State: st, Since: now.Add(-since), Created: now.Add(-5 * time.Minute)}
+	}
+	p := Policy{}
+	for _, c := range []struct {
+		vms  []VM
+		want bool
+	}{
+		{[]VM{vm("cax11", "arm", StateRecycling, time.Second)}, true},
+		{[]VM{vm("cax21", "arm", StateRecycling, time.Second)}, false},
+		{[]VM{vm("cax11", "x86", StateRecycling, time.Second)}, false},
+		{[]VM{vm("cax11", "arm", StateRecycling, Stale+time.Second)}, false},
+		{[]VM{vm("cax11", "arm", StateLeased, time.Second)}, false},
+	} {
+		if got := p.Recycling(now, req, c.vms); got != c.want {
+			t.Errorf("%+v: Recycling = %v, want %v", c.vms[0], got, c.want)
+		}
+	}
+	if (Policy{AwaitRecycling: -1}).awaitRecycling() != 0 || (Policy{}).awaitRecycling() != 30*time.Second {
+		t.Error("AwaitRecycling defaults")
+	}
+}
+
+// Pick puts the VM holding the newest generation of the build's namespace
+// first, then an older one, then any — after the billed-hour and tier
+// rules; a session prefers its own namespace over ci's.
+func TestPickPrefersWarmState(t *testing.T) {
+	now := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
+	newIdle := func(id string, warm map[string]Warm) VM {
+		return VM{ID: id, Tier: "cax11", Arch: "arm", State: StateIdle, Created: now.Add(-10 * time.Minute), Warm: warm}
+	}
+	old, recent := Warm{Generation: 3, Committed: now.Add(-5 * time.Minute)}, Warm{Generation: 4, Committed: now.Add(-time.Minute)}
+	vms := []VM{newIdle("a-cold", nil), newIdle("b-old", map[string]Warm{"ci/app": old}), newIdle("c-new", map[string]Warm{"ci/app": recent}),
+		newIdle("d-dev", map[string]Warm{"dev/jpl-app": old})}
+	ids := func(req Request) string {
+		var out []string
+		for _, v := range (Policy{}).Pick(now, req, vms) {
+			out = append(out, v.ID)
+		}
+		return strings.Join(out, " ")
+	}
+	ciReq := Request{Tier: "cax11", Arch: "arm", State: &StateRequest{Read: []string{"ci/app"}, Write: "ci/app"}}
+	if got := ids(ciReq); got != "c-new b-old a-cold d-dev" {
+		t.Errorf("ci: %s", got)
+	}
+	dev := Request{Tier: "cax11", Arch: "arm", Class: "human", State: &StateRequest{Read: []string{"dev/jpl-app", "ci/app"}, Write: "dev/jpl-app"}}
+	if got := ids(dev); got != "d-dev c-new b-old a-cold" {
+		t.Errorf("session: %s", got)
+	}
+	if got := ids(Request{Tier: "cax11", Arch: "arm"}); got != "a-cold b-old c-new d-dev" {
+		t.Errorf("no state asked: %s (by name, as before)", got)
 	}
 }

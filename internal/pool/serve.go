@@ -139,6 +139,7 @@ func (s *Service) serveHTTP(ctx context.Context, o ServeOptions, reg *prometheus
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
 		err := srv.Shutdown(sctx)
+		s.Wait()
 		s.sayWhatStays(sctx)
 		return err
 	})

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -63,6 +64,8 @@ type Options struct {
 type Service struct {
 	o     Options
 	keyID int64
+	// bg counts the returns being settled after their answer.
+	bg sync.WaitGroup
 }
 
 // New checks the options; Start then readies the pool.
@@ -119,13 +122,14 @@ func (s *Service) Lease(ctx context.Context, req Request) (Grant, error) {
 	}
 	start := s.o.Now()
 	for {
-		g, err := s.lease(ctx, req)
+		await := s.o.Now().Sub(start) < s.o.Policy.awaitRecycling()
+		g, err := s.lease(ctx, req, await)
 		if err == nil {
 			g.WaitMS = s.o.Now().Sub(start).Milliseconds()
 			s.o.Metrics.leased(req.Tier, g.Reused, s.o.Now().Sub(start))
 			return g, nil
 		}
-		if !errors.Is(err, errFull) {
+		if !errors.Is(err, errFull) && !errors.Is(err, errRecycling) {
 			return Grant{}, err
 		}
 		select {
@@ -136,8 +140,12 @@ func (s *Service) Lease(ctx context.Context, req Request) (Grant, error) {
 	}
 }
 
-// lease is one try: reuse, else create, else errFull.
-func (s *Service) lease(ctx context.Context, req Request) (Grant, error) {
+// errRecycling is a lease waiting for a VM being recycled.
+var errRecycling = errors.New("pool: waiting for a VM being recycled")
+
+// lease is one try: reuse, else (when await) errRecycling while a VM that
+// could serve is being recycled, else create, else errFull.
+func (s *Service) lease(ctx context.Context, req Request, await bool) (Grant, error) {
 	entries, err := s.o.Store.All(ctx)
 	if err != nil {
 		return Grant{}, err
@@ -151,6 +159,9 @@ func (s *Service) lease(ctx context.Context, req Request) (Grant, error) {
 		if err == nil || !errors.Is(err, ErrConflict) && !errors.Is(err, errUnfit) {
 			return g, err
 		}
+	}
+	if await && s.o.Policy.Recycling(s.o.Now(), req, vmsOf(entries)) {
+		return Grant{}, errRecycling
 	}
 	if !s.o.Policy.MayCreate(req.Tier, vmsOf(entries)) {
 		return Grant{}, errFull
@@ -173,10 +184,7 @@ func (s *Service) reuse(ctx context.Context, e entry, lease Lease, priv ed25519.
 	if err != nil {
 		return Grant{}, err
 	}
-	gs, err := s.warmOpen(ctx, v, vms)
-	if err == nil {
-		err = s.grant(ctx, v, pubOf(priv))
-	}
+	gs, err := s.grant(ctx, v, pubOf(priv), vms)
 	if err == nil && gs != nil {
 		_, err = s.o.Store.Update(ctx, e2, v)
 	}
@@ -219,15 +227,12 @@ func (s *Service) create(ctx context.Context, req Request, lease *Lease, priv ed
 		// for stuck): delete the server, which no entry names now.
 		return Grant{}, errors.Join(err, s.destroyMachine(context.WithoutCancel(ctx), v))
 	}
-	if v.HostKey, err = s.recycle(ctx, v); err != nil {
+	if v.HostKey, err = s.recycle(ctx, v, lease != nil && lease.State != nil); err != nil {
 		return fail(err)
 	}
 	var gs *GrantState
 	if lease != nil {
-		if gs, err = s.openNew(ctx, v); err != nil {
-			return fail(err)
-		}
-		if err := s.grant(ctx, v, pubOf(priv)); err != nil {
+		if gs, err = s.grantNew(ctx, v, pubOf(priv)); err != nil {
 			return fail(err)
 		}
 		// The lease's time counts from when its holder gets the server.
@@ -256,17 +261,19 @@ func (s *Service) create(ctx context.Context, req Request, lease *Lease, priv ed
 	return g, err
 }
 
-// openNew opens a new VM's (empty) state for its first lease, numbering
-// the commit after the newest generation the pool holds.
-func (s *Service) openNew(ctx context.Context, v VM) (*GrantState, error) {
-	if v.Lease.State == nil {
-		return nil, nil
+// grantNew lets a new VM's first lease in (on an empty warm tree when it
+// asked for state, its commit numbered after the newest generation the
+// pool holds).
+func (s *Service) grantNew(ctx context.Context, v VM, key ssh.PublicKey) (*GrantState, error) {
+	var vms []VM
+	if v.Lease.State != nil {
+		entries, err := s.o.Store.All(ctx)
+		if err != nil {
+			return nil, err
+		}
+		vms = vmsOf(entries)
 	}
-	entries, err := s.o.Store.All(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return s.warmOpen(ctx, v, vmsOf(entries))
+	return s.grant(ctx, v, key, vms)
 }
 
 // claimSlot adds the new VM's entry. A tier with a MaxVMs has that many

@@ -44,6 +44,30 @@ func (s *Service) Return(ctx context.Context, leaseID string, ret Return) (Dispo
 		return d, err
 	}
 	s.o.Metrics.returned(e.Tier, ret.Outcome, s.o.Now().Sub(lease.Started))
+	if !ret.Async {
+		return s.settle(ctx, e, lease, ret)
+	}
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*sshTimeout)
+		defer cancel()
+		if d, err := s.settle(bctx, e, lease, ret); err != nil {
+			s.o.Logger.Warn("settling a returned VM failed", "vm", e.ID, "lease", lease.ID, "reason", d.Reason, "err", err)
+		}
+	}()
+	d.Reason = "returned; committed and recycled after this answer"
+	return d, nil
+}
+
+// Wait waits for the returns still being settled in the background.
+func (s *Service) Wait() { s.bg.Wait() }
+
+// settle is what follows a VM's return, claimed as e: its lease's warm
+// state committed (an ok build that asked), the VM recycled and idle — or
+// retired when it may not serve again.
+func (s *Service) settle(ctx context.Context, e entry, lease Lease, ret Return) (Disposition, error) {
+	d, v := Disposition{VM: e.ID}, e.VM
 	if reason := s.unfit(ctx, v, ret.Outcome); reason != "" {
 		d.Reason = reason
 		return d, s.retire(ctx, e, d.Reason)
@@ -54,7 +78,9 @@ func (s *Service) Return(ctx context.Context, leaseID string, ret Return) (Dispo
 	} else if err := s.warmCommit(ctx, &v, lease, ret, vmsOf(entries)); err != nil {
 		s.o.Logger.Warn("warm state not committed", "vm", v.ID, "err", err)
 	}
-	if _, err := s.recycle(ctx, v); err != nil {
+	// After a lease on warm state, the next will likely be one too: it
+	// starts buildkitd on its state, so the recycle starts none.
+	if _, err := s.recycle(ctx, v, lease.State != nil); err != nil {
 		d.Reason = "recycle failed: " + err.Error()
 		return d, s.retire(ctx, e, d.Reason)
 	}
@@ -139,6 +165,7 @@ func (s *Service) Drain(ctx context.Context) ([]string, error) {
 		return nil, err
 	}
 	s.o.Logger.Info("pool draining: idle VMs retired, none topped up, returned VMs retired (lian-build pool resume ends it)", "pool", s.o.Name)
+	s.Wait() // the returns this replica is still settling end idle, then go
 	entries, err := s.o.Store.All(ctx)
 	if err != nil {
 		return nil, err

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/lian-build/action/internal/compute/remote"
 	"github.com/lian-build/action/internal/compute/sshx"
 	"github.com/lian-build/action/internal/pool/poolapi"
@@ -62,25 +64,19 @@ func newest(vms []VM, ns string) int {
 	return n
 }
 
-// warmOpen starts the lease's buildkitd on the state it asked for: a copy
-// of the best namespace v holds, or an empty tree that a commit can keep.
-// It records what it opened in the lease.
-func (s *Service) warmOpen(ctx context.Context, v VM, vms []VM) (*GrantState, error) {
+// warmOpen lets the lease's key in with its buildkitd started on the state
+// it asked for: a copy of the best namespace v holds, or an empty tree that
+// a commit can keep. It records what it opened in the lease.
+func (s *Service) warmOpen(ctx context.Context, v VM, key ssh.PublicKey, vms []VM) (*GrantState, error) {
 	st := v.Lease.State
-	if st == nil {
-		return nil, nil
-	}
-	ns, label := "", "-"
+	ns, label := "", ""
 	if i, _ := heldRank(v, st.Read); i < len(st.Read) {
 		ns, label = st.Read[i], poolapi.WarmDir(st.Read[i])
 	}
 	start := s.o.Now()
 	var g remote.Generation
-	_, err := s.onMachine(ctx, v, func(c *sshx.Conn) error {
-		out, err := remote.RunScript(ctx, c, "warm-open", label, v.Lease.ID)
-		if err == nil {
-			g, err = remote.ParseGeneration("warm-open", out)
-		}
+	_, err := s.onMachine(ctx, v, func(c *sshx.Conn) (err error) {
+		g, err = remote.GrantWarm(ctx, c, s.o.Signer.PublicKey(), key, label, v.Lease.ID)
 		return err
 	})
 	if err != nil {

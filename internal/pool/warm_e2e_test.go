@@ -17,9 +17,10 @@ import (
 // warmWorld is a pool world whose builds ask for warm state.
 func warmWorld(t *testing.T) *world { return newWorld(t, worldConfig{hosts: true, warm: true}) }
 
-// only is the pool's one VM.
+// only is the pool's one VM, once the returns are settled.
 func (w *world) only(t *testing.T) pool.VM {
 	t.Helper()
+	w.svc.Wait()
 	vms, err := w.client.List(context.Background())
 	if err != nil || len(vms) != 1 {
 		t.Fatalf("VMs %+v, %v: want one", vms, err)
@@ -118,3 +119,41 @@ type testWriter struct{ t *testing.T }
 func (w testWriter) Write(b []byte) (int, error) { w.t.Log(strings.TrimSpace(string(b))); return len(b), nil }
 
 var _ = time.Second
+
+// What a commit killed midway leaves on a VM's disk — the half-moved next
+// generation, a current pointer not yet renamed, the lease's work tree — is
+// never opened: the next lease starts on the last complete generation, and
+// its commit replaces the leftovers.
+func TestInterruptedCommitLeavesTheLastGeneration(t *testing.T) {
+	w := warmWorld(t)
+	df := "FROM base\nRUN --mount=type=cache,target=/c echo ci > /c/mark\n"
+	if _, err, progress := w.build(t, df, inWorkspace("app", ci)); err != nil {
+		t.Fatalf("first build: %v\n%s", err, progress)
+	}
+	vm := w.only(t)
+	ns := filepath.Join(w.hosts.HostDir(vm.ServerID), "warm", "ns", "ci_app")
+	// A kill between each of commit_tree's renames: gens/2 moved in
+	// (holding another cache mount), current.new written, current not yet
+	// moved; and a work tree of a lease that never finished.
+	plant := fmt.Sprintf(`set -e
+cp -a %[1]s/gens/1 %[1]s/gens/2 && grep -rl ci %[1]s/gens/2 | head -1 | xargs sed -i s/ci/XX/ || true
+echo 2 > %[1]s/current.new
+mkdir -p %[1]s/../../work-pl-dead && echo junk > %[1]s/../../work-pl-dead/junk
+cat %[1]s/current`, ns)
+	out, err := w.hosts.Run(vm.ServerID, plant)
+	if err != nil || strings.TrimSpace(string(out)) != "1" {
+		t.Fatalf("planting a half commit: %v\n%s", err, out)
+	}
+	res, err, progress := w.build(t, "FROM base\nRUN --mount=type=cache,target=/c test \"$(cat /c/mark)\" = ci\n", inWorkspace("app", ci))
+	if err != nil {
+		t.Fatalf("the lease after an interrupted commit: %v\n%s", err, progress)
+	}
+	if st := res.State; st == nil || st.GenerationIn != 1 || st.GenerationOut != 2 {
+		t.Errorf("state %+v: want opened 1 (the complete one), committed 2", res.State)
+	}
+	out, _ = w.hosts.Run(vm.ServerID, fmt.Sprintf("cat %[1]s/current; ls %[1]s/gens; ls %[1]s/../..", ns))
+	if got := strings.Fields(string(out)); strings.Join(got, " ") != "2 2 ns" {
+		t.Errorf("after the commit: %q, want current 2, only gens/2, no work tree", out)
+	}
+	w.drainAndCheck(t)
+}

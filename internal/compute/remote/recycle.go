@@ -26,14 +26,33 @@ func AuthorizedKey(k ssh.PublicKey) string {
 }
 
 // Recycle ends whatever the last lease left on the machine and starts a new
-// buildkitd on an empty root; afterwards only admin's key gets in.
-func Recycle(ctx context.Context, c *sshx.Conn, admin ssh.PublicKey) error {
-	return runScript(ctx, c, "recycle", AuthorizedKey(admin))
+// buildkitd on an empty root (cold: none, the grant starts it); afterwards
+// only admin's key gets in.
+func Recycle(ctx context.Context, c *sshx.Conn, admin ssh.PublicKey, cold bool) error {
+	args := []string{"recycle", AuthorizedKey(admin)}
+	if cold {
+		args = append(args, "cold")
+	}
+	return runScript(ctx, c, args...)
 }
 
 // Grant lets lease's key in, restricted to the counters and buildkitd's socket.
 func Grant(ctx context.Context, c *sshx.Conn, admin, lease ssh.PublicKey) error {
 	return runScript(ctx, c, "grant", AuthorizedKey(admin), AuthorizedKey(lease))
+}
+
+// GrantWarm is Grant on a pool VM's warm state: buildkitd restarted on a
+// copy of the namespace's committed generation on the VM ("": an empty
+// tree a commit can keep), in one session.
+func GrantWarm(ctx context.Context, c *sshx.Conn, admin, lease ssh.PublicKey, namespace, leaseID string) (Generation, error) {
+	if namespace == "" {
+		namespace = "-"
+	}
+	out, err := RunScript(ctx, c, "grant", AuthorizedKey(admin), AuthorizedKey(lease), namespace, leaseID)
+	if err != nil {
+		return Generation{}, err
+	}
+	return ParseGeneration("grant", out)
 }
 
 func runScript(ctx context.Context, c *sshx.Conn, args ...string) error {

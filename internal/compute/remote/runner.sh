@@ -7,13 +7,15 @@
 #   state-open VOLUME LEASE | state-commit VOLUME LEASE | state-discard VOLUME LEASE
 # A pool VM keeps the committed generations of the namespaces it served on
 # its own disk (WARM); the pool opens one for a lease and commits after it:
-#   warm-open NAMESPACE|- LEASE | warm-commit NAMESPACE LEASE GENERATION | warm-drop NAMESPACE
+#   grant ADMIN_KEY LEASE_KEY NAMESPACE|- LEASE | warm-commit NAMESPACE LEASE GENERATION | warm-drop NAMESPACE
 #   recycle  revokes every lease key and ends its sessions, kills everything
 #            in the build cgroup (buildkitd and every RUN container), removes
 #            buildkitd's root, every warm work tree (never a committed
-#            generation) and the cgroup's children, and starts a new
+#            generation) and the cgroup's children, and (unless cold) starts a new
 #            buildkitd on an empty root in new cgroups.
-#   grant    lets one lease key in, with a forced command: "dial-stdio"
+#   grant    (buildkitd started if the recycle left it stopped, or, given a
+#            namespace, restarted on a copy of its committed generation)
+#            lets one lease key in, with a forced command: "dial-stdio"
 #            bridges it to buildkitd's socket (buildctl dial-stdio), anything
 #            else reads the build cgroup's counters; no shell, no forwarding
 #            of any port or socket, no pty, agent or X11.
@@ -244,17 +246,24 @@ drop_work() {
 
 case "${1:-}" in
 recycle)
-	[ $# -eq 2 ] || die "usage: recycle ADMIN_KEY"
+	[ $# -eq 2 ] || [ $# -eq 3 ] || die "usage: recycle ADMIN_KEY [cold]"
 	keys "$2"
 	end_sessions
 	kill_build
 	wipe
 	write_stats
-	start
+	# cold: the next lease will likely open warm state, which starts its own.
+	[ "${3:-}" = cold ] || start
 	;;
 grant)
-	[ $# -eq 3 ] || die "usage: grant ADMIN_KEY LEASE_KEY"
-	[ -S "$SOCKET" ] || die "buildkitd is not running (recycle first)"
+	[ $# -eq 3 ] || [ $# -eq 5 ] || die "usage: grant ADMIN_KEY LEASE_KEY [NAMESPACE|- LEASE]"
+	if [ $# -eq 5 ]; then
+		mkdir -p "$WARM/ns"
+		drop_work
+		open_tree "$WARM/ns/$4" "$WARM/work-$5"
+	elif [ ! -S "$SOCKET" ]; then
+		start
+	fi
 	keys "$2" "$3"
 	;;
 state-open)
@@ -264,12 +273,6 @@ state-open)
 state-commit)
 	[ $# -eq 3 ] || die "usage: state-commit VOLUME LEASE"
 	state_commit "$2" "$3"
-	;;
-warm-open)
-	[ $# -eq 3 ] || die "usage: warm-open NAMESPACE|- LEASE"
-	mkdir -p "$WARM/ns"
-	drop_work
-	open_tree "$WARM/ns/$2" "$WARM/work-$3"
 	;;
 warm-commit)
 	[ $# -eq 4 ] || die "usage: warm-commit NAMESPACE LEASE GENERATION"

@@ -186,15 +186,16 @@ func (r *runner) SetOutcome(o compute.Outcome) {
 	r.mu.Unlock()
 }
 
-// Destroy closes the connection and returns the lease with its outcome;
-// the pool recycles or destroys the machine.
+// Destroy closes the connection and returns the lease with its outcome
+// (and whether to commit its state); the pool answers at once and
+// commits, recycles or destroys the machine after, off the build's time.
 func (r *runner) Destroy(ctx context.Context) error {
 	r.once.Do(func() {
 		if r.SSH != nil {
 			_ = r.SSH.Close()
 		}
 		r.mu.Lock()
-		ret := poolapi.Return{Outcome: string(r.outcome), Commit: r.commit && r.outcome == compute.OutcomeOK}
+		ret := poolapi.Return{Outcome: string(r.outcome), Commit: r.commit && r.outcome == compute.OutcomeOK, Async: true}
 		r.mu.Unlock()
 		r.destroyErr = r.p.giveBack(ctx, r.g.LeaseID, ret)
 	})

@@ -265,6 +265,10 @@ type Return struct {
 	// Commit asks the pool to commit the lease's state (an ok outcome
 	// with a write namespace only), after the return.
 	Commit bool `json:"commit,omitempty"`
+	// Async: answer once the VM is claimed back, and commit and recycle it
+	// afterwards, off the build's time (the answer's Kept is then false and
+	// its reason says so).
+	Async bool `json:"async,omitempty"`
 }
 
 // Disposition is what the pool did with a returned VM.
