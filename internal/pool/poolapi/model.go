@@ -240,13 +240,13 @@ type Grant struct {
 	Socket    string  `json:"socket"`
 	// Dial is the command the lease's key runs to reach buildkitd (its
 	// forced command bridges it; the key forwards no socket).
-	Dial    string    `json:"dial"`
-	Reused  bool      `json:"reused"`
-	WaitMS  int64     `json:"wait_ms"`
+	Dial   string `json:"dial"`
+	Reused bool   `json:"reused"`
+	WaitMS int64  `json:"wait_ms"`
 	// State is the warm state the lease's buildkitd runs on (nil: none asked).
-	State *GrantState `json:"state,omitempty"`
-	Created time.Time `json:"created"`
-	Expires time.Time `json:"expires"`
+	State   *GrantState `json:"state,omitempty"`
+	Created time.Time   `json:"created"`
+	Expires time.Time   `json:"expires"`
 }
 
 // GrantState is what a lease's buildkitd started from.
