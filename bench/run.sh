@@ -12,5 +12,6 @@ go test -run '^$' -bench 'SchemasAnd200LineDirectives' ./internal/nickel/
 go test -run '^$' -bench 'IntakeBurst' -benchtime 1x ./internal/gateway/
 go test -run '^$' -bench 'PoolLease' -benchtime 3x ./internal/pool/
 go test -run '^$' -bench 'PoolSimulation' -benchtime 1x ./internal/pool/sim/
+go test -run '^$' -bench 'PoolWarmHit' -benchtime 3x ./internal/pool/
 go test -run '^$' -bench 'TwoPlatformBuild' -benchtime 3x ./internal/launch/
 go test -run '^$' -bench 'TransportOverLink' -benchtime 3x ./internal/compute/sshx/

@@ -113,7 +113,7 @@ func poolClient(s frontdoor.Settings) (*pool.Client, error) {
 // poolFlags are serve's own flags.
 type poolFlags struct {
 	listen, tokenFile, name, keyFile, archs, minIdle, maxVMs, dataDir string
-	retireBefore, upkeep                                              time.Duration
+	retireBefore, upkeep, keepWarm, awaitRecycling                    time.Duration
 	separate, upsize, crossHour                                       bool
 }
 
@@ -152,11 +152,22 @@ func registerPoolFlags(fs *pflag.FlagSet, f *poolFlags) {
 	fs.BoolVar(&f.separate, "separate-classes", false, "keep ci and session (human, agent) leases on separate VMs")
 	fs.BoolVar(&f.upsize, "upsize", false, "let a build take an idle VM of a larger tier when none of its own is idle")
 	fs.BoolVar(&f.crossHour, "cross-hour", false, "let a build take an idle VM whose billed hour does not hold it (it pays the VM's next hour instead of a new server's first)")
+	fs.DurationVar(&f.keepWarm, "keep-warm", time.Hour, "keep an idle VM into its next billed hour while it holds the newest warm state of a namespace committed within this long (0: retire at the hour's end; ADR 0013)")
+	fs.DurationVar(&f.awaitRecycling, "await-recycling", 30*time.Second, "how long a lease with no idle VM waits for one being recycled before a new server is made (0: never)")
+}
+
+// awaitFlag is --await-recycling as the policy takes it (0: never).
+func awaitFlag(d time.Duration) time.Duration {
+	if d <= 0 {
+		return -1
+	}
+	return d
 }
 
 func serveOptions(s frontdoor.Settings, f poolFlags) (pool.ServeOptions, error) {
 	o := pool.ServeOptions{Listen: f.listen, Name: f.name, NatsURL: s.NatsURL, DataDir: f.dataDir, EventsPrefix: s.EventsPrefix, KeyFile: f.keyFile, UpkeepEvery: f.upkeep,
-		Archs: strings.Split(f.archs, ","), Policy: pool.Policy{RetireBefore: f.retireBefore, SeparateClasses: f.separate, Upsize: f.upsize, CrossHour: f.crossHour}}
+		Archs: strings.Split(f.archs, ","), Policy: pool.Policy{RetireBefore: f.retireBefore, SeparateClasses: f.separate, Upsize: f.upsize, CrossHour: f.crossHour,
+			KeepWarm: f.keepWarm, AwaitRecycling: awaitFlag(f.awaitRecycling)}}
 	if err := checkServeFlags(f, o.Archs); err != nil {
 		return o, err
 	}
@@ -208,6 +219,9 @@ func checkServeFlags(f poolFlags, archs []string) error {
 	}
 	if err := pool.CheckName(f.name); err != nil {
 		return usageErr("--name: %v", err)
+	}
+	if f.keepWarm < 0 {
+		return usageErr("--keep-warm %s: may not be negative (0: retire idle VMs at their hour's end)", f.keepWarm)
 	}
 	seen := map[string]bool{}
 	for _, a := range archs {

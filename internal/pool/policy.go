@@ -39,6 +39,11 @@ type Policy struct {
 	// (default 30 s: a recycle takes seconds, a new server a minute or
 	// more, and a recycled VM may hold the build's warm state; <0: never).
 	AwaitRecycling time.Duration
+	// KeepWarm keeps an idle VM into its next billed hour, instead of
+	// retiring it, while it alone holds the newest generation of a
+	// namespace committed within KeepWarm: a hot namespace's state outlives
+	// the hour (0: VMs retire at their hour's end, state and all).
+	KeepWarm time.Duration
 }
 
 func (p Policy) awaitRecycling() time.Duration {
@@ -216,11 +221,12 @@ func (p Policy) Retire(now time.Time, vms []VM) []Retirement {
 			idle[v.Tier] = append(idle[v.Tier], v)
 		}
 	}
+	hot := p.hotHolders(now, vms)
 	for tier, vs := range idle {
 		sort.Slice(vs, func(i, j int) bool { return vs[i].Created.After(vs[j].Created) })
 		keep := p.MinIdle[tier]
 		for i, v := range vs {
-			if i < keep {
+			if i < keep || hot[v.ID] {
 				continue
 			}
 			if BilledUntil(v.Created, now).Sub(now) <= p.retireBefore() {
@@ -229,6 +235,29 @@ func (p Policy) Retire(now time.Time, vms []VM) []Retirement {
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].VM.ID < out[j].VM.ID })
+	return out
+}
+
+// hotHolders are the VMs KeepWarm keeps: for each namespace committed
+// within KeepWarm, the VM holding its newest generation.
+func (p Policy) hotHolders(now time.Time, vms []VM) map[string]bool {
+	out := map[string]bool{}
+	if p.KeepWarm <= 0 {
+		return out
+	}
+	best := map[string]VM{}
+	for _, v := range vms {
+		for ns, w := range v.Warm {
+			if b, ok := best[ns]; !ok || w.Committed.After(b.Warm[ns].Committed) {
+				best[ns] = v
+			}
+		}
+	}
+	for ns, v := range best {
+		if now.Sub(v.Warm[ns].Committed) <= p.KeepWarm {
+			out[v.ID] = true
+		}
+	}
 	return out
 }
 

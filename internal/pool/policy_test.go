@@ -157,3 +157,31 @@ func TestPickPrefersWarmState(t *testing.T) {
 		t.Errorf("no state asked: %s (by name, as before)", got)
 	}
 }
+
+// KeepWarm keeps, at the end of its hour, the idle VM holding the newest
+// generation of a namespace committed within KeepWarm — not one holding an
+// older generation, nor any once the namespace went cold.
+func TestRetireKeepsTheHotNamespacesVM(t *testing.T) {
+	now := time.Date(2026, 12, 5, 12, 58, 0, 0, time.UTC) // 2 min before the VMs' hour ends
+	created := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
+	vm := func(id string, committed time.Duration) VM {
+		return VM{ID: id, Tier: "cax11", Arch: "arm", State: StateIdle, Created: created,
+			Warm: map[string]Warm{"ci/app": {Generation: 1, Committed: now.Add(-committed)}}}
+	}
+	retired := func(p Policy, vms ...VM) string {
+		var out []string
+		for _, r := range p.Retire(now, vms) {
+			out = append(out, r.VM.ID)
+		}
+		return strings.Join(out, " ")
+	}
+	if got := retired(Policy{KeepWarm: time.Hour}, vm("newest", 10*time.Minute), vm("older", 20*time.Minute)); got != "older" {
+		t.Errorf("keep-warm 1h retired %q, want only the older holder", got)
+	}
+	if got := retired(Policy{KeepWarm: time.Hour}, vm("cold", 2*time.Hour)); got != "cold" {
+		t.Errorf("a namespace cold for 2 h kept its VM: retired %q", got)
+	}
+	if got := retired(Policy{}, vm("newest", 10*time.Minute)); got != "newest" {
+		t.Errorf("without KeepWarm: retired %q", got)
+	}
+}

@@ -17,11 +17,13 @@ import (
 	"github.com/lian-build/action/internal/testenv/fakehcloud"
 )
 
-// Build is a kind of build in the mix: how long it runs and how often it comes.
+// Build is a kind of build in the mix: how long it runs and how often it
+// comes; Warm is how long it runs on its workspace's warm state (0: as long).
 type Build struct {
 	Name     string
 	Duration time.Duration
 	Weight   float64
+	Warm     time.Duration
 }
 
 // TierShare is how often builds ask for a tier.
@@ -43,6 +45,10 @@ type Config struct {
 	Policy                pool.Policy
 	PerBuild              bool          // one VM per build, deleted after it
 	UpkeepEvery           time.Duration // default 30 s
+	// Workspaces, when set, gives each build one of that many workspaces
+	// (the first the busiest: weight 1/(i+1)), each with its own tier from
+	// Tiers; builds ask for their workspace's warm state (ci/NAME).
+	Workspaces int
 }
 
 // Result is what a replay cost and how long builds waited.
@@ -52,6 +58,8 @@ type Result struct {
 	BilledMinutes int64
 	Created       int // servers
 	Hits          int // builds that got a VM already paid for
+	WarmHits      int // builds that started on their workspace's warm state
+	EUR           float64
 	WaitP50       time.Duration
 	WaitP95       time.Duration
 	HitWaitP50    time.Duration
@@ -60,9 +68,15 @@ type Result struct {
 // Ratio is billed VM-minutes per build-minute.
 func (r Result) Ratio() float64 { return float64(r.BilledMinutes) / r.BuildMinutes }
 
+// EURPerBuild is what a build costs on average (net list prices).
+func (r Result) EURPerBuild() float64 { return r.EUR / float64(max(r.Builds, 1)) }
+
+// WarmRate is the share of builds that started warm.
+func (r Result) WarmRate() float64 { return float64(r.WarmHits) / float64(max(r.Builds, 1)) }
+
 func (r Result) String() string {
-	return fmt.Sprintf("builds %d  build-min %.0f  billed-min %d  ratio %.2f  servers %d  hits %d (%.0f%%)  wait p50 %s p95 %s  hit-wait p50 %s",
-		r.Builds, r.BuildMinutes, r.BilledMinutes, r.Ratio(), r.Created, r.Hits, 100*float64(r.Hits)/float64(max(r.Builds, 1)),
+	return fmt.Sprintf("builds %d  build-min %.0f  billed-min %d  ratio %.2f  servers %d  hits %d (%.0f%%)  warm %.0f%%  €%.4f/build  wait p50 %s p95 %s  hit-wait p50 %s",
+		r.Builds, r.BuildMinutes, r.BilledMinutes, r.Ratio(), r.Created, r.Hits, 100*float64(r.Hits)/float64(max(r.Builds, 1)), 100*r.WarmRate(), r.EURPerBuild(),
 		r.WaitP50.Round(10*time.Millisecond), r.WaitP95.Round(10*time.Millisecond), r.HitWaitP50.Round(10*time.Millisecond))
 }
 
@@ -82,6 +96,7 @@ type event struct {
 	vm   string
 	req  pool.Request
 	dur  time.Duration
+	warm time.Duration // its duration on warm state
 	seq  int
 }
 
@@ -141,7 +156,11 @@ func Run(cfg Config) Result {
 	for id := range w.vms {
 		w.retire(id)
 	}
-	_, w.res.BilledMinutes = w.ledger.BilledMinutes(w.now)
+	byType, total := w.ledger.BilledMinutes(w.now)
+	w.res.BilledMinutes = total
+	for t, m := range byType {
+		w.res.EUR += float64(m) / 60 * fakehcloud.HourlyPrice(t)
+	}
 	w.res.WaitP50, w.res.WaitP95 = percentile(w.waits, 0.50), percentile(w.waits, 0.95)
 	w.res.HitWaitP50 = percentile(w.hits, 0.50)
 	return w.res
@@ -164,8 +183,42 @@ func (w *world) arrivals(start time.Time) {
 		}
 		b := pick(rng, w.cfg.Mix, func(b Build) float64 { return b.Weight })
 		tier := pick(rng, w.cfg.Tiers, func(s TierShare) float64 { return s.Weight })
-		w.push(event{at: start.Add(t), kind: arrive, dur: b.Duration, req: pool.Request{Tier: tier.Tier, Arch: "arm", ExpectedSeconds: int64(b.Duration / time.Second)}})
+		req := pool.Request{Tier: tier.Tier, Arch: "arm", ExpectedSeconds: int64(b.Duration / time.Second)}
+		if w.cfg.Workspaces > 0 {
+			ws := pick(rng, workspaces(w.cfg.Workspaces), func(i int) float64 { return 1 / float64(i+1) })
+			ns := fmt.Sprintf("ci/ws%d", ws)
+			req.Tier, req.State = w.workspaceTier(ws), &pool.StateRequest{Read: []string{ns}, Write: ns}
+		}
+		warm := b.Warm
+		if warm == 0 {
+			warm = b.Duration
+		}
+		w.push(event{at: start.Add(t), kind: arrive, dur: b.Duration, warm: warm, req: req})
 	}
+}
+
+func workspaces(n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = i
+	}
+	return out
+}
+
+// workspaceTier is a workspace's tier: the tier shares laid over the
+// workspaces in turn (sizing gives a workspace its tier, not a build).
+func (w *world) workspaceTier(ws int) string {
+	total := 0.0
+	for _, s := range w.cfg.Tiers {
+		total += s.Weight
+	}
+	x := float64(ws%10) / 10 * total
+	for _, s := range w.cfg.Tiers {
+		if x -= s.Weight; x < 0 {
+			return s.Tier
+		}
+	}
+	return w.cfg.Tiers[len(w.cfg.Tiers)-1].Tier
 }
 
 func pick[T any](rng *rand.Rand, items []T, weight func(T) float64) T {
@@ -193,6 +246,12 @@ func (w *world) handle(e event) {
 			return
 		}
 		v := w.vms[e.vm]
+		if st := e.req.State; st != nil {
+			if v.Warm == nil {
+				v.Warm = map[string]pool.Warm{}
+			}
+			v.Warm[st.Write] = pool.Warm{Generation: v.Warm[st.Write].Generation + 1, Committed: w.now}
+		}
 		v.State, v.Since, v.Lease = pool.StateRecycling, w.now, nil
 		w.push(event{at: w.now.Add(w.cfg.Recycle), kind: recycled, vm: e.vm})
 	case recycled, ready:
@@ -228,6 +287,12 @@ func (w *world) place(e event) bool {
 		id, wait = picks[0].ID, w.cfg.Grant
 		w.res.Hits++
 		w.hits = append(w.hits, wait)
+		if st := e.req.State; st != nil && picks[0].Warm[st.Read[0]].Generation > 0 {
+			w.res.WarmHits++
+			e.dur = e.warm
+		}
+	} else if !w.cfg.PerBuild && w.cfg.Policy.Recycling(w.now, e.req, w.list()) {
+		return false // a VM that can serve it is being recycled (AwaitRecycling)
 	} else if w.cfg.PerBuild || w.cfg.Policy.MayCreate(e.req.Tier, w.list()) {
 		id, wait = w.create(e.req.Tier), w.cfg.Spawn
 	} else {
@@ -238,7 +303,7 @@ func (w *world) place(e event) bool {
 	v.State, v.Since = pool.StateLeased, w.now
 	v.Lease = &pool.Lease{ID: fmt.Sprint("l", w.res.Builds), Started: w.now, Expires: w.now.Add(time.Hour)}
 	w.waits = append(w.waits, wait)
-	w.push(event{at: e.at.Add(wait + e.dur), kind: done, vm: id, dur: e.dur})
+	w.push(event{at: e.at.Add(wait + e.dur), kind: done, vm: id, dur: e.dur, req: e.req})
 	return true
 }
 

@@ -510,3 +510,6 @@ func deref(m *map[string]string) map[string]string {
 	}
 	return *m
 }
+
+// HourlyPrice is a server type's net list price per hour (EUR; 0: unknown).
+func HourlyPrice(serverType string) float64 { return listPrices[serverType][0] }
