@@ -22,8 +22,9 @@ func TestStateStorePerProvider(t *testing.T) {
 	}{
 		{"hcloud", "volumes", "", true},
 		{"hcloud", "/var/lib/lian-state", "the state store is volumes", false},
-		{"docker", "volumes", "the docker provider keeps no runner state (a path: local; volumes: hcloud)", false},
-		{"vm-pool", "/x", "the vm-pool provider keeps no runner state", false},
+		{"docker", "volumes", "the docker provider keeps no runner state (a path: local; volumes: hcloud, vm-pool)", false},
+		{"vm-pool", "volumes", "", true},
+		{"vm-pool", "/x", "the vm-pool provider keeps runner state itself: the state store is volumes", false},
 		{"local", "volumes", "the state store is a PATH", false},
 	} {
 		s := Settings{ComputeProvider: c.provider, StateStore: c.store, StateMax: "1GiB"}
