@@ -16,6 +16,7 @@ import (
 	"github.com/lian-build/action/internal/pipeline"
 	"github.com/lian-build/action/internal/testenv"
 	"github.com/lian-build/action/internal/testenv/fakehcloud"
+	"github.com/lian-build/action/internal/testenv/link"
 	"github.com/lian-build/action/internal/testenv/runnerhost"
 )
 
@@ -23,6 +24,7 @@ const token = "hc-T0KEN-e2e-5c0d"
 
 type world struct {
 	hosts *runnerhost.Hosts
+	links *link.Hosts // the servers' shaped links (nil: none)
 	fake  *fakehcloud.Fake
 	local *local.Provider
 	pl    *pipeline.Pipeline
@@ -35,6 +37,7 @@ type worldConfig struct {
 	tierMemory   map[string]int64
 	spawnTimeout time.Duration
 	insecure     []string
+	link         *link.Preset // every server behind a shaped link
 }
 
 // newWorld is the fake Hetzner API whose servers are runner hosts (netns,
@@ -52,7 +55,12 @@ func newWorld(t *testing.T, cfg worldConfig) *world {
 	if w.local, err = local.New(opts); err != nil {
 		t.Fatal(err)
 	}
-	w.fake = fakehcloud.New(token, w.hosts)
+	var hosts fakehcloud.Hosts = w.hosts
+	if cfg.link != nil {
+		w.links = &link.Hosts{Hosts: w.hosts, Preset: *cfg.link}
+		hosts = w.links
+	}
+	w.fake = fakehcloud.New(token, hosts)
 	t.Cleanup(w.fake.Close)
 	p, err := hcloud.New(hcloud.Settings{Token: token, Endpoint: w.fake.Endpoint(), PollEvery: 200 * time.Millisecond, Insecure: cfg.insecure})
 	if err != nil {

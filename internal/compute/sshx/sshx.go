@@ -59,10 +59,11 @@ type Conn struct {
 	hostKey ssh.PublicKey
 	client  *ssh.Client
 	stop    chan struct{}
-	done    chan struct{}
+	done    chan struct{} // the keep-alives ended
+	watched chan struct{} // the transport's end was seen
 
 	mu   sync.Mutex
-	lost error // why the connection ended, when keep-alives found it dead
+	lost error // why the connection ended: the transport's error, or missed keep-alives
 }
 
 // Dial connects and authenticates, within ctx and cfg.Timeout.
@@ -112,9 +113,27 @@ func Dial(ctx context.Context, cfg Config) (*Conn, error) {
 		return nil, fmt.Errorf("ssh %s: %w", cfg.Addr, err)
 	}
 	_ = tcp.SetDeadline(time.Time{})
-	c := &Conn{addr: cfg.Addr, hostKey: seen, client: ssh.NewClient(cc, chans, reqs), stop: make(chan struct{}), done: make(chan struct{})}
+	c := &Conn{addr: cfg.Addr, hostKey: seen, client: ssh.NewClient(cc, chans, reqs), stop: make(chan struct{}), done: make(chan struct{}), watched: make(chan struct{})}
 	go c.keepAlive(cfg.KeepAlive)
+	go c.watch()
 	return c, nil
+}
+
+// watch records why the transport ended (a reset, a closed link) unless
+// Close ended it: what was using the connection then fails naming the link
+// and its cause, not only the symptom ("error reading from server: EOF").
+func (c *Conn) watch() {
+	defer close(c.watched)
+	err := c.client.Wait()
+	select {
+	case <-c.stop:
+		return
+	default:
+	}
+	if err == nil || errors.Is(err, io.EOF) {
+		err = errors.New("closed by the runner or the network on the way (EOF)")
+	}
+	c.fail(fmt.Errorf("ssh %s: connection lost: %w", c.addr, err))
 }
 
 // Ping asks the server for an answer (a keep-alive request: no session, no
@@ -361,6 +380,7 @@ func (c *Conn) Close() error {
 	}
 	err := c.client.Close()
 	<-c.done
+	<-c.watched
 	if errors.Is(err, net.ErrClosed) {
 		return nil
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/lian-build/action/internal/compute/sshx"
 	"github.com/lian-build/action/internal/sizing"
 	"github.com/lian-build/action/internal/testenv"
+	"github.com/lian-build/action/internal/testenv/link"
 )
 
 // BenchmarkTransport builds the same context (a ~200 MB file COPY'd, no
@@ -90,14 +91,14 @@ func BenchmarkTransportOverLink(b *testing.B) {
 		b.Fatal(err)
 	}
 	tcp := unixOverTCP(b, socket)
-	for _, link := range testenv.Links {
-		b.Run(link.Name, func(b *testing.B) {
-			conn, err := sshx.Dial(context.Background(), sshx.Config{Addr: testenv.Shape(b, sshd.Addr, link), Signer: sshd.Client, HostKey: sshd.HostKey})
+	for _, lk := range link.Presets {
+		b.Run(lk.Name, func(b *testing.B) {
+			conn, err := sshx.Dial(context.Background(), sshx.Config{Addr: link.Shape(b, sshd.Addr, lk).Addr, Signer: sshd.Client, HostKey: sshd.HostKey})
 			if err != nil {
 				b.Fatal(err)
 			}
 			defer conn.Close()
-			plain := testenv.Shape(b, tcp, link)
+			plain := link.Shape(b, tcp, lk).Addr
 			var overSSH, overTCP, raw time.Duration
 			blob := make([]byte, size)
 			if _, err := rand.Read(blob); err != nil {
@@ -122,7 +123,7 @@ func BenchmarkTransportOverLink(b *testing.B) {
 				sc.Close()
 				tc.Close()
 			}
-			n, floor := float64(b.N), link.Floor(size, 2).Seconds()
+			n, floor := float64(b.N), lk.Floor(size, 2).Seconds()
 			b.ReportMetric(overSSH.Seconds()/n, "s/ssh")
 			b.ReportMetric(overTCP.Seconds()/n, "s/tcp")
 			b.ReportMetric(floor, "s/floor")

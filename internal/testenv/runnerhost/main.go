@@ -13,6 +13,7 @@ import (
 
 	"github.com/lian-build/action/internal/compute/local"
 	"github.com/lian-build/action/internal/testenv/fakehcloud"
+	"github.com/lian-build/action/internal/testenv/link"
 )
 
 // Main is the standalone fake: `fake-hcloud --listen 127.0.0.1:PORT`.
@@ -32,6 +33,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		ports = append(ports, n)
 		return nil
 	})
+	var shaped *link.Preset
+	fs.Func("link", "shape every server's link: lan, eu, transatlantic, or latency=RTT,bandwidth=NMbit (each server then answers on 127.77.x.y:22 through its own link)", func(v string) error {
+		p, err := link.Parse(v)
+		shaped = &p
+		return err
+	})
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
 			return 0
@@ -45,7 +52,11 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := fakehcloud.Serve(ctx, *listen, *token, &Hosts{Options: opts, Dir: filepath.Join(*dir, "hosts"), Forward: ports}, stdout); err != nil {
+	var hosts fakehcloud.Hosts = &Hosts{Options: opts, Dir: filepath.Join(*dir, "hosts"), Forward: ports}
+	if shaped != nil {
+		hosts = &link.Hosts{Hosts: hosts, Preset: *shaped}
+	}
+	if err := fakehcloud.Serve(ctx, *listen, *token, hosts, stdout); err != nil {
 		fmt.Fprintf(stderr, "fake-hcloud: %v\n", err)
 		return 2
 	}
