@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -14,6 +16,7 @@ import (
 	"github.com/lian-build/action/internal/compute/remote"
 	"github.com/lian-build/action/internal/frontdoor"
 	"github.com/lian-build/action/internal/pool"
+	"github.com/lian-build/action/internal/report"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 )
@@ -78,15 +81,28 @@ func poolClientCommand(ctx context.Context, cmd string, s frontdoor.Settings, st
 		fmt.Fprintf(stdout, "pool %s is draining (lian-build pool resume ends it)\n", st.Pool)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "VM\tSERVER\tTIER\tSTATE\tLEASE\tLEASES\tBILLED UNTIL")
+	fmt.Fprintln(tw, "VM\tSERVER\tTIER\tSTATE\tLEASE\tLEASES\tBILLED UNTIL\tWARM STATE")
 	for _, v := range vms {
 		lease := "-"
 		if v.Lease != nil {
 			lease = fmt.Sprintf("%s (%s, until %s)", v.Lease.ID, v.Lease.Class, v.Lease.Expires.UTC().Format(time.TimeOnly))
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d\t%s\n", v.ID, v.ServerID, v.Tier, v.State, lease, v.Leases, pool.BilledUntil(v.Created, time.Now()).UTC().Format(time.TimeOnly))
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d\t%s\t%s\n", v.ID, v.ServerID, v.Tier, v.State, lease, v.Leases,
+			pool.BilledUntil(v.Created, time.Now()).UTC().Format(time.TimeOnly), warmText(v.Warm))
 	}
 	return tw.Flush()
+}
+
+// warmText lists a VM's committed generations: "ci/app@3 (1.2 GiB), …".
+func warmText(w map[string]pool.Warm) string {
+	if len(w) == 0 {
+		return "-"
+	}
+	var out []string
+	for _, ns := range slices.Sorted(maps.Keys(w)) {
+		out = append(out, fmt.Sprintf("%s@%d (%s)", ns, w[ns].Generation, report.Bytes(uint64(w[ns].Bytes))))
+	}
+	return strings.Join(out, ", ")
 }
 
 func poolClient(s frontdoor.Settings) (*pool.Client, error) {

@@ -15,6 +15,8 @@ type Metrics struct {
 	wait      *prometheus.HistogramVec
 	events    *prometheus.CounterVec
 	returns   *prometheus.CounterVec
+	warm      *prometheus.CounterVec
+	commits   *prometheus.CounterVec
 	mu        sync.Mutex
 	lastTiers map[[2]string]bool
 }
@@ -34,9 +36,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "VMs created, reused and retired."}, []string{"tier", "event"}),
 		returns: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lian_build_pool_returns_total",
 			Help: "Leases returned, by outcome."}, []string{"tier", "outcome"}),
+		warm: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lian_build_pool_warm_leases_total",
+			Help: "Leases that asked for warm state, by whether they started on a generation of one of their namespaces (hit) or empty (miss)."}, []string{"tier", "result"}),
+		commits: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lian_build_pool_warm_commits_total",
+			Help: "Warm state commits after a return, by result (committed, failed)."}, []string{"tier", "result"}),
 		lastTiers: map[[2]string]bool{},
 	}
-	reg.MustRegister(m.vms, m.billed, m.build, m.wait, m.events, m.returns)
+	reg.MustRegister(m.vms, m.billed, m.build, m.wait, m.events, m.returns, m.warm, m.commits)
 	return m
 }
 
@@ -49,6 +55,28 @@ func (m *Metrics) leased(tier string, reused bool, wait time.Duration) {
 		r = "true"
 	}
 	m.wait.WithLabelValues(tier, r).Observe(wait.Seconds())
+}
+
+func (m *Metrics) warmLease(tier string, hit bool) {
+	if m == nil {
+		return
+	}
+	r := "miss"
+	if hit {
+		r = "hit"
+	}
+	m.warm.WithLabelValues(tier, r).Inc()
+}
+
+func (m *Metrics) warmCommit(tier string, err error) {
+	if m == nil {
+		return
+	}
+	r := "committed"
+	if err != nil {
+		r = "failed"
+	}
+	m.commits.WithLabelValues(tier, r).Inc()
 }
 
 func (m *Metrics) returned(tier, outcome string, held time.Duration) {

@@ -85,6 +85,7 @@ func (s *Service) warmOpen(ctx context.Context, v VM, key ssh.PublicKey, vms []V
 	if g.N == 0 {
 		ns = ""
 	}
+	s.o.Metrics.warmLease(v.Tier, ns != "")
 	st.Opened, st.Generation = ns, g.N
 	if st.Write != "" {
 		st.Next = newest(vms, st.Write) + 1
@@ -109,6 +110,7 @@ func (s *Service) warmCommit(ctx context.Context, v *VM, lease Lease, ret Return
 		}
 		return err
 	})
+	s.o.Metrics.warmCommit(v.Tier, err)
 	if err != nil {
 		return fmt.Errorf("committing %s generation %d: %w", st.Write, gen, err)
 	}

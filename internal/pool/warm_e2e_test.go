@@ -111,7 +111,33 @@ func TestPoolVMKeepsWarmStatePerNamespace(t *testing.T) {
 		t.Errorf("%d servers: want the one VM throughout", s)
 	}
 	fmt.Fprintln(testWriter{t}, "warm state on the VM:", vm.Warm)
+	if hits, commits := counter(t, w, "lian_build_pool_warm_leases_total", "hit"), counter(t, w, "lian_build_pool_warm_commits_total", "committed"); hits < 3 || commits < 4 {
+		t.Errorf("metrics: %v warm hits, %v commits (want ≥ 3 and ≥ 4)", hits, commits)
+	}
 	w.drainAndCheck(t)
+}
+
+// counter sums a pool counter's series whose result label is result.
+func counter(t *testing.T, w *world, name, result string) float64 {
+	t.Helper()
+	mfs, err := w.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "result" && l.GetValue() == result {
+					sum += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return sum
 }
 
 type testWriter struct{ t *testing.T }
