@@ -11,28 +11,52 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/lian-build/action/internal/buildkit"
+	"github.com/lian-build/action/internal/compute"
 	"github.com/lian-build/action/internal/compute/docker"
 	"github.com/lian-build/action/internal/compute/local"
 	"github.com/lian-build/action/internal/frontdoor"
 )
 
-// runnersImageCommand is `lian-build runners image --provider docker`: the
+// runnersImageCommand is `lian-build runners image --provider P`: the
 // docker provider's runner image, made from this machine's buildkitd,
-// buildctl, runc and busybox and imported into the engine (no registry).
+// buildctl, runc and busybox and imported into the engine (no registry);
+// for a provider that makes its own (compute.ImageMaker: hcloud), a
+// snapshot its servers then boot.
 func runnersImageCommand() *cobra.Command {
 	s := newSettings()
 	var tag string
-	c := &cobra.Command{Use: "image", Short: "make the docker provider's runner image from this machine's BuildKit", Args: noArgs,
-		RunE: func(c *cobra.Command, _ []string) error { return runnersImage(c.Context(), *s, tag, c.OutOrStdout()) }}
-	registerSettings(c, frontdoor.SettingsTable(), s, []string{"compute-provider", "docker-host", "buildkitd"})
-	c.Flags().StringVar(&tag, "tag", docker.LocalImage, "the image's name")
+	c := &cobra.Command{Use: "image", Short: "make a provider's runner image: docker (from this machine's BuildKit), hcloud (a snapshot)", Args: noArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if s.ComputeProvider != "docker" {
+				return providerImage(c.Context(), *s, c.OutOrStdout(), c.ErrOrStderr())
+			}
+			return runnersImage(c.Context(), *s, tag, c.OutOrStdout())
+		}}
+	registerSettings(c, frontdoor.SettingsTable(), s, append([]string{"compute-provider", "docker-host", "buildkitd"}, frontdoor.ProviderSettings()...))
+	c.Flags().StringVar(&tag, "tag", docker.LocalImage, "the docker provider's image name")
 	return c
 }
 
-func runnersImage(ctx context.Context, s frontdoor.Settings, tag string, stdout io.Writer) error {
-	if s.ComputeProvider != "docker" {
-		return usageErr("runners image: only --provider docker has an image to make")
+// providerImage has the provider make its runner image.
+func providerImage(ctx context.Context, s frontdoor.Settings, stdout, stderr io.Writer) error {
+	prov, err := s.OpenProvider()
+	if err != nil {
+		return err
 	}
+	m, ok := prov.(compute.ImageMaker)
+	if !ok {
+		return usageErr("runners image: the %s provider has no runner image to make (docker and hcloud do)", prov.Name())
+	}
+	fmt.Fprintf(stderr, "making the %s runner image (a server boots, installs BuildKit, is snapshotted and deleted)…\n", prov.Name())
+	img, err := m.MakeImage(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "runner image %s: %s (labels %v); servers boot the newest one by default\n", img.ID, img.Description, img.Labels)
+	return nil
+}
+
+func runnersImage(ctx context.Context, s frontdoor.Settings, tag string, stdout io.Writer) error {
 	bk := s.Option("buildkitd")
 	if bk == "" {
 		bk = local.DefaultBuildkitd()

@@ -326,3 +326,16 @@ func RefuseState(provider string, l Lease) error {
 	}
 	return nil
 }
+
+// ImageMaker is a provider that can make its own runner image (a snapshot
+// with buildkitd installed, which its runners then boot).
+type ImageMaker interface {
+	MakeImage(ctx context.Context) (Image, error)
+}
+
+// Image is a runner image a provider made.
+type Image struct {
+	ID          string
+	Description string
+	Labels      map[string]string
+}

@@ -84,7 +84,7 @@ func (factory) Settings() []compute.Setting {
 		{Name: OptLocation, List: true, Default: "fsn1,nbg1,hel1", Help: "Hetzner locations, comma-separated, tried in order when one has no capacity"},
 		{Name: OptBuildkitURL, Help: "the buildkitd tarball a stock-image server downloads at boot ({arch}: amd64, arm64; default BuildKit's release)"},
 		{Name: OptBuildkitSHA256, Help: "sha256 of that tarball per architecture, amd64=HEX,arm64=HEX: verified before it is unpacked; without it a stock image downloads nothing (use a runner image)"},
-		{Name: OptImage, Default: "debian-12", Help: "server image: a name (cloud-init installs buildkitd) or label:KEY=VALUE for a prepared snapshot"},
+		{Name: OptImage, Help: "server image: a name (cloud-init installs buildkitd) or label:KEY=VALUE for a snapshot (default: the newest runner image of this BuildKit, made by lian-build runners image --provider hcloud, else debian-12)"},
 	}
 }
 

@@ -34,9 +34,6 @@ func New(s Settings) (*Provider, error) {
 	if len(s.Locations) == 0 {
 		s.Locations = []string{"fsn1", "nbg1", "hel1"}
 	}
-	if s.Image == "" {
-		s.Image = "debian-12"
-	}
 	switch s.Arch {
 	case "":
 		s.Arch = "arm"
@@ -64,7 +61,10 @@ func New(s Settings) (*Provider, error) {
 func (p *Provider) Name() string        { return "hcloud" }
 func (p *Provider) Tiers() sizing.Table { return sizing.HCloud }
 func (p *Provider) Note() string {
-	if !strings.HasPrefix(p.s.Image, "label:") && len(p.s.BuildkitPins) == 0 {
+	switch {
+	case p.s.Image == "" && len(p.s.BuildkitPins) == 0:
+		return "hcloud: servers boot the newest runner image (" + RunnerImageSelector + "; lian-build runners image --provider hcloud makes one); without one they boot " + StockImage + ", which without --hcloud-buildkit-sha256 downloads no buildkitd"
+	case p.s.Image != "" && !strings.HasPrefix(p.s.Image, "label:") && len(p.s.BuildkitPins) == 0:
 		return "hcloud: no --hcloud-buildkit-sha256: a stock-image server downloads nothing at boot, so its image must have buildkitd (boot from a runner image, --hcloud-image label:lian-build/runner-image=…)"
 	}
 	return ""
@@ -209,19 +209,48 @@ func (p *Provider) createServer(ctx context.Context, name string, tier sizing.Ti
 	return created{}, fmt.Errorf("hcloud: no capacity for %s in any location tried: %s", typeName, strings.Join(tried, ", "))
 }
 
+// image is what a server boots: --hcloud-image (a name, or the newest
+// image with a label), else the newest runner image of this BuildKit, else
+// the stock image.
 func (p *Provider) image(ctx context.Context, arch hc.Architecture) (*hc.Image, error) {
-	if sel, ok := strings.CutPrefix(p.s.Image, "label:"); ok {
-		imgs, err := p.c.Image.AllWithOpts(ctx, hc.ImageListOpts{ListOpts: hc.ListOpts{LabelSelector: sel}, Architecture: []hc.Architecture{arch}})
-		if err != nil || len(imgs) == 0 {
+	switch sel, ok := strings.CutPrefix(p.s.Image, "label:"); {
+	case ok:
+		img, err := p.newestImage(ctx, sel, arch)
+		if err != nil || img == nil {
 			return nil, fmt.Errorf("hcloud: no %s image with label %s: %v", arch, sel, errOr(err, "none found"))
 		}
-		return imgs[0], nil
+		return img, nil
+	case p.s.Image == "":
+		img, err := p.newestImage(ctx, RunnerImageSelector, arch)
+		if err != nil || img != nil {
+			return img, err
+		}
 	}
-	img, _, err := p.c.Image.GetByNameAndArchitecture(ctx, p.s.Image, arch)
+	name := p.s.Image
+	if name == "" {
+		name = StockImage
+	}
+	img, _, err := p.c.Image.GetByNameAndArchitecture(ctx, name, arch)
 	if err != nil || img == nil {
-		return nil, fmt.Errorf("hcloud: image %s for %s: %v", p.s.Image, arch, errOr(err, "not found"))
+		return nil, fmt.Errorf("hcloud: image %s for %s: %v", name, arch, errOr(err, "not found"))
 	}
 	return img, nil
+}
+
+// newestImage is the newest image of arch with the label selector (nil:
+// none).
+func (p *Provider) newestImage(ctx context.Context, selector string, arch hc.Architecture) (*hc.Image, error) {
+	imgs, err := p.c.Image.AllWithOpts(ctx, hc.ImageListOpts{ListOpts: hc.ListOpts{LabelSelector: selector}, Architecture: []hc.Architecture{arch}})
+	if err != nil {
+		return nil, fmt.Errorf("hcloud: list images %s: %w", selector, err)
+	}
+	var best *hc.Image
+	for _, im := range imgs {
+		if best == nil || im.Created.After(best.Created) {
+			best = im
+		}
+	}
+	return best, nil
 }
 
 func errOr(err error, msg string) string {

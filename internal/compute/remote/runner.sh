@@ -8,6 +8,9 @@
 # A pool VM keeps the committed generations of the namespaces it served on
 # its own disk (WARM); the pool opens one for a lease and commits after it:
 #   grant ADMIN_KEY LEASE_KEY NAMESPACE|- LEASE | warm-commit NAMESPACE LEASE GENERATION | warm-drop NAMESPACE
+# Before a server is snapshotted as a runner image:
+#   image-prep  stops buildkitd and removes its state, the warm state, the
+#               host keys and cloud-init's record (a clone boots as new)
 #   recycle  revokes every lease key and ends its sessions, kills everything
 #            in the build cgroup (buildkitd and every RUN container), removes
 #            buildkitd's root, every warm work tree (never a committed
@@ -31,6 +34,10 @@ B=lian-build
 # A pool VM's warm state: ns/NAMESPACE/{gens/N,current} per cache namespace
 # it has served, and the work tree of the lease that runs now.
 WARM=/var/lib/lian-build/warm
+# image-prep also removes what a snapshot must not hand on (host keys,
+# cloud-init's record of this instance); a test host sharing its
+# machine's /etc sets SYSTEM_PREP=0.
+SYSTEM_PREP=1
 # A machine whose layout differs (the tests' runner hosts) says so here.
 [ -f /run/lian-build/runner.env ] && . /run/lian-build/runner.env
 CG=/sys/fs/cgroup
@@ -281,6 +288,19 @@ warm-commit)
 warm-drop)
 	[ $# -eq 2 ] || die "usage: warm-drop NAMESPACE"
 	rm -rf "$WARM/ns/$2"
+	;;
+image-prep)
+	[ $# -eq 1 ] || die "usage: image-prep"
+	stop_daemon
+	kill_build
+	wipe
+	rm -rf "$WARM" "$STATS" "$LEASE"
+	if [ "$SYSTEM_PREP" = 1 ]; then
+		cloud-init clean --logs --machine-id 2>/dev/null || cloud-init clean --logs
+		rm -f /etc/ssh/ssh_host_*
+	fi
+	sync
+	echo "prepared"
 	;;
 state-discard)
 	[ $# -eq 3 ] || die "usage: state-discard VOLUME LEASE"

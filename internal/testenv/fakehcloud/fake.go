@@ -84,6 +84,8 @@ type Fake struct {
 	// closedVolumes is how many volumes Close removed.
 	closedVolumes int
 	actions       map[int64]*schema.Action
+	// snapshots are the images made with create_image.
+	snapshots []schema.Image
 }
 
 // ServerTypes are the types the fake offers: Hetzner's ARM (cax) and shared
@@ -390,14 +392,11 @@ func (f *Fake) route(w http.ResponseWriter, r *http.Request, body []byte) {
 		out := filter(Locations, func(l schema.Location) bool { return matches(q, l.Name, nil) })
 		writeJSON(w, 200, page("locations", out, len(out)))
 	case r.Method == http.MethodGet && p == "/images":
-		out := filter(Images, func(im schema.Image) bool {
-			name := ""
-			if im.Name != nil {
-				name = *im.Name
-			}
-			return matches(q, name, im.Labels) && (first(q["architecture"]) == "" || first(q["architecture"]) == im.Architecture)
-		})
-		writeJSON(w, 200, page("images", out, len(out)))
+		f.listImages(w, q)
+	case r.Method == http.MethodDelete && strings.HasPrefix(p, "/images/"):
+		f.deleteImage(w, p)
+	case r.Method == http.MethodPost && strings.HasPrefix(p, "/servers/") && strings.HasSuffix(p, "/actions/create_image"):
+		f.createImage(w, p, body)
 	case r.Method == http.MethodGet && p == "/actions":
 		f.listActions(w, q)
 	case strings.HasPrefix(p, "/actions/"):

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -64,8 +65,11 @@ func lookupLocation(name string) (schema.Location, bool) {
 	return schema.Location{}, false
 }
 
-func lookupImage(ref string, arch string) (schema.Image, bool) {
-	for _, im := range Images {
+func (f *Fake) lookupImage(ref string, arch string) (schema.Image, bool) {
+	f.mu.Lock()
+	all := append(slices.Clone(Images), f.snapshots...)
+	f.mu.Unlock()
+	for _, im := range all {
 		if strconv.FormatInt(im.ID, 10) == ref || (im.Name != nil && *im.Name == ref && im.Architecture == arch) {
 			return im, true
 		}
@@ -99,7 +103,7 @@ func (f *Fake) createServer(w http.ResponseWriter, ctx context.Context, body []b
 		writeError(w, 400, "invalid_input", "unknown server_type")
 		return
 	}
-	im, ok := lookupImage(idOrName(req.Image), st.Architecture)
+	im, ok := f.lookupImage(idOrName(req.Image), st.Architecture)
 	if !ok {
 		writeError(w, 400, "invalid_input", "unknown image for architecture "+st.Architecture)
 		return

@@ -232,7 +232,7 @@ func (hs *host) writeLayout(buildkitd string, insecure []string) error {
 	if err := os.WriteFile(cfg, []byte(local.BuildkitdConfig(filepath.Join(hs.dir, "buildkit"), remote.DefaultSocket, cg+"/steps", insecure)), 0o600); err != nil {
 		return err
 	}
-	env := fmt.Sprintf("ROOT=%q\nCONFIG=%q\nBUILDKITD=%q\nBUILDCTL=%q\nLOG=%q\nB=%q\nWARM=%q\n", filepath.Join(hs.dir, "buildkit"), cfg, bin,
+	env := fmt.Sprintf("ROOT=%q\nCONFIG=%q\nBUILDKITD=%q\nBUILDCTL=%q\nLOG=%q\nB=%q\nWARM=%q\nSYSTEM_PREP=0\n", filepath.Join(hs.dir, "buildkit"), cfg, bin,
 		filepath.Join(filepath.Dir(bin), "buildctl"), filepath.Join(hs.dir, "buildkitd.log"), cg, filepath.Join(hs.dir, "warm"))
 	return os.WriteFile(filepath.Join(hs.dir, "runner.env"), []byte(env), 0o600)
 }
