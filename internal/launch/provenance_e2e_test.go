@@ -44,9 +44,22 @@ func TestPushCarriesProvenance(t *testing.T) {
 	}
 }
 
-// provenanceOf is the in-toto statement of the attestation manifest in the
-// index at tag.
+// provenanceOf is the in-toto statement of the provenance attestation in
+// the index at tag.
 func provenanceOf(t *testing.T, tag string) string {
+	t.Helper()
+	for _, st := range statementsOf(t, tag) {
+		if strings.Contains(st, `"predicateType":"https://slsa.dev/provenance/`) {
+			return st
+		}
+	}
+	t.Fatalf("no provenance attestation in %s", tag)
+	return ""
+}
+
+// statementsOf are the in-toto statements of every attestation manifest in
+// the index at tag (JSON, compacted), in the manifests' layer order.
+func statementsOf(t *testing.T, tag string) []string {
 	t.Helper()
 	ref, _ := name.ParseReference(tag, name.Insecure)
 	idx, err := remote.Index(ref)
@@ -57,6 +70,7 @@ func provenanceOf(t *testing.T, tag string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var out []string
 	for _, m := range im.Manifests {
 		if m.Annotations["vnd.docker.reference.type"] != "attestation-manifest" {
 			continue
@@ -76,10 +90,12 @@ func provenanceOf(t *testing.T, tag string) string {
 			rc.Close()
 			if err == nil {
 				b, _ := json.Marshal(stmt)
-				return string(b)
+				out = append(out, string(b))
 			}
 		}
 	}
-	t.Fatalf("no attestation manifest in %s: %+v", tag, im.Manifests)
-	return ""
+	if len(out) == 0 {
+		t.Fatalf("no attestation manifest in %s: %+v", tag, im.Manifests)
+	}
+	return out
 }
