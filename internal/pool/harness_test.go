@@ -27,6 +27,7 @@ import (
 	"github.com/lian-build/action/internal/pool"
 	"github.com/lian-build/action/internal/testenv"
 	"github.com/lian-build/action/internal/testenv/fakehcloud"
+	"github.com/lian-build/action/internal/testenv/link"
 	"github.com/lian-build/action/internal/testenv/runnerhost"
 
 	_ "github.com/lian-build/action/internal/compute/vmpool" // registers vm-pool
@@ -42,6 +43,7 @@ const (
 // NATS, behind its HTTP API, and a pipeline on the vm-pool provider.
 type world struct {
 	hosts   *runnerhost.Hosts
+	links   *link.Hosts
 	fake    *fakehcloud.Fake
 	local   *local.Provider
 	js      jetstream.JetStream
@@ -67,6 +69,9 @@ type worldConfig struct {
 	hosts      bool // runner hosts behind the servers (false: unroutable servers)
 	// warm: builds ask for warm runner state (--state-store volumes).
 	warm bool
+	// link puts every server behind a shaped link (the pool's own SSH and
+	// the builds' cross it).
+	link *link.Preset
 	// registry, when set, is a registry on this machine's loopback that
 	// the runner hosts reach (and their buildkitd may use over plain HTTP).
 	registry string
@@ -90,6 +95,10 @@ func newWorld(t testing.TB, cfg worldConfig) *world {
 			w.insecure = []string{cfg.registry}
 		}
 		hosts = w.hosts
+		if cfg.link != nil {
+			w.links = &link.Hosts{Hosts: w.hosts, Preset: *cfg.link}
+			hosts = w.links
+		}
 		var err error
 		if w.local, err = local.New(opts); err != nil {
 			t.Fatal(err)

@@ -94,8 +94,18 @@ func (p *Provider) CreateMachine(ctx context.Context, spec MachineSpec) (Machine
 // DialMachine connects to a machine's sshd with signer, waiting until it
 // answers; a nil hostKey trusts the first one shown (a machine just created).
 func (p *Provider) DialMachine(ctx context.Context, m Machine, signer ssh.Signer, hostKey ssh.PublicKey) (*sshx.Conn, error) {
+	if hostKey != nil {
+		// A machine whose host key is pinned has booted and served: it is
+		// given a blip's time to answer, not a boot's.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, RunningDialTimeout)
+		defer cancel()
+	}
 	return p.dialSSH(ctx, m.Name, m.Addr, signer, hostKey)
 }
+
+// RunningDialTimeout bounds the dials to a machine that is known to be up.
+const RunningDialTimeout = 20 * time.Second
 
 // DeleteMachine deletes a server and confirms it is gone.
 func (p *Provider) DeleteMachine(ctx context.Context, id int64) error {
