@@ -15,3 +15,4 @@ go test -run '^$' -bench 'PoolSimulation' -benchtime 1x ./internal/pool/sim/
 go test -run '^$' -bench 'PoolWarmHit' -benchtime 3x ./internal/pool/
 go test -run '^$' -bench 'TwoPlatformBuild' -benchtime 3x ./internal/launch/
 go test -run '^$' -bench 'TransportOverLink' -benchtime 3x ./internal/compute/sshx/
+go test -run '^$' -bench 'ChangeAndOutputOverLink' -benchtime 1x ./internal/compute/sshx/

@@ -3,6 +3,7 @@ package sshx_test
 import (
 	"context"
 	"crypto/rand"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -191,4 +192,92 @@ func freshBlob(b *testing.B, path string, size int64) {
 	if _, err := io.CopyN(f, rand.Reader, size); err != nil {
 		b.Fatal(err)
 	}
+}
+
+// BenchmarkChangeAndOutputOverLink, over each shaped link through SSH: a
+// 2,000-file context (20 MB) sent once, then a build after one file
+// changed (only the change should cross: its time against the link's
+// round trips), and a 50 MB result exported back with --output
+// type=local (against the link's floor for 50 MB).
+//
+//	go test -run '^$' -bench ChangeAndOutputOverLink -benchtime 2x ./internal/compute/sshx
+func BenchmarkChangeAndOutputOverLink(b *testing.B) {
+	testenv.Require(b)
+	sshd := testenv.StartSSHD(b)
+	r, err := testenv.NewProvider(b, nil).Spawn(context.Background(), sizing.HCloud[0], compute.Lease{ID: "bench-change", TTL: time.Hour})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = r.Destroy(context.Background()) })
+	socket := strings.TrimPrefix(r.Info().Address, "unix://")
+	for _, lk := range link.Presets {
+		b.Run(lk.Name, func(b *testing.B) {
+			conn, err := sshx.Dial(context.Background(), sshx.Config{Addr: link.Shape(b, sshd.Addr, lk).Addr, Signer: sshd.Client, HostKey: sshd.HostKey})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer conn.Close()
+			c, err := conn.BuildKit(context.Background(), socket)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			var first, change, output time.Duration
+			for i := 0; i < b.N; i++ {
+				dir := manyFiles(b, 2000, 10<<10)
+				build := func(o buildkit.Options) time.Duration {
+					o.ContextDir, o.Progress = dir, "quiet"
+					start := time.Now()
+					if _, err := buildkit.Build(context.Background(), c, o); err != nil {
+						b.Fatal(err)
+					}
+					return time.Since(start)
+				}
+				first += build(buildkit.Options{})
+				freshBlob(b, filepath.Join(dir, "src", "f0007"), 10<<10)
+				change += build(buildkit.Options{})
+				b.StopTimer()
+				if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM scratch\nCOPY big /big\n"), 0o644); err != nil {
+					b.Fatal(err)
+				}
+				freshBlob(b, filepath.Join(dir, "big"), 50<<20)
+				_ = build(buildkit.Options{}) // the 50 MB up, once
+				out := b.TempDir()
+				b.StartTimer()
+				output += build(buildkit.Options{Outputs: []buildkit.Output{{Type: "local", Dest: out, Attrs: map[string]string{}}}})
+			}
+			n := float64(b.N)
+			b.ReportMetric(first.Seconds()/n, "s/first-20MB")
+			b.ReportMetric(change.Seconds()/n, "s/one-file-changed")
+			b.ReportMetric(change.Seconds()/n/lk.RTT.Seconds(), "changed/RTT")
+			b.ReportMetric(output.Seconds()/n, "s/output-50MB")
+			b.ReportMetric(output.Seconds()/n/lk.Floor(50<<20, 2).Seconds(), "output/floor")
+		})
+	}
+}
+
+// manyFiles is a fresh context of n random files of size bytes under src/,
+// copied whole by its Dockerfile.
+func manyFiles(b *testing.B, n int, size int64) string {
+	b.StopTimer()
+	defer b.StartTimer()
+	dir := b.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "src"), 0o755); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM scratch\nCOPY src /src\n"), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	for i := range n {
+		f, err := os.Create(filepath.Join(dir, "src", fmt.Sprintf("f%04d", i)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, err = io.CopyN(f, rand.Reader, size)
+		f.Close()
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	return dir
 }
