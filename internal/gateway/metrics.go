@@ -63,6 +63,9 @@ func NewMetrics(depth func() float64) *Metrics {
 	return m
 }
 
+// Gatherer is the gateway's registry (the exposition's source).
+func (m *Metrics) Gatherer() prometheus.Gatherer { return m.reg }
+
 // Handler serves the exposition.
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})

@@ -17,6 +17,7 @@ type Metrics struct {
 	returns   *prometheus.CounterVec
 	warm      *prometheus.CounterVec
 	commits   *prometheus.CounterVec
+	overdue   prometheus.Gauge
 	mu        sync.Mutex
 	lastTiers map[[2]string]bool
 }
@@ -40,9 +41,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Leases that asked for warm state, by whether they started on a generation of one of their namespaces (hit) or empty (miss)."}, []string{"tier", "result"}),
 		commits: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lian_build_pool_warm_commits_total",
 			Help: "Warm state commits after a return, by result (committed, failed)."}, []string{"tier", "result"}),
+		overdue: prometheus.NewGauge(prometheus.GaugeOpts{Name: "lian_build_pool_leases_overdue",
+			Help: "Leased VMs past their lease's expiry (upkeep retires them; a lasting value means it cannot)."}),
 		lastTiers: map[[2]string]bool{},
 	}
-	reg.MustRegister(m.vms, m.billed, m.build, m.wait, m.events, m.returns, m.warm, m.commits)
+	reg.MustRegister(m.vms, m.billed, m.build, m.wait, m.events, m.returns, m.warm, m.commits, m.overdue)
 	return m
 }
 
@@ -97,16 +100,21 @@ func (m *Metrics) event(name string, v VM, billed int64) {
 	}
 }
 
-// observe sets the VM gauges from a reading of the bucket; a tier and
-// state seen before and absent now goes to 0.
-func (m *Metrics) observe(vms []VM) {
+// observe sets the VM gauges from a reading of the bucket at now; a tier
+// and state seen before and absent now goes to 0.
+func (m *Metrics) observe(now time.Time, vms []VM) {
 	if m == nil {
 		return
 	}
 	counts := map[[2]string]int{}
+	overdue := 0
 	for _, v := range vms {
 		counts[[2]string{v.Tier, string(v.State)}]++
+		if v.State == StateLeased && v.Lease != nil && now.After(v.Lease.Expires) {
+			overdue++
+		}
 	}
+	m.overdue.Set(float64(overdue))
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for k := range m.lastTiers {

@@ -153,7 +153,7 @@ func (s *Service) List(ctx context.Context) ([]VM, error) {
 		return nil, err
 	}
 	vms := vmsOf(entries)
-	s.o.Metrics.observe(vms)
+	s.o.Metrics.observe(s.o.Now(), vms)
 	return vms, nil
 }
 
@@ -225,7 +225,7 @@ func (s *Service) Upkeep(ctx context.Context) error {
 	if _, err := s.Reconcile(ctx); err != nil {
 		errs = append(errs, err)
 	}
-	s.o.Metrics.observe(vmsOf(entries))
+	s.o.Metrics.observe(s.o.Now(), vmsOf(entries))
 	return errors.Join(errs...)
 }
 
