@@ -7,7 +7,7 @@ export PATH := $(BIN):$(PATH)
 # Debian packages the local runner, its tests and the demo need.
 APT_PACKAGES := runc busybox-static docker-registry openssh-server iproute2 btrfs-progs xfsprogs docker.io qemu-user-static prometheus
 
-.PHONY: all build deps tools demo test bench vet fmt-check clean fake-hcloud buildkit-image doctest
+.PHONY: all build deps tools demo test bench vet fmt-check clean fake-hcloud buildkit-image doctest soak
 
 all: build
 
@@ -71,6 +71,13 @@ test: tools vet fmt-check
 	$(GO) test -run '^$$' -fuzz FuzzEval -fuzztime 20s ./internal/nickel/
 	$(GO) test -run '^$$' -fuzz FuzzLeaseRequest -fuzztime 20s ./internal/pool/
 	$(GO) test -run '^$$' -fuzz FuzzLoadCatalog -fuzztime 25s ./internal/lamina/
+
+## soak: the VM pool (two replicas) under load and injected faults for DURATION; SEED reproduces a run's
+## choices (CI runs it for 90 s inside make test)
+DURATION ?= 10m
+SEED ?=
+soak: tools
+	LIAN_E2E=1 LIAN_SOAK=$(DURATION) LIAN_SOAK_SEED=$(SEED) $(GO) test -run '^TestPoolSoak$$' -count=1 -v -timeout 0 ./internal/pool/
 
 ## bench: spawn time, pipeline vs BuildKit by hand, cache import (prints numbers)
 bench: tools build
