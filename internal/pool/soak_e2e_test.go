@@ -47,6 +47,7 @@ type soak struct {
 	refused  map[string]int    // leases refused by an injected fault, by code
 	outcomes map[string]int
 	warm     int // leases that started on a generation of their namespaces
+	killed   time.Time // when a runner host was last killed
 	waits    []time.Duration
 	errs     []error
 }
@@ -146,17 +147,22 @@ func (s *soak) work(ctx context.Context, clients []*pool.Client, rng *rand.Rand,
 }
 
 // refusedBy records a refused lease: one an injected fault explains is
-// counted, any other fails the soak.
+// counted (an SSH failure after a host was killed: a VM being made on it),
+// any other fails the soak.
 func (s *soak) refusedBy(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	for _, code := range injectedCodes {
 		if strings.Contains(err.Error(), code) {
-			s.mu.Lock()
 			s.refused[code]++
-			s.mu.Unlock()
 			return
 		}
 	}
-	s.fail(fmt.Errorf("lease refused, and no injected fault explains it: %w", err))
+	if !s.killed.IsZero() && time.Since(s.killed) < 3*time.Minute && strings.Contains(err.Error(), "ssh") {
+		s.refused["host-killed"]++
+		return
+	}
+	s.errs = append(s.errs, fmt.Errorf("lease refused, and no injected fault explains it: %w", err))
 }
 
 func (s *soak) took(g pool.Grant, wait time.Duration) {
@@ -205,6 +211,9 @@ func (s *soak) inject(ctx context.Context, w *world, rng *rand.Rand) {
 		}
 		s.mu.Lock()
 		s.faults[kind]++
+		if kind == "host-killed" {
+			s.killed = time.Now()
+		}
 		s.mu.Unlock()
 	}
 }
