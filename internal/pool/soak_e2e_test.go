@@ -46,7 +46,7 @@ type soak struct {
 	faults   map[string]int    // injected, by kind
 	refused  map[string]int    // leases refused by an injected fault, by code
 	outcomes map[string]int
-	warm     int // leases that started on a generation of their namespaces
+	warm     int       // leases that started on a generation of their namespaces
 	killed   time.Time // when a runner host was last killed
 	waits    []time.Duration
 	errs     []error
