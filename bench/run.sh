@@ -8,6 +8,7 @@ go test -run '^$' -bench 'SpawnReady' -benchtime 20x ./bench/
 go test -run '^$' -bench 'HcloudSpawn' -benchtime 5x ./bench/
 go test -run '^$' -bench 'DockerSpawn' -benchtime 5x ./bench/
 go test -run '^$' -bench 'PipelineVsByHand|CacheImport' -benchtime 5x ./bench/
+go test -run '^$' -bench 'LocalWarmState' -benchtime 2x ./bench/
 go test -run '^$' -bench 'SchemasAnd200LineDirectives' ./internal/nickel/
 go test -run '^$' -bench 'IntakeBurst' -benchtime 1x ./internal/gateway/
 go test -run '^$' -bench 'PoolLease' -benchtime 3x ./internal/pool/

@@ -2,69 +2,28 @@ package hcloud_test
 
 import (
 	"context"
-	"crypto/rand"
-	"os"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/lian-build/action/internal/buildkit"
 	"github.com/lian-build/action/internal/pipeline"
-	"github.com/lian-build/action/internal/testenv"
 	"github.com/lian-build/action/internal/testenv/link"
 )
 
 // slow is a link on which an 8 MB context takes seconds to cross.
 var slow = link.Preset{Name: "slow", RTT: 20 * time.Millisecond, Mbit: 16}
 
-// onProgress calls fn once, when the build's plain progress first shows
-// text.
-type onProgress struct {
-	mu   sync.Mutex
-	buf  strings.Builder
-	text string
-	fn   func()
-	done bool
-}
-
-func (o *onProgress) Write(b []byte) (int, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.buf.Write(b)
-	if !o.done && strings.Contains(o.buf.String(), o.text) {
-		o.done = true
-		go o.fn()
-	}
-	return len(b), nil
-}
-
 // linkBuild builds a context holding an 8 MB file over the world's link,
-// calling fault once the context is crossing it.
+// applying fault once the context is crossing it.
 func (w *world) linkBuild(t *testing.T, fault func(p *link.Proxy)) (pipeline.Result, error, string) {
-	dir := t.TempDir()
-	blob := make([]byte, 8<<20)
-	_, _ = rand.Read(blob)
-	if err := os.WriteFile(filepath.Join(dir, "blob"), blob, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM base\nCOPY blob /blob\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	prog := &onProgress{text: "transferring context", fn: func() {
-		for _, p := range w.links.Each() {
-			fault(p)
-		}
-	}}
+	prog := &link.WhenUploading{Hosts: w.links, Fault: fault}
 	res, err := w.pl.Run(context.Background(), pipeline.Request{Workspace: "link", Build: buildkit.Options{
-		ContextDir: dir, NamedContexts: []buildkit.NamedContext{w.base}, Progress: "plain", ProgressOut: prog}})
-	prog.mu.Lock()
-	defer prog.mu.Unlock()
-	if !prog.done {
-		t.Errorf("the context never crossed the link:\n%s", prog.buf.String())
+		ContextDir: link.UploadContext(t, 8<<20), NamedContexts: []buildkit.NamedContext{w.base}, Progress: "plain", ProgressOut: prog}})
+	if !prog.Fired() {
+		t.Errorf("the context never crossed the link:\n%s", prog.Text())
 	}
-	return res, err, prog.buf.String()
+	return res, err, prog.Text()
 }
 
 // A build across a shaped link: the server is reached on its own address
@@ -136,5 +95,3 @@ func TestLinkSlowClose(t *testing.T) {
 	}
 	w.assertNothingLeft(t)
 }
-
-var _ = testenv.Require

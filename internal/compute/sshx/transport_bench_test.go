@@ -78,14 +78,7 @@ func BenchmarkTransport(b *testing.B) {
 //
 //	go test -run '^$' -bench TransportOverLink -benchtime 2x ./internal/compute/sshx
 func BenchmarkTransportOverLink(b *testing.B) {
-	testenv.Require(b)
-	sshd := testenv.StartSSHD(b)
-	r, err := testenv.NewProvider(b, nil).Spawn(context.Background(), sizing.HCloud[0], compute.Lease{ID: "bench-link", TTL: time.Hour})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = r.Destroy(context.Background()) })
-	socket := strings.TrimPrefix(r.Info().Address, "unix://")
+	sshd, socket := linkRunner(b, "bench-link")
 	const size = 50 << 20
 	dir := b.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM scratch\nCOPY blob /blob\n"), 0o644); err != nil {
@@ -202,14 +195,7 @@ func freshBlob(b *testing.B, path string, size int64) {
 //
 //	go test -run '^$' -bench ChangeAndOutputOverLink -benchtime 2x ./internal/compute/sshx
 func BenchmarkChangeAndOutputOverLink(b *testing.B) {
-	testenv.Require(b)
-	sshd := testenv.StartSSHD(b)
-	r, err := testenv.NewProvider(b, nil).Spawn(context.Background(), sizing.HCloud[0], compute.Lease{ID: "bench-change", TTL: time.Hour})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = r.Destroy(context.Background()) })
-	socket := strings.TrimPrefix(r.Info().Address, "unix://")
+	sshd, socket := linkRunner(b, "bench-change")
 	for _, lk := range link.Presets {
 		b.Run(lk.Name, func(b *testing.B) {
 			conn, err := sshx.Dial(context.Background(), sshx.Config{Addr: link.Shape(b, sshd.Addr, lk).Addr, Signer: sshd.Client, HostKey: sshd.HostKey})
@@ -280,4 +266,17 @@ func manyFiles(b *testing.B, n int, size int64) string {
 		}
 	}
 	return dir
+}
+
+// linkRunner is a real sshd and a local runner's buildkitd (its socket)
+// for the link benchmarks; the runner goes when the benchmark ends.
+func linkRunner(b *testing.B, lease string) (*testenv.SSHD, string) {
+	testenv.Require(b)
+	sshd := testenv.StartSSHD(b)
+	r, err := testenv.NewProvider(b, nil).Spawn(context.Background(), sizing.HCloud[0], compute.Lease{ID: lease, TTL: time.Hour})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = r.Destroy(context.Background()) })
+	return sshd, strings.TrimPrefix(r.Info().Address, "unix://")
 }

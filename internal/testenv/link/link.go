@@ -6,7 +6,10 @@ package link
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -166,4 +169,58 @@ func (p *Proxy) Heal(ctx context.Context) {
 			_ = p.proxy.Toxics.RemoveToxic(ctx, f+"-"+stream)
 		}
 	}
+}
+
+// UploadContext is a build context whose Dockerfile COPYs a file of size
+// random bytes: an upload that takes a while on a slow link.
+func UploadContext(tb testing.TB, size int) string {
+	tb.Helper()
+	dir := tb.TempDir()
+	blob := make([]byte, size)
+	_, _ = rand.Read(blob)
+	if err := os.WriteFile(filepath.Join(dir, "blob"), blob, 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM base\nCOPY blob /blob\n"), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	return dir
+}
+
+// WhenUploading is a plain-progress writer that runs fault once, on every
+// link of hosts, when BuildKit starts sending the context ("transferring
+// context"); Fired says whether it did, Text is the progress so far.
+type WhenUploading struct {
+	Hosts *Hosts
+	Fault func(*Proxy)
+	mu    sync.Mutex
+	buf   strings.Builder
+	fired bool
+}
+
+func (w *WhenUploading) Write(b []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf.Write(b)
+	if !w.fired && strings.Contains(w.buf.String(), "transferring context") {
+		w.fired = true
+		for _, p := range w.Hosts.Each() {
+			w.Fault(p)
+		}
+	}
+	return len(b), nil
+}
+
+// Fired says whether the fault was applied.
+func (w *WhenUploading) Fired() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.fired
+}
+
+// Text is the progress written so far.
+func (w *WhenUploading) Text() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
 }
