@@ -16,17 +16,20 @@ import (
 // nothing secret goes here (no token, no registry password, no build
 // secret) — registries are named, never authenticated.
 // Whatever it downloads is verified against its pinned sha256 before it is
-// unpacked (dl; nil: the image must have buildkitd), and buildkitd starts
-// only when it is installed.
-func CloudInit(socket string, insecure []string, dl *Download) string {
+// unpacked or installed (sw.Buildkit nil: the image must have buildkitd),
+// and buildkitd starts only when it is installed. With runc downloaded too,
+// the server needs no package mirror: nothing comes from apt.
+func CloudInit(socket string, insecure []string, sw Software) string {
 	var reg strings.Builder
 	for _, r := range insecure {
 		fmt.Fprintf(&reg, "      [registry.%q]\n        http = true\n", r)
 	}
+	apt := "package_update: true\npackages: [runc, ca-certificates]\n"
+	if sw.Runc != nil {
+		apt = ""
+	}
 	return fmt.Sprintf(`#cloud-config
-package_update: true
-packages: [runc, ca-certificates]
-write_files:
+%[7]swrite_files:
   - path: /etc/buildkit/buildkitd.toml
     content: |
       root = "/var/lib/buildkit"
@@ -44,7 +47,8 @@ runcmd:
   - mkdir -p /sys/fs/cgroup/%[4]s && echo +memory +cpu > /sys/fs/cgroup/%[4]s/cgroup.subtree_control
   - mkdir -p /sys/fs/cgroup/%[4]s/daemon /sys/fs/cgroup/%[4]s/steps
   - echo $(( $(awk '/^MemTotal:/ {print $2}' /proc/meminfo) * 1024 - 268435456 )) > /sys/fs/cgroup/%[4]s/memory.max
+  - %[6]s
   - %[5]s
   - test -x /usr/local/bin/buildkitd && { sh -c 'echo $$ > /sys/fs/cgroup/%[4]s/daemon/cgroup.procs && exec /usr/local/bin/buildkitd --config /etc/buildkit/buildkitd.toml' >/var/log/buildkitd.log 2>&1 & }
-`, socket, reg.String(), path.Dir(socket), BuildCgroup, installLine(dl))
+`, socket, reg.String(), path.Dir(socket), BuildCgroup, installLine(sw.Buildkit), runcLine(sw.Runc), apt)
 }

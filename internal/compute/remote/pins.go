@@ -15,6 +15,19 @@ const BuildkitVersion = "v0.34.2"
 const DefaultBuildkitURL = "https://github.com/moby/buildkit/releases/download/" + BuildkitVersion +
 	"/buildkit-" + BuildkitVersion + ".linux-{arch}.tar.gz"
 
+// RuncVersion is the runc a server downloads when runc is not taken from
+// its distribution's packages (an air-gapped network: --hcloud-runc-url).
+const RuncVersion = "v1.4.0"
+
+// DefaultRuncURL is runc's static release binary; {arch} as for buildkitd.
+const DefaultRuncURL = "https://github.com/opencontainers/runc/releases/download/" + RuncVersion + "/runc.{arch}"
+
+// Software is what a stock-image server downloads at boot: buildkitd (nil:
+// the image has it) and runc (nil: from the distribution's packages).
+type Software struct {
+	Buildkit, Runc *Download
+}
+
 // Download is a tarball a server fetches at boot, and the sha256 it must
 // have: nothing downloaded is unpacked, let alone run, before it matches.
 type Download struct {
@@ -42,15 +55,26 @@ func ParsePins(s string) (map[string]string, error) {
 	return out, nil
 }
 
-// For is the download of an architecture from a URL template and its pins
-// (nil when none is pinned: the server must have buildkitd already).
+// For is the download of buildkitd for an architecture from a URL
+// template and its pins (nil when none is pinned: the server must have
+// buildkitd already).
 func For(urlTemplate string, pins map[string]string, arch string) *Download {
+	return download(urlTemplate, DefaultBuildkitURL, pins, arch)
+}
+
+// RuncFor is the download of runc for an architecture (nil when none is
+// pinned: runc comes from the distribution's packages).
+func RuncFor(urlTemplate string, pins map[string]string, arch string) *Download {
+	return download(urlTemplate, DefaultRuncURL, pins, arch)
+}
+
+func download(urlTemplate, def string, pins map[string]string, arch string) *Download {
 	sum, ok := pins[arch]
 	if !ok {
 		return nil
 	}
 	if urlTemplate == "" {
-		urlTemplate = DefaultBuildkitURL
+		urlTemplate = def
 	}
 	return &Download{URL: strings.ReplaceAll(urlTemplate, "{arch}", arch), SHA256: sum}
 }
@@ -63,4 +87,13 @@ func installLine(dl *Download) string {
 		return `sh -c '[ -x /usr/local/bin/buildkitd ] || { echo "lian-build: this image has no buildkitd and no pinned download was given (--hcloud-buildkit-sha256, or boot from a runner image)" >&2; exit 1; }'`
 	}
 	return fmt.Sprintf(`sh -c 'set -e; curl -fsSL --proto =https,http -o /run/buildkit.tgz %q; echo "%s  /run/buildkit.tgz" | sha256sum -c -; tar -xzf /run/buildkit.tgz -C /usr/local; rm -f /run/buildkit.tgz'`, dl.URL, dl.SHA256)
+}
+
+// runcLine installs the pinned runc, verified before it is made
+// executable; without one, runc is the package's (nothing to do here).
+func runcLine(dl *Download) string {
+	if dl == nil {
+		return "true"
+	}
+	return fmt.Sprintf(`sh -c 'set -e; curl -fsSL --proto =https,http -o /run/runc %q; echo "%s  /run/runc" | sha256sum -c -; install -m 0755 /run/runc /usr/local/sbin/runc; rm -f /run/runc'`, dl.URL, dl.SHA256)
 }

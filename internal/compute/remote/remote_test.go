@@ -27,7 +27,7 @@ func TestParseStatsCgroupV2AndV1(t *testing.T) {
 }
 
 func TestCloudInitHoldsNoSecrets(t *testing.T) {
-	ci := CloudInit("/run/buildkit/buildkitd.sock", []string{"10.0.0.1:5000"}, nil)
+	ci := CloudInit("/run/buildkit/buildkitd.sock", []string{"10.0.0.1:5000"}, Software{})
 	for _, w := range []string{"#cloud-config", `address = ["unix:///run/buildkit/buildkitd.sock"]`, `[registry."10.0.0.1:5000"]`, "defaultCgroupParent"} {
 		if !strings.Contains(ci, w) {
 			t.Errorf("cloud-init lacks %q", w)
@@ -45,7 +45,7 @@ func TestCloudInitVerifiesWhatItDownloads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ci := CloudInit("/run/buildkit/buildkitd.sock", nil, For("", pins, "arm64"))
+	ci := CloudInit("/run/buildkit/buildkitd.sock", nil, Software{Buildkit: For("", pins, "arm64")})
 	get, check, unpack := strings.Index(ci, "curl -fsSL"), strings.Index(ci, strings.Repeat("ab", 32)+"  /run/buildkit.tgz\" | sha256sum -c -"), strings.Index(ci, "tar -xzf /run/buildkit.tgz")
 	if get < 0 || check < get || unpack < check || !strings.Contains(ci, "set -e") || !strings.Contains(ci, "linux-arm64.tar.gz") {
 		t.Errorf("the download is not verified before it is unpacked:\n%s", ci)
@@ -53,7 +53,7 @@ func TestCloudInitVerifiesWhatItDownloads(t *testing.T) {
 	if strings.Contains(ci, "| tar") || !strings.Contains(ci, "test -x /usr/local/bin/buildkitd && ") {
 		t.Errorf("an unverified pipe into tar, or buildkitd started unconditionally:\n%s", ci)
 	}
-	if none := CloudInit("/s", nil, For("", pins, "riscv64")); strings.Contains(none, "curl") || !strings.Contains(none, "no pinned download") {
+	if none := CloudInit("/s", nil, Software{Buildkit: For("", pins, "riscv64")}); strings.Contains(none, "curl") || !strings.Contains(none, "no pinned download") {
 		t.Errorf("without a pin the user-data downloads:\n%s", none)
 	}
 	for _, bad := range []string{"arm64=abc", "arm64", "mips=" + strings.Repeat("a", 64), "arm64=" + strings.Repeat("A", 64)} {
@@ -63,5 +63,29 @@ func TestCloudInitVerifiesWhatItDownloads(t *testing.T) {
 	}
 	if d := For("https://mirror.example/bk-{arch}.tgz", pins, "amd64"); d.URL != "https://mirror.example/bk-amd64.tgz" || d.SHA256 != strings.Repeat("cd", 32) {
 		t.Errorf("download %+v", d)
+	}
+}
+
+// With runc pinned the server needs no package mirror: runc is fetched,
+// verified, then installed, and nothing comes from apt.
+func TestCloudInitWithoutAPT(t *testing.T) {
+	pins, err := ParsePins("amd64=" + strings.Repeat("cd", 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	withAPT := CloudInit("/s", nil, Software{Buildkit: For("", pins, "amd64")})
+	if !strings.Contains(withAPT, "packages: [runc") || !strings.Contains(withAPT, "package_update: true") {
+		t.Errorf("runc not from the packages without a runc pin:\n%s", withAPT)
+	}
+	ci := CloudInit("/s", nil, Software{Buildkit: For("", pins, "amd64"), Runc: RuncFor("http://172.31.1.1:8080/runc.{arch}", pins, "amd64")})
+	if strings.Contains(ci, "packages:") || strings.Contains(ci, "package_update") {
+		t.Errorf("apt is still used:\n%s", ci)
+	}
+	get, check, inst := strings.Index(ci, "/run/runc \"http://172.31.1.1:8080/runc.amd64\""), strings.Index(ci, "  /run/runc\" | sha256sum -c -"), strings.Index(ci, "install -m 0755 /run/runc")
+	if get < 0 || check < get || inst < check {
+		t.Errorf("runc is not verified before it is installed:\n%s", ci)
+	}
+	if d := RuncFor("", pins, "amd64"); d.URL != "https://github.com/opencontainers/runc/releases/download/"+RuncVersion+"/runc.amd64" {
+		t.Errorf("default runc URL %s", d.URL)
 	}
 }

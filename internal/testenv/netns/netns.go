@@ -1,4 +1,7 @@
-package runnerhost
+// Package netns reaches into the network namespaces the test world makes:
+// listeners opened inside one, and forwards from one to this machine's
+// loopback.
+package netns
 
 import (
 	"fmt"
@@ -11,24 +14,24 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// forwarder gives a runner host a route to services of this machine's
-// loopback (a test registry): it listens on 127.0.0.1:PORT inside the
-// host's network namespace and connects each connection to 127.0.0.1:PORT
-// here, as a real server reaches a registry on its network. A buildkitd in
-// the namespace and one outside it then reach the same registry at the
-// same address.
-type forwarder struct {
+// Forwarder gives a namespace a route to services of this machine's
+// loopback (a test registry): it listens on IP:PORT inside the namespace
+// and connects each connection to 127.0.0.1:PORT here, as a real server
+// reaches a registry on its network.
+type Forwarder struct {
 	listeners []net.Listener
 	wg        sync.WaitGroup
 }
 
-// forward starts a forwarder for each port into the namespace ns.
-func forward(ns string, ports []int) (*forwarder, error) {
-	f := &forwarder{}
+// Forward forwards each port into the namespace ns, listening there on
+// ip (127.0.0.1: a buildkitd in the namespace and one outside it reach the
+// same registry at the same address).
+func Forward(ns, ip string, ports []int) (*Forwarder, error) {
+	f := &Forwarder{}
 	for _, port := range ports {
-		ln, err := listenIn(ns, fmt.Sprintf("127.0.0.1:%d", port))
+		ln, err := ListenIn(ns, "tcp", net.JoinHostPort(ip, fmt.Sprint(port)))
 		if err != nil {
-			f.close()
+			f.Close()
 			return nil, fmt.Errorf("forward port %d into %s: %w", port, ns, err)
 		}
 		f.listeners = append(f.listeners, ln)
@@ -41,38 +44,44 @@ func forward(ns string, ports []int) (*forwarder, error) {
 	return f, nil
 }
 
-// listenIn opens a listener inside a network namespace: the socket is
-// made on a thread switched into it, which then switches back.
-func listenIn(ns, addr string) (net.Listener, error) {
+// ListenIn opens a listener inside a network namespace.
+func ListenIn(ns, network, addr string) (ln net.Listener, err error) {
+	err = Do(ns, func() error {
+		ln, err = net.Listen(network, addr)
+		return err
+	})
+	return ln, err
+}
+
+// Do runs fn on a thread switched into the namespace ns, which then
+// switches back: sockets fn opens stay in the namespace.
+func Do(ns string, fn func() error) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	self, err := os.Open("/proc/thread-self/ns/net")
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer self.Close()
 	target, err := os.Open("/run/netns/" + ns)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer target.Close()
 	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-		return nil, err
+		return err
 	}
-	ln, lerr := net.Listen("tcp", addr)
+	ferr := fn()
 	if err := unix.Setns(int(self.Fd()), unix.CLONE_NEWNET); err != nil {
 		// The thread cannot go back: leave it locked so that it dies with
 		// this goroutine instead of serving others in the wrong namespace.
 		runtime.LockOSThread()
-		if ln != nil {
-			ln.Close()
-		}
-		return nil, fmt.Errorf("back from %s: %w", ns, err)
+		return fmt.Errorf("back from %s: %w", ns, err)
 	}
-	return ln, lerr
+	return ferr
 }
 
-func (f *forwarder) serve(ln net.Listener, to string) {
+func (f *Forwarder) serve(ln net.Listener, to string) {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -95,8 +104,8 @@ func (f *forwarder) serve(ln net.Listener, to string) {
 	}
 }
 
-// close stops listening and waits for the connections to end.
-func (f *forwarder) close() {
+// Close stops listening and waits for the connections to end.
+func (f *Forwarder) Close() {
 	if f == nil {
 		return
 	}

@@ -32,6 +32,7 @@ import (
 	"github.com/lian-build/action/internal/compute/remote"
 	"github.com/lian-build/action/internal/sizing"
 	"github.com/lian-build/action/internal/testenv/fakehcloud"
+	"github.com/lian-build/action/internal/testenv/netns"
 )
 
 // Hosts starts runner hosts for the fake API.
@@ -61,7 +62,7 @@ type host struct {
 	lease  string
 	daemon int // buildkitd's pid
 	dir    string
-	fwd    *forwarder
+	fwd    *netns.Forwarder
 }
 
 var _ fakehcloud.Hosts = (*Hosts)(nil)
@@ -117,7 +118,7 @@ func (h *Hosts) Start(ctx context.Context, spec fakehcloud.HostSpec) (string, er
 			return fail(fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, out))
 		}
 	}
-	if hs.fwd, err = forward(hs.ns, h.Forward); err != nil {
+	if hs.fwd, err = netns.Forward(hs.ns, "127.0.0.1", h.Forward); err != nil {
 		return fail(err)
 	}
 	socketDir := filepath.Dir(strings.TrimPrefix(r.Info().Address, "unix://"))
@@ -369,7 +370,7 @@ func (hs *host) killAll() {
 func (hs *host) stop(ctx context.Context) error {
 	var errs []error
 	hs.killAll()
-	hs.fwd.close()
+	hs.fwd.Close()
 	if hs.sshd != nil {
 		_ = hs.sshd.Wait()
 	}

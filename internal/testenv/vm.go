@@ -1,0 +1,68 @@
+package testenv
+
+import (
+	"context"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/lian-build/action/internal/testenv/vmhost"
+)
+
+// VMHosts are runner hosts that are real VMs (internal/testenv/vmhost),
+// their consoles in the test log; the guest image is built on first use
+// (~1–5 minutes, then cached in vmhost.CacheDir). At the end of the test no
+// VM, namespace or qemu process of this process may be left.
+func VMHosts(t testing.TB, forward ...int) *vmhost.Hosts {
+	t.Helper()
+	Require(t)
+	var missing []string
+	for _, bin := range []string{"qemu-system-x86_64", "qemu-img", "debootstrap", "mkfs.ext4", "nsenter"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			missing = append(missing, bin)
+		}
+	}
+	if len(missing) > 0 {
+		missingPrereq(t, strings.Join(missing, ", ")+" (apt-get install qemu-system-x86 qemu-utils debootstrap)")
+	}
+	log := &testLog{t: t}
+	img, err := vmhost.BuildImage(context.Background(), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &vmhost.Hosts{Image: img, Dir: t.TempDir(), Forward: forward, Log: log}
+	t.Cleanup(func() {
+		for _, id := range h.IDs() {
+			_ = h.Stop(context.Background(), id)
+		}
+		log.close()
+		if left := vmhost.Leftovers(); len(left) > 0 {
+			t.Errorf("left after the test: %s", strings.Join(left, ", "))
+		}
+	})
+	t.Logf("VM runner hosts: accel %s", vmhost.Accel(context.Background(), img))
+	return h
+}
+
+// testLog writes lines into the test's log until the test ends.
+type testLog struct {
+	mu   sync.Mutex
+	t    testing.TB
+	done bool
+}
+
+func (l *testLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.done {
+		l.t.Log(strings.TrimRight(string(p), "\n"))
+	}
+	return len(p), nil
+}
+
+func (l *testLog) close() {
+	l.mu.Lock()
+	l.done = true
+	l.mu.Unlock()
+}

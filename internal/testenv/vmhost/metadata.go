@@ -1,0 +1,83 @@
+package vmhost
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/lian-build/action/internal/testenv/fakehcloud"
+)
+
+// metadata is Hetzner's metadata service for one server, as cloud-init's
+// Hetzner datasource reads it: /hetzner/v1/metadata (YAML: hostname,
+// instance-id, public-keys, network-config, …) and /hetzner/v1/userdata
+// (the user-data as given at creation). Each request is recorded.
+type metadata struct {
+	spec fakehcloud.HostSpec
+	mac  string
+	ip   string
+
+	mu   sync.Mutex
+	seen []string
+}
+
+// hetznerMetadata is the document /hetzner/v1/metadata answers with.
+func (m *metadata) document() map[string]any {
+	return map[string]any{
+		"hostname":          m.spec.Name,
+		"instance-id":       m.spec.ServerID,
+		"local-ipv4":        "",
+		"public-ipv4":       m.ip,
+		"public-keys":       m.spec.SSHKeys,
+		"region":            "eu-central",
+		"availability-zone": "fsn1-dc14",
+		"vendor_data":       "#cloud-config\n{}\n",
+		"network-config": map[string]any{
+			"version": 1,
+			"config": []any{map[string]any{
+				"type": "physical", "name": "eth0", "mac_address": m.mac,
+				"subnets": []any{map[string]any{"type": "dhcp", "ipv4": true}},
+			}},
+		},
+	}
+}
+
+func (m *metadata) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	m.mu.Lock()
+	m.seen = append(m.seen, r.Method+" "+r.URL.Path)
+	m.mu.Unlock()
+	if r.Method != http.MethodGet {
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	switch p := strings.TrimSuffix(r.URL.Path, "/"); p {
+	case "/hetzner/v1/metadata":
+		b, err := yaml.Marshal(m.document())
+		if err != nil {
+			http.Error(w, err.Error(), 500)
+			return
+		}
+		_, _ = w.Write(b)
+	case "/hetzner/v1/userdata":
+		_, _ = w.Write([]byte(m.spec.UserData))
+	case "/hetzner/v1/metadata/hostname":
+		fmt.Fprint(w, m.spec.Name)
+	case "/hetzner/v1/metadata/instance-id":
+		fmt.Fprint(w, m.spec.ServerID)
+	case "/hetzner/v1/metadata/public-keys":
+		b, _ := yaml.Marshal(m.spec.SSHKeys)
+		_, _ = w.Write(b)
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+// Requests are the paths the guest asked for.
+func (m *metadata) Requests() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]string(nil), m.seen...)
+}
