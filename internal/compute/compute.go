@@ -103,6 +103,10 @@ type RunnerInfo struct {
 	Created  time.Time  `json:"created,omitzero"`
 	Expires  time.Time  `json:"expires,omitzero"`
 	Spawn    SpawnTimes `json:"spawn,omitzero"`
+	// Kernel and CgroupVersion are what the machine runs (1 or 2; 0:
+	// not known), found when it became ready.
+	Kernel        string `json:"kernel,omitempty"`
+	CgroupVersion int    `json:"cgroup_version,omitempty"`
 	// Price is what the machine costs, when the provider knows (a cloud's
 	// list price in its location).
 	Price  *Price `json:"price,omitempty"`

@@ -60,7 +60,7 @@ func (p *Pipeline) runAttempt(ctx context.Context, log *slog.Logger, req Request
 	info := r.Info()
 	a.Runner = &info
 	log = log.With("runner", a.RunnerID, "tier", tier.Name, "attempt", n)
-	log.Info("runner ready", "spawn_ms", a.SpawnMS, "server", info.Server, "type", info.Type, "location", info.Location)
+	log.Info("runner ready", "spawn_ms", a.SpawnMS, "server", info.Server, "type", info.Type, "location", info.Location, "kernel", info.Kernel, "cgroup", info.CgroupVersion)
 
 	bctx, cancel := budgetContext(ctx, budget)
 	defer cancel()

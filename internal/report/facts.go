@@ -121,6 +121,9 @@ func runnerFact(r pipeline.Result) string {
 			parts = append(parts, p)
 		}
 	}
+	if i.Kernel != "" {
+		parts = append(parts, fmt.Sprintf("Linux %s, cgroup v%d", i.Kernel, i.CgroupVersion))
+	}
 	sp := i.Spawn
 	return fmt.Sprintf("%s; spawn %s (create %s, boot %s, ready %s)", strings.Join(parts, " · "), Duration(a.SpawnMS), Duration(sp.CreateMS), Duration(sp.BootMS), Duration(sp.ReadyMS))
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/lian-build/action/internal/buildkit"
+	"github.com/lian-build/action/internal/compute"
 	"github.com/lian-build/action/internal/pipeline"
 	"github.com/lian-build/action/internal/sizing"
 )
@@ -128,5 +129,23 @@ func TestSupplyChainFacts(t *testing.T) {
 	b.Reset()
 	if Write(&b, r); strings.Contains(b.String(), "SPDX") {
 		t.Errorf("an image without an SBOM reports one:\n%s", b.String())
+	}
+}
+
+// The runner row names the machine's kernel and cgroup version when the
+// provider found them.
+func TestRunnerRowNamesKernelAndCgroup(t *testing.T) {
+	r := failedResult()
+	r.Provider = "hcloud"
+	r.Attempts[1].SpawnMS = 74_066
+	r.Attempts[1].Runner = &compute.RunnerInfo{Server: "lb-1 (id 7)", Type: "cpx21", Location: "fsn1", Kernel: "6.1.0-50-cloud-amd64", CgroupVersion: 2,
+		Spawn: compute.SpawnTimes{CreateMS: 68, BootMS: 48_350, ReadyMS: 25_646}}
+	want := "| Runner | hcloud · lb-1 (id 7) · cpx21 · fsn1 · Linux 6.1.0-50-cloud-amd64, cgroup v2; spawn 1m14.1s (create 100ms, boot 48.4s, ready 25.6s) |"
+	if got := Markdown(r); !strings.Contains(got, want) {
+		t.Errorf("table:\n%s\nwant the row:\n%s", got, want)
+	}
+	r.Attempts[1].Runner.Kernel = ""
+	if got := Markdown(r); strings.Contains(got, "cgroup v") {
+		t.Errorf("a runner without a known kernel:\n%s", got)
 	}
 }

@@ -30,6 +30,10 @@ const (
 	// architecture's tarball must have (ARCH=HEX,…).
 	OptBuildkitURL    = "hcloud-buildkit-url"
 	OptBuildkitSHA256 = "hcloud-buildkit-sha256"
+	// OptRuncURL and OptRuncSHA256: the same for runc's binary; with a pin
+	// a server installs nothing from apt (an air-gapped network).
+	OptRuncURL    = "hcloud-runc-url"
+	OptRuncSHA256 = "hcloud-runc-sha256"
 )
 
 // x86Types are the shared x86 server types of the same tiers, for linux/amd64.
@@ -59,6 +63,10 @@ type Settings struct {
 	// downloaded and the image must have buildkitd (a runner image).
 	BuildkitURL  string
 	BuildkitPins map[string]string
+	// RuncURL and RuncPins are runc's (default remote.DefaultRuncURL);
+	// without a pin runc comes from the image's packages.
+	RuncURL  string
+	RuncPins map[string]string
 }
 
 type factory struct{}
@@ -68,7 +76,7 @@ func init() { compute.Register(factory{}) }
 func (factory) Name() string        { return "hcloud" }
 func (factory) Tiers() sizing.Table { return sizing.HCloud }
 func (factory) Options() []string {
-	return []string{OptToken, OptEndpoint, OptLocation, OptImage, OptBuildkitURL, OptBuildkitSHA256}
+	return []string{OptToken, OptEndpoint, OptLocation, OptImage, OptBuildkitURL, OptBuildkitSHA256, OptRuncURL, OptRuncSHA256}
 }
 
 // Features: Volumes keep each namespace's state; arm (cax) and x86 (cpx)
@@ -84,6 +92,8 @@ func (factory) Settings() []compute.Setting {
 		{Name: OptLocation, List: true, Default: "fsn1,nbg1,hel1", Help: "Hetzner locations, comma-separated, tried in order when one has no capacity"},
 		{Name: OptBuildkitURL, Help: "the buildkitd tarball a stock-image server downloads at boot ({arch}: amd64, arm64; default BuildKit's release)"},
 		{Name: OptBuildkitSHA256, Help: "sha256 of that tarball per architecture, amd64=HEX,arm64=HEX: verified before it is unpacked; without it a stock image downloads nothing (use a runner image)"},
+		{Name: OptRuncURL, Help: "the runc binary a stock-image server downloads at boot ({arch}; default runc " + remote.RuncVersion + "'s release) instead of Debian's package"},
+		{Name: OptRuncSHA256, Help: "sha256 of that binary per architecture, amd64=HEX,arm64=HEX: with it the server installs nothing from apt"},
 		{Name: OptImage, Help: "server image: a name (cloud-init installs buildkitd) or label:KEY=VALUE for a snapshot (default: the newest runner image of this BuildKit, made by lian-build runners image --provider hcloud, else debian-12)"},
 	}
 }
@@ -103,8 +113,14 @@ func (f factory) New(cfg compute.Config) (compute.Provider, error) {
 		return nil, &compute.OptionError{Option: OptBuildkitSHA256, Err: err}
 	}
 	s.BuildkitPins, s.BuildkitURL = pins, cfg.Options[OptBuildkitURL]
-	if u := s.BuildkitURL; u != "" && !strings.HasPrefix(u, "https://") && !strings.HasPrefix(u, "http://") {
-		return nil, &compute.OptionError{Option: OptBuildkitURL, Err: fmt.Errorf("%q: want an http(s) URL ({arch}: amd64 or arm64)", u)}
+	if s.RuncPins, err = remote.ParsePins(cfg.Options[OptRuncSHA256]); err != nil {
+		return nil, &compute.OptionError{Option: OptRuncSHA256, Err: err}
+	}
+	s.RuncURL = cfg.Options[OptRuncURL]
+	for opt, u := range map[string]string{OptBuildkitURL: s.BuildkitURL, OptRuncURL: s.RuncURL} {
+		if u != "" && !strings.HasPrefix(u, "https://") && !strings.HasPrefix(u, "http://") {
+			return nil, &compute.OptionError{Option: opt, Err: fmt.Errorf("%q: want an http(s) URL ({arch}: amd64 or arm64)", u)}
+		}
 	}
 	if v := cfg.StateSize; v != "" {
 		n, err := sizing.ParseSize(v)

@@ -106,7 +106,7 @@ func (p *Provider) Spawn(ctx context.Context, tier sizing.Tier, lease compute.Le
 			return fail(err)
 		}
 	}
-	if err := r.WaitBuildkitd(ctx, p.sshPoll()); err != nil {
+	if err := r.WaitReady(ctx, p.sshPoll()); err != nil {
 		return fail(err)
 	}
 	r.created = start
@@ -184,7 +184,7 @@ func (p *Provider) createServer(ctx context.Context, name string, tier sizing.Ti
 	if err != nil {
 		return created{}, err
 	}
-	opts := hc.ServerCreateOpts{Name: name, ServerType: st, Image: img, SSHKeys: keys, Labels: labels, UserData: remote.CloudInit(p.s.Socket, p.s.Insecure, remote.For(p.s.BuildkitURL, p.s.BuildkitPins, debianArch(st.Architecture)))}
+	opts := hc.ServerCreateOpts{Name: name, ServerType: st, Image: img, SSHKeys: keys, Labels: labels, UserData: remote.CloudInit(p.s.Socket, p.s.Insecure, p.software(debianArch(st.Architecture)))}
 	if vol != nil {
 		// A volume attaches only to a server in its own location.
 		locations, opts.Volumes, opts.Automount = []string{vol.Location.Name}, []*hc.Volume{vol}, hc.Ptr(true)
@@ -251,6 +251,11 @@ func (p *Provider) newestImage(ctx context.Context, selector string, arch hc.Arc
 		}
 	}
 	return best, nil
+}
+
+// software is what a server of an architecture downloads at boot.
+func (p *Provider) software(arch string) remote.Software {
+	return remote.Software{Buildkit: remote.For(p.s.BuildkitURL, p.s.BuildkitPins, arch), Runc: remote.RuncFor(p.s.RuncURL, p.s.RuncPins, arch)}
 }
 
 func errOr(err error, msg string) string {

@@ -47,6 +47,7 @@ func (r *runner) Info() compute.RunnerInfo {
 	if r.addr != "" {
 		i.Address = "ssh://" + r.addr + r.p.s.Socket
 	}
+	r.Describe(&i)
 	return i
 }
 

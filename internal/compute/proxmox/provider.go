@@ -106,7 +106,7 @@ func (p *Provider) Spawn(ctx context.Context, tier sizing.Tier, lease compute.Le
 		return fail(err)
 	}
 	booted := time.Now()
-	if err := r.WaitBuildkitd(ctx, p.poll()); err != nil {
+	if err := r.WaitReady(ctx, p.poll()); err != nil {
 		return fail(err)
 	}
 	r.created = start
@@ -262,9 +262,11 @@ type runner struct {
 }
 
 func (r *runner) Info() compute.RunnerInfo {
-	return compute.RunnerInfo{ID: r.lease.ID, Provider: "proxmox", Tier: r.tier, Server: fmt.Sprintf("VM %d (%s)", r.vmid, vmName(r.lease.ID)),
+	i := compute.RunnerInfo{ID: r.lease.ID, Provider: "proxmox", Tier: r.tier, Server: fmt.Sprintf("VM %d (%s)", r.vmid, vmName(r.lease.ID)),
 		Location: r.p.s.Node, Address: "ssh://" + r.addr + remote.DefaultSocket, Owner: r.lease.Owner, Created: r.created,
 		Expires: r.lease.Expires(r.created), Spawn: r.spawn}
+	r.Describe(&i)
+	return i
 }
 
 // Destroy stops and deletes the VM and confirms it is gone. It is safe to call twice.

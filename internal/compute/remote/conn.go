@@ -2,10 +2,12 @@ package remote
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -36,8 +38,18 @@ type Conn struct {
 	// may forward no socket: LeaseDial); else the socket is forwarded.
 	Dial string
 
+	// Kernel and CgroupVersion are the machine's, found once it is ready.
+	Kernel        string
+	CgroupVersion int
+
 	mu   sync.Mutex
 	peak uint64
+}
+
+// Describe adds what the connection found about the machine to a
+// runner's info.
+func (c *Conn) Describe(i *compute.RunnerInfo) {
+	i.Kernel, i.CgroupVersion = c.Kernel, c.CgroupVersion
 }
 
 // Health is the SSH connection's (lost, or the machine not answering) and
@@ -115,18 +127,24 @@ func (c *Conn) Stats(ctx context.Context) (compute.Stats, error) {
 	return s, nil
 }
 
-// WaitBuildkitd waits until buildkitd answers through the connection,
-// polling every poll.
-func (c *Conn) WaitBuildkitd(ctx context.Context, poll time.Duration) error {
+// WaitReady waits until buildkitd answers through the connection, polling
+// every poll, then reads the machine's kernel and cgroup version. While it
+// waits it watches cloud-init: a boot whose cloud-init finished with errors
+// (a download that does not match its pin, a package that cannot be
+// installed, no network) will never start buildkitd, and is a *BootError
+// quoting the end of cloud-init's output at once, not a timeout.
+func (c *Conn) WaitReady(ctx context.Context, poll time.Duration) error {
+	lastBoot := time.Time{}
 	for {
-		bc, err := c.Client(ctx)
+		err := c.answers(ctx)
 		if err == nil {
-			werr := bc.Wait(ctx)
-			bc.Close()
-			if werr == nil {
-				return nil
+			return c.probeMachine(ctx)
+		}
+		if time.Since(lastBoot) >= bootCheckEvery {
+			lastBoot = time.Now()
+			if berr := c.bootFailed(ctx); berr != nil {
+				return berr
 			}
-			err = werr
 		}
 		select {
 		case <-ctx.Done():
@@ -134,4 +152,85 @@ func (c *Conn) WaitBuildkitd(ctx context.Context, poll time.Duration) error {
 		case <-time.After(poll):
 		}
 	}
+}
+
+// answers is one try to reach buildkitd, bounded: BuildKit's Wait would
+// wait for as long as ctx lets it, and cloud-init is watched in between.
+func (c *Conn) answers(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, bootCheckEvery*3)
+	defer cancel()
+	bc, err := c.Client(ctx)
+	if err != nil {
+		return err
+	}
+	defer bc.Close()
+	return bc.Wait(ctx)
+}
+
+// bootCheckEvery is how often WaitReady looks at cloud-init's result.
+const bootCheckEvery = 2 * time.Second
+
+// BootError is a machine whose cloud-init finished with errors.
+type BootError struct {
+	Name   string
+	Errors []string // cloud-init's, from /run/cloud-init/result.json
+	Output string   // the end of /var/log/cloud-init-output.log
+}
+
+func (e *BootError) Error() string {
+	return fmt.Sprintf("cloud-init failed on %s (%s); the end of /var/log/cloud-init-output.log:\n%s", e.Name, strings.Join(e.Errors, "; "), e.Output)
+}
+
+// bootCheck prints cloud-init's result once its last stage has run, and
+// then the end of its output.
+const bootCheck = `[ -f /run/cloud-init/result.json ] || exit 0; cat /run/cloud-init/result.json; echo; echo '== output'; tail -n 20 /var/log/cloud-init-output.log 2>/dev/null`
+
+// bootFailed reads cloud-init's result: a *BootError when it finished with
+// errors, nil while it runs, when it succeeded, or on a machine without it.
+func (c *Conn) bootFailed(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, statsTimeout)
+	defer cancel()
+	out, err := c.SSH.Run(ctx, bootCheck)
+	if err != nil {
+		return nil
+	}
+	return ParseBootResult(c.Name, string(out))
+}
+
+// ParseBootResult reads bootCheck's output.
+func ParseBootResult(name, out string) error {
+	result, output, _ := strings.Cut(out, "\n== output\n")
+	var r struct {
+		V1 struct {
+			Errors []any `json:"errors"`
+		} `json:"v1"`
+	}
+	if strings.TrimSpace(result) == "" || json.Unmarshal([]byte(result), &r) != nil || len(r.V1.Errors) == 0 {
+		return nil
+	}
+	e := &BootError{Name: name, Output: strings.TrimRight(output, "\n")}
+	for _, x := range r.V1.Errors {
+		e.Errors = append(e.Errors, fmt.Sprint(x))
+	}
+	return e
+}
+
+// probeMachine reads the machine's kernel release and which cgroup tree it
+// mounts (cgroup2fs: v2, one unified tree; else v1, one per controller).
+func (c *Conn) probeMachine(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, statsTimeout)
+	defer cancel()
+	out, err := c.SSH.Run(ctx, "uname -r; stat -fc %T /sys/fs/cgroup/")
+	if err != nil {
+		return fmt.Errorf("%s: read its kernel: %w", c.Name, err)
+	}
+	f := strings.Fields(string(out))
+	if len(f) != 2 {
+		return fmt.Errorf("%s: kernel and cgroup tree: %q", c.Name, out)
+	}
+	c.Kernel, c.CgroupVersion = f[0], 1
+	if f[1] == "cgroup2fs" {
+		c.CgroupVersion = 2
+	}
+	return nil
 }

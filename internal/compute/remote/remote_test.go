@@ -1,6 +1,7 @@
 package remote
 
 import (
+	"errors"
 	"strings"
 	"testing"
 )
@@ -87,5 +88,25 @@ func TestCloudInitWithoutAPT(t *testing.T) {
 	}
 	if d := RuncFor("", pins, "amd64"); d.URL != "https://github.com/opencontainers/runc/releases/download/"+RuncVersion+"/runc.amd64" {
 		t.Errorf("default runc URL %s", d.URL)
+	}
+}
+
+// cloud-init's result with errors is a BootError quoting its output; one
+// without errors, none yet (still booting) or garbage is no failure.
+func TestParseBootResult(t *testing.T) {
+	failed := `{"v1": {"datasource": "DataSourceHetzner", "errors": ["('scripts-user', RuntimeError('Runparts: 1 failures (runcmd) in 1 attempted commands'))"]}}` +
+		"\n== output\n/run/buildkit.tgz: FAILED\nsha256sum: WARNING: 1 computed checksum did NOT match\n"
+	err := ParseBootResult("lb-1", failed)
+	var b *BootError
+	if !errors.As(err, &b) || b.Name != "lb-1" || len(b.Errors) != 1 || !strings.Contains(b.Output, "FAILED") {
+		t.Fatalf("%#v", err)
+	}
+	if !strings.Contains(err.Error(), "cloud-init failed on lb-1") || !strings.Contains(err.Error(), "runcmd") || !strings.Contains(err.Error(), "did NOT match") {
+		t.Errorf("message: %v", err)
+	}
+	for _, ok := range []string{"", `{"v1": {"errors": []}}` + "\n== output\nfine\n", "not json\n== output\n"} {
+		if err := ParseBootResult("lb-1", ok); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
 	}
 }

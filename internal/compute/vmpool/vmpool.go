@@ -110,7 +110,7 @@ func (p *Provider) Spawn(ctx context.Context, tier sizing.Tier, lease compute.Le
 		return nil, errors.Join(err, r.Destroy(context.WithoutCancel(ctx)))
 	}
 	r.SSH, r.Socket, r.Dial, r.Name = conn, g.Socket, g.Dial, "pool VM "+g.VM
-	if err := r.WaitBuildkitd(ctx, 100*time.Millisecond); err != nil {
+	if err := r.WaitReady(ctx, 100*time.Millisecond); err != nil {
 		return nil, errors.Join(err, r.Destroy(context.WithoutCancel(ctx)))
 	}
 	r.spawn = compute.SpawnTimes{CreateMS: leased.Sub(start).Milliseconds(), ReadyMS: time.Since(leased).Milliseconds()}
@@ -176,6 +176,7 @@ func (r *runner) Info() compute.RunnerInfo {
 		// pays its share.
 		i.Price = &compute.Price{HourlyEUR: r.g.HourlyEUR, Billing: compute.ShareOfHour}
 	}
+	r.Describe(&i)
 	return i
 }
 

@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -94,7 +95,7 @@ func (h *Hosts) Start(ctx context.Context, spec fakehcloud.HostSpec) (string, er
 	if m, ok := h.MemoryMiB[spec.ServerType]; ok {
 		mem = m
 	}
-	args := qemuArgs(Accel(ctx, h.Image), h.Image, overlay, v.agentSocket(), max(spec.Cores, 1), mem, v.net.MAC.String(), spec.ServerID)
+	args := qemuArgs(Accel(ctx, h.Image), h.Image, overlay, v.agentSocket(), vcpus(spec.Cores), mem, v.net.MAC.String(), spec.ServerID)
 	// In the namespace, where the tap is; not bound to ctx: the VM lives
 	// until Stop.
 	v.cmd = exec.Command("nsenter", append([]string{"--net=/run/netns/" + v.net.ns, "qemu-system-x86_64"}, args...)...)
@@ -239,3 +240,7 @@ func Leftovers() []string {
 	}
 	return out
 }
+
+// vcpus are a VM's virtual CPUs: its type's cores, but no more than this
+// machine has (emulated CPUs beyond the host's only compete for them).
+func vcpus(cores int) int { return max(1, min(cores, runtime.NumCPU())) }

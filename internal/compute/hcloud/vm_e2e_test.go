@@ -1,0 +1,122 @@
+package hcloud_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lian-build/action/internal/compute/hcloud"
+	"github.com/lian-build/action/internal/compute/remote"
+	"github.com/lian-build/action/internal/pipeline"
+	"github.com/lian-build/action/internal/report"
+	"github.com/lian-build/action/internal/testenv"
+	"github.com/lian-build/action/internal/testenv/fakehcloud"
+	"github.com/lian-build/action/internal/testenv/vmhost"
+)
+
+// vmWorld is the fake Hetzner API whose servers are real VMs booting the
+// real cloud-init, which downloads buildkitd and runc from this machine
+// (pinned), and a pipeline on x86 (cpx) servers.
+type vmWorld struct {
+	hosts *vmhost.Hosts
+	fake  *fakehcloud.Fake
+	pl    *pipeline.Pipeline
+}
+
+func newVMWorld(t *testing.T, memMiB map[string]int, edit func(*hcloud.Settings)) *vmWorld {
+	dl := testenv.RunnerDownloads(t)
+	w := &vmWorld{hosts: testenv.VMHosts(t, dl.Port)}
+	w.hosts.MemoryMiB = memMiB
+	w.fake = fakehcloud.New(token, w.hosts)
+	t.Cleanup(w.fake.Close)
+	s := hcloud.Settings{Token: token, Endpoint: w.fake.Endpoint(), PollEvery: time.Second, Arch: "x86",
+		BuildkitURL: dl.BuildkitURL, BuildkitPins: dl.BuildkitPins, RuncURL: dl.RuncURL, RuncPins: dl.RuncPins}
+	if edit != nil {
+		edit(&s)
+	}
+	p, err := hcloud.New(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.pl, err = pipeline.New(pipeline.Config{Provider: p, SpawnTimeout: 5 * time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+func (w *vmWorld) assertNothingLeft(t *testing.T) {
+	t.Helper()
+	if s, k := w.fake.Counts(); s != 0 || k != 0 {
+		t.Errorf("left %d servers and %d keys", s, k)
+	}
+	if ids := w.hosts.IDs(); len(ids) != 0 {
+		t.Errorf("VMs left: %v", ids)
+	}
+	if left := vmhost.Leftovers(); len(left) != 0 {
+		t.Errorf("left: %v", left)
+	}
+}
+
+// A build on a server that is a real VM: cloud-init runs the provider's
+// user-data (no apt: buildkitd and runc come from pinned downloads), the
+// build runs on the guest's own kernel under cgroup v2, the report names
+// both, and the server and its VM are gone afterwards.
+func TestBuildOnAVMServer(t *testing.T) {
+	w := newVMWorld(t, map[string]int{"cpx21": 1024}, nil)
+	res, err, progress := testenv.BuildDockerfile(t, w.pl, "FROM base\nRUN echo on a VM > /where && cat /proc/self/cgroup\n", nil)
+	if err != nil {
+		t.Fatalf("build: %v\n%s", err, progress)
+	}
+	ri := res.Attempts[0].Runner
+	if ri == nil || ri.Type != "cpx21" || ri.CgroupVersion != 2 || !strings.Contains(ri.Kernel, "cloud-amd64") {
+		t.Fatalf("runner %+v", ri)
+	}
+	t.Logf("spawn %d ms (create %d, boot %d, ready %d) on Linux %s", res.Attempts[0].SpawnMS, ri.Spawn.CreateMS, ri.Spawn.BootMS, ri.Spawn.ReadyMS, ri.Kernel)
+	if line := report.Markdown(res); !strings.Contains(line, "cgroup v2") || !strings.Contains(line, ri.Kernel) {
+		t.Errorf("the report does not name the runner's kernel and cgroup version:\n%s", line)
+	}
+	if ri.Spawn.BootMS < 5000 {
+		t.Errorf("boot took %d ms: not a real boot", ri.Spawn.BootMS)
+	}
+	w.assertNothingLeft(t)
+}
+
+// A step that runs out of memory on a cax11-tier VM is killed in the build
+// cgroup, counted in cgroup v2's memory.events read over SSH, and retried
+// on the next tier's new VM.
+func TestVMStepOOMRetriesOnANewVM(t *testing.T) {
+	w := newVMWorld(t, map[string]int{"cpx21": 768, "cpx31": 1536}, nil)
+	res, err, progress := testenv.BuildDockerfile(t, w.pl, "FROM base\nRUN dd if=/dev/zero of=/dev/null bs=600M count=1 && echo allocated\n", nil)
+	if err != nil {
+		t.Fatalf("build: %v\n%s", err, progress)
+	}
+	if len(res.Attempts) != 2 || !res.Attempts[0].OOM || res.Attempts[1].Outcome != pipeline.OutcomeSuccess || res.OOMRetries != 1 {
+		t.Fatalf("attempts %+v", res.Attempts)
+	}
+	a, b := res.Attempts[0].Runner, res.Attempts[1].Runner
+	if a.Type != "cpx21" || b.Type != "cpx31" || a.Server == b.Server || a.CgroupVersion != 2 || b.CgroupVersion != 2 {
+		t.Fatalf("runners %+v / %+v", a, b)
+	}
+	w.assertNothingLeft(t)
+}
+
+// User-data that fails — a download that does not match its pin — fails
+// the spawn as soon as cloud-init reports it, quoting the end of its
+// output, and the server is deleted.
+func TestVMUserDataThatFails(t *testing.T) {
+	w := newVMWorld(t, map[string]int{"cpx21": 1024}, func(s *hcloud.Settings) {
+		s.BuildkitPins = map[string]string{"amd64": strings.Repeat("0", 64)}
+	})
+	start := time.Now()
+	res, err, _ := testenv.BuildDockerfile(t, w.pl, "FROM base\nRUN true\n", nil)
+	var boot *remote.BootError
+	if !errors.As(err, &boot) {
+		t.Fatalf("want a cloud-init failure, got %v (%+v)", err, res.Attempts)
+	}
+	t.Logf("after %v: %v", time.Since(start).Round(time.Second), err)
+	if !strings.Contains(boot.Output, "sha256sum") && !strings.Contains(boot.Output, "FAILED") {
+		t.Errorf("the error does not quote the failed check:\n%s", boot.Output)
+	}
+	w.assertNothingLeft(t)
+}
