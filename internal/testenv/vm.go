@@ -11,10 +11,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"time"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/lian-build/action/internal/testenv/vmhost"
 )
