@@ -24,7 +24,7 @@ import (
 // poolClientSettings are the flags of `pool ls|drain`; serve adds the hcloud ones.
 var (
 	poolClientSettings = []string{"pool-url", "pool-token-file"}
-	poolHCloudSettings = []string{"hcloud-token-file", "hcloud-endpoint", "hcloud-location", "hcloud-image", "hcloud-buildkit-url", "hcloud-buildkit-sha256", "insecure-registries", "nats-url", "events-prefix"}
+	poolHCloudSettings = []string{"hcloud-token-file", "hcloud-endpoint", "hcloud-location", "hcloud-image", "hcloud-buildkit-url", "hcloud-buildkit-sha256", "hcloud-runc-url", "hcloud-runc-sha256", "insecure-registries", "nats-url", "events-prefix"}
 )
 
 // poolCommand is `lian-build pool serve|ls|drain|resume`.
@@ -198,9 +198,12 @@ func serveOptions(s frontdoor.Settings, f poolFlags) (pool.ServeOptions, error) 
 	if err != nil {
 		return o, err
 	}
-	o.HCloud = hcloud.Settings{Token: hcTok, Endpoint: s.Option("hcloud-endpoint"), Image: s.Option("hcloud-image"), Insecure: s.Insecure, BuildkitURL: s.Option("hcloud-buildkit-url")}
+	o.HCloud = hcloud.Settings{Token: hcTok, Endpoint: s.Option("hcloud-endpoint"), Image: s.Option("hcloud-image"), Insecure: s.Insecure, BuildkitURL: s.Option("hcloud-buildkit-url"), RuncURL: s.Option("hcloud-runc-url")}
 	if o.HCloud.BuildkitPins, err = remote.ParsePins(s.Option("hcloud-buildkit-sha256")); err != nil {
 		return o, usageErr("--hcloud-buildkit-sha256: %v", err)
+	}
+	if o.HCloud.RuncPins, err = remote.ParsePins(s.Option("hcloud-runc-sha256")); err != nil {
+		return o, usageErr("--hcloud-runc-sha256: %v", err)
 	}
 	if o.HCloud.Endpoint == "" {
 		o.HCloud.Endpoint = os.Getenv("HCLOUD_ENDPOINT")

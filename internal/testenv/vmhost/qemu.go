@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -15,9 +16,23 @@ import (
 // Accel is how VMs run here: "kvm" when a guest's kernel boots under KVM
 // on this machine, else "tcg" (emulation). A nested guest may hang before
 // its kernel starts although /dev/kvm exists, so KVM is judged by a boot,
-// once per process; LIAN_VM_ACCEL=kvm|tcg skips the probe.
+// once per boot of this machine (remembered in CacheDir);
+// LIAN_VM_ACCEL=kvm|tcg skips the probe.
 func Accel(ctx context.Context, img Image) string {
-	accelOnce.Do(func() { accel = probeAccel(ctx, img) })
+	accelOnce.Do(func() {
+		if a := os.Getenv("LIAN_VM_ACCEL"); a == "kvm" || a == "tcg" {
+			accel = a
+			return
+		}
+		boot, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
+		memo := filepath.Join(CacheDir(), "accel-"+strings.TrimSpace(string(boot)))
+		if b, err := os.ReadFile(memo); err == nil && (string(b) == "kvm" || string(b) == "tcg") {
+			accel = string(b)
+			return
+		}
+		accel = probeAccel(ctx, img)
+		_ = os.WriteFile(memo, []byte(accel), 0o644)
+	})
 	return accel
 }
 
@@ -27,9 +42,6 @@ var (
 )
 
 func probeAccel(ctx context.Context, img Image) string {
-	if a := os.Getenv("LIAN_VM_ACCEL"); a == "kvm" || a == "tcg" {
-		return a
-	}
 	if _, err := os.Stat("/dev/kvm"); err != nil {
 		return "tcg"
 	}
