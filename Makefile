@@ -87,6 +87,8 @@ clean:
 	rm -rf $(BIN) .lian
 
 ## fake-hcloud: the fake Hetzner Cloud API with real runner hosts, in the foreground (root): make fake-hcloud LISTEN=127.0.0.1:8088
+## RUNNER_HOSTS=vm backs each server with a qemu VM booting the real cloud-init (it prints the flags to pass)
 LISTEN ?= 127.0.0.1:8088
+RUNNER_HOSTS ?= netns
 fake-hcloud: tools
-	$(GO) run ./cmd/fake-hcloud --listen $(LISTEN) --buildkitd $(BIN)/buildkitd
+	$(GO) run ./cmd/fake-hcloud --listen $(LISTEN) --buildkitd $(BIN)/buildkitd --runner-hosts $(RUNNER_HOSTS)
