@@ -29,6 +29,7 @@ import (
 	"github.com/lian-build/action/internal/testenv/fakehcloud"
 	"github.com/lian-build/action/internal/testenv/link"
 	"github.com/lian-build/action/internal/testenv/runnerhost"
+	"github.com/lian-build/action/internal/testenv/vmhost"
 
 	_ "github.com/lian-build/action/internal/compute/vmpool" // registers vm-pool
 )
@@ -43,6 +44,9 @@ const (
 // NATS, behind its HTTP API, and a pipeline on the vm-pool provider.
 type world struct {
 	hosts   *runnerhost.Hosts
+	vms     *vmhost.Hosts      // VM runner hosts (cfg.vms), else nil
+	dl      *vmhost.Downloads // what the VMs' user-data downloads
+	arch    string            // the pool's one architecture
 	links   *link.Hosts
 	fake    *fakehcloud.Fake
 	local   *local.Provider
@@ -72,14 +76,23 @@ type worldConfig struct {
 	// link puts every server behind a shaped link (the pool's own SSH and
 	// the builds' cross it).
 	link *link.Preset
+	// vms backs the servers with real VMs (x86, the memory in MiB per
+	// server type): the real cloud-init, cgroup v2, a real boot.
+	vms map[string]int
 	// registry, when set, is a registry on this machine's loopback that
 	// the runner hosts reach (and their buildkitd may use over plain HTTP).
 	registry string
 }
 
 func newWorld(t testing.TB, cfg worldConfig) *world {
-	w := &world{}
+	w := &world{arch: "arm"}
 	var hosts fakehcloud.Hosts
+	if cfg.vms != nil {
+		w.dl = testenv.RunnerDownloads(t)
+		w.vms = testenv.VMHosts(t, w.dl.Port)
+		w.vms.MemoryMiB = cfg.vms
+		hosts, w.arch = w.vms, "x86"
+	}
 	if cfg.hosts {
 		testenv.Require(t)
 		testenv.StartSSHD(t)
@@ -122,14 +135,14 @@ func newWorld(t testing.TB, cfg worldConfig) *world {
 	w.serve(w.svc)
 	t.Cleanup(w.srv.Close)
 	w.client = &pool.Client{URL: w.srv.URL, Token: poolToken}
-	prov, err := compute.New("vm-pool", compute.Config{Options: map[string]string{"pool-url": w.srv.URL, "pool-token": poolToken}})
+	prov, err := compute.New("vm-pool", compute.Config{Options: map[string]string{"pool-url": w.srv.URL, "pool-token": poolToken}, Arch: w.arch})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if w.pl, err = pipeline.New(pipeline.Config{Provider: prov, SpawnTimeout: 2 * time.Minute, RemoteState: cfg.warm}); err != nil {
+	if w.pl, err = pipeline.New(pipeline.Config{Provider: prov, SpawnTimeout: w.leaseWait(), RemoteState: cfg.warm}); err != nil {
 		t.Fatal(err)
 	}
-	if cfg.hosts {
+	if cfg.hosts || cfg.vms != nil {
 		w.base, _ = buildkit.ParseNamedContext("base=oci-layout://" + testenv.BaseLayout(t))
 	}
 	return w
@@ -137,7 +150,15 @@ func newWorld(t testing.TB, cfg worldConfig) *world {
 
 // serve puts svc behind the world's API, with its metrics at /metrics.
 func (w *world) serve(svc *pool.Service) {
-	w.handler = svc.Handler(pool.HandlerOptions{Token: poolToken, Timeout: 2 * time.Minute, Gatherer: w.reg})
+	w.handler = svc.Handler(pool.HandlerOptions{Token: poolToken, Timeout: w.leaseWait(), Gatherer: w.reg})
+}
+
+// leaseWait bounds a lease: a VM's real boot takes a minute under emulation.
+func (w *world) leaseWait() time.Duration {
+	if w.vms != nil {
+		return 5 * time.Minute
+	}
+	return 2 * time.Minute
 }
 
 // useEvents replaces the world's service with one publishing its events
@@ -153,7 +174,11 @@ func (w *world) useEvents(t testing.TB, url string) {
 // service is a pool service (a replica) on the world's API, key and NATS.
 func (w *world) service(t testing.TB, policy pool.Policy) *pool.Service {
 	ctx := context.Background()
-	hc, err := hcloud.New(hcloud.Settings{Token: hcToken, Endpoint: w.fake.Endpoint(), PollEvery: 100 * time.Millisecond, Locations: []string{"fsn1"}, Insecure: w.insecure})
+	hs := hcloud.Settings{Token: hcToken, Endpoint: w.fake.Endpoint(), PollEvery: 100 * time.Millisecond, Locations: []string{"fsn1"}, Insecure: w.insecure}
+	if w.dl != nil {
+		hs.Arch, hs.BuildkitURL, hs.BuildkitPins, hs.RuncURL, hs.RuncPins = "x86", w.dl.BuildkitURL, w.dl.BuildkitPins, w.dl.RuncURL, w.dl.RuncPins
+	}
+	hc, err := hcloud.New(hs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +187,7 @@ func (w *world) service(t testing.TB, policy pool.Policy) *pool.Service {
 		t.Fatal(err)
 	}
 	w.reg = prometheus.NewRegistry()
-	opts := pool.Options{Name: "test", Policy: policy, Clouds: map[string]pool.Cloud{"arm": hc}, Signer: w.signer,
+	opts := pool.Options{Name: "test", Policy: policy, Clouds: map[string]pool.Cloud{w.arch: hc}, Signer: w.signer,
 		Store: store, Metrics: pool.NewMetrics(w.reg), WaitPoll: 50 * time.Millisecond}
 	if w.events != nil {
 		opts.Events = w.events

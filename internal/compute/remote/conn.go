@@ -216,21 +216,16 @@ func ParseBootResult(name, out string) error {
 }
 
 // probeMachine reads the machine's kernel release and which cgroup tree it
-// mounts (cgroup2fs: v2, one unified tree; else v1, one per controller).
+// mounts, through the counters' command (all a pool lease's key may run).
 func (c *Conn) probeMachine(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, statsTimeout)
 	defer cancel()
-	out, err := c.SSH.Run(ctx, "uname -r; stat -fc %T /sys/fs/cgroup/")
+	out, err := c.SSH.Run(ctx, StatsCommand)
 	if err != nil {
 		return fmt.Errorf("%s: read its kernel: %w", c.Name, err)
 	}
-	f := strings.Fields(string(out))
-	if len(f) != 2 {
-		return fmt.Errorf("%s: kernel and cgroup tree: %q", c.Name, out)
-	}
-	c.Kernel, c.CgroupVersion = f[0], 1
-	if f[1] == "cgroup2fs" {
-		c.CgroupVersion = 2
+	if c.Kernel, c.CgroupVersion, err = ParseMachine(string(out)); err != nil {
+		return fmt.Errorf("%s: %w", c.Name, err)
 	}
 	return nil
 }

@@ -7,13 +7,23 @@ import (
 )
 
 func TestParseStatsCgroupV2AndV1(t *testing.T) {
-	out := "== memory.current\n104857600\n== memory.peak\n209715200\n== memory.events\nlow 0\nhigh 0\nmax 3\noom 1\noom_kill 2\noom_group_kill 0\n== cpu.stat\nusage_usec 1500000\nuser_usec 1000000\nsystem_usec 500000\n"
+	out := "== memory.current\n104857600\n== memory.peak\n209715200\n== memory.events\nlow 0\nhigh 0\nmax 3\noom 1\noom_kill 2\noom_group_kill 0\n== cpu.stat\nusage_usec 1500000\nuser_usec 1000000\nsystem_usec 500000\n" +
+		"== kernel\n6.1.0-50-cloud-amd64\n== cgroup\ncgroup2fs\n"
 	s, err := ParseStats(out)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if s.MemoryBytes != 100<<20 || s.MemoryPeak != 200<<20 || s.OOMKills != 2 || s.CPUUsageNanos != 1_500_000_000 {
 		t.Fatalf("stats %+v", s)
+	}
+	if k, v, err := ParseMachine(out); k != "6.1.0-50-cloud-amd64" || v != 2 || err != nil {
+		t.Fatalf("machine %q v%d %v", k, v, err)
+	}
+	if k, v, err := ParseMachine("== memory.current\n1\n== kernel\n6.18.0\n== cgroup\ntmpfs\n"); k != "6.18.0" || v != 1 || err != nil {
+		t.Fatalf("v1 machine %q v%d %v", k, v, err)
+	}
+	if _, _, err := ParseMachine("== memory.current\n1\n"); err == nil {
+		t.Fatal("no kernel: accepted")
 	}
 	v1 := "== memory.usage_in_bytes\n52428800\n== memory.max_usage_in_bytes\n73400320\n== memory.oom_control\noom_kill_disable 0\nunder_oom 0\noom_kill 4\n== cpuacct.usage\n2500000000\n"
 	if s, err := ParseStats(v1); err != nil || s.MemoryBytes != 50<<20 || s.MemoryPeak != 70<<20 || s.OOMKills != 4 || s.CPUUsageNanos != 2_500_000_000 {

@@ -82,6 +82,22 @@ end_sessions() {
 	done
 }
 
+# boot_wait waits, on a machine cloud-init is still setting up (its
+# user-data installs and starts buildkitd), until cloud-init has finished:
+# a recycle before then would see its buildkitd started behind it. A
+# cloud-init that failed is fatal, with the end of its output.
+boot_wait() {
+	[ -d /run/cloud-init ] || return 0
+	i=0
+	until [ -f /run/cloud-init/result.json ]; do
+		i=$((i + 1))
+		[ $i -lt 1200 ] || die "cloud-init did not finish in 10 minutes"
+		sleep 0.5
+	done
+	grep -q '"errors": \[\]' /run/cloud-init/result.json ||
+		die "cloud-init failed: $(tr -d '\n' </run/cloud-init/result.json); the end of /var/log/cloud-init-output.log: $(tail -n 20 /var/log/cloud-init-output.log 2>/dev/null)"
+}
+
 kill_build() {
 	i=0
 	while :; do
@@ -103,6 +119,20 @@ wipe() {
 		find "$d" -mindepth 1 -depth -type d -exec rmdir {} + 2>/dev/null || true
 		[ -z "$(find "$d" -mindepth 1 -type d)" ] || die "cgroups left under $d"
 	done
+	renew_cgroup
+}
+
+# renew_cgroup makes the build cgroup anew on cgroup v2, with its limit:
+# v2 keeps memory.peak for a cgroup's life (before Linux 6.12 nothing
+# resets it), and the next lease's peak must be its own. (v1's is reset in
+# start.)
+renew_cgroup() {
+	[ -f $CG/cgroup.controllers ] && [ -d $CG/$B ] || return 0
+	max=$(cat $CG/$B/memory.max)
+	rmdir $CG/$B || die "the $B cgroup cannot be made anew"
+	mkdir $CG/$B
+	echo "$max" >$CG/$B/memory.max
+	echo +memory +cpu >$CG/$B/cgroup.subtree_control
 }
 
 # start [ROOT] starts buildkitd (on ROOT instead of the config's root).
@@ -254,6 +284,7 @@ drop_work() {
 case "${1:-}" in
 recycle)
 	[ $# -eq 2 ] || [ $# -eq 3 ] || die "usage: recycle ADMIN_KEY [cold]"
+	boot_wait
 	keys "$2"
 	end_sessions
 	kill_build
@@ -291,6 +322,7 @@ warm-drop)
 	;;
 image-prep)
 	[ $# -eq 1 ] || die "usage: image-prep"
+	boot_wait
 	stop_daemon
 	kill_build
 	wipe

@@ -16,13 +16,16 @@ import (
 const BuildCgroup = "lian-build"
 
 // StatsCommand prints the build cgroup's counters in one round trip, one
-// "== file" block per file, from the v2 tree or else the v1 one.
+// "== file" block per file, from the v2 tree or else the v1 one, then the
+// machine's kernel release and its cgroup tree's filesystem (a pool
+// lease's key runs this and nothing else).
 var StatsCommand = fmt.Sprintf(`c=/sys/fs/cgroup; b=%[1]s; B=
 [ -f /run/lian-build/runner.env ] && . /run/lian-build/runner.env && b=${B:-$b}
 if [ -f $c/$b/memory.current ]; then set -- $b/memory.current $b/memory.peak $b/memory.events $b/cpu.stat
 elif [ -d $c/memory/$b ]; then set -- memory/$b/memory.usage_in_bytes memory/$b/memory.max_usage_in_bytes memory/$b/memory.oom_control cpuacct/$b/cpuacct.usage
 else echo "no $b cgroup under $c" >&2; exit 1; fi
-for f; do echo "== ${f##*/}"; cat $c/$f 2>/dev/null; done`, BuildCgroup)
+for f; do echo "== ${f##*/}"; cat $c/$f 2>/dev/null; done
+echo "== kernel"; uname -r; echo "== cgroup"; stat -fc %%T $c/`, BuildCgroup)
 
 // counter is one value StatsCommand prints: a file (v2 or v1) and, for
 // keyed files, the key.
@@ -71,4 +74,30 @@ func ParseStats(out string) (compute.Stats, error) {
 		return s, fmt.Errorf("no memory in use (memory.current or memory.usage_in_bytes) under the %s cgroup", BuildCgroup)
 	}
 	return s, nil
+}
+
+// ParseMachine reads the kernel release and cgroup version (2: the unified
+// tree, cgroup2fs; else 1) from StatsCommand's output.
+func ParseMachine(out string) (kernel string, cgroupVersion int, err error) {
+	block := ""
+	for _, line := range strings.Split(out, "\n") {
+		line = strings.TrimSpace(line)
+		if name, ok := strings.CutPrefix(line, "== "); ok {
+			block = name
+			continue
+		}
+		switch {
+		case line == "":
+		case block == "kernel":
+			kernel = line
+		case block == "cgroup" && line == "cgroup2fs":
+			cgroupVersion = 2
+		case block == "cgroup":
+			cgroupVersion = 1
+		}
+	}
+	if kernel == "" || cgroupVersion == 0 {
+		return "", 0, fmt.Errorf("no kernel or cgroup tree in %q", out)
+	}
+	return kernel, cgroupVersion, nil
 }
