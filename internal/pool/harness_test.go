@@ -44,7 +44,7 @@ const (
 // NATS, behind its HTTP API, and a pipeline on the vm-pool provider.
 type world struct {
 	hosts   *runnerhost.Hosts
-	vms     *vmhost.Hosts      // VM runner hosts (cfg.vms), else nil
+	vms     *vmhost.Hosts     // VM runner hosts (cfg.vms), else nil
 	dl      *vmhost.Downloads // what the VMs' user-data downloads
 	arch    string            // the pool's one architecture
 	links   *link.Hosts
