@@ -1,24 +1,6 @@
 package testenv
 
-import (
-	"bytes"
-	"sync"
-)
+import "github.com/lian-build/action/internal/testenv/syncbuf"
 
 // SyncBuffer is a bytes.Buffer that a logger may write while a test reads it.
-type SyncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *SyncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *SyncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type SyncBuffer = syncbuf.Buffer

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -266,11 +267,7 @@ func (h *Hosts) Stop(ctx context.Context, serverID int64) error {
 func (h *Hosts) IDs() []int64 {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	var out []int64
-	for id := range h.hosts {
-		out = append(out, id)
-	}
-	return out
+	return slices.Collect(maps.Keys(h.hosts))
 }
 
 // Kill kills a server's sshd and its sessions (a connection cut from the runner's side).

@@ -12,12 +12,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -27,6 +29,7 @@ import (
 
 	"github.com/lian-build/action/internal/testenv/fakehcloud"
 	"github.com/lian-build/action/internal/testenv/netns"
+	"github.com/lian-build/action/internal/testenv/syncbuf"
 )
 
 // Hosts starts a VM per server for the fake API.
@@ -54,7 +57,7 @@ type vm struct {
 	net     *vmNet
 	cmd     *exec.Cmd
 	exited  chan struct{}
-	console *syncBuffer
+	console *syncbuf.Buffer
 	meta    *metadata
 	dhcp    *server4.Server
 	http    *http.Server
@@ -74,7 +77,7 @@ func (h *Hosts) Start(ctx context.Context, spec fakehcloud.HostSpec) (string, er
 	if len(spec.Volumes) > 0 {
 		return "", errors.New("vm runner hosts: volumes are not attached yet")
 	}
-	v := &vm{id: spec.ServerID, dir: filepath.Join(h.Dir, fmt.Sprint(spec.ServerID)), net: newVMNet(tag, spec.ServerID), exited: make(chan struct{}), console: &syncBuffer{}}
+	v := &vm{id: spec.ServerID, dir: filepath.Join(h.Dir, fmt.Sprint(spec.ServerID)), net: newVMNet(tag, spec.ServerID), exited: make(chan struct{}), console: &syncbuf.Buffer{}}
 	fail := func(err error) (string, error) {
 		return "", errors.Join(fmt.Errorf("vm for server %d: %w", spec.ServerID, err), v.stop())
 	}
@@ -186,11 +189,7 @@ func (h *Hosts) get(serverID int64) (*vm, error) {
 func (h *Hosts) IDs() []int64 {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	var out []int64
-	for id := range h.vms {
-		out = append(out, id)
-	}
-	return out
+	return slices.Collect(maps.Keys(h.vms))
 }
 
 // Run runs a shell script in a server's VM as root, through its guest

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/lian-build/action/internal/testenv/syncbuf"
 )
 
 // Accel is how VMs run here: "kvm" when a guest's kernel boots under KVM
@@ -47,7 +49,7 @@ func probeAccel(ctx context.Context, img Image) string {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	var out syncBuffer
+	var out syncbuf.Buffer
 	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", "-accel", "kvm", "-cpu", "host", "-m", "256", "-nodefaults", "-display", "none",
 		"-no-reboot", "-serial", "stdio", "-kernel", img.Kernel, "-append", "console=ttyS0 panic=-1 rdinit=/nonexistent")
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -104,24 +106,6 @@ func qemuArgs(accel string, img Image, overlay, agent string, cores, memMiB int,
 		"-chardev", "socket,id=qga,path=" + agent + ",server=on,wait=off",
 		"-device", "virtio-serial", "-device", "virtserialport,chardev=qga,name=org.qemu.guest_agent.0",
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a writer and a reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // lineWriter prefixes each line written to w (a VM's console in the test log).
