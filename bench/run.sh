@@ -17,3 +17,4 @@ go test -run '^$' -bench 'PoolWarmHit' -benchtime 3x ./internal/pool/
 go test -run '^$' -bench 'TwoPlatformBuild' -benchtime 3x ./internal/launch/
 go test -run '^$' -bench 'TransportOverLink' -benchtime 3x ./internal/compute/sshx/
 go test -run '^$' -bench 'ChangeAndOutputOverLink' -benchtime 1x ./internal/compute/sshx/
+go test -run '^$' -bench 'VMSpawnPhases' -benchtime 2x ./bench/

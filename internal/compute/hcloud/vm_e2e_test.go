@@ -1,6 +1,7 @@
 package hcloud_test
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -87,7 +88,7 @@ func TestBuildOnAVMServer(t *testing.T) {
 // on the next tier's new VM.
 func TestVMStepOOMRetriesOnANewVM(t *testing.T) {
 	w := newVMWorld(t, map[string]int{"cpx21": 768, "cpx31": 1536}, nil)
-	res, err, progress := testenv.BuildDockerfile(t, w.pl, "FROM base\nRUN dd if=/dev/zero of=/dev/null bs=600M count=1 && echo allocated\n", nil)
+	res, err, progress := testenv.BuildDockerfile(t, w.pl, "FROM base\nRUN dd if=/dev/zero of=/dev/null bs=500M count=1 && echo allocated\n", nil)
 	if err != nil {
 		t.Fatalf("build: %v\n%s", err, progress)
 	}
@@ -117,6 +118,47 @@ func TestVMUserDataThatFails(t *testing.T) {
 	t.Logf("after %v: %v", time.Since(start).Round(time.Second), err)
 	if !strings.Contains(boot.Output, "sha256sum") && !strings.Contains(boot.Output, "FAILED") {
 		t.Errorf("the error does not quote the failed check:\n%s", boot.Output)
+	}
+	w.assertNothingLeft(t)
+}
+
+// duringStep runs script in the VM once a RUN step runs there (a process in
+// a container's cgroup under the build cgroup's steps); it stops with the test.
+func (w *vmWorld) duringStep(t *testing.T, script string) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	t.Cleanup(func() { cancel(); <-done })
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			for _, id := range w.hosts.IDs() {
+				if _, err := w.hosts.Run(ctx, id, `find /sys/fs/cgroup/lian-build/steps -mindepth 2 -name cgroup.procs -exec cat {} + | grep -q .`); err == nil {
+					if out, err := w.hosts.Run(ctx, id, script); err != nil && ctx.Err() == nil {
+						t.Errorf("in the VM: %v: %s", err, out)
+					}
+					return
+				}
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}()
+}
+
+// The SSH connection cut mid-build from the VM's side (its sessions
+// killed): the build fails saying the runner is gone, not an OOM, and the
+// server and its VM are removed.
+func TestVMConnectionCutMidBuild(t *testing.T) {
+	w := newVMWorld(t, map[string]int{"cpx21": 1024}, nil)
+	w.duringStep(t, `for p in $(pgrep -f "^sshd: root"); do kill -9 $p; done`)
+	res, err, progress := testenv.BuildDockerfile(t, w.pl, "FROM base\nRUN sleep 60\n", nil)
+	if err == nil {
+		t.Fatalf("the build survived a cut connection:\n%s", progress)
+	}
+	if res.Attempts[0].OOM || !strings.Contains(err.Error(), "the runner is gone: ssh ") {
+		t.Fatalf("the error does not say the runner is gone: %v", err)
 	}
 	w.assertNothingLeft(t)
 }

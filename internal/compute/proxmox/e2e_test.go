@@ -12,6 +12,7 @@ import (
 	"github.com/lian-build/action/internal/compute"
 	"github.com/lian-build/action/internal/compute/local"
 	"github.com/lian-build/action/internal/compute/proxmox"
+	"github.com/lian-build/action/internal/compute/remote"
 	"github.com/lian-build/action/internal/pipeline"
 	"github.com/lian-build/action/internal/sizing"
 	"github.com/lian-build/action/internal/testenv"
@@ -191,3 +192,49 @@ func TestWrongTokenIsRefused(t *testing.T) {
 }
 
 func sizingTier() sizing.Tier { return sizing.HCloud[0] }
+
+// A Proxmox clone that is a real VM: its cloud-init reads Proxmox's
+// cloud-init drive (a NoCloud seed labelled cidata: the user-data Proxmox
+// generates from the clone's sshkeys, and the template's cicustom vendor
+// snippet that installs and starts buildkitd as Hetzner's user-data does),
+// the provider finds the address through the VM's own guest agent, and
+// the build runs on the guest's kernel under cgroup v2.
+func TestProxmoxCloneOnAVM(t *testing.T) {
+	dl := testenv.RunnerDownloads(t)
+	hosts := testenv.VMHosts(t, dl.Port)
+	hosts.NoCloud = true
+	hosts.MemoryMiB = map[string]int{"cax11": 1024}
+	fake := fakeproxmox.New(token, hosts)
+	t.Cleanup(fake.Close)
+	fake.AddSnippet("local:snippets/lian-build.yaml", remote.CloudInit(remote.DefaultSocket, nil,
+		remote.Software{Buildkit: remote.For(dl.BuildkitURL, dl.BuildkitPins, "amd64"), Runc: remote.RuncFor(dl.RuncURL, dl.RuncPins, "amd64")}))
+	fake.SetTemplate("cicustom", "vendor=local:snippets/lian-build.yaml")
+	ca, err := fake.CAFile(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	prov, err := proxmox.New(proxmox.Settings{Endpoint: fake.Endpoint(), Token: token, Node: fakeproxmox.Node,
+		Template: fakeproxmox.TemplateID, PollEvery: time.Second, CAFile: ca})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl, err := pipeline.New(pipeline.Config{Provider: prov, SpawnTimeout: 5 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err, progress := testenv.BuildDockerfile(t, pl, "FROM base\nRUN echo on a Proxmox clone > /where\n", nil)
+	if err != nil {
+		t.Fatalf("build: %v\n%s", err, progress)
+	}
+	ri := res.Attempts[0].Runner
+	if ri == nil || ri.CgroupVersion != 2 || !strings.Contains(ri.Kernel, "cloud-amd64") {
+		t.Fatalf("runner %+v", ri)
+	}
+	t.Logf("spawn %d ms (clone %d, boot %d, ready %d) on Linux %s", res.Attempts[0].SpawnMS, ri.Spawn.CreateMS, ri.Spawn.BootMS, ri.Spawn.ReadyMS, ri.Kernel)
+	if n := fake.VMs(); n != 0 {
+		t.Errorf("%d VMs left", n)
+	}
+	if ids := hosts.IDs(); len(ids) != 0 {
+		t.Errorf("VMs still running: %v", ids)
+	}
+}

@@ -149,8 +149,11 @@ func (r *runner) clone(ctx context.Context, tier sizing.Tier, labels map[string]
 	if err != nil {
 		return nil, err
 	}
+	// ciupgrade 0: a runner does not upgrade its packages at boot (Proxmox's
+	// default): that costs minutes, fails on a node without a mirror, and
+	// the template is what is kept current.
 	cfg := url.Values{"cores": {strconv.Itoa(tier.CPU)}, "memory": {strconv.Itoa(tier.MemoryGB * 1024)}, "tags": {Tag},
-		"sshkeys": {url.QueryEscape(remote.AuthorizedKey(signer.PublicKey()))}, "agent": {"1"}}
+		"sshkeys": {url.QueryEscape(remote.AuthorizedKey(signer.PublicKey()))}, "agent": {"1"}, "ciupgrade": {"0"}}
 	if err := a.do(ctx, http.MethodPut, fmt.Sprintf("/nodes/%s/qemu/%d/config", node, id), cfg, nil); err != nil {
 		return nil, err
 	}

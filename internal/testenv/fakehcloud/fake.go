@@ -53,6 +53,9 @@ type HostSpec struct {
 	Cores      int
 	MemoryGB   float32
 	UserData   string
+	// VendorData is what the platform adds to the user's (Proxmox: a
+	// cicustom vendor snippet); Hetzner gives none.
+	VendorData string
 	SSHKeys    []string // authorized_keys lines
 	Labels     map[string]string
 	Volumes    []VolumeSpec // attached at creation, mounted by the machine

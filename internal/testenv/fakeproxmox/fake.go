@@ -62,6 +62,7 @@ type Fake struct {
 
 	mu       sync.Mutex
 	faults   Faults
+	snippets map[string]string // volume id (local:snippets/NAME) → content
 	vms      map[int]*VM
 	tasks    map[string]*task
 	requests []string
@@ -70,7 +71,7 @@ type Fake struct {
 
 // New starts the fake on a loopback port.
 func New(token string, hosts fakehcloud.Hosts) *Fake {
-	f := &Fake{Token: token, hosts: hosts, vms: map[int]*VM{}, tasks: map[string]*task{}}
+	f := &Fake{Token: token, hosts: hosts, vms: map[int]*VM{}, tasks: map[string]*task{}, snippets: map[string]string{}}
 	f.vms[TemplateID] = &VM{ID: TemplateID, Name: "debian-12-runner", Status: "stopped", Template: true,
 		Config: map[string]string{"name": "debian-12-runner", "template": "1", "cores": "1", "memory": "1024", "agent": "1"}}
 	// HTTPS with a self-signed certificate, as a Proxmox node serves it.
@@ -103,6 +104,21 @@ func (f *Fake) Close() {
 		_ = f.hosts.Stop(context.Background(), int64(id))
 	}
 	f.Server.Close()
+}
+
+// SetTemplate sets a key of the template's config (clones copy it), as an
+// operator's `qm set 9000 --KEY VALUE` would.
+func (f *Fake) SetTemplate(key, value string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.vms[TemplateID].Config[key] = value
+}
+
+// AddSnippet stores a snippet (a cicustom file) under its volume id.
+func (f *Fake) AddSnippet(volid, content string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.snippets[volid] = content
 }
 
 // Inject sets the faults.

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/lian-build/action/internal/testenv/fakehcloud"
 )
@@ -44,7 +45,7 @@ func (f *Fake) qemu(w http.ResponseWriter, r *http.Request, id int, rest string)
 	case r.Method == http.MethodDelete && rest == "":
 		f.destroy(w, v)
 	case r.Method == http.MethodGet && rest == "agent/network-get-interfaces":
-		f.interfaces(w, v)
+		f.interfaces(w, r.Context(), v)
 	default:
 		fail(w, http.StatusNotImplemented, "Method '"+r.Method+" "+rest+"' not implemented")
 	}
@@ -86,8 +87,7 @@ func (f *Fake) start(w http.ResponseWriter, ctx context.Context, v *VM) {
 		data(w, upid)
 		return
 	}
-	keys, _ := url.QueryUnescape(v.Config["sshkeys"])
-	spec := fakehcloud.HostSpec{ServerID: int64(v.ID), Name: v.Name, ServerType: tierOf(v.Config["memory"]), SSHKeys: strings.Split(strings.TrimSpace(keys), "\n")}
+	spec := f.hostSpec(v)
 	f.mu.Unlock()
 	ip, err := f.hosts.Start(ctx, spec)
 	f.mu.Lock()
@@ -133,24 +133,77 @@ func (f *Fake) destroy(w http.ResponseWriter, v *VM) {
 	data(w, f.newTask("qmdestroy", v.ID, "OK"))
 }
 
-func (f *Fake) interfaces(w http.ResponseWriter, v *VM) {
+// agentAddresses is a host whose VMs run a real guest agent.
+type agentAddresses interface {
+	Addresses(ctx context.Context, serverID int64) (map[string][]string, error)
+}
+
+func (f *Fake) interfaces(w http.ResponseWriter, ctx context.Context, v *VM) {
 	f.mu.Lock()
 	running, ip, silent := v.Status == "running", v.IP, f.faults.AgentSilent
 	f.mu.Unlock()
 	switch {
 	case !running:
 		fail(w, http.StatusInternalServerError, fmt.Sprintf("VM %d is not running", v.ID))
+		return
 	case silent:
 		fail(w, http.StatusInternalServerError, "QEMU guest agent is not running")
-	default:
-		type addr struct {
-			IP     string `json:"ip-address"`
-			Type   string `json:"ip-address-type"`
-			Prefix int    `json:"prefix"`
-		}
-		data(w, map[string]any{"result": []map[string]any{
-			{"name": "lo", "hardware-address": "00:00:00:00:00:00", "ip-addresses": []addr{{"127.0.0.1", "ipv4", 8}, {"::1", "ipv6", 128}}},
-			{"name": "eth0", "hardware-address": fmt.Sprintf("bc:24:11:00:%02x:%02x", v.ID/256, v.ID%256), "ip-addresses": []addr{{ip, "ipv4", 30}}},
-		}})
+		return
 	}
+	type addr struct {
+		IP     string `json:"ip-address"`
+		Type   string `json:"ip-address-type"`
+		Prefix int    `json:"prefix"`
+	}
+	ifs := []map[string]any{
+		{"name": "lo", "hardware-address": "00:00:00:00:00:00", "ip-addresses": []addr{{"127.0.0.1", "ipv4", 8}, {"::1", "ipv6", 128}}},
+		{"name": "eth0", "hardware-address": fmt.Sprintf("bc:24:11:00:%02x:%02x", v.ID/256, v.ID%256), "ip-addresses": []addr{{ip, "ipv4", 30}}},
+	}
+	if a, ok := f.hosts.(agentAddresses); ok {
+		// The VM's own agent answers, or Proxmox says it is not running.
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		got, err := a.Addresses(ctx, int64(v.ID))
+		if err != nil {
+			fail(w, http.StatusInternalServerError, "QEMU guest agent is not running")
+			return
+		}
+		ifs = nil
+		for name, ips := range got {
+			var as []addr
+			for _, a := range ips {
+				as = append(as, addr{a, "ipv4", 0})
+			}
+			ifs = append(ifs, map[string]any{"name": name, "ip-addresses": as})
+		}
+	}
+	data(w, map[string]any{"result": ifs})
+}
+
+// hostSpec is what a VM's start gives its host: the config's cores,
+// memory and keys, and the cloud-init drive Proxmox generates from it
+// (user-data from hostname, sshkeys and ciupgrade; vendor-data from a
+// cicustom snippet).
+func (f *Fake) hostSpec(v *VM) fakehcloud.HostSpec {
+	keys, _ := url.QueryUnescape(v.Config["sshkeys"])
+	keyList := strings.Split(strings.TrimSpace(keys), "\n")
+	cores, _ := strconv.Atoi(v.Config["cores"])
+	mb, _ := strconv.Atoi(v.Config["memory"])
+	var ud strings.Builder
+	fmt.Fprintf(&ud, "#cloud-config\nhostname: %s\nmanage_etc_hosts: true\nfqdn: %[1]s\nssh_authorized_keys:\n", v.Name)
+	for _, k := range keyList {
+		fmt.Fprintf(&ud, "  - %s\n", k)
+	}
+	ud.WriteString("chpasswd:\n  expire: False\nusers:\n  - default\n")
+	if v.Config["ciupgrade"] != "0" {
+		ud.WriteString("package_upgrade: true\n")
+	}
+	spec := fakehcloud.HostSpec{ServerID: int64(v.ID), Name: v.Name, ServerType: tierOf(v.Config["memory"]), Cores: cores, MemoryGB: float32(mb) / 1024,
+		SSHKeys: keyList, UserData: ud.String()}
+	for _, part := range strings.Split(v.Config["cicustom"], ",") {
+		if vol, ok := strings.CutPrefix(part, "vendor="); ok {
+			spec.VendorData = f.snippets[vol]
+		}
+	}
+	return spec
 }

@@ -42,6 +42,11 @@ type Hosts struct {
 	// Forward are ports of this machine's loopback (a registry, the runner
 	// downloads) every VM reaches at ServicesIP:PORT.
 	Forward []int
+	// NoCloud makes the VMs Proxmox's: QEMU's own DMI, no metadata service,
+	// and a NoCloud seed drive (label cidata: meta-data, user-data,
+	// vendor-data, network-config) as Proxmox's cloud-init drive; the
+	// address comes from the guest agent. Default: Hetzner's.
+	NoCloud bool
 	// Log, when set, receives every VM's serial console, line by line.
 	Log io.Writer
 
@@ -87,8 +92,15 @@ func (h *Hosts) Start(ctx context.Context, spec fakehcloud.HostSpec) (string, er
 	if err := v.net.up(ctx); err != nil {
 		return fail(err)
 	}
-	if err := v.services(spec, h.Forward); err != nil {
+	if err := v.services(spec, h.Forward, !h.NoCloud); err != nil {
 		return fail(err)
+	}
+	seed := ""
+	if h.NoCloud {
+		var err error
+		if seed, err = v.writeSeed(spec); err != nil {
+			return fail(err)
+		}
 	}
 	overlay := filepath.Join(v.dir, "root.qcow2")
 	if out, err := exec.CommandContext(ctx, "qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", h.Image.Disk, overlay, "8G").CombinedOutput(); err != nil {
@@ -98,7 +110,7 @@ func (h *Hosts) Start(ctx context.Context, spec fakehcloud.HostSpec) (string, er
 	if m, ok := h.MemoryMiB[spec.ServerType]; ok {
 		mem = m
 	}
-	args := qemuArgs(Accel(ctx, h.Image), h.Image, overlay, v.agentSocket(), vcpus(spec.Cores), mem, v.net.MAC.String(), spec.ServerID)
+	args := qemuArgs(Accel(ctx, h.Image), h.Image, overlay, v.agentSocket(), vcpus(spec.Cores), mem, v.net.MAC.String(), spec.ServerID, seed)
 	// In the namespace, where the tap is; not bound to ctx: the VM lives
 	// until Stop.
 	v.cmd = exec.Command("nsenter", append([]string{"--net=/run/netns/" + v.net.ns, "qemu-system-x86_64"}, args...)...)
@@ -122,25 +134,29 @@ func (h *Hosts) Start(ctx context.Context, spec fakehcloud.HostSpec) (string, er
 }
 
 // services starts what the VM's network answers with: DHCP on the tap,
-// the metadata service, and the forwards to this machine's services.
-func (v *vm) services(spec fakehcloud.HostSpec, ports []int) error {
+// Hetzner's metadata service (meta), and the forwards to this machine's
+// services.
+func (v *vm) services(spec fakehcloud.HostSpec, ports []int, meta bool) error {
 	var err error
 	if v.dhcp, err = v.net.dhcp(); err != nil {
 		return fmt.Errorf("dhcp: %w", err)
 	}
 	v.wg.Add(1)
 	go func() { defer v.wg.Done(); _ = v.dhcp.Serve() }()
+	v.meta = &metadata{spec: spec, mac: v.net.MAC.String(), ip: v.net.GuestIP}
+	if v.fwd, err = netns.Forward(v.net.ns, ServicesIP, ports); err != nil {
+		return err
+	}
+	if !meta {
+		return nil
+	}
 	ln, err := netns.ListenIn(v.net.ns, "tcp", net.JoinHostPort(MetadataIP, "80"))
 	if err != nil {
 		return fmt.Errorf("metadata service: %w", err)
 	}
-	v.meta = &metadata{spec: spec, mac: v.net.MAC.String(), ip: v.net.GuestIP}
 	v.http = &http.Server{Handler: v.meta, ReadHeaderTimeout: 10 * time.Second}
 	v.wg.Add(1)
 	go func() { defer v.wg.Done(); _ = v.http.Serve(ln) }()
-	if v.fwd, err = netns.Forward(v.net.ns, ServicesIP, ports); err != nil {
-		return err
-	}
 	return nil
 }
 
@@ -200,6 +216,16 @@ func (h *Hosts) Run(ctx context.Context, serverID int64, script string) ([]byte,
 		return nil, err
 	}
 	return Agent{Socket: v.agentSocket()}.Exec(ctx, script)
+}
+
+// Addresses are a server's VM's IPv4 addresses by interface, as its guest
+// agent reports them (an error while the agent does not run yet).
+func (h *Hosts) Addresses(ctx context.Context, serverID int64) (map[string][]string, error) {
+	v, err := h.get(serverID)
+	if err != nil {
+		return nil, err
+	}
+	return Agent{Socket: v.agentSocket()}.Addresses(ctx)
 }
 
 // Console is what a server's VM printed on its serial console so far.

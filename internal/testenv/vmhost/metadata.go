@@ -3,6 +3,8 @@ package vmhost
 import (
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 
@@ -80,4 +82,30 @@ func (m *metadata) Requests() []string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return append([]string(nil), m.seen...)
+}
+
+// writeSeed writes a NoCloud seed directory as Proxmox's cloud-init drive
+// holds it; qemu presents it as a read-only FAT disk labelled cidata.
+func (v *vm) writeSeed(spec fakehcloud.HostSpec) (string, error) {
+	dir := filepath.Join(v.dir, "seed")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	m := &metadata{spec: spec, mac: v.net.MAC.String()}
+	network, err := yaml.Marshal(m.document()["network-config"])
+	if err != nil {
+		return "", err
+	}
+	files := map[string]string{
+		"meta-data":      fmt.Sprintf("instance-id: %d\nlocal-hostname: %s\n", spec.ServerID, spec.Name),
+		"user-data":      spec.UserData,
+		"vendor-data":    spec.VendorData,
+		"network-config": string(network),
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+			return "", err
+		}
+	}
+	return dir, nil
 }

@@ -89,12 +89,18 @@ func pick(console string) string {
 // DMI of a Hetzner server whose serial is the server's id (cloud-init's
 // Hetzner datasource checks both), the guest agent's port, and the serial
 // console on stdout.
-func qemuArgs(accel string, img Image, overlay, agent string, cores, memMiB int, mac string, serverID int64) []string {
+// A NoCloud VM (seed: its seed directory) has QEMU's own DMI and the seed
+// as a read-only FAT disk labelled cidata instead.
+func qemuArgs(accel string, img Image, overlay, agent string, cores, memMiB int, mac string, serverID int64, seed string) []string {
 	cpu, acc := "max", "tcg,thread=multi"
 	if accel == "kvm" {
 		cpu, acc = "host", "kvm"
 	}
-	return []string{
+	platform := []string{"-smbios", fmt.Sprintf("type=1,manufacturer=Hetzner,product=vServer,serial=%d", serverID)}
+	if seed != "" {
+		platform = []string{"-drive", "if=virtio,format=raw,readonly=on,file.driver=vvfat,file.dir=" + seed + ",file.label=cidata"}
+	}
+	return append([]string{
 		"-name", fmt.Sprintf("lian-server-%d", serverID), "-accel", acc, "-cpu", cpu,
 		"-smp", fmt.Sprint(cores), "-m", fmt.Sprint(memMiB),
 		"-nodefaults", "-display", "none", "-no-reboot", "-serial", "stdio",
@@ -102,10 +108,9 @@ func qemuArgs(accel string, img Image, overlay, agent string, cores, memMiB int,
 		"-append", "root=LABEL=root rw console=ttyS0 net.ifnames=0 panic=-1",
 		"-drive", "file=" + overlay + ",if=virtio,format=qcow2,cache=unsafe,discard=unmap",
 		"-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no", "-device", "virtio-net-pci,netdev=n0,mac=" + mac,
-		"-smbios", fmt.Sprintf("type=1,manufacturer=Hetzner,product=vServer,serial=%d", serverID),
 		"-chardev", "socket,id=qga,path=" + agent + ",server=on,wait=off",
 		"-device", "virtio-serial", "-device", "virtserialport,chardev=qga,name=org.qemu.guest_agent.0",
-	}
+	}, platform...)
 }
 
 // lineWriter prefixes each line written to w (a VM's console in the test log).
