@@ -3,6 +3,7 @@ package hcloud_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -133,7 +134,9 @@ func (w *vmWorld) duringStep(t *testing.T, script string) {
 		for ctx.Err() == nil {
 			for _, id := range w.hosts.IDs() {
 				if _, err := w.hosts.Run(ctx, id, `find /sys/fs/cgroup/lian-build/steps -mindepth 2 -name cgroup.procs -exec cat {} + | grep -q .`); err == nil {
-					if out, err := w.hosts.Run(ctx, id, script); err != nil && ctx.Err() == nil {
+					// The script may end the build, and the server with it,
+					// before the agent reports: only a VM still there failed it.
+					if out, err := w.hosts.Run(ctx, id, script); err != nil && ctx.Err() == nil && slices.Contains(w.hosts.IDs(), id) {
 						t.Errorf("in the VM: %v: %s", err, out)
 					}
 					return
@@ -145,6 +148,28 @@ func (w *vmWorld) duringStep(t *testing.T, script string) {
 			}
 		}
 	}()
+}
+
+// The kernel's OOM killer takes buildkitd itself: the step needs just less
+// than the build cgroup's limit (464 MiB on a 768 MiB VM), which it only
+// exceeds with the daemon beside it; buildkitd, made the first choice once
+// the step runs, is killed and the step finishes alone. The build's error
+// is a lost daemon, but cgroup v2's memory.events, read over SSH, make it an
+// OOM, and the retry runs on the next tier's new VM.
+func TestVMKernelKillingBuildkitdIsAnOOM(t *testing.T) {
+	w := newVMWorld(t, map[string]int{"cpx21": 768, "cpx31": 1536}, nil)
+	w.duringStep(t, "echo 1000 > /proc/$(pidof buildkitd)/oom_score_adj")
+	res, err, progress := testenv.BuildDockerfile(t, w.pl, "FROM base\nRUN sleep 5 && dd if=/dev/zero of=/dev/null bs=452M count=1 && echo allocated\n", nil)
+	if err != nil {
+		t.Fatalf("build: %v\n%s", err, progress)
+	}
+	if len(res.Attempts) != 2 || !res.Attempts[0].OOM || res.Attempts[1].Outcome != pipeline.OutcomeSuccess {
+		t.Fatalf("attempts %+v", res.Attempts)
+	}
+	if !strings.Contains(res.Attempts[0].Error, "is not answering") {
+		t.Fatalf("the first attempt's buildkitd was not the one killed: %s", res.Attempts[0].Error)
+	}
+	w.assertNothingLeft(t)
 }
 
 // The SSH connection cut mid-build from the VM's side (its sessions
