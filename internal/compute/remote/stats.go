@@ -49,14 +49,8 @@ var counters = []counter{
 // memory in use is refused: the cgroup is not what it should be.
 func ParseStats(out string) (compute.Stats, error) {
 	s := compute.Stats{Time: time.Now()}
-	file := ""
 	memory := false
-	for _, line := range strings.Split(out, "\n") {
-		line = strings.TrimSpace(line)
-		if name, ok := strings.CutPrefix(line, "== "); ok {
-			file = name
-			continue
-		}
+	err := eachBlockLine(out, func(file, line string) error {
 		f := strings.Fields(line)
 		for _, c := range counters {
 			if c.file != file || (c.key == "" && len(f) != 1) || (c.key != "" && (len(f) != 2 || f[0] != c.key)) {
@@ -64,11 +58,15 @@ func ParseStats(out string) (compute.Stats, error) {
 			}
 			v, err := strconv.ParseUint(f[len(f)-1], 10, 64)
 			if err != nil {
-				return s, fmt.Errorf("%s: %q: %w", file, line, err)
+				return fmt.Errorf("%s: %q: %w", file, line, err)
 			}
 			c.set(&s, v)
 			memory = memory || file == "memory.current" || file == "memory.usage_in_bytes"
 		}
+		return nil
+	})
+	if err != nil {
+		return s, err
 	}
 	if !memory {
 		return s, fmt.Errorf("no memory in use (memory.current or memory.usage_in_bytes) under the %s cgroup", BuildCgroup)
@@ -76,9 +74,9 @@ func ParseStats(out string) (compute.Stats, error) {
 	return s, nil
 }
 
-// ParseMachine reads the kernel release and cgroup version (2: the unified
-// tree, cgroup2fs; else 1) from StatsCommand's output.
-func ParseMachine(out string) (kernel string, cgroupVersion int, err error) {
+// eachBlockLine calls fn with each non-empty line of StatsCommand's output
+// and the "== NAME" block it is in, until fn fails.
+func eachBlockLine(out string, fn func(block, line string) error) error {
 	block := ""
 	for _, line := range strings.Split(out, "\n") {
 		line = strings.TrimSpace(line)
@@ -86,8 +84,21 @@ func ParseMachine(out string) (kernel string, cgroupVersion int, err error) {
 			block = name
 			continue
 		}
+		if line == "" {
+			continue
+		}
+		if err := fn(block, line); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ParseMachine reads the kernel release and cgroup version (2: the unified
+// tree, cgroup2fs; else 1) from StatsCommand's output.
+func ParseMachine(out string) (kernel string, cgroupVersion int, err error) {
+	_ = eachBlockLine(out, func(block, line string) error {
 		switch {
-		case line == "":
 		case block == "kernel":
 			kernel = line
 		case block == "cgroup" && line == "cgroup2fs":
@@ -95,7 +106,8 @@ func ParseMachine(out string) (kernel string, cgroupVersion int, err error) {
 		case block == "cgroup":
 			cgroupVersion = 1
 		}
-	}
+		return nil
+	})
 	if kernel == "" || cgroupVersion == 0 {
 		return "", 0, fmt.Errorf("no kernel or cgroup tree in %q", out)
 	}
