@@ -45,8 +45,7 @@ func BenchmarkVMSpawnPhases(b *testing.B) {
 		hosts.MemoryMiB = map[string]int{"cpx21": 1024}
 		fake := fakehcloud.New(token, hosts)
 		b.Cleanup(fake.Close)
-		prov, err := hcloud.New(hcloud.Settings{Token: token, Endpoint: fake.Endpoint(), Arch: "x86",
-			BuildkitURL: dl.BuildkitURL, BuildkitPins: dl.BuildkitPins, RuncURL: dl.RuncURL, RuncPins: dl.RuncPins})
+		prov, err := hcloud.New(dl.HCloud(hcloud.Settings{Token: token, Endpoint: fake.Endpoint()}))
 		if err != nil {
 			b.Fatal(err)
 		}

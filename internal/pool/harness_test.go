@@ -176,7 +176,7 @@ func (w *world) service(t testing.TB, policy pool.Policy) *pool.Service {
 	ctx := context.Background()
 	hs := hcloud.Settings{Token: hcToken, Endpoint: w.fake.Endpoint(), PollEvery: 100 * time.Millisecond, Locations: []string{"fsn1"}, Insecure: w.insecure}
 	if w.dl != nil {
-		hs.Arch, hs.BuildkitURL, hs.BuildkitPins, hs.RuncURL, hs.RuncPins = "x86", w.dl.BuildkitURL, w.dl.BuildkitPins, w.dl.RuncURL, w.dl.RuncPins
+		hs = w.dl.HCloud(hs)
 	}
 	hc, err := hcloud.New(hs)
 	if err != nil {

@@ -32,8 +32,7 @@ func newVMWorld(t *testing.T, memMiB map[string]int, edit func(*hcloud.Settings)
 	w.hosts.MemoryMiB = memMiB
 	w.fake = fakehcloud.New(token, w.hosts)
 	t.Cleanup(w.fake.Close)
-	s := hcloud.Settings{Token: token, Endpoint: w.fake.Endpoint(), PollEvery: time.Second, Arch: "x86",
-		BuildkitURL: dl.BuildkitURL, BuildkitPins: dl.BuildkitPins, RuncURL: dl.RuncURL, RuncPins: dl.RuncPins}
+	s := dl.HCloud(hcloud.Settings{Token: token, Endpoint: w.fake.Endpoint(), PollEvery: time.Second})
 	if edit != nil {
 		edit(&s)
 	}

@@ -206,8 +206,7 @@ func TestProxmoxCloneOnAVM(t *testing.T) {
 	hosts.MemoryMiB = map[string]int{"cax11": 1024}
 	fake := fakeproxmox.New(token, hosts)
 	t.Cleanup(fake.Close)
-	fake.AddSnippet("local:snippets/lian-build.yaml", remote.CloudInit(remote.DefaultSocket, nil,
-		remote.Software{Buildkit: remote.For(dl.BuildkitURL, dl.BuildkitPins, "amd64"), Runc: remote.RuncFor(dl.RuncURL, dl.RuncPins, "amd64")}))
+	fake.AddSnippet("local:snippets/lian-build.yaml", remote.CloudInit(remote.DefaultSocket, nil, dl.Software()))
 	fake.SetTemplate("cicustom", "vendor=local:snippets/lian-build.yaml")
 	ca, err := fake.CAFile(t.TempDir())
 	if err != nil {

@@ -12,6 +12,9 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/lian-build/action/internal/compute/hcloud"
+	"github.com/lian-build/action/internal/compute/remote"
 )
 
 // Downloads serves what a stock-image server downloads at boot — a
@@ -57,6 +60,18 @@ func ServeDownloads(dir, buildkitd, runc string) (*Downloads, error) {
 		srv: &http.Server{Handler: http.FileServer(http.Dir(dir)), ReadHeaderTimeout: 10 * time.Second}, done: make(chan struct{})}
 	go func() { defer close(d.done); _ = d.srv.Serve(ln) }()
 	return d, nil
+}
+
+// Software is what a server downloads from here (the VMs are amd64).
+func (d *Downloads) Software() remote.Software {
+	return remote.Software{Buildkit: remote.For(d.BuildkitURL, d.BuildkitPins, "amd64"), Runc: remote.RuncFor(d.RuncURL, d.RuncPins, "amd64")}
+}
+
+// HCloud points a Hetzner provider's servers here: x86 servers (the VMs'
+// architecture) downloading buildkitd and runc from this server.
+func (d *Downloads) HCloud(s hcloud.Settings) hcloud.Settings {
+	s.Arch, s.BuildkitURL, s.BuildkitPins, s.RuncURL, s.RuncPins = "x86", d.BuildkitURL, d.BuildkitPins, d.RuncURL, d.RuncPins
+	return s
 }
 
 // Flags are lian-build's flags that make servers download from here.
