@@ -37,13 +37,19 @@ func (m *metadata) document() map[string]any {
 		"region":            "eu-central",
 		"availability-zone": "fsn1-dc14",
 		"vendor_data":       "#cloud-config\n{}\n",
-		"network-config": map[string]any{
-			"version": 1,
-			"config": []any{map[string]any{
-				"type": "physical", "name": "eth0", "mac_address": m.mac,
-				"subnets": []any{map[string]any{"type": "dhcp", "ipv4": true}},
-			}},
-		},
+		"network-config":    networkConfig(m.mac),
+	}
+}
+
+// networkConfig is a server's network as cloud-init's version 1 config
+// states it, as Hetzner and Proxmox give it: DHCP on eth0.
+func networkConfig(mac string) map[string]any {
+	return map[string]any{
+		"version": 1,
+		"config": []any{map[string]any{
+			"type": "physical", "name": "eth0", "mac_address": mac,
+			"subnets": []any{map[string]any{"type": "dhcp", "ipv4": true}},
+		}},
 	}
 }
 
@@ -91,8 +97,7 @@ func (v *vm) writeSeed(spec fakehcloud.HostSpec) (string, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", err
 	}
-	m := &metadata{spec: spec, mac: v.net.MAC.String()}
-	network, err := yaml.Marshal(m.document()["network-config"])
+	network, err := yaml.Marshal(networkConfig(v.net.MAC.String()))
 	if err != nil {
 		return "", err
 	}
