@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -71,6 +72,12 @@ type Options struct {
 	// Progress is the display mode: auto, tty, plain, quiet or rawjson.
 	Progress    string
 	ProgressOut io.Writer
+	// ContextStream, when set, opens a listener on buildkitd's machine
+	// whose connections reach this process (compute.ContextStreamer): the
+	// context then goes as one stream, not through the session's file
+	// sync (stream.go). An error from it sends the context through the
+	// session, and the report says why.
+	ContextStream func(context.Context) (net.Listener, error)
 }
 
 // Credential logs in to one registry. String never shows the password.
@@ -183,6 +190,15 @@ type Report struct {
 	Steps            StepCounts        `json:"steps"`
 	Digest           string            `json:"digest,omitempty"`
 	ExporterResponse map[string]string `json:"-"`
+	// ContextStream is how a streamed context went (nil: through the
+	// session, as asked).
+	ContextStream *ContextStream `json:"context_stream,omitempty"`
+}
+
+// ContextStream is a context sent as one stream, or why it was not.
+type ContextStream struct {
+	Bytes int64  `json:"bytes"`          // the tar's bytes sent
+	Note  string `json:"note,omitempty"` // why it went through the session instead
 }
 
 // Failure describes the step that failed.
@@ -217,8 +233,7 @@ func (e *BuildError) Error() string {
 
 func (e *BuildError) Unwrap() error { return e.Err }
 
-// Build runs one build on c: the solve and the progress display in an errgroup,
-// the status stream teed into a tracker.
+// Build runs one build on c, its context streamed when o says so.
 func Build(ctx context.Context, c *client.Client, o Options) (Report, error) {
 	so, err := solveOpt(o)
 	if err != nil {
@@ -228,6 +243,28 @@ func Build(ctx context.Context, c *client.Client, o Options) (Report, error) {
 	if err != nil {
 		return Report{}, err
 	}
+	var cs *contextServer
+	var stream *ContextStream
+	if o.ContextStream != nil {
+		if cs, stream, err = streamContext(ctx, o, &so); err != nil {
+			return Report{}, err
+		}
+	}
+	rep, err := solve(ctx, c, o, so, masks)
+	if cs != nil {
+		serr := cs.stop()
+		stream.Bytes = cs.Sent()
+		if serr != nil && err != nil {
+			err = fmt.Errorf("sending the context %s: %v: %w", o.ContextDir, serr, err)
+		}
+	}
+	rep.ContextStream = stream
+	return rep, err
+}
+
+// solve runs the solve and the progress display in an errgroup, the
+// status stream teed into a tracker.
+func solve(ctx context.Context, c *client.Client, o Options, so client.SolveOpt, masks [][]byte) (Report, error) {
 	out := o.ProgressOut
 	if out == nil {
 		out = io.Discard

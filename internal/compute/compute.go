@@ -14,6 +14,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -260,6 +261,16 @@ const (
 	OutcomeOOM   Outcome = "oom"
 	OutcomeError Outcome = "error" // a failed, cancelled or timed-out build
 )
+
+// ContextStreamer is a runner whose buildkitd can fetch the build context
+// from this process as one stream (buildkit.Options.ContextStream): a
+// listener on the runner's loopback whose connections reach here, an SSH
+// remote forward. A runner that cannot give one this time (its sshd
+// forwards nothing) returns an error, and the context goes through the
+// session.
+type ContextStreamer interface {
+	ListenOnRunner(ctx context.Context) (net.Listener, error)
+}
 
 // OutcomeSetter is implemented by runners that hand their machine back
 // rather than delete it: the pipeline tells them the outcome before

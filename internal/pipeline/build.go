@@ -67,6 +67,11 @@ func (p *Pipeline) runAttempt(ctx context.Context, log *slog.Logger, req Request
 	built := time.Now()
 	out := p.build(bctx, r, withBuilder(req.Build, p.cfg.Provider.Name(), tier.Name))
 	out.built = time.Since(built)
+	if cs := out.report.ContextStream; cs != nil && cs.Note != "" {
+		log.Info("context not streamed", "why", cs.Note)
+	} else if cs != nil {
+		log.Info("context streamed", "bytes", cs.Bytes)
+	}
 	out.ctxErr = contextErr(ctx, bctx, budget)
 	if o, ok := r.(compute.OutcomeSetter); ok {
 		o.SetOutcome(out.runnerOutcome())
@@ -115,6 +120,9 @@ func (p *Pipeline) build(ctx context.Context, r compute.Runner, opts buildkit.Op
 	every := max(p.cfg.SampleEvery, compute.FeaturesOf(p.cfg.Provider.Name()).SampleEvery)
 	go func() { defer close(done); smp.run(sctx, r, every) }()
 
+	if cs, ok := r.(compute.ContextStreamer); ok && contextAsStream(r) {
+		opts.ContextStream = cs.ListenOnRunner
+	}
 	c, err := r.Client(ctx)
 	var rep buildkit.Report
 	if err == nil {
@@ -146,6 +154,19 @@ func (p *Pipeline) build(ctx context.Context, r compute.Runner, opts buildkit.Op
 	// A cancelled build is never an OOM, whatever the killed processes say.
 	out.oom = ctx.Err() == nil && buildkit.IsOOM(sig)
 	return out
+}
+
+// contextAsStream says whether a runner's context goes as one stream: it
+// can take one (compute.ContextStreamer) and its daemon starts without an
+// earlier build's files, where the session's file sync would send all of
+// it, bound by its flow-control windows and round trips. On opened state
+// the file sync sends only what changed since.
+func contextAsStream(r compute.Runner) bool {
+	if _, ok := r.(compute.ContextStreamer); !ok {
+		return false
+	}
+	sr, ok := r.(compute.StatefulRunner)
+	return !ok || sr.StateOpened().Namespace == ""
 }
 
 // BuilderURI is lian-build's URI in a provenance attestation's builder id.

@@ -73,7 +73,7 @@ UsePAM no
 StrictModes no
 PermitRootLogin prohibit-password
 AllowStreamLocalForwarding yes
-AllowTcpForwarding local
+AllowTcpForwarding yes
 X11Forwarding no
 PrintMotd no
 LogLevel ERROR

@@ -89,6 +89,22 @@ func (c *Conn) Client(ctx context.Context) (*client.Client, error) {
 	return c.SSH.BuildKit(ctx, c.Socket)
 }
 
+// ListenOnRunner is a listener on the machine's loopback that reaches
+// this process (compute.ContextStreamer): a remote forward over the SSH
+// connection.
+func (c *Conn) ListenOnRunner(ctx context.Context) (net.Listener, error) {
+	if c.Dial != "" {
+		return nil, fmt.Errorf("%s: a pool lease's key forwards no port", c.Name)
+	}
+	ln, err := c.SSH.ListenLoopback(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%s forwards no port to this machine: %w", c.Name, err)
+	}
+	return ln, nil
+}
+
+var _ compute.ContextStreamer = (*Conn)(nil)
+
 // probe checks a dial-stdio bridge reached buildkitd: the HTTP/2 preface
 // gets an answer (a SETTINGS frame) from a daemon that is there.
 func probe(nc net.Conn) error {

@@ -268,6 +268,16 @@ func (c *Conn) DialUnix(ctx context.Context, path string) (net.Conn, error) {
 	return openChannel(ctx, c, "open "+path, func() (net.Conn, error) { return c.client.Dial("unix", path) })
 }
 
+// ListenLoopback asks the runner's sshd to listen on a port of the
+// runner's loopback (a remote forward, ssh -R 127.0.0.1:0): what connects
+// there on the runner reaches the returned listener here. Closing the
+// listener cancels the forward.
+func (c *Conn) ListenLoopback(ctx context.Context) (net.Listener, error) {
+	return openChannel(ctx, c, "listen on the runner's loopback", func() (net.Listener, error) {
+		return c.client.Listen("tcp", "127.0.0.1:0")
+	})
+}
+
 // DialCommand runs cmd on the runner and makes its standard input and
 // output the stream (a `buildctl dial-stdio` bridge, for a key that may
 // forward nothing). Closing the stream ends the command.

@@ -188,8 +188,9 @@ func UploadContext(tb testing.TB, size int) string {
 }
 
 // WhenUploading is a plain-progress writer that runs fault once, on every
-// link of hosts, when BuildKit starts sending the context ("transferring
-// context"); Fired says whether it did, Text is the progress so far.
+// link of hosts, when the context starts crossing ("transferring context"
+// through the session, or its stream's step); Fired says whether it did,
+// Text is the progress so far.
 type WhenUploading struct {
 	Hosts *Hosts
 	Fault func(*Proxy)
@@ -202,7 +203,7 @@ func (w *WhenUploading) Write(b []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.buf.Write(b)
-	if !w.fired && strings.Contains(w.buf.String(), "transferring context") {
+	if !w.fired && (strings.Contains(w.buf.String(), "transferring context") || strings.Contains(w.buf.String(), "load build context (one stream)")) {
 		w.fired = true
 		for _, p := range w.Hosts.Each() {
 			w.Fault(p)

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io/fs"
 	"maps"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -47,9 +48,9 @@ type Hosts struct {
 	// RefuseKeys makes sshd accept no key (a server that refuses the lease's key).
 	RefuseKeys bool
 	// Forward are ports of this machine's loopback (a test registry) that
-	// every host reaches at 127.0.0.1:PORT, as a server reaches a registry
-	// on its network: the same whether its buildkitd runs inside the
-	// host's network namespace or not.
+	// every host's buildkitd, in the host's network namespace, reaches at
+	// 127.0.0.1:PORT, as a server reaches a registry on its network. The
+	// plain-HTTP registries of a server's user-data are forwarded too.
 	Forward []int
 
 	mu    sync.Mutex
@@ -89,18 +90,6 @@ func (h *Hosts) Start(ctx context.Context, spec fakehcloud.HostSpec) (string, er
 	}
 	opts := h.Options
 	opts.InsecureRegistries = append(slices.Clone(opts.InsecureRegistries), RegistriesIn(spec.UserData)...)
-	prov, err := local.New(opts)
-	if err != nil {
-		return fail(err)
-	}
-	r, err := prov.Spawn(ctx, tier, compute.Lease{ID: hs.lease, TTL: time.Hour})
-	if err != nil {
-		return fail(err)
-	}
-	hs.runner = r
-	if err := hs.findDaemon(); err != nil {
-		return fail(err)
-	}
 	// 10.(64+pid%128).(id%250).0/30: one subnet per host and process.
 	net2 := 64 + tag%128
 	hostIP, nsIP := fmt.Sprintf("10.%d.%d.1", net2, n), fmt.Sprintf("10.%d.%d.2", net2, n)
@@ -119,7 +108,25 @@ func (h *Hosts) Start(ctx context.Context, spec fakehcloud.HostSpec) (string, er
 			return fail(fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, out))
 		}
 	}
-	if hs.fwd, err = netns.Forward(hs.ns, "127.0.0.1", h.Forward); err != nil {
+	if hs.fwd, err = netns.Forward(hs.ns, "127.0.0.1", forwarded(h.Forward, opts.InsecureRegistries)); err != nil {
+		return fail(err)
+	}
+	// buildkitd runs in the host's network namespace, as on a VM: its
+	// loopback is sshd's (a remote forward reaches it) and the registry's
+	// forward.
+	if opts.Buildkitd, err = hs.inNamespace(opts.Buildkitd); err != nil {
+		return fail(err)
+	}
+	prov, err := local.New(opts)
+	if err != nil {
+		return fail(err)
+	}
+	r, err := prov.Spawn(ctx, tier, compute.Lease{ID: hs.lease, TTL: time.Hour})
+	if err != nil {
+		return fail(err)
+	}
+	hs.runner = r
+	if err := hs.findDaemon(); err != nil {
 		return fail(err)
 	}
 	socketDir := filepath.Dir(strings.TrimPrefix(r.Info().Address, "unix://"))
@@ -140,6 +147,24 @@ func (h *Hosts) Start(ctx context.Context, spec fakehcloud.HostSpec) (string, er
 	h.hosts[spec.ServerID] = hs
 	h.mu.Unlock()
 	return nsIP, nil
+}
+
+// inNamespace is a wrapper that runs buildkitd (a path, or "buildkitd"
+// on PATH) in the host's network namespace, keeping its pid.
+func (hs *host) inNamespace(buildkitd string) (string, error) {
+	if buildkitd == "" {
+		buildkitd = "buildkitd"
+	}
+	bin, err := exec.LookPath(buildkitd)
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(hs.dir, 0o700); err != nil {
+		return "", err
+	}
+	wrapper := filepath.Join(hs.dir, "buildkitd")
+	script := fmt.Sprintf("#!/bin/sh\nexec nsenter --net=/run/netns/%s -- %q \"$@\"\n", hs.ns, bin)
+	return wrapper, os.WriteFile(wrapper, []byte(script), 0o755)
 }
 
 // startSSHD runs sshd in the host's network namespace and in a mount
@@ -164,7 +189,7 @@ func (hs *host) startSSHD(ip, socketDir string, keys []string, volumes []fakehcl
 		"host_key": string(pem.EncodeToMemory(block)),
 		"sshd_config": fmt.Sprintf("Port 22\nListenAddress %s\nHostKey %[2]s/host_key\nAuthorizedKeysFile .ssh/authorized_keys\nPidFile %[2]s/sshd.pid\n"+
 			"PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nPermitRootLogin prohibit-password\n"+
-			"AllowStreamLocalForwarding yes\nAllowTcpForwarding local\nX11Forwarding no\nUseDNS no\nPrintLastLog no\nPrintMotd no\nLogLevel ERROR\n", ip, hs.dir),
+			"AllowStreamLocalForwarding yes\nAllowTcpForwarding yes\nX11Forwarding no\nUseDNS no\nPrintLastLog no\nPrintMotd no\nLogLevel ERROR\n", ip, hs.dir),
 	}
 	for name, content := range files {
 		if err := os.WriteFile(filepath.Join(hs.dir, name), []byte(content), 0o600); err != nil {
@@ -247,6 +272,23 @@ func RegistriesIn(userData string) []string {
 	var out []string
 	for _, m := range registryTable.FindAllStringSubmatch(userData, -1) {
 		out = append(out, m[1])
+	}
+	return out
+}
+
+// forwarded are the ports a host reaches on this machine's loopback: the
+// ones asked for, and those of the plain-HTTP registries its buildkitd is
+// configured for (a server reaches its registries on its network).
+func forwarded(ports []int, registries []string) []int {
+	out := slices.Clone(ports)
+	for _, r := range registries {
+		host, port, err := net.SplitHostPort(r)
+		if err != nil || (host != "127.0.0.1" && host != "localhost") {
+			continue
+		}
+		if n, err := strconv.Atoi(port); err == nil && !slices.Contains(out, n) {
+			out = append(out, n)
+		}
 	}
 	return out
 }
@@ -359,21 +401,26 @@ func (hs *host) findDaemon() error {
 	return err
 }
 
-// killAll kills every process in the host's namespace: sshd and its sessions.
+// killAll kills every process in the host's namespace but the machine's
+// build cgroup (buildkitd and its steps, which the runner stops): sshd and
+// its sessions.
 func (hs *host) killAll() {
-	_ = exec.Command("sh", "-c", "ip netns pids "+hs.ns+" 2>/dev/null | xargs -r kill -9").Run()
+	script := fmt.Sprintf(`keep=" $(find /sys/fs/cgroup/memory/lian-build/%[2]s /sys/fs/cgroup/lian-build/%[2]s -name cgroup.procs -exec cat {} + 2>/dev/null | tr '\n' ' ') "
+for p in $(ip netns pids %[1]s 2>/dev/null); do case "$keep" in *" $p "*) ;; *) kill -9 "$p" ;; esac; done`, hs.ns, hs.lease)
+	_ = exec.Command("sh", "-c", script).Run()
 }
 
 func (hs *host) stop(ctx context.Context) error {
 	var errs []error
 	hs.killAll()
-	hs.fwd.Close()
 	if hs.sshd != nil {
 		_ = hs.sshd.Wait()
 	}
+	// The daemon first: the forwards wait for its connections to end.
 	if hs.runner != nil {
 		errs = append(errs, hs.runner.Destroy(ctx))
 	}
+	hs.fwd.Close()
 	if out, err := exec.Command("ip", "netns", "del", hs.ns).CombinedOutput(); err != nil && !strings.Contains(string(out), "No such file") {
 		errs = append(errs, fmt.Errorf("ip netns del %s: %v: %s", hs.ns, err, out))
 	}

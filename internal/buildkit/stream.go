@@ -1,0 +1,234 @@
+package buildkit
+
+import (
+	"archive/tar"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	gofs "io/fs"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/moby/buildkit/client"
+	"github.com/moby/buildkit/client/llb"
+	"github.com/moby/patternmatcher/ignorefile"
+	"github.com/tonistiigi/fsutil"
+	fstypes "github.com/tonistiigi/fsutil/types"
+)
+
+// A streamed context: the dockerfile frontend takes its context as an
+// input (an llb.HTTP source unpacked), which buildkitd fetches as one
+// plain HTTP response over a listener on its own machine that reaches this
+// process. Across a WAN one stream runs at the link's pace, where the
+// session's file sync — HTTP/2 nested in a gRPC stream — is bound by its
+// flow-control windows and round trips (bench/README). The Dockerfile,
+// secrets, SSH and outputs stay on the session.
+
+// contextServer serves one build's context, once per request, as a tar.
+type contextServer struct {
+	URL  string
+	srv  *http.Server
+	done chan struct{}
+
+	mu   sync.Mutex
+	sent int64
+	err  error // the tar could not be written (a file unreadable here)
+}
+
+// serveContext serves dir, less excludes, on ln until stop.
+func serveContext(ln net.Listener, dir string, excludes []string) (*contextServer, error) {
+	token := make([]byte, 16)
+	if _, err := rand.Read(token); err != nil {
+		return nil, err
+	}
+	path := "/" + hex.EncodeToString(token) + "/context.tar"
+	s := &contextServer{URL: "http://" + ln.Addr().String() + path, done: make(chan struct{})}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+path, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/x-tar")
+		cw := &countingWriter{w: w}
+		err := writeContextTar(r.Context(), dir, excludes, cw)
+		s.mu.Lock()
+		s.sent += cw.n
+		if err != nil && r.Context().Err() == nil {
+			s.err = err
+		}
+		s.mu.Unlock()
+		if err != nil {
+			panic(http.ErrAbortHandler) // the daemon sees a broken download, not a short tar
+		}
+	})
+	s.srv = &http.Server{Handler: mux, ErrorLog: nil}
+	go func() {
+		defer close(s.done)
+		_ = s.srv.Serve(ln)
+	}()
+	return s, nil
+}
+
+// stop closes the listener and every response, and says what went wrong
+// on this side.
+func (s *contextServer) stop() error {
+	_ = s.srv.Close()
+	<-s.done
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// Sent is how many bytes of tar went out.
+func (s *contextServer) Sent() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sent
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// writeContextTar writes dir as the session's file sync would send it:
+// less the .dockerignore's patterns, owned by root, with the files'
+// modes, times (to the nanosecond, PAX), symbolic links and xattrs.
+func writeContextTar(ctx context.Context, dir string, excludes []string, w io.Writer) error {
+	base, err := fsutil.NewFS(dir)
+	if err != nil {
+		return err
+	}
+	fs, err := fsutil.NewFilterFS(base, &fsutil.FilterOpt{
+		ExcludePatterns: excludes,
+		Map: func(_ string, st *fstypes.Stat) fsutil.MapResult {
+			st.Uid, st.Gid = 0, 0
+			return fsutil.MapResultKeep
+		},
+	})
+	if err != nil {
+		return err
+	}
+	tw := tar.NewWriter(w)
+	err = fs.Walk(ctx, "", func(p string, entry gofs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return writeTarEntry(fs, tw, p, entry)
+	})
+	if err != nil {
+		return err
+	}
+	return tw.Close()
+}
+
+func writeTarEntry(fs fsutil.FS, tw *tar.Writer, p string, entry gofs.DirEntry) error {
+	fi, err := entry.Info()
+	if err != nil {
+		return err
+	}
+	st, ok := fi.Sys().(*fstypes.Stat)
+	if !ok {
+		return fmt.Errorf("%s: no file status", p)
+	}
+	hdr, err := tar.FileInfoHeader(fi, st.Linkname)
+	if err != nil {
+		return fmt.Errorf("%s: %w", p, err)
+	}
+	hdr.Format = tar.FormatPAX
+	hdr.Name = filepath.ToSlash(p)
+	if fi.IsDir() {
+		hdr.Name += "/"
+	}
+	hdr.Uid, hdr.Gid, hdr.Uname, hdr.Gname = int(st.Uid), int(st.Gid), "", ""
+	hdr.Devmajor, hdr.Devminor = st.Devmajor, st.Devminor
+	for k, v := range st.Xattrs {
+		if hdr.PAXRecords == nil {
+			hdr.PAXRecords = map[string]string{}
+		}
+		hdr.PAXRecords["SCHILY.xattr."+k] = string(v)
+	}
+	if err := tw.WriteHeader(hdr); err != nil {
+		return fmt.Errorf("%s: %w", p, err)
+	}
+	if hdr.Typeflag != tar.TypeReg || hdr.Size == 0 {
+		return nil
+	}
+	f, err := fs.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := io.Copy(tw, f); err != nil {
+		return fmt.Errorf("%s: %w", p, err)
+	}
+	return nil
+}
+
+// dockerignore reads the patterns the dockerfile frontend would: the
+// Dockerfile's own <Dockerfile>.dockerignore, else the context's.
+func dockerignore(contextDir, dockerfile string) ([]string, error) {
+	for _, p := range []string{dockerfile + ".dockerignore", filepath.Join(contextDir, ".dockerignore")} {
+		f, err := os.Open(p)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		pats, err := ignorefile.ReadAll(f)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", p, err)
+		}
+		return pats, nil
+	}
+	return nil, nil
+}
+
+// streamedContext is the context input: the tar fetched from url and
+// unpacked (the daemon checks nothing more; the tar is ours).
+func streamedContext(url string) llb.State {
+	tarball := llb.HTTP(url, llb.Filename("context.tar"), llb.WithCustomName("[internal] load build context (one stream)"))
+	return llb.Scratch().File(
+		llb.Copy(tarball, "/context.tar", "/", &llb.CopyInfo{AttemptUnpack: true}),
+		llb.WithCustomName("[internal] unpack build context"))
+}
+
+// streamContext points so's context at a tar served over a listener
+// o.ContextStream opens; the session keeps the rest. When the runner gives
+// no listener the context goes through the session, and the note says why.
+func streamContext(ctx context.Context, o Options, so *client.SolveOpt) (*contextServer, *ContextStream, error) {
+	df := dockerfilePath(o.ContextDir, o.Dockerfile)
+	excludes, err := dockerignore(o.ContextDir, df)
+	if err != nil {
+		return nil, nil, inputErr("context", o.ContextDir, ".dockerignore: %v", err)
+	}
+	ln, err := o.ContextStream(ctx)
+	if err != nil {
+		return nil, &ContextStream{Note: "the context went through the session: " + oneLine(err)}, nil
+	}
+	s, err := serveContext(ln, o.ContextDir, excludes)
+	if err != nil {
+		ln.Close()
+		return nil, nil, err
+	}
+	delete(so.LocalMounts, "context")
+	if so.FrontendInputs == nil {
+		so.FrontendInputs = map[string]llb.State{}
+	}
+	so.FrontendInputs["context"] = streamedContext(s.URL)
+	return s, &ContextStream{}, nil
+}
+
+func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", " ") }
