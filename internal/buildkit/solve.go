@@ -78,6 +78,9 @@ type Options struct {
 	// sync (stream.go). An error from it sends the context through the
 	// session, and the report says why.
 	ContextStream func(context.Context) (net.Listener, error)
+	// ContextZstd compresses a streamed context on the wire (zstd, its
+	// fastest level; buildkitd's unpack reads it).
+	ContextZstd bool
 }
 
 // Credential logs in to one registry. String never shows the password.
@@ -197,8 +200,9 @@ type Report struct {
 
 // ContextStream is a context sent as one stream, or why it was not.
 type ContextStream struct {
-	Bytes int64  `json:"bytes"`          // the tar's bytes sent
-	Note  string `json:"note,omitempty"` // why it went through the session instead
+	Bytes    int64  `json:"bytes"`               // sent, compressed or not
+	TarBytes int64  `json:"tar_bytes,omitempty"` // the tar's, before compression
+	Note     string `json:"note,omitempty"`      // why it went through the session instead
 }
 
 // Failure describes the step that failed.
@@ -253,7 +257,7 @@ func Build(ctx context.Context, c *client.Client, o Options) (Report, error) {
 	rep, err := solve(ctx, c, o, so, masks)
 	if cs != nil {
 		serr := cs.stop()
-		stream.Bytes = cs.Sent()
+		stream.Bytes, stream.TarBytes = cs.Sent()
 		if serr != nil && err != nil {
 			err = fmt.Errorf("sending the context %s: %v: %w", o.ContextDir, serr, err)
 		}

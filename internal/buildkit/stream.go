@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/moby/buildkit/client"
 	"github.com/moby/buildkit/client/llb"
 	"github.com/moby/patternmatcher/ignorefile"
@@ -37,13 +38,14 @@ type contextServer struct {
 	srv  *http.Server
 	done chan struct{}
 
-	mu   sync.Mutex
-	sent int64
-	err  error // the tar could not be written (a file unreadable here)
+	mu        sync.Mutex
+	sent, tar int64
+	err       error // the tar could not be written (a file unreadable here)
 }
 
-// serveContext serves dir, less excludes, on ln until stop.
-func serveContext(ln net.Listener, dir string, excludes []string) (*contextServer, error) {
+// serveContext serves dir, less excludes, on ln until stop; zstd-
+// compressed when compress.
+func serveContext(ln net.Listener, dir string, excludes []string, compress bool) (*contextServer, error) {
 	token := make([]byte, 16)
 	if _, err := rand.Read(token); err != nil {
 		return nil, err
@@ -53,10 +55,20 @@ func serveContext(ln net.Listener, dir string, excludes []string) (*contextServe
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+path, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/x-tar")
-		cw := &countingWriter{w: w}
-		err := writeContextTar(r.Context(), dir, excludes, cw)
+		wire := &countingWriter{w: w}
+		tw := &countingWriter{w: wire}
+		var zw *zstd.Encoder
+		if compress {
+			zw, _ = zstd.NewWriter(wire, zstd.WithEncoderLevel(zstd.SpeedFastest)) // no error for valid options
+			tw.w = zw
+		}
+		err := writeContextTar(r.Context(), dir, excludes, tw)
+		if zw != nil {
+			err = errors.Join(err, zw.Close())
+		}
 		s.mu.Lock()
-		s.sent += cw.n
+		s.sent += wire.n
+		s.tar += tw.n
 		if err != nil && r.Context().Err() == nil {
 			s.err = err
 		}
@@ -83,11 +95,11 @@ func (s *contextServer) stop() error {
 	return s.err
 }
 
-// Sent is how many bytes of tar went out.
-func (s *contextServer) Sent() int64 {
+// Sent is how many bytes went out, and how many of tar they carried.
+func (s *contextServer) Sent() (wire, tar int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.sent
+	return s.sent, s.tar
 }
 
 type countingWriter struct {
@@ -218,7 +230,7 @@ func streamContext(ctx context.Context, o Options, so *client.SolveOpt) (*contex
 	if err != nil {
 		return nil, &ContextStream{Note: "the context went through the session: " + oneLine(err)}, nil
 	}
-	s, err := serveContext(ln, o.ContextDir, excludes)
+	s, err := serveContext(ln, o.ContextDir, excludes, o.ContextZstd)
 	if err != nil {
 		ln.Close()
 		return nil, nil, err

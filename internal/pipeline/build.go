@@ -67,6 +67,7 @@ func (p *Pipeline) runAttempt(ctx context.Context, log *slog.Logger, req Request
 	built := time.Now()
 	out := p.build(bctx, r, withBuilder(req.Build, p.cfg.Provider.Name(), tier.Name))
 	out.built = time.Since(built)
+	a.ContextStream = out.report.ContextStream
 	if cs := out.report.ContextStream; cs != nil && cs.Note != "" {
 		log.Info("context not streamed", "why", cs.Note)
 	} else if cs != nil {

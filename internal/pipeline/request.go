@@ -90,6 +90,9 @@ type Attempt struct {
 	// CostEUR is what the attempt's machine cost (net, its provider's list
 	// price and billing; 0 when the provider has no price).
 	CostEUR float64 `json:"cost_eur,omitempty"`
+	// ContextStream says how the context crossed when it was to go as one
+	// stream: the bytes sent, or why it went through the session.
+	ContextStream *buildkit.ContextStream `json:"context_stream,omitempty"`
 }
 
 // Usage is the resource use sampled on the runner during the build.

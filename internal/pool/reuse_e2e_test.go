@@ -62,6 +62,11 @@ func TestTwoBuildsReuseOneServer(t *testing.T) {
 	if first == nil || !strings.Contains(first.Server, "reused false") {
 		t.Fatalf("first runner %+v", first)
 	}
+	// A lease's key forwards nothing: the context went through the session,
+	// and the attempt says why.
+	if cs := res.Attempts[0].ContextStream; cs == nil || !strings.Contains(cs.Note, "a pool lease's key forwards no port") {
+		t.Errorf("context stream %+v", cs)
+	}
 	vms, err := w.client.List(context.Background())
 	if err != nil || len(vms) != 1 || vms[0].State != pool.StateIdle || vms[0].Leases != 1 {
 		t.Fatalf("after the first build: %+v %v", vms, err)

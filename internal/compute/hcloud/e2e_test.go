@@ -108,6 +108,10 @@ func TestBuildThroughFakeHetzner(t *testing.T) {
 		t.Fatalf("runner info %+v", ri)
 	}
 	t.Logf("spawn %d ms (create %d, boot %d, ready %d)", res.Attempts[0].SpawnMS, ri.Spawn.CreateMS, ri.Spawn.BootMS, ri.Spawn.ReadyMS)
+	// A new server's daemon holds no earlier context: it went as one stream.
+	if cs := res.Attempts[0].ContextStream; cs == nil || cs.Bytes == 0 || cs.Note != "" {
+		t.Errorf("context stream %+v", cs)
+	}
 	var calls []string
 	for _, r := range w.fake.Requests() {
 		calls = append(calls, r.Method+" "+r.Path)

@@ -65,9 +65,14 @@ func (w *vmWorld) assertNothingLeft(t *testing.T) {
 // both, and the server and its VM are gone afterwards.
 func TestBuildOnAVMServer(t *testing.T) {
 	w := newVMWorld(t, map[string]int{"cpx21": 1024}, nil)
-	res, err, progress := testenv.BuildDockerfile(t, w.pl, "FROM base\nRUN echo on a VM > /where && cat /proc/self/cgroup\n", nil)
+	res, err, progress := testenv.BuildDockerfile(t, w.pl, "FROM base\nRUN echo on a VM > /where && cat /proc/self/cgroup\nCOPY Dockerfile /\n", nil)
 	if err != nil {
 		t.Fatalf("build: %v\n%s", err, progress)
+	}
+	// The context went as one stream, through the VM's own sshd's remote
+	// forward to its loopback.
+	if cs := res.Attempts[0].ContextStream; cs == nil || cs.Bytes == 0 || cs.Note != "" {
+		t.Errorf("context stream %+v", cs)
 	}
 	ri := res.Attempts[0].Runner
 	if ri == nil || ri.Type != "cpx21" || ri.CgroupVersion != 2 || !strings.Contains(ri.Kernel, "cloud-amd64") {

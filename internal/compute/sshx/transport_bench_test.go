@@ -36,15 +36,15 @@ func BenchmarkTransport(b *testing.B) {
 	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM scratch\nCOPY blob /blob\n"), 0o644); err != nil {
 		b.Fatal(err)
 	}
-	build := func(c *client.Client, stream func(context.Context) (net.Listener, error)) time.Duration {
+	build := func(c *client.Client, stream func(context.Context) (net.Listener, error), zstd ...bool) time.Duration {
 		freshBlob(b, filepath.Join(dir, "blob"), 200<<20)
 		start := time.Now()
-		if _, err := buildkit.Build(context.Background(), c, buildkit.Options{ContextDir: dir, NoCache: true, Progress: "quiet", ContextStream: stream}); err != nil {
+		if _, err := buildkit.Build(context.Background(), c, buildkit.Options{ContextDir: dir, NoCache: true, Progress: "quiet", ContextStream: stream, ContextZstd: len(zstd) > 0}); err != nil {
 			b.Fatal(err)
 		}
 		return time.Since(start)
 	}
-	var local, overSSH, streamed time.Duration
+	var local, overSSH, streamed, zstd time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		lc, err := r.Client(context.Background())
@@ -59,7 +59,9 @@ func BenchmarkTransport(b *testing.B) {
 			local += build(lc, nil)
 			overSSH += build(sc, nil)
 			streamed += build(sc, conn.ListenLoopback)
+			zstd += build(sc, conn.ListenLoopback, true)
 		} else {
+			zstd += build(sc, conn.ListenLoopback, true)
 			streamed += build(sc, conn.ListenLoopback)
 			overSSH += build(sc, nil)
 			local += build(lc, nil)
@@ -72,6 +74,7 @@ func BenchmarkTransport(b *testing.B) {
 	b.ReportMetric(streamed.Seconds()/float64(b.N), "s/ssh-stream-build")
 	b.ReportMetric(overSSH.Seconds()/local.Seconds(), "ssh/local")
 	b.ReportMetric(streamed.Seconds()/local.Seconds(), "stream/local")
+	b.ReportMetric(zstd.Seconds()/local.Seconds(), "stream-zstd/local")
 }
 
 // BenchmarkTransportOverLink uploads a fresh 50 MB context over each
@@ -98,7 +101,7 @@ func BenchmarkTransportOverLink(b *testing.B) {
 			}
 			defer conn.Close()
 			plain := link.Shape(b, tcp, lk).Addr
-			var overSSH, overTCP, streamed, empty, raw time.Duration
+			var overSSH, overTCP, streamed, empty, zstd, raw time.Duration
 			blob := make([]byte, size)
 			if _, err := rand.Read(blob); err != nil {
 				b.Fatal(err)
@@ -121,6 +124,7 @@ func BenchmarkTransportOverLink(b *testing.B) {
 				overTCP += upload(b, tc, dir, size, nil)
 				streamed += upload(b, sc, dir, size, conn.ListenLoopback)
 				empty += upload(b, sc, dir, 1, conn.ListenLoopback)
+				zstd += upload(b, sc, dir, size, conn.ListenLoopback, true)
 				sc.Close()
 				tc.Close()
 			}
@@ -137,16 +141,17 @@ func BenchmarkTransportOverLink(b *testing.B) {
 			// file (the protocol's round trips), against bytes ÷ bandwidth.
 			b.ReportMetric(empty.Seconds()/n, "s/stream-1B")
 			b.ReportMetric((streamed-empty).Seconds()/n/lk.Floor(size, 0).Seconds(), "stream-upload/bandwidth")
+			b.ReportMetric(zstd.Seconds()/n/floor, "stream-zstd/floor")
 		})
 	}
 }
 
 // upload builds a fresh context of size bytes (COPY'd, no cache) and
 // returns how long it took.
-func upload(b *testing.B, c *client.Client, dir string, size int64, stream func(context.Context) (net.Listener, error)) time.Duration {
+func upload(b *testing.B, c *client.Client, dir string, size int64, stream func(context.Context) (net.Listener, error), zstd ...bool) time.Duration {
 	freshBlob(b, filepath.Join(dir, "blob"), size)
 	start := time.Now()
-	if _, err := buildkit.Build(context.Background(), c, buildkit.Options{ContextDir: dir, NoCache: true, Progress: "quiet", ContextStream: stream}); err != nil {
+	if _, err := buildkit.Build(context.Background(), c, buildkit.Options{ContextDir: dir, NoCache: true, Progress: "quiet", ContextStream: stream, ContextZstd: len(zstd) > 0}); err != nil {
 		b.Fatal(err)
 	}
 	return time.Since(start)
@@ -203,12 +208,15 @@ func freshBlob(b *testing.B, path string, size int64) {
 // BenchmarkChangeAndOutputOverLink, over each shaped link through SSH: a
 // 2,000-file context (20 MB) sent once, then a build after one file
 // changed (only the change should cross: its time against the link's
-// round trips), and a 50 MB result exported back with --output
-// type=local (against the link's floor for 50 MB).
+// round trips), a 50 MB result exported back with --output type=local
+// (against the link's floor for 50 MB), and the same result pushed from the
+// runner to a registry (not over the link); the first build is also
+// measured with its context streamed.
 //
 //	go test -run '^$' -bench ChangeAndOutputOverLink -benchtime 2x ./internal/compute/sshx
 func BenchmarkChangeAndOutputOverLink(b *testing.B) {
 	sshd, socket := linkRunner(b, "bench-change")
+	reg := testenv.StartRegistry(b)
 	for _, lk := range link.Presets {
 		b.Run(lk.Name, func(b *testing.B) {
 			conn, err := sshx.Dial(context.Background(), sshx.Config{Addr: link.Shape(b, sshd.Addr, lk).Addr, Signer: sshd.Client, HostKey: sshd.HostKey})
@@ -221,7 +229,7 @@ func BenchmarkChangeAndOutputOverLink(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer c.Close()
-			var first, firstStream, change, output time.Duration
+			var first, firstStream, change, output, push time.Duration
 			for i := 0; i < b.N; i++ {
 				dir := manyFiles(b, 2000, 10<<10)
 				build := func(o buildkit.Options) time.Duration {
@@ -245,6 +253,10 @@ func BenchmarkChangeAndOutputOverLink(b *testing.B) {
 				out := b.TempDir()
 				b.StartTimer()
 				output += build(buildkit.Options{Outputs: []buildkit.Output{{Type: "local", Dest: out, Attrs: map[string]string{}}}})
+				// The result pushed from the runner to a registry it reaches
+				// itself: only the session's round trips cross the link.
+				push += build(buildkit.Options{NoCache: true, Push: true, InsecureRegistries: []string{reg.Host},
+					Tags: []string{fmt.Sprintf("%s/bench/%s:%d", reg.Host, lk.Name, i)}})
 			}
 			n := float64(b.N)
 			b.ReportMetric(first.Seconds()/n, "s/first-20MB")
@@ -254,6 +266,7 @@ func BenchmarkChangeAndOutputOverLink(b *testing.B) {
 			b.ReportMetric(change.Seconds()/n/lk.RTT.Seconds(), "changed/RTT")
 			b.ReportMetric(output.Seconds()/n, "s/output-50MB")
 			b.ReportMetric(output.Seconds()/n/lk.Floor(50<<20, 2).Seconds(), "output/floor")
+			b.ReportMetric(push.Seconds()/n, "s/push-50MB")
 		})
 	}
 }
@@ -295,4 +308,99 @@ func linkRunner(b *testing.B, lease string) (*testenv.SSHD, string) {
 	}
 	b.Cleanup(func() { _ = r.Destroy(context.Background()) })
 	return sshd, strings.TrimPrefix(r.Info().Address, "unix://")
+}
+
+// BenchmarkSourceTreeOverLink sends a real source tree — this
+// repository's internal/ and cmd/ (Go sources, ~800 files, compressible as
+// source is) — over each shaped link: through the session, as one stream,
+// and as one zstd stream; each a fresh daemon-side copy (no cache).
+//
+//	go test -run '^$' -bench SourceTreeOverLink -benchtime 2x ./internal/compute/sshx
+func BenchmarkSourceTreeOverLink(b *testing.B) {
+	sshd, socket := linkRunner(b, "bench-tree")
+	dir := sourceTree(b)
+	for _, lk := range link.Presets {
+		b.Run(lk.Name, func(b *testing.B) {
+			conn, err := sshx.Dial(context.Background(), sshx.Config{Addr: link.Shape(b, sshd.Addr, lk).Addr, Signer: sshd.Client, HostKey: sshd.HostKey})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer conn.Close()
+			c, err := conn.BuildKit(context.Background(), socket)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			var times [3]time.Duration
+			var tarBytes, wire int64
+			for i := 0; i < b.N; i++ {
+				for k, o := range []buildkit.Options{{}, {ContextStream: conn.ListenLoopback}, {ContextStream: conn.ListenLoopback, ContextZstd: true}} {
+					b.StopTimer()
+					touchAll(b, dir) // the session's shared-key copy must not help it
+					b.StartTimer()
+					o.ContextDir, o.Progress, o.NoCache = dir, "quiet", true
+					start := time.Now()
+					rep, err := buildkit.Build(context.Background(), c, o)
+					if err != nil {
+						b.Fatal(err)
+					}
+					times[k] += time.Since(start)
+					if cs := rep.ContextStream; cs != nil && o.ContextZstd {
+						tarBytes, wire = cs.TarBytes, cs.Bytes
+					}
+				}
+			}
+			n := float64(b.N)
+			b.ReportMetric(times[0].Seconds()/n, "s/session")
+			b.ReportMetric(times[1].Seconds()/n, "s/stream")
+			b.ReportMetric(times[2].Seconds()/n, "s/stream-zstd")
+			b.ReportMetric(float64(tarBytes)/1e6, "MB-tar")
+			b.ReportMetric(float64(wire)/1e6, "MB-zstd")
+		})
+	}
+}
+
+// sourceTree copies this repository's internal/ and cmd/ Go sources into a
+// context whose Dockerfile copies them.
+func sourceTree(b *testing.B) string {
+	dir := b.TempDir()
+	root := testenv.RepoRoot()
+	for _, top := range []string{"internal", "cmd"} {
+		err := filepath.WalkDir(filepath.Join(root, top), func(p string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() || !strings.HasSuffix(p, ".go") {
+				return err
+			}
+			rel, _ := filepath.Rel(root, p)
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			if err := os.MkdirAll(filepath.Join(dir, "src", filepath.Dir(rel)), 0o755); err != nil {
+				return err
+			}
+			return os.WriteFile(filepath.Join(dir, "src", rel), data, 0o644)
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM scratch\nCOPY src /src\n"), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	return dir
+}
+
+// touchAll gives every file a new mtime: the daemon's copy of the last
+// context no longer matches, and the session sends every file again.
+func touchAll(b *testing.B, dir string) {
+	now := time.Now()
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Chtimes(p, now, now)
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
 }
