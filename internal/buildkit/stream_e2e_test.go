@@ -128,9 +128,9 @@ func tree(t *testing.T, dir string) map[string]string {
 func TestStreamIsTheSession(t *testing.T) {
 	build := streamWorld(t)
 	dir := hostileTree(t)
-	export := func(stream func(context.Context) (net.Listener, error)) (map[string]string, buildkit.Report) {
+	export := func(stream func(context.Context) (net.Listener, error), zstd ...bool) (map[string]string, buildkit.Report) {
 		out := t.TempDir()
-		rep, err := build(buildkit.Options{ContextDir: dir, NoCache: true, ContextStream: stream,
+		rep, err := build(buildkit.Options{ContextDir: dir, NoCache: true, ContextStream: stream, ContextZstd: len(zstd) > 0,
 			Outputs: []buildkit.Output{{Type: "local", Dest: out, Attrs: map[string]string{}}}})
 		if err != nil {
 			t.Fatal(err)
@@ -145,9 +145,16 @@ func TestStreamIsTheSession(t *testing.T) {
 	if rep.ContextStream == nil || rep.ContextStream.Bytes == 0 || rep.ContextStream.Note != "" {
 		t.Fatalf("the stream's report: %+v", rep.ContextStream)
 	}
+	compressed, zrep := export(loopback, true)
+	if z := zrep.ContextStream; z == nil || z.TarBytes != rep.ContextStream.Bytes || z.Bytes >= z.TarBytes/4 {
+		t.Errorf("zstd stream %+v, plain %+v: want the same tar in under a quarter of its bytes", z, rep.ContextStream)
+	}
 	for p, want := range session {
 		if got := streamed[p]; got != want {
 			t.Errorf("%s: streamed %q, through the session %q", p, got, want)
+		}
+		if got := compressed[p]; got != want {
+			t.Errorf("%s: streamed with zstd %q, through the session %q", p, got, want)
 		}
 	}
 	for p := range streamed {

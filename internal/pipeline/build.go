@@ -122,7 +122,9 @@ func (p *Pipeline) build(ctx context.Context, r compute.Runner, opts buildkit.Op
 	go func() { defer close(done); smp.run(sctx, r, every) }()
 
 	if cs, ok := r.(compute.ContextStreamer); ok && contextAsStream(r) {
-		opts.ContextStream = cs.ListenOnRunner
+		// zstd: source trees shrink 4× (BenchmarkSourceTreeOverLink);
+		// incompressible bytes cost a few percent on fast links.
+		opts.ContextStream, opts.ContextZstd = cs.ListenOnRunner, true
 	}
 	c, err := r.Client(ctx)
 	var rep buildkit.Report
