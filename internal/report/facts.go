@@ -70,6 +70,9 @@ func facts(r pipeline.Result) []fact {
 	if r.Provider != "" {
 		add("runner", runnerFact(r), false)
 	}
+	if v := contextFact(r); v != "" {
+		add("context", v, false)
+	}
 	if r.State != nil {
 		add("state", r.State.Line(), false)
 	}
@@ -126,6 +129,28 @@ func runnerFact(r pipeline.Result) string {
 	}
 	sp := i.Spawn
 	return fmt.Sprintf("%s; spawn %s (create %s, boot %s, ready %s)", strings.Join(parts, " · "), Duration(a.SpawnMS), Duration(sp.CreateMS), Duration(sp.BootMS), Duration(sp.ReadyMS))
+}
+
+// contextFact says how the last attempt's context crossed to a remote
+// runner: as one stream (its size, and on the wire), or why through the
+// session; "" when it went through the session as asked, or the build read
+// none of it.
+func contextFact(r pipeline.Result) string {
+	if len(r.Attempts) == 0 {
+		return ""
+	}
+	cs := r.Attempts[len(r.Attempts)-1].ContextStream
+	switch {
+	case cs == nil:
+		return ""
+	case cs.Note != "":
+		return cs.Note
+	case cs.Bytes == 0:
+		return ""
+	case cs.TarBytes > cs.Bytes:
+		return fmt.Sprintf("one stream: %s, %s sent (zstd)", Bytes(uint64(cs.TarBytes)), Bytes(uint64(cs.Bytes)))
+	}
+	return "one stream: " + Bytes(uint64(cs.Bytes))
 }
 
 // legFacts are the report of a build split by architecture: a row per leg

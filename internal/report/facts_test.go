@@ -149,3 +149,28 @@ func TestRunnerRowNamesKernelAndCgroup(t *testing.T) {
 		t.Errorf("a runner without a known kernel:\n%s", got)
 	}
 }
+
+// The context row says how a remote runner's context crossed: one stream
+// (compressed or not), or why through the session; nothing for a build
+// that went through the session as asked, or read no context.
+func TestContextRow(t *testing.T) {
+	r := pipeline.Result{Provider: "hcloud", Attempts: []pipeline.Attempt{{Number: 1}}}
+	cases := []struct {
+		cs   *buildkit.ContextStream
+		want string
+	}{
+		{nil, ""},
+		{&buildkit.ContextStream{}, ""},
+		{&buildkit.ContextStream{Bytes: 3 << 20, TarBytes: 12 << 20}, "| Context | one stream: 12.0 MiB, 3.0 MiB sent (zstd) |"},
+		{&buildkit.ContextStream{Bytes: 5 << 20, TarBytes: 5 << 20}, "| Context | one stream: 5.0 MiB |"},
+		{&buildkit.ContextStream{Note: "the context went through the session: lb-1: a pool lease's key forwards no port"},
+			"| Context | the context went through the session: lb-1: a pool lease's key forwards no port |"},
+	}
+	for _, c := range cases {
+		r.Attempts[0].ContextStream = c.cs
+		got := Markdown(r)
+		if c.want == "" && strings.Contains(got, "Context") || c.want != "" && !strings.Contains(got, c.want) {
+			t.Errorf("%+v:\n%s\nwant %q", c.cs, got, c.want)
+		}
+	}
+}
