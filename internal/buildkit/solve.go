@@ -261,6 +261,14 @@ func Build(ctx context.Context, c *client.Client, o Options) (Report, error) {
 		if serr != nil && err != nil {
 			err = fmt.Errorf("sending the context %s: %v: %w", o.ContextDir, serr, err)
 		}
+		if err != nil && ctx.Err() == nil && cs.unreached(err) {
+			// The daemon's loopback is not sshd's (buildkitd in a network
+			// namespace of its own): once more, through the session.
+			stream = &ContextStream{Note: "the context went through the session: buildkitd could not reach the forward on its loopback (" + cs.addr() + ")"}
+			if so, err = solveOpt(o); err == nil {
+				rep, err = solve(ctx, c, o, so, masks)
+			}
+		}
 	}
 	rep.ContextStream = stream
 	return rep, err

@@ -39,6 +39,7 @@ type contextServer struct {
 	done chan struct{}
 
 	mu        sync.Mutex
+	requests  int
 	sent, tar int64
 	err       error // the tar could not be written (a file unreadable here)
 }
@@ -54,6 +55,9 @@ func serveContext(ln net.Listener, dir string, excludes []string, compress bool)
 	s := &contextServer{URL: "http://" + ln.Addr().String() + path, done: make(chan struct{})}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+path, func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		s.requests++
+		s.mu.Unlock()
 		w.Header().Set("Content-Type", "application/x-tar")
 		wire := &countingWriter{w: w}
 		tw := &countingWriter{w: wire}
@@ -100,6 +104,21 @@ func (s *contextServer) Sent() (wire, tar int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.sent, s.tar
+}
+
+// addr is where the daemon was told to fetch the context (HOST:PORT).
+func (s *contextServer) addr() string {
+	return strings.SplitN(s.URL, "/", 4)[2]
+}
+
+// unreached says whether err is the daemon failing to connect to the
+// forward: no request arrived, and its error names the forward's address.
+func (s *contextServer) unreached(err error) bool {
+	s.mu.Lock()
+	n := s.requests
+	s.mu.Unlock()
+	msg := err.Error()
+	return n == 0 && strings.Contains(msg, "dial tcp "+s.addr()) && strings.Contains(msg, "connection refused")
 }
 
 type countingWriter struct {

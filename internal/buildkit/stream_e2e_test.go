@@ -259,3 +259,32 @@ func TestStreamUnreadable(t *testing.T) {
 		t.Error("the context's listener is still open after the build")
 	}
 }
+
+// elsewhere is a listener that names an address nothing listens on, as a
+// forward on sshd's loopback looks to a daemon in another network
+// namespace.
+type elsewhere struct{ net.Listener }
+
+func (elsewhere) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9} }
+
+// A daemon that cannot reach the forward gets the context through the
+// session, once more, and the report says why.
+func TestStreamUnreached(t *testing.T) {
+	build := streamWorld(t)
+	dir := hostileTree(t)
+	out := t.TempDir()
+	rep, err := build(buildkit.Options{ContextDir: dir, Outputs: []buildkit.Output{{Type: "local", Dest: out, Attrs: map[string]string{}}},
+		ContextStream: func(ctx context.Context) (net.Listener, error) {
+			ln, err := loopback(ctx)
+			return elsewhere{ln}, err
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cs := rep.ContextStream; cs == nil || !strings.Contains(cs.Note, "could not reach the forward on its loopback (127.0.0.1:9)") {
+		t.Errorf("report: %+v", rep.ContextStream)
+	}
+	if _, err := os.Stat(filepath.Join(out, "ctx", "app", "main.go")); err != nil {
+		t.Errorf("the context did not arrive: %v", err)
+	}
+}
