@@ -54,7 +54,7 @@ func filesMentioning(t *testing.T, dir, s string) []string {
 func TestTwoBuildsReuseOneServer(t *testing.T) {
 	w := newWorld(t, worldConfig{hosts: true})
 	marker := fmt.Sprintf("first-lease-%d", time.Now().UnixNano())
-	res, err, progress := w.build(t, "FROM base\nRUN --mount=type=cache,target=/c echo "+marker+" > /c/marker && echo "+marker+" > /left\n", nil)
+	res, err, progress := w.build(t, "FROM base\nRUN --mount=type=cache,target=/c echo "+marker+" > /c/marker && echo "+marker+" > /left\nCOPY Dockerfile /\n", nil)
 	if err != nil {
 		t.Fatalf("first build: %v\n%s", err, progress)
 	}
@@ -62,9 +62,8 @@ func TestTwoBuildsReuseOneServer(t *testing.T) {
 	if first == nil || !strings.Contains(first.Server, "reused false") {
 		t.Fatalf("first runner %+v", first)
 	}
-	// A lease's key forwards nothing: the context went through the session,
-	// and the attempt says why.
-	if cs := res.Attempts[0].ContextStream; cs == nil || !strings.Contains(cs.Note, "a pool lease's key forwards no port") {
+	// A cold lease's context went as one stream, through its key's forward.
+	if cs := res.Attempts[0].ContextStream; cs == nil || cs.Note != "" || cs.Bytes == 0 {
 		t.Errorf("context stream %+v", cs)
 	}
 	vms, err := w.client.List(context.Background())
@@ -126,6 +125,16 @@ func TestLeaseKeyIsRestrictedAndRevoked(t *testing.T) {
 	if nc, err := c1.DialUnix(ctx, g1.Socket); err == nil {
 		nc.Close()
 		t.Error("the lease's key forwards a socket")
+	}
+	if nc, err := c1.DialTCP(ctx, g1.Addr); err == nil { // the VM's own sshd listens there
+		nc.Close()
+		t.Error("the lease's key forwards to a port on the VM")
+	}
+	// What it may do: listen on the VM's loopback (its context's stream).
+	if ln, err := c1.ListenLoopback(ctx); err != nil {
+		t.Errorf("the lease's key cannot listen on the VM's loopback: %v", err)
+	} else {
+		ln.Close()
 	}
 	if bc, err := c1.BuildKitCommand(ctx, g1.Dial); err != nil {
 		t.Errorf("the lease cannot reach buildkitd: %v", err)

@@ -93,9 +93,6 @@ func (c *Conn) Client(ctx context.Context) (*client.Client, error) {
 // this process (compute.ContextStreamer): a remote forward over the SSH
 // connection.
 func (c *Conn) ListenOnRunner(ctx context.Context) (net.Listener, error) {
-	if c.Dial != "" {
-		return nil, fmt.Errorf("%s: a pool lease's key forwards no port", c.Name)
-	}
 	ln, err := c.SSH.ListenLoopback(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("%s forwards no port to this machine: %w", c.Name, err)

@@ -38,11 +38,16 @@ WARM=/var/lib/lian-build/warm
 # cloud-init's record of this instance); a test host sharing its
 # machine's /etc sets SYSTEM_PREP=0.
 SYSTEM_PREP=1
-# A machine whose layout differs (the tests' runner hosts) says so here.
-[ -f /run/lian-build/runner.env ] && . /run/lian-build/runner.env
 CG=/sys/fs/cgroup
 STATS=/run/lian-build/stats
 LEASE=/run/lian-build/lease
+# A pool VM's sshd forwards only to the VM from this machine (a lease's
+# context stream, ssh -R): no unix socket, no port on the VM's side.
+SSHD_CONFIG=/etc/ssh/sshd_config
+SSHD_DROPIN=/etc/ssh/sshd_config.d/lian-build-pool.conf
+SSHD_PID=/run/sshd.pid
+# A machine whose layout differs (the tests' runner hosts) says so here.
+[ -f /run/lian-build/runner.env ] && . /run/lian-build/runner.env
 
 die() { echo "recycle: $*" >&2; exit 1; }
 
@@ -52,15 +57,37 @@ cg_dirs() {
 	return 0
 }
 
-# keys ADMIN [LEASE]: authorized_keys holds the pool's key and at most one lease's.
+# keys ADMIN [LEASE]: authorized_keys holds the pool's key and at most one
+# lease's: its forced command, and a listener on the VM's loopback.
 keys() {
+	confine_sshd
 	mkdir -p -m 700 "$(dirname "$KEYS")"
 	{
 		echo "$1"
-		[ -z "${2:-}" ] || echo "restrict,command=\"sh $LEASE\" $2"
+		[ -z "${2:-}" ] || echo "restrict,port-forwarding,permitlisten=\"127.0.0.1:*\",command=\"sh $LEASE\" $2"
 	} >"$KEYS.new"
 	chmod 600 "$KEYS.new"
 	mv "$KEYS.new" "$KEYS"
+}
+
+# confine_sshd makes sshd forward nothing but remote forwards (a lease's
+# key may ask for one on the loopback): written once, then a listening
+# sshd reloads (its sessions live on; new connections wait out its
+# restart). A socket-activated sshd (Ubuntu's ssh.socket: no pid file)
+# reads its configuration per connection.
+confine_sshd() {
+	want="AllowTcpForwarding remote
+AllowStreamLocalForwarding no"
+	[ "$(cat "$SSHD_DROPIN" 2>/dev/null)" = "$want" ] && return 0
+	mkdir -p "$(dirname "$SSHD_DROPIN")"
+	printf '%s\n' "$want" >"$SSHD_DROPIN.new" && mv "$SSHD_DROPIN.new" "$SSHD_DROPIN"
+	eff=$(/usr/sbin/sshd -T -f "$SSHD_CONFIG" 2>&1) || die "sshd -T: $eff"
+	for w in "allowtcpforwarding remote" "allowstreamlocalforwarding no"; do
+		printf '%s\n' "$eff" | grep -qx "$w" || { rm -f "$SSHD_DROPIN"; die "sshd does not apply $SSHD_DROPIN ($w): its configuration includes no sshd_config.d"; }
+	done
+	[ -f "$SSHD_PID" ] || return 0
+	kill -HUP "$(cat "$SSHD_PID")" || die "cannot reload sshd (pid file $SSHD_PID)"
+	sleep 1
 }
 
 ppid_of() { sed 's/.*) //' "/proc/$1/stat" | cut -d' ' -f2; }

@@ -268,6 +268,12 @@ func (c *Conn) DialUnix(ctx context.Context, path string) (net.Conn, error) {
 	return openChannel(ctx, c, "open "+path, func() (net.Conn, error) { return c.client.Dial("unix", path) })
 }
 
+// DialTCP opens a stream to a TCP address as the runner reaches it
+// (direct-tcpip, ssh -L).
+func (c *Conn) DialTCP(ctx context.Context, addr string) (net.Conn, error) {
+	return openChannel(ctx, c, "open "+addr, func() (net.Conn, error) { return c.client.Dial("tcp", addr) })
+}
+
 // ListenLoopback asks the runner's sshd to listen on a port of the
 // runner's loopback (a remote forward, ssh -R 127.0.0.1:0): what connects
 // there on the runner reaches the returned listener here. Closing the

@@ -167,6 +167,9 @@ func (hs *host) inNamespace(buildkitd string) (string, error) {
 	return wrapper, os.WriteFile(wrapper, []byte(script), 0o755)
 }
 
+// sshdDropins is where a host's sshd reads its drop-ins (its own /run).
+const sshdDropins = "/run/lian-build/sshd.d"
+
 // startSSHD runs sshd in the host's network namespace and in a mount
 // namespace of its own, where the runner's socket directory is
 // /run/buildkit, as on a VM. The machine's build cgroup is the lease's
@@ -187,7 +190,7 @@ func (hs *host) startSSHD(ip, socketDir string, keys []string, volumes []fakehcl
 	}
 	files := map[string]string{
 		"host_key": string(pem.EncodeToMemory(block)),
-		"sshd_config": fmt.Sprintf("Port 22\nListenAddress %s\nHostKey %[2]s/host_key\nAuthorizedKeysFile .ssh/authorized_keys\nPidFile %[2]s/sshd.pid\n"+
+		"sshd_config": fmt.Sprintf("Include "+sshdDropins+"/*.conf\nPort 22\nListenAddress %s\nHostKey %[2]s/host_key\nAuthorizedKeysFile .ssh/authorized_keys\nPidFile %[2]s/sshd.pid\n"+
 			"PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nPermitRootLogin prohibit-password\n"+
 			"AllowStreamLocalForwarding yes\nAllowTcpForwarding yes\nX11Forwarding no\nUseDNS no\nPrintLastLog no\nPrintMotd no\nLogLevel ERROR\n", ip, hs.dir),
 	}
@@ -219,7 +222,7 @@ func (hs *host) startSSHD(ip, socketDir string, keys []string, volumes []fakehcl
 	for _, v := range volumes {
 		fmt.Fprintf(&mounts, "mkdir -p %[2]q && mount -o loop %[1]q %[2]q || exit 1\n", v.Image, v.Mount)
 	}
-	script := fmt.Sprintf(`mount -t tmpfs -o mode=755 tmpfs /run && mkdir -p /run/sshd /run/buildkit /run/lian-build && mount --bind %q /run/buildkit && mount --bind %q /root || exit 1
+	script := fmt.Sprintf(`mount -t tmpfs -o mode=755 tmpfs /run && mkdir -p /run/sshd /run/buildkit /run/lian-build/sshd.d && mount --bind %q /run/buildkit && mount --bind %q /root || exit 1
 cp %q /run/lian-build/runner.env || exit 1
 %sexec /usr/sbin/sshd -D -e -f %q`, socketDir, home, filepath.Join(hs.dir, "runner.env"), mounts.String(), filepath.Join(hs.dir, "sshd_config"))
 	// nsenter, not `ip netns exec`: that remounts /sys, hiding the cgroup tree.
@@ -259,8 +262,11 @@ func (hs *host) writeLayout(buildkitd string, insecure []string) error {
 	if err := os.WriteFile(cfg, []byte(local.BuildkitdConfig(filepath.Join(hs.dir, "buildkit"), remote.DefaultSocket, cg+"/steps", insecure)), 0o600); err != nil {
 		return err
 	}
-	env := fmt.Sprintf("ROOT=%q\nCONFIG=%q\nBUILDKITD=%q\nBUILDCTL=%q\nLOG=%q\nB=%q\nWARM=%q\nSYSTEM_PREP=0\n", filepath.Join(hs.dir, "buildkit"), cfg, bin,
-		filepath.Join(filepath.Dir(bin), "buildctl"), filepath.Join(hs.dir, "buildkitd.log"), cg, filepath.Join(hs.dir, "warm"))
+	// sshd's drop-ins are the host's own (its /run), included first by its
+	// config as Debian's sshd_config includes sshd_config.d.
+	env := fmt.Sprintf("ROOT=%q\nCONFIG=%q\nBUILDKITD=%q\nBUILDCTL=%q\nLOG=%q\nB=%q\nWARM=%q\nSYSTEM_PREP=0\nSSHD_CONFIG=%q\nSSHD_DROPIN=%q\nSSHD_PID=%q\n",
+		filepath.Join(hs.dir, "buildkit"), cfg, bin, filepath.Join(filepath.Dir(bin), "buildctl"), filepath.Join(hs.dir, "buildkitd.log"), cg,
+		filepath.Join(hs.dir, "warm"), filepath.Join(hs.dir, "sshd_config"), sshdDropins+"/lian-build-pool.conf", filepath.Join(hs.dir, "sshd.pid"))
 	return os.WriteFile(filepath.Join(hs.dir, "runner.env"), []byte(env), 0o600)
 }
 
