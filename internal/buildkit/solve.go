@@ -264,7 +264,7 @@ func Build(ctx context.Context, c *client.Client, o Options) (Report, error) {
 		if err != nil && ctx.Err() == nil && cs.unreached(err) {
 			// The daemon's loopback is not sshd's (buildkitd in a network
 			// namespace of its own): once more, through the session.
-			stream = &ContextStream{Note: "the context went through the session: buildkitd could not reach the forward on its loopback (" + cs.addr() + ")"}
+			stream = &ContextStream{Note: "the context went through the session: buildkitd could not reach the forward on its loopback (" + cs.Addr + ")"}
 			if so, err = solveOpt(o); err == nil {
 				rep, err = solve(ctx, c, o, so, masks)
 			}

@@ -35,6 +35,7 @@ import (
 // contextServer serves one build's context, once per request, as a tar.
 type contextServer struct {
 	URL  string
+	Addr string // HOST:PORT of URL, where the daemon connects
 	srv  *http.Server
 	done chan struct{}
 
@@ -52,7 +53,8 @@ func serveContext(ln net.Listener, dir string, excludes []string, compress bool)
 		return nil, err
 	}
 	path := "/" + hex.EncodeToString(token) + "/context.tar"
-	s := &contextServer{URL: "http://" + ln.Addr().String() + path, done: make(chan struct{})}
+	addr := ln.Addr().String()
+	s := &contextServer{URL: "http://" + addr + path, Addr: addr, done: make(chan struct{})}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+path, func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
@@ -81,7 +83,7 @@ func serveContext(ln net.Listener, dir string, excludes []string, compress bool)
 			panic(http.ErrAbortHandler) // the daemon sees a broken download, not a short tar
 		}
 	})
-	s.srv = &http.Server{Handler: mux, ErrorLog: nil}
+	s.srv = &http.Server{Handler: mux}
 	go func() {
 		defer close(s.done)
 		_ = s.srv.Serve(ln)
@@ -106,11 +108,6 @@ func (s *contextServer) Sent() (wire, tar int64) {
 	return s.sent, s.tar
 }
 
-// addr is where the daemon was told to fetch the context (HOST:PORT).
-func (s *contextServer) addr() string {
-	return strings.SplitN(s.URL, "/", 4)[2]
-}
-
 // unreached says whether err is the daemon failing to connect to the
 // forward: no request arrived, and its error names the forward's address.
 func (s *contextServer) unreached(err error) bool {
@@ -118,7 +115,7 @@ func (s *contextServer) unreached(err error) bool {
 	n := s.requests
 	s.mu.Unlock()
 	msg := err.Error()
-	return n == 0 && strings.Contains(msg, "dial tcp "+s.addr()) && strings.Contains(msg, "connection refused")
+	return n == 0 && strings.Contains(msg, "dial tcp "+s.Addr) && strings.Contains(msg, "connection refused")
 }
 
 type countingWriter struct {
@@ -227,10 +224,14 @@ func dockerignore(contextDir, dockerfile string) ([]string, error) {
 	return nil, nil
 }
 
+// StreamStep is the step that fetches a streamed context, as progress
+// names it.
+const StreamStep = "[internal] load build context (one stream)"
+
 // streamedContext is the context input: the tar fetched from url and
 // unpacked (the daemon checks nothing more; the tar is ours).
 func streamedContext(url string) llb.State {
-	tarball := llb.HTTP(url, llb.Filename("context.tar"), llb.WithCustomName("[internal] load build context (one stream)"))
+	tarball := llb.HTTP(url, llb.Filename("context.tar"), llb.WithCustomName(StreamStep))
 	return llb.Scratch().File(
 		llb.Copy(tarball, "/context.tar", "/", &llb.CopyInfo{AttemptUnpack: true}),
 		llb.WithCustomName("[internal] unpack build context"))

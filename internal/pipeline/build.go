@@ -68,9 +68,11 @@ func (p *Pipeline) runAttempt(ctx context.Context, log *slog.Logger, req Request
 	out := p.build(bctx, r, withBuilder(req.Build, p.cfg.Provider.Name(), tier.Name))
 	out.built = time.Since(built)
 	a.ContextStream = out.report.ContextStream
-	if cs := out.report.ContextStream; cs != nil && cs.Note != "" {
+	switch cs := a.ContextStream; {
+	case cs == nil:
+	case cs.Note != "":
 		log.Info("context not streamed", "why", cs.Note)
-	} else if cs != nil {
+	default:
 		log.Info("context streamed", "bytes", cs.Bytes)
 	}
 	out.ctxErr = contextErr(ctx, bctx, budget)
@@ -121,7 +123,7 @@ func (p *Pipeline) build(ctx context.Context, r compute.Runner, opts buildkit.Op
 	every := max(p.cfg.SampleEvery, compute.FeaturesOf(p.cfg.Provider.Name()).SampleEvery)
 	go func() { defer close(done); smp.run(sctx, r, every) }()
 
-	if cs, ok := r.(compute.ContextStreamer); ok && contextAsStream(r) {
+	if cs, ok := contextAsStream(r); ok {
 		// zstd: source trees shrink 4× (BenchmarkSourceTreeOverLink);
 		// incompressible bytes cost a few percent on fast links.
 		opts.ContextStream, opts.ContextZstd = cs.ListenOnRunner, true
@@ -159,17 +161,17 @@ func (p *Pipeline) build(ctx context.Context, r compute.Runner, opts buildkit.Op
 	return out
 }
 
-// contextAsStream says whether a runner's context goes as one stream: it
-// can take one (compute.ContextStreamer) and its daemon starts without an
-// earlier build's files, where the session's file sync would send all of
-// it, bound by its flow-control windows and round trips. On opened state
-// the file sync sends only what changed since.
-func contextAsStream(r compute.Runner) bool {
-	if _, ok := r.(compute.ContextStreamer); !ok {
-		return false
+// contextAsStream says whether a runner's context goes as one stream, and
+// through what: it can take one (compute.ContextStreamer) and its daemon
+// starts without an earlier build's files, where the session's file sync
+// would send all of it, bound by its flow-control windows and round trips.
+// On opened state the file sync sends only what changed since.
+func contextAsStream(r compute.Runner) (compute.ContextStreamer, bool) {
+	cs, ok := r.(compute.ContextStreamer)
+	if sr, stateful := r.(compute.StatefulRunner); ok && stateful && sr.StateOpened().Namespace != "" {
+		return nil, false
 	}
-	sr, ok := r.(compute.StatefulRunner)
-	return !ok || sr.StateOpened().Namespace == ""
+	return cs, ok
 }
 
 // BuilderURI is lian-build's URI in a provenance attestation's builder id.

@@ -19,6 +19,8 @@ import (
 	_ "github.com/Shopify/toxiproxy/v2/toxics" // the toxics register themselves
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+
+	"github.com/lian-build/action/internal/buildkit"
 )
 
 // Preset is a network link between a CI machine and its runner.
@@ -203,7 +205,7 @@ func (w *WhenUploading) Write(b []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.buf.Write(b)
-	if !w.fired && (strings.Contains(w.buf.String(), "transferring context") || strings.Contains(w.buf.String(), "load build context (one stream)")) {
+	if text := w.buf.String(); !w.fired && (strings.Contains(text, "transferring context") || strings.Contains(text, buildkit.StreamStep)) {
 		w.fired = true
 		for _, p := range w.Hosts.Each() {
 			w.Fault(p)
