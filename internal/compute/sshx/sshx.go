@@ -212,8 +212,16 @@ func (c *Conn) Err() error {
 	return c.lost
 }
 
-// explain prefers the recorded loss over the symptom it caused.
+// explain prefers the recorded loss over the symptom it caused. A symptom
+// of a dead transport (EOF, a closed connection) can come before watch
+// has recorded why: it waits for watch, briefly.
 func (c *Conn) explain(err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+		select {
+		case <-c.watched:
+		case <-time.After(time.Second):
+		}
+	}
 	if lost := c.Err(); lost != nil {
 		return fmt.Errorf("%w (%v)", lost, err)
 	}
