@@ -17,6 +17,7 @@ import (
 	"github.com/lian-build/action/internal/frontdoor"
 	"github.com/lian-build/action/internal/pool"
 	"github.com/lian-build/action/internal/report"
+	"github.com/lian-build/action/internal/sizing"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 )
@@ -81,14 +82,14 @@ func poolClientCommand(ctx context.Context, cmd string, s frontdoor.Settings, st
 		fmt.Fprintf(stdout, "pool %s is draining (lian-build pool resume ends it)\n", st.Pool)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "VM\tSERVER\tTIER\tSTATE\tLEASE\tLEASES\tBILLED UNTIL\tWARM STATE")
+	fmt.Fprintln(tw, "VM\tSERVER\tTIER\tSTATE\tLEASE\tLEASES\tBILLED UNTIL\tWARM STATE\tREADY FOR")
 	for _, v := range vms {
 		lease := "-"
 		if v.Lease != nil {
 			lease = fmt.Sprintf("%s (%s, until %s)", v.Lease.ID, v.Lease.Class, v.Lease.Expires.UTC().Format(time.TimeOnly))
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d\t%s\t%s\n", v.ID, v.ServerID, v.Tier, v.State, lease, v.Leases,
-			pool.BilledUntil(v.Created, time.Now()).UTC().Format(time.TimeOnly), warmText(v.Warm))
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", v.ID, v.ServerID, v.Tier, v.State, lease, v.Leases,
+			pool.BilledUntil(v.Created, time.Now()).UTC().Format(time.TimeOnly), warmText(v.Warm), readyText(v.Ready))
 	}
 	return tw.Flush()
 }
@@ -103,6 +104,21 @@ func warmText(w map[string]pool.Warm) string {
 		out = append(out, fmt.Sprintf("%s@%d (%s)", ns, w[ns].Generation, report.Bytes(uint64(w[ns].Bytes))))
 	}
 	return strings.Join(out, ", ")
+}
+
+// readyText is what an idle VM's buildkitd already runs on, for the lease
+// that wants it: "ci/app@3", "empty tree", "no state" ("-": a lease is
+// granted over SSH).
+func readyText(r *pool.Ready) string {
+	switch {
+	case r == nil:
+		return "-"
+	case r.Tree == "":
+		return "no state"
+	case r.Namespace == "":
+		return "empty tree"
+	}
+	return fmt.Sprintf("%s@%d", r.Namespace, r.Generation)
 }
 
 func poolClient(s frontdoor.Settings) (*pool.Client, error) {
@@ -128,9 +144,9 @@ func poolClient(s frontdoor.Settings) (*pool.Client, error) {
 
 // poolFlags are serve's own flags.
 type poolFlags struct {
-	listen, tokenFile, name, keyFile, archs, minIdle, maxVMs, dataDir string
-	retireBefore, upkeep, keepWarm, awaitRecycling                    time.Duration
-	separate, upsize, crossHour                                       bool
+	listen, tokenFile, name, keyFile, archs, minIdle, maxVMs, dataDir, warmBytes string
+	retireBefore, upkeep, keepWarm, awaitRecycling                               time.Duration
+	separate, upsize, crossHour                                                  bool
 }
 
 func poolServeCommand(log *slog.Logger) *cobra.Command {
@@ -169,6 +185,7 @@ func registerPoolFlags(fs *pflag.FlagSet, f *poolFlags) {
 	fs.BoolVar(&f.upsize, "upsize", false, "let a build take an idle VM of a larger tier when none of its own is idle")
 	fs.BoolVar(&f.crossHour, "cross-hour", false, "let a build take an idle VM whose billed hour does not hold it (it pays the VM's next hour instead of a new server's first)")
 	fs.DurationVar(&f.keepWarm, "keep-warm", time.Hour, "keep an idle VM into its next billed hour while it holds the newest warm state of a namespace committed within this long (0: retire at the hour's end; ADR 0013)")
+	fs.StringVar(&f.warmBytes, "warm-bytes", "", "most committed warm state a VM keeps on its disk, e.g. 20GiB; past it the namespaces committed longest ago are dropped (default: half the server's disk)")
 	fs.DurationVar(&f.awaitRecycling, "await-recycling", 30*time.Second, "how long a lease with no idle VM waits for one being recycled before a new server is made (0: never)")
 }
 
@@ -188,6 +205,11 @@ func serveOptions(s frontdoor.Settings, f poolFlags) (pool.ServeOptions, error) 
 		return o, err
 	}
 	var err error
+	if f.warmBytes != "" {
+		if o.Policy.WarmBytes, err = sizing.ParseSize(f.warmBytes); err != nil || o.Policy.WarmBytes <= 0 {
+			return o, usageErr("--warm-bytes %q: want a size such as 20GiB", f.warmBytes)
+		}
+	}
 	if o.Token, err = secretFrom("--token-file", f.tokenFile, "LIAN_POOL_TOKEN"); err != nil {
 		return o, err
 	}

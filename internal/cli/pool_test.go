@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/lian-build/action/internal/frontdoor"
+	"github.com/lian-build/action/internal/pool"
 )
 
 // Bad pool invocations are usage errors that name the flag.
@@ -34,6 +35,8 @@ func TestPoolUsage(t *testing.T) {
 		{[]string{"pool", "serve", "--nats-url", "nats://127.0.0.1:1", "--token-file", tok}, "--hcloud-token-file (or $HCLOUD_TOKEN) is required"},
 		{[]string{"pool", "serve", "--nats-url", "nats://127.0.0.1:1", "--token-file", tok, "--hcloud-token-file", tok, "--max-vms", "cax11=two"}, `--max-vms: "cax11=two": want TIER=N`},
 		{[]string{"pool", "serve", "--nats-url", "nats://127.0.0.1:1", "--token-file", tok, "--hcloud-token-file", tok, "--min-idle", "cax99=1"}, "--min-idle"},
+		{[]string{"pool", "serve", "--nats-url", "nats://127.0.0.1:1", "--token-file", tok, "--hcloud-token-file", tok, "--warm-bytes", "lots"}, `--warm-bytes "lots": want a size`},
+		{[]string{"pool", "serve", "--nats-url", "nats://127.0.0.1:1", "--token-file", tok, "--hcloud-token-file", tok, "--warm-bytes", "0"}, `--warm-bytes "0"`},
 	} {
 		var out, errb bytes.Buffer
 		code := Main(context.Background(), c.args, &out, &errb)
@@ -58,6 +61,23 @@ func TestCatalogMode(t *testing.T) {
 		}
 		if err != nil || s.ComputeProvider != c.want {
 			t.Errorf("%+v: provider %q, err %v", c, s.ComputeProvider, err)
+		}
+	}
+}
+
+// pool ls says what an idle VM is ready for.
+func TestReadyText(t *testing.T) {
+	for _, c := range []struct {
+		r    *pool.Ready
+		want string
+	}{
+		{nil, "-"},
+		{&pool.Ready{KeyNonce: "n"}, "no state"},
+		{&pool.Ready{Tree: "r-1"}, "empty tree"},
+		{&pool.Ready{Tree: "r-1", Namespace: "ci/app", Generation: 3}, "ci/app@3"},
+	} {
+		if got := readyText(c.r); got != c.want {
+			t.Errorf("readyText(%+v) = %q, want %q", c.r, got, c.want)
 		}
 	}
 }

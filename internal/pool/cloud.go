@@ -84,10 +84,12 @@ func (s *Service) onMachine(ctx context.Context, v VM, fn func(*sshx.Conn) error
 }
 
 // recycle makes a VM fit for its next lease (remote.Recycle) and returns
-// its host key. cold leaves buildkitd to the grant (the next lease will
-// likely start it on warm state).
-func (s *Service) recycle(ctx context.Context, v VM, cold bool) (string, error) {
-	return s.onMachine(ctx, v, func(c *sshx.Conn) error { return remote.Recycle(ctx, c, s.o.Signer.PublicKey(), cold) })
+// its host key.
+func (s *Service) recycle(ctx context.Context, v VM, o remote.RecycleOptions) (string, error) {
+	return s.onMachine(ctx, v, func(c *sshx.Conn) error {
+		_, err := remote.Recycle(ctx, c, s.o.Signer.PublicKey(), o)
+		return err
+	})
 }
 
 // grant lets a lease's key into a VM; for a lease that asked for warm
@@ -96,17 +98,22 @@ func (s *Service) grant(ctx context.Context, v VM, lease ssh.PublicKey, vms []VM
 	if v.Lease != nil && v.Lease.State != nil {
 		return s.warmOpen(ctx, v, lease, vms)
 	}
-	_, err := s.onMachine(ctx, v, func(c *sshx.Conn) error { return remote.Grant(ctx, c, s.o.Signer.PublicKey(), lease) })
+	_, err := s.onMachine(ctx, v, func(c *sshx.Conn) error { return remote.Grant(ctx, c, s.o.Signer.PublicKey(), lease, "") })
 	return nil, err
 }
 
-// oomKills reads the VM's count of processes the kernel killed for memory.
-func (s *Service) oomKills(ctx context.Context, v VM) (uint64, error) {
+// oomKills reads the VM's count of processes the kernel killed for memory,
+// and records its kernel and cgroup version in v (a lease's holder then
+// need not read them).
+func (s *Service) oomKills(ctx context.Context, v *VM) (uint64, error) {
 	var st compute.Stats
-	_, err := s.onMachine(ctx, v, func(c *sshx.Conn) error {
+	_, err := s.onMachine(ctx, *v, func(c *sshx.Conn) error {
 		out, err := c.Run(ctx, remote.StatsCommand)
 		if err == nil {
 			st, err = remote.ParseStats(string(out))
+		}
+		if err == nil {
+			v.Kernel, v.CgroupVersion, err = remote.ParseMachine(string(out))
 		}
 		return err
 	})

@@ -64,6 +64,7 @@ type world struct {
 	// insecure are the plain-HTTP registries the pool's servers may use.
 	insecure []string
 	pl       *pipeline.Pipeline
+	prov     compute.Provider
 	base     buildkit.NamedContext
 }
 
@@ -135,11 +136,11 @@ func newWorld(t testing.TB, cfg worldConfig) *world {
 	w.serve(w.svc)
 	t.Cleanup(w.srv.Close)
 	w.client = &pool.Client{URL: w.srv.URL, Token: poolToken}
-	prov, err := compute.New("vm-pool", compute.Config{Options: map[string]string{"pool-url": w.srv.URL, "pool-token": poolToken}, Arch: w.arch})
+	w.prov, err = compute.New("vm-pool", compute.Config{Options: map[string]string{"pool-url": w.srv.URL, "pool-token": poolToken}, Arch: w.arch})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if w.pl, err = pipeline.New(pipeline.Config{Provider: prov, SpawnTimeout: w.leaseWait(), RemoteState: cfg.warm}); err != nil {
+	if w.pl, err = pipeline.New(pipeline.Config{Provider: w.prov, SpawnTimeout: w.leaseWait(), RemoteState: cfg.warm}); err != nil {
 		t.Fatal(err)
 	}
 	if cfg.hosts || cfg.vms != nil {

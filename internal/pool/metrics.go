@@ -17,6 +17,7 @@ type Metrics struct {
 	returns   *prometheus.CounterVec
 	warm      *prometheus.CounterVec
 	commits   *prometheus.CounterVec
+	evictions *prometheus.CounterVec
 	overdue   prometheus.Gauge
 	mu        sync.Mutex
 	lastTiers map[[2]string]bool
@@ -41,11 +42,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Leases that asked for warm state, by whether they started on a generation of one of their namespaces (hit) or empty (miss)."}, []string{"tier", "result"}),
 		commits: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lian_build_pool_warm_commits_total",
 			Help: "Warm state commits after a return, by result (committed, failed)."}, []string{"tier", "result"}),
+		evictions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lian_build_pool_warm_evictions_total",
+			Help: "Namespaces' generations dropped from a VM's disk to keep its warm state within its budget."}, []string{"tier"}),
 		overdue: prometheus.NewGauge(prometheus.GaugeOpts{Name: "lian_build_pool_leases_overdue",
 			Help: "Leased VMs past their lease's expiry (upkeep retires them; a lasting value means it cannot)."}),
 		lastTiers: map[[2]string]bool{},
 	}
-	reg.MustRegister(m.vms, m.billed, m.build, m.wait, m.events, m.returns, m.warm, m.commits, m.overdue)
+	reg.MustRegister(m.vms, m.billed, m.build, m.wait, m.events, m.returns, m.warm, m.commits, m.evictions, m.overdue)
 	return m
 }
 
@@ -80,6 +83,13 @@ func (m *Metrics) warmCommit(tier string, err error) {
 		r = "failed"
 	}
 	m.commits.WithLabelValues(tier, r).Inc()
+}
+
+func (m *Metrics) warmEvicted(tier string) {
+	if m == nil {
+		return
+	}
+	m.evictions.WithLabelValues(tier).Inc()
 }
 
 func (m *Metrics) returned(tier, outcome string, held time.Duration) {

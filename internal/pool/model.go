@@ -13,6 +13,7 @@ type (
 	Grant        = poolapi.Grant
 	Return       = poolapi.Return
 	Warm         = poolapi.Warm
+	Ready        = poolapi.Ready
 	StateRequest = poolapi.StateRequest
 	GrantState   = poolapi.GrantState
 	LeaseState   = poolapi.LeaseState

@@ -44,6 +44,10 @@ type Policy struct {
 	// namespace committed within KeepWarm: a hot namespace's state outlives
 	// the hour (0: VMs retire at their hour's end, state and all).
 	KeepWarm time.Duration
+	// WarmBytes bounds the committed warm state a VM keeps on its disk
+	// (default: half its server's disk; unknown disk: no bound). Past it,
+	// the namespaces committed longest ago are dropped.
+	WarmBytes int64
 }
 
 func (p Policy) awaitRecycling() time.Duration {

@@ -64,6 +64,8 @@ type Options struct {
 type Service struct {
 	o     Options
 	keyID int64
+	// keySecret derives the keys of prepared leases (nil: none are).
+	keySecret []byte
 	// bg counts the returns being settled after their answer.
 	bg sync.WaitGroup
 }
@@ -85,7 +87,7 @@ func New(o Options) (*Service, error) {
 	if o.WaitPoll <= 0 {
 		o.WaitPoll = 250 * time.Millisecond
 	}
-	return &Service{o: o}, nil
+	return &Service{o: o, keySecret: keySecret(o.Signer)}, nil
 }
 
 // Start registers the pool's key and reconciles the bucket with the servers.
@@ -176,7 +178,12 @@ var errUnfit = errors.New("pool: VM unfit")
 // state on it and lets the lease's key in.
 func (s *Service) reuse(ctx context.Context, e entry, lease Lease, priv ed25519.PrivateKey, vms []VM) (Grant, error) {
 	v := e.VM
-	v.State, v.Since, v.Lease = StateLeased, s.o.Now(), &lease
+	ready, prepared := v.Ready, adoptable(v, lease)
+	if prepared && ready.KeyNonce != "" {
+		priv = s.preparedKey(v.ID, ready.KeyNonce)
+		lease.Key = ssh.FingerprintSHA256(pubOf(priv))
+	}
+	v.State, v.Since, v.Lease, v.Ready = StateLeased, s.o.Now(), &lease, nil
 	if v.Group == "" {
 		v.Group = ClassGroup(lease.Class)
 	}
@@ -184,7 +191,12 @@ func (s *Service) reuse(ctx context.Context, e entry, lease Lease, priv ed25519.
 	if err != nil {
 		return Grant{}, err
 	}
-	gs, err := s.grant(ctx, v, pubOf(priv), vms)
+	var gs *GrantState
+	if prepared {
+		gs, err = s.adopt(ctx, v, *ready, pubOf(priv), vms)
+	} else {
+		gs, err = s.grant(ctx, v, pubOf(priv), vms)
+	}
 	if err == nil && gs != nil {
 		_, err = s.o.Store.Update(ctx, e2, v)
 	}
@@ -194,7 +206,7 @@ func (s *Service) reuse(ctx context.Context, e entry, lease Lease, priv ed25519.
 	}
 	s.publish(ctx, "reused", v, "")
 	g, err := s.grantOf(v, priv, true)
-	g.State = gs
+	g.State, g.Prepared = gs, prepared
 	return g, err
 }
 
@@ -221,13 +233,19 @@ func (s *Service) create(ctx context.Context, req Request, lease *Lease, priv ed
 	if err != nil {
 		return fail(err)
 	}
-	v.ServerID, v.Type, v.Location, v.Addr, v.Created, v.HourlyEUR = m.ID, m.Type, m.Location, m.Addr, s.o.Now(), m.HourlyEUR
+	v.ServerID, v.Type, v.Location, v.Addr, v.Created, v.HourlyEUR, v.DiskGB = m.ID, m.Type, m.Location, m.Addr, s.o.Now(), m.HourlyEUR, m.DiskGB
 	if e, err = s.o.Store.Update(ctx, e, v); err != nil {
 		// The server exists but the entry moved on (a reconcile took it
 		// for stuck): delete the server, which no entry names now.
 		return Grant{}, errors.Join(err, s.destroyMachine(context.WithoutCancel(ctx), v))
 	}
-	if v.HostKey, err = s.recycle(ctx, v, lease != nil && lease.State != nil); err != nil {
+	if lease == nil {
+		v.HostKey, err = s.makeReady(ctx, &v, nil)
+	} else {
+		// Its lease's grant follows: it starts buildkitd on what the lease asks for.
+		v.HostKey, err = s.recycle(ctx, v, remote.RecycleOptions{Cold: lease.State != nil})
+	}
+	if err != nil {
 		return fail(err)
 	}
 	var gs *GrantState
@@ -318,7 +336,7 @@ func (s *Service) grantOf(v VM, priv ed25519.PrivateKey, reused bool) (Grant, er
 	}
 	return Grant{LeaseID: v.Lease.ID, VM: v.ID, ServerID: v.ServerID, Tier: v.Tier, Type: v.Type, Location: v.Location, HourlyEUR: v.HourlyEUR,
 		Addr: v.Addr, HostKey: v.HostKey, User: "root", Key: string(pem.EncodeToMemory(block)), Socket: remote.DefaultSocket,
-		Dial: remote.LeaseDial, Reused: reused, Created: v.Created, Expires: v.Lease.Expires}, nil
+		Dial: remote.LeaseDial, Reused: reused, Created: v.Created, Expires: v.Lease.Expires, Kernel: v.Kernel, CgroupVersion: v.CgroupVersion}, nil
 }
 
 func pubOf(priv ed25519.PrivateKey) ssh.PublicKey {

@@ -68,7 +68,7 @@ func (s *Service) Wait() { s.bg.Wait() }
 // retired when it may not serve again.
 func (s *Service) settle(ctx context.Context, e entry, lease Lease, ret Return) (Disposition, error) {
 	d, v := Disposition{VM: e.ID}, e.VM
-	if reason := s.unfit(ctx, v, ret.Outcome); reason != "" {
+	if reason := s.unfit(ctx, &v, ret.Outcome); reason != "" {
 		d.Reason = reason
 		return d, s.retire(ctx, e, d.Reason)
 	}
@@ -78,9 +78,10 @@ func (s *Service) settle(ctx context.Context, e entry, lease Lease, ret Return) 
 	} else if err := s.warmCommit(ctx, &v, lease, ret, vmsOf(entries)); err != nil {
 		s.o.Logger.Warn("warm state not committed", "vm", v.ID, "err", err)
 	}
-	// After a lease on warm state, the next will likely be one too: it
-	// starts buildkitd on its state, so the recycle starts none.
-	if _, err := s.recycle(ctx, v, lease.State != nil); err != nil {
+	if err := s.warmEvict(ctx, &v); err != nil {
+		s.o.Logger.Warn("warm state not evicted", "vm", v.ID, "err", err)
+	}
+	if _, err := s.makeReady(ctx, &v, &lease); err != nil {
 		d.Reason = "recycle failed: " + err.Error()
 		return d, s.retire(ctx, e, d.Reason)
 	}
@@ -95,7 +96,7 @@ func (s *Service) settle(ctx context.Context, e entry, lease Lease, ret Return) 
 // unfit says why a returned VM may not serve again ("": it may): an OOM
 // (its memory counters are spent), a draining pool, or OOM kills the
 // build's cgroup counted.
-func (s *Service) unfit(ctx context.Context, v VM, outcome string) string {
+func (s *Service) unfit(ctx context.Context, v *VM, outcome string) string {
 	if outcome == "oom" {
 		return "returned with outcome oom"
 	}

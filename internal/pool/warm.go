@@ -1,9 +1,12 @@
 package pool
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -104,7 +107,7 @@ func (s *Service) warmCommit(ctx context.Context, v *VM, lease Lease, ret Return
 	gen := max(st.Next, newest(vms, st.Write)+1)
 	var g remote.Generation
 	_, err := s.onMachine(ctx, *v, func(c *sshx.Conn) error {
-		out, err := remote.RunScript(ctx, c, "warm-commit", poolapi.WarmDir(st.Write), lease.ID, strconv.Itoa(gen))
+		out, err := remote.RunScript(ctx, c, "warm-commit", poolapi.WarmDir(st.Write), cmp.Or(st.Tree, lease.ID), strconv.Itoa(gen))
 		if err == nil {
 			g, err = remote.ParseGeneration("warm-commit", out)
 		}
@@ -120,4 +123,60 @@ func (s *Service) warmCommit(ctx context.Context, v *VM, lease Lease, ret Return
 	v.Warm[st.Write] = Warm{Generation: g.N, Committed: s.o.Now(), Bytes: g.Bytes}
 	s.o.Logger.Info("warm state committed", "vm", v.ID, "namespace", st.Write, "generation", g.N, "bytes", g.Bytes, "lease", lease.ID)
 	return nil
+}
+
+// warmBudget is how much committed state v may keep (0: no bound).
+func (p Policy) warmBudget(v VM) int64 {
+	if p.WarmBytes > 0 {
+		return p.WarmBytes
+	}
+	return int64(v.DiskGB) * 1e9 / 2
+}
+
+// Evict names the namespaces whose generations v drops to fit its budget:
+// those committed longest ago first, never the newest (a namespace larger
+// than the budget alone is kept; the next commit of another drops it).
+func (p Policy) Evict(v VM) []string {
+	budget := p.warmBudget(v)
+	if budget <= 0 || len(v.Warm) < 2 {
+		return nil
+	}
+	var total int64
+	byAge := make([]string, 0, len(v.Warm))
+	for ns, w := range v.Warm {
+		total += w.Bytes
+		byAge = append(byAge, ns)
+	}
+	slices.SortFunc(byAge, func(a, b string) int {
+		return cmp.Or(v.Warm[a].Committed.Compare(v.Warm[b].Committed), strings.Compare(a, b))
+	})
+	var out []string
+	for _, ns := range byAge[:len(byAge)-1] {
+		if total <= budget {
+			break
+		}
+		total -= v.Warm[ns].Bytes
+		out = append(out, ns)
+	}
+	return out
+}
+
+// warmEvict drops from v's disk the generations its policy evicts.
+func (s *Service) warmEvict(ctx context.Context, v *VM) error {
+	drop := s.o.Policy.Evict(*v)
+	if len(drop) == 0 {
+		return nil
+	}
+	_, err := s.onMachine(ctx, *v, func(c *sshx.Conn) error {
+		for _, ns := range drop {
+			if _, err := remote.RunScript(ctx, c, "warm-drop", poolapi.WarmDir(ns)); err != nil {
+				return err
+			}
+			s.o.Logger.Info("warm state evicted", "vm", v.ID, "namespace", ns, "generation", v.Warm[ns].Generation, "bytes", v.Warm[ns].Bytes)
+			delete(v.Warm, ns)
+			s.o.Metrics.warmEvicted(v.Tier)
+		}
+		return nil
+	})
+	return err
 }

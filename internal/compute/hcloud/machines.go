@@ -29,6 +29,8 @@ type Machine struct {
 	Created  time.Time         `json:"created"`
 	// HourlyEUR is its net list price per hour in its location (0: unknown).
 	HourlyEUR float64 `json:"hourly_eur,omitempty"`
+	// DiskGB is its server type's local disk (0: unknown).
+	DiskGB int `json:"disk_gb,omitempty"`
 }
 
 // MachineSpec is a machine to create: its name, tier, labels and the one
@@ -128,7 +130,7 @@ func (p *Provider) Machines(ctx context.Context, selector string) ([]Machine, er
 func machine(s *hc.Server) Machine {
 	m := Machine{ID: s.ID, Name: s.Name, Labels: s.Labels, Created: s.Created}
 	if s.ServerType != nil {
-		m.Type = s.ServerType.Name
+		m.Type, m.DiskGB = s.ServerType.Name, int(s.ServerType.Disk)
 	}
 	if s.Location != nil {
 		m.Location = s.Location.Name

@@ -57,7 +57,7 @@ func (r *runner) Destroy(ctx context.Context) error {
 	r.once.Do(func() {
 		r.discardState(ctx)
 		if r.SSH != nil {
-			_ = r.SSH.Close()
+			_ = r.Conn.Close()
 		}
 		var errs []error
 		if r.server != nil {

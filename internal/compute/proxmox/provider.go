@@ -276,7 +276,7 @@ func (r *runner) Info() compute.RunnerInfo {
 func (r *runner) Destroy(ctx context.Context) error {
 	r.once.Do(func() {
 		if r.SSH != nil {
-			_ = r.SSH.Close()
+			_ = r.Conn.Close()
 		}
 		if r.vmid != 0 {
 			r.destroyErr = r.p.deleteVM(ctx, r.p.s.Node, r.vmid)

@@ -44,6 +44,21 @@ type Conn struct {
 
 	mu   sync.Mutex
 	peak uint64
+	// spare is the client WaitReady reached buildkitd with: the next
+	// Client call takes it rather than dial again.
+	spare *client.Client
+}
+
+// Close closes the client no one took and the SSH connection.
+func (c *Conn) Close() error {
+	c.mu.Lock()
+	spare := c.spare
+	c.spare = nil
+	c.mu.Unlock()
+	if spare != nil {
+		_ = spare.Close()
+	}
+	return c.SSH.Close()
 }
 
 // Describe adds what the connection found about the machine to a
@@ -83,6 +98,13 @@ func (c *Conn) Health(ctx context.Context) error {
 
 // Client connects to buildkitd through the SSH connection.
 func (c *Conn) Client(ctx context.Context) (*client.Client, error) {
+	c.mu.Lock()
+	spare := c.spare
+	c.spare = nil
+	c.mu.Unlock()
+	if spare != nil {
+		return spare, nil
+	}
 	if c.Dial != "" {
 		return c.SSH.BuildKitCommand(ctx, c.Dial)
 	}
@@ -147,20 +169,32 @@ func (c *Conn) Stats(ctx context.Context) (compute.Stats, error) {
 // installed, no network) will never start buildkitd, and is a *BootError
 // quoting the end of cloud-init's output at once, not a timeout.
 func (c *Conn) WaitReady(ctx context.Context, poll time.Duration) error {
+	// The machine's kernel, unless known, is read while buildkitd is reached.
+	probed := make(chan error, 1)
+	if c.Kernel != "" && c.CgroupVersion != 0 {
+		probed <- nil
+	} else {
+		go func() { probed <- c.probeMachine(ctx) }()
+	}
 	lastBoot := time.Time{}
 	for {
 		err := c.answers(ctx)
 		if err == nil {
-			return c.probeMachine(ctx)
+			if err = <-probed; err != nil {
+				err = c.probeMachine(ctx) // once more: it may have run before the machine was up
+			}
+			return err
 		}
 		if time.Since(lastBoot) >= bootCheckEvery {
 			lastBoot = time.Now()
 			if berr := c.bootFailed(ctx); berr != nil {
+				<-probed
 				return berr
 			}
 		}
 		select {
 		case <-ctx.Done():
+			<-probed
 			return fmt.Errorf("buildkitd on %s never answered (%v): %w", c.Name, err, ctx.Err())
 		case <-time.After(poll):
 		}
@@ -169,15 +203,22 @@ func (c *Conn) WaitReady(ctx context.Context, poll time.Duration) error {
 
 // answers is one try to reach buildkitd, bounded: BuildKit's Wait would
 // wait for as long as ctx lets it, and cloud-init is watched in between.
+// The client that reached it is kept for the build.
 func (c *Conn) answers(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, bootCheckEvery*3)
+	wctx, cancel := context.WithTimeout(ctx, bootCheckEvery*3)
 	defer cancel()
-	bc, err := c.Client(ctx)
+	bc, err := c.Client(wctx)
 	if err != nil {
 		return err
 	}
-	defer bc.Close()
-	return bc.Wait(ctx)
+	if err := bc.Wait(wctx); err != nil {
+		bc.Close()
+		return err
+	}
+	c.mu.Lock()
+	c.spare = bc
+	c.mu.Unlock()
+	return nil
 }
 
 // bootCheckEvery is how often WaitReady looks at cloud-init's result.

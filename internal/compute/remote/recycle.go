@@ -1,6 +1,7 @@
 package remote
 
 import (
+	"cmp"
 	"context"
 	_ "embed"
 	"fmt"
@@ -25,20 +26,48 @@ func AuthorizedKey(k ssh.PublicKey) string {
 	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k)))
 }
 
-// Recycle ends whatever the last lease left on the machine and starts a new
-// buildkitd on an empty root (cold: none, the grant starts it); afterwards
-// only admin's key gets in.
-func Recycle(ctx context.Context, c *sshx.Conn, admin ssh.PublicKey, cold bool) error {
-	args := []string{"recycle", AuthorizedKey(admin)}
-	if cold {
-		args = append(args, "cold")
-	}
-	return runScript(ctx, c, args...)
+// RecycleOptions say what a recycled machine is made ready for.
+type RecycleOptions struct {
+	// Cold starts no buildkitd: the grant starts it.
+	Cold bool
+	// Tree, when set, starts buildkitd on the work tree of that name: a copy
+	// of Open's committed generation ("": an empty tree a commit can keep).
+	Open, Tree string
+	// Next is let in like a grant's key: the next lease's, whose private
+	// half the pool keeps until it hands it out.
+	Next ssh.PublicKey
 }
 
-// Grant lets lease's key in, restricted to the counters and buildkitd's socket.
-func Grant(ctx context.Context, c *sshx.Conn, admin, lease ssh.PublicKey) error {
-	return runScript(ctx, c, "grant", AuthorizedKey(admin), AuthorizedKey(lease))
+// Recycle ends whatever the last lease left on the machine and starts a
+// new buildkitd as o says; afterwards only admin's key gets in, and o.Next.
+// With a tree it returns the generation it opened.
+func Recycle(ctx context.Context, c *sshx.Conn, admin ssh.PublicKey, o RecycleOptions) (Generation, error) {
+	args := []string{"recycle", AuthorizedKey(admin)}
+	switch {
+	case o.Tree != "":
+		args = append(args, "open", cmp.Or(o.Open, "-"), o.Tree)
+	case o.Cold:
+		args = append(args, "cold")
+	}
+	if o.Next != nil {
+		args = append(args, "key", AuthorizedKey(o.Next))
+	}
+	out, err := RunScript(ctx, c, args...)
+	if err != nil || o.Tree == "" {
+		return Generation{}, err
+	}
+	return ParseGeneration("recycle", out)
+}
+
+// Grant lets lease's key in, restricted to the counters and buildkitd's
+// socket; given a tree, the buildkitd a recycle started on it is the
+// lease's (else one on a work tree is restarted on an empty root).
+func Grant(ctx context.Context, c *sshx.Conn, admin, lease ssh.PublicKey, tree string) error {
+	args := []string{"grant", AuthorizedKey(admin), AuthorizedKey(lease)}
+	if tree != "" {
+		args = append(args, "adopt", tree)
+	}
+	return runScript(ctx, c, args...)
 }
 
 // GrantWarm is Grant on a pool VM's warm state: buildkitd restarted on a

@@ -1,6 +1,7 @@
 # The runner machine's own commands, run as root over SSH (sh -s -- CMD …).
 # A pool makes a machine fit for its next lease over its own key:
-#   recycle ADMIN_KEY | grant ADMIN_KEY LEASE_KEY
+#   recycle ADMIN_KEY [cold | open NAMESPACE|- TREE] [key LEASE_KEY]
+#   grant ADMIN_KEY LEASE_KEY [adopt TREE]
 # A lease on a machine with a state volume (a Hetzner Volume per cache
 # namespace, mounted at VOLUME) runs its buildkitd on a copy of the
 # volume's committed generation:
@@ -14,11 +15,16 @@
 #   recycle  revokes every lease key and ends its sessions, kills everything
 #            in the build cgroup (buildkitd and every RUN container), removes
 #            buildkitd's root, every warm work tree (never a committed
-#            generation) and the cgroup's children, and (unless cold) starts a new
-#            buildkitd on an empty root in new cgroups.
-#   grant    (buildkitd started if the recycle left it stopped, or, given a
-#            namespace, restarted on a copy of its committed generation)
-#            lets one lease key in, with a forced command: "dial-stdio"
+#            generation) and the cgroup's children, and starts a new
+#            buildkitd in new cgroups: none when cold; on the work tree TREE,
+#            a copy of NAMESPACE's committed generation, given open (what the
+#            next lease will likely ask for); else on an empty root. Given
+#            key, it lets the next lease's key in already: a lease that
+#            wants what was started needs no grant.
+#   grant    (buildkitd started if the recycle left it stopped, or on an
+#            empty root if it runs on a work tree the lease does not adopt,
+#            or, given a namespace, restarted on a copy of its committed
+#            generation) lets one lease key in, with a forced command: "dial-stdio"
 #            bridges it to buildkitd's socket (buildctl dial-stdio), anything
 #            else reads the build cgroup's counters; no shell, no forwarding
 #            of any port or socket, no pty, agent or X11.
@@ -308,26 +314,65 @@ drop_work() {
 	done
 }
 
-case "${1:-}" in
-recycle)
-	[ $# -eq 2 ] || [ $# -eq 3 ] || die "usage: recycle ADMIN_KEY [cold]"
+# restart_empty restarts buildkitd on an empty root, and removes the work
+# tree it ran on: a lease that did not ask for warm state never gets one.
+restart_empty() {
+	stop_daemon
+	kill_build
+	drop_work
+	rm -f "$SOCKET"
+	start
+}
+
+# adopt TREE checks that buildkitd runs on the work tree a recycle opened.
+adopt() {
+	[ -d "$WARM/work-$1" ] && [ -S "$SOCKET" ] || die "no buildkitd running on the work tree $1"
+	echo "adopted $1"
+}
+
+recycle() {
+	usage="usage: recycle ADMIN_KEY [cold | open NAMESPACE|- TREE] [key LEASE_KEY]"
+	[ $# -ge 1 ] || die "$usage"
+	admin=$1 mode=start ns= tree= next=
+	shift
+	while [ $# -gt 0 ]; do
+		case $1 in
+		cold) mode=cold; shift ;;
+		open) [ $# -ge 3 ] || die "$usage"; mode=open ns=$2 tree=$3; shift 3 ;;
+		key) [ $# -ge 2 ] || die "$usage"; next=$2; shift 2 ;;
+		*) die "$usage" ;;
+		esac
+	done
 	boot_wait
-	keys "$2"
+	keys "$admin"
 	end_sessions
 	kill_build
 	wipe
 	write_stats
-	# cold: the next lease will likely open warm state, which starts its own.
-	[ "${3:-}" = cold ] || start
+	case $mode in
+	start) start ;;
+	open) mkdir -p "$WARM/ns"; open_tree "$WARM/ns/$ns" "$WARM/work-$tree" ;;
+	esac
+	[ -z "$next" ] || keys "$admin" "$next"
+}
+
+case "${1:-}" in
+recycle)
+	shift
+	recycle "$@"
 	;;
 grant)
-	[ $# -eq 3 ] || [ $# -eq 5 ] || die "usage: grant ADMIN_KEY LEASE_KEY [NAMESPACE|- LEASE]"
-	if [ $# -eq 5 ]; then
+	[ $# -eq 3 ] || [ $# -eq 5 ] || die "usage: grant ADMIN_KEY LEASE_KEY [NAMESPACE|- LEASE | adopt TREE]"
+	if [ $# -eq 5 ] && [ "$4" = adopt ]; then
+		adopt "$5"
+	elif [ $# -eq 5 ]; then
 		mkdir -p "$WARM/ns"
 		drop_work
 		open_tree "$WARM/ns/$4" "$WARM/work-$5"
 	elif [ ! -S "$SOCKET" ]; then
 		start
+	elif ls -d "$WARM"/work-* >/dev/null 2>&1; then
+		restart_empty
 	fi
 	keys "$2" "$3"
 	;;

@@ -99,23 +99,41 @@ func (p *Provider) Spawn(ctx context.Context, tier sizing.Tier, lease compute.Le
 	if rs := lease.RemoteState; rs != nil {
 		req.State = &poolapi.StateRequest{Read: rs.Read, Write: rs.Write}
 	}
-	g, err := p.c.Lease(ctx, req)
+	for try := 1; ; try++ {
+		g, err := p.c.Lease(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		leased := time.Now()
+		r := &runner{p: p, lease: lease, g: g, outcome: compute.OutcomeError}
+		err = r.connect(ctx)
+		// Nothing on a prepared VM was checked on the lease's path: one that
+		// died while idle goes back (the pool retires it), and the lease is
+		// asked for once more.
+		if err != nil && g.Prepared && try == 1 && ctx.Err() == nil {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		r.spawn = compute.SpawnTimes{CreateMS: leased.Sub(start).Milliseconds(), ReadyMS: time.Since(leased).Milliseconds()}
+		r.created = start
+		return r, nil
+	}
+}
+
+// connect reaches the lease's buildkitd; a lease it cannot use goes back.
+func (r *runner) connect(ctx context.Context) error {
+	conn, err := dial(ctx, r.g)
+	if err == nil {
+		r.SSH, r.Socket, r.Dial, r.Name = conn, r.g.Socket, r.g.Dial, "pool VM "+r.g.VM
+		r.Kernel, r.CgroupVersion = r.g.Kernel, r.g.CgroupVersion
+		err = r.WaitReady(ctx, 100*time.Millisecond)
+	}
 	if err != nil {
-		return nil, err
+		return errors.Join(err, r.Destroy(context.WithoutCancel(ctx)))
 	}
-	leased := time.Now()
-	r := &runner{p: p, lease: lease, g: g, outcome: compute.OutcomeError}
-	conn, err := dial(ctx, g)
-	if err != nil {
-		return nil, errors.Join(err, r.Destroy(context.WithoutCancel(ctx)))
-	}
-	r.SSH, r.Socket, r.Dial, r.Name = conn, g.Socket, g.Dial, "pool VM "+g.VM
-	if err := r.WaitReady(ctx, 100*time.Millisecond); err != nil {
-		return nil, errors.Join(err, r.Destroy(context.WithoutCancel(ctx)))
-	}
-	r.spawn = compute.SpawnTimes{CreateMS: leased.Sub(start).Milliseconds(), ReadyMS: time.Since(leased).Milliseconds()}
-	r.created = start
-	return r, nil
+	return nil
 }
 
 func dial(ctx context.Context, g poolapi.Grant) (*sshx.Conn, error) {
@@ -169,7 +187,7 @@ type runner struct {
 
 func (r *runner) Info() compute.RunnerInfo {
 	i := compute.RunnerInfo{ID: r.lease.ID, Provider: "vm-pool", Tier: r.g.Tier, Type: r.g.Type, Location: r.g.Location,
-		Server:  fmt.Sprintf("%s (id %d, lease %s, reused %v)", r.g.VM, r.g.ServerID, r.g.LeaseID, r.g.Reused),
+		Server:  fmt.Sprintf("%s (id %d, lease %s, reused %v, prepared %v)", r.g.VM, r.g.ServerID, r.g.LeaseID, r.g.Reused, r.g.Prepared),
 		Address: "ssh://" + r.g.Addr + r.g.Socket, Owner: r.lease.Owner, Created: r.created, Expires: r.g.Expires, Spawn: r.spawn}
 	if r.g.HourlyEUR > 0 {
 		// The pool's VM serves many leases within its billed hour: a lease
@@ -193,7 +211,7 @@ func (r *runner) SetOutcome(o compute.Outcome) {
 func (r *runner) Destroy(ctx context.Context) error {
 	r.once.Do(func() {
 		if r.SSH != nil {
-			_ = r.SSH.Close()
+			_ = r.Conn.Close()
 		}
 		r.mu.Lock()
 		ret := poolapi.Return{Outcome: string(r.outcome), Commit: r.commit && r.outcome == compute.OutcomeOK, Async: true}
@@ -234,8 +252,11 @@ func (r *runner) StateOpened() compute.StateOpened {
 		return compute.StateOpened{}
 	}
 	o := compute.StateOpened{Namespace: gs.Namespace, Generation: gs.Generation, Bytes: gs.Bytes, OpenMS: gs.OpenMS, Committable: gs.Next > 0}
-	if gs.Namespace == "" {
+	switch {
+	case gs.Namespace == "":
 		o.Note = "no free pool VM held this namespace's state (a first build, or its VMs were busy): a fresh buildkitd"
+	case gs.Prepared:
+		o.OpenMS = 0 // opened when the VM was recycled, before the lease
 	}
 	return o
 }

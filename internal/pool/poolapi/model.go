@@ -42,9 +42,11 @@ type VM struct {
 	Location string `json:"location,omitempty"`
 	// HourlyEUR is its server's net list price per hour (0: unknown).
 	HourlyEUR float64 `json:"hourly_eur,omitempty"`
-	Addr      string  `json:"addr,omitempty"`     // sshd, host:22
-	HostKey   string  `json:"host_key,omitempty"` // pinned at first contact (authorized_keys format)
-	State     State   `json:"state"`
+	// DiskGB is its server's local disk (0: unknown).
+	DiskGB  int    `json:"disk_gb,omitempty"`
+	Addr    string `json:"addr,omitempty"`     // sshd, host:22
+	HostKey string `json:"host_key,omitempty"` // pinned at first contact (authorized_keys format)
+	State   State  `json:"state"`
 	// Since is when the VM entered its state.
 	Since time.Time `json:"since"`
 	// Created is when its server was created: billing counts from here.
@@ -56,6 +58,31 @@ type VM struct {
 	// Warm are the committed generations of runner state on its disk, by
 	// cache namespace.
 	Warm map[string]Warm `json:"warm,omitempty"`
+	// Kernel and CgroupVersion are its machine's, read at a return.
+	Kernel        string `json:"kernel,omitempty"`
+	CgroupVersion int    `json:"cgroup_version,omitempty"`
+	// Ready is what its last recycle made it ready for (nil: a lease is
+	// granted over SSH).
+	Ready *Ready `json:"ready,omitempty"`
+}
+
+// Ready is an idle VM made ready for its likely next lease: buildkitd
+// already runs on what that lease would ask for, and (with a KeyNonce) that
+// lease's key is already let in. A lease that wants it takes the VM with
+// no SSH on its path.
+type Ready struct {
+	// Tree is the work tree buildkitd runs on ("": an empty root, for a
+	// lease that asks for no state).
+	Tree string `json:"tree,omitempty"`
+	// Namespace and Generation are what the tree is a copy of ("": none).
+	Namespace  string `json:"namespace,omitempty"`
+	Generation int    `json:"generation,omitempty"`
+	Bytes      int64  `json:"bytes,omitempty"`
+	// OpenMS is how long opening it took, off any lease's time.
+	OpenMS int64 `json:"open_ms,omitempty"`
+	// KeyNonce names the lease key let in: the pool derives it from its own
+	// key and this nonce; neither the key nor its private half is stored.
+	KeyNonce string `json:"key_nonce,omitempty"`
 }
 
 // Warm is one namespace's committed generation on a VM's disk.
@@ -88,6 +115,8 @@ type LeaseState struct {
 	Opened     string `json:"opened,omitempty"` // the namespace it started from ("": none)
 	Generation int    `json:"generation,omitempty"`
 	Next       int    `json:"next,omitempty"`
+	// Tree is its work tree on the VM (default: the lease's id).
+	Tree string `json:"tree,omitempty"`
 }
 
 // Request is what a lease asks for.
@@ -242,11 +271,19 @@ type Grant struct {
 	// forced command bridges it; the key forwards no socket).
 	Dial   string `json:"dial"`
 	Reused bool   `json:"reused"`
-	WaitMS int64  `json:"wait_ms"`
+	// Prepared: the VM was ready for this lease before it asked (its
+	// buildkitd running on what the lease wanted); nothing on it was
+	// checked on the lease's path.
+	Prepared bool  `json:"prepared,omitempty"`
+	WaitMS   int64 `json:"wait_ms"`
 	// State is the warm state the lease's buildkitd runs on (nil: none asked).
 	State   *GrantState `json:"state,omitempty"`
 	Created time.Time   `json:"created"`
 	Expires time.Time   `json:"expires"`
+	// Kernel and CgroupVersion are the machine's when the pool knows them
+	// ("": the holder reads them).
+	Kernel        string `json:"kernel,omitempty"`
+	CgroupVersion int    `json:"cgroup_version,omitempty"`
 }
 
 // GrantState is what a lease's buildkitd started from.
@@ -255,6 +292,9 @@ type GrantState struct {
 	Generation int    `json:"generation,omitempty"`
 	Bytes      int64  `json:"bytes,omitempty"`
 	OpenMS     int64  `json:"open_ms"`
+	// Prepared: opened when the VM was recycled, before the lease (OpenMS
+	// is then that time, off the lease's).
+	Prepared bool `json:"prepared,omitempty"`
 	// Next is the generation a commit of the lease makes.
 	Next int `json:"next,omitempty"`
 }
