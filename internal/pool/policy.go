@@ -48,6 +48,12 @@ type Policy struct {
 	// (default: half its server's disk; unknown disk: no bound). Past it,
 	// the namespaces committed longest ago are dropped.
 	WarmBytes int64
+	// AwaitBusy has a lease for warm state that finds no idle VM holding
+	// its namespace's newest generation wait for the leased VM that holds
+	// it, when that VM's lease is expected to end within AwaitBusy: a
+	// warm build after a short wait beats a new server's boot and a cold
+	// build (0: never).
+	AwaitBusy time.Duration
 }
 
 func (p Policy) awaitRecycling() time.Duration {
@@ -66,6 +72,40 @@ func (p Policy) awaitRecycling() time.Duration {
 func (p Policy) Recycling(now time.Time, req Request, vms []VM) bool {
 	for _, v := range vms {
 		if v.State != StateRecycling || now.Sub(v.Since) > Stale {
+			continue
+		}
+		v.State = StateIdle
+		if len(p.Pick(now, req, []VM{v})) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// Busy says whether a lease should wait for a leased VM, or one being
+// recycled after its lease, that holds the newest generation of its
+// namespace (Policy.AwaitBusy), rather than make a server.
+func (p Policy) Busy(now time.Time, req Request, vms []VM) bool {
+	if p.AwaitBusy <= 0 || req.State == nil || len(req.State.Read) == 0 {
+		return false
+	}
+	ns := req.State.Read[0]
+	gen := newest(vms, ns)
+	if gen == 0 {
+		return false
+	}
+	for _, v := range vms {
+		if v.Warm[ns].Generation != gen {
+			continue
+		}
+		switch {
+		case v.State == StateRecycling && now.Sub(v.Since) <= Stale:
+			// on its way back
+		case v.State == StateLeased && v.Lease != nil:
+			if left := v.Lease.Started.Add(p.expected(v.Lease.Expected)).Sub(now); left < 0 || left > p.AwaitBusy {
+				continue
+			}
+		default:
 			continue
 		}
 		v.State = StateIdle

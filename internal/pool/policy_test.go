@@ -1,6 +1,7 @@
 package pool
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -183,5 +184,49 @@ func TestRetireKeepsTheHotNamespacesVM(t *testing.T) {
 	}
 	if got := retired(Policy{}, vm("newest", 10*time.Minute)); got != "newest" {
 		t.Errorf("without KeepWarm: retired %q", got)
+	}
+}
+
+// A lease for warm state waits for the leased VM holding its namespace's
+// newest generation when that lease is expected to end within AwaitBusy —
+// not for one holding an older generation or another namespace, one
+// running past its expected end, or one of another architecture; nor
+// without AwaitBusy or a state request.
+func TestBusy(t *testing.T) {
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	req := Request{Tier: "cax11", Arch: "arm", ExpectedSeconds: 60, State: &StateRequest{Read: []string{"ci/app"}, Write: "ci/app"}}
+	vm := func(ns string, gen int, arch string, started, expected time.Duration) VM {
+		return VM{ID: fmt.Sprint(ns, gen, arch, started), Tier: "cax11", Arch: arch, State: StateLeased, Created: now.Add(-5 * time.Minute),
+			Lease: &Lease{Started: now.Add(-started), Expected: expected}, Warm: map[string]Warm{ns: {Generation: gen}}}
+	}
+	older := vm("ci/app", 1, "arm", 0, time.Minute)
+	older.State, older.Lease = StateIdle, nil
+	newer := vm("ci/app", 2, "arm", time.Minute, 3*time.Minute)
+	recycling, stuck := newer, newer
+	recycling.State, recycling.Since, recycling.Lease = StateRecycling, now.Add(-time.Second), nil
+	stuck.State, stuck.Since, stuck.Lease = StateRecycling, now.Add(-Stale-time.Second), nil
+	p := Policy{AwaitBusy: 4 * time.Minute}
+	for _, c := range []struct {
+		name string
+		p    Policy
+		req  Request
+		vms  []VM
+		want bool
+	}{
+		{"back in 2 min", p, req, []VM{newer}, true},
+		{"being recycled", p, req, []VM{recycling}, true},
+		{"being recycled, stuck", p, req, []VM{stuck}, false},
+		{"back in 2 min, an older generation idle", p, req, []VM{older, newer}, true},
+		{"back in 5 min", p, req, []VM{vm("ci/app", 2, "arm", 0, 5*time.Minute)}, false},
+		{"past its expected end", p, req, []VM{vm("ci/app", 2, "arm", 4*time.Minute, 3*time.Minute)}, false},
+		{"an older generation", p, req, []VM{vm("ci/app", 1, "arm", 0, time.Minute), vm("ci/app", 2, "arm", 0, 9*time.Minute)}, false},
+		{"another namespace", p, req, []VM{vm("ci/web", 2, "arm", 0, time.Minute)}, false},
+		{"another architecture", p, req, []VM{vm("ci/app", 2, "x86", 0, time.Minute)}, false},
+		{"no AwaitBusy", Policy{}, req, []VM{newer}, false},
+		{"no state asked", p, Request{Tier: "cax11", Arch: "arm"}, []VM{newer}, false},
+	} {
+		if got := c.p.Busy(now, c.req, c.vms); got != c.want {
+			t.Errorf("%s: Busy = %v, want %v", c.name, got, c.want)
+		}
 	}
 }

@@ -1,9 +1,11 @@
 package pool_test
 
 import (
+	"context"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/lian-build/action/internal/pipeline"
 	"github.com/lian-build/action/internal/pool"
@@ -107,6 +109,50 @@ func TestWarmStateBeyondTheBudgetIsEvicted(t *testing.T) {
 	res, err, progress := w.build(t, "FROM base\nRUN --mount=type=cache,target=/c test ! -e /c/mark\n", inWorkspace("a", ci))
 	if err != nil || res.State == nil || res.State.GenerationIn != 0 {
 		t.Errorf("ci/a after its eviction: %+v, %v\n%s", res.State, err, progress)
+	}
+	w.drainAndCheck(t)
+}
+
+// With --await-busy, a lease for warm state whose workspace's VM is leased
+// and expected back soon waits for it, rather than making a new server and
+// starting cold; it gets the VM once its holder returns it.
+func TestLeaseWaitsForTheBusyVMHoldingItsState(t *testing.T) {
+	w := newWorld(t, worldConfig{hosts: true, warm: true, policy: pool.Policy{AwaitBusy: time.Minute, AwaitRecycling: -1}})
+	if _, err, progress := w.build(t, "FROM base\nRUN --mount=type=cache,target=/c echo ci > /c/mark\n", inWorkspace("app", ci)); err != nil {
+		t.Fatalf("first build: %v\n%s", err, progress)
+	}
+	ctx := context.Background()
+	req := pool.Request{Tier: "cax11", Arch: "arm", ExpectedSeconds: 5, State: &pool.StateRequest{Read: []string{"ci/app"}, Write: "ci/app"}}
+	first, err := w.client.Lease(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type leased struct {
+		g   pool.Grant
+		err error
+	}
+	second := make(chan leased, 1)
+	go func() {
+		g, err := w.client.Lease(ctx, req)
+		second <- leased{g, err}
+	}()
+	select {
+	case l := <-second:
+		t.Fatalf("the second lease did not wait for the busy VM: %+v, %v", l.g, l.err)
+	case <-time.After(2 * time.Second):
+	}
+	if _, err := w.client.Return(ctx, first.LeaseID, "ok"); err != nil {
+		t.Fatal(err)
+	}
+	l := <-second
+	if l.err != nil || l.g.VM != first.VM || l.g.State == nil || l.g.State.Generation != 1 {
+		t.Errorf("the waiting lease got %+v, %v: want VM %s on ci/app generation 1", l.g, l.err, first.VM)
+	}
+	if s, _ := w.fake.Counts(); s != 1 {
+		t.Errorf("%d servers: want the one VM", s)
+	}
+	if _, err := w.client.Return(ctx, l.g.LeaseID, "ok"); err != nil {
+		t.Error(err)
 	}
 	w.drainAndCheck(t)
 }

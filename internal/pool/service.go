@@ -124,8 +124,8 @@ func (s *Service) Lease(ctx context.Context, req Request) (Grant, error) {
 	}
 	start := s.o.Now()
 	for {
-		await := s.o.Now().Sub(start) < s.o.Policy.awaitRecycling()
-		g, err := s.lease(ctx, req, await)
+		waited := s.o.Now().Sub(start)
+		g, err := s.lease(ctx, req, waited < s.o.Policy.awaitRecycling(), waited < s.o.Policy.AwaitBusy)
 		if err == nil {
 			g.WaitMS = s.o.Now().Sub(start).Milliseconds()
 			s.o.Metrics.leased(req.Tier, g.Reused, s.o.Now().Sub(start))
@@ -142,12 +142,14 @@ func (s *Service) Lease(ctx context.Context, req Request) (Grant, error) {
 	}
 }
 
-// errRecycling is a lease waiting for a VM being recycled.
-var errRecycling = errors.New("pool: waiting for a VM being recycled")
+// errRecycling is a lease waiting for a VM being recycled, or back soon.
+var errRecycling = errors.New("pool: waiting for a VM being recycled or back soon")
 
-// lease is one try: reuse, else (when await) errRecycling while a VM that
-// could serve is being recycled, else create, else errFull.
-func (s *Service) lease(ctx context.Context, req Request, await bool) (Grant, error) {
+// lease is one try: reuse, else errRecycling while a VM that could serve is
+// being recycled (when awaitRecycling) or a leased VM holding the
+// request's newest state is expected back soon (when awaitBusy), else
+// create, else errFull.
+func (s *Service) lease(ctx context.Context, req Request, awaitRecycling, awaitBusy bool) (Grant, error) {
 	entries, err := s.o.Store.All(ctx)
 	if err != nil {
 		return Grant{}, err
@@ -162,7 +164,8 @@ func (s *Service) lease(ctx context.Context, req Request, await bool) (Grant, er
 			return g, err
 		}
 	}
-	if await && s.o.Policy.Recycling(s.o.Now(), req, vmsOf(entries)) {
+	if awaitRecycling && s.o.Policy.Recycling(s.o.Now(), req, vmsOf(entries)) ||
+		awaitBusy && s.o.Policy.Busy(s.o.Now(), req, vmsOf(entries)) {
 		return Grant{}, errRecycling
 	}
 	if !s.o.Policy.MayCreate(req.Tier, vmsOf(entries)) {

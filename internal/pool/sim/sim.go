@@ -291,7 +291,7 @@ func (w *world) place(e event) bool {
 			w.res.WarmHits++
 			e.dur = e.warm
 		}
-	} else if !w.cfg.PerBuild && w.cfg.Policy.Recycling(w.now, e.req, w.list()) {
+	} else if !w.cfg.PerBuild && (w.cfg.Policy.Recycling(w.now, e.req, w.list()) || w.cfg.Policy.Busy(w.now, e.req, w.list())) {
 		return false // a VM that can serve it is being recycled (AwaitRecycling)
 	} else if w.cfg.PerBuild || w.cfg.Policy.MayCreate(e.req.Tier, w.list()) {
 		id, wait = w.create(e.req.Tier), w.cfg.Spawn
@@ -301,7 +301,7 @@ func (w *world) place(e event) bool {
 	wait += w.now.Sub(e.at) // time queued
 	v := w.vms[id]
 	v.State, v.Since = pool.StateLeased, w.now
-	v.Lease = &pool.Lease{ID: fmt.Sprint("l", w.res.Builds), Started: w.now, Expires: w.now.Add(time.Hour)}
+	v.Lease = &pool.Lease{ID: fmt.Sprint("l", w.res.Builds), Started: w.now, Expires: w.now.Add(time.Hour), Expected: e.req.Expected()}
 	w.waits = append(w.waits, wait)
 	w.push(event{at: e.at.Add(wait + e.dur), kind: done, vm: id, dur: e.dur, req: e.req})
 	return true

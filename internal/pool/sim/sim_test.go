@@ -73,6 +73,7 @@ func BenchmarkPoolSimulationWarm(b *testing.B) {
 		}{
 			{"pool+upsize+cross-hour", pool.Policy{Upsize: true, CrossHour: true}},
 			{"keep-warm-1h+upsize+cross-hour", pool.Policy{KeepWarm: time.Hour, Upsize: true, CrossHour: true}},
+			{"recommended", recommended},
 		} {
 			b.Run(fmt.Sprintf("rate=%.0f/%s", rate, s.name), func(b *testing.B) {
 				var r Result
@@ -113,6 +114,10 @@ func TestSimulationAt20AnHour(t *testing.T) {
 	}
 }
 
+// recommended is the policy bench/README and ADR 0013 recommend for a warm
+// pool: --keep-warm 1h --upsize --cross-hour --await-busy 4m.
+var recommended = pool.Policy{KeepWarm: time.Hour, Upsize: true, CrossHour: true, AwaitBusy: 4 * time.Minute}
+
 // policies is the grid the warm simulation searches for the cheapest
 // schedule of the same arrivals: every combination of upsizing, crossing
 // into a VM's next hour, a standby VM per tier, and a cap of one or two
@@ -124,14 +129,16 @@ func policies() map[string]pool.Policy {
 			for _, idle := range []int{0, 1} {
 				for _, capN := range []int{0, 1, 2} {
 					for _, keep := range []time.Duration{0, 30 * time.Minute, time.Hour, 2 * time.Hour} {
-						p := pool.Policy{Upsize: up, CrossHour: cross, KeepWarm: keep}
-						if idle > 0 {
-							p.MinIdle = map[string]int{"cax11": idle, "cax21": idle, "cax31": idle}
+						for _, busy := range []time.Duration{0, 4 * time.Minute} {
+							p := pool.Policy{Upsize: up, CrossHour: cross, KeepWarm: keep, AwaitBusy: busy}
+							if idle > 0 {
+								p.MinIdle = map[string]int{"cax11": idle, "cax21": idle, "cax31": idle}
+							}
+							if capN > 0 {
+								p.MaxVMs = map[string]int{"cax11": capN, "cax21": capN, "cax31": capN}
+							}
+							out[fmt.Sprintf("upsize=%v cross-hour=%v min-idle=%d max-vms=%d keep-warm=%s await-busy=%s", up, cross, idle, capN, keep, busy)] = p
 						}
-						if capN > 0 {
-							p.MaxVMs = map[string]int{"cax11": capN, "cax21": capN, "cax31": capN}
-						}
-						out[fmt.Sprintf("upsize=%v cross-hour=%v min-idle=%d max-vms=%d keep-warm=%s", up, cross, idle, capN, keep)] = p
 					}
 				}
 			}
@@ -146,9 +153,8 @@ func policies() map[string]pool.Policy {
 // against the cheapest schedule the grid finds for the same arrivals (the
 // lowest EUR among the grid's policies whose p95 wait is within a minute).
 // Targets: warm hits ≥ 80 % of builds, EUR per build ≤ 1.3× the cheapest,
-// p95 wait ≤ 60 s. The EUR target is missed (1.50× on 2026-12-05: the
-// cheapest caps each tier at one VM and queues builds, p95 29 s); the test
-// holds the measured ratio from growing past 1.6×.
+// p95 wait ≤ 60 s. (Without --await-busy the EUR target was missed, 1.50×:
+// a build whose workspace's VM was busy made a new server.)
 func TestWarmSimulationAt20AnHour(t *testing.T) {
 	cfg := func(p pool.Policy) Config {
 		c := config(20, p, false)
@@ -156,7 +162,7 @@ func TestWarmSimulationAt20AnHour(t *testing.T) {
 		return c
 	}
 	none := Run(cfg(pool.Policy{}))
-	rec := Run(cfg(pool.Policy{KeepWarm: time.Hour, Upsize: true, CrossHour: true}))
+	rec := Run(cfg(recommended))
 	cheapest, cheapestName := Result{EUR: math.Inf(1)}, ""
 	for name, p := range policies() {
 		if r := Run(cfg(p)); r.WaitP95 <= time.Minute && r.EUR < cheapest.EUR {
@@ -170,8 +176,8 @@ func TestWarmSimulationAt20AnHour(t *testing.T) {
 		t.Fatalf("the schedules replayed different days: %d, %d, %d builds", rec.Builds, cheapest.Builds, none.Builds)
 	}
 	t.Logf("recommended EUR / cheapest EUR: %.2f (target ≤ 1.3)", rec.EUR/cheapest.EUR)
-	if rec.WarmRate() < 0.8 || rec.EUR > 1.6*cheapest.EUR || rec.WaitP95 > time.Minute {
-		t.Errorf("recommended: warm %.0f%% (≥ 80%%), €%.4f/build against the cheapest €%.4f (≤ 1.6× here, target 1.3×), p95 wait %s (≤ 60 s)",
+	if rec.WarmRate() < 0.8 || rec.EUR > 1.3*cheapest.EUR || rec.WaitP95 > time.Minute {
+		t.Errorf("recommended: warm %.0f%% (≥ 80%%), €%.4f/build against the cheapest €%.4f (≤ 1.3×), p95 wait %s (≤ 60 s)",
 			100*rec.WarmRate(), rec.EURPerBuild(), cheapest.EURPerBuild(), rec.WaitP95)
 	}
 	if none.WarmRate() >= rec.WarmRate() {
