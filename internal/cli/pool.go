@@ -145,7 +145,7 @@ func poolClient(s frontdoor.Settings) (*pool.Client, error) {
 // poolFlags are serve's own flags.
 type poolFlags struct {
 	listen, tokenFile, name, keyFile, archs, minIdle, maxVMs, dataDir, warmBytes string
-	retireBefore, upkeep, keepWarm, awaitRecycling, awaitBusy                    time.Duration
+	retireBefore, upkeep, keepWarm, awaitRecycling, awaitBusy, stuckAfter        time.Duration
 	separate, upsize, crossHour                                                  bool
 }
 
@@ -186,6 +186,7 @@ func registerPoolFlags(fs *pflag.FlagSet, f *poolFlags) {
 	fs.BoolVar(&f.crossHour, "cross-hour", false, "let a build take an idle VM whose billed hour does not hold it (it pays the VM's next hour instead of a new server's first)")
 	fs.DurationVar(&f.keepWarm, "keep-warm", time.Hour, "keep an idle VM into its next billed hour while it holds the newest warm state of a namespace committed within this long (0: retire at the hour's end; ADR 0013)")
 	fs.DurationVar(&f.awaitBusy, "await-busy", 0, "how long a lease for warm state may wait for the leased VM holding its namespace's newest state, when that lease is expected to end within it, rather than start cold elsewhere (0: never; ADR 0013)")
+	fs.DurationVar(&f.stuckAfter, "stuck-after", pool.Stale, "how long a VM may stay creating or recycling before upkeep takes it over: retired if creating; if recycling (its return's settler died), recycled again with its warm state read back from its disk")
 	fs.StringVar(&f.warmBytes, "warm-bytes", "", "most committed warm state a VM keeps on its disk, e.g. 20GiB; past it the namespaces committed longest ago are dropped (default: half the server's disk)")
 	fs.DurationVar(&f.awaitRecycling, "await-recycling", 30*time.Second, "how long a lease with no idle VM waits for one being recycled before a new server is made (0: never)")
 }
@@ -201,7 +202,7 @@ func awaitFlag(d time.Duration) time.Duration {
 func serveOptions(s frontdoor.Settings, f poolFlags) (pool.ServeOptions, error) {
 	o := pool.ServeOptions{Listen: f.listen, Name: f.name, NatsURL: s.NatsURL, DataDir: f.dataDir, EventsPrefix: s.EventsPrefix, KeyFile: f.keyFile, UpkeepEvery: f.upkeep,
 		Archs: strings.Split(f.archs, ","), Policy: pool.Policy{RetireBefore: f.retireBefore, SeparateClasses: f.separate, Upsize: f.upsize, CrossHour: f.crossHour,
-			KeepWarm: f.keepWarm, AwaitRecycling: awaitFlag(f.awaitRecycling), AwaitBusy: f.awaitBusy}}
+			KeepWarm: f.keepWarm, AwaitRecycling: awaitFlag(f.awaitRecycling), AwaitBusy: f.awaitBusy, StuckAfter: f.stuckAfter}}
 	if err := checkServeFlags(f, o.Archs); err != nil {
 		return o, err
 	}
@@ -261,6 +262,9 @@ func checkServeFlags(f poolFlags, archs []string) error {
 	}
 	if err := pool.CheckName(f.name); err != nil {
 		return usageErr("--name: %v", err)
+	}
+	if f.stuckAfter < 10*time.Second {
+		return usageErr("--stuck-after %s: want at least 10s (a return takes seconds to settle; a shorter bound would take over settles still running)", f.stuckAfter)
 	}
 	if f.awaitBusy < 0 || f.awaitBusy > 9*time.Minute {
 		return usageErr("--await-busy %s: want from 0 to 9m (a lease waits at most 10 minutes)", f.awaitBusy)

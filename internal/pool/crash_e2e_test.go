@@ -29,7 +29,7 @@ type serviceProcess struct {
 	log            *testenv.SyncBuffer
 }
 
-func startServiceProcess(t *testing.T, w *world, natsURL string) *serviceProcess {
+func startServiceProcess(t *testing.T, w *world, natsURL string, flags ...string) *serviceProcess {
 	t.Helper()
 	dir := t.TempDir()
 	sp := &serviceProcess{bin: filepath.Join(dir, "lian-build"), dir: dir, log: &testenv.SyncBuffer{}}
@@ -55,6 +55,7 @@ func startServiceProcess(t *testing.T, w *world, natsURL string) *serviceProcess
 	} else {
 		sp.args = append(sp.args, "--data-dir", filepath.Join(dir, "data")) // the embedded nats-server
 	}
+	sp.args = append(sp.args, flags...)
 	sp.start(t)
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -139,6 +140,87 @@ func TestPoolServiceKilledWithLeasesOut(t *testing.T) {
 		t.Errorf("the reconcile did not say what it removed:\n%s", sp.log.String())
 	}
 	w.drainAndCheckKeys(t, 2) // the in-process service's key and the process's
+}
+
+// kill -9 of the pool service while it commits a returned lease's warm
+// state (its syncs slowed on the VM so that the kill lands between the
+// tree's rename and the pointer's), then a restart: upkeep takes the VM
+// left recycling over, reads its warm state back from its disk — the
+// generation before or the one committed, whole — and the next build of
+// the workspace starts on it. Nothing is left after a drain.
+func TestPoolServiceKilledMidCommit(t *testing.T) {
+	w := newWorld(t, worldConfig{hosts: true, warm: true})
+	// Longer than a settle takes here (a commit and a recycle, seconds):
+	// a shorter one would take over a settle still running.
+	sp := startServiceProcess(t, w, w.natsURL, "--stuck-after", "20s")
+	w.client = &pool.Client{URL: "http://" + sp.addr, Token: poolToken}
+	prov, err := compute.New("vm-pool", compute.Config{Options: map[string]string{"pool-url": "http://" + sp.addr, "pool-token": poolToken}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.pl, err = pipeline.New(pipeline.Config{Provider: prov, SpawnTimeout: 2 * time.Minute, DestroyTimeout: time.Minute, RemoteState: true}); err != nil {
+		t.Fatal(err)
+	}
+	app := inWorkspace("app", ci)
+	if _, err, progress := w.build(t, "FROM base\nRUN --mount=type=cache,target=/c echo one > /c/mark\n", app); err != nil {
+		t.Fatalf("first build: %v\n%s", err, progress)
+	}
+	var vm pool.VM
+	waitFor(t, 60*time.Second, "generation 1 committed", func() bool {
+		vms, err := w.client.List(context.Background())
+		if err == nil && len(vms) == 1 {
+			vm = vms[0]
+		}
+		return err == nil && len(vms) == 1 && vm.State == pool.StateIdle && vm.Warm["ci/app"].Generation == 1
+	})
+	ns := filepath.Join(w.hosts.HostDir(vm.ServerID), "warm", "ns", "ci_app")
+	if out, err := w.hosts.Run(vm.ServerID, `echo 'sync() { sleep 2; command sync; }' >> /run/lian-build/runner.env`); err != nil {
+		t.Fatalf("slowing the VM's syncs: %v\n%s", err, out)
+	}
+	if _, err, progress := w.build(t, "FROM base\nRUN --mount=type=cache,target=/c echo two > /c/mark\n", app); err != nil {
+		t.Fatalf("second build: %v\n%s", err, progress)
+	}
+	waitFor(t, 30*time.Second, "the commit's rename", func() bool {
+		_, err := os.Stat(filepath.Join(ns, "gens", "2"))
+		return err == nil
+	})
+	if err := sp.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = sp.cmd.Wait()
+	if out, err := w.hosts.Run(vm.ServerID, `sed -i '/^sync()/d' /run/lian-build/runner.env`); err != nil {
+		t.Fatalf("restoring the VM's syncs: %v\n%s", err, out)
+	}
+	sp.start(t)
+	waitFor(t, 90*time.Second, "the VM taken over and idle", func() bool {
+		vms, err := w.client.List(context.Background())
+		if err == nil && len(vms) == 1 {
+			vm = vms[0]
+		}
+		return err == nil && len(vms) == 1 && vm.State == pool.StateIdle
+	})
+	current, err := os.ReadFile(filepath.Join(ns, "current"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gen := strings.TrimSpace(string(current))
+	mark := map[string]string{"1": "one", "2": "two"}[gen]
+	if mark == "" || fmt.Sprint(vm.Warm["ci/app"].Generation) != gen {
+		t.Fatalf("after the kill the disk's current is %q, the pool records %+v", gen, vm.Warm)
+	}
+	t.Logf("the kill left generation %s current", gen)
+	if !strings.Contains(sp.log.String(), "left recycling taken over") {
+		t.Errorf("the service did not say it took the VM over:\n%s", sp.log.String())
+	}
+	res, err, progress := w.build(t, fmt.Sprintf("FROM base\nRUN --mount=type=cache,target=/c test \"$(cat /c/mark)\" = %s\n", mark), app)
+	if err != nil || res.State == nil || fmt.Sprint(res.State.GenerationIn) != gen {
+		t.Errorf("the build after the kill: state %+v, %v\n%s", res.State, err, progress)
+	}
+	waitFor(t, 60*time.Second, "its return settled", func() bool {
+		vms, err := w.client.List(context.Background())
+		return err == nil && len(vms) == 1 && vms[0].State == pool.StateIdle
+	})
+	w.drainAndCheckKeys(t, 2)
 }
 
 // orphanServer creates a server labelled as the pool's, as a service that

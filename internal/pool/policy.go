@@ -54,6 +54,18 @@ type Policy struct {
 	// warm build after a short wait beats a new server's boot and a cold
 	// build (0: never).
 	AwaitBusy time.Duration
+	// StuckAfter is how long a VM may stay creating or recycling before
+	// upkeep takes it over (default Stale): one left creating is retired;
+	// one left recycling (its settler died, mid-commit perhaps) is
+	// recycled again, its warm state read back from its disk.
+	StuckAfter time.Duration
+}
+
+func (p Policy) stuckAfter() time.Duration {
+	if p.StuckAfter > 0 {
+		return p.StuckAfter
+	}
+	return Stale
 }
 
 func (p Policy) awaitRecycling() time.Duration {
@@ -71,7 +83,7 @@ func (p Policy) awaitRecycling() time.Duration {
 // class group Pick would take, and not stuck.
 func (p Policy) Recycling(now time.Time, req Request, vms []VM) bool {
 	for _, v := range vms {
-		if v.State != StateRecycling || now.Sub(v.Since) > Stale {
+		if v.State != StateRecycling || now.Sub(v.Since) > p.stuckAfter() {
 			continue
 		}
 		v.State = StateIdle
@@ -99,7 +111,7 @@ func (p Policy) Busy(now time.Time, req Request, vms []VM) bool {
 			continue
 		}
 		switch {
-		case v.State == StateRecycling && now.Sub(v.Since) <= Stale:
+		case v.State == StateRecycling && now.Sub(v.Since) <= p.stuckAfter():
 			// on its way back
 		case v.State == StateLeased && v.Lease != nil:
 			if left := v.Lease.Started.Add(p.expected(v.Lease.Expected)).Sub(now); left < 0 || left > p.AwaitBusy {
@@ -259,7 +271,7 @@ func (p Policy) Retire(now time.Time, vms []VM) []Retirement {
 		switch {
 		case v.State == StateLeased && v.Lease != nil && now.After(v.Lease.Expires):
 			out = append(out, Retirement{v, "lease " + v.Lease.ID + " expired"})
-		case (v.State == StateCreating || v.State == StateRecycling) && now.Sub(v.Since) > Stale:
+		case v.State == StateCreating && now.Sub(v.Since) > p.stuckAfter():
 			out = append(out, Retirement{v, "stuck " + string(v.State) + " since " + v.Since.UTC().Format(time.RFC3339)})
 		case v.State == StateIdle:
 			idle[v.Tier] = append(idle[v.Tier], v)
@@ -279,6 +291,18 @@ func (p Policy) Retire(now time.Time, vms []VM) []Retirement {
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].VM.ID < out[j].VM.ID })
+	return out
+}
+
+// Unsettled are the VMs left recycling past StuckAfter: whoever settled
+// their return (a replica killed, perhaps mid-commit) is gone.
+func (p Policy) Unsettled(now time.Time, vms []VM) []VM {
+	var out []VM
+	for _, v := range vms {
+		if v.State == StateRecycling && now.Sub(v.Since) > p.stuckAfter() {
+			out = append(out, v)
+		}
+	}
 	return out
 }
 

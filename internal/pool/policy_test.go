@@ -2,6 +2,8 @@ package pool
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -86,6 +88,47 @@ func TestRetire(t *testing.T) {
 	}
 	if len(got) != 3 || got["ending"] == "" || got["expired"] == "" || got["stuck"] == "" {
 		t.Errorf("retired %v, want ending, expired, stuck", got)
+	}
+}
+
+// A VM left recycling past StuckAfter is not retired but taken over
+// (Unsettled): its disk may hold the state its settler committed.
+func TestUnsettled(t *testing.T) {
+	now := t0.Add(30 * time.Minute)
+	vms := []VM{
+		{ID: "left", Tier: "cax11", State: StateRecycling, Since: now.Add(-Stale - time.Second)},
+		{ID: "settling", Tier: "cax11", State: StateRecycling, Since: now.Add(-time.Minute)},
+		{ID: "creating", Tier: "cax11", State: StateCreating, Since: now.Add(-Stale - time.Second)},
+	}
+	for _, c := range []struct {
+		p    Policy
+		want []string
+	}{{Policy{}, []string{"left"}}, {Policy{StuckAfter: 30 * time.Second}, []string{"left", "settling"}}} {
+		var got []string
+		for _, v := range c.p.Unsettled(now, vms) {
+			got = append(got, v.ID)
+		}
+		if !slices.Equal(got, c.want) {
+			t.Errorf("StuckAfter %s: unsettled %v, want %v", c.p.StuckAfter, got, c.want)
+		}
+		for _, r := range c.p.Retire(now, vms) {
+			if r.VM.State == StateRecycling {
+				t.Errorf("a VM left recycling is retired: %+v", r)
+			}
+		}
+	}
+}
+
+func TestParseWarmList(t *testing.T) {
+	committed := t0.Add(-time.Hour)
+	got, err := parseWarmList("ci_app generation 3 bytes 1024\ndev_h-jpl_app generation 1 bytes 10\n", t0, map[string]Warm{
+		"ci/app": {Generation: 3, Committed: committed}, "ci/web": {Generation: 2}})
+	want := map[string]Warm{"ci/app": {Generation: 3, Committed: committed, Bytes: 1024}, "dev/h-jpl_app": {Generation: 1, Committed: t0, Bytes: 10}}
+	if err != nil || !maps.Equal(got, want) {
+		t.Errorf("parseWarmList = %v, %v; want %v", got, err, want)
+	}
+	if _, err := parseWarmList("ci_app generation x bytes 1\n", t0, nil); err == nil {
+		t.Error("a bad line is read")
 	}
 }
 

@@ -189,7 +189,8 @@ func (s *Service) Drain(ctx context.Context) ([]string, error) {
 }
 
 // Upkeep retires what the policy says (expired leases, stuck VMs, idle VMs
-// at the end of their billed hour, VMs left retiring), creates idle VMs a
+// at the end of their billed hour, VMs left retiring), takes over VMs left
+// recycling (resettle), creates idle VMs a
 // tier's MinIdle lacks, and reconciles the bucket with the servers.
 func (s *Service) Upkeep(ctx context.Context) error {
 	entries, err := s.o.Store.All(ctx)
@@ -199,6 +200,11 @@ func (s *Service) Upkeep(ctx context.Context) error {
 	var errs []error
 	for _, r := range s.o.Policy.Retire(s.o.Now(), vmsOf(entries)) {
 		if err := s.retire(ctx, find(entries, r.VM.ID), r.Reason); err != nil && !errors.Is(err, ErrConflict) {
+			errs = append(errs, err)
+		}
+	}
+	for _, v := range s.o.Policy.Unsettled(s.o.Now(), vmsOf(entries)) {
+		if err := s.resettle(ctx, find(entries, v.ID)); err != nil && !errors.Is(err, ErrConflict) {
 			errs = append(errs, err)
 		}
 	}

@@ -180,3 +180,62 @@ func (s *Service) warmEvict(ctx context.Context, v *VM) error {
 	})
 	return err
 }
+
+// parseWarmList reads warm-list's answer: each namespace's committed
+// generation on the VM's disk. A generation the entry already records
+// keeps its commit time; one it does not (committed by a settler that
+// died before it wrote it down) counts from now.
+func parseWarmList(out string, now time.Time, known map[string]Warm) (map[string]Warm, error) {
+	held := map[string]Warm{}
+	for line := range strings.Lines(out) {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		g, err := remote.ParseGeneration("warm-list", strings.Join(f[1:], " "))
+		if err != nil || len(f) != 5 {
+			return nil, fmt.Errorf("warm-list said %q", strings.TrimSpace(line))
+		}
+		ns := poolapi.WarmNamespace(f[0])
+		w := Warm{Generation: g.N, Committed: now, Bytes: g.Bytes}
+		if k, ok := known[ns]; ok && k.Generation == g.N {
+			w.Committed = k.Committed
+		}
+		held[ns] = w
+	}
+	return held, nil
+}
+
+// resettle takes over a VM whose return no one settled (Policy.Unsettled):
+// it claims it, reads back the warm state on its disk — a commit its
+// settler finished counts, a half one is not there (commit_tree) — and
+// recycles it idle. A VM that cannot be is retired.
+func (s *Service) resettle(ctx context.Context, e entry) error {
+	v := e.VM
+	v.Since = s.o.Now()
+	e, err := s.o.Store.Update(ctx, e, v)
+	if err != nil {
+		return err
+	}
+	var held map[string]Warm
+	_, err = s.onMachine(ctx, v, func(c *sshx.Conn) error {
+		out, err := remote.RunScript(ctx, c, "warm-list")
+		if err == nil {
+			held, err = parseWarmList(out, s.o.Now(), v.Warm)
+		}
+		return err
+	})
+	if err == nil {
+		v.Warm = held
+		_, err = s.makeReady(ctx, &v, nil)
+	}
+	if err != nil {
+		return s.retire(ctx, e, "left recycling, and not recycled again: "+err.Error())
+	}
+	v.State, v.Since = StateIdle, s.o.Now()
+	if _, err := s.o.Store.Update(ctx, e, v); err != nil {
+		return err
+	}
+	s.o.Logger.Info("pool VM left recycling taken over", "vm", v.ID, "warm", fmt.Sprint(held))
+	return nil
+}

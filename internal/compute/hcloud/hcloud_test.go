@@ -91,7 +91,7 @@ func TestNoCapacityAnywhereNamesTheLocations(t *testing.T) {
 	p, f := newTest(t, "fsn1", "hel1")
 	f.Inject(fakehcloud.Fault{Method: "POST", PathPrefix: "/servers", Status: 503, Code: "resource_unavailable"})
 	_, err := p.Spawn(context.Background(), sizing.HCloud[0], lease("b2-a1"))
-	if err == nil || !strings.Contains(err.Error(), "no capacity for cax11 in any location tried: fsn1 (resource_unavailable), hel1 (resource_unavailable)") {
+	if err == nil || !strings.Contains(err.Error(), "no capacity for cax11 in any location tried: fsn1 (resource_unavailable: injected fault: resource_unavailable), hel1 (resource_unavailable: ") {
 		t.Fatalf("spawn: %v", err)
 	}
 	if s, k := f.Counts(); s != 0 || k != 0 {

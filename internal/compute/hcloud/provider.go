@@ -194,7 +194,8 @@ func (p *Provider) createServer(ctx context.Context, name string, tier sizing.Ti
 		opts.Location = &hc.Location{Name: loc}
 		res, _, err := p.c.Server.Create(ctx, opts)
 		if hc.IsError(err, hc.ErrorCodeResourceUnavailable) || hc.IsError(err, hc.ErrorCodePlacementError) {
-			tried = append(tried, loc+" ("+string(err.(hc.Error).Code)+")")
+			e := err.(hc.Error)
+			tried = append(tried, fmt.Sprintf("%s (%s: %s)", loc, e.Code, e.Message))
 			continue
 		}
 		if err != nil {

@@ -9,6 +9,7 @@
 # A pool VM keeps the committed generations of the namespaces it served on
 # its own disk (WARM); the pool opens one for a lease and commits after it:
 #   grant ADMIN_KEY LEASE_KEY NAMESPACE|- LEASE | warm-commit NAMESPACE LEASE GENERATION | warm-drop NAMESPACE
+#   warm-list (each namespace's committed generation: NAMESPACE generation N bytes B)
 # Before a server is snapshotted as a runner image:
 #   image-prep  stops buildkitd and removes its state, the warm state, the
 #               host keys and cloud-init's record (a clone boots as new)
@@ -387,6 +388,14 @@ state-commit)
 warm-commit)
 	[ $# -eq 4 ] || die "usage: warm-commit NAMESPACE LEASE GENERATION"
 	commit_tree "$WARM/ns/$2" "$WARM/work-$3" "$4"
+	;;
+warm-list)
+	[ $# -eq 1 ] || die "usage: warm-list"
+	for d in "$WARM"/ns/*/; do
+		[ -f "$d/current" ] || continue
+		g=$(cat "$d/current")
+		[ -d "$d/gens/$g" ] && echo "$(basename "$d") generation $g bytes $(du -sb "$d/gens/$g" | cut -f1)"
+	done
 	;;
 warm-drop)
 	[ $# -eq 2 ] || die "usage: warm-drop NAMESPACE"

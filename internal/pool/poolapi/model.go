@@ -167,6 +167,9 @@ func (s *StateRequest) check(class string) error {
 // "ci_app": the prefix has no '_', so the name is unique).
 func WarmDir(ns string) string { return strings.Replace(ns, "/", "_", 1) }
 
+// WarmNamespace is the namespace a WarmDir names.
+func WarmNamespace(dir string) string { return strings.Replace(dir, "_", "/", 1) }
+
 // Expected is how long the build is expected to take.
 func (r Request) Expected() time.Duration { return time.Duration(r.ExpectedSeconds) * time.Second }
 
