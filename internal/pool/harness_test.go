@@ -65,6 +65,7 @@ type world struct {
 	insecure []string
 	pl       *pipeline.Pipeline
 	prov     compute.Provider
+	now      func() time.Time
 	base     buildkit.NamedContext
 }
 
@@ -83,6 +84,8 @@ type worldConfig struct {
 	// registry, when set, is a registry on this machine's loopback that
 	// the runner hosts reach (and their buildkitd may use over plain HTTP).
 	registry string
+	// now is the services' clock (nil: time.Now).
+	now func() time.Time
 }
 
 func newWorld(t testing.TB, cfg worldConfig) *world {
@@ -130,7 +133,7 @@ func newWorld(t testing.TB, cfg worldConfig) *world {
 	if w.signer, err = ssh.NewSignerFromKey(priv); err != nil {
 		t.Fatal(err)
 	}
-	w.policy = cfg.policy
+	w.policy, w.now = cfg.policy, cfg.now
 	w.svc = w.service(t, cfg.policy)
 	w.srv = httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) { w.handler.ServeHTTP(rw, r) }))
 	w.serve(w.svc)
@@ -193,7 +196,7 @@ func (w *world) service(t testing.TB, policy pool.Policy) *pool.Service {
 	if w.events != nil {
 		opts.Events = w.events
 	}
-	opts.Logger = w.logger
+	opts.Logger, opts.Now = w.logger, w.now
 	svc, err := pool.New(opts)
 	if err != nil {
 		t.Fatal(err)

@@ -18,6 +18,7 @@ type Metrics struct {
 	warm      *prometheus.CounterVec
 	commits   *prometheus.CounterVec
 	evictions *prometheus.CounterVec
+	handOffs  *prometheus.CounterVec
 	overdue   prometheus.Gauge
 	mu        sync.Mutex
 	lastTiers map[[2]string]bool
@@ -44,11 +45,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Warm state commits after a return, by result (committed, failed)."}, []string{"tier", "result"}),
 		evictions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lian_build_pool_warm_evictions_total",
 			Help: "Namespaces' generations dropped from a VM's disk to keep its warm state within its budget."}, []string{"tier"}),
+		handOffs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lian_build_pool_warm_handoffs_total",
+			Help: "Namespaces' generations handed from a VM retired at the end of its hour to one that stays."}, []string{"tier"}),
 		overdue: prometheus.NewGauge(prometheus.GaugeOpts{Name: "lian_build_pool_leases_overdue",
 			Help: "Leased VMs past their lease's expiry (upkeep retires them; a lasting value means it cannot)."}),
 		lastTiers: map[[2]string]bool{},
 	}
-	reg.MustRegister(m.vms, m.billed, m.build, m.wait, m.events, m.returns, m.warm, m.commits, m.evictions, m.overdue)
+	reg.MustRegister(m.vms, m.billed, m.build, m.wait, m.events, m.returns, m.warm, m.commits, m.evictions, m.handOffs, m.overdue)
 	return m
 }
 
@@ -90,6 +93,13 @@ func (m *Metrics) warmEvicted(tier string) {
 		return
 	}
 	m.evictions.WithLabelValues(tier).Inc()
+}
+
+func (m *Metrics) warmHandedOff(tier string) {
+	if m == nil {
+		return
+	}
+	m.handOffs.WithLabelValues(tier).Inc()
 }
 
 func (m *Metrics) returned(tier, outcome string, held time.Duration) {

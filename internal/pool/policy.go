@@ -1,6 +1,8 @@
 package pool
 
 import (
+	"maps"
+	"slices"
 	"sort"
 	"time"
 
@@ -254,6 +256,9 @@ func (p Policy) MayCreate(tier string, vms []VM) bool {
 type Retirement struct {
 	VM     VM
 	Reason string
+	// HandOff is where the namespaces it alone holds the newest state of
+	// go before it does (HandOff), by namespace: a VM's id.
+	HandOff map[string]string
 }
 
 // Stale bounds how long a VM may stay creating or recycling: longer means
@@ -270,9 +275,9 @@ func (p Policy) Retire(now time.Time, vms []VM) []Retirement {
 	for _, v := range vms {
 		switch {
 		case v.State == StateLeased && v.Lease != nil && now.After(v.Lease.Expires):
-			out = append(out, Retirement{v, "lease " + v.Lease.ID + " expired"})
+			out = append(out, Retirement{VM: v, Reason: "lease " + v.Lease.ID + " expired"})
 		case v.State == StateCreating && now.Sub(v.Since) > p.stuckAfter():
-			out = append(out, Retirement{v, "stuck " + string(v.State) + " since " + v.Since.UTC().Format(time.RFC3339)})
+			out = append(out, Retirement{VM: v, Reason: "stuck " + string(v.State) + " since " + v.Since.UTC().Format(time.RFC3339)})
 		case v.State == StateIdle:
 			idle[v.Tier] = append(idle[v.Tier], v)
 		}
@@ -286,12 +291,63 @@ func (p Policy) Retire(now time.Time, vms []VM) []Retirement {
 				continue
 			}
 			if BilledUntil(v.Created, now).Sub(now) <= p.retireBefore() {
-				out = append(out, Retirement{v, "idle at the end of its billed hour"})
+				out = append(out, Retirement{VM: v, Reason: "idle at the end of its billed hour"})
 			}
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].VM.ID < out[j].VM.ID })
+	gone := map[string]bool{}
+	for _, r := range out {
+		gone[r.VM.ID] = true
+	}
+	for i, r := range out {
+		if r.VM.State == StateIdle {
+			out[i].HandOff = p.HandOff(now, r.VM, vms, gone)
+		}
+	}
 	return out
+}
+
+// HandOff plans where the state of a VM about to be retired goes: each
+// namespace of which it alone holds the newest generation, to the idle VM
+// of its architecture and class group with the most of its billed hour
+// left whose warm budget holds it (none of gone). A namespace no VM can
+// take goes with the VM.
+func (p Policy) HandOff(now time.Time, from VM, vms []VM, gone map[string]bool) map[string]string {
+	plan := map[string]string{}
+	added := map[string]int64{}
+	for _, ns := range slices.Sorted(maps.Keys(from.Warm)) {
+		w := from.Warm[ns]
+		if slices.ContainsFunc(vms, func(v VM) bool { return v.ID != from.ID && v.Warm[ns].Generation >= w.Generation }) {
+			continue
+		}
+		var to *VM
+		for _, v := range vms {
+			if v.State != StateIdle || gone[v.ID] || v.ID == from.ID || v.Arch != from.Arch || from.Group != "" && v.Group != "" && v.Group != from.Group {
+				continue
+			}
+			if b := p.warmBudget(v); b > 0 && warmBytes(v)+added[v.ID]+w.Bytes > b {
+				continue
+			}
+			if to == nil || BilledUntil(v.Created, now).After(BilledUntil(to.Created, now)) {
+				to = &v
+			}
+		}
+		if to != nil {
+			plan[ns] = to.ID
+			added[to.ID] += w.Bytes
+		}
+	}
+	return plan
+}
+
+// warmBytes is the committed state v keeps.
+func warmBytes(v VM) int64 {
+	var n int64
+	for _, w := range v.Warm {
+		n += w.Bytes
+	}
+	return n
 }
 
 // Unsettled are the VMs left recycling past StuckAfter: whoever settled

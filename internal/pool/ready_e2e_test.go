@@ -4,6 +4,7 @@ import (
 	"context"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -153,6 +154,55 @@ func TestLeaseWaitsForTheBusyVMHoldingItsState(t *testing.T) {
 	}
 	if _, err := w.client.Return(ctx, l.g.LeaseID, "ok"); err != nil {
 		t.Error(err)
+	}
+	w.drainAndCheck(t)
+}
+
+// shiftedClock is the real clock moved forward by what a test adds.
+type shiftedClock struct{ by atomic.Int64 }
+
+func (c *shiftedClock) Now() time.Time          { return time.Now().Add(time.Duration(c.by.Load())) }
+func (c *shiftedClock) Advance(d time.Duration) { c.by.Add(int64(d)) }
+
+// A VM retired at the end of its billed hour hands the namespace it alone
+// holds the newest state of to the VM that stays: the generation streams
+// from its disk to the other's, and the workspace's next build starts on it
+// there.
+func TestRetiredVMHandsItsStateOn(t *testing.T) {
+	clock := &shiftedClock{}
+	w := newWorld(t, worldConfig{hosts: true, warm: true, now: clock.Now})
+	ctx := context.Background()
+	if _, err, progress := w.build(t, "FROM base\nRUN --mount=type=cache,target=/c echo app > /c/mark\n", inWorkspace("app", ci)); err != nil {
+		t.Fatalf("first build: %v\n%s", err, progress)
+	}
+	old := w.only(t)
+	// Half an hour on, a second VM is made while the first is leased.
+	clock.Advance(30 * time.Minute)
+	held, err := w.client.Lease(ctx, pool.Request{Tier: "cax11", Arch: "arm", State: &pool.StateRequest{Read: []string{"ci/app"}, Write: "ci/app"}})
+	if err != nil || held.VM != old.ID {
+		t.Fatalf("lease %+v, %v: want %s", held, err, old.ID)
+	}
+	if _, err, progress := w.build(t, "FROM base\nRUN --mount=type=cache,target=/c echo other > /c/mark\n", inWorkspace("other", ci)); err != nil {
+		t.Fatalf("a build of another workspace: %v\n%s", err, progress)
+	}
+	if _, err := w.client.Return(ctx, held.LeaseID, "ok"); err != nil {
+		t.Fatal(err)
+	}
+	// The first VM's hour ends; the second's has half an hour left.
+	clock.Advance(28 * time.Minute)
+	if err := w.svc.Upkeep(ctx); err != nil {
+		t.Fatalf("upkeep: %v", err)
+	}
+	heir := w.only(t)
+	if heir.ID == old.ID || heir.Warm["ci/app"].Generation != 1 || heir.Warm["ci/other"].Generation != 1 {
+		t.Fatalf("after the first VM's retirement: %s holds %+v; want the second, with ci/app 1 and ci/other 1", heir.ID, heir.Warm)
+	}
+	if n := counter(t, w, "lian_build_pool_warm_handoffs_total", ""); n != 1 {
+		t.Errorf("%v hand-offs counted, want 1", n)
+	}
+	res, err, progress := w.build(t, "FROM base\nRUN --mount=type=cache,target=/c test \"$(cat /c/mark)\" = app\n", inWorkspace("app", ci))
+	if err != nil || res.State == nil || res.State.GenerationIn != 1 {
+		t.Errorf("ci/app on the VM it was handed to: %+v, %v\n%s", res.State, err, progress)
 	}
 	w.drainAndCheck(t)
 }

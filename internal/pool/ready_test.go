@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
+	"maps"
 	"slices"
 	"testing"
 	"time"
@@ -112,6 +113,51 @@ func TestEvict(t *testing.T) {
 	} {
 		if got := c.policy.Evict(c.vm); !slices.Equal(got, c.want) {
 			t.Errorf("%s: evict %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+// A VM retired at the end of its hour hands each namespace it alone holds
+// the newest generation of to the idle VM with the most of its hour left
+// that has room: not one retiring too, leased, of another architecture or
+// class group, or without room; a namespace another VM holds as new stays.
+func TestHandOff(t *testing.T) {
+	now := time.Date(2026, 12, 6, 11, 58, 0, 0, time.UTC)
+	from := VM{ID: "old", Arch: "arm", Group: "ci", State: StateIdle, Created: now.Add(-58 * time.Minute), DiskGB: 40,
+		Warm: map[string]Warm{"ci/a": {Generation: 5, Bytes: 4e9}, "ci/b": {Generation: 2, Bytes: 4e9}, "ci/c": {Generation: 1, Bytes: 17e9}}}
+	vm := func(id string, age time.Duration, mod func(*VM)) VM {
+		v := VM{ID: id, Arch: "arm", Group: "ci", State: StateIdle, Created: now.Add(-age), DiskGB: 40, Warm: map[string]Warm{"ci/b": {Generation: 3}}}
+		if mod != nil {
+			mod(&v)
+		}
+		return v
+	}
+	vms := []VM{from,
+		vm("young", 10*time.Minute, nil),
+		vm("younger-leased", time.Minute, func(v *VM) { v.State = StateLeased }),
+		vm("younger-x86", time.Minute, func(v *VM) { v.Arch = "x86" }),
+		vm("younger-dev", time.Minute, func(v *VM) { v.Group = "dev" }),
+		vm("younger-gone", time.Minute, nil),
+		vm("mid", 30*time.Minute, nil),
+	}
+	got := (Policy{}).HandOff(now, from, vms, map[string]bool{"younger-gone": true})
+	// ci/b: "young" holds a newer one. ci/c: 17 GB after ci/a's 4 GB fills
+	// "young" past its 20 GB budget (half its disk), so it goes to "mid".
+	want := map[string]string{"ci/a": "young", "ci/c": "mid"}
+	if !maps.Equal(got, want) {
+		t.Errorf("HandOff = %v, want %v", got, want)
+	}
+	if got := (Policy{WarmBytes: 1e9}).HandOff(now, from, vms, nil); len(got) != 0 {
+		t.Errorf("no VM has room, yet HandOff = %v", got)
+	}
+	twin := vm("twin", 58*time.Minute, nil)
+	rs := (Policy{}).Retire(now, []VM{from, twin})
+	if len(rs) != 2 {
+		t.Fatalf("retired %+v, want both", rs)
+	}
+	for _, r := range rs {
+		if len(r.HandOff) != 0 {
+			t.Errorf("%s hands off %v to a VM retired with it", r.VM.ID, r.HandOff)
 		}
 	}
 }

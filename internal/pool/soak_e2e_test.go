@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"net/http/httptest"
 	"os"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/lian-build/action/internal/pool"
+	"github.com/lian-build/action/internal/testenv"
 	"github.com/lian-build/action/internal/testenv/fakehcloud"
 )
 
@@ -68,7 +68,9 @@ var injectedCodes = []string{"resource_unavailable", "rate_limit_exceeded", "ser
 // RateLimit-Reset and resource_unavailable, and runner hosts die. At the
 // end: no VM was ever leased twice, every granted lease was returned once,
 // nothing waits forever, and after a drain there is no server, key, host
-// or network namespace; the service's goroutines are back within a bound.
+// or network namespace; the process's goroutines, open files and resident
+// memory are back within a bound of their values after warm-up
+// (testenv.Usage.Grown).
 // `make soak DURATION=10m SEED=N` runs it longer.
 func TestPoolSoak(t *testing.T) {
 	duration, seed := soakConfig(t)
@@ -84,13 +86,15 @@ func TestPoolSoak(t *testing.T) {
 	defer stop()
 	var wg sync.WaitGroup
 	wg.Go(func() { s.inject(ctx, w, rand.New(rand.NewPCG(seed, 1))) })
-	baseline := -1
 	for i := range 5 {
 		rng := rand.New(rand.NewPCG(seed, uint64(i+2)))
 		wg.Go(func() { s.work(ctx, clients, rng, i) })
 	}
 	time.Sleep(min(duration/4, 20*time.Second))
-	baseline = runtime.NumGoroutine()
+	baseline, err := testenv.UsageOf(0)
+	if err != nil {
+		t.Fatal(err)
+	}
 	wg.Wait()
 	w.svc.Wait()
 	svc2.Wait()
@@ -104,8 +108,13 @@ func TestPoolSoak(t *testing.T) {
 		}
 	}
 	w.drainAndCheckKeys(t, 1)
-	if g := runtime.NumGoroutine(); g > baseline+50 {
-		t.Errorf("goroutines: %d after the drain, %d after warm-up", g, baseline)
+	end, err := testenv.UsageOf(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("the pool's process after warm-up: %s; after the drain: %s", baseline, end)
+	if grown := end.Grown(baseline); grown != "" {
+		t.Errorf("the pool's process grew past its bound: %s", grown)
 	}
 }
 

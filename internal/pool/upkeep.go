@@ -199,7 +199,7 @@ func (s *Service) Upkeep(ctx context.Context) error {
 	}
 	var errs []error
 	for _, r := range s.o.Policy.Retire(s.o.Now(), vmsOf(entries)) {
-		if err := s.retire(ctx, find(entries, r.VM.ID), r.Reason); err != nil && !errors.Is(err, ErrConflict) {
+		if err := s.retireHandingOff(ctx, find(entries, r.VM.ID), r, entries); err != nil && !errors.Is(err, ErrConflict) {
 			errs = append(errs, err)
 		}
 	}

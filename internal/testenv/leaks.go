@@ -5,6 +5,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -94,4 +97,63 @@ func AssertNothingMountedUnder(t testing.TB, dir string) {
 			_ = exec.Command("losetup", "-d", dev).Run()
 		}
 	}
+}
+
+// Usage is what a process holds: goroutines (this process only), open
+// files and resident memory.
+type Usage struct {
+	Goroutines, Files int
+	RSS               int64
+}
+
+// UsageOf reads a process's open files and resident memory from /proc
+// (pid 0: this process, after a garbage collection, with its goroutines).
+func UsageOf(pid int) (Usage, error) {
+	p := "self"
+	var u Usage
+	if pid != 0 {
+		p = strconv.Itoa(pid)
+	} else {
+		runtime.GC()
+		debug.FreeOSMemory()
+		u.Goroutines = runtime.NumGoroutine()
+	}
+	fds, err := os.ReadDir("/proc/" + p + "/fd")
+	if err != nil {
+		return u, err
+	}
+	u.Files = len(fds)
+	status, err := os.ReadFile("/proc/" + p + "/status")
+	if err != nil {
+		return u, err
+	}
+	for line := range strings.Lines(string(status)) {
+		if f := strings.Fields(line); len(f) == 3 && f[0] == "VmRSS:" && f[2] == "kB" {
+			kb, err := strconv.ParseInt(f[1], 10, 64)
+			u.RSS = kb << 10
+			return u, err
+		}
+	}
+	return u, fmt.Errorf("no VmRSS in /proc/%s/status", p)
+}
+
+// Grown says how after grew past before beyond a bound: goroutines by
+// more than 50, open files by more than 20, resident memory by more than
+// half plus 64 MiB ("": within it).
+func (after Usage) Grown(before Usage) string {
+	var out []string
+	if after.Goroutines > before.Goroutines+50 {
+		out = append(out, fmt.Sprintf("goroutines %d → %d", before.Goroutines, after.Goroutines))
+	}
+	if after.Files > before.Files+20 {
+		out = append(out, fmt.Sprintf("open files %d → %d", before.Files, after.Files))
+	}
+	if after.RSS > before.RSS+before.RSS/2+64<<20 {
+		out = append(out, fmt.Sprintf("RSS %d MiB → %d MiB", before.RSS>>20, after.RSS>>20))
+	}
+	return strings.Join(out, ", ")
+}
+
+func (u Usage) String() string {
+	return fmt.Sprintf("%d goroutines, %d open files, %d MiB resident", u.Goroutines, u.Files, u.RSS>>20)
 }

@@ -102,6 +102,17 @@ func RunScript(ctx context.Context, c *sshx.Conn, args ...string) (string, error
 	return string(out), nil
 }
 
+// ScriptCommand is one of the runner script's commands as a command line
+// (sh -c): its standard input and output are the command's own, for the
+// commands that stream (warm-export, warm-import).
+func ScriptCommand(args ...string) string {
+	cmd := "sh -c '" + strings.ReplaceAll(RunnerScript(), "'", `'\''`) + "' runner"
+	for _, a := range args {
+		cmd += " '" + a + "'" // namespaces and numbers: no quote in them
+	}
+	return cmd
+}
+
 // Generation is what the runner script's state commands print:
 // "generation N bytes B".
 type Generation struct {

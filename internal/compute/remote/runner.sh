@@ -10,6 +10,8 @@
 # its own disk (WARM); the pool opens one for a lease and commits after it:
 #   grant ADMIN_KEY LEASE_KEY NAMESPACE|- LEASE | warm-commit NAMESPACE LEASE GENERATION | warm-drop NAMESPACE
 #   warm-list (each namespace's committed generation: NAMESPACE generation N bytes B)
+# and hand a generation to another VM, as a tar on standard output and input:
+#   warm-export NAMESPACE | warm-import NAMESPACE GENERATION
 # Before a server is snapshotted as a runner image:
 #   image-prep  stops buildkitd and removes its state, the warm state, the
 #               host keys and cloud-init's record (a clone boots as new)
@@ -277,6 +279,13 @@ commit_tree() {
 	stop_daemon
 	kill_build
 	unmount_under "$work"
+	promote "$nsdir" "$work" "$next"
+}
+
+# promote NSDIR TREE NEXT makes TREE the committed generation NEXT of
+# NSDIR, as commit_tree says, with buildkitd left running.
+promote() {
+	nsdir=$1 work=$2 next=$3
 	mkdir -p "$nsdir/gens"
 	rm -rf "$nsdir/gens/$next"
 	mv "$work" "$nsdir/gens/$next"
@@ -388,6 +397,27 @@ state-commit)
 warm-commit)
 	[ $# -eq 4 ] || die "usage: warm-commit NAMESPACE LEASE GENERATION"
 	commit_tree "$WARM/ns/$2" "$WARM/work-$3" "$4"
+	;;
+warm-export)
+	[ $# -eq 2 ] || die "usage: warm-export NAMESPACE"
+	d="$WARM/ns/$2"
+	g=$(cat "$d/current" 2>/dev/null) && [ -d "$d/gens/$g" ] || die "no committed generation of $2"
+	tar -C "$d/gens/$g" --xattrs --xattrs-include='*' --numeric-owner -cf - .
+	;;
+warm-import)
+	[ $# -eq 3 ] || die "usage: warm-import NAMESPACE GENERATION"
+	d="$WARM/ns/$2" t="$WARM/work-import-$2-$3"
+	rm -rf "$t"
+	mkdir -p "$t" "$d"
+	tar -C "$t" --xattrs --xattrs-include='*' --numeric-owner -xpf - || { rm -rf "$t"; die "generation $3 of $2 did not arrive whole"; }
+	cur=0
+	[ -f "$d/current" ] && cur=$(cat "$d/current")
+	if [ "$3" -gt "$cur" ]; then
+		promote "$d" "$t" "$3"
+	else
+		rm -rf "$t"
+		echo "generation $cur bytes $(du -sb "$d/gens/$cur" | cut -f1)"
+	fi
 	;;
 warm-list)
 	[ $# -eq 1 ] || die "usage: warm-list"

@@ -367,15 +367,29 @@ func (c *Conn) Addr() string { return c.addr }
 // RunInput is Run with stdin as the command's standard input; an error
 // names the command's first word only (a script's arguments stay out).
 func (c *Conn) RunInput(ctx context.Context, cmd string, stdin []byte) ([]byte, error) {
+	var out bytes.Buffer
+	var in io.Reader
+	if stdin != nil {
+		in = bytes.NewReader(stdin)
+	}
+	err := c.RunStream(ctx, cmd, in, &out)
+	return out.Bytes(), err
+}
+
+// RunStream runs a command with stdin (nil: none) as its standard input
+// and its standard output written to stdout as it comes; the error
+// carries its standard error. A command given input is named by its first
+// word only, as RunInput's.
+func (c *Conn) RunStream(ctx context.Context, cmd string, stdin io.Reader, stdout io.Writer) error {
 	s, err := openChannel(ctx, c, "session", c.client.NewSession)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer s.Close()
-	var out, errb bytes.Buffer
-	s.Stdout, s.Stderr = &out, &errb
+	var errb bytes.Buffer
+	s.Stdout, s.Stderr = stdout, &errb
 	if stdin != nil {
-		s.Stdin = bytes.NewReader(stdin)
+		s.Stdin = stdin
 	}
 	done := make(chan error, 1)
 	go func() { done <- s.Run(cmd) }()
@@ -383,16 +397,16 @@ func (c *Conn) RunInput(ctx context.Context, cmd string, stdin []byte) ([]byte, 
 	case err = <-done:
 	case <-ctx.Done():
 		_ = s.Signal(ssh.SIGKILL)
-		return nil, ctx.Err()
+		return ctx.Err()
 	}
 	if err != nil {
 		shown := cmd
 		if stdin != nil {
 			shown, _, _ = strings.Cut(cmd, " ")
 		}
-		return out.Bytes(), c.explain(fmt.Errorf("ssh %s: %q: %w: %s", c.addr, shown, err, bytes.TrimSpace(errb.Bytes())))
+		return c.explain(fmt.Errorf("ssh %s: %q: %w: %s", c.addr, shown, err, bytes.TrimSpace(errb.Bytes())))
 	}
-	return out.Bytes(), nil
+	return nil
 }
 
 // Close ends the connection and its keep-alives. It is safe to call twice.

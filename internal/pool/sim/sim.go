@@ -59,6 +59,7 @@ type Result struct {
 	Created       int // servers
 	Hits          int // builds that got a VM already paid for
 	WarmHits      int // builds that started on their workspace's warm state
+	HandOffs      int // namespaces handed from a retired VM to another
 	EUR           float64
 	WaitP50       time.Duration
 	WaitP95       time.Duration
@@ -75,8 +76,8 @@ func (r Result) EURPerBuild() float64 { return r.EUR / float64(max(r.Builds, 1))
 func (r Result) WarmRate() float64 { return float64(r.WarmHits) / float64(max(r.Builds, 1)) }
 
 func (r Result) String() string {
-	return fmt.Sprintf("builds %d  build-min %.0f  billed-min %d  ratio %.2f  servers %d  hits %d (%.0f%%)  warm %.0f%%  €%.4f/build  wait p50 %s p95 %s  hit-wait p50 %s",
-		r.Builds, r.BuildMinutes, r.BilledMinutes, r.Ratio(), r.Created, r.Hits, 100*float64(r.Hits)/float64(max(r.Builds, 1)), 100*r.WarmRate(), r.EURPerBuild(),
+	return fmt.Sprintf("builds %d  build-min %.0f  billed-min %d  ratio %.2f  servers %d  hits %d (%.0f%%)  warm %.0f%%  hand-offs %d  €%.4f/build  wait p50 %s p95 %s  hit-wait p50 %s",
+		r.Builds, r.BuildMinutes, r.BilledMinutes, r.Ratio(), r.Created, r.Hits, 100*float64(r.Hits)/float64(max(r.Builds, 1)), 100*r.WarmRate(), r.HandOffs, r.EURPerBuild(),
 		r.WaitP50.Round(10*time.Millisecond), r.WaitP95.Round(10*time.Millisecond), r.HitWaitP50.Round(10*time.Millisecond))
 }
 
@@ -323,6 +324,13 @@ func (w *world) retire(id string) {
 
 func (w *world) upkeep() {
 	for _, r := range w.cfg.Policy.Retire(w.now, w.list()) {
+		for ns, to := range r.HandOff {
+			if w.vms[to].Warm == nil {
+				w.vms[to].Warm = map[string]pool.Warm{}
+			}
+			w.vms[to].Warm[ns] = r.VM.Warm[ns]
+			w.res.HandOffs++
+		}
 		w.retire(r.VM.ID)
 	}
 	for tier, n := range w.cfg.Policy.Missing(w.list(), "arm") {
