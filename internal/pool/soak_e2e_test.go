@@ -132,7 +132,10 @@ func (s *soak) work(ctx context.Context, clients []*pool.Client, rng *rand.Rand,
 			req.Class, req.State = "ci", &pool.StateRequest{Read: []string{"ci/" + ws}, Write: "ci/" + ws}
 		}
 		c := clients[rng.IntN(2)]
-		lctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		// Longer than the pool waits for a new server's sshd (its SSH
+		// timeout, 2 min): a host killed while its server is made costs
+		// the lease that wait, then an SSH error the fault explains.
+		lctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		start := time.Now()
 		g, err := c.Lease(lctx, req)
 		cancel()
