@@ -386,8 +386,12 @@ func (c *Conn) RunStream(ctx context.Context, cmd string, stdin io.Reader, stdou
 		return err
 	}
 	defer s.Close()
+	// A cancelled command's session may still deliver output after this
+	// returns: none of it reaches stdout then.
+	out := &closingWriter{w: stdout}
+	defer out.close()
 	var errb bytes.Buffer
-	s.Stdout, s.Stderr = stdout, &errb
+	s.Stdout, s.Stderr = out, &errb
 	if stdin != nil {
 		s.Stdin = stdin
 	}
@@ -407,6 +411,28 @@ func (c *Conn) RunStream(ctx context.Context, cmd string, stdin io.Reader, stdou
 		return c.explain(fmt.Errorf("ssh %s: %q: %w: %s", c.addr, shown, err, bytes.TrimSpace(errb.Bytes())))
 	}
 	return nil
+}
+
+// closingWriter passes writes to w until it is closed, and fails them after.
+type closingWriter struct {
+	mu     sync.Mutex
+	w      io.Writer
+	closed bool
+}
+
+func (c *closingWriter) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return 0, io.ErrClosedPipe
+	}
+	return c.w.Write(p)
+}
+
+func (c *closingWriter) close() {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
 }
 
 // Close ends the connection and its keep-alives. It is safe to call twice.

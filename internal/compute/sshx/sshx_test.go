@@ -228,3 +228,24 @@ func TestChannelOpenWithoutAnswerGivesUp(t *testing.T) {
 		t.Fatalf("gave up after %s", d)
 	}
 }
+
+// A command cancelled while it writes: Run returns the context's error at
+// once, and what the session delivers after never reaches the caller's
+// buffer (under -race: no write races the caller's read).
+func TestRunCancelledMidOutput(t *testing.T) {
+	sshd := testenv.StartSSHD(t)
+	conn, err := sshx.Dial(context.Background(), sshx.Config{Addr: sshd.Addr, Signer: sshd.Client, HostKey: sshd.HostKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for range 5 {
+		ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
+		out, err := conn.Run(ctx, "yes lian-build")
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Run = %d bytes, %v; want the deadline", len(out), err)
+		}
+		_ = strings.Count(string(out), "\n")
+	}
+}
