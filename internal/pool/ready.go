@@ -73,10 +73,7 @@ func adoptable(v VM, lease Lease) bool {
 	case r.Tree == "":
 		return false
 	}
-	ns := ""
-	if i, _ := heldRank(v, lease.State.Read); i < len(lease.State.Read) {
-		ns = lease.State.Read[i]
-	}
+	ns := heldNamespace(v, lease.State.Read)
 	return r.Namespace == ns && (ns == "" || v.Warm[ns].Generation == r.Generation)
 }
 
@@ -128,14 +125,9 @@ func (s *Service) adopt(ctx context.Context, v VM, r Ready, key ssh.PublicKey, v
 			return nil, err
 		}
 	}
-	st := v.Lease.State
-	if st == nil {
+	if v.Lease.State == nil {
 		return nil, nil
 	}
-	st.Opened, st.Generation, st.Tree = r.Namespace, r.Generation, r.Tree
-	if st.Write != "" {
-		st.Next = newest(vms, st.Write) + 1
-	}
-	s.o.Metrics.warmLease(v.Tier, r.Namespace != "")
-	return &GrantState{Namespace: r.Namespace, Generation: r.Generation, Bytes: r.Bytes, OpenMS: r.OpenMS, Prepared: true, Next: st.Next}, nil
+	v.Lease.State.Tree = r.Tree
+	return s.opened(v, vms, GrantState{Namespace: r.Namespace, Generation: r.Generation, Bytes: r.Bytes, OpenMS: r.OpenMS, Prepared: true}), nil
 }

@@ -72,9 +72,9 @@ func newest(vms []VM, ns string) int {
 // a commit can keep. It records what it opened in the lease.
 func (s *Service) warmOpen(ctx context.Context, v VM, key ssh.PublicKey, vms []VM) (*GrantState, error) {
 	st := v.Lease.State
-	ns, label := "", ""
-	if i, _ := heldRank(v, st.Read); i < len(st.Read) {
-		ns, label = st.Read[i], poolapi.WarmDir(st.Read[i])
+	ns, label := heldNamespace(v, st.Read), ""
+	if ns != "" {
+		label = poolapi.WarmDir(ns)
 	}
 	start := s.o.Now()
 	var g remote.Generation
@@ -88,12 +88,28 @@ func (s *Service) warmOpen(ctx context.Context, v VM, key ssh.PublicKey, vms []V
 	if g.N == 0 {
 		ns = ""
 	}
-	s.o.Metrics.warmLease(v.Tier, ns != "")
-	st.Opened, st.Generation = ns, g.N
+	return s.opened(v, vms, GrantState{Namespace: ns, Generation: g.N, Bytes: g.Bytes, OpenMS: s.o.Now().Sub(start).Milliseconds()}), nil
+}
+
+// opened records in v's lease what its buildkitd started on, and the
+// generation its commit will make; it counts the warm lease.
+func (s *Service) opened(v VM, vms []VM, gs GrantState) *GrantState {
+	st := v.Lease.State
+	st.Opened, st.Generation = gs.Namespace, gs.Generation
 	if st.Write != "" {
 		st.Next = newest(vms, st.Write) + 1
 	}
-	return &GrantState{Namespace: ns, Generation: g.N, Bytes: g.Bytes, OpenMS: s.o.Now().Sub(start).Milliseconds(), Next: st.Next}, nil
+	gs.Next = st.Next
+	s.o.Metrics.warmLease(v.Tier, gs.Namespace != "")
+	return &gs
+}
+
+// heldNamespace is the first namespace of read that v holds ("": none).
+func heldNamespace(v VM, read []string) string {
+	if i, _ := heldRank(v, read); i < len(read) {
+		return read[i]
+	}
+	return ""
 }
 
 // warmCommit makes a returned lease's tree its write namespace's next

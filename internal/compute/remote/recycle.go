@@ -91,11 +91,7 @@ func runScript(ctx context.Context, c *sshx.Conn, args ...string) error {
 
 // RunScript runs one of the runner script's commands and returns its output.
 func RunScript(ctx context.Context, c *sshx.Conn, args ...string) (string, error) {
-	cmd := "sh -s --"
-	for _, a := range args {
-		cmd += " '" + a + "'" // keys, paths and lease ids: no quote in them
-	}
-	out, err := c.RunInput(ctx, cmd, []byte(RunnerScript()))
+	out, err := c.RunInput(ctx, "sh -s --"+quoted(args), []byte(RunnerScript()))
 	if err != nil {
 		return "", fmt.Errorf("%s on %s: %w", args[0], c.Addr(), err)
 	}
@@ -106,11 +102,17 @@ func RunScript(ctx context.Context, c *sshx.Conn, args ...string) (string, error
 // (sh -c): its standard input and output are the command's own, for the
 // commands that stream (warm-export, warm-import).
 func ScriptCommand(args ...string) string {
-	cmd := "sh -c '" + strings.ReplaceAll(RunnerScript(), "'", `'\''`) + "' runner"
+	return "sh -c '" + strings.ReplaceAll(RunnerScript(), "'", `'\''`) + "' runner" + quoted(args)
+}
+
+// quoted is the script's arguments on a command line: keys, paths, lease
+// ids, namespaces and numbers, none with a quote in it.
+func quoted(args []string) string {
+	var b strings.Builder
 	for _, a := range args {
-		cmd += " '" + a + "'" // namespaces and numbers: no quote in them
+		b.WriteString(" '" + a + "'")
 	}
-	return cmd
+	return b.String()
 }
 
 // Generation is what the runner script's state commands print:
