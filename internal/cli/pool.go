@@ -144,9 +144,9 @@ func poolClient(s frontdoor.Settings) (*pool.Client, error) {
 
 // poolFlags are serve's own flags.
 type poolFlags struct {
-	listen, tokenFile, name, keyFile, archs, minIdle, maxVMs, dataDir, warmBytes string
-	retireBefore, upkeep, keepWarm, awaitRecycling, awaitBusy, stuckAfter        time.Duration
-	separate, upsize, crossHour                                                  bool
+	listen, tokenFile, name, keyFile, archs, minIdle, maxVMs, dataDir, warmBytes      string
+	retireBefore, upkeep, keepWarm, awaitRecycling, awaitBusy, stuckAfter, sshTimeout time.Duration
+	separate, upsize, crossHour                                                       bool
 }
 
 func poolServeCommand(log *slog.Logger) *cobra.Command {
@@ -188,6 +188,7 @@ func registerPoolFlags(fs *pflag.FlagSet, f *poolFlags) {
 	fs.DurationVar(&f.awaitBusy, "await-busy", 0, "how long a lease for warm state may wait for the leased VM holding its namespace's newest state, when that lease is expected to end within it, rather than start cold elsewhere (0: never; ADR 0013)")
 	fs.DurationVar(&f.stuckAfter, "stuck-after", pool.Stale, "how long a VM may stay creating or recycling before upkeep takes it over: retired if creating; if recycling (its return's settler died), recycled again with its warm state read back from its disk")
 	fs.StringVar(&f.warmBytes, "warm-bytes", "", "most committed warm state a VM keeps on its disk, e.g. 20GiB; past it the namespaces committed longest ago are dropped (default: half the server's disk)")
+	fs.DurationVar(&f.sshTimeout, "ssh-timeout", pool.DefaultSSHTimeout, "how long the pool waits for a VM on SSH, a new server's first answer included; a new server that does not answer in time is deleted and another made, once")
 	fs.DurationVar(&f.awaitRecycling, "await-recycling", 30*time.Second, "how long a lease with no idle VM waits for one being recycled before a new server is made (0: never)")
 }
 
@@ -201,7 +202,8 @@ func awaitFlag(d time.Duration) time.Duration {
 
 func serveOptions(s frontdoor.Settings, f poolFlags) (pool.ServeOptions, error) {
 	o := pool.ServeOptions{Listen: f.listen, Name: f.name, NatsURL: s.NatsURL, DataDir: f.dataDir, EventsPrefix: s.EventsPrefix, KeyFile: f.keyFile, UpkeepEvery: f.upkeep,
-		Archs: strings.Split(f.archs, ","), Policy: pool.Policy{RetireBefore: f.retireBefore, SeparateClasses: f.separate, Upsize: f.upsize, CrossHour: f.crossHour,
+		SSHTimeout: f.sshTimeout,
+		Archs:      strings.Split(f.archs, ","), Policy: pool.Policy{RetireBefore: f.retireBefore, SeparateClasses: f.separate, Upsize: f.upsize, CrossHour: f.crossHour,
 			KeepWarm: f.keepWarm, AwaitRecycling: awaitFlag(f.awaitRecycling), AwaitBusy: f.awaitBusy, StuckAfter: f.stuckAfter}}
 	if err := checkServeFlags(f, o.Archs); err != nil {
 		return o, err
@@ -265,6 +267,9 @@ func checkServeFlags(f poolFlags, archs []string) error {
 	}
 	if f.stuckAfter < 10*time.Second {
 		return usageErr("--stuck-after %s: want at least 10s (a return takes seconds to settle; a shorter bound would take over settles still running)", f.stuckAfter)
+	}
+	if f.sshTimeout < 10*time.Second {
+		return usageErr("--ssh-timeout %s: want at least 10s (a recycle restarts buildkitd over SSH)", f.sshTimeout)
 	}
 	if f.awaitBusy < 0 || f.awaitBusy > 9*time.Minute {
 		return usageErr("--await-busy %s: want from 0 to 9m (a lease waits at most 10 minutes)", f.awaitBusy)

@@ -37,6 +37,7 @@ func TestPoolUsage(t *testing.T) {
 		{[]string{"pool", "serve", "--nats-url", "nats://127.0.0.1:1", "--token-file", tok, "--hcloud-token-file", tok, "--min-idle", "cax99=1"}, "--min-idle"},
 		{[]string{"pool", "serve", "--nats-url", "nats://127.0.0.1:1", "--token-file", tok, "--hcloud-token-file", tok, "--warm-bytes", "lots"}, `--warm-bytes "lots": want a size`},
 		{[]string{"pool", "serve", "--nats-url", "nats://127.0.0.1:1", "--token-file", tok, "--hcloud-token-file", tok, "--warm-bytes", "0"}, `--warm-bytes "0"`},
+		{[]string{"pool", "serve", "--nats-url", "nats://127.0.0.1:1", "--token-file", tok, "--hcloud-token-file", tok, "--ssh-timeout", "1s"}, "--ssh-timeout 1s: want at least 10s"},
 	} {
 		var out, errb bytes.Buffer
 		code := Main(context.Background(), c.args, &out, &errb)

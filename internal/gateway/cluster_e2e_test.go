@@ -109,17 +109,28 @@ func (c *cluster) start(i int, bk string) *replica {
 	return nil
 }
 
-// post sends one delivery, starting with replica first and going on to the
-// next one while a replica is unreachable or unavailable, as a load
-// balancer and GitHub's redelivery would. It returns the final status and
-// the latency of the request that got it.
+// post sends one delivery to the cluster's replicas (postAny).
 func (c *cluster) post(client *http.Client, first int, d burstDelivery) (int, time.Duration) {
-	for round := 0; round < 20; round++ {
+	return postAny(client, func() []string {
 		c.mu.Lock()
-		r := c.replicas[(first+round)%len(c.replicas)]
-		c.mu.Unlock()
+		defer c.mu.Unlock()
+		var urls []string
+		for _, r := range c.replicas {
+			urls = append(urls, r.url)
+		}
+		return urls
+	}, first, d)
+}
+
+// postAny sends one delivery, starting with replica first of urls and
+// going on to the next one while a replica is unreachable or unavailable,
+// as a load balancer and GitHub's redelivery would. It returns the final
+// status and the latency of the request that got it (0, 0: no answer).
+func postAny(client *http.Client, urls func() []string, first int, d burstDelivery) (int, time.Duration) {
+	for round := 0; round < 20; round++ {
+		us := urls()
 		start := time.Now()
-		resp, err := client.Do(deliveryRequest(r.url, d))
+		resp, err := client.Do(deliveryRequest(us[(first+round)%len(us)], d))
 		if err == nil {
 			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()

@@ -41,6 +41,7 @@ type fakeGitHub struct {
 
 	calls      []string
 	checkRuns  map[int64][]map[string]any // id → every create/update body
+	at         map[int64][]time.Time      // id → when each body came
 	comments   []string
 	reactions  []string
 	permission map[string]string // user → permission
@@ -52,7 +53,7 @@ type fakeGitHub struct {
 }
 
 func newFakeGitHub(t testing.TB) *fakeGitHub {
-	f := &fakeGitHub{checkRuns: map[int64][]map[string]any{}, permission: map[string]string{}, completed: make(chan int64, 1000), nextID: 1000}
+	f := &fakeGitHub{checkRuns: map[int64][]map[string]any{}, at: map[int64][]time.Time{}, permission: map[string]string{}, completed: make(chan int64, 1000), nextID: 1000}
 	mux := http.NewServeMux()
 	body := func(r *http.Request) map[string]any {
 		var m map[string]any
@@ -96,6 +97,7 @@ func newFakeGitHub(t testing.TB) *fakeGitHub {
 		f.nextID++
 		id := f.nextID
 		f.checkRuns[id] = append(f.checkRuns[id], b)
+		f.at[id] = append(f.at[id], time.Now())
 		f.mu.Unlock()
 		w.WriteHeader(http.StatusCreated)
 		fmt.Fprintf(w, `{"id":%d,"name":"lian-build","head_sha":%q}`, id, b["head_sha"])
@@ -139,6 +141,7 @@ func newFakeGitHub(t testing.TB) *fakeGitHub {
 		}
 		f.mu.Lock()
 		f.checkRuns[id] = append(f.checkRuns[id], b)
+		f.at[id] = append(f.at[id], time.Now())
 		f.mu.Unlock()
 		if b["status"] == "completed" {
 			select {

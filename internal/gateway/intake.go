@@ -121,16 +121,23 @@ func (in *Intake) accept(ctx context.Context, log *slog.Logger, delivery string,
 	} else if seen {
 		return reply(http.StatusOK, "duplicate", "delivery "+delivery+" was already accepted")
 	}
+	queuedBefore := false
 	if d.Job != nil {
-		if err := in.Queue.Enqueue(ctx, *d.Job); err != nil {
+		var err error
+		if queuedBefore, err = in.Queue.Enqueue(ctx, *d.Job); err != nil {
 			return reply(http.StatusServiceUnavailable, "unavailable", "queuing: "+err.Error())
 		}
 	}
 	switch err := in.Queue.Accept(ctx, delivery); {
-	case errors.Is(err, ErrDuplicate):
-		// The same delivery at the same time on another replica: its job is
-		// one message (same id), and that replica answered 202.
+	case queuedBefore, errors.Is(err, ErrDuplicate) && d.Job == nil:
+		// The job's message was in the stream already: queued by a replica
+		// answering this delivery now, or by an earlier accept whose record
+		// was lost (NATS failed between the two); recorded now.
 		return reply(http.StatusOK, "duplicate", "delivery "+delivery+" was already accepted")
+	case errors.Is(err, ErrDuplicate):
+		// Another replica took the same delivery at the same time and
+		// recorded it first, but this one queued its job: this one answers
+		// 202, that one found the job queued.
 	case err != nil && d.Job != nil:
 		// Queued for good; a redelivery finds the job's message id taken.
 		log.Warn("recording the delivery failed; its job is queued", "err", err)

@@ -231,21 +231,27 @@ func (q *Queue) Seen(ctx context.Context, delivery string) (bool, error) {
 	return err == nil, err
 }
 
-// Enqueue publishes a job, acknowledged by JetStream (durable) before it returns.
-func (q *Queue) Enqueue(ctx context.Context, j Job) error {
+// Enqueue publishes a job, acknowledged by JetStream (durable) before it
+// returns. duplicate says the stream already held the job's message id
+// (its delivery id, within the stream's duplicate window): the job was
+// queued before, and is not queued again.
+func (q *Queue) Enqueue(ctx context.Context, j Job) (duplicate bool, err error) {
 	b, err := json.Marshal(j)
 	if err != nil {
-		return err
+		return false, err
 	}
 	c, err := q.conn(ctx)
 	if err != nil {
-		return err
+		return false, err
 	}
 	msg := nats.NewMsg(SubjectJobs)
 	msg.Data = b
 	msg.Header.Set(jetstream.MsgIDHeader, j.DeliveryID)
-	_, err = c.js.PublishMsg(ctx, msg)
-	return err
+	ack, err := c.js.PublishMsg(ctx, msg)
+	if err != nil {
+		return false, err
+	}
+	return ack.Duplicate, nil
 }
 
 // Depth is the number of jobs waiting or running.

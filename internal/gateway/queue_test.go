@@ -165,7 +165,7 @@ func TestJobThatCrashesItsWorkerIsDeadLettered(t *testing.T) {
 	q, url := openTestQueue(t, 300*time.Millisecond, RetryPolicy{MaxAttempts: 2, Backoff: []time.Duration{50 * time.Millisecond}})
 	ctx := context.Background()
 	job := Job{Kind: JobPush, BuildID: "gpoison", DeliveryID: "poison", Installation: 1, Owner: "o", Repo: "r", SHA: sha1, Actor: "ci"}
-	if err := q.Enqueue(ctx, job); err != nil {
+	if _, err := q.Enqueue(ctx, job); err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i < 2; i++ {
@@ -220,7 +220,7 @@ func TestFailingJobIsRetriedThenDeadLettered(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
 	defer func() { cancel(); <-done }()
-	if err := q.Enqueue(ctx, Job{Kind: JobPush, BuildID: "gfail", DeliveryID: "fail", Installation: 1, Owner: "o", Repo: "r", SHA: sha1, Actor: "ci"}); err != nil {
+	if _, err := q.Enqueue(ctx, Job{Kind: JobPush, BuildID: "gfail", DeliveryID: "fail", Installation: 1, Owner: "o", Repo: "r", SHA: sha1, Actor: "ci"}); err != nil {
 		t.Fatal(err)
 	}
 	var dead []DeadLetter
@@ -238,7 +238,7 @@ func TestFailingJobIsRetriedThenDeadLettered(t *testing.T) {
 	gh.mu.Lock()
 	gh.failQueued = false
 	gh.mu.Unlock()
-	if err := q.Enqueue(ctx, Job{Kind: JobPush, BuildID: "gok", DeliveryID: "ok", Installation: 1, Owner: "o", Repo: "r", SHA: sha1, Actor: "ci"}); err != nil {
+	if _, err := q.Enqueue(ctx, Job{Kind: JobPush, BuildID: "gok", DeliveryID: "ok", Installation: 1, Owner: "o", Repo: "r", SHA: sha1, Actor: "ci"}); err != nil {
 		t.Fatal(err)
 	}
 	for deadline := time.Now().Add(10 * time.Second); ex.n.Load() == 0 && time.Now().Before(deadline); {
@@ -267,5 +267,31 @@ func TestRedeliveryOfAReportedBuildDoesNotRebuild(t *testing.T) {
 	st, _, err := q.State(ctx, job.BuildID)
 	if err != nil || !st.Done || ex.n.Load() != 0 || len(gh.created) != 0 {
 		t.Fatalf("state %+v, %d builds, %d check runs created", st, ex.n.Load(), len(gh.created))
+	}
+}
+
+// A delivery whose job was queued but whose record was lost (NATS failed
+// between the two; the soak found it while a node died) is a duplicate
+// when it comes again: the stream already holds its job's message id. It
+// is answered 200, not accepted a second time.
+func TestRedeliveryAfterALostRecordIsADuplicate(t *testing.T) {
+	q, _ := openTestQueue(t, time.Second, RetryPolicy{})
+	ctx := context.Background()
+	job := Job{DeliveryID: "d-lost", BuildID: BuildIDFor("d-lost"), Kind: JobPush}
+	if dup, err := q.Enqueue(ctx, job); err != nil || dup {
+		t.Fatalf("first enqueue: duplicate %v, %v", dup, err)
+	}
+	in := &Intake{Queue: q}
+	var status int
+	var outcome string
+	err := in.accept(ctx, slog.New(slog.DiscardHandler), "d-lost", Decision{Job: &job}, func(code int, out, _ string) error {
+		status, outcome = code, out
+		return nil
+	})
+	if err != nil || status != 200 || outcome != "duplicate" {
+		t.Fatalf("the redelivery: %d %s %v; want 200 duplicate", status, outcome, err)
+	}
+	if seen, err := q.Seen(ctx, "d-lost"); err != nil || !seen {
+		t.Errorf("the redelivery did not record the delivery: %v %v", seen, err)
 	}
 }

@@ -264,7 +264,9 @@ func serve(ctx context.Context, cfg Config, e *echo.Echo, w *Worker, rt *launch.
 	e.Listener = ln
 	srvErr := make(chan error, 1)
 	go func() { srvErr <- e.Start("") }()
-	wctx, stopWorkers := context.WithCancel(context.WithoutCancel(ctx))
+	// Builds the workers stop are interrupted, not ended: they run again
+	// on a replica (pipeline.ErrInterrupted).
+	wctx, stopWorkers := context.WithCancelCause(context.WithoutCancel(ctx))
 	workersDone := make(chan error, 1)
 	go func() { workersDone <- w.Run(wctx) }()
 	go reap(wctx, rt, cfg.ReapEvery, log)
@@ -272,13 +274,13 @@ func serve(ctx context.Context, cfg Config, e *echo.Echo, w *Worker, rt *launch.
 	select {
 	case <-ctx.Done():
 	case err := <-srvErr:
-		stopWorkers()
+		stopWorkers(pipeline.ErrInterrupted)
 		<-workersDone
 		return err
 	}
 	log.Info("shutting down: intake closed, requeuing running builds")
 	setClosed(true)
-	stopWorkers()
+	stopWorkers(pipeline.ErrInterrupted)
 	<-workersDone
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()

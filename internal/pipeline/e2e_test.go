@@ -208,32 +208,70 @@ func (w *signalWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// eventNames records the names of the events a pipeline publishes.
+type eventNames struct {
+	mu    sync.Mutex
+	names []string
+}
+
+func (r *eventNames) Publish(_ context.Context, e pipeline.Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.names = append(r.names, e.Name)
+}
+
+func (r *eventNames) String() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return strings.Join(r.names, " ")
+}
+
+// A cancelled build destroys its runner and ends in build.failed; one its
+// caller interrupts to run it again (a gateway stopping requeues it) ends
+// in no event: its next run's is the build's one end (a soak found a
+// build that failed and then completed).
 func TestCancelDestroysRunner(t *testing.T) {
-	e := newEnv(t, nil)
-	dir := project(t, "FROM base\nRUN echo sleeping && sleep 60\n", map[string]string{})
-	req := e.request(dir)
-	w := &signalWriter{s: "sleeping", ch: make(chan struct{})}
-	req.Build.ProgressOut = w
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() {
-		select {
-		case <-w.ch:
-		case <-time.After(60 * time.Second):
-		}
-		cancel()
-	}()
-	start := time.Now()
-	res, err := e.p.Run(ctx, req)
-	if !errors.Is(err, pipeline.ErrCanceled) {
-		t.Fatalf("err = %v, want ErrCanceled", err)
+	for _, tc := range []struct {
+		name   string
+		cause  error
+		events string
+	}{{"cancelled", nil, "build.started build.failed"}, {"interrupted", pipeline.ErrInterrupted, "build.started"}} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, nil)
+			rec := &eventNames{}
+			p, err := pipeline.New(pipeline.Config{Provider: e.prov, Events: rec})
+			if err != nil {
+				t.Fatal(err)
+			}
+			dir := project(t, "FROM base\nRUN echo sleeping && sleep 60\n", map[string]string{})
+			req := e.request(dir)
+			w := &signalWriter{s: "sleeping", ch: make(chan struct{})}
+			req.Build.ProgressOut = w
+			ctx, cancel := context.WithCancelCause(context.Background())
+			go func() {
+				select {
+				case <-w.ch:
+				case <-time.After(60 * time.Second):
+				}
+				cancel(tc.cause)
+			}()
+			start := time.Now()
+			res, err := p.Run(ctx, req)
+			if !errors.Is(err, pipeline.ErrCanceled) {
+				t.Fatalf("err = %v, want ErrCanceled", err)
+			}
+			if res.Outcome != pipeline.OutcomeCanceled || len(res.Attempts) != 1 {
+				t.Fatalf("result %+v", res)
+			}
+			if d := time.Since(start); d > 30*time.Second {
+				t.Errorf("cancel took %s", d)
+			}
+			if got := rec.String(); got != tc.events {
+				t.Errorf("events %q, want %q", got, tc.events)
+			}
+			assertRunnersGone(t, e, res)
+		})
 	}
-	if res.Outcome != pipeline.OutcomeCanceled || len(res.Attempts) != 1 {
-		t.Fatalf("result %+v", res)
-	}
-	if d := time.Since(start); d > 30*time.Second {
-		t.Errorf("cancel took %s", d)
-	}
-	assertRunnersGone(t, e, res)
 }
 
 // panicProvider wraps the real provider; its runners panic when asked for a client.

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -15,6 +16,13 @@ const (
 	// signature and attestation digests.
 	EventAttested = "build.attested"
 )
+
+// ErrInterrupted is the cause a caller cancels a build's context with when
+// it will run the build again under the same id (a gateway that stops
+// requeues its running builds): the interrupted run publishes no terminal
+// event, so that a build's one build.completed or build.failed is its last
+// run's.
+var ErrInterrupted = errors.New("interrupted; the build runs again")
 
 // EventSchemaVersion is the version of Event's JSON (schemas/events.schema.json).
 const EventSchemaVersion = 1

@@ -40,7 +40,12 @@ func (p *Pipeline) Run(ctx context.Context, req Request) (res Result, err error)
 	// 2. build.started
 	p.publish(ctx, event(EventStarted, req, res, 1))
 	defer func() {
-		// 8. build.completed / build.failed — also after a panic in a later step.
+		// 8. build.completed / build.failed — also after a panic in a later
+		// step; not when the caller runs the build again.
+		if errors.Is(context.Cause(ctx), ErrInterrupted) {
+			log.Info("interrupted: no build.failed; the build's next run ends it")
+			return
+		}
 		name := EventCompleted
 		if err != nil || res.Outcome != OutcomeSuccess {
 			name = EventFailed

@@ -56,14 +56,15 @@ const (
 	LabelArch = "lian-build/arch"
 )
 
-// sshTimeout bounds one admin SSH operation on a VM (a recycle starts a buildkitd).
-const sshTimeout = 2 * time.Minute
+// DefaultSSHTimeout bounds one admin SSH operation on a VM (a recycle
+// starts a buildkitd; a new server's sshd may take a minute to answer).
+const DefaultSSHTimeout = 2 * time.Minute
 
 // onMachine dials a VM with the pool's key and runs fn. The host key is
 // the one pinned at first contact; a VM without one is being created, and
 // the key it shows now is pinned (returned).
 func (s *Service) onMachine(ctx context.Context, v VM, fn func(*sshx.Conn) error) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, sshTimeout)
+	ctx, cancel := context.WithTimeout(ctx, s.o.SSHTimeout)
 	defer cancel()
 	cloud, err := s.cloud(v.Arch)
 	if err != nil {

@@ -67,6 +67,8 @@ type world struct {
 	prov     compute.Provider
 	now      func() time.Time
 	base     buildkit.NamedContext
+	// sshTimeout is the services' (0: the default).
+	sshTimeout time.Duration
 }
 
 type worldConfig struct {
@@ -86,6 +88,8 @@ type worldConfig struct {
 	registry string
 	// now is the services' clock (nil: time.Now).
 	now func() time.Time
+	// sshTimeout bounds the pool's SSH operations (0: the default).
+	sshTimeout time.Duration
 }
 
 func newWorld(t testing.TB, cfg worldConfig) *world {
@@ -133,7 +137,7 @@ func newWorld(t testing.TB, cfg worldConfig) *world {
 	if w.signer, err = ssh.NewSignerFromKey(priv); err != nil {
 		t.Fatal(err)
 	}
-	w.policy, w.now = cfg.policy, cfg.now
+	w.policy, w.now, w.sshTimeout = cfg.policy, cfg.now, cfg.sshTimeout
 	w.svc = w.service(t, cfg.policy)
 	w.srv = httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) { w.handler.ServeHTTP(rw, r) }))
 	w.serve(w.svc)
@@ -196,7 +200,7 @@ func (w *world) service(t testing.TB, policy pool.Policy) *pool.Service {
 	if w.events != nil {
 		opts.Events = w.events
 	}
-	opts.Logger, opts.Now = w.logger, w.now
+	opts.Logger, opts.Now, opts.SSHTimeout = w.logger, w.now, w.sshTimeout
 	svc, err := pool.New(opts)
 	if err != nil {
 		t.Fatal(err)

@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/sync/errgroup"
 
@@ -44,6 +45,7 @@ type ServeOptions struct {
 	Signer       ssh.Signer      // the key already loaded (else KeyFile is read)
 	Policy       Policy
 	UpkeepEvery  time.Duration // default 30 s
+	SSHTimeout   time.Duration // default DefaultSSHTimeout
 	Logger       *slog.Logger
 	// Ready, when set, gets the address the API listens on.
 	Ready func(addr string)
@@ -104,10 +106,11 @@ func Serve(ctx context.Context, o ServeOptions) error {
 		return err
 	}
 	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	pub := events.New(events.Options{URL: o.NatsURL, Prefix: o.EventsPrefix, Logger: o.Logger})
 	defer pub.Close()
 	svc, err := New(Options{Name: o.Name, Policy: o.Policy, Clouds: clouds, Signer: signer, Store: store, Events: pub,
-		Metrics: NewMetrics(reg), Logger: o.Logger})
+		Metrics: NewMetrics(reg), Logger: o.Logger, SSHTimeout: o.SSHTimeout})
 	if err != nil {
 		return err
 	}

@@ -58,6 +58,9 @@ type Options struct {
 	Now func() time.Time
 	// WaitPoll is the wait between looks for a free VM when a tier is full.
 	WaitPoll time.Duration
+	// SSHTimeout bounds one SSH operation on a VM, a new server's first
+	// answer included (default DefaultSSHTimeout).
+	SSHTimeout time.Duration
 }
 
 // Service is the pool.
@@ -80,6 +83,9 @@ func New(o Options) (*Service, error) {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.SSHTimeout <= 0 {
+		o.SSHTimeout = DefaultSSHTimeout
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -123,6 +129,7 @@ func (s *Service) Lease(ctx context.Context, req Request) (Grant, error) {
 		return Grant{}, err
 	}
 	start := s.o.Now()
+	replaced := false
 	for {
 		waited := s.o.Now().Sub(start)
 		g, err := s.lease(ctx, req, waited < s.o.Policy.awaitRecycling(), waited < s.o.Policy.AwaitBusy)
@@ -130,6 +137,12 @@ func (s *Service) Lease(ctx context.Context, req Request) (Grant, error) {
 			g.WaitMS = s.o.Now().Sub(start).Milliseconds()
 			s.o.Metrics.leased(req.Tier, g.Reused, s.o.Now().Sub(start))
 			return g, nil
+		}
+		var unready *unreadyError
+		if errors.As(err, &unready) && !replaced && ctx.Err() == nil {
+			s.o.Logger.Warn("a new server did not become ready (deleted); making another", "tier", req.Tier, "err", err)
+			replaced = true
+			continue
 		}
 		if !errors.Is(err, errFull) && !errors.Is(err, errRecycling) {
 			return Grant{}, err
@@ -141,6 +154,14 @@ func (s *Service) Lease(ctx context.Context, req Request) (Grant, error) {
 		}
 	}
 }
+
+// unreadyError is a new server that did not become ready: it never
+// answered on SSH, or its first recycle or grant failed. It is deleted; the
+// lease it was made for makes another, once.
+type unreadyError struct{ err error }
+
+func (e *unreadyError) Error() string { return e.err.Error() }
+func (e *unreadyError) Unwrap() error { return e.err }
 
 // errRecycling is a lease waiting for a VM being recycled, or back soon.
 var errRecycling = errors.New("pool: waiting for a VM being recycled or back soon")
@@ -249,12 +270,12 @@ func (s *Service) create(ctx context.Context, req Request, lease *Lease, priv ed
 		v.HostKey, err = s.recycle(ctx, v, remote.RecycleOptions{Cold: lease.State != nil})
 	}
 	if err != nil {
-		return fail(err)
+		return fail(&unreadyError{err})
 	}
 	var gs *GrantState
 	if lease != nil {
 		if gs, err = s.grantNew(ctx, v, pubOf(priv)); err != nil {
-			return fail(err)
+			return fail(&unreadyError{err})
 		}
 		// The lease's time counts from when its holder gets the server.
 		ttl := lease.Expires.Sub(lease.Started)

@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http/httptest"
-	"os"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -18,25 +16,6 @@ import (
 	"github.com/lian-build/action/internal/testenv"
 	"github.com/lian-build/action/internal/testenv/fakehcloud"
 )
-
-// soakConfig is the soak's length and seed: LIAN_SOAK (a duration,
-// default 90 s) and LIAN_SOAK_SEED (default: the clock, printed).
-func soakConfig(t *testing.T) (time.Duration, uint64) {
-	d, seed := 90*time.Second, uint64(time.Now().UnixNano())
-	if v := os.Getenv("LIAN_SOAK"); v != "" {
-		var err error
-		if d, err = time.ParseDuration(v); err != nil {
-			t.Fatalf("LIAN_SOAK=%q: %v", v, err)
-		}
-	}
-	if v := os.Getenv("LIAN_SOAK_SEED"); v != "" {
-		var err error
-		if seed, err = strconv.ParseUint(v, 10, 64); err != nil {
-			t.Fatalf("LIAN_SOAK_SEED=%q: %v", v, err)
-		}
-	}
-	return d, seed
-}
 
 // soak is the soak's bookkeeping, shared by its workers.
 type soak struct {
@@ -73,7 +52,7 @@ var injectedCodes = []string{"resource_unavailable", "rate_limit_exceeded", "ser
 // (testenv.Usage.Grown).
 // `make soak DURATION=10m SEED=N` runs it longer.
 func TestPoolSoak(t *testing.T) {
-	duration, seed := soakConfig(t)
+	duration, seed := testenv.SoakConfig(t, 90*time.Second)
 	t.Logf("soak: %s, seed %d (LIAN_SOAK_SEED=%d reproduces the choices)", duration, seed, seed)
 	policy := pool.Policy{MaxVMs: map[string]int{"cax11": 3, "cax21": 2}, KeepWarm: time.Hour, AwaitRecycling: 10 * time.Second, Upsize: true}
 	w := newWorld(t, worldConfig{hosts: true, policy: policy})

@@ -50,7 +50,7 @@ func (s *Service) Return(ctx context.Context, leaseID string, ret Return) (Dispo
 	s.bg.Add(1)
 	go func() {
 		defer s.bg.Done()
-		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*sshTimeout)
+		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*s.o.SSHTimeout)
 		defer cancel()
 		if d, err := s.settle(bctx, e, lease, ret); err != nil {
 			s.o.Logger.Warn("settling a returned VM failed", "vm", e.ID, "lease", lease.ID, "reason", d.Reason, "err", err)

@@ -103,3 +103,35 @@ func TestEventsAndMetrics(t *testing.T) {
 	}
 	w.drainAndCheck(t)
 }
+
+// A new server that never becomes reachable (its sshd never answers) is
+// deleted and another made, once, within the lease's wait: the lease gets
+// the second. (The system soak found a build failed after a two-minute
+// wait for such a server.)
+func TestNewServerThatNeverAnswersIsReplaced(t *testing.T) {
+	w := newWorld(t, worldConfig{hosts: true, sshTimeout: 10 * time.Second})
+	ctx := context.Background()
+	w.hosts.Unreachable.Store(1)
+	g, err := w.client.Lease(ctx, pool.Request{Tier: "cax11", TTLSeconds: 120})
+	if err != nil {
+		t.Fatalf("lease: %v", err)
+	}
+	var created []string
+	for _, r := range w.fake.Requests() {
+		if r.Method == "POST" && r.Path == "/servers" {
+			created = append(created, r.Path)
+		}
+	}
+	if len(created) != 2 {
+		t.Errorf("%d servers made, want 2 (the unreachable one, then its replacement)", len(created))
+	}
+	if s, _ := w.fake.Counts(); s != 1 {
+		t.Errorf("%d servers exist, want the lease's alone", s)
+	}
+	dialLease(t, g)
+	if _, err := w.client.Return(ctx, g.LeaseID, "ok"); err != nil {
+		t.Fatal(err)
+	}
+	w.svc.Wait()
+	w.drainAndCheck(t)
+}

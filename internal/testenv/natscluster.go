@@ -50,6 +50,7 @@ func NATSServerBinary(t testing.TB) string {
 // loopback ports.
 type NATSCluster struct {
 	URLs  []string
+	mu    sync.Mutex
 	procs []*exec.Cmd
 	dir   string
 }
@@ -70,16 +71,10 @@ func StartNATSCluster(t testing.TB, n int) *NATSCluster {
 		cmd := exec.Command(bin, "-a", "127.0.0.1", "-p", fmt.Sprint(client[i]), "-n", fmt.Sprintf("n%d", i+1),
 			"-js", "-sd", filepath.Join(c.dir, fmt.Sprintf("n%d", i+1)), "--cluster_name", "lian",
 			"--cluster", routes[i], "--routes", strings.Join(routes, ","))
-		logf, err := os.Create(filepath.Join(c.dir, fmt.Sprintf("n%d.log", i+1)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd.Stdout, cmd.Stderr = logf, logf
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		logf.Close()
 		c.procs = append(c.procs, cmd)
+		if err := c.Start(i); err != nil {
+			t.Fatal(err)
+		}
 	}
 	t.Cleanup(func() {
 		for i := range c.procs {
@@ -93,13 +88,52 @@ func StartNATSCluster(t testing.TB, n int) *NATSCluster {
 // URL is every node's URL, for a client's server list.
 func (c *NATSCluster) URL() string { return strings.Join(c.URLs, ",") }
 
+// Start starts node i (again, after Stop or Kill, on its own store).
+func (c *NATSCluster) Start(i int) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := c.procs[i]
+	if old.Process != nil && old.ProcessState == nil {
+		return fmt.Errorf("nats node %d runs", i+1)
+	}
+	cmd := exec.Command(old.Path, old.Args[1:]...)
+	logf, err := os.OpenFile(filepath.Join(c.dir, fmt.Sprintf("n%d.log", i+1)), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	c.procs[i] = cmd
+	return nil
+}
+
+// Pid is node i's process id (0 when it does not run).
+func (c *NATSCluster) Pid(i int) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cmd := c.procs[i]; cmd.Process != nil && cmd.ProcessState == nil {
+		return cmd.Process.Pid
+	}
+	return 0
+}
+
 // Stop stops node i (SIGTERM, then SIGKILL) and waits for it.
-func (c *NATSCluster) Stop(i int) {
+func (c *NATSCluster) Stop(i int) { c.end(i, syscall.SIGTERM) }
+
+// Kill kills node i (SIGKILL) and waits for it.
+func (c *NATSCluster) Kill(i int) { c.end(i, syscall.SIGKILL) }
+
+func (c *NATSCluster) end(i int, sig syscall.Signal) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	cmd := c.procs[i]
-	if cmd.ProcessState != nil {
+	if cmd.Process == nil || cmd.ProcessState != nil {
 		return
 	}
-	_ = cmd.Process.Signal(syscall.SIGTERM)
+	_ = cmd.Process.Signal(sig)
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()
 	select {

@@ -44,7 +44,7 @@ func (factory) Features() compute.Features {
 
 func (factory) Settings() []compute.Setting {
 	return []compute.Setting{
-		{Name: OptURL, Env: "LIAN_POOL_URL", Help: "compute-provider vm-pool: the pool service's URL (lian-build pool serve)"},
+		{Name: OptURL, Env: "LIAN_POOL_URL", Help: "compute-provider vm-pool: the pool service's URL (lian-build pool serve), or its replicas' comma-separated (a call goes on to the next while one refuses the connection)"},
 		{Name: OptToken, Secret: true, Env: "LIAN_POOL_TOKEN", Help: "compute-provider vm-pool: the pool's bearer token (CLI: --pool-token-file or $LIAN_POOL_TOKEN)"},
 	}
 }

@@ -20,7 +20,11 @@ import (
 // each call's answer have timeouts of their own (a lease may wait for a
 // free VM as long as the pool's own bound), whatever ctx allows.
 type Client struct {
-	URL   string // e.g. http://pool:8090
+	// URL is the pool's, e.g. http://pool:8090, or its replicas'
+	// comma-separated: a call goes to the first and on to the next while
+	// one refuses the connection, and a lease also while one breaks off
+	// without an answer (goesOn).
+	URL   string
 	Token string
 	HTTP  *http.Client // default: one with bounded dial, TLS and answer waits
 	// Timeouts override the calls' bounds (zero: the defaults).
@@ -114,13 +118,25 @@ func (c *Client) Drain(ctx context.Context) ([]string, error) {
 	return out.Retired, c.do(ctx, c.limits().Drain, http.MethodPost, PathDrain, nil, &out)
 }
 
-// CheckURL checks a pool's URL: http or https with a host. It reports
-// whether the URL sends lease grants (each carries a private key) in clear
-// over a network: plain http to a host that is not loopback.
+// CheckURL checks a pool's URL (or its replicas', comma-separated): http
+// or https with a host. It reports whether the URL sends lease grants (each
+// carries a private key) in clear over a network: plain http to a host
+// that is not loopback.
 func CheckURL(raw string) (clear bool, err error) {
+	for _, one := range strings.Split(raw, ",") {
+		c, err := checkOneURL(strings.TrimSpace(one))
+		if err != nil {
+			return false, err
+		}
+		clear = clear || c
+	}
+	return clear, nil
+}
+
+func checkOneURL(raw string) (clear bool, err error) {
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return false, fmt.Errorf("%q: want http(s)://HOST[:PORT]", redact.URL(raw))
+		return false, fmt.Errorf("%q: want http(s)://HOST[:PORT] (or several, comma-separated)", redact.URL(raw))
 	}
 	if u.User != nil {
 		return false, fmt.Errorf("%q: the token goes in its own setting, not in the URL", redact.URL(raw))
@@ -130,6 +146,13 @@ func CheckURL(raw string) (clear bool, err error) {
 		return !(u.Hostname() == "localhost" || (ip != nil && ip.IsLoopback())), nil
 	}
 	return false, nil
+}
+
+// refused reports whether err is a connection the replica refused or
+// could not take: the request never reached it.
+func refused(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
 }
 
 // TimeoutError is a call the pool did not answer in time.
@@ -156,15 +179,47 @@ func (c *Client) do(ctx context.Context, limit time.Duration, method, path strin
 }
 
 func (c *Client) call(ctx context.Context, method, path string, in, out any) error {
-	var body io.Reader
+	var body []byte
 	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
+		var err error
+		if body, err = json.Marshal(in); err != nil {
 			return err
 		}
-		body = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.URL, "/")+path, body)
+	var err error
+	for _, base := range strings.Split(c.URL, ",") {
+		err = c.callOne(ctx, strings.TrimRight(strings.TrimSpace(base), "/")+path, method, path, body, out)
+		if err == nil || ctx.Err() != nil || !goesOn(method, path, err) {
+			return err
+		}
+	}
+	return err
+}
+
+// goesOn decides whether a call goes on to the next replica after err:
+// when the replica refused the connection (the call never reached it);
+// for a lease, also when the connection broke before an answer (a replica
+// stopped or killed mid-lease: a server it may have begun making is taken
+// back by the replicas left, as any dead replica's).
+func goesOn(method, path string, err error) bool {
+	var na *noAnswerError
+	return refused(err) || method == http.MethodPost && path == PathLeases && errors.As(err, &na)
+}
+
+// noAnswerError is a call that got no answer: the connection failed or
+// broke before the answer was read.
+type noAnswerError struct{ err error }
+
+func (e *noAnswerError) Error() string { return e.err.Error() }
+func (e *noAnswerError) Unwrap() error { return e.err }
+
+// callOne is one call to one replica.
+func (c *Client) callOne(ctx context.Context, u, method, path string, in []byte, out any) error {
+	var body io.Reader
+	if in != nil {
+		body = bytes.NewReader(in)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
 	if err != nil {
 		return fmt.Errorf("vm-pool: %w", err)
 	}
@@ -178,12 +233,12 @@ func (c *Client) call(ctx context.Context, method, path string, in, out any) err
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("vm-pool: %w", err)
+		return &noAnswerError{fmt.Errorf("vm-pool: %w", err)}
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return fmt.Errorf("vm-pool: %s %s: %w", method, path, err)
+		return &noAnswerError{fmt.Errorf("vm-pool: %s %s: %w", method, path, err)}
 	}
 	if resp.StatusCode >= 300 {
 		var ae ErrorBody

@@ -1,7 +1,14 @@
 package poolapi
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 )
 
@@ -9,12 +16,13 @@ import (
 // another machine is said to send grants (private keys) in clear.
 func TestCheckURL(t *testing.T) {
 	for in, want := range map[string]bool{"http://127.0.0.1:8090": false, "http://localhost:8090": false, "https://pool.example": false,
-		"http://pool.example:8090": true, "http://10.0.0.5:8090": true} {
+		"http://pool.example:8090": true, "http://10.0.0.5:8090": true,
+		"http://127.0.0.1:1,http://127.0.0.1:2": false, "https://a.example, http://b.example": true} {
 		if clear, err := CheckURL(in); err != nil || clear != want {
 			t.Errorf("CheckURL(%q) = %v, %v; want %v", in, clear, err, want)
 		}
 	}
-	for _, bad := range []string{"ftp://x", "pool:8090", "http://", "http://u:SECRETPW@pool:1"} {
+	for _, bad := range []string{"ftp://x", "pool:8090", "http://127.0.0.1:1,", "http://127.0.0.1:1,pool:8090", "http://", "http://u:SECRETPW@pool:1"} {
 		_, err := CheckURL(bad)
 		if err == nil || strings.Contains(err.Error(), "SECRETPW") {
 			t.Errorf("CheckURL(%q) = %v", bad, err)
@@ -24,5 +32,66 @@ func TestCheckURL(t *testing.T) {
 		if CheckToken(bad) == nil {
 			t.Errorf("CheckToken(%q) accepted", bad)
 		}
+	}
+}
+
+// A call goes on to the next replica only when one refuses the
+// connection: a replica that answers, even with an error, is the answer.
+func TestClientGoesOnToTheNextReplica(t *testing.T) {
+	var calls atomic.Int32
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		if r.Header.Get("Authorization") != "Bearer tok" {
+			http.Error(w, `{"error":"bad token"}`, http.StatusUnauthorized)
+			return
+		}
+		fmt.Fprint(w, `{"retired":["vm-1"]}`)
+	}))
+	defer up.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := "http://" + ln.Addr().String()
+	ln.Close()
+	ctx := context.Background()
+	got, err := (&Client{URL: down + "," + up.URL, Token: "tok"}).Drain(ctx)
+	if err != nil || len(got) != 1 || got[0] != "vm-1" || calls.Load() != 1 {
+		t.Fatalf("down replica first: %v %v (%d calls to the live one)", got, err, calls.Load())
+	}
+	var ae *APIError
+	_, err = (&Client{URL: up.URL + "," + down, Token: "wrong"}).Drain(ctx)
+	if !errors.As(err, &ae) || ae.Status != http.StatusUnauthorized || calls.Load() != 2 {
+		t.Fatalf("an answering replica's error: %v (%d calls)", err, calls.Load())
+	}
+	if _, err := (&Client{URL: down, Token: "tok"}).Drain(ctx); err == nil || !refused(err) {
+		t.Fatalf("every replica down: %v", err)
+	}
+}
+
+// A lease goes on to the next replica when one breaks the connection
+// before answering (a replica killed mid-lease); a return does not (the
+// dead replica may have done it).
+func TestLeaseGoesOnPastAReplicaThatBreaksOff(t *testing.T) {
+	var broken atomic.Int32
+	dying := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		broken.Add(1)
+		conn, _, err := w.(http.Hijacker).Hijack()
+		if err == nil {
+			conn.Close()
+		}
+	}))
+	defer dying.Close()
+	live := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, `{"lease_id":"pl-1","vm":"vm-1","outcome":"ok"}`)
+	}))
+	defer live.Close()
+	c := &Client{URL: dying.URL + "," + live.URL, Token: "tok"}
+	g, err := c.Lease(context.Background(), Request{Tier: "cax11"})
+	if err != nil || g.LeaseID != "pl-1" || broken.Load() != 1 {
+		t.Fatalf("lease: %+v %v (%d broken calls)", g, err, broken.Load())
+	}
+	if _, err := c.Return(context.Background(), "pl-1", "ok"); err == nil || broken.Load() != 2 {
+		t.Fatalf("a return went on past a replica that may have done it: %v (%d broken calls)", err, broken.Load())
 	}
 }

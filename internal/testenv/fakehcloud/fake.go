@@ -246,6 +246,13 @@ func (f *Fake) KeyNames() []string {
 	return out
 }
 
+// Volumes is how many volumes exist.
+func (f *Fake) Volumes() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.vols)
+}
+
 // Counts are the servers and SSH keys that exist.
 func (f *Fake) Counts() (servers, keys int) {
 	f.mu.Lock()

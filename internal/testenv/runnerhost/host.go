@@ -24,6 +24,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -52,6 +53,12 @@ type Hosts struct {
 	// 127.0.0.1:PORT, as a server reaches a registry on its network. The
 	// plain-HTTP registries of a server's user-data are forwarded too.
 	Forward []int
+	// SlowBoots are how many of the next servers take BootDelay longer to
+	// answer the API's create; Unreachable, how many of the next servers'
+	// sshd dies as it starts (a server that never becomes reachable). Both
+	// are the cloud's faults, for tests to switch on.
+	SlowBoots, Unreachable atomic.Int32
+	BootDelay              time.Duration
 
 	mu    sync.Mutex
 	hosts map[int64]*host
@@ -78,6 +85,34 @@ func Prefix() string { return fmt.Sprintf("lianrh-%04x-", tag) }
 
 // Start makes the host for a server and returns its address.
 func (h *Hosts) Start(ctx context.Context, spec fakehcloud.HostSpec) (string, error) {
+	if take(&h.SlowBoots) {
+		select {
+		case <-time.After(h.BootDelay):
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+	}
+	ip, err := h.start(ctx, spec)
+	if err == nil && take(&h.Unreachable) {
+		h.Kill(spec.ServerID)
+	}
+	return ip, err
+}
+
+// take takes one from n when it is above zero.
+func take(n *atomic.Int32) bool {
+	for {
+		v := n.Load()
+		if v <= 0 {
+			return false
+		}
+		if n.CompareAndSwap(v, v-1) {
+			return true
+		}
+	}
+}
+
+func (h *Hosts) start(ctx context.Context, spec fakehcloud.HostSpec) (string, error) {
 	n := spec.ServerID % 250
 	hs := &host{ns: fmt.Sprintf("%s%d", Prefix(), spec.ServerID), dir: filepath.Join(h.Dir, fmt.Sprint(spec.ServerID)),
 		lease: fmt.Sprintf("rh-%04x-%d", tag, spec.ServerID)}
@@ -366,13 +401,80 @@ func (h *Hosts) Run(serverID int64, script string) ([]byte, error) {
 // HostDir is a server's host directory (its buildkitd's root is Dir/buildkit).
 func (h *Hosts) HostDir(serverID int64) string { return filepath.Join(h.Dir, fmt.Sprint(serverID)) }
 
-// KillDaemon kills a server's buildkitd, as the kernel or a crash would.
+// KillDaemon kills a server's buildkitd, as the kernel or a crash would:
+// every buildkitd in its network namespace (a pool VM's runner script
+// starts its own at each grant).
 func (h *Hosts) KillDaemon(serverID int64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if hs := h.hosts[serverID]; hs != nil && hs.daemon > 0 {
-		_ = syscall.Kill(hs.daemon, syscall.SIGKILL)
+	if hs := h.hosts[serverID]; hs != nil {
+		for _, pid := range hs.pidsNamed("buildkitd") {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
 	}
+}
+
+// CutSessions kills a server's SSH sessions but not its sshd: every
+// connection to it breaks, and the next one is taken.
+func (h *Hosts) CutSessions(serverID int64) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	hs := h.hosts[serverID]
+	if hs == nil || hs.sshd == nil {
+		return 0
+	}
+	n := 0
+	for _, pid := range hs.pidsNamed("sshd", "sshd-session") {
+		if pid != hs.sshd.Process.Pid && syscall.Kill(pid, syscall.SIGKILL) == nil {
+			n++
+		}
+	}
+	return n
+}
+
+// FillMemory starts a process that allocates without bound in a child of
+// the server's build cgroup, as a runaway step would: the cgroup's limit
+// makes the kernel kill it or the build. The runner's recycle removes what
+// is left; the process is killed after a minute at the latest.
+func (h *Hosts) FillMemory(serverID int64) error {
+	h.mu.Lock()
+	hs := h.hosts[serverID]
+	h.mu.Unlock()
+	if hs == nil {
+		return fmt.Errorf("no runner host for server %d", serverID)
+	}
+	cg := "/sys/fs/cgroup/memory/lian-build/" + hs.lease
+	if _, err := os.Stat(cg); err != nil {
+		return fmt.Errorf("server %d has no build cgroup: %w", serverID, err)
+	}
+	cmd := exec.Command("sh", "-c", `mkdir -p "$0/fill" && echo $$ >"$0/fill/cgroup.procs" && exec tail /dev/zero`, cg)
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	go func() {
+		t := time.AfterFunc(time.Minute, func() { _ = cmd.Process.Kill() })
+		_ = cmd.Wait()
+		t.Stop()
+	}()
+	return nil
+}
+
+// pidsNamed are the processes in the host's network namespace whose
+// command is one of names.
+func (hs *host) pidsNamed(names ...string) []int {
+	out, _ := exec.Command("ip", "netns", "pids", hs.ns).Output()
+	var pids []int
+	for _, f := range strings.Fields(string(out)) {
+		pid, err := strconv.Atoi(f)
+		if err != nil {
+			continue
+		}
+		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		if slices.Contains(names, strings.TrimSpace(string(comm))) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
 
 // DaemonOOMFirst makes a server's buildkitd the kernel's first choice when

@@ -1,0 +1,247 @@
+package gateway
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/lian-build/action/internal/compute/local"
+	"github.com/lian-build/action/internal/testenv"
+	"github.com/lian-build/action/internal/testenv/fakehcloud"
+	"github.com/lian-build/action/internal/testenv/runnerhost"
+)
+
+const (
+	soakHCToken   = "hc-S0AK-T0KEN-33"
+	soakPoolToken = "pool-S0AK-BEARER-81"
+	// soakDockerfile's last step runs long enough for faults to land in it.
+	soakDockerfile = "FROM base\nRUN echo deps > /deps\nCOPY app.txt /app.txt\nRUN cat /app.txt && sleep 2\n"
+)
+
+// system is the whole of lian-build as an operator runs it, each part a
+// process of its own: three gateway replicas and two pool replicas on a
+// three-node JetStream cluster; the fake Hetzner API, whose servers are
+// runner hosts (netns, sshd, buildkitd in a cgroup) reaching the test
+// registry; the fake GitHub with its git server.
+type system struct {
+	t        *testing.T
+	dir      string
+	nats     *testenv.NATSCluster
+	gh       *fakeGitHub
+	git      *gitServer
+	reg      *testenv.Registry
+	hosts    *runnerhost.Hosts
+	local    *local.Provider // the hosts' buildkitds, to find any left
+	fake     *fakehcloud.Fake
+	pools    []*process
+	gateways []*process
+	// prom scrapes every replica and evaluates deploy/'s alerting rules.
+	prom *testenv.Prometheus
+}
+
+// process is one replica: its binary and arguments, restartable.
+type process struct {
+	name, addr string
+	args       []string
+	logPath    string
+
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	exited  chan struct{}
+	starts  int
+	started time.Time
+}
+
+func (p *process) start() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	logf, err := os.OpenFile(p.logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd := exec.Command(p.args[0], p.args[1:]...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	p.cmd, p.exited, p.started = cmd, exited, time.Now()
+	p.starts++
+	for deadline := time.Now().Add(90 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		select {
+		case <-exited:
+			b, _ := os.ReadFile(p.logPath)
+			return fmt.Errorf("%s exited at start: %s", p.name, tail(string(b), 2000))
+		default:
+		}
+		if c, err := net.Dial("tcp", p.addr); err == nil {
+			c.Close()
+			return nil
+		}
+	}
+	return fmt.Errorf("%s did not listen on %s in 90 s", p.name, p.addr)
+}
+
+// stop sends sig and waits for the process to end (SIGKILL after 60 s).
+func (p *process) stop(sig syscall.Signal) {
+	p.mu.Lock()
+	cmd, exited := p.cmd, p.exited
+	p.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Signal(sig)
+	select {
+	case <-exited:
+	case <-time.After(60 * time.Second):
+		_ = cmd.Process.Kill()
+		<-exited
+	}
+}
+
+// pid is the running process's id (0: it does not run).
+func (p *process) pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return 0
+	}
+	select {
+	case <-p.exited:
+		return 0
+	default:
+		return p.cmd.Process.Pid
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return "…" + s[len(s)-n:]
+	}
+	return s
+}
+
+// startSystem starts every part; everything ends with the test.
+func startSystem(t *testing.T) *system {
+	testenv.Require(t)
+	testenv.StartSSHD(t)
+	s := &system{t: t, dir: t.TempDir(), gh: newFakeGitHub(t), git: newGitServer(t), reg: testenv.StartRegistry(t)}
+	if d := os.Getenv("LIAN_SOAK_DIR"); d != "" { // keeps the replicas' logs
+		s.dir = filepath.Join(d, time.Now().Format("20060102-150405"))
+		if err := os.MkdirAll(s.dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("the replicas' logs are in %s", s.dir)
+	}
+	s.nats = testenv.StartNATSCluster(t, 3)
+	_, port, _ := net.SplitHostPort(s.reg.Host)
+	var regPort int
+	fmt.Sscan(port, &regPort)
+	s.hosts = &runnerhost.Hosts{Options: testenv.HostOptions(t, nil), Dir: t.TempDir(), Forward: []int{regPort}, BootDelay: 20 * time.Second}
+	var err error
+	if s.local, err = local.New(s.hosts.Options); err != nil {
+		t.Fatal(err)
+	}
+	s.fake = fakehcloud.New(soakHCToken, s.hosts)
+	t.Cleanup(s.fake.Close)
+	bin := func(name, pkg string) string {
+		out := filepath.Join(s.dir, name)
+		if b, err := exec.Command("go", "build", "-o", out, pkg).CombinedOutput(); err != nil {
+			t.Fatalf("go build %s: %v\n%s", pkg, err, b)
+		}
+		return out
+	}
+	lb, gw := bin("lian-build", "../../cmd/lian-build"), bin("gateway", "../../cmd/gateway")
+	files := map[string][]byte{"secret": []byte(testSecret), "key.pem": testKey(t), "pool-token": []byte(soakPoolToken), "hc-token": []byte(soakHCToken)}
+	for name, b := range files {
+		if err := os.WriteFile(filepath.Join(s.dir, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	addrs := freeAddrs(t, 5)
+	for i := range 2 {
+		s.pools = append(s.pools, &process{name: fmt.Sprintf("pool-%d", i), addr: addrs[i], logPath: filepath.Join(s.dir, fmt.Sprintf("pool-%d.log", i)),
+			args: []string{lb, "pool", "serve", "--listen", addrs[i], "--token-file", filepath.Join(s.dir, "pool-token"), "--name", "soak",
+				"--ssh-key-file", filepath.Join(s.dir, "pool_key"), "--hcloud-token-file", filepath.Join(s.dir, "hc-token"),
+				"--hcloud-endpoint", s.fake.Endpoint(), "--hcloud-location", "fsn1", "--nats-url", s.nats.URL(),
+				"--insecure-registry", s.reg.Host, "--max-vms", "cax11=3,cax21=2", "--upsize", "--await-recycling", "20s",
+				"--upkeep-every", "1s", "--stuck-after", "20s", "--ssh-timeout", "30s"}})
+	}
+	poolURLs := "http://" + addrs[0] + ",http://" + addrs[1]
+	for i := range 3 {
+		data := filepath.Join(s.dir, fmt.Sprintf("gateway-%d", i))
+		s.gateways = append(s.gateways, &process{name: fmt.Sprintf("gateway-%d", i), addr: addrs[2+i], logPath: data + ".log",
+			args: []string{gw, "--listen", addrs[2+i], "--webhook-secret-file", filepath.Join(s.dir, "secret"), "--app-id", "42",
+				"--private-key-file", filepath.Join(s.dir, "key.pem"), "--github-url", s.git.srv.URL, "--github-api-url", s.gh.srv.URL,
+				"--data-dir", data, "--nats-url", s.nats.URL(), "--concurrency", "2", "--ack-wait", "10s", "--progress-every", "2s",
+				"--branches", "master", "--provider", "vm-pool", "--pool-url", poolURLs, "--pool-token-file", filepath.Join(s.dir, "pool-token"),
+				"--state-store", "volumes", "--registry", s.reg.Host, "--insecure-registry", s.reg.Host,
+				"--build-context", "base=oci-layout://" + testenv.BaseLayout(t)}})
+	}
+	t.Cleanup(func() {
+		for _, p := range append(append([]*process{}, s.gateways...), s.pools...) {
+			p.stop(syscall.SIGTERM)
+			if t.Failed() {
+				b, _ := os.ReadFile(p.logPath)
+				t.Logf("%s's log (its end):\n%s", p.name, tail(string(b), 6000))
+			}
+		}
+	})
+	// The first pool replica makes the pool's key; the second reads it.
+	for _, p := range append(append([]*process{}, s.pools...), s.gateways...) {
+		if err := p.start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var targets []string
+	for _, p := range append(append([]*process{}, s.gateways...), s.pools...) {
+		targets = append(targets, p.addr)
+	}
+	s.prom = testenv.StartPrometheus(t, targets, filepath.Join(testenv.RepoRoot(), "deploy", "prometheus", "lian-build.rules.yml"))
+	return s
+}
+
+// freeAddrs are n loopback addresses free now.
+func freeAddrs(t *testing.T, n int) []string {
+	var out []string
+	var lns []net.Listener
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns = append(lns, ln)
+		out = append(out, ln.Addr().String())
+	}
+	for _, ln := range lns {
+		ln.Close()
+	}
+	return out
+}
+
+// gatewayURLs are the gateway replicas' URLs.
+func (s *system) gatewayURLs() []string {
+	var out []string
+	for _, g := range s.gateways {
+		out = append(out, "http://"+g.addr)
+	}
+	return out
+}
+
+// poolURL is the pool replicas' URLs, as a client takes them.
+func (s *system) poolURL() string {
+	var out []string
+	for _, p := range s.pools {
+		out = append(out, "http://"+p.addr)
+	}
+	return strings.Join(out, ",")
+}
