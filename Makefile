@@ -7,7 +7,7 @@ export PATH := $(BIN):$(PATH)
 # Debian packages the local runner, its tests and the demo need.
 APT_PACKAGES := runc busybox-static docker-registry openssh-server iproute2 btrfs-progs xfsprogs docker.io qemu-user-static prometheus qemu-system-x86 qemu-utils debootstrap
 
-.PHONY: all build deps tools demo test bench vet fmt-check clean fake-hcloud buildkit-image doctest soak
+.PHONY: all build deps tools demo test bench vet fmt-check clean fake-hcloud buildkit-image doctest soak soak-pool
 
 all: build
 
@@ -75,11 +75,17 @@ test: tools vet fmt-check
 	$(GO) test -run '^$$' -fuzz FuzzLeaseRequest -fuzztime 30000x ./internal/pool/
 	$(GO) test -run '^$$' -fuzz FuzzLoadCatalog -fuzztime 10000x ./internal/lamina/
 
-## soak: the VM pool (two replicas) under load and injected faults for DURATION; SEED reproduces a run's
-## choices (CI runs it for 90 s inside make test)
+## soak: the whole system — three gateway replicas, two pool replicas, a three-node NATS cluster, the fake
+## Hetzner API with runner hosts, Prometheus with deploy/'s rules — under webhooks and random faults for
+## DURATION; SEED reproduces a run's choices; SOAK_DIR keeps the replicas' logs (CI runs it for 2 minutes)
 DURATION ?= 10m
 SEED ?=
+SOAK_DIR ?=
 soak: tools
+	LIAN_E2E=1 LIAN_SOAK=$(DURATION) LIAN_SOAK_SEED=$(SEED) LIAN_SOAK_DIR=$(SOAK_DIR) $(GO) test -run '^TestSystemSoak$$' -count=1 -v -timeout 0 ./internal/gateway/
+
+## soak-pool: the VM pool alone (two replicas) under leases and the API's faults for DURATION (CI: 90 s)
+soak-pool: tools
 	LIAN_E2E=1 LIAN_SOAK=$(DURATION) LIAN_SOAK_SEED=$(SEED) $(GO) test -run '^TestPoolSoak$$' -count=1 -v -timeout 0 ./internal/pool/
 
 ## bench: spawn time, pipeline vs BuildKit by hand, cache import (prints numbers)

@@ -63,7 +63,7 @@ func (r *soakRun) apply(s *system, rng *rand.Rand, kind string) (string, func() 
 			ps = s.pools
 		}
 		p := ps[rng.IntN(len(ps))]
-		if kind[0] == 'g' {
+		if kind == "gateway-kill" {
 			r.mu.Lock()
 			r.gatewayKills = append(r.gatewayKills, time.Now())
 			r.mu.Unlock()

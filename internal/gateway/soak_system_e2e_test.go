@@ -142,7 +142,8 @@ func startSystem(t *testing.T) *system {
 		}
 		t.Logf("the replicas' logs are in %s", s.dir)
 	}
-	s.nats = testenv.StartNATSCluster(t, 3)
+	s.nats = testenv.StartNATSClusterIn(t, 3, filepath.Join(s.dir, "nats"))
+
 	_, port, _ := net.SplitHostPort(s.reg.Host)
 	var regPort int
 	fmt.Sscan(port, &regPort)

@@ -10,21 +10,10 @@ import (
 	"github.com/lian-build/action/internal/pipeline"
 	"github.com/lian-build/action/internal/sizing"
 	"github.com/lian-build/action/internal/testenv"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 func stores(t *testing.T) map[string]Store {
-	s := testenv.StartNATS(t, true)
-	nc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := testenv.JetStreamAt(t, testenv.StartNATS(t, true).ClientURL())
 	kv, err := OpenKV(context.Background(), js)
 	if err != nil {
 		t.Fatal(err)

@@ -128,6 +128,7 @@ func (s *Service) Lease(ctx context.Context, req Request) (Grant, error) {
 	if err := s.servesLocation(req.Location); err != nil {
 		return Grant{}, err
 	}
+	s.takeBackEarlierTries(ctx, req.RequestID)
 	start := s.o.Now()
 	replaced := false
 	for {
@@ -151,6 +152,30 @@ func (s *Service) Lease(ctx context.Context, req Request) (Grant, error) {
 		case <-ctx.Done():
 			return Grant{}, fmt.Errorf("%w: %s (waited %s)", errFull, req.Tier, s.o.Now().Sub(start).Round(time.Millisecond))
 		case <-time.After(s.o.WaitPoll):
+		}
+	}
+}
+
+// takeBackEarlierTries returns, as an error (recycled, its key revoked),
+// every lease granted for an earlier try of this request: a replica that
+// granted it died, or broke off, before its answer reached the client,
+// which asks again. Without it the VM stays leased to no one until the
+// lease expires.
+func (s *Service) takeBackEarlierTries(ctx context.Context, requestID string) {
+	if requestID == "" {
+		return
+	}
+	entries, err := s.o.Store.All(ctx)
+	if err != nil {
+		return // the lease that follows meets the same store
+	}
+	for _, e := range entries {
+		if e.State == StateLeased && e.Lease != nil && e.Lease.Request == requestID {
+			s.o.Logger.Warn("taking back a lease granted for an earlier try of this request (its answer never reached the client)",
+				"vm", e.ID, "lease", e.Lease.ID, "request", requestID)
+			if _, err := s.Return(ctx, e.Lease.ID, Return{Outcome: "error"}); err != nil {
+				s.o.Logger.Warn("taking back an orphaned lease failed; it ends with its TTL", "lease", e.Lease.ID, "err", err)
+			}
 		}
 	}
 }
@@ -345,7 +370,7 @@ func (s *Service) newLease(req Request) (ed25519.PrivateKey, Lease, error) {
 		return nil, Lease{}, err
 	}
 	now := s.o.Now()
-	l := Lease{ID: "pl-" + randomHex(8), Class: req.Class, Workspace: req.Workspace, Build: req.Build,
+	l := Lease{ID: "pl-" + randomHex(8), Class: req.Class, Workspace: req.Workspace, Build: req.Build, Request: req.RequestID,
 		Expected: req.Expected(), Started: now, Expires: now.Add(req.TTL()), Key: ssh.FingerprintSHA256(pubOf(priv))}
 	if req.State != nil {
 		l.State = &LeaseState{StateRequest: *req.State}

@@ -135,3 +135,41 @@ func TestNewServerThatNeverAnswersIsReplaced(t *testing.T) {
 	w.svc.Wait()
 	w.drainAndCheck(t)
 }
+
+// A lease granted by a replica that died before its answer reached the
+// client is orphaned: the client asks again, on another replica, with the
+// same request id. That replica takes the orphan back (returned as an
+// error: recycled, its key revoked) instead of leaving the VM leased until
+// its TTL. (The system soak found a pool that could not drain because of
+// such a lease.)
+func TestRetriedLeaseTakesBackItsOrphan(t *testing.T) {
+	w := newWorld(t, worldConfig{hosts: true})
+	ctx := context.Background()
+	req := pool.Request{Tier: "cax11", TTLSeconds: 3600, RequestID: "rq-7f3a"}
+	first, err := w.svc.Lease(ctx, req) // its answer "lost"
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := w.client.Lease(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.svc.Wait()
+	if _, err := w.client.Return(ctx, first.LeaseID, "ok"); err == nil {
+		t.Error("the orphaned lease could still be returned: it was not taken back")
+	}
+	vms, err := w.client.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range vms {
+		if v.Lease != nil && v.Lease.ID != second.LeaseID {
+			t.Errorf("VM %s is still leased to %s", v.ID, v.Lease.ID)
+		}
+	}
+	if _, err := w.client.Return(ctx, second.LeaseID, "ok"); err != nil {
+		t.Fatal(err)
+	}
+	w.svc.Wait()
+	w.drainAndCheck(t)
+}

@@ -59,8 +59,15 @@ type NATSCluster struct {
 // leader; every process stops with the test.
 func StartNATSCluster(t testing.TB, n int) *NATSCluster {
 	t.Helper()
+	return StartNATSClusterIn(t, n, t.TempDir())
+}
+
+// StartNATSClusterIn is StartNATSCluster with the nodes' stores and logs
+// (nN.log) in dir.
+func StartNATSClusterIn(t testing.TB, n int, dir string) *NATSCluster {
+	t.Helper()
 	bin := NATSServerBinary(t)
-	c := &NATSCluster{dir: t.TempDir()}
+	c := &NATSCluster{dir: dir}
 	client, cluster := freePorts(t, n), freePorts(t, n)
 	var routes []string
 	for _, p := range cluster {

@@ -3,6 +3,8 @@ package poolapi
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -74,8 +76,15 @@ func (e *APIError) Error() string {
 	return fmt.Sprintf("vm-pool: %d %s: %s", e.Status, http.StatusText(e.Status), e.Msg)
 }
 
-// Lease asks for a VM.
+// Lease asks for a VM. Every try of the call (on the next replica, after
+// one broke off) carries the same request id (one is made when req has
+// none), so that a replica takes back what an earlier try was granted.
 func (c *Client) Lease(ctx context.Context, req Request) (Grant, error) {
+	if req.RequestID == "" {
+		b := make([]byte, 12)
+		_, _ = rand.Read(b)
+		req.RequestID = "rq-" + hex.EncodeToString(b)
+	}
 	var g Grant
 	return g, c.do(ctx, c.limits().Lease, http.MethodPost, PathLeases, req, &g)
 }

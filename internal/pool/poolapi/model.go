@@ -106,6 +106,8 @@ type Lease struct {
 	Key string `json:"key"`
 	// State is the runner state the lease runs on and may commit.
 	State *LeaseState `json:"state,omitempty"`
+	// Request is the request id it was granted for ("": none given).
+	Request string `json:"request,omitempty"`
 }
 
 // LeaseState is the warm state of a lease: what it asked for, what it
@@ -134,6 +136,11 @@ type Request struct {
 	TTLSeconds int64 `json:"ttl_seconds,omitempty"`
 	// State asks for warm runner state (nil: a fresh buildkitd).
 	State *StateRequest `json:"state,omitempty"`
+	// RequestID names this request across its tries: a client that asks
+	// again on another replica, after one broke off without answering,
+	// sends the same id, and the pool takes back a lease an earlier try was
+	// granted (Client.Lease sets one).
+	RequestID string `json:"request_id,omitempty"`
 }
 
 // StateRequest is the runner state a lease may start from and commit to
@@ -213,6 +220,9 @@ func (r *Request) Normalize() error {
 	}
 	if r.Build != "" && !buildIDRE.MatchString(r.Build) {
 		return &RequestError{Field: "build_id", Msg: fmt.Sprintf("%s: want at most 128 letters, digits, '.', '_' or '-'", Quote(r.Build))}
+	}
+	if r.RequestID != "" && !buildIDRE.MatchString(r.RequestID) {
+		return &RequestError{Field: "request_id", Msg: fmt.Sprintf("%s: want at most 128 letters, digits, '.', '_' or '-'", Quote(r.RequestID))}
 	}
 	if r.Location != "" && !locationRE.MatchString(r.Location) {
 		return &RequestError{Field: "location", Msg: fmt.Sprintf("%s: not a location name (fsn1, nbg1, hel1, …)", Quote(r.Location))}
