@@ -67,6 +67,9 @@ func StartNATSCluster(t testing.TB, n int) *NATSCluster {
 func StartNATSClusterIn(t testing.TB, n int, dir string) *NATSCluster {
 	t.Helper()
 	bin := NATSServerBinary(t)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	c := &NATSCluster{dir: dir}
 	client, cluster := freePorts(t, n), freePorts(t, n)
 	var routes []string

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -171,4 +172,40 @@ func newPublicKey(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k)))
+}
+
+// A server create answered with a 5xx may or may not have made the server.
+// The provider looks it up by its name (unique in a project): one made is
+// taken, none made is created again, once; never two servers. (The system
+// soak found a pool build failing on a single 500.)
+func TestCreateAnsweredWithA5xx(t *testing.T) {
+	for _, after := range []bool{false, true} {
+		t.Run(fmt.Sprintf("made=%v", after), func(t *testing.T) {
+			p, f := newTest(t)
+			pub, _, _, _, _ := ssh.ParseAuthorizedKey([]byte(newPublicKey(t)))
+			ctx := context.Background()
+			key, err := p.EnsureKey(ctx, "pool-key", pub, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.Inject(fakehcloud.Fault{Method: "POST", PathPrefix: "/servers", Times: 1, Status: 500, Code: "service_error", After: after})
+			m, err := p.CreateMachine(ctx, MachineSpec{Name: "lbp-t-cax11-0", Tier: sizing.HCloud[0], KeyID: key, Labels: map[string]string{"lian-build/pool": "t"}})
+			if err != nil {
+				t.Fatalf("create after a 500: %v", err)
+			}
+			creates := 0
+			for _, r := range f.Requests() {
+				if r.Method == "POST" && r.Path == "/servers" {
+					creates++
+				}
+			}
+			servers, _ := f.Counts()
+			if servers != 1 || m.ID == 0 || m.Name != "lbp-t-cax11-0" || m.Addr == "" {
+				t.Fatalf("%d servers, machine %+v", servers, m)
+			}
+			if want := map[bool]int{false: 2, true: 1}[after]; creates != want {
+				t.Errorf("%d creates, want %d", creates, want)
+			}
+		})
+	}
 }

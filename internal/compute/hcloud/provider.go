@@ -193,6 +193,9 @@ func (p *Provider) createServer(ctx context.Context, name string, tier sizing.Ti
 	for _, loc := range locations {
 		opts.Location = &hc.Location{Name: loc}
 		res, _, err := p.c.Server.Create(ctx, opts)
+		if serverFault(err) {
+			res, err = p.createdDespite(ctx, opts, err)
+		}
 		if hc.IsError(err, hc.ErrorCodeResourceUnavailable) || hc.IsError(err, hc.ErrorCodePlacementError) {
 			e := err.(hc.Error)
 			tried = append(tried, fmt.Sprintf("%s (%s: %s)", loc, e.Code, e.Message))
@@ -202,12 +205,62 @@ func (p *Provider) createServer(ctx context.Context, name string, tier sizing.Ti
 			return created{}, fmt.Errorf("hcloud: create server %s in %s: %w", typeName, loc, err)
 		}
 		c := created{srv: res.Server, loc: loc, typeName: typeName, hourly: hourlyPrice(st, loc)}
-		if err := p.c.Action.WaitFor(ctx, append(res.NextActions, res.Action)...); err != nil {
+		if err := p.waitCreated(ctx, res); err != nil {
 			return c, fmt.Errorf("hcloud: server %s: %w", res.Server.Name, err)
 		}
 		return c, nil
 	}
 	return created{}, fmt.Errorf("hcloud: no capacity for %s in any location tried: %s", typeName, strings.Join(tried, ", "))
+}
+
+// serverFault is an answer to a create that says nothing of whether the
+// server was made: a 5xx other than the capacity errors.
+func serverFault(err error) bool {
+	var he hc.Error
+	if !errors.As(err, &he) || hc.IsError(err, hc.ErrorCodeResourceUnavailable) || hc.IsError(err, hc.ErrorCodePlacementError) {
+		return false
+	}
+	r := he.Response()
+	return r != nil && r.Response != nil && r.StatusCode >= 500
+}
+
+// createdDespite follows a create answered with a server fault: the
+// server is looked up by its name (unique in a project) and taken when it
+// was made; when it was not, it is created once more.
+func (p *Provider) createdDespite(ctx context.Context, opts hc.ServerCreateOpts, fault error) (hc.ServerCreateResult, error) {
+	srv, _, err := p.c.Server.GetByName(ctx, opts.Name)
+	if err != nil {
+		return hc.ServerCreateResult{}, errors.Join(fault, err)
+	}
+	if srv != nil {
+		return hc.ServerCreateResult{Server: srv}, nil
+	}
+	res, _, err := p.c.Server.Create(ctx, opts)
+	return res, err
+}
+
+// waitCreated waits for a new server's actions; a server found after a
+// fault (no actions known) is polled until it runs.
+func (p *Provider) waitCreated(ctx context.Context, res hc.ServerCreateResult) error {
+	if res.Action != nil {
+		return p.c.Action.WaitFor(ctx, append(res.NextActions, res.Action)...)
+	}
+	for srv := res.Server; srv.Status != hc.ServerStatusRunning; {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(p.s.PollEvery):
+		}
+		got, _, err := p.c.Server.GetByID(ctx, srv.ID)
+		if err != nil {
+			return err
+		}
+		if got == nil {
+			return errors.New("deleted while it was being made")
+		}
+		srv = got
+	}
+	return nil
 }
 
 // image is what a server boots: --hcloud-image (a name, or the newest

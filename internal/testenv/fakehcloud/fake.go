@@ -43,6 +43,9 @@ type Fault struct {
 	Status     int
 	Code       string // Hetzner error code: resource_unavailable, rate_limit_exceeded, …
 	ResetIn    time.Duration
+	// After answers with the fault once the request is done (a server
+	// made behind a gateway that then failed), not instead of it.
+	After bool
 }
 
 // HostSpec is what a runner host is asked to be.
@@ -273,14 +276,19 @@ func (f *Fake) serve(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnauthorized, "unauthorized", "unable to authenticate")
 		return
 	}
-	if f.fault(w, r, body) {
+	if ft, ok := f.fault(r, body); ok && !ft.After {
+		writeFault(w, ft)
+		return
+	} else if ok {
+		f.route(httptest.NewRecorder(), r, body)
+		writeFault(w, ft)
 		return
 	}
 	f.route(w, r, body)
 }
 
-// fault answers with the first matching fault, if any.
-func (f *Fake) fault(w http.ResponseWriter, r *http.Request, body []byte) bool {
+// fault takes the first fault matching the request, if any.
+func (f *Fake) fault(r *http.Request, body []byte) (Fault, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for i, ft := range f.faults {
@@ -298,14 +306,18 @@ func (f *Fake) fault(w http.ResponseWriter, r *http.Request, body []byte) bool {
 				f.faults = append(f.faults[:i], f.faults[i+1:]...)
 			}
 		}
-		if ft.ResetIn > 0 {
-			w.Header().Set("RateLimit-Remaining", "0")
-			w.Header().Set("RateLimit-Reset", strconv.FormatInt(time.Now().Add(ft.ResetIn).Unix(), 10))
-		}
-		writeError(w, ft.Status, ft.Code, "injected fault: "+ft.Code)
-		return true
+		return *ft, true
 	}
-	return false
+	return Fault{}, false
+}
+
+// writeFault answers with a fault's error.
+func writeFault(w http.ResponseWriter, ft Fault) {
+	if ft.ResetIn > 0 {
+		w.Header().Set("RateLimit-Remaining", "0")
+		w.Header().Set("RateLimit-Reset", strconv.FormatInt(time.Now().Add(ft.ResetIn).Unix(), 10))
+	}
+	writeError(w, ft.Status, ft.Code, "injected fault: "+ft.Code)
 }
 
 func writeError(w http.ResponseWriter, status int, code, msg string) {
