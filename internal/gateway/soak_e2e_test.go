@@ -194,6 +194,9 @@ func (s *system) runsByBuild() map[string]*buildRuns {
 				br.completed, br.conclusion = true, fmt.Sprint(body["conclusion"])
 				if o, ok := body["output"].(map[string]any); ok {
 					br.title = fmt.Sprint(o["title"])
+					if _, e, ok := strings.Cut(fmt.Sprint(o["summary"]), "**Error:** "); ok {
+						br.title += " — " + tail(strings.SplitN(e, "\n", 2)[0], 200)
+					}
 				}
 				if br.finished.IsZero() {
 					br.finished = at

@@ -389,7 +389,11 @@ func (w *Worker) build(ctx context.Context, log *slog.Logger, job Job, st BuildS
 	} else if runErr != nil && res.Error == "" {
 		res.Error = runErr.Error()
 	}
-	log.Info("build finished", "outcome", res.Outcome, "tier", res.Tier, "oom_retries", res.OOMRetries)
+	attrs := []any{"outcome", res.Outcome, "tier", res.Tier, "oom_retries", res.OOMRetries}
+	if res.Error != "" {
+		attrs = append(attrs, "error", res.Error) // as the check run shows it
+	}
+	log.Info("build finished", attrs...)
 	w.Metrics.Build(res)
 	return w.complete(ctx, job, st, res)
 }

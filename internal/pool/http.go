@@ -30,6 +30,7 @@ type HandlerOptions struct {
 //
 //	POST   /api/v1/vm-pool             lease a VM (Request → Grant)
 //	DELETE /api/v1/vm-pool/{lease_id}  return it (Return → Disposition)
+//	POST   /api/v1/vm-pool/{lease_id}/renew  extend it (Renewal → Renewed)
 //	GET    /api/v1/vm-pool             list the VMs
 //	POST   /api/v1/vm-pool/drain       retire every idle VM, top up none, retire returns
 //	POST   /api/v1/vm-pool/resume      end the drain
@@ -58,6 +59,14 @@ func (s *Service) Handler(o HandlerOptions) http.Handler {
 		}
 		d, err := s.Return(r.Context(), r.PathValue("lease"), ret)
 		reply(w, http.StatusOK, d, err)
+	})
+	mux.HandleFunc("POST "+PathLeases+"/{lease}/renew", func(w http.ResponseWriter, r *http.Request) {
+		var rn Renewal
+		if !decode(w, r, &rn) {
+			return
+		}
+		l, err := s.Renew(r.Context(), r.PathValue("lease"), rn)
+		reply(w, http.StatusOK, Renewed{LeaseID: l.ID, Expires: l.Expires}, err)
 	})
 	mux.HandleFunc("GET "+PathLeases, func(w http.ResponseWriter, r *http.Request) {
 		st, err := s.Status(r.Context())

@@ -12,6 +12,8 @@ type (
 	RequestError = poolapi.RequestError
 	Grant        = poolapi.Grant
 	Return       = poolapi.Return
+	Renewal      = poolapi.Renewal
+	Renewed      = poolapi.Renewed
 	Warm         = poolapi.Warm
 	Ready        = poolapi.Ready
 	StateRequest = poolapi.StateRequest

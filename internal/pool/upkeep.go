@@ -109,6 +109,31 @@ func (s *Service) unfit(ctx context.Context, v *VM, outcome string) string {
 	return ""
 }
 
+// Renew extends a lease by compare-and-set: it expires rn.TTLSeconds from
+// now, at most MaxTTL after it began. A lease returned or reclaimed is not
+// found.
+func (s *Service) Renew(ctx context.Context, leaseID string, rn Renewal) (Lease, error) {
+	if err := rn.Check(); err != nil {
+		return Lease{}, err
+	}
+	for {
+		e, err := s.byLease(ctx, leaseID)
+		if err != nil {
+			return Lease{}, err
+		}
+		v := e.VM
+		l := *v.Lease
+		l.Expires = s.o.Now().Add(time.Duration(rn.TTLSeconds) * time.Second)
+		if limit := l.Started.Add(MaxTTL); l.Expires.After(limit) {
+			l.Expires = limit
+		}
+		v.Lease = &l
+		if _, err := s.o.Store.Update(ctx, e, v); !errors.Is(err, ErrConflict) {
+			return l, err
+		}
+	}
+}
+
 func (s *Service) byLease(ctx context.Context, leaseID string) (entry, error) {
 	entries, err := s.o.Store.All(ctx)
 	if err != nil {

@@ -9,7 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lian-build/action/internal/compute"
 	"github.com/lian-build/action/internal/pool"
+	"github.com/lian-build/action/internal/sizing"
 	"github.com/lian-build/action/internal/testenv"
 )
 
@@ -171,5 +173,38 @@ func TestRetriedLeaseTakesBackItsOrphan(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.svc.Wait()
+	w.drainAndCheck(t)
+}
+
+// A holder keeps its lease alive: the vm-pool provider asks for a short
+// TTL and renews it while the runner lives, so that a build outlives its
+// first TTL, and the VM of a holder that died (a gateway killed mid-build,
+// which the system soak left holding a VM for its build's whole budget) is
+// taken back within one TTL.
+func TestLeaseKeptAliveByItsHolder(t *testing.T) {
+	w := newWorld(t, worldConfig{hosts: true})
+	ctx := context.Background()
+	r, err := w.prov.Spawn(ctx, sizing.HCloud[0], compute.Lease{ID: "keep-1", Owner: compute.Owner(), TTL: 6 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := r.Info().Expires
+	for range 10 {
+		time.Sleep(time.Second)
+		if err := w.svc.Upkeep(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	vms, err := w.client.List(ctx)
+	if err != nil || len(vms) != 1 || vms[0].State != pool.StateLeased || !vms[0].Lease.Expires.After(first) {
+		t.Fatalf("the live holder's lease was not kept (expiry first %s): %+v %v", first, vms, err)
+	}
+	if err := r.Destroy(ctx); err != nil {
+		t.Fatal(err)
+	}
+	w.svc.Wait()
+	if vms, _ := w.client.List(ctx); len(vms) != 1 || vms[0].State != pool.StateIdle {
+		t.Errorf("after the return: %+v", vms)
+	}
 	w.drainAndCheck(t)
 }

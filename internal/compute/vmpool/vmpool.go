@@ -93,9 +93,10 @@ func (p *Provider) Spawn(ctx context.Context, tier sizing.Tier, lease compute.Le
 		return nil, err
 	}
 	start := time.Now()
+	ttl := keepAliveTTL(lease.TTL)
 	req := poolapi.Request{Tier: tier.Name, Arch: p.arch, Workspace: lease.Labels[compute.LabelWorkspace],
 		Class: lease.Labels[compute.LabelActorClass], Build: lease.BuildID,
-		ExpectedSeconds: int64(lease.Expected / time.Second), TTLSeconds: int64(lease.TTL / time.Second)}
+		ExpectedSeconds: int64(lease.Expected / time.Second), TTLSeconds: int64(ttl / time.Second)}
 	if rs := lease.RemoteState; rs != nil {
 		req.State = &poolapi.StateRequest{Read: rs.Read, Write: rs.Write}
 	}
@@ -118,8 +119,47 @@ func (p *Provider) Spawn(ctx context.Context, tier sizing.Tier, lease compute.Le
 		}
 		r.spawn = compute.SpawnTimes{CreateMS: leased.Sub(start).Milliseconds(), ReadyMS: time.Since(leased).Milliseconds()}
 		r.created = start
+		r.keepAlive(ctx, ttl)
 		return r, nil
 	}
+}
+
+// MaxKeepAliveTTL bounds the TTL a lease is asked for: its holder renews
+// it while it lives (keepAlive), so that the VM of a holder that died
+// (a gateway killed mid-build) is taken back within it, not after the
+// build's whole budget.
+const MaxKeepAliveTTL = 3 * time.Minute
+
+// keepAliveTTL is the TTL a lease is asked for: the caller's, at most
+// MaxKeepAliveTTL, at least 4 s.
+func keepAliveTTL(ttl time.Duration) time.Duration {
+	return max(min(ttl, MaxKeepAliveTTL), 4*time.Second)
+}
+
+// keepAlive renews the lease every quarter of its TTL until Destroy (the
+// build's end: its context's cancellation ends nothing before that).
+func (r *runner) keepAlive(ctx context.Context, ttl time.Duration) {
+	ctx = context.WithoutCancel(ctx)
+	r.stop, r.stopped = make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(r.stopped)
+		tick := time.NewTicker(ttl / 4)
+		defer tick.Stop()
+		for {
+			select {
+			case <-r.stop:
+				return
+			case <-tick.C:
+			}
+			rctx, cancel := context.WithTimeout(ctx, ttl/4)
+			_, err := r.p.c.Renew(rctx, r.g.LeaseID, ttl)
+			cancel()
+			var ae *poolapi.APIError
+			if errors.As(err, &ae) && ae.Status == http.StatusNotFound {
+				return // returned or reclaimed: nothing left to keep
+			}
+		}
+	}()
 }
 
 // connect reaches the lease's buildkitd; a lease it cannot use goes back.
@@ -183,6 +223,8 @@ type runner struct {
 
 	once       sync.Once
 	destroyErr error
+	// stop ends keepAlive, which closes stopped (nil: not started).
+	stop, stopped chan struct{}
 }
 
 func (r *runner) Info() compute.RunnerInfo {
@@ -210,6 +252,10 @@ func (r *runner) SetOutcome(o compute.Outcome) {
 // commits, recycles or destroys the machine after, off the build's time.
 func (r *runner) Destroy(ctx context.Context) error {
 	r.once.Do(func() {
+		if r.stop != nil {
+			close(r.stop)
+			<-r.stopped
+		}
 		if r.SSH != nil {
 			_ = r.Conn.Close()
 		}

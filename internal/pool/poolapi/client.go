@@ -101,6 +101,13 @@ func (c *Client) ReturnWith(ctx context.Context, leaseID string, ret Return) (Di
 	return d, c.do(ctx, c.limits().Return, http.MethodDelete, PathLeases+"/"+url.PathEscape(leaseID), ret, &d)
 }
 
+// Renew extends a lease: it expires ttl from now.
+func (c *Client) Renew(ctx context.Context, leaseID string, ttl time.Duration) (time.Time, error) {
+	var out Renewed
+	err := c.do(ctx, c.limits().List, http.MethodPost, PathLeases+"/"+url.PathEscape(leaseID)+"/renew", Renewal{TTLSeconds: int64(ttl / time.Second)}, &out)
+	return out.Expires, err
+}
+
 // List reads the pool's VMs.
 func (c *Client) List(ctx context.Context) ([]VM, error) {
 	st, err := c.Status(ctx)
@@ -212,7 +219,8 @@ func (c *Client) call(ctx context.Context, method, path string, in, out any) err
 // back by the replicas left, as any dead replica's).
 func goesOn(method, path string, err error) bool {
 	var na *noAnswerError
-	return refused(err) || method == http.MethodPost && path == PathLeases && errors.As(err, &na)
+	again := method == http.MethodPost && (path == PathLeases || strings.HasSuffix(path, "/renew")) // a renewal may be done twice
+	return refused(err) || again && errors.As(err, &na)
 }
 
 // noAnswerError is a call that got no answer: the connection failed or

@@ -324,6 +324,28 @@ type Return struct {
 	Async bool `json:"async,omitempty"`
 }
 
+// Renewal extends a lease while its holder lives: it then expires
+// TTLSeconds from now (at most MaxTTL after it began). A holder renews
+// before its lease expires; one that died stops, and its VM is taken back
+// when the lease expires.
+type Renewal struct {
+	TTLSeconds int64 `json:"ttl_seconds"`
+}
+
+// Renewed is a renewal's answer.
+type Renewed struct {
+	LeaseID string    `json:"lease_id"`
+	Expires time.Time `json:"expires"`
+}
+
+// Check refuses a TTL that is not 1 s to MaxTTL.
+func (r Renewal) Check() error {
+	if r.TTLSeconds < 1 || r.TTLSeconds > int64(MaxTTL/time.Second) {
+		return &RequestError{Field: "ttl_seconds", Msg: fmt.Sprintf("%d: want 1 to %d", r.TTLSeconds, int64(MaxTTL/time.Second))}
+	}
+	return nil
+}
+
 // Disposition is what the pool did with a returned VM.
 type Disposition struct {
 	VM     string `json:"vm"`
