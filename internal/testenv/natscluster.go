@@ -156,7 +156,7 @@ func (c *NATSCluster) end(i int, sig syscall.Signal) {
 
 func (c *NATSCluster) waitForMetaLeader(t testing.TB) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(90 * time.Second) // elections are slow on a loaded 2-core machine
 	for {
 		nc, err := nats.Connect(c.URL(), nats.Timeout(time.Second))
 		if err == nil {
