@@ -135,20 +135,43 @@ func (p *Publisher) send(ctx context.Context, nc *nats.Conn, js jetstream.JetStr
 		}
 		return errBuffered
 	}
-	ctx, cancel := context.WithTimeout(ctx, p.opts.PublishTimeout)
+	cctx, cancel := context.WithTimeout(ctx, p.opts.PublishTimeout)
 	defer cancel()
-	covered, err := p.covered(ctx, js, msg.Subject)
-	if err != nil {
-		return err
-	}
-	if covered {
-		_, err := js.PublishMsg(ctx, msg)
+	// A lookup JetStream does not answer (a leader being elected) is taken
+	// for a stream: NATS without JetStream, or without a stream for the
+	// subject, answers it at once.
+	if covered, err := p.covered(cctx, js, msg.Subject); covered || err != nil {
+		err := p.publishStored(ctx, js, msg)
+		if err != nil {
+			p.forget(msg.Subject) // the stream may be gone: asked again next time
+		}
 		return err
 	}
 	if err := nc.PublishMsg(msg); err != nil {
 		return err
 	}
-	return nc.FlushWithContext(ctx)
+	return nc.FlushWithContext(cctx)
+}
+
+// publishStored publishes msg to its stream and waits for the stream's
+// acknowledgement. A try that gets none within PublishTimeout (its leader
+// is away, a new one being elected) is made again, with the same message
+// id, which the stream stores once, until ctx ends (the pipeline bounds
+// it).
+func (p *Publisher) publishStored(ctx context.Context, js jetstream.JetStream, msg *nats.Msg) error {
+	for wait := 50 * time.Millisecond; ; wait = min(2*wait, 500*time.Millisecond) {
+		tctx, cancel := context.WithTimeout(ctx, p.opts.PublishTimeout)
+		_, err := js.PublishMsg(tctx, msg)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+	}
 }
 
 // covered says whether a JetStream stream takes subj (asked once per subject).
@@ -172,6 +195,13 @@ func (p *Publisher) covered(ctx context.Context, js jetstream.JetStream, subj st
 	p.stream[subj] = covered
 	p.mu.Unlock()
 	return covered, nil
+}
+
+// forget drops what covered knows of subj.
+func (p *Publisher) forget(subj string) {
+	p.mu.Lock()
+	delete(p.stream, subj)
+	p.mu.Unlock()
 }
 
 // failed warns once per outage.

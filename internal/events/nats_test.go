@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net"
 	"strings"
@@ -164,5 +165,46 @@ func TestReconnectsAndResumes(t *testing.T) {
 	}
 	if w := strings.Count(logs.String(), "level=WARN"); w == 1 && !strings.Contains(logs.String(), "published again") {
 		t.Errorf("warned of the outage but never said events resumed:\n%s", logs.String())
+	}
+}
+
+// An event published while its stream's leader is away (killed; a new one
+// is being elected) is stored once the stream answers again, within the
+// caller's bound, not dropped on the first unanswered try. (The system
+// soak lost a build.started so while a NATS node died.)
+func TestEventOutlivesAStreamLeaderElection(t *testing.T) {
+	c := testenv.StartNATSCluster(t, 3)
+	js := testenv.JetStreamAt(t, c.URL())
+	ctx := context.Background()
+	st, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "BUILDS", Subjects: []string{"lian-build.>"}, Replicas: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil || info.Cluster == nil || info.Cluster.Leader == "" {
+		t.Fatalf("stream leader: %+v %v", info, err)
+	}
+	var leader int
+	fmt.Sscanf(info.Cluster.Leader, "n%d", &leader)
+	survivor := c.URLs[leader%3] // another node: the publisher stays connected
+	p := New(Options{URL: survivor, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
+	defer p.Close()
+	p.Publish(ctx, ev(pipeline.EventStarted)) // connected, the subject known to be covered
+	c.Kill(leader - 1)
+	pctx, cancel := context.WithTimeout(ctx, pipeline.PublishBound) // as the pipeline bounds it
+	start := time.Now()
+	p.Publish(pctx, ev(pipeline.EventCompleted))
+	cancel()
+	t.Logf("published in %s", time.Since(start).Round(time.Millisecond))
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		st, err := testenv.JetStreamAt(t, survivor).Stream(ctx, "BUILDS")
+		if err == nil {
+			if info, err = st.Info(ctx); err == nil && info.State.Msgs == 2 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the stream holds %+v (%v), want both events", info.State, err)
+		}
 	}
 }

@@ -74,9 +74,15 @@ type NopPublisher struct{}
 
 func (NopPublisher) Publish(context.Context, Event) {}
 
+// PublishBound bounds the delay of one event, whatever the caller's
+// context: long enough for a JetStream stream to elect a new leader (5–9 s
+// measured on a loaded 2-core machine) while the publisher waits for its
+// acknowledgement; NATS away costs nothing (the client buffers).
+const PublishBound = 10 * time.Second
+
 // publish sends e with a bounded delay, whatever the caller's context.
 func (p *Pipeline) publish(ctx context.Context, e Event) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), PublishBound)
 	defer cancel()
 	p.cfg.Events.Publish(ctx, e)
 }
