@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -31,9 +32,11 @@ type soakRun struct {
 	intake    []time.Duration
 	faults    map[string]int
 	injectLog []string
-	// gatewayKills are when a gateway replica was killed (SIGKILL): a
-	// build it had reported but not acknowledged runs again on another.
-	gatewayKills []time.Time
+	// redeliveries are when the injector did what may make JetStream
+	// deliver a running job again (at least once): a gateway replica
+	// killed (SIGKILL) before it acknowledged a build it reported, or a
+	// NATS node gone with a job's in-progress acknowledgement.
+	redeliveries []time.Time
 }
 
 // The whole system for LIAN_SOAK (default 2 minutes) under steady load
@@ -208,8 +211,9 @@ func (s *system) runsByBuild() map[string]*buildRuns {
 }
 
 // checkRuns: one check run per accepted delivery, completed once (a second
-// completion only after a gateway replica died mid-build), none for a
-// delivery that was not accepted, none accepted twice.
+// completion only after a gateway replica or a NATS node died mid-build:
+// JetStream delivers at least once), none for a delivery that was not
+// accepted, none accepted twice.
 func (r *soakRun) checkRuns(t *testing.T, s *system) map[string]*buildRuns {
 	time.Sleep(3 * time.Second) // a second completion would show up now
 	runs := s.runsByBuild()
@@ -224,8 +228,8 @@ func (r *soakRun) checkRuns(t *testing.T, s *system) map[string]*buildRuns {
 			t.Errorf("delivery %s: no check run", id)
 		case br.created != 1:
 			t.Errorf("delivery %s: %d check runs", id, br.created)
-		case br.completions > 1 && !r.killedDuring(br):
-			t.Errorf("delivery %s: completed %d times, and no gateway replica was killed meanwhile", id, br.completions)
+		case br.completions > 1 && !r.redeliveredDuring(br):
+			t.Errorf("delivery %s: completed %d times, and no gateway or NATS node died meanwhile", id, br.completions)
 		}
 	}
 	for b := range runs {
@@ -240,10 +244,11 @@ func (r *soakRun) checkRuns(t *testing.T, s *system) map[string]*buildRuns {
 	return runs
 }
 
-// killedDuring says whether a gateway replica was killed while br's build
-// ran (from its first progress to a second after its first completion).
-func (r *soakRun) killedDuring(br *buildRuns) bool {
-	for _, k := range r.gatewayKills {
+// redeliveredDuring says whether the injector did what may redeliver a
+// job while br's build ran (from its first progress to a second after its
+// first completion).
+func (r *soakRun) redeliveredDuring(br *buildRuns) bool {
+	for _, k := range r.redeliveries {
 		if !k.Before(br.started) && (br.finished.IsZero() || k.Before(br.finished.Add(time.Second))) {
 			return true
 		}
@@ -270,9 +275,9 @@ func (s *system) jetStream(t *testing.T) jetstream.JetStream {
 }
 
 // checkEvents: every build whose check run completed has its started
-// event and exactly one completed or failed (two only when a gateway was
-// killed while it ran: at least once), and no event is of a build the
-// soak did not cause.
+// event and exactly one completed or failed (two only when a gateway or
+// a NATS node died while it ran: at least once), and no event is of a
+// build the soak did not cause.
 func (r *soakRun) checkEvents(t *testing.T, s *system, st jetstream.Stream, builds map[string]bool, runs map[string]*buildRuns) {
 	var seen map[string]map[string]int
 	var err error
@@ -282,6 +287,7 @@ func (r *soakRun) checkEvents(t *testing.T, s *system, st jetstream.Stream, buil
 		if seen, err = readEvents(st); err == nil || time.Now().After(deadline) {
 			break
 		}
+		t.Logf("reading the events: %v; again", err)
 		// A new connection, perhaps to another node.
 		if again, serr := s.jetStream(t).Stream(context.Background(), "SOAK_EVENTS"); serr == nil {
 			st = again
@@ -294,7 +300,7 @@ func (r *soakRun) checkEvents(t *testing.T, s *system, st jetstream.Stream, buil
 	for b := range builds {
 		ev := seen[b]
 		ends := ev[pipeline.EventCompleted] + ev[pipeline.EventFailed]
-		if ev[pipeline.EventStarted] == 0 || ends != 1 && !(ends == 2 && runs[b] != nil && r.killedDuring(runs[b])) {
+		if ev[pipeline.EventStarted] == 0 || ends != 1 && !(ends == 2 && runs[b] != nil && r.redeliveredDuring(runs[b])) {
 			t.Errorf("build %s: events %v (want started, then completed or failed once)", b, ev)
 		}
 	}
@@ -305,27 +311,27 @@ func (r *soakRun) checkEvents(t *testing.T, s *system, st jetstream.Stream, buil
 	}
 }
 
-// readEvents counts the stream's events by build and name.
+// readEvents counts the stream's events by build and name, reading each
+// message by its sequence number (no consumer to create or keep).
 func readEvents(st jetstream.Stream) (map[string]map[string]int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	info, err := st.Info(ctx)
 	if err != nil {
-		return nil, err
-	}
-	c, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("stream info: %w", err)
 	}
 	seen := map[string]map[string]int{}
-	for range info.State.Msgs {
-		m, err := c.Next(jetstream.FetchMaxWait(10 * time.Second))
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := st.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("message %d: %w", seq, err)
 		}
 		var e pipeline.Event
-		if err := json.Unmarshal(m.Data(), &e); err != nil {
-			return nil, fmt.Errorf("event %s: %w", m.Subject(), err)
+		if err := json.Unmarshal(m.Data, &e); err != nil {
+			return nil, fmt.Errorf("event %s: %w", m.Subject, err)
 		}
 		if seen[e.BuildID] == nil {
 			seen[e.BuildID] = map[string]int{}

@@ -38,6 +38,13 @@ func (r *soakRun) inject(ctx context.Context, s *system, rng *rand.Rand) {
 	}
 }
 
+// redelivery notes that a running job may be delivered again from now.
+func (r *soakRun) redelivery() {
+	r.mu.Lock()
+	r.redeliveries = append(r.redeliveries, time.Now())
+	r.mu.Unlock()
+}
+
 func (r *soakRun) logf(format string, args ...any) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -64,15 +71,14 @@ func (r *soakRun) apply(s *system, rng *rand.Rand, kind string) (string, func() 
 		}
 		p := ps[rng.IntN(len(ps))]
 		if kind == "gateway-kill" {
-			r.mu.Lock()
-			r.gatewayKills = append(r.gatewayKills, time.Now())
-			r.mu.Unlock()
+			r.redelivery()
 		}
 		p.stop(sig)
 		count()
 		return p.name, p.start
 	case "nats-kill", "nats-term":
 		i := rng.IntN(3)
+		r.redelivery()
 		if sig == syscall.SIGKILL {
 			s.nats.Kill(i)
 		} else {

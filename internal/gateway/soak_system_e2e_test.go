@@ -175,7 +175,7 @@ func startSystem(t *testing.T) *system {
 				"--ssh-key-file", filepath.Join(s.dir, "pool_key"), "--hcloud-token-file", filepath.Join(s.dir, "hc-token"),
 				"--hcloud-endpoint", s.fake.Endpoint(), "--hcloud-location", "fsn1", "--nats-url", s.nats.URL(),
 				"--insecure-registry", s.reg.Host, "--max-vms", "cax11=3,cax21=2", "--upsize", "--await-recycling", "20s",
-				"--upkeep-every", "1s", "--stuck-after", "20s", "--ssh-timeout", "30s"}})
+				"--upkeep-every", "1s", "--stuck-after", "45s", "--ssh-timeout", "30s"}})
 	}
 	poolURLs := "http://" + addrs[0] + ",http://" + addrs[1]
 	for i := range 3 {

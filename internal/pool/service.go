@@ -181,8 +181,9 @@ func (s *Service) takeBackEarlierTries(ctx context.Context, requestID string) {
 }
 
 // unreadyError is a new server that did not become ready: it never
-// answered on SSH, or its first recycle or grant failed. It is deleted; the
-// lease it was made for makes another, once.
+// answered on SSH, its first recycle or grant failed, or upkeep took it
+// for stuck while it was made. It is deleted; the lease it was made for
+// makes another, once.
 type unreadyError struct{ err error }
 
 func (e *unreadyError) Error() string { return e.err.Error() }
@@ -285,8 +286,9 @@ func (s *Service) create(ctx context.Context, req Request, lease *Lease, priv ed
 	v.ServerID, v.Type, v.Location, v.Addr, v.Created, v.HourlyEUR, v.DiskGB = m.ID, m.Type, m.Location, m.Addr, s.o.Now(), m.HourlyEUR, m.DiskGB
 	if e, err = s.o.Store.Update(ctx, e, v); err != nil {
 		// The server exists but the entry moved on (a reconcile took it
-		// for stuck): delete the server, which no entry names now.
-		return Grant{}, errors.Join(err, s.destroyMachine(context.WithoutCancel(ctx), v))
+		// for stuck): delete the server, which no entry names now; the
+		// lease makes another.
+		return Grant{}, &unreadyError{errors.Join(err, s.destroyMachine(context.WithoutCancel(ctx), v))}
 	}
 	if lease == nil {
 		v.HostKey, err = s.makeReady(ctx, &v, nil)
