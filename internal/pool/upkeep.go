@@ -116,7 +116,7 @@ func (s *Service) Renew(ctx context.Context, leaseID string, rn Renewal) (Lease,
 	if err := rn.Check(); err != nil {
 		return Lease{}, err
 	}
-	for {
+	for ctx.Err() == nil {
 		e, err := s.byLease(ctx, leaseID)
 		if err != nil {
 			return Lease{}, err
@@ -132,6 +132,7 @@ func (s *Service) Renew(ctx context.Context, leaseID string, rn Renewal) (Lease,
 			return l, err
 		}
 	}
+	return Lease{}, ctx.Err()
 }
 
 func (s *Service) byLease(ctx context.Context, leaseID string) (entry, error) {
