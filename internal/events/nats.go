@@ -141,30 +141,48 @@ func (p *Publisher) send(ctx context.Context, nc *nats.Conn, js jetstream.JetStr
 	// for a stream: NATS without JetStream, or without a stream for the
 	// subject, answers it at once.
 	if covered, err := p.covered(cctx, js, msg.Subject); covered || err != nil {
-		err := p.publishStored(ctx, js, msg)
+		err := p.publishStored(ctx, js, msg, covered)
+		if errors.Is(err, jetstream.ErrNoStreamResponse) && !covered {
+			return p.publishCore(ctx, nc, msg) // no stream takes it after all
+		}
 		if err != nil {
 			p.forget(msg.Subject) // the stream may be gone: asked again next time
 		}
 		return err
 	}
+	return p.publishCore(ctx, nc, msg)
+}
+
+// publishCore publishes msg without waiting for a stream; it waits
+// PublishTimeout at most for the server to have it.
+func (p *Publisher) publishCore(ctx context.Context, nc *nats.Conn, msg *nats.Msg) error {
 	if err := nc.PublishMsg(msg); err != nil {
 		return err
 	}
-	return nc.FlushWithContext(cctx)
+	ctx, cancel := context.WithTimeout(ctx, p.opts.PublishTimeout)
+	defer cancel()
+	return nc.FlushWithContext(ctx)
 }
+
+// StoreBound bounds how long an event waits for its stream (it waits
+// less when the caller's context says so).
+const StoreBound = 10 * time.Second
 
 // publishStored publishes msg to its stream and waits for the stream's
 // acknowledgement. A try that gets none within PublishTimeout (its leader
 // is away, a new one being elected) is made again, with the same message
-// id, which the stream stores once, until ctx ends (the pipeline bounds
-// it).
-func (p *Publisher) publishStored(ctx context.Context, js jetstream.JetStream, msg *nats.Msg) error {
+// id, which the stream stores once, until ctx ends or StoreBound passes.
+// "No response from stream" (no responders) ends it at once unless the
+// subject is known to be covered (then it is a stream between leaders).
+func (p *Publisher) publishStored(ctx context.Context, js jetstream.JetStream, msg *nats.Msg, covered bool) error {
+	ctx, cancelAll := context.WithTimeout(ctx, StoreBound)
+	defer cancelAll()
 	for wait := 50 * time.Millisecond; ; wait = min(2*wait, 500*time.Millisecond) {
 		tctx, cancel := context.WithTimeout(ctx, p.opts.PublishTimeout)
 		_, err := js.PublishMsg(tctx, msg)
 		cancel()
-		if err == nil {
-			return nil
+		if err == nil || errors.Is(err, jetstream.ErrNoStreamResponse) && !covered {
+			return err
 		}
 		select {
 		case <-ctx.Done():

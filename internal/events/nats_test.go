@@ -208,3 +208,30 @@ func TestEventOutlivesAStreamLeaderElection(t *testing.T) {
 		}
 	}
 }
+
+// A publish never outlives StoreBound, whatever its context: the pool
+// publishes with a request's context, which has no deadline, and a drain
+// hung on a publish retried forever. A stream deleted after its subject
+// was found covered fails every try; the subject is looked up again next
+// time, and then published at once.
+func TestPublishIsBoundedWithoutADeadline(t *testing.T) {
+	s := testenv.StartNATS(t, true)
+	js := testenv.JetStreamAt(t, s.ClientURL())
+	ctx := context.Background()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "BUILDS", Subjects: []string{"lian-build.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	p := New(Options{URL: s.ClientURL()})
+	defer p.Close()
+	p.Publish(ctx, ev(pipeline.EventStarted))
+	if err := js.DeleteStream(ctx, "BUILDS"); err != nil {
+		t.Fatal(err)
+	}
+	for i, bound := range []time.Duration{StoreBound + 2*time.Second, 2 * time.Second} {
+		start := time.Now()
+		p.Publish(ctx, ev(pipeline.EventStarted))
+		if took := time.Since(start); took > bound {
+			t.Errorf("publish %d took %s, want at most %s", i+1, took, bound)
+		}
+	}
+}
