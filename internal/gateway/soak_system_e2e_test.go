@@ -168,7 +168,10 @@ func startSystem(t *testing.T) *system {
 			t.Fatal(err)
 		}
 	}
-	addrs := freeAddrs(t, 5)
+	var addrs []string
+	for _, port := range testenv.FreePorts(t, 5) {
+		addrs = append(addrs, fmt.Sprintf("127.0.0.1:%d", port))
+	}
 	for i := range 2 {
 		s.pools = append(s.pools, &process{name: fmt.Sprintf("pool-%d", i), addr: addrs[i], logPath: filepath.Join(s.dir, fmt.Sprintf("pool-%d.log", i)),
 			args: []string{lb, "pool", "serve", "--listen", addrs[i], "--token-file", filepath.Join(s.dir, "pool-token"), "--name", "soak",
@@ -209,24 +212,6 @@ func startSystem(t *testing.T) *system {
 	}
 	s.prom = testenv.StartPrometheus(t, targets, filepath.Join(testenv.RepoRoot(), "deploy", "prometheus", "lian-build.rules.yml"))
 	return s
-}
-
-// freeAddrs are n loopback addresses free now.
-func freeAddrs(t *testing.T, n int) []string {
-	var out []string
-	var lns []net.Listener
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lns = append(lns, ln)
-		out = append(out, ln.Addr().String())
-	}
-	for _, ln := range lns {
-		ln.Close()
-	}
-	return out
 }
 
 // gatewayURLs are the gateway replicas' URLs.

@@ -71,7 +71,7 @@ func StartNATSClusterIn(t testing.TB, n int, dir string) *NATSCluster {
 		t.Fatal(err)
 	}
 	c := &NATSCluster{dir: dir}
-	client, cluster := freePorts(t, n), freePorts(t, n)
+	client, cluster := FreePorts(t, n), FreePorts(t, n)
 	var routes []string
 	for _, p := range cluster {
 		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
@@ -177,8 +177,8 @@ func (c *NATSCluster) waitForMetaLeader(t testing.TB) {
 	}
 }
 
-// freePorts are n loopback ports free now.
-func freePorts(t testing.TB, n int) []int {
+// FreePorts are n loopback ports free now.
+func FreePorts(t testing.TB, n int) []int {
 	t.Helper()
 	var out []int
 	var lns []net.Listener

@@ -114,4 +114,4 @@ LogLevel ERROR
 	return &SSHD{Addr: addr, HostKey: hostSigner.PublicKey(), Client: client}
 }
 
-func freePort(t testing.TB) int { return freePorts(t, 1)[0] }
+func freePort(t testing.TB) int { return FreePorts(t, 1)[0] }
