@@ -138,27 +138,33 @@ func (p *Pipeline) build(ctx context.Context, r compute.Runner, opts buildkit.Op
 	<-done
 	smp.take(context.WithoutCancel(ctx), r) // the last reading carries the peak
 	out := attemptOutcome{report: rep, err: err, samples: smp.all()}
-	if err == nil {
-		return out
+	if err != nil {
+		out.diagnose(ctx, r, before, statsErr)
 	}
-	sig := buildkit.Signals{Err: err, ExitCode: buildkit.ExitCode(err)}
+	return out
+}
+
+// diagnose says why an attempt's build failed: a runner that died or can no
+// longer be reached says so (the gRPC error alone, "error reading from
+// server: EOF", does not), and whether it ran out of memory. The runner's
+// health settles first: an engine that has not yet seen an OOM kill cannot
+// count it in the runner's stats either.
+func (o *attemptOutcome) diagnose(ctx context.Context, r compute.Runner, before compute.Stats, statsErr error) {
+	sig := buildkit.Signals{Err: o.err, ExitCode: buildkit.ExitCode(o.err)}
 	var be *buildkit.BuildError
-	if errors.As(err, &be) {
+	if errors.As(o.err, &be) {
 		sig.StepError, sig.LogTail = be.Failure.Error, be.Failure.LogTail
-		out.report = be.Report
+		o.report = be.Report
 	}
-	if after, err2 := r.Stats(context.WithoutCancel(ctx)); err2 == nil && statsErr == nil && after.OOMKills > before.OOMKills {
+	if herr := settledHealth(context.WithoutCancel(ctx), r, o.err); herr != nil && ctx.Err() == nil {
+		o.err = fmt.Errorf("%w (the runner is gone: %v)", o.err, herr)
+		sig.Err = o.err
+	}
+	if after, err := r.Stats(context.WithoutCancel(ctx)); err == nil && statsErr == nil && after.OOMKills > before.OOMKills {
 		sig.OOMKillDelta = after.OOMKills - before.OOMKills
 	}
-	// A runner that died or can no longer be reached says so: the gRPC
-	// error alone ("error reading from server: EOF") does not.
-	if herr := settledHealth(context.WithoutCancel(ctx), r, err); herr != nil && ctx.Err() == nil {
-		out.err = fmt.Errorf("%w (the runner is gone: %v)", out.err, herr)
-		err = out.err
-	}
 	// A cancelled build is never an OOM, whatever the killed processes say.
-	out.oom = ctx.Err() == nil && buildkit.IsOOM(sig)
-	return out
+	o.oom = ctx.Err() == nil && buildkit.IsOOM(sig)
 }
 
 // contextAsStream says whether a runner's context goes as one stream, and

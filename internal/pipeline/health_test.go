@@ -44,3 +44,36 @@ func TestSettledHealth(t *testing.T) {
 		t.Fatalf("a runner that stays healthy: %v after %d checks, want nil after 21", err, r.checks)
 	}
 }
+
+// oomLateRunner is a container runner whose engine notes the kernel's OOM
+// kill a moment after the daemon's connection dropped: its stats count the
+// kill only once its health has seen it (docker's OOMKilled).
+type oomLateRunner struct {
+	dyingRunner
+	seen bool
+}
+
+func (r *oomLateRunner) Health(ctx context.Context) error {
+	err := r.dyingRunner.Health(ctx)
+	r.seen = r.seen || err != nil
+	return err
+}
+
+func (r *oomLateRunner) Stats(context.Context) (compute.Stats, error) {
+	if r.seen {
+		return compute.Stats{OOMKills: 1}, nil
+	}
+	return compute.Stats{}, nil
+}
+
+// A daemon the kernel killed for memory is an OOM even when its engine
+// reports the kill after the build's connection dropped (CI saw
+// TestKernelKillingBuildkitdIsAnOOM fail so: the stats were read first).
+func TestLateOOMKillIsAnOOM(t *testing.T) {
+	r := &oomLateRunner{dyingRunner: dyingRunner{aliveFor: 2}}
+	out := attemptOutcome{err: status.Error(codes.Unavailable, "error reading from server: EOF")}
+	out.diagnose(context.Background(), r, compute.Stats{}, nil)
+	if !out.oom {
+		t.Fatalf("not taken for an OOM: %v", out.err)
+	}
+}
