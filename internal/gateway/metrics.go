@@ -18,6 +18,7 @@ type Metrics struct {
 	builds     *prometheus.CounterVec
 	dead       *prometheus.CounterVec
 	queueOps   *prometheus.CounterVec
+	holds      *prometheus.CounterVec
 	retries    prometheus.Counter
 	oomRetries prometheus.Counter
 	steps      prometheus.Counter
@@ -44,6 +45,7 @@ func NewMetrics(depth func() float64) *Metrics {
 		builds:     counter("builds_total", "Finished builds by outcome and tier.", "outcome", "tier"),
 		dead:       counter("jobs_dead_lettered_total", "Jobs given up on (failed or crashed their worker too often), by kind.", "kind"),
 		queueOps:   counter("queue_op_errors_total", "Queue acknowledgements that failed, by operation (ack, nak, in_progress, term).", "op"),
+		holds:      counter("job_holds_total", "Deliveries that met another worker's hold on their build (waited), took a hold over from a worker that stopped renewing it (taken_over), or lost their own (lost).", "event"),
 		retries:    prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "job_retries_total", Help: "Failed jobs redelivered after a backoff."}),
 		oomRetries: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "oom_retries_total", Help: "OOM retries on the next tier."}),
 		steps:      prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "steps_total", Help: "Dockerfile steps of finished builds."}),
@@ -54,7 +56,7 @@ func NewMetrics(depth func() float64) *Metrics {
 		running:    prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Name: "builds_running", Help: "Builds running now."}),
 		cost:       counter("cost_eur_total", "What finished builds' machines cost (net EUR, the provider's list price and billing), by workspace.", "workspace"),
 	}
-	m.reg.MustRegister(m.deliveries, m.builds, m.dead, m.queueOps, m.retries, m.oomRetries, m.steps, m.cached,
+	m.reg.MustRegister(m.deliveries, m.builds, m.dead, m.queueOps, m.holds, m.retries, m.oomRetries, m.steps, m.cached,
 		m.intake, m.queueWait, m.buildSecs, m.running, m.cost,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if depth != nil {
@@ -97,6 +99,13 @@ func (m *Metrics) DeadLetter(kind string) {
 func (m *Metrics) QueueOpError(op string) {
 	if m != nil {
 		m.queueOps.WithLabelValues(op).Inc()
+	}
+}
+
+// Hold counts a delivery meeting a hold: waited, taken_over or lost.
+func (m *Metrics) Hold(event string) {
+	if m != nil {
+		m.holds.WithLabelValues(event).Inc()
 	}
 }
 

@@ -79,6 +79,7 @@ type queueConn struct {
 	consumer   jetstream.Consumer
 	deliveries jetstream.KeyValue
 	builds     jetstream.KeyValue
+	holds      jetstream.KeyValue
 }
 
 // OpenQueue dials NATS and creates (or opens) the streams, consumer and buckets.
@@ -141,6 +142,9 @@ func (q *Queue) open(ctx context.Context, nc *nats.Conn) (*queueConn, error) {
 	}
 	if c.builds, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: BucketBuilds, Storage: jetstream.FileStorage, Replicas: r}); err != nil {
 		return nil, fmt.Errorf("bucket %s: %w", BucketBuilds, err)
+	}
+	if c.holds, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: BucketHolds, TTL: holdsTTL, Storage: jetstream.FileStorage, Replicas: r}); err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", BucketHolds, err)
 	}
 	return c, nil
 }

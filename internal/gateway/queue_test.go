@@ -89,6 +89,7 @@ type recordingGitHub struct {
 	failQueued bool
 	completed  bool // CheckRunCompleted's answer
 	created    []githubapp.CheckRun
+	updated    []githubapp.CheckRun
 }
 
 func (g *recordingGitHub) CreateCheckRun(_ context.Context, _ int64, _, _ string, cr githubapp.CheckRun) (int64, error) {
@@ -100,8 +101,24 @@ func (g *recordingGitHub) CreateCheckRun(_ context.Context, _ int64, _, _ string
 	g.created = append(g.created, cr)
 	return int64(len(g.created)), nil
 }
-func (g *recordingGitHub) UpdateCheckRun(context.Context, int64, string, string, int64, githubapp.CheckRun) error {
+func (g *recordingGitHub) UpdateCheckRun(_ context.Context, _ int64, _, _ string, _ int64, cr githubapp.CheckRun) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.updated = append(g.updated, cr)
 	return nil
+}
+
+// completions counts the check run updates that reported a result.
+func (g *recordingGitHub) completions() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	n := 0
+	for _, cr := range g.updated {
+		if cr.Status == "completed" {
+			n++
+		}
+	}
+	return n
 }
 func (g *recordingGitHub) CheckRunCompleted(context.Context, int64, string, string, int64) (bool, error) {
 	g.mu.Lock()
@@ -261,7 +278,11 @@ func TestRedeliveryOfAReportedBuildDoesNotRebuild(t *testing.T) {
 	if err := q.SaveState(ctx, job.BuildID, BuildState{Job: job, CheckRunID: 7}); err != nil {
 		t.Fatal(err)
 	}
-	if err := w.process(ctx, w.Log, job, BuildState{Job: job, CheckRunID: 7}); err != nil {
+	h := q.newHold(job.BuildID, time.Minute)
+	if _, err := h.claim(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.process(ctx, w.Log, job, BuildState{Job: job, CheckRunID: 7}, h); err != nil {
 		t.Fatal(err)
 	}
 	st, _, err := q.State(ctx, job.BuildID)

@@ -63,7 +63,6 @@ func (w *Worker) Run(ctx context.Context) error {
 	if w.ProgressEvery <= 0 {
 		w.ProgressEvery = 10 * time.Second
 	}
-	w.branches = map[string]context.CancelCauseFunc{}
 	slots := make(chan struct{}, w.Concurrency)
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -121,31 +120,103 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 		w.bury(ctx, log, msg, job, st, attempts-1)
 		return
 	}
-	stop := w.heartbeat(ctx, log, msg)
+	h := w.Queue.newHold(job.BuildID, w.Queue.ackWait)
+	hctx, lose := context.WithCancelCause(ctx)
+	defer lose(nil)
+	stop := w.heartbeat(hctx, log, msg, h, lose)
+	st, err = w.await(hctx, log, h, job.BuildID)
+	if err != nil {
+		stop()
+		w.release(ctx, log, h)
+		log.Warn("claiming the build; retried", "err", err)
+		w.ack(log, "nak", msg.NakWithDelay(w.Queue.retry.delay(1)))
+		return
+	}
 	done := w.Metrics.Started(queueWait(msg))
-	err = w.process(ctx, log, job, st)
+	err = w.process(hctx, log, job, st, h)
 	done()
 	stop()
+	w.settle(ctx, log, msg, job, h, attempts, err, context.Cause(hctx))
+}
+
+// settle acknowledges a delivery after its job ran: done, requeued at
+// shutdown, retried or buried after a failure — or left alone when its hold
+// was lost: the job is then another delivery's.
+func (w *Worker) settle(ctx context.Context, log *slog.Logger, msg jetstream.Msg, job Job, h *hold, attempts uint64, err, cause error) {
 	switch {
 	case err == nil:
+		w.release(ctx, log, h)
 		w.ack(log, "ack", msg.Ack())
 	case ctx.Err() != nil:
 		// Shutting down: requeue now rather than after AckWait.
 		log.Info("requeued at shutdown")
 		w.noteRequeue(context.WithoutCancel(ctx), job.BuildID)
+		w.release(ctx, log, h)
 		w.ack(log, "nak", msg.Nak())
+	case errors.Is(cause, errHoldLost) || errors.Is(err, errHoldLost):
+		log.Warn("the build's hold ran out; its result is left to the worker holding it now, or to the job's next delivery", "err", err)
+		w.Metrics.Hold("lost")
 	default:
 		w.noteFailure(ctx, job.BuildID, err)
 		if w.Queue.retry.exhausted(attempts + 1) {
 			if st, _, serr := w.Queue.State(ctx, job.BuildID); serr == nil {
 				w.bury(ctx, log, msg, job, st, attempts)
+				w.release(ctx, log, h)
 				return
 			}
 		}
 		delay := w.Queue.retry.delay(attempts)
 		log.Error("job failed; will be retried", "err", err, "attempt", attempts, "of", w.Queue.retry.MaxAttempts, "retry_in", delay)
 		w.Metrics.Retry()
+		w.release(ctx, log, h)
 		w.ack(log, "nak", msg.NakWithDelay(delay))
+	}
+}
+
+// await claims the build's hold for this delivery, waiting while another
+// delivery holds it, and reads the build's state once it holds it. A build
+// its holder finished meanwhile comes back done, unclaimed.
+func (w *Worker) await(ctx context.Context, log *slog.Logger, h *hold, buildID string) (BuildState, error) {
+	every := min(max(h.ttl/10, 50*time.Millisecond), time.Second)
+	waited := false
+	for {
+		tookOver, err := h.claim(ctx)
+		var held *heldError
+		if !errors.As(err, &held) {
+			if err != nil {
+				return BuildState{}, err
+			}
+			if tookOver {
+				log.Warn("took the build over from a worker that stopped renewing its hold")
+				w.Metrics.Hold("taken_over")
+			}
+			st, _, err := w.Queue.State(ctx, buildID)
+			return st, err
+		}
+		if st, _, err := w.Queue.State(ctx, buildID); err == nil && st.Done {
+			return st, nil
+		}
+		if !waited {
+			waited = true
+			log.Info("another worker is running this build; waiting for it", "holder", held.Holder, "until", held.Until)
+			w.Metrics.Hold("waited")
+		}
+		select {
+		case <-ctx.Done():
+			return BuildState{}, context.Cause(ctx)
+		case <-time.After(every):
+		}
+	}
+}
+
+// release gives the delivery's hold up; one left behind only delays the
+// job's next delivery until it runs out.
+func (w *Worker) release(ctx context.Context, log *slog.Logger, h *hold) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := h.release(ctx); err != nil {
+		log.Warn("releasing the build's hold", "err", err)
+		w.Metrics.QueueOpError("release")
 	}
 }
 
@@ -176,9 +247,11 @@ func delivered(msg jetstream.Msg) uint64 {
 	return md.NumDelivered
 }
 
-// heartbeat tells JetStream the job is alive while it runs: a gateway killed
-// mid-build stops these, and the job is delivered again after AckWait.
-func (w *Worker) heartbeat(ctx context.Context, log *slog.Logger, msg jetstream.Msg) (stop func()) {
+// heartbeat tells JetStream the job is alive while it runs, and renews its
+// hold: a gateway killed mid-build stops these, and the job is delivered
+// again after AckWait. A hold that cannot be kept ends the job with
+// errHoldLost.
+func (w *Worker) heartbeat(ctx context.Context, log *slog.Logger, msg jetstream.Msg, h *hold, lose context.CancelCauseFunc) (stop func()) {
 	hb, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
@@ -191,6 +264,12 @@ func (w *Worker) heartbeat(ctx context.Context, log *slog.Logger, msg jetstream.
 				return
 			case <-t.C:
 				w.ack(log, "in_progress", msg.InProgress())
+				if err := h.renew(hb); errors.Is(err, errHoldLost) {
+					lose(errHoldLost)
+				} else if err != nil && hb.Err() == nil {
+					log.Warn("renewing the build's hold", "err", err)
+					w.Metrics.QueueOpError("renew")
+				}
 			}
 		}
 	}()
@@ -255,8 +334,8 @@ func (w *Worker) failCheckRun(ctx context.Context, job Job, st BuildState, reaso
 	return err
 }
 
-// process runs a job whose build state handle has just read.
-func (w *Worker) process(ctx context.Context, log *slog.Logger, job Job, st BuildState) error {
+// process runs a job whose build state handle has just read, holding h.
+func (w *Worker) process(ctx context.Context, log *slog.Logger, job Job, st BuildState, h *hold) error {
 	if st.Done {
 		log.Info("already done; acknowledged again")
 		return nil
@@ -266,6 +345,9 @@ func (w *Worker) process(ctx context.Context, log *slog.Logger, job Job, st Buil
 	case JobReply:
 		if err := w.GitHub.React(ctx, job.Installation, job.Owner, job.Repo, job.CommentID, "eyes"); err != nil {
 			log.Warn("reaction", "err", err)
+		}
+		if err := h.confirm(ctx); err != nil {
+			return err
 		}
 		if err := w.GitHub.Comment(ctx, job.Installation, job.Owner, job.Repo, job.PR, job.Reply); err != nil {
 			return err
@@ -281,14 +363,14 @@ func (w *Worker) process(ctx context.Context, log *slog.Logger, job Job, st Buil
 			return err
 		}
 		if refusal := shouldRefuseRebuild(perm, job.Association); refusal != "" {
-			return w.refuse(ctx, job, st, "@"+job.Commenter+" "+refusal)
+			return w.refuse(ctx, job, st, h, "@"+job.Commenter+" "+refusal)
 		}
 		sha, fork, err := w.GitHub.PullRequestHead(ctx, job.Installation, job.Owner, job.Repo, job.PR)
 		if err != nil {
 			return err
 		}
 		if fork {
-			return w.refuse(ctx, job, st, "This pull request comes from a fork: lian-build does not build fork code with the repository's credentials and caches.")
+			return w.refuse(ctx, job, st, h, "This pull request comes from a fork: lian-build does not build fork code with the repository's credentials and caches.")
 		}
 		// Pinned to the head as it is now; later pushes do not change this build.
 		job.SHA, job.Ref = sha, fmt.Sprintf("refs/pull/%d/head", job.PR)
@@ -306,7 +388,7 @@ func (w *Worker) process(ctx context.Context, log *slog.Logger, job Job, st Buil
 		return fmt.Errorf("unknown job kind %q", job.Kind)
 	}
 	st.Job = job
-	return w.build(ctx, log, job, st)
+	return w.build(ctx, log, job, st, h)
 }
 
 // shouldRefuseRebuild decides from the permission API (and, as a fallback, the
@@ -322,7 +404,10 @@ func shouldRefuseRebuild(permission, association string) string {
 	return "only people with write access to this repository can start lian-build builds."
 }
 
-func (w *Worker) refuse(ctx context.Context, job Job, st BuildState, msg string) error {
+func (w *Worker) refuse(ctx context.Context, job Job, st BuildState, h *hold, msg string) error {
+	if err := h.confirm(ctx); err != nil {
+		return err
+	}
 	if err := w.GitHub.Comment(ctx, job.Installation, job.Owner, job.Repo, job.PR, msg); err != nil {
 		return err
 	}
@@ -330,7 +415,7 @@ func (w *Worker) refuse(ctx context.Context, job Job, st BuildState, msg string)
 	return w.Queue.SaveState(ctx, job.BuildID, st)
 }
 
-func (w *Worker) build(ctx context.Context, log *slog.Logger, job Job, st BuildState) error {
+func (w *Worker) build(ctx context.Context, log *slog.Logger, job Job, st BuildState, h *hold) error {
 	gh := w.GitHub
 	var err error
 	if st.CheckRunID != 0 {
@@ -356,6 +441,9 @@ func (w *Worker) build(ctx context.Context, log *slog.Logger, job Job, st BuildS
 	defer cancel(nil)
 	if key := job.BranchKey(); key != "" {
 		w.mu.Lock()
+		if w.branches == nil {
+			w.branches = map[string]context.CancelCauseFunc{}
+		}
 		if older, ok := w.branches[key]; ok {
 			older(errSuperseded)
 		}
@@ -395,10 +483,12 @@ func (w *Worker) build(ctx context.Context, log *slog.Logger, job Job, st BuildS
 	}
 	log.Info("build finished", attrs...)
 	w.Metrics.Build(res)
-	return w.complete(ctx, job, st, res)
+	return w.complete(ctx, job, st, h, res)
 }
 
-func (w *Worker) complete(ctx context.Context, job Job, st BuildState, res pipeline.Result) error {
+// complete reports the result on the check run, fenced by the hold: a
+// worker whose hold ran out reports nothing.
+func (w *Worker) complete(ctx context.Context, job Job, st BuildState, h *hold, res pipeline.Result) error {
 	path := "Dockerfile"
 	if res.Failure != nil && res.Failure.File != "" {
 		path = filepath.ToSlash(res.Failure.File)
@@ -410,6 +500,9 @@ func (w *Worker) complete(ctx context.Context, job Job, st BuildState, res pipel
 	}
 	if res.Tier == "" {
 		cr.Title = "could not build"
+	}
+	if err := h.confirm(ctx); err != nil {
+		return err
 	}
 	if err := w.GitHub.UpdateCheckRun(ctx, job.Installation, job.Owner, job.Repo, st.CheckRunID, cr); err != nil {
 		return err
