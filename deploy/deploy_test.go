@@ -76,6 +76,7 @@ func exposed(t *testing.T) []string {
 	m.Retry()
 	m.DeadLetter("build")
 	m.QueueOpError("ack")
+	m.Hold("lost")
 	m.Started(time.Second)()
 	m.Build(pipeline.Result{Outcome: pipeline.OutcomeSuccess, Tier: "cax11", Workspace: "app", CostEUR: 0.01, OOMRetries: 1, StepsTotal: 2, StepsCached: 1})
 	mfs, err := m.Gatherer().Gather()

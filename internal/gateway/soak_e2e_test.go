@@ -448,6 +448,7 @@ var soakCounters = []struct{ name, metric, by string }{
 	{"job retries", "lian_build_job_retries_total", ""},
 	{"dead letters by kind", "lian_build_jobs_dead_lettered_total", "kind"},
 	{"queue op errors by op", "lian_build_queue_op_errors_total", "op"},
+	{"redeliveries meeting a hold, by event", "lian_build_job_holds_total", "event"},
 	{"OOM retries", "lian_build_oom_retries_total", ""},
 	{"pool returns by outcome", "lian_build_pool_returns_total", "outcome"},
 	{"pool warm leases by result", "lian_build_pool_warm_leases_total", "result"},
