@@ -181,6 +181,11 @@ cat %[1]s/current`, ns)
 	if _, err, progress := w.build(t, df, inWorkspace("other", ci)); err != nil {
 		t.Fatalf("a build of another workspace: %v\n%s", err, progress)
 	}
+	// Its return settled (committed, recycled): ci/app's lease finds the
+	// VM idle rather than making another (CI once saw a fresh VM here).
+	if again := w.only(t); again.ID != vm.ID {
+		t.Fatalf("VM %s after the other workspace's build, want %s", again.ID, vm.ID)
+	}
 	res, err, progress := w.build(t, "FROM base\nRUN --mount=type=cache,target=/c test \"$(cat /c/mark)\" = ci\n", inWorkspace("app", ci))
 	if err != nil {
 		t.Fatalf("the lease after an interrupted commit: %v\n%s", err, progress)
