@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -30,14 +29,10 @@ type cluster struct {
 	bin, dir string
 	builds   string // every finished build's id and replica pid, one per line, from every replica
 
-	mu       sync.Mutex
-	replicas []*replica
-	stopped  map[int]bool // pids of replicas killed or stopped
-}
+	replicas []*testenv.Process // each on a port of its own, across restarts
 
-type replica struct {
-	cmd *exec.Cmd
-	url string
+	mu      sync.Mutex
+	stopped map[int]bool // pids of replicas killed or stopped
 }
 
 func newCluster(t testing.TB, replicas int, clustered bool) *cluster {
@@ -55,58 +50,41 @@ func newCluster(t testing.TB, replicas int, clustered bool) *cluster {
 			t.Fatal(err)
 		}
 	}
+	ports := testenv.FreePorts(t, replicas)
 	for i := range replicas {
-		c.replicas = append(c.replicas, c.start(i, bk))
+		c.replicas = append(c.replicas, c.replica(i, ports[i], bk))
+		if err := c.replicas[i].Start(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return c
 }
 
-// start runs replica i; it listens on a port of its own choosing (port 0).
-func (c *cluster) start(i int, bk string) *replica {
-	t := c.t
+// replica is replica i, to listen on port; it stops with the test.
+func (c *cluster) replica(i, port int, bk string) *testenv.Process {
 	data := filepath.Join(c.dir, fmt.Sprintf("r%d", i))
 	natsURL := ""
 	if c.nats != nil {
 		natsURL = c.nats.URL()
 	}
-	cmd := exec.Command(c.bin, "--listen", "127.0.0.1:0", "--webhook-secret-file", filepath.Join(c.dir, "secret"), "--app-id", "42",
-		"--private-key-file", filepath.Join(c.dir, "key.pem"), "--github-url", c.gh.srv.URL, "--github-api-url", c.gh.srv.URL,
-		"--data-dir", data, "--state-dir", filepath.Join(data, "runners"), "--buildkitd", bk, "--nats-url", natsURL,
-		"--concurrency", "2", "--ack-wait", "3s", "--progress-every", "1s", "--branches", "master")
-	cmd.Env = append(os.Environ(), "LIAN_REPLICA_LOG="+c.builds, "LIAN_REPLICA_BUILD=30ms")
-	logf, err := os.Create(filepath.Join(c.dir, fmt.Sprintf("r%d-%d.log", i, time.Now().UnixNano())))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = logf
-	out, _ := cmd.StdoutPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		}
-		logf.Close()
-	})
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if a, ok := strings.CutPrefix(sc.Text(), "listening "); ok {
-				addr <- a
-			}
-		}
-	}()
-	select {
-	case a := <-addr:
-		return &replica{cmd: cmd, url: "http://" + a}
-	case <-time.After(60 * time.Second):
-		b, _ := os.ReadFile(logf.Name())
-		t.Fatalf("replica %d did not listen:\n%s", i, b)
-	}
-	return nil
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	p := &testenv.Process{Name: fmt.Sprintf("replica %d", i), Addr: addr, LogPath: data + ".log", ReadyWithin: time.Minute, StopWithin: time.Minute,
+		Args: []string{c.bin, "--listen", addr, "--webhook-secret-file", filepath.Join(c.dir, "secret"), "--app-id", "42",
+			"--private-key-file", filepath.Join(c.dir, "key.pem"), "--github-url", c.gh.srv.URL, "--github-api-url", c.gh.srv.URL,
+			"--data-dir", data, "--state-dir", filepath.Join(data, "runners"), "--buildkitd", bk, "--nats-url", natsURL,
+			"--concurrency", "2", "--ack-wait", "3s", "--progress-every", "1s", "--branches", "master"},
+		Env: []string{"LIAN_REPLICA_LOG=" + c.builds, "LIAN_REPLICA_BUILD=30ms"}}
+	p.StopAtCleanup(c.t, syscall.SIGKILL)
+	return p
+}
+
+// stop ends replica i with sig, noting it as stopped; it returns how the
+// replica exited.
+func (c *cluster) stop(i int, sig syscall.Signal) error {
+	c.mu.Lock()
+	c.stopped[c.replicas[i].Pid()] = true
+	c.mu.Unlock()
+	return c.replicas[i].Stop(sig)
 }
 
 // post sends one delivery to the cluster's replicas (postAny).
@@ -116,7 +94,7 @@ func (c *cluster) post(client *http.Client, first int, d burstDelivery) (int, ti
 		defer c.mu.Unlock()
 		var urls []string
 		for _, r := range c.replicas {
-			urls = append(urls, r.url)
+			urls = append(urls, "http://"+r.Addr)
 		}
 		return urls
 	}, first, d)
@@ -291,11 +269,7 @@ func TestReplicasSurviveAReplicaAndANodeDying(t *testing.T) {
 	c := newCluster(t, 3, true)
 	ds := burstDeliveries(t, "kill", 1000)
 	codes, _ := c.send(ds, 400, func() {
-		c.mu.Lock()
-		victim := c.replicas[0].cmd
-		c.stopped[victim.Process.Pid] = true
-		c.mu.Unlock()
-		_ = victim.Process.Signal(syscall.SIGKILL)
+		_ = c.stop(0, syscall.SIGKILL)
 		c.nats.Stop(2)
 	})
 	if codes["0"] > 0 {
@@ -308,25 +282,19 @@ func TestReplicasSurviveAReplicaAndANodeDying(t *testing.T) {
 // requeueing its running builds) and starts again.
 func TestRollingRestartUnderLoad(t *testing.T) {
 	c := newCluster(t, 3, true)
-	bk := testenv.Require(t)
 	ds := burstDeliveries(t, "roll", 600)
 	restarted := make(chan error, 1)
 	codes, _ := c.send(ds, 100, func() {
 		go func() {
 			for i := range 3 {
-				c.mu.Lock()
-				old := c.replicas[i].cmd
-				c.stopped[old.Process.Pid] = true
-				c.mu.Unlock()
-				_ = old.Process.Signal(syscall.SIGTERM)
-				if err := old.Wait(); err != nil {
+				if err := c.stop(i, syscall.SIGTERM); err != nil {
 					restarted <- fmt.Errorf("replica %d exit after SIGTERM: %w", i, err)
 					return
 				}
-				r := c.start(i, bk)
-				c.mu.Lock()
-				c.replicas[i] = r
-				c.mu.Unlock()
+				if err := c.replicas[i].Start(); err != nil {
+					restarted <- err
+					return
+				}
 			}
 			restarted <- nil
 		}()
@@ -373,7 +341,6 @@ func BenchmarkClusterIntake(b *testing.B) {
 // one 202.
 func TestSameDeliveryIsBuiltOnce(t *testing.T) {
 	c := newCluster(t, 1, false)
-	bk := testenv.Require(t)
 	ds := burstDeliveries(t, "dup", 3)[:2] // two pushes that build
 	client := &http.Client{Timeout: 10 * time.Second}
 	accepted := map[string]int{}
@@ -401,10 +368,10 @@ func TestSameDeliveryIsBuiltOnce(t *testing.T) {
 	}
 	wg.Wait()
 	c.waitCompleted(ds)
-	old := c.replicas[0].cmd
-	_ = old.Process.Signal(syscall.SIGTERM)
-	_ = old.Wait()
-	c.replicas[0] = c.start(0, bk)
+	_ = c.stop(0, syscall.SIGTERM)
+	if err := c.replicas[0].Start(); err != nil {
+		t.Fatal(err)
+	}
 	post(ds[0])
 	post(ds[1])
 	if accepted[ds[0].id] != 1 || accepted[ds[1].id] != 1 {

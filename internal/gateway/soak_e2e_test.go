@@ -351,10 +351,10 @@ type procUsage struct {
 // and its goroutines as Prometheus last scraped them.
 func (s *system) usage() map[string]procUsage {
 	out := map[string]procUsage{}
-	for _, p := range append(append([]*process{}, s.gateways...), s.pools...) {
-		if pid := p.pid(); pid != 0 {
+	for _, p := range append(append([]*testenv.Process{}, s.gateways...), s.pools...) {
+		if pid := p.Pid(); pid != 0 {
 			if u, err := testenv.UsageOf(pid); err == nil {
-				out[p.name] = procUsage{u, pid, p.addr}
+				out[p.Name] = procUsage{u, pid, p.Addr}
 			}
 		}
 	}
@@ -373,7 +373,7 @@ func (s *system) usage() map[string]procUsage {
 // host, network namespace, mount or loop device.
 func (s *system) drain(t *testing.T) {
 	for _, g := range s.gateways {
-		g.stop(syscall.SIGTERM)
+		g.Stop(syscall.SIGTERM)
 	}
 	client := &pool.Client{URL: s.poolURL(), Token: soakPoolToken}
 	deadline := time.Now().Add(3 * time.Minute)

@@ -73,9 +73,9 @@ func (r *soakRun) apply(s *system, rng *rand.Rand, kind string) (string, func() 
 		if kind == "gateway-kill" {
 			r.redelivery()
 		}
-		p.stop(sig)
+		p.Stop(sig)
 		count()
-		return p.name, p.start
+		return p.Name, p.Start
 	case "nats-kill", "nats-term":
 		i := rng.IntN(3)
 		r.redelivery()

@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -40,87 +39,10 @@ type system struct {
 	hosts    *runnerhost.Hosts
 	local    *local.Provider // the hosts' buildkitds, to find any left
 	fake     *fakehcloud.Fake
-	pools    []*process
-	gateways []*process
+	pools    []*testenv.Process
+	gateways []*testenv.Process
 	// prom scrapes every replica and evaluates deploy/'s alerting rules.
 	prom *testenv.Prometheus
-}
-
-// process is one replica: its binary and arguments, restartable.
-type process struct {
-	name, addr string
-	args       []string
-	logPath    string
-
-	mu      sync.Mutex
-	cmd     *exec.Cmd
-	exited  chan struct{}
-	starts  int
-	started time.Time
-}
-
-func (p *process) start() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	logf, err := os.OpenFile(p.logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
-	}
-	defer logf.Close()
-	cmd := exec.Command(p.args[0], p.args[1:]...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	p.cmd, p.exited, p.started = cmd, exited, time.Now()
-	p.starts++
-	for deadline := time.Now().Add(90 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		select {
-		case <-exited:
-			b, _ := os.ReadFile(p.logPath)
-			return fmt.Errorf("%s exited at start: %s", p.name, tail(string(b), 2000))
-		default:
-		}
-		if c, err := net.Dial("tcp", p.addr); err == nil {
-			c.Close()
-			return nil
-		}
-	}
-	return fmt.Errorf("%s did not listen on %s in 90 s", p.name, p.addr)
-}
-
-// stop sends sig and waits for the process to end (SIGKILL after 60 s).
-func (p *process) stop(sig syscall.Signal) {
-	p.mu.Lock()
-	cmd, exited := p.cmd, p.exited
-	p.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	_ = cmd.Process.Signal(sig)
-	select {
-	case <-exited:
-	case <-time.After(60 * time.Second):
-		_ = cmd.Process.Kill()
-		<-exited
-	}
-}
-
-// pid is the running process's id (0: it does not run).
-func (p *process) pid() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cmd == nil {
-		return 0
-	}
-	select {
-	case <-p.exited:
-		return 0
-	default:
-		return p.cmd.Process.Pid
-	}
 }
 
 func tail(s string, n int) string {
@@ -173,8 +95,8 @@ func startSystem(t *testing.T) *system {
 		addrs = append(addrs, fmt.Sprintf("127.0.0.1:%d", port))
 	}
 	for i := range 2 {
-		s.pools = append(s.pools, &process{name: fmt.Sprintf("pool-%d", i), addr: addrs[i], logPath: filepath.Join(s.dir, fmt.Sprintf("pool-%d.log", i)),
-			args: []string{lb, "pool", "serve", "--listen", addrs[i], "--token-file", filepath.Join(s.dir, "pool-token"), "--name", "soak",
+		s.pools = append(s.pools, &testenv.Process{Name: fmt.Sprintf("pool-%d", i), Addr: addrs[i], LogPath: filepath.Join(s.dir, fmt.Sprintf("pool-%d.log", i)),
+			Args: []string{lb, "pool", "serve", "--listen", addrs[i], "--token-file", filepath.Join(s.dir, "pool-token"), "--name", "soak",
 				"--ssh-key-file", filepath.Join(s.dir, "pool_key"), "--hcloud-token-file", filepath.Join(s.dir, "hc-token"),
 				"--hcloud-endpoint", s.fake.Endpoint(), "--hcloud-location", "fsn1", "--nats-url", s.nats.URL(),
 				"--insecure-registry", s.reg.Host, "--max-vms", "cax11=3,cax21=2", "--upsize", "--await-recycling", "20s",
@@ -183,32 +105,26 @@ func startSystem(t *testing.T) *system {
 	poolURLs := "http://" + addrs[0] + ",http://" + addrs[1]
 	for i := range 3 {
 		data := filepath.Join(s.dir, fmt.Sprintf("gateway-%d", i))
-		s.gateways = append(s.gateways, &process{name: fmt.Sprintf("gateway-%d", i), addr: addrs[2+i], logPath: data + ".log",
-			args: []string{gw, "--listen", addrs[2+i], "--webhook-secret-file", filepath.Join(s.dir, "secret"), "--app-id", "42",
+		s.gateways = append(s.gateways, &testenv.Process{Name: fmt.Sprintf("gateway-%d", i), Addr: addrs[2+i], LogPath: data + ".log",
+			Args: []string{gw, "--listen", addrs[2+i], "--webhook-secret-file", filepath.Join(s.dir, "secret"), "--app-id", "42",
 				"--private-key-file", filepath.Join(s.dir, "key.pem"), "--github-url", s.git.srv.URL, "--github-api-url", s.gh.srv.URL,
 				"--data-dir", data, "--nats-url", s.nats.URL(), "--concurrency", "2", "--ack-wait", "10s", "--progress-every", "2s",
 				"--branches", "master", "--provider", "vm-pool", "--pool-url", poolURLs, "--pool-token-file", filepath.Join(s.dir, "pool-token"),
 				"--state-store", "volumes", "--registry", s.reg.Host, "--insecure-registry", s.reg.Host,
 				"--build-context", "base=oci-layout://" + testenv.BaseLayout(t)}})
 	}
-	t.Cleanup(func() {
-		for _, p := range append(append([]*process{}, s.gateways...), s.pools...) {
-			p.stop(syscall.SIGTERM)
-			if t.Failed() {
-				b, _ := os.ReadFile(p.logPath)
-				t.Logf("%s's log (its end):\n%s", p.name, tail(string(b), 6000))
-			}
-		}
-	})
+	for _, p := range append(append([]*testenv.Process{}, s.gateways...), s.pools...) {
+		p.StopAtCleanup(t, syscall.SIGTERM)
+	}
 	// The first pool replica makes the pool's key; the second reads it.
-	for _, p := range append(append([]*process{}, s.pools...), s.gateways...) {
-		if err := p.start(); err != nil {
+	for _, p := range append(append([]*testenv.Process{}, s.pools...), s.gateways...) {
+		if err := p.Start(); err != nil {
 			t.Fatal(err)
 		}
 	}
 	var targets []string
-	for _, p := range append(append([]*process{}, s.gateways...), s.pools...) {
-		targets = append(targets, p.addr)
+	for _, p := range append(append([]*testenv.Process{}, s.gateways...), s.pools...) {
+		targets = append(targets, p.Addr)
 	}
 	s.prom = testenv.StartPrometheus(t, targets, filepath.Join(testenv.RepoRoot(), "deploy", "prometheus", "lian-build.rules.yml"))
 	return s
@@ -218,7 +134,7 @@ func startSystem(t *testing.T) *system {
 func (s *system) gatewayURLs() []string {
 	var out []string
 	for _, g := range s.gateways {
-		out = append(out, "http://"+g.addr)
+		out = append(out, "http://"+g.Addr)
 	}
 	return out
 }
@@ -227,7 +143,7 @@ func (s *system) gatewayURLs() []string {
 func (s *system) poolURL() string {
 	var out []string
 	for _, p := range s.pools {
-		out = append(out, "http://"+p.addr)
+		out = append(out, "http://"+p.Addr)
 	}
 	return strings.Join(out, ",")
 }

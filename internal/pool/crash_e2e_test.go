@@ -3,7 +3,6 @@ package pool_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,19 +20,12 @@ import (
 	"github.com/lian-build/action/internal/testenv"
 )
 
-// serviceProcess is `lian-build pool serve` as a process of its own.
-type serviceProcess struct {
-	bin, dir, addr string
-	args           []string
-	cmd            *exec.Cmd
-	log            *testenv.SyncBuffer
-}
-
-func startServiceProcess(t *testing.T, w *world, natsURL string, flags ...string) *serviceProcess {
+// startServiceProcess runs `lian-build pool serve` as a process of its own.
+func startServiceProcess(t *testing.T, w *world, natsURL string, flags ...string) *testenv.Process {
 	t.Helper()
 	dir := t.TempDir()
-	sp := &serviceProcess{bin: filepath.Join(dir, "lian-build"), dir: dir, log: &testenv.SyncBuffer{}}
-	if out, err := exec.Command("go", "build", "-o", sp.bin, "../../cmd/lian-build").CombinedOutput(); err != nil {
+	bin := filepath.Join(dir, "lian-build")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/lian-build").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	for name, v := range map[string]string{"token": poolToken, "hctoken": hcToken} {
@@ -41,50 +33,22 @@ func startServiceProcess(t *testing.T, w *world, natsURL string, flags ...string
 			t.Fatal(err)
 		}
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sp.addr = ln.Addr().String()
-	ln.Close()
-	sp.args = []string{"pool", "serve", "--listen", sp.addr, "--token-file", filepath.Join(dir, "token"), "--name", "test",
+	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePorts(t, 1)[0])
+	args := []string{bin, "pool", "serve", "--listen", addr, "--token-file", filepath.Join(dir, "token"), "--name", "test",
 		"--ssh-key-file", filepath.Join(dir, "pool_key"), "--hcloud-token-file", filepath.Join(dir, "hctoken"),
 		"--hcloud-endpoint", w.fake.Endpoint(), "--hcloud-location", "fsn1", "--upkeep-every", "500ms"}
 	if natsURL != "" {
-		sp.args = append(sp.args, "--nats-url", natsURL)
+		args = append(args, "--nats-url", natsURL)
 	} else {
-		sp.args = append(sp.args, "--data-dir", filepath.Join(dir, "data")) // the embedded nats-server
+		args = append(args, "--data-dir", filepath.Join(dir, "data")) // the embedded nats-server
 	}
-	sp.args = append(sp.args, flags...)
-	sp.start(t)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("pool service log:\n%s", sp.log.String())
-		}
-		if sp.cmd.ProcessState == nil {
-			_ = sp.cmd.Process.Signal(syscall.SIGTERM)
-			_ = sp.cmd.Wait()
-		}
-	})
-	return sp
-}
-
-func (sp *serviceProcess) start(t *testing.T) {
-	t.Helper()
-	sp.cmd = exec.Command(sp.bin, sp.args...)
-	sp.cmd.Stdout, sp.cmd.Stderr = sp.log, sp.log
-	if err := sp.cmd.Start(); err != nil {
+	sp := &testenv.Process{Name: "the pool service", Addr: addr, LogPath: filepath.Join(dir, "pool.log"), ReadyWithin: 30 * time.Second,
+		Args: append(args, flags...)}
+	sp.StopAtCleanup(t, syscall.SIGTERM)
+	if err := sp.Start(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		if c, err := net.Dial("tcp", sp.addr); err == nil {
-			c.Close()
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("the pool service never listened:\n%s", sp.log.String())
+	return sp
 }
 
 // kill -9 of the pool service while two builds hold leases, then a
@@ -95,8 +59,8 @@ func (sp *serviceProcess) start(t *testing.T) {
 func TestPoolServiceKilledWithLeasesOut(t *testing.T) {
 	w := newWorld(t, worldConfig{hosts: true})
 	sp := startServiceProcess(t, w, w.natsURL)
-	w.client = &pool.Client{URL: "http://" + sp.addr, Token: poolToken}
-	prov, err := compute.New("vm-pool", compute.Config{Options: map[string]string{"pool-url": "http://" + sp.addr, "pool-token": poolToken}})
+	w.client = &pool.Client{URL: "http://" + sp.Addr, Token: poolToken}
+	prov, err := compute.New("vm-pool", compute.Config{Options: map[string]string{"pool-url": "http://" + sp.Addr, "pool-token": poolToken}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,12 +80,11 @@ func TestPoolServiceKilledWithLeasesOut(t *testing.T) {
 		vms, err := w.client.List(context.Background())
 		return err == nil && len(vms) == 2 && vms[0].State == pool.StateLeased && vms[1].State == pool.StateLeased
 	})
-	if err := sp.cmd.Process.Kill(); err != nil {
+	_ = sp.Stop(syscall.SIGKILL)
+	time.Sleep(time.Second)
+	if err := sp.Start(); err != nil {
 		t.Fatal(err)
 	}
-	_ = sp.cmd.Wait()
-	time.Sleep(time.Second)
-	sp.start(t)
 	wg.Wait()
 	for i, err := range errs {
 		if err != nil {
@@ -136,8 +99,8 @@ func TestPoolServiceKilledWithLeasesOut(t *testing.T) {
 	})
 	orphanServer(t, w)
 	waitFor(t, 30*time.Second, "the orphan deleted", func() bool { s, _ := w.fake.Counts(); return s == 2 })
-	if !strings.Contains(sp.log.String(), "no entry") {
-		t.Errorf("the reconcile did not say what it removed:\n%s", sp.log.String())
+	if !strings.Contains(sp.Log(), "no entry") {
+		t.Errorf("the reconcile did not say what it removed:\n%s", sp.Log())
 	}
 	w.drainAndCheckKeys(t, 2) // the in-process service's key and the process's
 }
@@ -153,8 +116,8 @@ func TestPoolServiceKilledMidCommit(t *testing.T) {
 	// Longer than a settle takes here (a commit and a recycle, seconds):
 	// a shorter one would take over a settle still running.
 	sp := startServiceProcess(t, w, w.natsURL, "--stuck-after", "20s")
-	w.client = &pool.Client{URL: "http://" + sp.addr, Token: poolToken}
-	prov, err := compute.New("vm-pool", compute.Config{Options: map[string]string{"pool-url": "http://" + sp.addr, "pool-token": poolToken}})
+	w.client = &pool.Client{URL: "http://" + sp.Addr, Token: poolToken}
+	prov, err := compute.New("vm-pool", compute.Config{Options: map[string]string{"pool-url": "http://" + sp.Addr, "pool-token": poolToken}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,14 +147,13 @@ func TestPoolServiceKilledMidCommit(t *testing.T) {
 		_, err := os.Stat(filepath.Join(ns, "gens", "2"))
 		return err == nil
 	})
-	if err := sp.cmd.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	_ = sp.cmd.Wait()
+	_ = sp.Stop(syscall.SIGKILL)
 	if out, err := w.hosts.Run(vm.ServerID, `sed -i '/^sync()/d' /run/lian-build/runner.env`); err != nil {
 		t.Fatalf("restoring the VM's syncs: %v\n%s", err, out)
 	}
-	sp.start(t)
+	if err := sp.Start(); err != nil {
+		t.Fatal(err)
+	}
 	waitFor(t, 90*time.Second, "the VM taken over and idle", func() bool {
 		vms, err := w.client.List(context.Background())
 		if err == nil && len(vms) == 1 {
@@ -209,8 +171,8 @@ func TestPoolServiceKilledMidCommit(t *testing.T) {
 		t.Fatalf("after the kill the disk's current is %q, the pool records %+v", gen, vm.Warm)
 	}
 	t.Logf("the kill left generation %s current", gen)
-	if !strings.Contains(sp.log.String(), "left recycling taken over") {
-		t.Errorf("the service did not say it took the VM over:\n%s", sp.log.String())
+	if !strings.Contains(sp.Log(), "left recycling taken over") {
+		t.Errorf("the service did not say it took the VM over:\n%s", sp.Log())
 	}
 	res, err, progress := w.build(t, fmt.Sprintf("FROM base\nRUN --mount=type=cache,target=/c test \"$(cat /c/mark)\" = %s\n", mark), app)
 	if err != nil || res.State == nil || fmt.Sprint(res.State.GenerationIn) != gen {

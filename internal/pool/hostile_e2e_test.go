@@ -259,7 +259,7 @@ func TestPoolLeaseReachesTheTestRegistry(t *testing.T) {
 func TestPoolServeAloneWithEmbeddedNATS(t *testing.T) {
 	w := newWorld(t, worldConfig{hosts: true})
 	sp := startServiceProcess(t, w, "")
-	c := &pool.Client{URL: "http://" + sp.addr, Token: poolToken}
+	c := &pool.Client{URL: "http://" + sp.Addr, Token: poolToken}
 	ctx := t.Context()
 	g, err := c.Lease(ctx, pool.Request{Tier: "cax11"})
 	if err != nil {
@@ -268,18 +268,17 @@ func TestPoolServeAloneWithEmbeddedNATS(t *testing.T) {
 	if d, err := c.Return(ctx, g.LeaseID, "ok"); err != nil || !d.Kept {
 		t.Fatalf("return: %+v %v", d, err)
 	}
-	if err := sp.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if err := sp.cmd.Wait(); err != nil {
-		t.Fatalf("exit after SIGTERM: %v\n%s", err, sp.log.String())
+	if err := sp.Stop(syscall.SIGTERM); err != nil {
+		t.Fatalf("exit after SIGTERM: %v\n%s", err, sp.Log())
 	}
 	for _, want := range []string{"embedded nats-server", "pool VM created", "this VM stays", g.VM} {
-		if !strings.Contains(sp.log.String(), want) {
-			t.Errorf("the log lacks %q:\n%s", want, sp.log.String())
+		if !strings.Contains(sp.Log(), want) {
+			t.Errorf("the log lacks %q:\n%s", want, sp.Log())
 		}
 	}
-	sp.start(t)
+	if err := sp.Start(); err != nil {
+		t.Fatal(err)
+	}
 	vms, err := c.List(ctx)
 	if err != nil || len(vms) != 1 || vms[0].ID != g.VM || vms[0].State != pool.StateIdle {
 		t.Fatalf("after a restart: %+v %v", vms, err)

@@ -50,8 +50,7 @@ func NATSServerBinary(t testing.TB) string {
 // loopback ports.
 type NATSCluster struct {
 	URLs  []string
-	mu    sync.Mutex
-	procs []*exec.Cmd
+	nodes []*Process
 	dir   string
 }
 
@@ -78,19 +77,17 @@ func StartNATSClusterIn(t testing.TB, n int, dir string) *NATSCluster {
 	}
 	for i := range n {
 		c.URLs = append(c.URLs, fmt.Sprintf("nats://127.0.0.1:%d", client[i]))
-		cmd := exec.Command(bin, "-a", "127.0.0.1", "-p", fmt.Sprint(client[i]), "-n", fmt.Sprintf("n%d", i+1),
-			"-js", "-sd", filepath.Join(c.dir, fmt.Sprintf("n%d", i+1)), "--cluster_name", "lian",
-			"--cluster", routes[i], "--routes", strings.Join(routes, ","))
-		c.procs = append(c.procs, cmd)
-		if err := c.Start(i); err != nil {
+		node := &Process{Name: fmt.Sprintf("nats node %d", i+1), LogPath: filepath.Join(c.dir, fmt.Sprintf("n%d.log", i+1)),
+			Addr: fmt.Sprintf("127.0.0.1:%d", client[i]), StopWithin: 10 * time.Second,
+			Args: []string{bin, "-a", "127.0.0.1", "-p", fmt.Sprint(client[i]), "-n", fmt.Sprintf("n%d", i+1),
+				"-js", "-sd", filepath.Join(c.dir, fmt.Sprintf("n%d", i+1)), "--cluster_name", "lian",
+				"--cluster", routes[i], "--routes", strings.Join(routes, ",")}}
+		c.nodes = append(c.nodes, node)
+		node.StopAtCleanup(t, syscall.SIGTERM)
+		if err := node.Start(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	t.Cleanup(func() {
-		for i := range c.procs {
-			c.Stop(i)
-		}
-	})
 	c.waitForMetaLeader(t)
 	return c
 }
@@ -98,61 +95,18 @@ func StartNATSClusterIn(t testing.TB, n int, dir string) *NATSCluster {
 // URL is every node's URL, for a client's server list.
 func (c *NATSCluster) URL() string { return strings.Join(c.URLs, ",") }
 
-// Start starts node i (again, after Stop or Kill, on its own store).
-func (c *NATSCluster) Start(i int) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	old := c.procs[i]
-	if old.Process != nil && old.ProcessState == nil {
-		return fmt.Errorf("nats node %d runs", i+1)
-	}
-	cmd := exec.Command(old.Path, old.Args[1:]...)
-	logf, err := os.OpenFile(filepath.Join(c.dir, fmt.Sprintf("n%d.log", i+1)), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
-	}
-	defer logf.Close()
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	c.procs[i] = cmd
-	return nil
-}
+// Start starts node i (again, after Stop or Kill, on its own store) and
+// waits until it takes clients.
+func (c *NATSCluster) Start(i int) error { return c.nodes[i].Start() }
 
 // Pid is node i's process id (0 when it does not run).
-func (c *NATSCluster) Pid(i int) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if cmd := c.procs[i]; cmd.Process != nil && cmd.ProcessState == nil {
-		return cmd.Process.Pid
-	}
-	return 0
-}
+func (c *NATSCluster) Pid(i int) int { return c.nodes[i].Pid() }
 
 // Stop stops node i (SIGTERM, then SIGKILL) and waits for it.
-func (c *NATSCluster) Stop(i int) { c.end(i, syscall.SIGTERM) }
+func (c *NATSCluster) Stop(i int) { c.nodes[i].Stop(syscall.SIGTERM) }
 
 // Kill kills node i (SIGKILL) and waits for it.
-func (c *NATSCluster) Kill(i int) { c.end(i, syscall.SIGKILL) }
-
-func (c *NATSCluster) end(i int, sig syscall.Signal) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	cmd := c.procs[i]
-	if cmd.Process == nil || cmd.ProcessState != nil {
-		return
-	}
-	_ = cmd.Process.Signal(sig)
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		_ = cmd.Process.Kill()
-		<-done
-	}
-}
+func (c *NATSCluster) Kill(i int) { c.nodes[i].Stop(syscall.SIGKILL) }
 
 func (c *NATSCluster) waitForMetaLeader(t testing.TB) {
 	t.Helper()
