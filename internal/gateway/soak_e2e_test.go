@@ -150,7 +150,7 @@ func (r *soakRun) waitCompleted(t *testing.T, s *system, limit time.Duration) ma
 		runs := s.runsByBuild()
 		left := 0
 		for b := range want {
-			if !runs[b].completed {
+			if br := runs[b]; br == nil || !br.completed { // nil: not taken off the queue yet
 				left++
 			}
 		}
