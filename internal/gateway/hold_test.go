@@ -100,17 +100,24 @@ func (e *blockingExec) Execute(ctx context.Context, _ Job, _ io.Writer) (pipelin
 	}
 }
 
-// slowAcker is a worker whose in-progress acknowledgements do not reach
-// JetStream in time (its NATS node died under it): its queue tells the
-// consumer a long ack wait, which the next queue opened shortens.
-func slowAcker(t *testing.T, url string, gh GitHub, ex Executor) (*Queue, *Worker) {
+// queueWorker is a queue on the NATS server at url, opened with ackWait
+// (the consumer's, until another queue is opened), and a worker on it.
+func queueWorker(t *testing.T, url string, ackWait time.Duration, gh GitHub, ex Executor) (*Queue, *Worker) {
 	t.Helper()
-	q, err := OpenQueue(context.Background(), func() (*nats.Conn, error) { return nats.Connect(url) }, time.Hour, RetryPolicy{})
+	q, err := OpenQueue(context.Background(), func() (*nats.Conn, error) { return nats.Connect(url) }, ackWait, RetryPolicy{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(q.Close)
 	return q, &Worker{Queue: q, GitHub: gh, Exec: ex, Log: slog.New(slog.DiscardHandler), Metrics: NewMetrics(nil)}
+}
+
+// enqueuePush queues a push job of build id.
+func enqueuePush(t *testing.T, q *Queue, id string) {
+	t.Helper()
+	if _, err := q.Enqueue(context.Background(), Job{Kind: JobPush, BuildID: id, DeliveryID: "d-" + id, Installation: 1, Owner: "o", Repo: "r", SHA: sha1, Actor: "ci"}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // handleNext fetches one delivery from q and handles it with w.
@@ -136,17 +143,13 @@ func handleNext(t *testing.T, ctx context.Context, wg *sync.WaitGroup, q *Queue,
 func TestRedeliveryWhileBuildingWaitsForTheHolder(t *testing.T) {
 	ns := testenv.StartNATS(t, true)
 	gh, ex := &recordingGitHub{}, &blockingExec{let: make(chan struct{})}
-	qa, wa := slowAcker(t, ns.ClientURL(), gh, ex)
-	q, err := OpenQueue(context.Background(), func() (*nats.Conn, error) { return nats.Connect(ns.ClientURL()) }, time.Second, RetryPolicy{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(q.Close)
-	wb := &Worker{Queue: q, GitHub: gh, Exec: ex, Log: slog.New(slog.DiscardHandler), Metrics: NewMetrics(nil)}
+	// The first worker's in-progress acknowledgements do not reach
+	// JetStream in time (its NATS node died under it): its queue told the
+	// consumer an hour's ack wait, which the second queue shortens to 1 s.
+	qa, wa := queueWorker(t, ns.ClientURL(), time.Hour, gh, ex)
+	q, wb := queueWorker(t, ns.ClientURL(), time.Second, gh, ex)
 	ctx := context.Background()
-	if _, err := q.Enqueue(ctx, Job{Kind: JobPush, BuildID: "g-twice", DeliveryID: "twice", Installation: 1, Owner: "o", Repo: "r", SHA: sha1, Actor: "ci"}); err != nil {
-		t.Fatal(err)
-	}
+	enqueuePush(t, q, "g-twice")
 	var wg sync.WaitGroup
 	handleNext(t, ctx, &wg, qa, wa)
 	handleNext(t, ctx, &wg, q, wb) // redelivered after the consumer's 1 s
@@ -169,13 +172,11 @@ func TestRedeliveryWhileBuildingWaitsForTheHolder(t *testing.T) {
 // A worker whose hold another worker took over stops its build and reports
 // nothing; the job is left to the new holder.
 func TestWorkerThatLostItsHoldReportsNothing(t *testing.T) {
-	q, _ := openTestQueue(t, 600*time.Millisecond, RetryPolicy{})
+	ns := testenv.StartNATS(t, true)
 	gh, ex := &recordingGitHub{}, &blockingExec{let: make(chan struct{})}
-	w := &Worker{Queue: q, GitHub: gh, Exec: ex, Log: slog.New(slog.DiscardHandler), Metrics: NewMetrics(nil)}
+	q, w := queueWorker(t, ns.ClientURL(), 600*time.Millisecond, gh, ex)
 	ctx := context.Background()
-	if _, err := q.Enqueue(ctx, Job{Kind: JobPush, BuildID: "g-lost", DeliveryID: "lost", Installation: 1, Owner: "o", Repo: "r", SHA: sha1, Actor: "ci"}); err != nil {
-		t.Fatal(err)
-	}
+	enqueuePush(t, q, "g-lost")
 	var wg sync.WaitGroup
 	handleNext(t, ctx, &wg, q, w)
 	waitFor(t, 10*time.Second, "the build to start", func() bool { return ex.n.Load() == 1 })
