@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/lian-build/action/internal/natsjs"
 	"github.com/lian-build/action/internal/pipeline"
 )
 
@@ -101,7 +102,7 @@ func (h *hold) claim(ctx context.Context) (tookOver bool, err error) {
 			return false, &heldError{cur}
 		}
 		err = h.write(ctx, c.holds, rev, now)
-		if !isRevisionConflict(err) || try == 2 {
+		if !natsjs.IsConflict(err) || try == 2 {
 			return err == nil && rev != 0 && cur.Holder != h.holder, err
 		}
 	}
@@ -124,7 +125,7 @@ func (h *hold) renew(ctx context.Context) error {
 		return errHoldLost
 	}
 	err = h.write(ctx, c.holds, rev, time.Now())
-	if !isRevisionConflict(err) {
+	if !natsjs.IsConflict(err) {
 		return err
 	}
 	// An update that timed out may have been applied: the hold is still
@@ -177,7 +178,7 @@ func (h *hold) release(ctx context.Context) error {
 		return err
 	}
 	err = c.holds.Delete(ctx, h.key, jetstream.LastRevision(rev))
-	if isRevisionConflict(err) {
+	if natsjs.IsConflict(err) {
 		return nil // taken over meanwhile: not this delivery's to give up
 	}
 	return err
@@ -219,10 +220,4 @@ func readHold(ctx context.Context, kv jetstream.KeyValue, key string) (holdRecor
 		return holdRecord{}, 0, fmt.Errorf("bucket %s, key %s: %w", BucketHolds, key, err)
 	}
 	return rec, e.Revision(), nil
-}
-
-// isRevisionConflict says whether a write lost a race: the key was created
-// or changed since it was read.
-func isRevisionConflict(err error) bool {
-	return errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch)
 }

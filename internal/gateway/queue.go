@@ -216,7 +216,7 @@ func (q *Queue) Accept(ctx context.Context, delivery string) error {
 		return err
 	}
 	_, err = c.deliveries.Create(ctx, kvKey(delivery), []byte(time.Now().UTC().Format(time.RFC3339)))
-	if errors.Is(err, jetstream.ErrKeyExists) {
+	if natsjs.IsConflict(err) {
 		return ErrDuplicate
 	}
 	return err

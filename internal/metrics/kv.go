@@ -80,16 +80,11 @@ func (s KVStore) Update(ctx context.Context, ws string, fn func(*History)) error
 		if err == nil {
 			return nil
 		}
-		if !errors.Is(err, jetstream.ErrKeyExists) && !isWrongSequence(err) {
+		if !natsjs.IsConflict(err) {
 			return err
 		}
 	}
 	return fmt.Errorf("metrics %s: too many concurrent updates", keyOf(ws))
-}
-
-func isWrongSequence(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
 }
 
 // Workspaces implements Store: the workspaces with a recorded history.

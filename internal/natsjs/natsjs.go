@@ -1,6 +1,7 @@
 // Package natsjs holds what every lian-build JetStream user shares: the
-// replication convention of its streams and buckets, and the embedded
-// nats-server a single-machine gateway or pool runs.
+// replication convention of its streams and buckets, how a lost
+// compare-and-set reads, and the embedded nats-server a single-machine
+// gateway or pool runs.
 package natsjs
 
 import (
@@ -10,7 +11,19 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
+
+// IsConflict says whether a key-value write lost a compare-and-set: Create
+// found the key, Update or Delete at a revision found a newer one. A
+// replicated bucket reports it with another error code (10164) than a
+// single server's (10071).
+func IsConflict(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) ||
+		errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
 
 // Replicas is how many copies JetStream keeps of a stream or bucket: 3 on a
 // cluster of at least three servers (one may fail, a majority remains), 1

@@ -13,11 +13,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/crypto/ssh"
 
 	"github.com/lian-build/action/internal/compute/hcloud"
 	"github.com/lian-build/action/internal/compute/remote"
+	"github.com/lian-build/action/internal/natsjs"
 	"github.com/lian-build/action/internal/sizing"
 )
 
@@ -358,7 +358,7 @@ func (s *Service) claimSlot(ctx context.Context, v VM) (entry, error) {
 	for i := range max {
 		v.ID = fmt.Sprintf("lbp-%s-%s-%d", s.o.Name, v.Tier, i)
 		e, err := s.o.Store.Create(ctx, v)
-		if err == nil || !errors.Is(err, jetstream.ErrKeyExists) {
+		if err == nil || !natsjs.IsConflict(err) {
 			return e, err
 		}
 	}

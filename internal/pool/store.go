@@ -98,7 +98,7 @@ func (s *Store) Update(ctx context.Context, e entry, v VM) (entry, error) {
 		return entry{}, err
 	}
 	rev, err := s.kv.Update(ctx, key(v.ID), b, e.rev)
-	if isConflict(err) {
+	if natsjs.IsConflict(err) {
 		return entry{}, ErrConflict
 	}
 	if err != nil {
@@ -110,15 +110,10 @@ func (s *Store) Update(ctx context.Context, e entry, v VM) (entry, error) {
 // Delete removes the entry read at e.rev: ErrConflict when it changed.
 func (s *Store) Delete(ctx context.Context, e entry) error {
 	err := s.kv.Delete(ctx, key(e.ID), jetstream.LastRevision(e.rev))
-	if isConflict(err) {
+	if natsjs.IsConflict(err) {
 		return ErrConflict
 	}
 	return err
-}
-
-func isConflict(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.Is(err, jetstream.ErrKeyExists) || (errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence)
 }
 
 // drainingKey marks a pool draining: no idle VM is topped up and every

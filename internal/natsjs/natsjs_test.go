@@ -1,0 +1,98 @@
+package natsjs_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/lian-build/action/internal/natsjs"
+	"github.com/lian-build/action/internal/testenv"
+)
+
+// A lost compare-and-set is a conflict on a single server and on a
+// three-node cluster's replicated bucket alike (the soak saw pool leases
+// fail there: the cluster's code was taken for an outage); other errors
+// are not.
+func TestIsConflict(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		url  func(*testing.T) string
+	}{
+		{"single server", func(t *testing.T) string { return testenv.StartNATS(t, true).ClientURL() }},
+		{"three-node cluster", func(t *testing.T) string { return testenv.StartNATSCluster(t, 3).URL() }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			nc, err := nats.Connect(c.url(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer nc.Close()
+			js, _ := jetstream.New(nc)
+			ctx := context.Background()
+			kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "cas", Replicas: natsjs.Replicas(nc)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rev, err := kv.Create(ctx, "k", []byte("1"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := kv.Update(ctx, "k", []byte("2"), rev); err != nil {
+				t.Fatal(err)
+			}
+			_, createErr := kv.Create(ctx, "k", []byte("3"))
+			_, updateErr := kv.Update(ctx, "k", []byte("3"), rev)
+			deleteErr := kv.Delete(ctx, "k", jetstream.LastRevision(rev))
+			for what, err := range map[string]error{"create": createErr, "update": updateErr, "delete": deleteErr} {
+				if !natsjs.IsConflict(err) {
+					t.Errorf("%s over a newer revision: %v is not a conflict", what, err)
+				}
+			}
+			// Writers racing at one revision: one wins, the others lost a
+			// compare-and-set (a cluster's leader rejects most of those
+			// still in flight with 10164).
+			for round := range 5 {
+				if won := race(t, kv); won != 1 {
+					t.Errorf("round %d: %d racing writers won, want 1", round, won)
+				}
+			}
+			if _, err := kv.Get(ctx, "missing"); natsjs.IsConflict(err) {
+				t.Errorf("a missing key (%v) is a conflict", err)
+			}
+			if natsjs.IsConflict(errors.New("nats: timeout")) || natsjs.IsConflict(nil) {
+				t.Error("a timeout or no error is a conflict")
+			}
+		})
+	}
+}
+
+// race has ten writers update one key at its current revision at once; it
+// returns how many won, and fails the test for a loser whose error is not
+// a conflict.
+func race(t *testing.T, kv jetstream.KeyValue) (won int) {
+	t.Helper()
+	ctx := context.Background()
+	e, err := kv.Get(ctx, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs := make([]error, 10)
+	var wg sync.WaitGroup
+	for i := range errs {
+		wg.Go(func() { _, errs[i] = kv.Update(ctx, "k", []byte("racer"), e.Revision()) })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			won++
+		case !natsjs.IsConflict(err):
+			t.Errorf("a racing writer that lost: %v is not a conflict", err)
+		}
+	}
+	return won
+}
