@@ -26,6 +26,9 @@ const (
 	BucketBuilds   = "lian-builds"
 	// DeliveryTTL keeps delivery ids longer than GitHub's redelivery reach (3 days).
 	DeliveryTTL = 73 * time.Hour
+	// BuildStateTTL keeps a build's state for a re-run from its check run
+	// as long as its dead letter is kept; the bucket does not grow forever.
+	BuildStateTTL = 30 * 24 * time.Hour
 )
 
 // RetryPolicy bounds how often a failing job is tried. A job that fails is
@@ -125,7 +128,7 @@ func (q *Queue) open(ctx context.Context, nc *nats.Conn) (*queueConn, error) {
 		return nil, fmt.Errorf("stream %s: %w", StreamJobs, err)
 	}
 	if _, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name: StreamDead, Subjects: []string{SubjectDead}, Storage: jetstream.FileStorage, MaxAge: 30 * 24 * time.Hour, Replicas: r,
+		Name: StreamDead, Subjects: []string{SubjectDead}, Storage: jetstream.FileStorage, MaxAge: BuildStateTTL, Replicas: r,
 	}); err != nil {
 		return nil, fmt.Errorf("stream %s: %w", StreamDead, err)
 	}
@@ -140,7 +143,7 @@ func (q *Queue) open(ctx context.Context, nc *nats.Conn) (*queueConn, error) {
 	if c.deliveries, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: BucketDelivery, TTL: DeliveryTTL, Storage: jetstream.FileStorage, Replicas: r}); err != nil {
 		return nil, fmt.Errorf("bucket %s: %w", BucketDelivery, err)
 	}
-	if c.builds, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: BucketBuilds, Storage: jetstream.FileStorage, Replicas: r}); err != nil {
+	if c.builds, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: BucketBuilds, TTL: BuildStateTTL, Storage: jetstream.FileStorage, Replicas: r}); err != nil {
 		return nil, fmt.Errorf("bucket %s: %w", BucketBuilds, err)
 	}
 	if c.holds, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: BucketHolds, TTL: holdsTTL, Storage: jetstream.FileStorage, Replicas: r}); err != nil {

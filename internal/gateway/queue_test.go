@@ -316,3 +316,23 @@ func TestRedeliveryAfterALostRecordIsADuplicate(t *testing.T) {
 		t.Errorf("the redelivery did not record the delivery: %v %v", seen, err)
 	}
 }
+
+// The gateway's buckets forget what they no longer need: delivery ids after
+// GitHub's redelivery reach, build states with their dead letters, holds a
+// day on; none grows with every build forever.
+func TestBucketsForget(t *testing.T) {
+	q, _ := openTestQueue(t, time.Second, RetryPolicy{})
+	c, err := q.conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for kv, want := range map[jetstream.KeyValue]time.Duration{c.deliveries: DeliveryTTL, c.builds: BuildStateTTL, c.holds: holdsTTL} {
+		st, err := kv.Status(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.TTL() != want {
+			t.Errorf("bucket %s: TTL %s, want %s", st.Bucket(), st.TTL(), want)
+		}
+	}
+}
