@@ -14,6 +14,17 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
+// IsUnavailable says whether err is JetStream being out of reach for now —
+// its cluster without a leader or a quorum (a node down: "JetStream system
+// temporarily unavailable"), the connection reconnecting, a request
+// unanswered — so that the same call may succeed shortly.
+func IsUnavailable(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
+		errors.As(err, &apiErr) && apiErr.Code == 503
+}
+
 // IsConflict says whether a key-value write lost a compare-and-set: Create
 // found the key, Update or Delete at a revision found a newer one. A
 // replicated bucket reports it with another error code (10164) than a

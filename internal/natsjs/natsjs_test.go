@@ -3,8 +3,10 @@ package natsjs_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -95,4 +97,45 @@ func race(t *testing.T, kv jetstream.KeyValue) (won int) {
 		}
 	}
 	return won
+}
+
+// A replicated bucket whose cluster lost its quorum is unavailable for
+// now, not broken; a conflict or a missing key is neither.
+func TestIsUnavailable(t *testing.T) {
+	c := testenv.StartNATSCluster(t, 3)
+	nc, err := nats.Connect(c.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx := context.Background()
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "outage", Replicas: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, "k", []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Create(ctx, "k", []byte("2")); natsjs.IsUnavailable(err) {
+		t.Errorf("a conflict (%v) is taken for an outage", err)
+	}
+	if _, err := kv.Get(ctx, "missing"); natsjs.IsUnavailable(err) {
+		t.Errorf("a missing key (%v) is taken for an outage", err)
+	}
+	c.Stop(1)
+	c.Stop(2)
+	tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, err = kv.Put(tctx, "k", []byte("3"))
+	if err == nil || !natsjs.IsUnavailable(err) {
+		t.Fatalf("a write without a quorum: %v, want an outage", err)
+	}
+	t.Logf("without a quorum: %v", err)
+	// What a node answers while its cluster elects a leader (the soak's
+	// pool met it on a lease).
+	electing := &jetstream.APIError{Code: 503, ErrorCode: 10008, Description: "JetStream system temporarily unavailable"}
+	if !natsjs.IsUnavailable(fmt.Errorf("pool: update VM x: %w", electing)) {
+		t.Errorf("%v is not taken for an outage", electing)
+	}
 }

@@ -7,9 +7,11 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/lian-build/action/internal/natsjs"
 	"github.com/lian-build/action/internal/pool/poolapi"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,6 +20,10 @@ import (
 
 // maxBody bounds a request body.
 const maxBody = 64 << 10
+
+// storeRetryAfter is the Retry-After, in seconds, of a call refused while
+// the store is out of reach: about a NATS leader election.
+const storeRetryAfter = 2
 
 // HandlerOptions configure the HTTP API.
 type HandlerOptions struct {
@@ -139,6 +145,9 @@ func reply(w http.ResponseWriter, status int, v any, err error) {
 	case errors.Is(err, errFull):
 		w.Header().Set("Retry-After", "30")
 		writeJSON(w, http.StatusServiceUnavailable, apiError{Error: err.Error()})
+	case natsjs.IsUnavailable(err):
+		w.Header().Set("Retry-After", strconv.Itoa(storeRetryAfter))
+		writeJSON(w, http.StatusServiceUnavailable, apiError{Error: "the pool's store is unavailable for now: " + err.Error(), Code: poolapi.CodeStoreUnavailable})
 	default:
 		writeJSON(w, http.StatusBadGateway, apiError{Error: err.Error()})
 	}

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -70,6 +71,9 @@ type APIError struct {
 	Status int
 	Msg    string
 	Field  string // the request field at fault, for a 400
+	Code   string // CodeStoreUnavailable, or ""
+	// RetryAfter is the answer's Retry-After (0: none).
+	RetryAfter time.Duration
 }
 
 func (e *APIError) Error() string {
@@ -187,7 +191,8 @@ func (c *Client) do(ctx context.Context, limit time.Duration, method, path strin
 	err := c.call(ctx, method, path, in, out)
 	if cause := context.Cause(ctx); err != nil && cause != nil && !errors.Is(cause, context.Canceled) {
 		var te *TimeoutError
-		if errors.As(cause, &te) {
+		var ae *APIError
+		if errors.As(cause, &te) && !errors.As(err, &ae) {
 			return te
 		}
 	}
@@ -202,6 +207,22 @@ func (c *Client) call(ctx context.Context, method, path string, in, out any) err
 			return err
 		}
 	}
+	for {
+		err := c.callReplicas(ctx, method, path, body, out)
+		wait, again := retryAfter(err)
+		if !again {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+	}
+}
+
+// callReplicas makes one call, going on to the next replica as goesOn says.
+func (c *Client) callReplicas(ctx context.Context, method, path string, body []byte, out any) error {
 	var err error
 	for _, base := range strings.Split(c.URL, ",") {
 		err = c.callOne(ctx, strings.TrimRight(strings.TrimSpace(base), "/")+path, method, path, body, out)
@@ -210,6 +231,17 @@ func (c *Client) call(ctx context.Context, method, path string, in, out any) err
 		}
 	}
 	return err
+}
+
+// retryAfter decides whether a call is made again after err, and when: a
+// pool whose store is out of reach for now, after its Retry-After (1–10 s).
+// Any other refusal, a full pool's too, is the answer.
+func retryAfter(err error) (time.Duration, bool) {
+	var ae *APIError
+	if !errors.As(err, &ae) || ae.Status != http.StatusServiceUnavailable || ae.Code != CodeStoreUnavailable {
+		return 0, false
+	}
+	return min(max(ae.RetryAfter, time.Second), 10*time.Second), true
 }
 
 // goesOn decides whether a call goes on to the next replica after err:
@@ -262,7 +294,8 @@ func (c *Client) callOne(ctx context.Context, u, method, path string, in []byte,
 		if json.Unmarshal(b, &ae) != nil || ae.Error == "" {
 			ae.Error = strings.TrimSpace(string(b))
 		}
-		return &APIError{Status: resp.StatusCode, Msg: ae.Error, Field: ae.Field}
+		secs, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
+		return &APIError{Status: resp.StatusCode, Msg: ae.Error, Field: ae.Field, Code: ae.Code, RetryAfter: time.Duration(secs) * time.Second}
 	}
 	if err := json.Unmarshal(b, out); err != nil {
 		return fmt.Errorf("vm-pool: %s %s: answer: %w", method, path, err)

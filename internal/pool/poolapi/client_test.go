@@ -2,6 +2,7 @@ package poolapi
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // A pool's URL: http(s) with a host and no credentials; plain http to
@@ -93,5 +95,49 @@ func TestLeaseGoesOnPastAReplicaThatBreaksOff(t *testing.T) {
 	}
 	if _, err := c.Return(context.Background(), "pl-1", "ok"); err == nil || broken.Load() != 2 {
 		t.Fatalf("a return went on past a replica that may have done it: %v (%d broken calls)", err, broken.Load())
+	}
+}
+
+// A call the pool refuses because its store is out of reach (503,
+// store_unavailable: a NATS node down, a leader being elected) is made
+// again after its Retry-After, with the same request id; a full pool's 503
+// is the answer. The system soak saw two builds fail on such a lease.
+func TestCallRetriedWhileTheStoreIsUnavailable(t *testing.T) {
+	var calls atomic.Int32
+	ids := map[string]bool{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req Request
+		_ = json.NewDecoder(r.Body).Decode(&req)
+		ids[req.RequestID] = true
+		if calls.Add(1) <= 2 {
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintf(w, `{"error":"the pool's store is unavailable for now: nats: JetStream system temporarily unavailable","code":%q}`, CodeStoreUnavailable)
+			return
+		}
+		fmt.Fprint(w, `{"lease_id":"pl-1","vm":"vm-1"}`)
+	}))
+	defer srv.Close()
+	start := time.Now()
+	g, err := (&Client{URL: srv.URL, Token: "tok"}).Lease(context.Background(), Request{Tier: "cax11"})
+	if err != nil || g.LeaseID != "pl-1" || calls.Load() != 3 || len(ids) != 1 {
+		t.Fatalf("lease %+v, %v after %d calls with %d request ids; want it on the third call, one id", g, err, calls.Load(), len(ids))
+	}
+	if took := time.Since(start); took < 2*time.Second {
+		t.Errorf("retried after %s in all, want each Retry-After (1 s) honoured", took)
+	}
+
+	calls.Store(0)
+	full := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		w.Header().Set("Retry-After", "30")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprint(w, `{"error":"pool: no VM free: cax11"}`)
+	}))
+	defer full.Close()
+	_, err = (&Client{URL: full.URL, Token: "tok"}).Lease(context.Background(), Request{Tier: "cax11"})
+	var ae *APIError
+	if !errors.As(err, &ae) || ae.Status != http.StatusServiceUnavailable || calls.Load() != 1 {
+		t.Fatalf("a full pool: %v after %d calls, want its 503 at once", err, calls.Load())
 	}
 }

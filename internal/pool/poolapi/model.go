@@ -364,7 +364,15 @@ const (
 type ErrorBody struct {
 	Error string `json:"error"`
 	Field string `json:"field,omitempty"`
+	// Code names a refusal a client acts on: CodeStoreUnavailable.
+	Code string `json:"code,omitempty"`
 }
+
+// CodeStoreUnavailable is a 503 whose call may be made again after its
+// Retry-After: the pool's store (its NATS cluster) is out of reach for now
+// — a node down, a leader being elected. Every call is safe to repeat: a
+// lease carries its request id, a return and a renewal are idempotent.
+const CodeStoreUnavailable = "store_unavailable"
 
 // Status is the pool as `pool ls` shows it.
 type Status struct {
