@@ -38,11 +38,15 @@ type Client struct {
 // the answer.
 type Timeouts struct {
 	Lease, Return, List, Drain time.Duration
+	// ReplicasDown is how long a lease or a renewal goes round the
+	// replicas again while none answers (replicas restarting).
+	ReplicasDown time.Duration
 }
 
 // DefaultTimeouts: a lease waits up to the pool's own 10 minutes for a free
-// VM; a return recycles the VM; a list answers from the store.
-var DefaultTimeouts = Timeouts{Lease: 11 * time.Minute, Return: 3 * time.Minute, List: 15 * time.Second, Drain: 2 * time.Minute}
+// VM; a return recycles the VM; a list answers from the store; a lease
+// outlasts its replicas' restart.
+var DefaultTimeouts = Timeouts{Lease: 11 * time.Minute, Return: 3 * time.Minute, List: 15 * time.Second, Drain: 2 * time.Minute, ReplicasDown: 15 * time.Second}
 
 // limits are the client's bounds, each unset one the default.
 func (c *Client) limits() Timeouts {
@@ -53,7 +57,8 @@ func (c *Client) limits() Timeouts {
 		return def
 	}
 	t, d := c.Timeouts, DefaultTimeouts
-	return Timeouts{Lease: or(t.Lease, d.Lease), Return: or(t.Return, d.Return), List: or(t.List, d.List), Drain: or(t.Drain, d.Drain)}
+	return Timeouts{Lease: or(t.Lease, d.Lease), Return: or(t.Return, d.Return), List: or(t.List, d.List), Drain: or(t.Drain, d.Drain),
+		ReplicasDown: or(t.ReplicasDown, d.ReplicasDown)}
 }
 
 // defaultHTTP dials and shakes hands within bounds; the call's context
@@ -207,9 +212,17 @@ func (c *Client) call(ctx context.Context, method, path string, in, out any) err
 			return err
 		}
 	}
+	var downSince time.Time
 	for {
 		err := c.callReplicas(ctx, method, path, body, out)
 		wait, again := retryAfter(err)
+		if !again && goesOn(method, path, err) && repeatable(method, path) {
+			// No replica answered: they may be restarting.
+			if downSince.IsZero() {
+				downSince = time.Now()
+			}
+			wait, again = time.Second, time.Since(downSince) < c.limits().ReplicasDown
+		}
 		if !again {
 			return err
 		}
@@ -251,8 +264,14 @@ func retryAfter(err error) (time.Duration, bool) {
 // back by the replicas left, as any dead replica's).
 func goesOn(method, path string, err error) bool {
 	var na *noAnswerError
-	again := method == http.MethodPost && (path == PathLeases || strings.HasSuffix(path, "/renew")) // a renewal may be done twice
-	return refused(err) || again && errors.As(err, &na)
+	return refused(err) || repeatable(method, path) && errors.As(err, &na)
+}
+
+// repeatable says whether a call may be made again after a replica broke
+// off without answering: a lease (its request id takes back what an
+// earlier try was granted) and a renewal (done twice, it extends twice).
+func repeatable(method, path string) bool {
+	return method == http.MethodPost && (path == PathLeases || strings.HasSuffix(path, "/renew"))
 }
 
 // noAnswerError is a call that got no answer: the connection failed or

@@ -141,3 +141,35 @@ func TestCallRetriedWhileTheStoreIsUnavailable(t *testing.T) {
 		t.Fatalf("a full pool: %v after %d calls, want its 503 at once", err, calls.Load())
 	}
 }
+
+// A lease that finds no replica answering (every one restarting) goes
+// round them again, each second, for ReplicasDown: the soak saw a build
+// fail whose lease met one replica down and the other killed mid-lease. A
+// drain does not wait (`pool drain` against a pool that is down says so).
+func TestLeaseOutlastsItsReplicasRestarting(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	srv := &http.Server{Addr: addr, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, `{"lease_id":"pl-1","vm":"vm-1"}`)
+	}), ReadHeaderTimeout: time.Second}
+	time.AfterFunc(2*time.Second, func() { _ = srv.ListenAndServe() })
+	defer srv.Close()
+	c := &Client{URL: "http://" + addr, Token: "tok", Timeouts: Timeouts{ReplicasDown: 10 * time.Second}}
+	if _, err := c.Drain(context.Background()); err == nil || !refused(err) {
+		t.Fatalf("a drain while the pool is down: %v, want refused at once", err)
+	}
+	g, err := c.Lease(context.Background(), Request{Tier: "cax11"})
+	if err != nil || g.LeaseID != "pl-1" {
+		t.Fatalf("a lease while the pool restarts: %+v %v", g, err)
+	}
+	c.Timeouts.ReplicasDown = 1500 * time.Millisecond
+	c.URL = "http://127.0.0.1:1"
+	start := time.Now()
+	if _, err := c.Lease(context.Background(), Request{Tier: "cax11"}); err == nil || !refused(err) || time.Since(start) > 5*time.Second {
+		t.Fatalf("a lease while the pool stays down: %v after %s, want refused after ReplicasDown", err, time.Since(start))
+	}
+}
