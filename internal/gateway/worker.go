@@ -143,32 +143,31 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 // shutdown, retried or buried after a failure — or left alone when its hold
 // was lost: the job is then another delivery's.
 func (w *Worker) settle(ctx context.Context, log *slog.Logger, msg jetstream.Msg, job Job, h *hold, attempts uint64, err, cause error) {
+	if ctx.Err() == nil && (errors.Is(cause, errHoldLost) || errors.Is(err, errHoldLost)) {
+		log.Warn("the build's hold ran out; its result is left to the worker holding it now, or to the job's next delivery", "err", err)
+		w.Metrics.Hold("lost")
+		return
+	}
+	w.release(ctx, log, h)
 	switch {
 	case err == nil:
-		w.release(ctx, log, h)
 		w.ack(log, "ack", msg.Ack())
 	case ctx.Err() != nil:
 		// Shutting down: requeue now rather than after AckWait.
 		log.Info("requeued at shutdown")
 		w.noteRequeue(context.WithoutCancel(ctx), job.BuildID)
-		w.release(ctx, log, h)
 		w.ack(log, "nak", msg.Nak())
-	case errors.Is(cause, errHoldLost) || errors.Is(err, errHoldLost):
-		log.Warn("the build's hold ran out; its result is left to the worker holding it now, or to the job's next delivery", "err", err)
-		w.Metrics.Hold("lost")
 	default:
 		w.noteFailure(ctx, job.BuildID, err)
 		if w.Queue.retry.exhausted(attempts + 1) {
 			if st, _, serr := w.Queue.State(ctx, job.BuildID); serr == nil {
 				w.bury(ctx, log, msg, job, st, attempts)
-				w.release(ctx, log, h)
 				return
 			}
 		}
 		delay := w.Queue.retry.delay(attempts)
 		log.Error("job failed; will be retried", "err", err, "attempt", attempts, "of", w.Queue.retry.MaxAttempts, "retry_in", delay)
 		w.Metrics.Retry()
-		w.release(ctx, log, h)
 		w.ack(log, "nak", msg.NakWithDelay(delay))
 	}
 }
