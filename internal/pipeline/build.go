@@ -116,7 +116,7 @@ func (o attemptOutcome) runnerOutcome() compute.Outcome {
 
 // build is step 4 on a ready runner.
 func (p *Pipeline) build(ctx context.Context, r compute.Runner, opts buildkit.Options) attemptOutcome {
-	before, statsErr := r.Stats(ctx)
+	before, statsErr := readStats(ctx, r)
 	sctx, stopSampling := context.WithCancel(ctx)
 	smp := &sampler{}
 	done := make(chan struct{})
@@ -160,11 +160,46 @@ func (o *attemptOutcome) diagnose(ctx context.Context, r compute.Runner, before 
 		o.err = fmt.Errorf("%w (the runner is gone: %v)", o.err, herr)
 		sig.Err = o.err
 	}
-	if after, err := r.Stats(context.WithoutCancel(ctx)); err == nil && statsErr == nil && after.OOMKills > before.OOMKills {
-		sig.OOMKillDelta = after.OOMKills - before.OOMKills
+	if statsErr != nil && len(o.samples) > 0 {
+		before, statsErr = o.samples[0], nil // read as the build started
+	}
+	if kills, ok := o.oomKills(context.WithoutCancel(ctx), r); ok && statsErr == nil && kills > before.OOMKills {
+		sig.OOMKillDelta = kills - before.OOMKills
 	}
 	// A cancelled build is never an OOM, whatever the killed processes say.
 	o.oom = ctx.Err() == nil && buildkit.IsOOM(sig)
+}
+
+// oomKills is the runner's OOM kill count after a failed build: the
+// highest of a reading now and the attempt's samples (a guest slowed by the
+// OOM it would tell of may not answer at once, or at all).
+func (o *attemptOutcome) oomKills(ctx context.Context, r compute.Runner) (uint64, bool) {
+	after, err := readStats(ctx, r)
+	kills, ok := after.OOMKills, err == nil
+	for _, s := range o.samples {
+		kills, ok = max(kills, s.OOMKills), true
+	}
+	return kills, ok
+}
+
+// statsTries bounds readStats.
+const statsTries = 3
+
+// readStats reads the runner's counters, trying again when a reading
+// fails: the counters an OOM is told by are worth a second of waiting.
+func readStats(ctx context.Context, r compute.Runner) (compute.Stats, error) {
+	var err error
+	for i := 1; ; i++ {
+		var s compute.Stats
+		if s, err = r.Stats(ctx); err == nil || i == statsTries {
+			return s, err
+		}
+		select {
+		case <-ctx.Done():
+			return compute.Stats{}, err
+		case <-time.After(time.Duration(i) * 300 * time.Millisecond):
+		}
+	}
 }
 
 // contextAsStream says whether a runner's context goes as one stream, and

@@ -127,23 +127,20 @@ func TestVMUserDataThatFails(t *testing.T) {
 	w.assertNothingLeft(t)
 }
 
-// duringStep runs script in the VM once a RUN step runs there (a process in
-// a container's cgroup under the build cgroup's steps); it stops with the test.
+// duringStep runs script in each VM once a RUN step runs there (a process
+// in a container's cgroup under the build cgroup's steps), with $STEP the
+// pids of the steps' processes; it stops with the test.
 func (w *vmWorld) duringStep(t *testing.T, script string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	t.Cleanup(func() { cancel(); <-done })
 	go func() {
 		defer close(done)
+		ran := map[int64]bool{}
 		for ctx.Err() == nil {
 			for _, id := range w.hosts.IDs() {
-				if _, err := w.hosts.Run(ctx, id, `find /sys/fs/cgroup/lian-build/steps -mindepth 2 -name cgroup.procs -exec cat {} + | grep -q .`); err == nil {
-					// The script may end the build, and the server with it,
-					// before the agent reports: only a VM still there failed it.
-					if out, err := w.hosts.Run(ctx, id, script); err != nil && ctx.Err() == nil && slices.Contains(w.hosts.IDs(), id) {
-						t.Errorf("in the VM: %v: %s", err, out)
-					}
-					return
+				if !ran[id] {
+					ran[id] = w.runDuringStep(ctx, t, id, script)
 				}
 			}
 			select {
@@ -154,6 +151,22 @@ func (w *vmWorld) duringStep(t *testing.T, script string) {
 	}()
 }
 
+// stepProcs prints the pids of the processes in the steps' containers.
+const stepProcs = `find /sys/fs/cgroup/lian-build/steps -mindepth 2 -name cgroup.procs -exec cat {} +`
+
+// runDuringStep runs script in VM id if a step runs there, and says whether it did.
+func (w *vmWorld) runDuringStep(ctx context.Context, t *testing.T, id int64, script string) bool {
+	if _, err := w.hosts.Run(ctx, id, stepProcs+" | grep -q ."); err != nil {
+		return false
+	}
+	// The script may end the build, and the server with it, before the
+	// agent reports: only a VM still there failed it.
+	if out, err := w.hosts.Run(ctx, id, "STEP=$("+stepProcs+")\n"+script); err != nil && ctx.Err() == nil && slices.Contains(w.hosts.IDs(), id) {
+		t.Errorf("in the VM: %v: %s", err, out)
+	}
+	return true
+}
+
 // The kernel's OOM killer takes buildkitd itself: the step needs just less
 // than the build cgroup's limit (464 MiB on a 768 MiB VM), which it only
 // exceeds with the daemon beside it; buildkitd, made the first choice once
@@ -162,8 +175,16 @@ func (w *vmWorld) duringStep(t *testing.T, script string) {
 // OOM, and the retry runs on the next tier's new VM.
 func TestVMKernelKillingBuildkitdIsAnOOM(t *testing.T) {
 	w := newVMWorld(t, map[string]int{"cpx21": 768, "cpx31": 1536}, nil)
-	w.duringStep(t, "echo 1000 > /proc/$(pidof buildkitd)/oom_score_adj")
-	res, err, progress := testenv.BuildDockerfile(t, w.pl, "FROM base\nRUN sleep 5 && dd if=/dev/zero of=/dev/null bs=452M count=1 && echo allocated\n", nil)
+	// The step waits for the daemon's score to be set (the script touches
+	// /go in its root once the step made /ready), up to a minute.
+	w.duringStep(t, `echo 1000 > /proc/$(pidof buildkitd)/oom_score_adj
+for i in $(seq 300); do
+	for p in $STEP; do [ -e /proc/$p/root/ready ] && touch /proc/$p/root/go && exit 0; done
+	sleep 0.2
+	STEP=$(`+stepProcs+`)
+done
+echo "the step never made /ready"; exit 1`)
+	res, err, progress := testenv.BuildDockerfile(t, w.pl, "FROM base\nRUN touch /ready && i=0 && until [ -e /go ] || [ $((i+=1)) -gt 300 ]; do sleep 0.2; done && dd if=/dev/zero of=/dev/null bs=452M count=1 && echo allocated\n", nil)
 	assertDaemonOOMRetried(t, res, err, progress)
 	w.assertNothingLeft(t)
 }
