@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/lian-build/action/internal/cache"
 	"github.com/lian-build/action/internal/frontdoor"
 	"github.com/lian-build/action/internal/launch"
 	"github.com/lian-build/action/internal/pipeline"
@@ -42,7 +43,10 @@ type PipelineExecutor struct {
 // Execute checks out and builds the job's commit.
 func (e PipelineExecutor) Execute(ctx context.Context, job Job, progress io.Writer) (pipeline.Result, error) {
 	fail := func(err error) (pipeline.Result, error) {
-		return pipeline.Result{BuildID: job.BuildID, Outcome: pipeline.OutcomeError, Error: err.Error()}, err
+		if e.Runtime == nil || e.Runtime.Pipeline == nil {
+			return pipeline.Result{BuildID: job.BuildID, Outcome: pipeline.OutcomeError, Error: err.Error()}, err
+		}
+		return e.Runtime.Pipeline.Abandon(ctx, e.abandoned(job), err), err
 	}
 	dir, err := os.MkdirTemp(e.WorkDir, "src-"+job.BuildID+"-")
 	if err != nil {
@@ -63,9 +67,23 @@ func (e PipelineExecutor) Execute(ctx context.Context, job Job, progress io.Writ
 	req.BuildID = job.BuildID
 	res, err := e.Runtime.Build(ctx, s, req, launch.BuildOptions{Progress: progress})
 	if err != nil && res.BuildID == "" {
-		res = pipeline.Result{BuildID: job.BuildID, Outcome: pipeline.OutcomeError, Error: err.Error()}
+		return fail(err) // refused before its pipeline ran
 	}
 	return res, err
+}
+
+// abandoned is the request of a job that ended before its build could be
+// read from its checkout: its lifecycle events go to the workspace the
+// operator's settings name, or the repository's default one.
+func (e PipelineExecutor) abandoned(job Job) pipeline.Request {
+	s := e.Base
+	e.repoSettings(&s, job.Owner+"/"+job.Repo)
+	req := pipeline.Request{BuildID: job.BuildID, Workspace: s.Workspace, Commit: job.SHA, Ref: job.Ref}
+	if req.Workspace == "" {
+		req.Workspace = frontdoor.DefaultWorkspace(job.Repo)
+	}
+	req.Actor, _ = cache.ParseActor(job.Actor)
+	return req
 }
 
 // request is the job's build of the checkout in dir: the gateway's

@@ -105,47 +105,57 @@ func (in *Intake) Handle(c echo.Context) error {
 	if event == "ping" {
 		return reply(http.StatusOK, "pong", "pong")
 	}
-	ctx, cancel := context.WithTimeout(req.Context(), 10*time.Second)
+	// JetStream calls are made again while its cluster elects a leader
+	// (natsjs.Retry), within what leaves the answer inside GitHub's 10 s.
+	ctx, cancel := context.WithTimeout(req.Context(), intakeBound)
 	defer cancel()
 	return in.accept(ctx, log, delivery, d, reply)
 }
 
-// accept records the delivery and queues its job. The job is queued first
-// (JetStream drops a second copy by its message id, the delivery id) and
-// the delivery marked afterwards: a gateway that dies between the two has
-// queued the job, and the redelivery is deduplicated; marking first would
-// lose the job with a gateway that died before queuing it.
+// intakeBound bounds recording a delivery and queuing its job.
+const intakeBound = 8 * time.Second
+
+// accept queues a delivery's job and records the delivery. The job is
+// queued first (JetStream drops a second copy by its message id, the
+// delivery id) and the delivery recorded afterwards: a gateway that dies
+// between the two has queued the job, and the redelivery is deduplicated;
+// recording first would lose the job with a gateway that died before
+// queuing it. Of the replicas that queued it, the one whose claim on the
+// record holds answers 202; the others, and those that found it queued,
+// answer 200.
 func (in *Intake) accept(ctx context.Context, log *slog.Logger, delivery string, d Decision, reply func(int, string, string) error) error {
 	if seen, err := in.Queue.Seen(ctx, delivery); err != nil {
 		return reply(http.StatusServiceUnavailable, "unavailable", "checking the delivery: "+err.Error())
 	} else if seen {
 		return reply(http.StatusOK, "duplicate", "delivery "+delivery+" was already accepted")
 	}
-	queuedBefore := false
-	if d.Job != nil {
-		var err error
-		if queuedBefore, err = in.Queue.Enqueue(ctx, *d.Job); err != nil {
-			return reply(http.StatusServiceUnavailable, "unavailable", "queuing: "+err.Error())
-		}
-	}
-	switch err := in.Queue.Accept(ctx, delivery); {
-	case queuedBefore, errors.Is(err, ErrDuplicate) && d.Job == nil:
-		// The job's message was in the stream already: queued by a replica
-		// answering this delivery now, or by an earlier accept whose record
-		// was lost (NATS failed between the two); recorded now.
-		return reply(http.StatusOK, "duplicate", "delivery "+delivery+" was already accepted")
-	case errors.Is(err, ErrDuplicate):
-		// Another replica took the same delivery at the same time and
-		// recorded it first, but this one queued its job: this one answers
-		// 202, that one found the job queued.
-	case err != nil && d.Job != nil:
-		// Queued for good; a redelivery finds the job's message id taken.
-		log.Warn("recording the delivery failed; its job is queued", "err", err)
-	case err != nil:
-		return reply(http.StatusServiceUnavailable, "unavailable", "recording the delivery: "+err.Error())
-	}
 	if d.Job == nil {
+		switch err := in.Queue.Accept(ctx, delivery); {
+		case errors.Is(err, ErrDuplicate):
+			return reply(http.StatusOK, "duplicate", "delivery "+delivery+" was already accepted")
+		case err != nil:
+			return reply(http.StatusServiceUnavailable, "unavailable", "recording the delivery: "+err.Error())
+		}
 		return reply(http.StatusOK, "ignored", d.Ignore)
+	}
+	queuedBefore, err := in.Queue.Enqueue(ctx, *d.Job)
+	if err != nil {
+		return reply(http.StatusServiceUnavailable, "unavailable", "queuing: "+err.Error())
+	}
+	if queuedBefore {
+		// By a replica answering this delivery now, or by an earlier
+		// accept whose record was lost (NATS failed between the two).
+		if err := in.Queue.Accept(ctx, delivery); err != nil && !errors.Is(err, ErrDuplicate) {
+			log.Warn("recording the delivery failed; its job was queued before", "err", err)
+		}
+		return reply(http.StatusOK, "duplicate", "delivery "+delivery+" was already accepted")
+	}
+	switch err := in.Queue.Claim(ctx, delivery); {
+	case errors.Is(err, ErrDuplicate):
+		return reply(http.StatusOK, "duplicate", "delivery "+delivery+" was accepted by another replica")
+	case err != nil:
+		// Queued for good; its worker records the delivery.
+		log.Warn("recording the delivery failed; its job is queued", "err", err)
 	}
 	log.Info("queued", "build_id", d.Job.BuildID, "kind", d.Job.Kind, "repo", d.Job.Owner+"/"+d.Job.Repo)
 	return reply(http.StatusAccepted, "queued", "build "+d.Job.BuildID)

@@ -209,39 +209,12 @@ func (q *Queue) Bury(ctx context.Context, d DeadLetter) error {
 	return err
 }
 
-// ErrDuplicate is a delivery id seen before.
-var ErrDuplicate = errors.New("duplicate delivery")
-
-// Accept records a delivery id; ErrDuplicate when it was seen within DeliveryTTL.
-func (q *Queue) Accept(ctx context.Context, delivery string) error {
-	c, err := q.conn(ctx)
-	if err != nil {
-		return err
-	}
-	_, err = c.deliveries.Create(ctx, kvKey(delivery), []byte(time.Now().UTC().Format(time.RFC3339)))
-	if natsjs.IsConflict(err) {
-		return ErrDuplicate
-	}
-	return err
-}
-
-// Seen reports whether a delivery id was accepted before (within DeliveryTTL).
-func (q *Queue) Seen(ctx context.Context, delivery string) (bool, error) {
-	c, err := q.conn(ctx)
-	if err != nil {
-		return false, err
-	}
-	_, err = c.deliveries.Get(ctx, kvKey(delivery))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return false, nil
-	}
-	return err == nil, err
-}
-
 // Enqueue publishes a job, acknowledged by JetStream (durable) before it
 // returns. duplicate says the stream already held the job's message id
 // (its delivery id, within the stream's duplicate window): the job was
-// queued before, and is not queued again.
+// queued before, and is not queued again. A publish whose answer was lost
+// is made again: the stream keeps one copy, and duplicate stays false (the
+// copy is most likely this call's own).
 func (q *Queue) Enqueue(ctx context.Context, j Job) (duplicate bool, err error) {
 	b, err := json.Marshal(j)
 	if err != nil {
@@ -254,11 +227,16 @@ func (q *Queue) Enqueue(ctx context.Context, j Job) (duplicate bool, err error) 
 	msg := nats.NewMsg(SubjectJobs)
 	msg.Data = b
 	msg.Header.Set(jetstream.MsgIDHeader, j.DeliveryID)
-	ack, err := c.js.PublishMsg(ctx, msg)
+	var ack *jetstream.PubAck
+	calls, err := natsjs.Retry(ctx, func(ctx context.Context) error {
+		a, err := c.js.PublishMsg(ctx, msg)
+		ack = a
+		return err
+	})
 	if err != nil {
 		return false, err
 	}
-	return ack.Duplicate, nil
+	return ack.Duplicate && calls == 1, nil
 }
 
 // Depth is the number of jobs waiting or running.

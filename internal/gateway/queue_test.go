@@ -15,7 +15,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/lian-build/action/internal/compute"
 	"github.com/lian-build/action/internal/githubapp"
+	"github.com/lian-build/action/internal/launch"
 	"github.com/lian-build/action/internal/pipeline"
 	"github.com/lian-build/action/internal/testenv"
 )
@@ -87,9 +89,13 @@ func TestRetryPolicy(t *testing.T) {
 type recordingGitHub struct {
 	mu         sync.Mutex
 	failQueued bool
-	completed  bool // CheckRunCompleted's answer
-	created    []githubapp.CheckRun
-	updated    []githubapp.CheckRun
+	// loseCreated fails this many check run creations after making them
+	// (the answer lost, or the gateway gone before recording the id).
+	loseCreated int
+	head        string // PullRequestHead's answer
+	completed   bool   // CheckRunCompleted's answer
+	created     []githubapp.CheckRun
+	updated     []githubapp.CheckRun
 }
 
 func (g *recordingGitHub) CreateCheckRun(_ context.Context, _ int64, _, _ string, cr githubapp.CheckRun) (int64, error) {
@@ -99,6 +105,10 @@ func (g *recordingGitHub) CreateCheckRun(_ context.Context, _ int64, _, _ string
 		return 0, errors.New("POST check-runs: 502 Bad Gateway")
 	}
 	g.created = append(g.created, cr)
+	if g.loseCreated > 0 {
+		g.loseCreated--
+		return 0, errors.New("POST check-runs: connection reset by peer")
+	}
 	return int64(len(g.created)), nil
 }
 func (g *recordingGitHub) UpdateCheckRun(_ context.Context, _ int64, _, _ string, _ int64, cr githubapp.CheckRun) error {
@@ -126,7 +136,9 @@ func (g *recordingGitHub) CheckRunCompleted(context.Context, int64, string, stri
 	return g.completed, nil
 }
 func (g *recordingGitHub) PullRequestHead(context.Context, int64, string, string, int) (string, bool, error) {
-	return "", false, nil
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.head, false, nil
 }
 func (g *recordingGitHub) Permission(context.Context, int64, string, string, string) (string, error) {
 	return "", nil
@@ -334,5 +346,192 @@ func TestBucketsForget(t *testing.T) {
 		if st.TTL() != want {
 			t.Errorf("bucket %s: TTL %s, want %s", st.Bucket(), st.TTL(), want)
 		}
+	}
+}
+
+// shaExec records the commits it built.
+type shaExec struct {
+	mu   sync.Mutex
+	shas []string
+}
+
+func (e *shaExec) Execute(_ context.Context, j Job, _ io.Writer) (pipeline.Result, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.shas = append(e.shas, j.SHA)
+	return pipeline.Result{Outcome: pipeline.OutcomeSuccess}, nil
+}
+
+// A `/lian rebuild` comment's job pins the pull request's head once: an
+// attempt that created the check run but failed before recording it is
+// retried on the same commit even when the head moved meanwhile, so the
+// check run is found by its external id there, not made again on the new
+// head (the 60-minute soak saw a build with two check runs).
+func TestRetriedCommentJobKeepsItsPinnedHead(t *testing.T) {
+	q, _ := openTestQueue(t, 5*time.Second, RetryPolicy{})
+	first, moved := strings.Repeat("a1", 20), strings.Repeat("b2", 20)
+	gh, ex := &recordingGitHub{head: first, loseCreated: 1}, &shaExec{}
+	w := &Worker{Queue: q, GitHub: gh, Exec: ex, Log: slog.New(slog.DiscardHandler)}
+	ctx := context.Background()
+	job := Job{Kind: JobComment, BuildID: "gcomment", DeliveryID: "comment", Installation: 1, Owner: "o", Repo: "r", PR: 7, Commenter: "octo", Association: "OWNER"}
+	for attempt := 1; attempt <= 2; attempt++ {
+		st, _, err := q.State(ctx, job.BuildID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := q.newHold(job.BuildID, time.Minute)
+		if _, err := h.claim(ctx); err != nil {
+			t.Fatal(err)
+		}
+		err = w.process(ctx, w.Log, job, st, h)
+		if (err == nil) != (attempt == 2) {
+			t.Fatalf("attempt %d: %v", attempt, err)
+		}
+		if err := h.release(ctx); err != nil {
+			t.Fatal(err)
+		}
+		gh.mu.Lock()
+		gh.head = moved // a push to the pull request before the retry
+		gh.mu.Unlock()
+	}
+	for i, cr := range gh.created {
+		if cr.HeadSHA != first {
+			t.Errorf("check run %d created on %s, want the pinned %s", i+1, cr.HeadSHA, first)
+		}
+	}
+	if len(ex.shas) != 1 || ex.shas[0] != first {
+		t.Errorf("built %v, want only the pinned %s", ex.shas, first)
+	}
+}
+
+// A job whose delivery the intake failed to record (it answered 202: the
+// job was queued) has it recorded by the worker that runs it: a redelivery
+// after the stream's duplicate window is a duplicate, not a second job
+// (the 60-minute soak accepted a delivery twice so).
+func TestWorkerRecordsItsJobsDelivery(t *testing.T) {
+	q, _ := openTestQueue(t, 5*time.Second, RetryPolicy{})
+	ctx := context.Background()
+	job := Job{Kind: JobPush, DeliveryID: "d-unrecorded", BuildID: BuildIDFor("d-unrecorded"), Installation: 1, Owner: "o", Repo: "r", SHA: sha1, Actor: "ci"}
+	if _, err := q.Enqueue(ctx, job); err != nil {
+		t.Fatal(err)
+	}
+	w := &Worker{Queue: q, GitHub: &recordingGitHub{}, Exec: &countingExec{}, Log: slog.New(slog.DiscardHandler)}
+	batch, err := q.Fetch(ctx, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for msg := range batch.Messages() {
+		w.handle(ctx, msg)
+	}
+	if seen, err := q.Seen(ctx, job.DeliveryID); err != nil || !seen {
+		t.Fatalf("the worker did not record the delivery: %v %v", seen, err)
+	}
+}
+
+// namedProvider is a provider whose runners a job that never builds does not ask for.
+type namedProvider struct{ compute.Provider }
+
+func (namedProvider) Name() string { return "local" }
+
+// eventLog keeps the names and outcomes of the events published.
+type eventLog struct {
+	mu     sync.Mutex
+	events []string
+}
+
+func (l *eventLog) Publish(_ context.Context, e pipeline.Event) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := e.Workspace + " " + e.Name
+	if e.Result != nil {
+		s += " " + string(e.Result.Outcome)
+	}
+	l.events = append(l.events, s)
+}
+
+// A job that ends before its pipeline runs — its commit cannot be fetched,
+// or a newer push superseded it while it waited — publishes build.started
+// and build.failed (the 60-minute soak found superseded builds without any
+// event), in the repository's workspace.
+func TestJobEndedBeforeItsPipelineHasItsEvents(t *testing.T) {
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, c := range []struct {
+		name string
+		ctx  context.Context
+		want string
+	}{
+		{"fetch failed", context.Background(), "hello-world build.started,hello-world build.failed error"},
+		{"superseded", cancelled, "hello-world build.started,hello-world build.failed canceled"},
+	} {
+		log := &eventLog{}
+		p, err := pipeline.New(pipeline.Config{Provider: namedProvider{}, Events: log})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := PipelineExecutor{Runtime: &launch.Runtime{Pipeline: p}, Tokens: &recordingGitHub{}, GitURL: "http://127.0.0.1:1", WorkDir: t.TempDir()}
+		job := Job{Kind: JobPush, BuildID: "gnofetch", Owner: "Codertocat", Repo: "Hello-World", SHA: sha1, Actor: "ci"}
+		res, err := e.Execute(c.ctx, job, io.Discard)
+		if err == nil || res.BuildID != job.BuildID {
+			t.Fatalf("%s: %+v, %v", c.name, res, err)
+		}
+		if got := strings.Join(log.events, ","); got != c.want {
+			t.Errorf("%s: events %q, want %q", c.name, got, c.want)
+		}
+	}
+}
+
+// Of the writers that each queued a delivery's job, one claim holds: the
+// replica that answers 202. A record without a claim (a replica that found
+// the job queued, a worker running it) is taken over once; a writer's own
+// write whose answer was lost is its own; a bare time (an earlier gateway's
+// record) counts as claimed.
+func TestClaimHoldsOnce(t *testing.T) {
+	q, _ := openTestQueue(t, time.Second, RetryPolicy{})
+	ctx := context.Background()
+	if err := q.Claim(ctx, "d1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Claim(ctx, "d1"); !errors.Is(err, ErrDuplicate) {
+		t.Fatalf("a second claim: %v", err)
+	}
+	if err := q.Accept(ctx, "d1"); !errors.Is(err, ErrDuplicate) {
+		t.Fatalf("a record after the claim: %v", err)
+	}
+	if err := q.Accept(ctx, "d2"); err != nil {
+		t.Fatal(err)
+	}
+	var won atomic.Int32
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			switch err := q.Claim(ctx, "d2"); {
+			case err == nil:
+				won.Add(1)
+			case !errors.Is(err, ErrDuplicate):
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if won.Load() != 1 {
+		t.Fatalf("%d of 8 racing claims held, want 1", won.Load())
+	}
+	value, r := newRecord(true)
+	if err := q.claim(ctx, "d3", value, r.Nonce); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.claim(ctx, "d3", value, r.Nonce); err != nil {
+		t.Fatalf("the same write made again (its answer lost): %v", err)
+	}
+	c, err := q.conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.deliveries.Put(ctx, kvKey("d4"), []byte("2026-12-01T10:00:00Z")); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Claim(ctx, "d4"); !errors.Is(err, ErrDuplicate) {
+		t.Fatalf("a claim over an earlier gateway's record: %v", err)
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/lian-build/action/internal/checks"
 	"github.com/lian-build/action/internal/githubapp"
+	"github.com/lian-build/action/internal/natsjs"
 	"github.com/lian-build/action/internal/pipeline"
 	"github.com/lian-build/action/internal/sizing"
 	"github.com/nats-io/nats.go/jetstream"
@@ -107,6 +108,16 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	log := w.Log.With("delivery_id", job.DeliveryID, "build_id", job.BuildID, "repo", job.Owner+"/"+job.Repo)
+	// The intake records a delivery after queuing its job, and answers 202
+	// when only the record failed: a redelivery after the stream's duplicate
+	// window would queue the job again. Recorded here, it is a duplicate.
+	// (Bounded well within the ack wait: nothing renews the delivery yet.)
+	rctx, cancel := context.WithTimeout(ctx, natsjs.TryTimeout)
+	err := w.Queue.Accept(rctx, job.DeliveryID)
+	cancel()
+	if err != nil && !errors.Is(err, ErrDuplicate) {
+		log.Warn("recording the job's delivery", "err", err)
+	}
 	st, _, err := w.Queue.State(ctx, job.BuildID)
 	if err != nil {
 		log.Warn("reading build state; retried", "err", err)
@@ -339,6 +350,7 @@ func (w *Worker) process(ctx context.Context, log *slog.Logger, job Job, st Buil
 		log.Info("already done; acknowledged again")
 		return nil
 	}
+	pinned := st.Job
 	st.Job = job
 	switch job.Kind {
 	case JobReply:
@@ -354,6 +366,12 @@ func (w *Worker) process(ctx context.Context, log *slog.Logger, job Job, st Buil
 		st.Done = true
 		return w.Queue.SaveState(ctx, job.BuildID, st)
 	case JobComment:
+		if pinned.SHA != "" {
+			// An earlier delivery pinned it (and checked the commenter): its
+			// check run, which may exist unrecorded, is on that commit.
+			job.SHA, job.Ref = pinned.SHA, pinned.Ref
+			break
+		}
 		if err := w.GitHub.React(ctx, job.Installation, job.Owner, job.Repo, job.CommentID, "eyes"); err != nil {
 			log.Warn("reaction", "err", err)
 		}
@@ -371,8 +389,13 @@ func (w *Worker) process(ctx context.Context, log *slog.Logger, job Job, st Buil
 		if fork {
 			return w.refuse(ctx, job, st, h, "This pull request comes from a fork: lian-build does not build fork code with the repository's credentials and caches.")
 		}
-		// Pinned to the head as it is now; later pushes do not change this build.
+		// Pinned to the head as it is now, and recorded before the check
+		// run is created: later pushes do not change this build.
 		job.SHA, job.Ref = sha, fmt.Sprintf("refs/pull/%d/head", job.PR)
+		st.Job = job
+		if err := w.Queue.SaveState(ctx, job.BuildID, st); err != nil {
+			return err
+		}
 	case JobRebuild:
 		if prev, ok, err := w.Queue.State(ctx, job.RebuildOf); err == nil && ok {
 			job.Actor, job.Ref, job.PR = prev.Job.Actor, prev.Job.Ref, prev.Job.PR

@@ -5,6 +5,7 @@
 package natsjs
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -23,6 +24,35 @@ func IsUnavailable(err error) bool {
 	return errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) ||
 		errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
 		errors.As(err, &apiErr) && apiErr.Code == 503
+}
+
+// TryTimeout bounds one call that Retry makes.
+const TryTimeout = 2 * time.Second
+
+// Retry makes a call to JetStream until it succeeds, fails otherwise than
+// IsUnavailable, or ctx ends, and returns how many calls it made and the
+// last error. Each call has TryTimeout: one whose answer was lost (a node
+// died under it, a leader was being elected) is made again, not waited on
+// until ctx ends. Only calls that may be made twice belong here: a publish
+// with a message id, a Create, a Get.
+func Retry(ctx context.Context, call func(context.Context) error) (calls int, err error) {
+	wait := 100 * time.Millisecond
+	for {
+		calls++
+		tctx, cancel := context.WithTimeout(ctx, TryTimeout)
+		err = call(tctx)
+		cancel()
+		lost := errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil
+		if err == nil || !lost && !IsUnavailable(err) {
+			return calls, err
+		}
+		select {
+		case <-ctx.Done():
+			return calls, err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, time.Second)
+	}
 }
 
 // IsConflict says whether a key-value write lost a compare-and-set: Create

@@ -139,3 +139,55 @@ func TestIsUnavailable(t *testing.T) {
 		t.Errorf("%v is not taken for an outage", electing)
 	}
 }
+
+// A write made while the cluster has no quorum is made again until the
+// quorum is back, each call bounded by TryTimeout; a conflict, which no
+// second call changes, ends it at once.
+func TestRetryOutlastsAnOutage(t *testing.T) {
+	c := testenv.StartNATSCluster(t, 3)
+	nc, err := nats.Connect(c.URL(), nats.MaxReconnects(-1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx := context.Background()
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "retry", Replicas: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Stop(1)
+	c.Stop(2)
+	back := make(chan error, 1)
+	go func() {
+		time.Sleep(2 * natsjs.TryTimeout)
+		back <- c.Start(1)
+	}()
+	create := func(ctx context.Context) error { _, err := kv.Create(ctx, "k", []byte("1")); return err }
+	rctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	start := time.Now()
+	calls, err := natsjs.Retry(rctx, create)
+	if err := <-back; err != nil {
+		t.Fatal(err)
+	}
+	// A call without an answer may still be written once the quorum is
+	// back: the next one then finds the key (its caller's own write).
+	if err != nil && !(natsjs.IsConflict(err) && calls >= 2) || calls < 2 {
+		t.Fatalf("after %d calls in %v: %v; want the write once the quorum is back", calls, time.Since(start), err)
+	}
+	if e, gerr := kv.Get(ctx, "k"); gerr != nil || string(e.Value()) != "1" {
+		t.Fatalf("the key after the outage: %v", gerr)
+	}
+	t.Logf("written after %d calls in %v (last: %v)", calls, time.Since(start).Round(time.Millisecond), err)
+	if calls, err := natsjs.Retry(rctx, create); !natsjs.IsConflict(err) || calls != 1 {
+		t.Fatalf("a conflict: %d calls, %v", calls, err)
+	}
+	// A context that ends stops it, with the last error.
+	c.Stop(1)
+	sctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	if _, err := natsjs.Retry(sctx, func(ctx context.Context) error { _, err := kv.Put(ctx, "k", []byte("2")); return err }); err == nil {
+		t.Fatal("a write without a quorum succeeded")
+	}
+}

@@ -274,6 +274,27 @@ func TestCancelDestroysRunner(t *testing.T) {
 	}
 }
 
+// A build cancelled before it began (a newer push superseded it in the
+// queue) still ends: build.started, then build.failed, and no runner.
+func TestBuildCancelledBeforeItBeganEnds(t *testing.T) {
+	e := newEnv(t, nil)
+	rec := &eventNames{}
+	p, err := pipeline.New(pipeline.Config{Provider: e.prov, Events: rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	res, err := p.Run(ctx, e.request(project(t, "FROM base\nRUN true\n", map[string]string{})))
+	if err == nil || res.Outcome != pipeline.OutcomeCanceled {
+		t.Fatalf("outcome %s, %v; want canceled", res.Outcome, err)
+	}
+	if got := rec.String(); got != "build.started build.failed" {
+		t.Errorf("events %q", got)
+	}
+	assertRunnersGone(t, e, res)
+}
+
 // panicProvider wraps the real provider; its runners panic when asked for a client.
 type panicProvider struct{ *local.Provider }
 

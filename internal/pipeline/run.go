@@ -33,7 +33,9 @@ func (p *Pipeline) Run(ctx context.Context, req Request) (res Result, err error)
 	defer func() { res.stamp(err) }()
 
 	dec, plan, err := p.prepare(ctx, log, &req, &res)
-	if err != nil {
+	if err != nil && ctx.Err() != nil {
+		return p.Abandon(ctx, req, err), err
+	} else if err != nil {
 		res.Outcome = OutcomeError
 		return res, err
 	}
@@ -55,6 +57,27 @@ func (p *Pipeline) Run(ctx context.Context, req Request) (res Result, err error)
 	}()
 	err = p.attempts(ctx, log, req, &res, dec, plan)
 	return res, err
+}
+
+// Abandon ends a build that stopped before Run could take it, or as Run
+// began: its source not fetched, its directives refused, a newer push
+// superseding it while it was queued. It publishes build.started and
+// build.failed, so that every build a front door accepted is seen to start
+// and end, and a run an interruption left started is ended. When ctx was
+// interrupted (the build runs again) it publishes nothing.
+func (p *Pipeline) Abandon(ctx context.Context, req Request, err error) Result {
+	res := Result{BuildID: req.BuildID, Workspace: req.Workspace, Provider: p.cfg.Provider.Name(), StartedAt: time.Now(),
+		Tags: req.Build.Tags, Actor: req.Actor.String(), Provenance: req.Build.Provenance.Mode, Outcome: OutcomeError}
+	if ctx.Err() != nil {
+		res.Outcome = OutcomeCanceled
+	}
+	res.stamp(err)
+	if errors.Is(context.Cause(ctx), ErrInterrupted) {
+		return res
+	}
+	p.publish(ctx, event(EventStarted, req, res, 1))
+	p.publish(ctx, event(EventFailed, req, res, 0))
+	return res
 }
 
 // prepare validates the request, resolves the sizing (step 1) and plans the
