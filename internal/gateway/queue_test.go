@@ -433,22 +433,6 @@ type namedProvider struct{ compute.Provider }
 
 func (namedProvider) Name() string { return "local" }
 
-// eventLog keeps the names and outcomes of the events published.
-type eventLog struct {
-	mu     sync.Mutex
-	events []string
-}
-
-func (l *eventLog) Publish(_ context.Context, e pipeline.Event) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	s := e.Workspace + " " + e.Name
-	if e.Result != nil {
-		s += " " + string(e.Result.Outcome)
-	}
-	l.events = append(l.events, s)
-}
-
 // A job that ends before its pipeline runs — its commit cannot be fetched,
 // or a newer push superseded it while it waited — publishes build.started
 // and build.failed (the 60-minute soak found superseded builds without any
@@ -464,8 +448,8 @@ func TestJobEndedBeforeItsPipelineHasItsEvents(t *testing.T) {
 		{"fetch failed", context.Background(), "hello-world build.started,hello-world build.failed error"},
 		{"superseded", cancelled, "hello-world build.started,hello-world build.failed canceled"},
 	} {
-		log := &eventLog{}
-		p, err := pipeline.New(pipeline.Config{Provider: namedProvider{}, Events: log})
+		rec := &testenv.Events{}
+		p, err := pipeline.New(pipeline.Config{Provider: namedProvider{}, Events: rec})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -475,7 +459,15 @@ func TestJobEndedBeforeItsPipelineHasItsEvents(t *testing.T) {
 		if err == nil || res.BuildID != job.BuildID {
 			t.Fatalf("%s: %+v, %v", c.name, res, err)
 		}
-		if got := strings.Join(log.events, ","); got != c.want {
+		var got []string
+		for _, e := range rec.All() {
+			s := e.Workspace + " " + e.Name
+			if e.Result != nil {
+				s += " " + string(e.Result.Outcome)
+			}
+			got = append(got, s)
+		}
+		if got := strings.Join(got, ","); got != c.want {
 			t.Errorf("%s: events %q, want %q", c.name, got, c.want)
 		}
 	}

@@ -99,21 +99,27 @@ func race(t *testing.T, kv jetstream.KeyValue) (won int) {
 	return won
 }
 
+// clusterBucket is a bucket replicated on a new three-node cluster.
+func clusterBucket(t *testing.T) (*testenv.NATSCluster, jetstream.KeyValue) {
+	c := testenv.StartNATSCluster(t, 3)
+	nc, err := nats.Connect(c.URL(), nats.MaxReconnects(-1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, _ := jetstream.New(nc)
+	kv, err := js.CreateKeyValue(context.Background(), jetstream.KeyValueConfig{Bucket: "b", Replicas: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, kv
+}
+
 // A replicated bucket whose cluster lost its quorum is unavailable for
 // now, not broken; a conflict or a missing key is neither.
 func TestIsUnavailable(t *testing.T) {
-	c := testenv.StartNATSCluster(t, 3)
-	nc, err := nats.Connect(c.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	c, kv := clusterBucket(t)
 	ctx := context.Background()
-	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "outage", Replicas: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
 	if _, err := kv.Put(ctx, "k", []byte("1")); err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +133,7 @@ func TestIsUnavailable(t *testing.T) {
 	c.Stop(2)
 	tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	_, err = kv.Put(tctx, "k", []byte("3"))
+	_, err := kv.Put(tctx, "k", []byte("3"))
 	if err == nil || !natsjs.IsUnavailable(err) {
 		t.Fatalf("a write without a quorum: %v, want an outage", err)
 	}
@@ -144,18 +150,8 @@ func TestIsUnavailable(t *testing.T) {
 // quorum is back, each call bounded by TryTimeout; a conflict, which no
 // second call changes, ends it at once.
 func TestRetryOutlastsAnOutage(t *testing.T) {
-	c := testenv.StartNATSCluster(t, 3)
-	nc, err := nats.Connect(c.URL(), nats.MaxReconnects(-1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	c, kv := clusterBucket(t)
 	ctx := context.Background()
-	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "retry", Replicas: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
 	c.Stop(1)
 	c.Stop(2)
 	back := make(chan error, 1)

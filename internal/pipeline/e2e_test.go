@@ -208,24 +208,6 @@ func (w *signalWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// eventNames records the names of the events a pipeline publishes.
-type eventNames struct {
-	mu    sync.Mutex
-	names []string
-}
-
-func (r *eventNames) Publish(_ context.Context, e pipeline.Event) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.names = append(r.names, e.Name)
-}
-
-func (r *eventNames) String() string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return strings.Join(r.names, " ")
-}
-
 // A cancelled build destroys its runner and ends in build.failed; one its
 // caller interrupts to run it again (a gateway stopping requeues it) ends
 // in no event: its next run's is the build's one end (a soak found a
@@ -238,7 +220,7 @@ func TestCancelDestroysRunner(t *testing.T) {
 	}{{"cancelled", nil, "build.started build.failed"}, {"interrupted", pipeline.ErrInterrupted, "build.started"}} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, nil)
-			rec := &eventNames{}
+			rec := &testenv.Events{}
 			p, err := pipeline.New(pipeline.Config{Provider: e.prov, Events: rec})
 			if err != nil {
 				t.Fatal(err)
@@ -278,7 +260,7 @@ func TestCancelDestroysRunner(t *testing.T) {
 // queue) still ends: build.started, then build.failed, and no runner.
 func TestBuildCancelledBeforeItBeganEnds(t *testing.T) {
 	e := newEnv(t, nil)
-	rec := &eventNames{}
+	rec := &testenv.Events{}
 	p, err := pipeline.New(pipeline.Config{Provider: e.prov, Events: rec})
 	if err != nil {
 		t.Fatal(err)
