@@ -1,7 +1,9 @@
 package pipeline
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -27,8 +29,20 @@ func TestEventsMatchTheirSchema(t *testing.T) {
 	}
 	req := Request{BuildID: "b1", Workspace: "app", Actor: cache.Actor{Kind: cache.ActorCI}}
 	res := Result{BuildID: "b1", Tier: "cax21", SizingSource: sizing.SourceSpec, Outcome: OutcomeSuccess, StartedAt: time.Now()}
+	var events []Event
 	for _, name := range []string{EventStarted, EventCompleted, EventFailed, EventAttested} {
-		b, _ := json.Marshal(event(name, req, res, 1))
+		events = append(events, event(name, req, res, 1))
+	}
+	// A build abandoned before it was sized.
+	rec := &recordedEvents{}
+	p, err := New(Config{Provider: namedProvider{}, Events: rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Abandon(context.Background(), req, errors.New("git fetch: exit status 128"))
+	for _, e := range append(events, rec.events...) {
+		name := e.Name
+		b, _ := json.Marshal(e)
 		var m map[string]any
 		if err := json.Unmarshal(b, &m); err != nil {
 			t.Fatal(err)

@@ -67,7 +67,7 @@ func (p *Pipeline) Run(ctx context.Context, req Request) (res Result, err error)
 // interrupted (the build runs again) it publishes nothing.
 func (p *Pipeline) Abandon(ctx context.Context, req Request, err error) Result {
 	res := Result{BuildID: req.BuildID, Workspace: req.Workspace, Provider: p.cfg.Provider.Name(), StartedAt: time.Now(),
-		Tags: req.Build.Tags, Actor: req.Actor.String(), Provenance: req.Build.Provenance.Mode, Outcome: OutcomeError}
+		Tags: req.Build.Tags, Actor: req.Actor.String(), Provenance: req.Build.Provenance.Mode, Outcome: OutcomeError, SizingSource: sizing.SourceNone}
 	if ctx.Err() != nil {
 		res.Outcome = OutcomeCanceled
 	}

@@ -15,6 +15,9 @@ const (
 	SourceSpec     Source = "spec"
 	SourceP95      Source = "p95"
 	SourceDefault  Source = "default"
+	// SourceNone is a build that ended before it was sized (its source not
+	// fetched, superseded while queued): no rule decided.
+	SourceNone Source = "none"
 )
 
 // Spec is the sizing part of a .build-spec.ncl (filled by the specs layer).
