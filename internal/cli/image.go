@@ -20,12 +20,12 @@ import (
 // runnersImageCommand is `lian-build runners image --provider P`: the
 // docker provider's runner image, made from this machine's buildkitd,
 // buildctl, runc and busybox and imported into the engine (no registry);
-// for a provider that makes its own (compute.ImageMaker: hcloud), a
-// snapshot its servers then boot.
+// for a provider that makes its own (compute.ImageMaker: hcloud's
+// snapshot, Proxmox's runner template), what its machines then boot.
 func runnersImageCommand() *cobra.Command {
 	s := newSettings()
 	var tag string
-	c := &cobra.Command{Use: "image", Short: "make a provider's runner image: docker (from this machine's BuildKit), hcloud (a snapshot)", Args: noArgs,
+	c := &cobra.Command{Use: "image", Short: "make a provider's runner image: docker (from this machine's BuildKit), hcloud (a snapshot), proxmox (a template)", Args: noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if s.ComputeProvider != "docker" {
 				return providerImage(c.Context(), *s, c.OutOrStdout(), c.ErrOrStderr())
@@ -45,14 +45,14 @@ func providerImage(ctx context.Context, s frontdoor.Settings, stdout, stderr io.
 	}
 	m, ok := prov.(compute.ImageMaker)
 	if !ok {
-		return usageErr("runners image: the %s provider has no runner image to make (docker and hcloud do)", prov.Name())
+		return usageErr("runners image: the %s provider has no runner image to make (docker, hcloud and proxmox do)", prov.Name())
 	}
-	fmt.Fprintf(stderr, "making the %s runner image (a server boots, installs BuildKit, is snapshotted and deleted)…\n", prov.Name())
+	fmt.Fprintf(stderr, "making the %s runner image (a machine boots, installs BuildKit, and is snapshotted or made a template)…\n", prov.Name())
 	img, err := m.MakeImage(ctx)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "runner image %s: %s (labels %v); servers boot the newest one by default\n", img.ID, img.Description, img.Labels)
+	fmt.Fprintf(stdout, "runner image %s: %s (labels %v); machines boot the newest one by default\n", img.ID, img.Description, img.Labels)
 	return nil
 }
 

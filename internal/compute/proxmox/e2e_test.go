@@ -3,7 +3,9 @@ package proxmox_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +20,7 @@ import (
 	"github.com/lian-build/action/internal/testenv"
 	"github.com/lian-build/action/internal/testenv/fakeproxmox"
 	"github.com/lian-build/action/internal/testenv/runnerhost"
+	"github.com/lian-build/action/internal/testenv/vmhost"
 )
 
 const token = "lian@pve!runners=5e1f0c2a-7d3b-4a8e-9c61-2f4b8d0e7a13"
@@ -98,6 +101,53 @@ func TestBuildOnAProxmoxClone(t *testing.T) {
 		}
 	}
 	t.Logf("spawn %d ms (create %d, boot %d, ready %d)", res.Attempts[0].SpawnMS, ri.Spawn.CreateMS, ri.Spawn.BootMS, ri.Spawn.ReadyMS)
+	w.assertNothingLeft(t)
+}
+
+// `lian-build runners image --provider proxmox`: a clone of the stock
+// template, given the boot unit, prepared and stopped, becomes a runner
+// template — tagged and labelled, without the stock template's vendor
+// snippet or the maker's key — and the next lease clones it, the newest
+// of this BuildKit made from the stock template; GC leaves it.
+func TestRunnerTemplate(t *testing.T) {
+	w := newWorld(t, nil, 0)
+	w.fake.SetTemplate("cicustom", "vendor=local:snippets/lian-build.yaml")
+	ctx := context.Background()
+	img, err := w.prov.MakeImage(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := strconv.Atoi(img.ID)
+	vm := w.fake.VM(id)
+	switch {
+	case vm == nil || !vm.Template:
+		t.Fatalf("image %+v: no template %d", img, id)
+	case vm.Config["tags"] != proxmox.ImageTag || vm.Config["cicustom"] != "" || vm.Config["sshkeys"] != "":
+		t.Fatalf("template config %v", vm.Config)
+	case img.Labels[proxmox.RunnerImageLabel] != proxmox.RunnerImageVersion || !strings.Contains(vm.Config["description"], proxmox.RunnerImageLabel+"="+proxmox.RunnerImageVersion):
+		t.Fatalf("labels %v, description %q", img.Labels, vm.Config["description"])
+	}
+	if n := w.fake.VMs(); n != 0 {
+		t.Fatalf("%d VMs besides the templates after making one", n)
+	}
+	// A newer template of another BuildKit is not taken.
+	other, err := w.prov.MakeImage(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherID, _ := strconv.Atoi(other.ID)
+	w.fake.SetConfig(otherID, "description", strings.ReplaceAll(w.fake.VM(otherID).Config["description"], proxmox.RunnerImageVersion, "buildkit-v0.1.0"))
+	res, err, progress := w.build(t, "FROM base\nRUN echo on a clone of a runner template\n", nil)
+	if err != nil {
+		t.Fatalf("build: %v\n%s", err, progress)
+	}
+	reqs := strings.Join(w.fake.Requests(), "\n")
+	if clone := fmt.Sprintf("POST /api2/json/nodes/pve/qemu/%d/clone", id); strings.Count(reqs, clone) != 1 {
+		t.Errorf("the build did not clone runner template %d (%s): %+v\n%s", id, clone, res.Attempts[0].Runner, reqs)
+	}
+	if _, err := w.prov.GC(ctx); err != nil || w.fake.VM(id) == nil {
+		t.Fatalf("gc: %v; template %d there: %v", err, id, w.fake.VM(id) != nil)
+	}
 	w.assertNothingLeft(t)
 }
 
@@ -200,27 +250,8 @@ func sizingTier() sizing.Tier { return sizing.HCloud[0] }
 // the provider finds the address through the VM's own guest agent, and
 // the build runs on the guest's kernel under cgroup v2.
 func TestProxmoxCloneOnAVM(t *testing.T) {
-	dl := testenv.RunnerDownloads(t)
-	hosts := testenv.VMHosts(t, dl.Port)
-	hosts.NoCloud = true
-	hosts.MemoryMiB = map[string]int{"cax11": 1024}
-	fake := fakeproxmox.New(token, hosts)
-	t.Cleanup(fake.Close)
-	fake.AddSnippet("local:snippets/lian-build.yaml", remote.CloudInit(remote.DefaultSocket, nil, dl.Software()))
-	fake.SetTemplate("cicustom", "vendor=local:snippets/lian-build.yaml")
-	ca, err := fake.CAFile(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	prov, err := proxmox.New(proxmox.Settings{Endpoint: fake.Endpoint(), Token: token, Node: fakeproxmox.Node,
-		Template: fakeproxmox.TemplateID, PollEvery: time.Second, CAFile: ca})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pl, err := pipeline.New(pipeline.Config{Provider: prov, SpawnTimeout: 5 * time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
+	vw := newVMWorld(t)
+	fake, hosts, pl := vw.fake, vw.hosts, vw.pl
 	res, err, progress := testenv.BuildDockerfile(t, pl, "FROM base\nRUN echo on a Proxmox clone > /where\n", nil)
 	if err != nil {
 		t.Fatalf("build: %v\n%s", err, progress)
@@ -234,6 +265,77 @@ func TestProxmoxCloneOnAVM(t *testing.T) {
 		t.Errorf("%d VMs left", n)
 	}
 	if ids := hosts.IDs(); len(ids) != 0 {
+		t.Errorf("VMs still running: %v", ids)
+	}
+}
+
+// vmWorld is the fake Proxmox API whose VMs are real (NoCloud) VMs, its
+// stock template's cicustom vendor snippet installing runc and the pinned
+// buildkitd from this machine, and a pipeline on it.
+type vmWorld struct {
+	dl    *vmhost.Downloads
+	hosts *vmhost.Hosts
+	fake  *fakeproxmox.Fake
+	prov  *proxmox.Provider
+	pl    *pipeline.Pipeline
+}
+
+func newVMWorld(t *testing.T) *vmWorld {
+	w := &vmWorld{dl: testenv.RunnerDownloads(t)}
+	w.hosts = testenv.VMHosts(t, w.dl.Port)
+	w.hosts.NoCloud = true
+	w.hosts.MemoryMiB = map[string]int{"cax11": 1024}
+	w.fake = fakeproxmox.New(token, w.hosts)
+	t.Cleanup(w.fake.Close)
+	w.fake.AddSnippet("local:snippets/lian-build.yaml", remote.CloudInit(remote.DefaultSocket, nil, w.dl.Software()))
+	w.fake.SetTemplate("cicustom", "vendor=local:snippets/lian-build.yaml")
+	ca, err := w.fake.CAFile(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.prov, err = proxmox.New(proxmox.Settings{Endpoint: w.fake.Endpoint(), Token: token, Node: fakeproxmox.Node,
+		Template: fakeproxmox.TemplateID, PollEvery: time.Second, CAFile: ca}); err != nil {
+		t.Fatal(err)
+	}
+	if w.pl, err = pipeline.New(pipeline.Config{Provider: w.prov, SpawnTimeout: 5 * time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+// A runner template made on a real VM boots ready: its clone's disk is the
+// template's (buildkitd installed, the boot unit enabled), its cloud-init
+// runs as a new instance (the lease's key, new host keys) without the
+// vendor snippet, buildkitd starts by itself in the build cgroup, and
+// nothing is downloaded.
+func TestRunnerTemplateOnAVM(t *testing.T) {
+	w := newVMWorld(t)
+	start := time.Now()
+	img, err := w.prov.MakeImage(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("runner template %s made in %v (%d files downloaded)", img.ID, time.Since(start).Round(time.Second), w.dl.Served())
+	before := w.dl.Served()
+	res, err, progress := testenv.BuildDockerfile(t, w.pl, "FROM base\nRUN echo on a clone of a runner template\n", nil)
+	if err != nil {
+		t.Fatalf("build: %v\n%s", err, progress)
+	}
+	ri := res.Attempts[0].Runner
+	if ri == nil || ri.CgroupVersion != 2 {
+		t.Fatalf("runner %+v", ri)
+	}
+	t.Logf("spawn %d ms (clone %d, boot %d, ready %d)", res.Attempts[0].SpawnMS, ri.Spawn.CreateMS, ri.Spawn.BootMS, ri.Spawn.ReadyMS)
+	if n := w.dl.Served() - before; n != 0 {
+		t.Errorf("the clone of the runner template downloaded %d files", n)
+	}
+	if !strings.Contains(strings.Join(w.fake.Requests(), "\n"), "POST /api2/json/nodes/pve/qemu/"+img.ID+"/clone") {
+		t.Errorf("the build did not clone runner template %s", img.ID)
+	}
+	if n := w.fake.VMs(); n != 0 {
+		t.Errorf("%d VMs left", n)
+	}
+	if ids := w.hosts.IDs(); len(ids) != 0 {
 		t.Errorf("VMs still running: %v", ids)
 	}
 }

@@ -50,7 +50,7 @@ func (factory) Settings() []compute.Setting {
 		{Name: OptEndpoint, Env: "PROXMOX_ENDPOINT", Help: "compute-provider proxmox: the API URL, https://HOST:8006/api2/json"},
 		{Name: OptToken, Secret: true, Env: "PROXMOX_TOKEN", Help: "compute-provider proxmox: API token USER@REALM!TOKENID=SECRET (CLI: --proxmox-token-file or $PROXMOX_TOKEN)"},
 		{Name: OptNode, Help: "compute-provider proxmox: the node the clones run on"},
-		{Name: OptTemplate, Help: "compute-provider proxmox: the template VM's id (cloud-init, guest agent, buildkitd as on Hetzner)"},
+		{Name: OptTemplate, Help: "compute-provider proxmox: the template VM's id (cloud-init, guest agent, buildkitd as on Hetzner); builds clone the newest runner template made from it (runners image --provider proxmox), else it"},
 		{Name: OptArmTemplate, Help: "compute-provider proxmox: the arm64 template VM's id, for linux/arm64 builds (a multi-platform build's arm64 leg)"},
 		{Name: OptArmNode, Help: "compute-provider proxmox: the node of the arm64 template (default proxmox-node)"},
 		{Name: OptFull, Help: "compute-provider proxmox: true for full clones (default linked)"},
@@ -118,14 +118,42 @@ func (p *Provider) List(ctx context.Context) ([]compute.RunnerInfo, error) {
 }
 
 func (p *Provider) vms(ctx context.Context) ([]vm, error) {
-	var res []Resource
-	if err := p.api.do(ctx, http.MethodGet, "/cluster/resources", map[string][]string{"type": {"vm"}}, &res); err != nil {
+	found, err := p.described(ctx, func(v Resource) bool { return v.Template != 1 && hasTag(v.Tags, Tag) })
+	if err != nil {
 		return nil, err
 	}
 	now := time.Now()
 	var out []vm
+	for _, d := range found {
+		v, labels := d.Resource, d.labels
+		i := compute.RunnerInfo{ID: labels[compute.LabelLease], Provider: "proxmox", Tier: labels[compute.LabelTier],
+			Server: fmt.Sprintf("VM %d (%s, %s)", v.VMID, v.Name, v.Status), Location: v.Node, Owner: labels[compute.LabelOwner]}
+		i.Expires, _ = compute.ParseExpires(labels[compute.LabelExpires])
+		i.Orphan, i.Why = compute.Orphaned(labels, now)
+		if i.ID == "" {
+			i.ID = strconv.Itoa(v.VMID)
+		}
+		out = append(out, vm{id: v.VMID, node: v.Node, info: i})
+	}
+	return out, nil
+}
+
+// describedVM is a VM of the cluster with the labels of its description.
+type describedVM struct {
+	Resource
+	labels map[string]string
+}
+
+// described lists the cluster's VMs that keep says to, with the labels
+// their descriptions hold (a VM deleted meanwhile is left out).
+func (p *Provider) described(ctx context.Context, keep func(Resource) bool) ([]describedVM, error) {
+	var res []Resource
+	if err := p.api.do(ctx, http.MethodGet, "/cluster/resources", map[string][]string{"type": {"vm"}}, &res); err != nil {
+		return nil, err
+	}
+	var out []describedVM
 	for _, v := range res {
-		if v.Template == 1 || !hasTag(v.Tags, Tag) {
+		if !keep(v) {
 			continue
 		}
 		var cfg struct {
@@ -137,15 +165,7 @@ func (p *Provider) vms(ctx context.Context) ([]vm, error) {
 			}
 			return nil, err
 		}
-		labels := labelsOf(cfg.Description)
-		i := compute.RunnerInfo{ID: labels[compute.LabelLease], Provider: "proxmox", Tier: labels[compute.LabelTier],
-			Server: fmt.Sprintf("VM %d (%s, %s)", v.VMID, v.Name, v.Status), Location: v.Node, Owner: labels[compute.LabelOwner]}
-		i.Expires, _ = compute.ParseExpires(labels[compute.LabelExpires])
-		i.Orphan, i.Why = compute.Orphaned(labels, now)
-		if i.ID == "" {
-			i.ID = strconv.Itoa(v.VMID)
-		}
-		out = append(out, vm{id: v.VMID, node: v.Node, info: i})
+		out = append(out, describedVM{v, labelsOf(cfg.Description)})
 	}
 	return out, nil
 }

@@ -50,6 +50,9 @@ type Settings struct {
 type Provider struct {
 	s   Settings
 	api *api
+	// stockOnly clones the stock template even when a runner template
+	// exists (MakeImage makes one from it).
+	stockOnly bool
 }
 
 // New checks the settings.
@@ -116,8 +119,9 @@ func (p *Provider) Spawn(ctx context.Context, tier sizing.Tier, lease compute.Le
 
 func (p *Provider) poll() time.Duration { return min(p.s.PollEvery, 250*time.Millisecond) }
 
-// clone makes the lease's VM: a clone of the template with the tier's
-// cores and memory, the lease's key for cloud-init, the tag and the labels.
+// clone makes the lease's VM: a clone of the runner template (else the
+// stock one) with the tier's cores and memory, the lease's key for
+// cloud-init, the tag and the labels.
 func (r *runner) clone(ctx context.Context, tier sizing.Tier, labels map[string]string) (ssh.Signer, error) {
 	a, node := r.p.api, r.p.s.Node
 	var next string
@@ -132,9 +136,13 @@ func (r *runner) clone(ctx context.Context, tier sizing.Tier, labels map[string]
 	if r.p.s.Full {
 		full = "1"
 	}
+	template, err := r.p.template(ctx)
+	if err != nil {
+		return nil, err
+	}
 	var upid string
 	form := url.Values{"newid": {next}, "name": {vmName(r.lease.ID)}, "full": {full}, "description": {describe(labels)}}
-	if err := a.do(ctx, http.MethodPost, fmt.Sprintf("/nodes/%s/qemu/%d/clone", node, r.p.s.Template), form, &upid); err != nil {
+	if err := a.do(ctx, http.MethodPost, fmt.Sprintf("/nodes/%s/qemu/%d/clone", node, template), form, &upid); err != nil {
 		return nil, err
 	}
 	r.vmid = id // from here on the VM may exist: Destroy deletes it
@@ -224,15 +232,19 @@ func vmName(lease string) string {
 	return strings.ToLower(strings.NewReplacer("_", "-", ".", "-").Replace("lb-" + lease))
 }
 
-// describe writes the labels into the VM's description, one per line.
+// describe writes the labels into a runner VM's description, one per line.
 func describe(labels map[string]string) string {
+	return "lian-build runner; deleted after its build\n" + describeLabels(labels)
+}
+
+// describeLabels are the labels as description lines, sorted.
+func describeLabels(labels map[string]string) string {
 	keys := make([]string, 0, len(labels))
 	for k := range labels {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
 	var b strings.Builder
-	b.WriteString("lian-build runner; deleted after its build\n")
 	for _, k := range keys {
 		fmt.Fprintf(&b, "%s=%s\n", k, labels[k])
 	}

@@ -1,9 +1,13 @@
 package remote
 
 import (
+	"context"
+	"encoding/base64"
 	"fmt"
 	"path"
 	"strings"
+
+	"github.com/lian-build/action/internal/compute/sshx"
 )
 
 // CloudInit is the user-data of a stock-image server: it installs runc and
@@ -28,8 +32,13 @@ func CloudInit(socket string, insecure []string, sw Software) string {
 	if sw.Runc != nil {
 		apt = ""
 	}
+	setup, start := bootLines(socket)
+	var run strings.Builder
+	for _, l := range append(append(setup, runcLine(sw.Runc), installLine(sw.Buildkit)), start) {
+		fmt.Fprintf(&run, "  - %s\n", l)
+	}
 	return fmt.Sprintf(`#cloud-config
-%[7]swrite_files:
+%[3]swrite_files:
   - path: /etc/buildkit/buildkitd.toml
     content: |
       root = "/var/lib/buildkit"
@@ -42,13 +51,58 @@ func CloudInit(socket string, insecure []string, sw Software) string {
         enabled = false
 %[2]s
 runcmd:
-  - mkdir -p %[3]s
-  - echo +memory +cpu > /sys/fs/cgroup/cgroup.subtree_control
-  - mkdir -p /sys/fs/cgroup/%[4]s && echo +memory +cpu > /sys/fs/cgroup/%[4]s/cgroup.subtree_control
-  - mkdir -p /sys/fs/cgroup/%[4]s/daemon /sys/fs/cgroup/%[4]s/steps
-  - echo $(( $(awk '/^MemTotal:/ {print $2}' /proc/meminfo) * 1024 - 268435456 )) > /sys/fs/cgroup/%[4]s/memory.max
-  - %[6]s
-  - %[5]s
-  - test -x /usr/local/bin/buildkitd && { sh -c 'echo $$ > /sys/fs/cgroup/%[4]s/daemon/cgroup.procs && exec /usr/local/bin/buildkitd --config /etc/buildkit/buildkitd.toml' >/var/log/buildkitd.log 2>&1 & }
-`, socket, reg.String(), path.Dir(socket), BuildCgroup, installLine(sw.Buildkit), runcLine(sw.Runc), apt)
+%[5]s`, socket, reg.String(), apt, BuildCgroup, run.String())
+}
+
+// bootLines are what every boot of a runner machine runs: setup makes the
+// build cgroup (the machine's memory less 256 MiB) and start starts the
+// installed buildkitd in it.
+func bootLines(socket string) (setup []string, start string) {
+	cg := "/sys/fs/cgroup/" + BuildCgroup
+	setup = []string{
+		"mkdir -p " + path.Dir(socket),
+		"echo +memory +cpu > /sys/fs/cgroup/cgroup.subtree_control",
+		fmt.Sprintf("mkdir -p %s && echo +memory +cpu > %[1]s/cgroup.subtree_control", cg),
+		fmt.Sprintf("mkdir -p %s/daemon %[1]s/steps", cg),
+		fmt.Sprintf("echo $(( $(awk '/^MemTotal:/ {print $2}' /proc/meminfo) * 1024 - 268435456 )) > %s/memory.max", cg),
+	}
+	start = fmt.Sprintf("test -x /usr/local/bin/buildkitd && { sh -c 'echo $$ > %s/daemon/cgroup.procs && exec /usr/local/bin/buildkitd --config /etc/buildkit/buildkitd.toml' >/var/log/buildkitd.log 2>&1 & }", cg)
+	return setup, start
+}
+
+// BootScript is what a runner image runs at every boot in place of its
+// first boot's user-data (remote.BootUnit starts it): the build cgroup,
+// and the buildkitd the image holds, started in it; nothing downloaded.
+func BootScript(socket string) string {
+	setup, start := bootLines(socket)
+	return "#!/bin/sh\n# lian-build: the build cgroup and buildkitd, at every boot of a runner image\n" + strings.Join(append(setup, start), "\n") + "\n"
+}
+
+// BootScriptPath and BootUnitName are where a runner image keeps them.
+const (
+	BootScriptPath = "/usr/local/lib/lian-build/boot.sh"
+	BootUnitName   = "lian-build-boot.service"
+)
+
+// BootUnit is the systemd unit that runs BootScript once at boot; buildkitd
+// is left running in the build cgroup, outside the unit's.
+const BootUnit = `[Unit]
+Description=lian-build: the build cgroup and buildkitd
+After=local-fs.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/sh ` + BootScriptPath + `
+
+[Install]
+WantedBy=multi-user.target
+`
+
+// InstallBoot makes the machine start buildkitd at every boot by itself
+// (BootScript, BootUnit): an image made of it needs no user-data.
+func InstallBoot(ctx context.Context, c *sshx.Conn, socket string) error {
+	b64 := base64.StdEncoding.EncodeToString
+	_, err := RunScript(ctx, c, "image-boot", BootScriptPath, b64([]byte(BootScript(socket))), BootUnitName, b64([]byte(BootUnit)))
+	return err
 }

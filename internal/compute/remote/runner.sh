@@ -15,6 +15,8 @@
 # Before a server is snapshotted as a runner image:
 #   image-prep  stops buildkitd and removes its state, the warm state, the
 #               host keys and cloud-init's record (a clone boots as new)
+#   image-boot PATH SCRIPT UNIT UNIT_TEXT  (base64) makes an image that
+#               boots without user-data start buildkitd: a systemd unit
 #   recycle  revokes every lease key and ends its sessions, kills everything
 #            in the build cgroup (buildkitd and every RUN container), removes
 #            buildkitd's root, every warm work tree (never a committed
@@ -444,6 +446,18 @@ image-prep)
 	fi
 	sync
 	echo "prepared"
+	;;
+image-boot)
+	# A runner image booted without user-data (a Proxmox runner template)
+	# starts buildkitd itself: PATH gets the boot script, the unit runs it.
+	[ $# -eq 5 ] || die "usage: image-boot PATH SCRIPT_BASE64 UNIT UNIT_BASE64"
+	if [ "$SYSTEM_PREP" = 1 ]; then
+		mkdir -p "$(dirname "$2")"
+		echo "$3" | base64 -d > "$2"
+		echo "$5" | base64 -d > "/etc/systemd/system/$4"
+		systemctl enable "$4" 2>&1
+	fi
+	echo "boot unit installed"
 	;;
 state-discard)
 	[ $# -eq 3 ] || die "usage: state-discard VOLUME LEASE"

@@ -62,6 +62,17 @@ type HostSpec struct {
 	SSHKeys    []string // authorized_keys lines
 	Labels     map[string]string
 	Volumes    []VolumeSpec // attached at creation, mounted by the machine
+	// Disk is the disk the machine boots, as a host kept it (Halter):
+	// a Proxmox template's, or the VM's own from before a stop. "": the
+	// host's stock image.
+	Disk string
+}
+
+// Halter is a host whose machines have disks that outlive a stop: Halt
+// stops the machine as `qm stop` does (its emulator exits cleanly) and
+// keeps its disk, a file that boots again as HostSpec.Disk.
+type Halter interface {
+	Halt(ctx context.Context, serverID int64) (disk string, err error)
 }
 
 // Hosts starts and stops the machines behind servers.

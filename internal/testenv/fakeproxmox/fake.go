@@ -13,11 +13,13 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -47,6 +49,10 @@ type VM struct {
 	Template bool
 	Config   map[string]string
 	IP       string
+	// Disk is what the VM boots (fakehcloud.HostSpec.Disk): its own disk
+	// kept at a stop, or its template's; own are the files it owns.
+	Disk string
+	own  []string
 }
 
 type task struct {
@@ -106,12 +112,15 @@ func (f *Fake) Close() {
 	f.Server.Close()
 }
 
-// SetTemplate sets a key of the template's config (clones copy it), as an
-// operator's `qm set 9000 --KEY VALUE` would.
-func (f *Fake) SetTemplate(key, value string) {
+// SetTemplate sets a key of the stock template's config (clones copy it),
+// as an operator's `qm set 9000 --KEY VALUE` would.
+func (f *Fake) SetTemplate(key, value string) { f.SetConfig(TemplateID, key, value) }
+
+// SetConfig sets a key of VM id's config, as `qm set ID --KEY VALUE` would.
+func (f *Fake) SetConfig(id int, key, value string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.vms[TemplateID].Config[key] = value
+	f.vms[id].Config[key] = value
 }
 
 // AddSnippet stores a snippet (a cicustom file) under its volume id.
@@ -128,11 +137,44 @@ func (f *Fake) Inject(fl Faults) {
 	f.mu.Unlock()
 }
 
-// VMs is how many VMs exist besides the template.
+// VMs is how many VMs exist that are not templates.
 func (f *Fake) VMs() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return len(f.vms) - 1
+	n := 0
+	for _, v := range f.vms {
+		if !v.Template {
+			n++
+		}
+	}
+	return n
+}
+
+// Templates are the ids of the templates made through the API.
+func (f *Fake) Templates() []int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []int
+	for id, v := range f.vms {
+		if v.Template && id != TemplateID {
+			out = append(out, id)
+		}
+	}
+	sort.Ints(out)
+	return out
+}
+
+// VM is a copy of VM id (nil: none).
+func (f *Fake) VM(id int) *VM {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	v := f.vms[id]
+	if v == nil {
+		return nil
+	}
+	c := *v
+	c.Config = maps.Clone(v.Config)
+	return &c
 }
 
 // Requests are "METHOD PATH" of every request, in order.

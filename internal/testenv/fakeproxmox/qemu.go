@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -32,12 +33,10 @@ func (f *Fake) qemu(w http.ResponseWriter, r *http.Request, id int, rest string)
 		f.mu.Unlock()
 		data(w, cfg)
 	case (r.Method == http.MethodPut || r.Method == http.MethodPost) && rest == "config":
-		f.mu.Lock()
-		for k := range r.PostForm {
-			v.Config[k] = r.PostForm.Get(k)
-		}
-		f.mu.Unlock()
+		f.setConfig(v, r.PostForm)
 		data(w, nil)
+	case r.Method == http.MethodPost && rest == "template":
+		f.template(w, v)
 	case r.Method == http.MethodPost && rest == "status/start":
 		f.start(w, r.Context(), v)
 	case r.Method == http.MethodPost && rest == "status/stop":
@@ -74,7 +73,7 @@ func (f *Fake) clone(w http.ResponseWriter, r *http.Request, tmpl *VM) {
 		}
 	}
 	cfg["name"], cfg["description"] = r.PostForm.Get("name"), r.PostForm.Get("description")
-	f.vms[newid] = &VM{ID: newid, Name: cfg["name"], Status: "stopped", Config: cfg}
+	f.vms[newid] = &VM{ID: newid, Name: cfg["name"], Status: "stopped", Config: cfg, Disk: tmpl.Disk}
 	data(w, f.newTask("qmclone", tmpl.ID, "OK"))
 }
 
@@ -104,9 +103,15 @@ func (f *Fake) stop(w http.ResponseWriter, ctx context.Context, v *VM) {
 	f.mu.Lock()
 	running := v.Status == "running"
 	f.mu.Unlock()
-	exit := "OK"
+	exit, disk := "OK", ""
 	if running {
-		if err := f.hosts.Stop(ctx, int64(v.ID)); err != nil {
+		var err error
+		if h, ok := f.hosts.(fakehcloud.Halter); ok {
+			disk, err = h.Halt(ctx, int64(v.ID))
+		} else {
+			err = f.hosts.Stop(ctx, int64(v.ID))
+		}
+		if err != nil {
 			exit = "stop failed: " + err.Error()
 		}
 	}
@@ -115,22 +120,61 @@ func (f *Fake) stop(w http.ResponseWriter, ctx context.Context, v *VM) {
 	if exit == "OK" {
 		v.Status, v.IP = "stopped", ""
 	}
+	if disk != "" {
+		v.Disk, v.own = disk, append(v.own, disk)
+	}
 	data(w, f.newTask("qmstop", v.ID, exit))
 }
 
 func (f *Fake) destroy(w http.ResponseWriter, v *VM) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if v.Template {
-		fail(w, http.StatusInternalServerError, "refusing to destroy the template in this fake")
+	switch {
+	case v.ID == TemplateID:
+		fail(w, http.StatusInternalServerError, "refusing to destroy the stock template in this fake")
 		return
-	}
-	if v.Status == "running" {
+	case v.Status == "running":
 		fail(w, http.StatusInternalServerError, fmt.Sprintf("VM %d is running - destroy failed", v.ID))
 		return
 	}
+	for _, o := range f.vms {
+		if v.Template && o != v && v.Disk != "" && o.Disk == v.Disk {
+			data(w, f.newTask("qmdestroy", v.ID, fmt.Sprintf("base volume of VM %d is used by linked clone %d", v.ID, o.ID)))
+			return
+		}
+	}
+	for _, d := range v.own {
+		_ = os.Remove(d)
+	}
 	delete(f.vms, v.ID)
 	data(w, f.newTask("qmdestroy", v.ID, "OK"))
+}
+
+// setConfig sets the form's keys, and deletes those `delete` lists.
+func (f *Fake) setConfig(v *VM, form url.Values) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for k := range form {
+		if k != "delete" {
+			v.Config[k] = form.Get(k)
+		}
+	}
+	for _, k := range strings.Split(form.Get("delete"), ",") {
+		delete(v.Config, strings.TrimSpace(k))
+	}
+	v.Name = v.Config["name"]
+}
+
+// template converts a stopped VM to a template (`qm template`).
+func (f *Fake) template(w http.ResponseWriter, v *VM) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if v.Status == "running" {
+		fail(w, http.StatusInternalServerError, fmt.Sprintf("VM %d is running - unable to create template", v.ID))
+		return
+	}
+	v.Template, v.Config["template"] = true, "1"
+	data(w, f.newTask("qmtemplate", v.ID, "OK"))
 }
 
 // agentAddresses is a host whose VMs run a real guest agent.
@@ -199,7 +243,7 @@ func (f *Fake) hostSpec(v *VM) fakehcloud.HostSpec {
 		ud.WriteString("package_upgrade: true\n")
 	}
 	spec := fakehcloud.HostSpec{ServerID: int64(v.ID), Name: v.Name, ServerType: tierOf(v.Config["memory"]), Cores: cores, MemoryGB: float32(mb) / 1024,
-		SSHKeys: keyList, UserData: ud.String()}
+		SSHKeys: keyList, UserData: ud.String(), Disk: v.Disk}
 	for _, part := range strings.Split(v.Config["cicustom"], ",") {
 		if vol, ok := strings.CutPrefix(part, "vendor="); ok {
 			spec.VendorData = f.snippets[vol]

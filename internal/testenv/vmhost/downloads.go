@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/lian-build/action/internal/compute/hcloud"
@@ -27,9 +28,13 @@ type Downloads struct {
 	BuildkitURL, RuncURL   string
 	BuildkitPins, RuncPins map[string]string
 
-	srv  *http.Server
-	done chan struct{}
+	srv    *http.Server
+	done   chan struct{}
+	served atomic.Int64
 }
+
+// Served is how many files were served (a runner image's boot takes none).
+func (d *Downloads) Served() int64 { return d.served.Load() }
 
 // ServeDownloads lays the files out in dir and serves them until Close.
 func ServeDownloads(dir, buildkitd, runc string) (*Downloads, error) {
@@ -57,7 +62,12 @@ func ServeDownloads(dir, buildkitd, runc string) (*Downloads, error) {
 	base := fmt.Sprintf("http://%s:%d/", ServicesIP, port)
 	d := &Downloads{Port: port, BuildkitURL: base + "buildkit-{arch}.tar.gz", RuncURL: base + "runc-{arch}",
 		BuildkitPins: map[string]string{"amd64": bkSum}, RuncPins: map[string]string{"amd64": runcSum},
-		srv: &http.Server{Handler: http.FileServer(http.Dir(dir)), ReadHeaderTimeout: 10 * time.Second}, done: make(chan struct{})}
+		done: make(chan struct{})}
+	files := http.FileServer(http.Dir(dir))
+	d.srv = &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		d.served.Add(1)
+		files.ServeHTTP(w, r)
+	})}
 	go func() { defer close(d.done); _ = d.srv.Serve(ln) }()
 	return d, nil
 }

@@ -102,8 +102,11 @@ func (h *Hosts) Start(ctx context.Context, spec fakehcloud.HostSpec) (string, er
 			return fail(err)
 		}
 	}
-	overlay := filepath.Join(v.dir, "root.qcow2")
-	if out, err := exec.CommandContext(ctx, "qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", h.Image.Disk, overlay, "8G").CombinedOutput(); err != nil {
+	overlay, base, format := filepath.Join(v.dir, "root.qcow2"), h.Image.Disk, "raw"
+	if spec.Disk != "" {
+		base, format = spec.Disk, "qcow2"
+	}
+	if out, err := exec.CommandContext(ctx, "qemu-img", "create", "-q", "-f", "qcow2", "-F", format, "-b", base, overlay, "8G").CombinedOutput(); err != nil {
 		return fail(fmt.Errorf("qemu-img: %v: %s", err, out))
 	}
 	mem := int(spec.MemoryGB * 1024)
@@ -191,6 +194,38 @@ func (h *Hosts) Stop(_ context.Context, serverID int64) error {
 	}
 	return v.stop()
 }
+
+// Halt stops a server's VM as `qm stop` does — qemu, sent SIGTERM, writes
+// its disk out as it exits — and keeps the disk: the returned file boots
+// again, or backs a clone, as HostSpec.Disk; it lives in Dir until the
+// caller removes it.
+func (h *Hosts) Halt(_ context.Context, serverID int64) (string, error) {
+	h.mu.Lock()
+	v := h.vms[serverID]
+	delete(h.vms, serverID)
+	h.mu.Unlock()
+	if v == nil {
+		return "", fmt.Errorf("vm for server %d: not running", serverID)
+	}
+	if v.cmd != nil && v.cmd.Process != nil {
+		_ = v.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-v.exited:
+		case <-time.After(30 * time.Second):
+		}
+	}
+	disk := filepath.Join(h.Dir, "disks", fmt.Sprintf("%d-%d.qcow2", serverID, time.Now().UnixNano()))
+	err := os.MkdirAll(filepath.Dir(disk), 0o700)
+	if err == nil {
+		err = os.Rename(filepath.Join(v.dir, "root.qcow2"), disk)
+	}
+	if err = errors.Join(err, v.stop()); err != nil {
+		return "", fmt.Errorf("vm for server %d: halt: %w", serverID, err)
+	}
+	return disk, nil
+}
+
+var _ fakehcloud.Halter = (*Hosts)(nil)
 
 func (h *Hosts) get(serverID int64) (*vm, error) {
 	h.mu.Lock()
