@@ -50,17 +50,19 @@ func (q *Queue) Accept(ctx context.Context, delivery string) error {
 		return err
 	}
 	value, mine := newRecord(false)
-	_, err = natsjs.Retry(ctx, func(ctx context.Context) error {
+	calls, err := natsjs.Retry(ctx, func(ctx context.Context) error {
 		_, err := c.deliveries.Create(ctx, kvKey(delivery), value)
 		return err
 	})
-	if natsjs.IsConflict(err) {
+	if !natsjs.IsConflict(err) {
+		return err
+	}
+	if calls > 1 {
 		if e, gerr := c.deliveries.Get(ctx, kvKey(delivery)); gerr == nil && readRecord(e.Value()).Nonce == mine.Nonce {
 			return nil // this call's own first write, whose answer was lost
 		}
-		return ErrDuplicate
 	}
-	return err
+	return ErrDuplicate
 }
 
 // Claim records a delivery id as answered 202 by the caller, which queued
