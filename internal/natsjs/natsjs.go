@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -23,8 +24,15 @@ func IsUnavailable(err error) bool {
 	var apiErr *jetstream.APIError
 	return errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) ||
 		errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
-		errors.As(err, &apiErr) && apiErr.Code == 503
+		errors.As(err, &apiErr) && apiErr.Code == 503 ||
+		err != nil && strings.Contains(err.Error(), unavailableText)
 }
+
+// unavailableText is the description of JetStream's 503 (10008). A bucket's
+// Get (a direct get) that meets it returns it as text only (nats.go's
+// convertDirectGetMsgResponseToMsg: "nats: " + the status's description):
+// the 60-minute soak saw pool leases fail so.
+const unavailableText = "JetStream system temporarily unavailable"
 
 // TryTimeout bounds one call that Retry makes.
 const TryTimeout = 2 * time.Second

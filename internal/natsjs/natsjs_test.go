@@ -144,6 +144,11 @@ func TestIsUnavailable(t *testing.T) {
 	if !natsjs.IsUnavailable(fmt.Errorf("pool: update VM x: %w", electing)) {
 		t.Errorf("%v is not taken for an outage", electing)
 	}
+	// What a bucket's Get (a direct get) returns for the same status: text.
+	directGet := fmt.Errorf("nats: %s", "JetStream system temporarily unavailable")
+	if !natsjs.IsUnavailable(fmt.Errorf("pool: read VM x: %w", directGet)) {
+		t.Errorf("%v is not taken for an outage", directGet)
+	}
 }
 
 // A write made while the cluster has no quorum is made again until the

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/lian-build/action/internal/natsjs"
 	"github.com/lian-build/action/internal/pool/poolapi"
 
@@ -145,7 +147,8 @@ func reply(w http.ResponseWriter, status int, v any, err error) {
 	case errors.Is(err, errFull):
 		w.Header().Set("Retry-After", "30")
 		writeJSON(w, http.StatusServiceUnavailable, apiError{Error: err.Error()})
-	case natsjs.IsUnavailable(err):
+	case natsjs.IsUnavailable(err), errors.Is(err, nats.ErrConnectionClosed):
+		// (A closed connection: this replica is stopping; another answers.)
 		w.Header().Set("Retry-After", strconv.Itoa(storeRetryAfter))
 		writeJSON(w, http.StatusServiceUnavailable, apiError{Error: "the pool's store is unavailable for now: " + err.Error(), Code: poolapi.CodeStoreUnavailable})
 	default:

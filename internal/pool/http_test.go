@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"testing"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/lian-build/action/internal/pool/poolapi"
@@ -24,6 +25,11 @@ func TestReplyMapsAStoreOutage(t *testing.T) {
 		retryAfter string
 	}{
 		{fmt.Errorf("pool: update VM lbp-1: %w", electing), http.StatusServiceUnavailable, poolapi.CodeStoreUnavailable, "2"},
+		// A bucket's Get meeting the same status (text only), and a replica
+		// whose connection closed as it stops: the 60-minute soak saw 10
+		// leases fail with a 502 so.
+		{fmt.Errorf("pool: read VM lbp-1: %w", fmt.Errorf("nats: %s", "JetStream system temporarily unavailable")), http.StatusServiceUnavailable, poolapi.CodeStoreUnavailable, "2"},
+		{fmt.Errorf("pool: lease: %w", nats.ErrConnectionClosed), http.StatusServiceUnavailable, poolapi.CodeStoreUnavailable, "2"},
 		{fmt.Errorf("%w: cax11", errFull), http.StatusServiceUnavailable, "", "30"},
 		{fmt.Errorf("hcloud: create server: boom"), http.StatusBadGateway, "", ""},
 	} {
