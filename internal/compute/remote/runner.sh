@@ -441,8 +441,17 @@ image-prep)
 	wipe
 	rm -rf "$WARM" "$STATS" "$LEASE"
 	if [ "$SYSTEM_PREP" = 1 ]; then
-		cloud-init clean --logs --machine-id 2>/dev/null || cloud-init clean --logs
-		rm -f /etc/ssh/ssh_host_*
+		cloud-init clean --logs
+		# An empty machine id, not "uninitialized" (cloud-init's --machine-id):
+		# a clone gets a new one without a systemd first boot, which would
+		# apply the presets (networkd and its 2-minute wait for an interface
+		# it does not manage, timers the image disabled).
+		: > /etc/machine-id
+		rm -f /var/lib/dbus/machine-id /etc/ssh/ssh_host_*
+		# The network configuration cloud-init rendered for this machine's
+		# interface (its MAC): a clone renders its own (cloud-init 23's
+		# `clean --configs network`).
+		rm -f /etc/network/interfaces.d/50-cloud-init /etc/systemd/network/10-cloud-init-*.network /etc/netplan/50-cloud-init.yaml
 	fi
 	sync
 	echo "prepared"
