@@ -35,34 +35,11 @@ func readRecord(b []byte) deliveryRecord {
 	return r
 }
 
-func newRecord(claimed bool) ([]byte, deliveryRecord) {
-	r := deliveryRecord{At: time.Now().UTC(), Claimed: claimed, Nonce: rand.Text()}
-	b, _ := json.Marshal(r)
-	return b, r
-}
-
 // Accept records a delivery id without claiming it (the job was queued
 // before, or a worker runs it); ErrDuplicate when it was recorded before,
 // within DeliveryTTL.
 func (q *Queue) Accept(ctx context.Context, delivery string) error {
-	c, err := q.conn(ctx)
-	if err != nil {
-		return err
-	}
-	value, mine := newRecord(false)
-	calls, err := natsjs.Retry(ctx, func(ctx context.Context) error {
-		_, err := c.deliveries.Create(ctx, kvKey(delivery), value)
-		return err
-	})
-	if !natsjs.IsConflict(err) {
-		return err
-	}
-	if calls > 1 {
-		if e, gerr := c.deliveries.Get(ctx, kvKey(delivery)); gerr == nil && readRecord(e.Value()).Nonce == mine.Nonce {
-			return nil // this call's own first write, whose answer was lost
-		}
-	}
-	return ErrDuplicate
+	return q.record(ctx, delivery, false, rand.Text())
 }
 
 // Claim records a delivery id as answered 202 by the caller, which queued
@@ -72,37 +49,48 @@ func (q *Queue) Accept(ctx context.Context, delivery string) error {
 // each queued the same delivery — each one's publish left without an answer
 // — exactly one answers 202.
 func (q *Queue) Claim(ctx context.Context, delivery string) error {
-	value, mine := newRecord(true)
-	return q.claim(ctx, delivery, value, mine.Nonce)
+	return q.record(ctx, delivery, true, rand.Text())
 }
 
-func (q *Queue) claim(ctx context.Context, delivery string, value []byte, nonce string) error {
+// record writes a delivery's record under nonce, a claim or not: nil when
+// it is written — or was, by this writer's own call whose answer was lost.
+// A record that meets another's is a duplicate, but a claim takes over one
+// without a claim.
+func (q *Queue) record(ctx context.Context, delivery string, claim bool, nonce string) error {
 	c, err := q.conn(ctx)
 	if err != nil {
 		return err
 	}
 	key := kvKey(delivery)
+	value, _ := json.Marshal(deliveryRecord{At: time.Now().UTC(), Claimed: claim, Nonce: nonce})
 	for {
-		_, err = natsjs.Retry(ctx, func(ctx context.Context) error {
+		calls, err := natsjs.Retry(ctx, func(ctx context.Context) error {
 			_, err := c.deliveries.Create(ctx, key, value)
 			return err
 		})
-		if !natsjs.IsConflict(err) {
+		switch {
+		case !natsjs.IsConflict(err):
 			return err
+		case !claim && calls == 1:
+			return ErrDuplicate // found at once: not this writer's
 		}
 		var e jetstream.KeyValueEntry
-		if _, err := natsjs.Retry(ctx, func(ctx context.Context) (err error) {
+		_, err = natsjs.Retry(ctx, func(ctx context.Context) (err error) {
 			e, err = c.deliveries.Get(ctx, key)
 			return err
-		}); errors.Is(err, jetstream.ErrKeyNotFound) {
+		})
+		switch {
+		case err != nil && !claim:
+			return ErrDuplicate // the Create found the key
+		case errors.Is(err, jetstream.ErrKeyNotFound):
 			continue // expired meanwhile
-		} else if err != nil {
+		case err != nil:
 			return err
 		}
 		switch r := readRecord(e.Value()); {
 		case r.Nonce == nonce:
-			return nil
-		case r.Claimed:
+			return nil // this writer's own, its answer lost
+		case r.Claimed || !claim:
 			return ErrDuplicate
 		}
 		_, err = natsjs.Retry(ctx, func(ctx context.Context) error {
