@@ -27,8 +27,7 @@ func (p *Pipeline) Run(ctx context.Context, req Request) (res Result, err error)
 	if req.BuildID == "" {
 		req.BuildID = NewBuildID()
 	}
-	res = Result{BuildID: req.BuildID, Workspace: req.Workspace, Provider: p.cfg.Provider.Name(), StartedAt: time.Now(), Tags: req.Build.Tags, Actor: req.Actor.String(),
-		Provenance: req.Build.Provenance.Mode}
+	res = p.newResult(req)
 	log := p.cfg.Logger.With("build_id", req.BuildID, "workspace", req.Workspace)
 	defer func() { res.stamp(err) }()
 
@@ -66,8 +65,8 @@ func (p *Pipeline) Run(ctx context.Context, req Request) (res Result, err error)
 // and end, and a run an interruption left started is ended. When ctx was
 // interrupted (the build runs again) it publishes nothing.
 func (p *Pipeline) Abandon(ctx context.Context, req Request, err error) Result {
-	res := Result{BuildID: req.BuildID, Workspace: req.Workspace, Provider: p.cfg.Provider.Name(), StartedAt: time.Now(),
-		Tags: req.Build.Tags, Actor: req.Actor.String(), Provenance: req.Build.Provenance.Mode, Outcome: OutcomeError, SizingSource: sizing.SourceNone}
+	res := p.newResult(req)
+	res.Outcome, res.SizingSource = OutcomeError, sizing.SourceNone
 	if ctx.Err() != nil {
 		res.Outcome = OutcomeCanceled
 	}
@@ -78,6 +77,12 @@ func (p *Pipeline) Abandon(ctx context.Context, req Request, err error) Result {
 	p.publish(ctx, event(EventStarted, req, res, 1))
 	p.publish(ctx, event(EventFailed, req, res, 0))
 	return res
+}
+
+// newResult is req's result as its build starts.
+func (p *Pipeline) newResult(req Request) Result {
+	return Result{BuildID: req.BuildID, Workspace: req.Workspace, Provider: p.cfg.Provider.Name(), StartedAt: time.Now(), Tags: req.Build.Tags,
+		Actor: req.Actor.String(), Provenance: req.Build.Provenance.Mode}
 }
 
 // prepare validates the request, resolves the sizing (step 1) and plans the

@@ -19,7 +19,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -148,20 +147,6 @@ func (f *Fake) VMs() int {
 		}
 	}
 	return n
-}
-
-// Templates are the ids of the templates made through the API.
-func (f *Fake) Templates() []int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var out []int
-	for id, v := range f.vms {
-		if v.Template && id != TemplateID {
-			out = append(out, id)
-		}
-	}
-	sort.Ints(out)
-	return out
 }
 
 // VM is a copy of VM id (nil: none).

@@ -102,7 +102,7 @@ func (h *Hosts) Start(ctx context.Context, spec fakehcloud.HostSpec) (string, er
 			return fail(err)
 		}
 	}
-	overlay, base, format := filepath.Join(v.dir, "root.qcow2"), h.Image.Disk, "raw"
+	overlay, base, format := v.overlay(), h.Image.Disk, "raw"
 	if spec.Disk != "" {
 		base, format = spec.Disk, "qcow2"
 	}
@@ -165,6 +165,9 @@ func (v *vm) services(spec fakehcloud.HostSpec, ports []int, meta bool) error {
 
 func (v *vm) agentSocket() string { return filepath.Join(v.dir, "qga.sock") }
 
+// overlay is the VM's disk: a copy-on-write overlay of what it boots.
+func (v *vm) overlay() string { return filepath.Join(v.dir, "root.qcow2") }
+
 // stop powers the VM off (a server's delete is not a shutdown) and removes
 // its network and files.
 func (v *vm) stop() error {
@@ -185,14 +188,19 @@ func (v *vm) stop() error {
 
 // Stop removes a server's VM.
 func (h *Hosts) Stop(_ context.Context, serverID int64) error {
+	if v := h.take(serverID); v != nil {
+		return v.stop()
+	}
+	return nil
+}
+
+// take removes a server's VM from the hosts and returns it (nil: none).
+func (h *Hosts) take(serverID int64) *vm {
 	h.mu.Lock()
+	defer h.mu.Unlock()
 	v := h.vms[serverID]
 	delete(h.vms, serverID)
-	h.mu.Unlock()
-	if v == nil {
-		return nil
-	}
-	return v.stop()
+	return v
 }
 
 // Halt stops a server's VM as `qm stop` does — qemu, sent SIGTERM, writes
@@ -200,10 +208,7 @@ func (h *Hosts) Stop(_ context.Context, serverID int64) error {
 // again, or backs a clone, as HostSpec.Disk; it lives in Dir until the
 // caller removes it.
 func (h *Hosts) Halt(_ context.Context, serverID int64) (string, error) {
-	h.mu.Lock()
-	v := h.vms[serverID]
-	delete(h.vms, serverID)
-	h.mu.Unlock()
+	v := h.take(serverID)
 	if v == nil {
 		return "", fmt.Errorf("vm for server %d: not running", serverID)
 	}
@@ -217,7 +222,7 @@ func (h *Hosts) Halt(_ context.Context, serverID int64) (string, error) {
 	disk := filepath.Join(h.Dir, "disks", fmt.Sprintf("%d-%d.qcow2", serverID, time.Now().UnixNano()))
 	err := os.MkdirAll(filepath.Dir(disk), 0o700)
 	if err == nil {
-		err = os.Rename(filepath.Join(v.dir, "root.qcow2"), disk)
+		err = os.Rename(v.overlay(), disk)
 	}
 	if err = errors.Join(err, v.stop()); err != nil {
 		return "", fmt.Errorf("vm for server %d: halt: %w", serverID, err)
