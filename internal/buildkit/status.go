@@ -27,6 +27,8 @@ type tracker struct {
 type vertexState struct {
 	name      string
 	step      bool
+	from      bool // a FROM step: it changes nothing unless it fetches
+	fetched   bool // it reported progress other than resolving a reference
 	cached    bool
 	completed bool
 	err       string
@@ -54,6 +56,7 @@ func (t *tracker) update(s *client.SolveStatus) {
 		if v.Name != "" {
 			st.name = v.Name
 			st.step = IsStep(v.Name)
+			st.from = st.step && strings.HasPrefix(stepName.ReplaceAllString(v.Name, ""), "FROM ")
 		}
 		if v.Cached {
 			st.cached = true
@@ -63,6 +66,11 @@ func (t *tracker) update(s *client.SolveStatus) {
 		}
 		if v.Error != "" {
 			st.err = v.Error
+		}
+	}
+	for _, vs := range s.Statuses {
+		if !strings.HasPrefix(vs.ID, "resolve ") {
+			t.vertex(vs.Vertex).fetched = true
 		}
 	}
 	for _, l := range s.Logs {
@@ -82,7 +90,15 @@ type StepCounts struct {
 	Total     int `json:"steps_total"`
 	Cached    int `json:"steps_cached"`
 	Cacheable int `json:"steps_cacheable"`
+	// Changed counts the steps that may have changed the runner's state:
+	// those that ran, but not a FROM whose image was already there (it
+	// resolves a reference and reports itself done, not cached).
+	Changed int `json:"-"`
 }
+
+// Unchanged says that a build ran no step: every one came from the cache
+// or was a FROM that fetched nothing.
+func (c StepCounts) Unchanged() bool { return c.Total > 0 && c.Changed == 0 }
 
 func (t *tracker) counts(noCache bool) StepCounts {
 	var c StepCounts
@@ -92,8 +108,11 @@ func (t *tracker) counts(noCache bool) StepCounts {
 			continue
 		}
 		c.Total++
-		if v.cached {
+		switch {
+		case v.cached:
 			c.Cached++
+		case !v.from || v.fetched:
+			c.Changed++
 		}
 	}
 	if !noCache {

@@ -80,7 +80,7 @@ func (p *Pipeline) runAttempt(ctx context.Context, log *slog.Logger, req Request
 		o.SetOutcome(out.runnerOutcome())
 	}
 	steps := out.report.Steps
-	ok, unchanged := out.err == nil && out.ctxErr == nil, steps.Total > 0 && steps.Cached == steps.Total
+	ok, unchanged := out.err == nil && out.ctxErr == nil, steps.Unchanged()
 	if sc != nil {
 		out.state = sc.settle(ctx, p, log, r, ok, unchanged, req.Actor.String())
 	} else if sr, isStateful := r.(compute.StatefulRunner); isStateful && p.cfg.RemoteState {

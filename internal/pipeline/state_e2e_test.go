@@ -231,3 +231,35 @@ func mustList(t *testing.T, st *state.Store) []state.Info {
 	}
 	return infos
 }
+
+// A multi-stage build whose every step is cached commits nothing, though
+// its FROMs of registry images report themselves done, not cached: they
+// resolve a reference and fetch nothing. The first build, which pulls
+// the image, commits.
+func TestUnchangedFromRegistryCommitsNothing(t *testing.T) {
+	reg := testenv.StartRegistry(t)
+	e := newEnv(t, nil, reg.Host)
+	img := reg.Host + "/e2e/tools:1"
+	push := e.request(project(t, "FROM base\nRUN echo tool > /tool\n", map[string]string{}))
+	push.Build.Tags, push.Build.Push = []string{img}, true
+	if _, err := e.p.Run(context.Background(), push); err != nil {
+		t.Fatal(err)
+	}
+	st := testenv.StateStore(t, "btrfs", state.Options{})
+	p, err := pipeline.New(pipeline.Config{Provider: e.prov, State: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := project(t, "FROM "+img+" AS tools\nFROM "+img+"\nCOPY --from=tools /tool /tool2\nRUN cat /tool /tool2\n", map[string]string{})
+	res, err := p.Run(context.Background(), e.request(dir))
+	if err != nil || !res.State.Committed || res.StepsCached != 0 {
+		t.Fatalf("first build (pulls the image): state %+v, %d/%d cached, %v", res.State, res.StepsCached, res.StepsTotal, err)
+	}
+	res, err = p.Run(context.Background(), e.request(dir))
+	if err != nil || res.State.Committed || !strings.Contains(res.State.Note, "nothing to commit") || generation(t, st, "ci/e2e") != 1 {
+		t.Fatalf("the same build again: state %+v, %v", res.State, err)
+	}
+	if res.StepsTotal != 3 || res.StepsCached != 2 {
+		t.Errorf("steps %d/%d cached; want the FROM (one vertex for both) done, not cached", res.StepsCached, res.StepsTotal)
+	}
+}
