@@ -1,16 +1,18 @@
 # Sourced by bench/rust-app.sh (RUST_APP_PHASE=warm) after the lamina images are built:
 # $reg, $work, $app, $workload, $statebase, $common, $args, $bk_args, now, elapsed are set.
 # Every lian-build build runs on a fresh runner; "warm" ones start on a clone of the
-# committed state of ci/rust-app in a btrfs image (--state-store); "registry" ones import
-# the registry cache only. The reference is one buildkitd kept running (a persistent builder).
+# committed state of ci/rust-app in a btrfs image (--state-store), without a registry
+# cache; "registry" ones import and export the registry cache only. The reference is one
+# buildkitd kept running (a persistent builder).
 warm_store=$work/warm-state.img
 rm -f "$warm_store"; umount "$warm_store.mnt" 2>/dev/null || true
 trap 'kill $regpid 2>/dev/null || true; umount "$warm_store.mnt" 2>/dev/null; rm -f "$warm_store"; umount "$statebase" 2>/dev/null && rm -f "$work/state.img"' EXIT
 
 lianw() { # $1 = warm|registry, $2 = cache prefix
-  local t0 extra=(); t0=$(now)
+  # Warm state alone: no registry cache to export, as the persistent builder exports none.
+  local t0 extra=(--registry "$reg/$2"); t0=$(now)
   [ "$1" = warm ] && extra=(--state-store "$warm_store" --state-store-size 40GiB)
-  lian-build build "${common[@]}" "${args[@]}" -f "$app/Dockerfile.warm" --registry "$reg/$2" --workspace rust-app \
+  lian-build build "${common[@]}" "${args[@]}" -f "$app/Dockerfile.warm" --workspace rust-app \
     --actor ci --runner-type cax21 "${extra[@]}" --report-json "$work/last.json" "$app" 2>>"$work/lian.log" >/dev/null
   local t; t=$(elapsed "$t0" "$(now)")
   [ "$1" = warm ] && python3 -c "import json; s=json.load(open('$work/last.json')).get('state') or {}; print('clone', s.get('clone_ms',0), 'ms, commit', s.get('commit_ms',0), 'ms, state in', round(s.get('bytes_in',0)/2**30, 2), 'GiB')" >> "$work/state_ms.txt"

@@ -62,7 +62,7 @@ func runState(ctx context.Context, cmd string, pos []string, s frontdoor.Setting
 	switch cmd {
 	case "ls":
 		fmt.Fprintln(stderr, "store:", st.Describe())
-		infos, err := st.List()
+		infos, err := st.List(ctx)
 		if err != nil || len(infos) == 0 {
 			if err == nil {
 				fmt.Fprintln(stdout, "no committed state")

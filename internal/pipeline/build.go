@@ -50,6 +50,8 @@ func (p *Pipeline) runAttempt(ctx context.Context, log *slog.Logger, req Request
 	if sc != nil {
 		defer func() { _ = sc.clone.Discard() }() // after a panic too; a no-op once settled
 		stateDir = sc.clone.Dir
+		sc.tidy(ctx, p.cfg.State, log)
+		defer sc.waitTidy()
 	}
 	r, err := p.spawnRunner(ctx, req, n, tier, stateDir)
 	a.SpawnMS = time.Since(start).Milliseconds()

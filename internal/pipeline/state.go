@@ -65,6 +65,43 @@ func humanBytes(n int64) string {
 type stateClone struct {
 	clone  *state.Clone
 	report StateReport
+	// tidied closes when tidy is done; bytesIn is the size it measured of
+	// the generation cloned.
+	tidied  chan struct{}
+	bytesIn int64
+}
+
+// tidy runs Store.Tidy beside the build for the namespace the clone came
+// from and the one it may commit to: what their last commits left (the
+// superseded generation, the size) is done while the build runs, not while
+// it commits. waitTidy joins it.
+func (sc *stateClone) tidy(ctx context.Context, st *state.Store, log *slog.Logger) {
+	sc.tidied = make(chan struct{})
+	from, target := sc.report.Namespace, sc.report.Target
+	go func() {
+		defer close(sc.tidied)
+		for i, ns := range []string{from, target} {
+			if ns == "" || (i == 1 && ns == from) {
+				continue
+			}
+			n, err := st.Tidy(ctx, ns)
+			if err != nil {
+				log.Warn("tidying the state store failed; `lian-build state gc` will", "namespace", ns, "err", err)
+			}
+			if ns == from {
+				sc.bytesIn = n
+			}
+		}
+	}()
+}
+
+func (sc *stateClone) waitTidy() {
+	if sc.tidied != nil {
+		<-sc.tidied
+	}
+	if sc.report.BytesIn == 0 {
+		sc.report.BytesIn = sc.bytesIn
+	}
 }
 
 // cloneState clones the state the build's actor may read (nil without a store).
@@ -97,6 +134,7 @@ func (p *Pipeline) cloneState(ctx context.Context, req Request, id string) (*sta
 func (sc *stateClone) settle(ctx context.Context, p *Pipeline, log *slog.Logger, r compute.Runner, ok, unchanged bool, writer string) *StateReport {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.DestroyTimeout)
 	defer cancel()
+	sc.waitTidy()
 	rep := &sc.report
 	commit := ok && rep.Target != ""
 	if commit && unchanged {

@@ -19,8 +19,10 @@ import (
 
 // meta is what the store knows of a namespace beside its generations.
 type meta struct {
-	Namespace  string    `json:"namespace"`
+	Namespace string `json:"namespace"`
+	// Bytes is the size of generation BytesGen (any other: not measured).
 	Bytes      int64     `json:"bytes"`
+	BytesGen   int       `json:"bytes_generation,omitempty"`
 	LastUsed   time.Time `json:"last_used"`
 	Committed  time.Time `json:"committed"`
 	LastWriter string    `json:"last_writer"`
@@ -115,8 +117,9 @@ type Info struct {
 	LastWriter string    `json:"last_writer"`
 }
 
-// List is every namespace with a committed state, most recently used first.
-func (s *Store) List() ([]Info, error) {
+// List is every namespace with a committed state, most recently used
+// first. It measures the sizes no one has measured yet.
+func (s *Store) List(ctx context.Context) ([]Info, error) {
 	entries, err := os.ReadDir(filepath.Join(s.root, "ns"))
 	if err != nil {
 		return nil, err
@@ -127,13 +130,16 @@ func (s *Store) List() ([]Info, error) {
 		if !e.IsDir() {
 			continue // not the store's: never followed
 		}
-		gen, err := current(dir)
-		if err != nil || gen == 0 {
+		bytes, gen, err := s.measure(ctx, dir)
+		if err != nil {
+			return nil, err
+		}
+		if gen == 0 {
 			continue
 		}
 		ns, _ := url.PathUnescape(e.Name())
 		m, _ := readMeta(dir)
-		out = append(out, Info{Namespace: ns, Generation: gen, Bytes: m.Bytes, LastUsed: m.LastUsed, Committed: m.Committed, LastWriter: m.LastWriter})
+		out = append(out, Info{Namespace: ns, Generation: gen, Bytes: bytes, LastUsed: m.LastUsed, Committed: m.Committed, LastWriter: m.LastWriter})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].LastUsed.After(out[j].LastUsed) })
 	return out, nil
@@ -171,8 +177,9 @@ func (e *NoNamespaceError) Error() string {
 }
 
 // GC removes what interrupted builds and commits left: clones whose owner
-// is gone and that no runner still uses, generations no current link names,
-// and temporary files. It returns what it removed.
+// is gone and that no runner still uses, generations no current link names
+// (also those a commit left for Tidy), and temporary files. It returns what
+// it removed.
 func (s *Store) GC(ctx context.Context) ([]string, error) {
 	var removed []string
 	var errs []error
@@ -227,7 +234,8 @@ func (s *Store) GC(ctx context.Context) ([]string, error) {
 	return removed, errors.Join(errs...)
 }
 
-// gcNamespace removes a namespace's uncommitted generations.
+// gcNamespace removes a namespace's generations other than the current
+// one (uncommitted or superseded) and its temporary files.
 func (s *Store) gcNamespace(ctx context.Context, dir string) ([]string, error) {
 	unlock, err := lock(ctx, dir, unix.LOCK_EX)
 	if err != nil {
@@ -262,7 +270,7 @@ func (s *Store) Evict(ctx context.Context, keep string) ([]string, error) {
 	if s.opts.MaxBytes <= 0 {
 		return nil, nil
 	}
-	infos, err := s.List()
+	infos, err := s.List(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -153,7 +153,7 @@ func TestCloneCommitDiscard(t *testing.T) {
 			if left, _ := os.ReadDir(filepath.Join(s.Root(), "work")); len(left) != 0 {
 				t.Fatalf("discard left %v in work/", left)
 			}
-			infos, err := s.List()
+			infos, err := s.List(ctx)
 			if err != nil || len(infos) != 2 {
 				t.Fatalf("List = %+v, %v", infos, err)
 			}
@@ -189,19 +189,76 @@ func TestConcurrentCommits(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	infos, _ := s.List()
+	infos, _ := s.List(ctx)
 	if len(infos) != 1 || infos[0].Generation != 3 {
 		t.Fatalf("after two commits: %+v", infos)
 	}
-	entries, _ := os.ReadDir(filepath.Dir(committedDir(s, "ci/app")))
-	gens := 0
+	if _, err := s.Tidy(ctx, "ci/app"); err != nil {
+		t.Fatal(err)
+	}
+	if gens := generationsOnDisk(t, s, "ci/app"); len(gens) != 1 {
+		t.Fatalf("generations on disk after Tidy: %v, want the current one", gens)
+	}
+}
+
+func generationsOnDisk(t *testing.T, s *state.Store, ns string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Join(s.Root(), "ns", strings.ReplaceAll(ns, "/", "%2F")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gens []string
 	for _, e := range entries {
 		if strings.HasPrefix(e.Name(), "gen-") {
-			gens++
+			gens = append(gens, e.Name())
 		}
 	}
-	if gens != 1 {
-		t.Fatalf("%d generations on disk, want the current one", gens)
+	return gens
+}
+
+// A commit leaves the superseded generation and the new one's size for
+// later: Tidy removes the one and measures the other, once; List measures
+// what was not; the next clone knows the size.
+func TestTidyDoesWhatACommitLeaves(t *testing.T) {
+	s := testenv.StateStore(t, "btrfs", state.Options{})
+	c := clone(t, s, "b1", "ci/app")
+	write(t, filepath.Join(c.Dir, "blob"), strings.Repeat("x", 1<<20))
+	commit(t, c, "ci/app")
+	infos, err := s.List(ctx)
+	if err != nil || len(infos) != 1 || infos[0].Bytes < 1<<20 {
+		t.Fatalf("List measures a size not yet measured: %+v, %v", infos, err)
+	}
+	c = clone(t, s, "b2", "ci/app")
+	if c.Bytes != infos[0].Bytes {
+		t.Fatalf("the clone of gen 1 says %d bytes, List %d", c.Bytes, infos[0].Bytes)
+	}
+	for i := range 3000 {
+		write(t, filepath.Join(c.Dir, "many", fmt.Sprintf("%04d", i)), strings.Repeat("y", 4096))
+	}
+	commit(t, c, "ci/app")
+	if gens := generationsOnDisk(t, s, "ci/app"); len(gens) != 2 {
+		t.Fatalf("after the second commit: %v, want gen 1 left for Tidy and gen 2", gens)
+	}
+	if c := clone(t, s, "b3", "ci/app"); c.Bytes != 0 || c.Generation != 2 {
+		t.Fatalf("gen 2 is not measured yet, its clone says %d bytes (gen %d)", c.Bytes, c.Generation)
+	} else if err := c.Discard(); err != nil {
+		t.Fatal(err)
+	}
+	n, err := s.Tidy(ctx, "ci/app")
+	if err != nil || n < 1<<20+3000*4096 {
+		t.Fatalf("Tidy measured %d, %v", n, err)
+	}
+	if gens := generationsOnDisk(t, s, "ci/app"); len(gens) != 1 || gens[0] != "gen-000002" {
+		t.Fatalf("after Tidy: %v", gens)
+	}
+	if again, err := s.Tidy(ctx, "ci/app"); err != nil || again != n {
+		t.Fatalf("Tidy again: %d, %v (want the kept %d)", again, err, n)
+	}
+	if n, err := s.Tidy(ctx, "ci/never-committed"); err != nil || n != 0 {
+		t.Fatalf("Tidy of a namespace never committed: %d, %v", n, err)
+	}
+	if _, err := os.Lstat(filepath.Join(s.Root(), "ns", "ci%2Fnever-committed")); !os.IsNotExist(err) {
+		t.Fatalf("Tidy made a namespace: %v", err)
 	}
 }
 
@@ -349,7 +406,7 @@ func TestHostileNamespacesStayInsideTheStore(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(held.Dir, "marker")); err != nil {
 		t.Fatalf("the clone a build holds is gone: %v", err)
 	}
-	infos, err := s.List()
+	infos, err := s.List(ctx)
 	if err != nil || len(infos) != 1 || infos[0].Namespace != "ci/app" {
 		t.Fatalf("list = %v, %v", infos, err)
 	}
