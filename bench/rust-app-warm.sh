@@ -1,9 +1,22 @@
-# Sourced by bench/rust-app.sh (RUST_APP_PHASE=warm) after the lamina images are built:
+# Sourced by bench/rust-app.sh (RUST_APP_PHASE=warm, or warm-go for bench/go-app) after the lamina images are built:
 # $reg, $work, $app, $workload, $statebase, $common, $args, $bk_args, now, elapsed are set.
 # Every lian-build build runs on a fresh runner; "warm" ones start on a clone of the
-# committed state of ci/rust-app in a btrfs image (--state-store), without a registry
+# committed state of ci/<workload> in a btrfs image (--state-store), without a registry
 # cache; "registry" ones import and export the registry cache only. The reference is one
 # buildkitd kept running (a persistent builder).
+if [ "$RUST_APP_PHASE" = warm-go ]; then
+  lian-build build "${common[@]}" --build-arg "BASE=$reg/lamina/debian:bookworm" -t "$reg/lamina/go:bookworm" --push -q \
+    bench/go-app/toolchain 2>"$work/go-toolchain.log" >/dev/null
+  workload=$PWD/bench/go-app ws=go-app df=Dockerfile deps_label="go.mod changed" deps_target="—"
+  args=(--build-arg "BASE=$reg/lamina/debian:bookworm" --build-arg "TOOLCHAIN=$reg/lamina/go:bookworm")
+  bk_args=(--opt "build-arg:BASE=$reg/lamina/debian:bookworm" --opt "build-arg:TOOLCHAIN=$reg/lamina/go:bookworm")
+  touch_src() { printf '\nfunc benchTouch() {}\n' >> "$app/internal/api/api.go"; }
+  touch_deps() { printf '\n// changed\n' >> "$app/go.mod"; }
+else
+  ws=rust-app df=Dockerfile.warm deps_label="Cargo.toml changed" deps_target="≤30 s"
+  touch_src() { echo 'fn _bench_touch() {}' >> "$app/src/main.rs"; }
+  touch_deps() { printf '\n[package.metadata.bench]\nchanged = true\n' >> "$app/Cargo.toml"; }
+fi
 warm_store=$work/warm-state.img
 rm -f "$warm_store"; umount "$warm_store.mnt" 2>/dev/null || true
 trap 'kill $regpid 2>/dev/null || true; umount "$warm_store.mnt" 2>/dev/null; rm -f "$warm_store"; umount "$statebase" 2>/dev/null && rm -f "$work/state.img"' EXIT
@@ -12,7 +25,7 @@ lianw() { # $1 = warm|registry, $2 = cache prefix
   # Warm state alone: no registry cache to export, as the persistent builder exports none.
   local t0 extra=(--registry "$reg/$2"); t0=$(now)
   [ "$1" = warm ] && extra=(--state-store "$warm_store" --state-store-size 40GiB)
-  lian-build build "${common[@]}" "${args[@]}" -f "$app/Dockerfile.warm" --workspace rust-app \
+  lian-build build "${common[@]}" "${args[@]}" -f "$app/$df" --workspace "$ws" \
     --actor ci --runner-type cax21 "${extra[@]}" --report-json "$work/last.json" "$app" 2>>"$work/lian.log" >/dev/null
   local t; t=$(elapsed "$t0" "$(now)")
   [ "$1" = warm ] && python3 -c "import json; s=json.load(open('$work/last.json')).get('state') or {}; print('clone', s.get('clone_ms',0), 'ms, commit', s.get('commit_ms',0), 'ms, state in', round(s.get('bytes_in',0)/2**30, 2), 'GiB')" >> "$work/state_ms.txt"
@@ -27,14 +40,14 @@ kept_start() {
 keptb() {
   local t0; t0=$(now)
   buildctl --addr "unix://$kept/sock" build --frontend dockerfile.v0 --local context="$app" --local dockerfile="$app" \
-    --opt filename=Dockerfile.warm "${bk_args[@]}" --progress plain 2>>"$work/kept.log"
+    --opt filename="$df" "${bk_args[@]}" --progress plain 2>>"$work/kept.log"
   elapsed "$t0" "$(now)"
 }
 scenario() { # $1 = runner function and args…; runs cold, src, cargo, none on a fresh copy of the app
   rm -rf "$app" && cp -a "$workload/app" "$app"
   local c s g n
-  c=$("$@"); echo 'fn _bench_touch() {}' >> "$app/src/main.rs"
-  s=$("$@"); printf '\n[package.metadata.bench]\nchanged = true\n' >> "$app/Cargo.toml"
+  c=$("$@"); touch_src
+  s=$("$@"); touch_deps
   g=$("$@"); n=$("$@")
   echo "$c $s $g $n"
 }
@@ -52,8 +65,8 @@ printf '%-22s %12s %14s %14s %10s %10s\n' scenario persistent registry-only warm
 row() { printf '%-22s %11ss %13ss %13ss %10s %10s\n' "$1" "$2" "$3" "$4" "$(python3 -c "print(f'{$4/$2:.2f}')")" "$5"; }
 row "cold" "$kc" "$rc" "$wc" "—"
 row "src/ changed" "$ks" "$rs" "$ws" "≤1.2×"
-row "Cargo.toml changed" "$kg" "$rg" "$wg" "≤30 s"
+row "$deps_label" "$kg" "$rg" "$wg" "$deps_target"
 row "nothing changed" "$kn" "$rn" "$wn" "≤0.5 s"
 echo
-echo "warm-state clone and commit per build (cold, src, Cargo.toml, none):"; cat "$work/state_ms.txt"
+echo "warm-state clone and commit per build (cold, src, deps, none):"; cat "$work/state_ms.txt"
 lian-build state ls --state-store "$warm_store"

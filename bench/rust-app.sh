@@ -9,6 +9,8 @@
 #        RUST_APP_PHASE=warm bench/rust-app.sh   warm runner state (--state-store) against a
 #        persistent buildkitd and against the registry cache alone, with sccache on a cache
 #        mount (Dockerfile.warm): cold · src/ changed · Cargo.toml changed · nothing changed
+#        RUST_APP_PHASE=warm-go bench/rust-app.sh   the same for the Go service of bench/go-app
+#        (lamina/go: Debian's golang-go; the go-build cache on a cache mount)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-1}
@@ -70,8 +72,9 @@ echo "building lamina/debian and lamina/rust…"
 # The base Dockerfile copies rootfs/ from its own context.
 [ -d "$work/base-ctx/rootfs" ] || cp -a "$work/rootfs" "$work/base-ctx/rootfs"
 lian-build build "${common[@]}" -t "$reg/lamina/debian:bookworm" --push -q "$work/base-ctx" 2>"$work/base.log" >/dev/null
-lian-build build "${common[@]}" --build-arg "BASE=$reg/lamina/debian:bookworm" -t "$reg/lamina/rust:bookworm" --push -q \
-  --runner-type cax21 "$workload/toolchain" 2>"$work/toolchain.log" >/dev/null
+[ "${RUST_APP_PHASE:-}" = warm-go ] ||
+  lian-build build "${common[@]}" --build-arg "BASE=$reg/lamina/debian:bookworm" -t "$reg/lamina/rust:bookworm" --push -q \
+    --runner-type cax21 "$workload/toolchain" 2>"$work/toolchain.log" >/dev/null
 
 app=$work/app
 args=(--build-arg "BASE=$reg/lamina/debian:bookworm" --build-arg "TOOLCHAIN=$reg/lamina/rust:bookworm")
@@ -110,7 +113,7 @@ TOML
   elapsed "$t0" "$(now)"
 }
 
-if [ "${RUST_APP_PHASE:-}" = warm ]; then
+if [ "${RUST_APP_PHASE:-}" = warm ] || [ "${RUST_APP_PHASE:-}" = warm-go ]; then
   . bench/rust-app-warm.sh
   exit 0
 fi
