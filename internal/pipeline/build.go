@@ -51,7 +51,7 @@ func (p *Pipeline) runAttempt(ctx context.Context, log *slog.Logger, req Request
 		defer func() { _ = sc.clone.Discard() }() // after a panic too; a no-op once settled
 		stateDir = sc.clone.Dir
 		sc.tidy(ctx, p.cfg.State, log)
-		defer sc.waitTidy()
+		defer sc.endTidy()
 	}
 	r, err := p.spawnRunner(ctx, req, n, tier, stateDir)
 	a.SpawnMS = time.Since(start).Milliseconds()

@@ -40,7 +40,10 @@ func (s *StateReport) Line() string {
 	}
 	from := "no state yet (registry cache only)"
 	if s.Namespace != "" {
-		from = fmt.Sprintf("state %s gen %d (%s)", s.Namespace, s.GenerationIn, humanBytes(s.BytesIn))
+		from = fmt.Sprintf("state %s gen %d", s.Namespace, s.GenerationIn)
+		if s.BytesIn > 0 { // 0: not measured yet (Store.Tidy)
+			from += " (" + humanBytes(s.BytesIn) + ")"
+		}
 	}
 	switch {
 	case s.Committed:
@@ -65,27 +68,29 @@ func humanBytes(n int64) string {
 type stateClone struct {
 	clone  *state.Clone
 	report StateReport
-	// tidied closes when tidy is done; bytesIn is the size it measured of
-	// the generation cloned.
-	tidied  chan struct{}
-	bytesIn int64
+	// stopTidy ends tidy (it gives up what is left) and waits for it;
+	// bytesIn is the size it measured of the generation cloned.
+	stopTidy func()
+	bytesIn  int64
 }
 
 // tidy runs Store.Tidy beside the build for the namespace the clone came
 // from and the one it may commit to: what their last commits left (the
 // superseded generation, the size) is done while the build runs, not while
-// it commits. waitTidy joins it.
+// it commits. endTidy stops it when the attempt settles.
 func (sc *stateClone) tidy(ctx context.Context, st *state.Store, log *slog.Logger) {
-	sc.tidied = make(chan struct{})
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	sc.stopTidy = func() { cancel(); <-done }
 	from, target := sc.report.Namespace, sc.report.Target
 	go func() {
-		defer close(sc.tidied)
+		defer close(done)
 		for i, ns := range []string{from, target} {
 			if ns == "" || (i == 1 && ns == from) {
 				continue
 			}
 			n, err := st.Tidy(ctx, ns)
-			if err != nil {
+			if err != nil && ctx.Err() == nil {
 				log.Warn("tidying the state store failed; `lian-build state gc` will", "namespace", ns, "err", err)
 			}
 			if ns == from {
@@ -95,10 +100,13 @@ func (sc *stateClone) tidy(ctx context.Context, st *state.Store, log *slog.Logge
 	}()
 }
 
-func (sc *stateClone) waitTidy() {
-	if sc.tidied != nil {
-		<-sc.tidied
+// endTidy stops tidy; the report takes the size it measured, if it did.
+func (sc *stateClone) endTidy() {
+	if sc.stopTidy == nil {
+		return
 	}
+	sc.stopTidy()
+	sc.stopTidy = nil
 	if sc.report.BytesIn == 0 {
 		sc.report.BytesIn = sc.bytesIn
 	}
@@ -134,7 +142,7 @@ func (p *Pipeline) cloneState(ctx context.Context, req Request, id string) (*sta
 func (sc *stateClone) settle(ctx context.Context, p *Pipeline, log *slog.Logger, r compute.Runner, ok, unchanged bool, writer string) *StateReport {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.DestroyTimeout)
 	defer cancel()
-	sc.waitTidy()
+	defer sc.endTidy()
 	rep := &sc.report
 	commit := ok && rep.Target != ""
 	if commit && unchanged {

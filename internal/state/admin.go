@@ -86,13 +86,17 @@ func lock(ctx context.Context, dir string, how int) (func(), error) {
 	}
 }
 
-// diskUsage is the space a tree's files take (blocks, counted once per inode).
-func diskUsage(root string) (int64, error) {
+// diskUsage is the space a tree's files take (blocks, counted once per
+// inode). ctx stops the walk.
+func diskUsage(ctx context.Context, root string) (int64, error) {
 	var total int64
 	seen := map[uint64]bool{}
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
+		}
+		if len(seen)%256 == 0 && ctx.Err() != nil {
+			return ctx.Err()
 		}
 		info, err := d.Info()
 		if err != nil {
@@ -166,6 +170,9 @@ func (s *Store) Remove(ctx context.Context, ns string) error {
 	if err := s.removeOldGenerations(dir, -1); err != nil {
 		return err
 	}
+	if err := s.emptyTrash(ctx, dir); err != nil {
+		return err
+	}
 	return os.RemoveAll(dir)
 }
 
@@ -235,8 +242,24 @@ func (s *Store) GC(ctx context.Context) ([]string, error) {
 }
 
 // gcNamespace removes a namespace's generations other than the current
-// one (uncommitted or superseded) and its temporary files.
+// one (uncommitted or superseded) and its temporary files. Under the lock
+// it only sets them aside (a rename), so that a commit or a clone waits for
+// renames, not deletions; ctx stops the deletions between entries, and
+// what is left aside goes the next time.
 func (s *Store) gcNamespace(ctx context.Context, dir string) ([]string, error) {
+	names, err := setAside(ctx, dir)
+	ns, _ := url.PathUnescape(filepath.Base(dir))
+	removed := make([]string, 0, len(names))
+	for _, n := range names {
+		removed = append(removed, fmt.Sprintf("%s %s", ns, n))
+	}
+	return removed, errors.Join(err, s.emptyTrash(ctx, dir))
+}
+
+// trashPrefix names what gcNamespace set aside for deletion.
+const trashPrefix = ".trash-"
+
+func setAside(ctx context.Context, dir string) ([]string, error) {
 	unlock, err := lock(ctx, dir, unix.LOCK_EX)
 	if err != nil {
 		return nil, err
@@ -246,8 +269,7 @@ func (s *Store) gcNamespace(ctx context.Context, dir string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	ns, _ := url.PathUnescape(filepath.Base(dir))
-	var removed []string
+	var names []string
 	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {
 		g, perr := parseGen(e.Name())
@@ -255,12 +277,34 @@ func (s *Store) gcNamespace(ctx context.Context, dir string) ([]string, error) {
 		if !stale {
 			continue
 		}
-		if err := s.cloner.remove(filepath.Join(dir, e.Name())); err != nil {
-			return removed, err
+		aside := fmt.Sprintf("%s%s-%d", trashPrefix, e.Name(), time.Now().UnixNano())
+		if err := os.Rename(filepath.Join(dir, e.Name()), filepath.Join(dir, aside)); err != nil {
+			return names, err
 		}
-		removed = append(removed, fmt.Sprintf("%s %s", ns, e.Name()))
+		names = append(names, e.Name())
 	}
-	return removed, nil
+	return names, nil
+}
+
+// emptyTrash deletes what was set aside (another process may be deleting
+// it too).
+func (s *Store) emptyTrash(ctx context.Context, dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), trashPrefix) {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := s.cloner.remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
 }
 
 // Evict removes the least recently used namespaces' states while the

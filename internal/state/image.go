@@ -3,11 +3,13 @@ package state
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -193,7 +195,14 @@ func (s *Store) Unmount() error {
 	if !strings.HasSuffix(s.root, ".mnt") || !mounted(s.root) {
 		return nil
 	}
-	if err := unix.Unmount(s.root, 0); err != nil {
+	// A runner's mounts inside the store, detached lazily when it was
+	// destroyed, may hold it busy for a moment after the build.
+	err := unix.Unmount(s.root, 0)
+	for try := 0; errors.Is(err, unix.EBUSY) && try < 40; try++ {
+		time.Sleep(50 * time.Millisecond)
+		err = unix.Unmount(s.root, 0)
+	}
+	if err != nil {
 		return fmt.Errorf("state store: unmount %s: %w", quote(s.root), err)
 	}
 	_ = os.Remove(s.root)

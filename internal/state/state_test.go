@@ -244,12 +244,26 @@ func TestTidyDoesWhatACommitLeaves(t *testing.T) {
 	} else if err := c.Discard(); err != nil {
 		t.Fatal(err)
 	}
+	// A Tidy stopped (the build it ran beside ended) sets the superseded
+	// generation aside and leaves its deletion to the next one.
+	stopped, stop := context.WithCancel(ctx)
+	stop()
+	if _, err := s.Tidy(stopped, "ci/app"); err == nil {
+		t.Fatal("a stopped Tidy did all its work")
+	}
+	nsDir := filepath.Join(s.Root(), "ns", "ci%2Fapp")
+	if trash, _ := filepath.Glob(filepath.Join(nsDir, ".trash-gen-000001-*")); len(trash) != 1 || len(generationsOnDisk(t, s, "ci/app")) != 1 {
+		t.Fatalf("after a stopped Tidy: set aside %v, generations %v", trash, generationsOnDisk(t, s, "ci/app"))
+	}
 	n, err := s.Tidy(ctx, "ci/app")
 	if err != nil || n < 1<<20+3000*4096 {
 		t.Fatalf("Tidy measured %d, %v", n, err)
 	}
 	if gens := generationsOnDisk(t, s, "ci/app"); len(gens) != 1 || gens[0] != "gen-000002" {
 		t.Fatalf("after Tidy: %v", gens)
+	}
+	if trash, _ := filepath.Glob(filepath.Join(nsDir, ".trash-*")); len(trash) != 0 {
+		t.Fatalf("Tidy left %v", trash)
 	}
 	if again, err := s.Tidy(ctx, "ci/app"); err != nil || again != n {
 		t.Fatalf("Tidy again: %d, %v (want the kept %d)", again, err, n)

@@ -12,7 +12,8 @@ import (
 
 // Tidy does what commits of ns left for later: it removes the generations
 // a newer one superseded and measures the current generation's size, once
-// per generation. A build runs it beside its solve, off its critical path.
+// per generation. A build runs it beside its solve, off its critical path,
+// and stops it (ctx) when it is done: what is left is done the next time.
 // It returns that size (0: ns has no committed state).
 func (s *Store) Tidy(ctx context.Context, ns string) (int64, error) {
 	if err := ValidNamespace(ns); err != nil {
@@ -33,27 +34,42 @@ func (s *Store) Tidy(ctx context.Context, ns string) (int64, error) {
 }
 
 // measure is the current generation's size and number, measured when meta
-// holds no size for it, and then kept there. The shared lock keeps the
-// generation from being removed while it is walked.
+// holds no size for it, and then kept there. The walk holds no lock (a
+// commit would wait for it): a generation superseded and set aside
+// meanwhile is measured no more, its successor is.
 func (s *Store) measure(ctx context.Context, dir string) (int64, int, error) {
+	for try := 1; ; try++ {
+		gen, err := current(dir)
+		if err != nil || gen == 0 {
+			return 0, gen, err
+		}
+		if m, _ := readMeta(dir); m.BytesGen == gen {
+			return m.Bytes, gen, nil
+		}
+		n, err := diskUsage(ctx, genDir(dir, gen))
+		if cur, _ := current(dir); cur != gen && ctx.Err() == nil && try < 3 {
+			continue
+		}
+		if err != nil {
+			return 0, gen, err
+		}
+		return n, gen, s.keepSize(ctx, dir, gen, n)
+	}
+}
+
+// keepSize records n as generation gen's size, unless gen is no longer
+// current.
+func (s *Store) keepSize(ctx context.Context, dir string, gen int, n int64) error {
 	unlock, err := lock(ctx, dir, unix.LOCK_SH)
 	if err != nil {
-		return 0, 0, err
+		return err
 	}
 	defer unlock()
-	gen, err := current(dir)
-	if err != nil || gen == 0 {
-		return 0, gen, err
-	}
-	if m, _ := readMeta(dir); m.BytesGen == gen {
-		return m.Bytes, gen, nil
-	}
-	n, err := diskUsage(genDir(dir, gen))
-	if err != nil {
-		return 0, gen, err
+	if cur, err := current(dir); err != nil || cur != gen {
+		return err
 	}
 	// Read again: a clone may have recorded its use meanwhile.
 	m, _ := readMeta(dir)
 	m.Bytes, m.BytesGen = n, gen
-	return n, gen, writeMeta(dir, m)
+	return writeMeta(dir, m)
 }
