@@ -134,7 +134,7 @@ func (s *Store) List(ctx context.Context) ([]Info, error) {
 		if !e.IsDir() {
 			continue // not the store's: never followed
 		}
-		bytes, gen, err := s.measure(ctx, dir)
+		m, gen, err := s.measure(ctx, dir)
 		if err != nil {
 			return nil, err
 		}
@@ -142,8 +142,7 @@ func (s *Store) List(ctx context.Context) ([]Info, error) {
 			continue
 		}
 		ns, _ := url.PathUnescape(e.Name())
-		m, _ := readMeta(dir)
-		out = append(out, Info{Namespace: ns, Generation: gen, Bytes: bytes, LastUsed: m.LastUsed, Committed: m.Committed, LastWriter: m.LastWriter})
+		out = append(out, Info{Namespace: ns, Generation: gen, Bytes: m.Bytes, LastUsed: m.LastUsed, Committed: m.Committed, LastWriter: m.LastWriter})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].LastUsed.After(out[j].LastUsed) })
 	return out, nil
@@ -151,14 +150,8 @@ func (s *Store) List(ctx context.Context) ([]Info, error) {
 
 // Remove deletes a namespace's state (every generation).
 func (s *Store) Remove(ctx context.Context, ns string) error {
-	if err := ValidNamespace(ns); err != nil {
-		return err
-	}
-	dir := filepath.Join(s.root, "ns", url.PathEscape(ns))
-	if _, err := os.Lstat(dir); err != nil {
-		return &NoNamespaceError{Namespace: ns}
-	}
-	if err := ownDir(dir); err != nil {
+	dir, err := s.existingNSDir(ns)
+	if err != nil {
 		return err
 	}
 	unlock, err := lock(ctx, dir, unix.LOCK_EX)
@@ -174,6 +167,19 @@ func (s *Store) Remove(ctx context.Context, ns string) error {
 		return err
 	}
 	return os.RemoveAll(dir)
+}
+
+// existingNSDir is ns's directory, which must exist (NoNamespaceError) and
+// be the store's own; unlike nsDir it never makes one.
+func (s *Store) existingNSDir(ns string) (string, error) {
+	if err := ValidNamespace(ns); err != nil {
+		return "", err
+	}
+	dir := filepath.Join(s.root, "ns", url.PathEscape(ns))
+	if _, err := os.Lstat(dir); err != nil {
+		return "", &NoNamespaceError{Namespace: ns}
+	}
+	return dir, ownDir(dir)
 }
 
 // NoNamespaceError is a namespace the store holds no state for.
