@@ -77,6 +77,16 @@ func (e *env) request(ctxDir string) pipeline.Request {
 	}
 }
 
+// pushImage builds dockerfile on the env's pipeline and pushes it as ref.
+func (e *env) pushImage(t *testing.T, ref, dockerfile string) {
+	t.Helper()
+	push := e.request(project(t, dockerfile, map[string]string{}))
+	push.Build.Tags, push.Build.Push = []string{ref}, true
+	if _, err := e.p.Run(context.Background(), push); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func attemptsOf(r pipeline.Result) string {
 	var s []string
 	for _, a := range r.Attempts {

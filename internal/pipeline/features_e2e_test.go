@@ -47,11 +47,7 @@ func TestDockerImageContextFromInsecureRegistry(t *testing.T) {
 	reg := newRegistry(t)
 	e := newEnv(t, nil, reg.Host)
 	baseRef := reg.Host + "/lamina/busybox:test"
-	push := e.request(project(t, "FROM base\n", map[string]string{}))
-	push.Build.Tags, push.Build.Push = []string{baseRef}, true
-	if _, err := e.p.Run(context.Background(), push); err != nil {
-		t.Fatal(err)
-	}
+	e.pushImage(t, baseRef, "FROM base\n")
 	req := e.request(project(t, "FROM base\nRUN echo pulled > /pulled\n", map[string]string{}))
 	req.Build.NamedContexts = []buildkit.NamedContext{{Name: "base", DockerImage: baseRef}}
 	if _, err := e.p.Run(context.Background(), req); err != nil {

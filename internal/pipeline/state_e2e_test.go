@@ -245,11 +245,7 @@ func TestUnchangedFromRegistryCommitsNothing(t *testing.T) {
 	reg := testenv.StartRegistry(t)
 	e := newEnv(t, nil, reg.Host)
 	img := reg.Host + "/e2e/tools:1"
-	push := e.request(project(t, "FROM base\nRUN echo tool > /tool\n", map[string]string{}))
-	push.Build.Tags, push.Build.Push = []string{img}, true
-	if _, err := e.p.Run(context.Background(), push); err != nil {
-		t.Fatal(err)
-	}
+	e.pushImage(t, img, "FROM base\nRUN echo tool > /tool\n")
 	st := testenv.StateStore(t, "btrfs", state.Options{})
 	p, err := pipeline.New(pipeline.Config{Provider: e.prov, State: st})
 	if err != nil {
