@@ -7,16 +7,17 @@
 if [ "$RUST_APP_PHASE" = warm-go ]; then
   lian-build build "${common[@]}" --build-arg "BASE=$reg/lamina/debian:bookworm" -t "$reg/lamina/go:bookworm" --push -q \
     bench/go-app/toolchain 2>"$work/go-toolchain.log" >/dev/null
-  workload=$PWD/bench/go-app ws=go-app df=Dockerfile deps_label="go.mod changed" deps_target="—"
+  workload=$PWD/bench/go-app workspace=go-app df=Dockerfile deps_label="go.mod changed" deps_target="—"
   args=(--build-arg "BASE=$reg/lamina/debian:bookworm" --build-arg "TOOLCHAIN=$reg/lamina/go:bookworm")
   bk_args=(--opt "build-arg:BASE=$reg/lamina/debian:bookworm" --opt "build-arg:TOOLCHAIN=$reg/lamina/go:bookworm")
-  touch_src() { printf '\nfunc benchTouch() {}\n' >> "$app/internal/api/api.go"; }
+  touch_src() { printf '\nfunc benchTouch%s() {}\n' "$(date +%s%N)" >> "$app/internal/api/api.go"; }
   touch_deps() { printf '\n// changed\n' >> "$app/go.mod"; }
 else
-  ws=rust-app df=Dockerfile.warm deps_label="Cargo.toml changed" deps_target="≤30 s"
-  touch_src() { echo 'fn _bench_touch() {}' >> "$app/src/main.rs"; }
+  workspace=rust-app df=Dockerfile.warm deps_label="Cargo.toml changed" deps_target="≤30 s"
+  touch_src() { echo "fn _bench_touch_$(date +%s%N)() {}" >> "$app/src/main.rs"; }
   touch_deps() { printf '\n[package.metadata.bench]\nchanged = true\n' >> "$app/Cargo.toml"; }
 fi
+src_rounds=${WARM_SRC_ROUNDS:-0}
 warm_store=$work/warm-state.img
 rm -f "$warm_store"; umount "$warm_store.mnt" 2>/dev/null || true
 trap 'kill $regpid 2>/dev/null || true; umount "$warm_store.mnt" 2>/dev/null; rm -f "$warm_store"; umount "$statebase" 2>/dev/null && rm -f "$work/state.img"' EXIT
@@ -25,7 +26,7 @@ lianw() { # $1 = warm|registry, $2 = cache prefix
   # Warm state alone: no registry cache to export, as the persistent builder exports none.
   local t0 extra=(--registry "$reg/$2"); t0=$(now)
   [ "$1" = warm ] && extra=(--state-store "$warm_store" --state-store-size 40GiB)
-  lian-build build "${common[@]}" "${args[@]}" -f "$app/$df" --workspace "$ws" \
+  lian-build build "${common[@]}" "${args[@]}" -f "$app/$df" --workspace "$workspace" \
     --actor ci --runner-type cax21 "${extra[@]}" --report-json "$work/last.json" "$app" 2>>"$work/lian.log" >/dev/null
   local t; t=$(elapsed "$t0" "$(now)")
   [ "$1" = warm ] && python3 -c "import json; s=json.load(open('$work/last.json')).get('state') or {}; print('clone', s.get('clone_ms',0), 'ms, commit', s.get('commit_ms',0), 'ms, state in', round(s.get('bytes_in',0)/2**30, 2), 'GiB')" >> "$work/state_ms.txt"
@@ -54,19 +55,37 @@ scenario() { # $1 = runner function and args…; runs cold, src, cargo, none on 
 
 rm -f "$work/state_ms.txt"
 echo "persistent buildkitd (reference)…"
-kept_start; read -r kc ks kg kn <<<"$(scenario keptb)"; kill "$keptpid"; wait "$keptpid" 2>/dev/null || true; rm -rf "$kept"
+kept_start; read -r kc ks kg kn <<<"$(scenario keptb)"
+kept_stop() { kill "$keptpid"; wait "$keptpid" 2>/dev/null || true; rm -rf "$kept"; }
+[ "$src_rounds" -gt 0 ] || kept_stop
 echo "lian-build, registry cache only…"
 read -r rc rs rg rn <<<"$(scenario lianw registry reg-only)"
 echo "lian-build, warm state…"
 read -r wc ws wg wn <<<"$(scenario lianw warm warm)"
 
+if [ "$src_rounds" -gt 0 ]; then
+  # One src change more per round, built by both on the same tree, the persistent one first.
+  echo "src changed, $src_rounds interleaved rounds…"
+  : > "$work/src_rounds.txt"
+  for _ in $(seq "$src_rounds"); do
+    touch_src; k=$(keptb); w=$(lianw warm warm); echo "$k $w" >> "$work/src_rounds.txt"
+  done
+  kept_stop
+fi
+
 echo
 printf '%-22s %12s %14s %14s %10s %10s\n' scenario persistent registry-only warm-state warm/pers target
-row() { printf '%-22s %11ss %13ss %13ss %10s %10s\n' "$1" "$2" "$3" "$4" "$(python3 -c "print(f'{$4/$2:.2f}')")" "$5"; }
+row() { printf '%-22s %11ss %14s %13ss %10s %10s\n' "$1" "$2" "${3/%[0-9]/&s}" "$4" "$(python3 -c "print(f'{$4/$2:.2f}')")" "$5"; }
 row "cold" "$kc" "$rc" "$wc" "—"
 row "src/ changed" "$ks" "$rs" "$ws" "≤1.2×"
 row "$deps_label" "$kg" "$rg" "$wg" "$deps_target"
 row "nothing changed" "$kn" "$rn" "$wn" "≤0.5 s"
+if [ "$src_rounds" -gt 0 ]; then
+  median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+  mk=$(awk '{print $1}' "$work/src_rounds.txt" | median); mw=$(awk '{print $2}' "$work/src_rounds.txt" | median)
+  row "src/ changed, median of $src_rounds" "$mk" "—" "$mw" "≤1.2×"
+  echo "  rounds (persistent warm): $(tr '\n' ';' < "$work/src_rounds.txt")"
+fi
 echo
 echo "warm-state clone and commit per build (cold, src, deps, none):"; cat "$work/state_ms.txt"
 lian-build state ls --state-store "$warm_store"

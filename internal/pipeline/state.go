@@ -122,7 +122,7 @@ func (p *Pipeline) cloneState(ctx context.Context, req Request, id string) (*sta
 		actor = cache.Actor{Kind: cache.ActorCI}
 	}
 	read, write := cache.StateNamespaces(actor, req.Workspace, req.Cache.Disposition)
-	c, err := p.cfg.State.Clone(ctx, id, read)
+	c, err := p.cfg.State.Clone(ctx, id, state.CloneOptions{Read: read, Write: write})
 	if err != nil {
 		return nil, err
 	}
@@ -138,7 +138,8 @@ func (p *Pipeline) cloneState(ctx context.Context, req Request, id string) (*sta
 // runs, buildkitd is stopped, and the clone committed; otherwise buildkitd
 // is stopped and the clone discarded. A build whose every step came from
 // the cache ran nothing and changed no cache mount: its namespace keeps the
-// generation it has, at no cost. It destroys the runner either way.
+// generation it has, at no cost (state.Clone.Keep). It destroys the runner
+// either way.
 func (sc *stateClone) settle(ctx context.Context, p *Pipeline, log *slog.Logger, r compute.Runner, ok, unchanged bool, writer string) *StateReport {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.DestroyTimeout)
 	defer cancel()
@@ -157,14 +158,19 @@ func (sc *stateClone) settle(ctx context.Context, p *Pipeline, log *slog.Logger,
 			}
 		}
 	}
-	if err := r.Destroy(ctx); err != nil {
+	stopped := r.Destroy(ctx) == nil
+	if !stopped {
 		commit, rep.Note = false, "buildkitd did not stop cleanly"
 	}
 	if !commit {
 		if !ok && rep.Note == "" {
 			rep.Note = "the build did not succeed"
 		}
-		if err := sc.clone.Discard(); err != nil {
+		end := sc.clone.Discard
+		if ok && unchanged && stopped {
+			end = func() error { return sc.clone.Keep(ctx) }
+		}
+		if err := end(); err != nil {
 			log.Error("discarding the state clone failed; `lian-build state gc` will", "err", err)
 		}
 		return rep

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -84,6 +85,18 @@ func stateBytes(t *testing.T, st *state.Store, ns string) string {
 		t.Fatal(err)
 	}
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// inodeOf identifies a file of ns's committed generation: its device (a
+// btrfs subvolume has its own; a snapshot keeps inode numbers) and inode.
+func inodeOf(t *testing.T, st *state.Store, ns, file string) [2]uint64 {
+	t.Helper()
+	fi, err := os.Stat(filepath.Join(st.Root(), "ns", strings.ReplaceAll(ns, "/", "%2F"), "current", file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sys := fi.Sys().(*syscall.Stat_t)
+	return [2]uint64{sys.Dev, sys.Ino}
 }
 
 func generation(t *testing.T, st *state.Store, ns string) int {
@@ -256,9 +269,14 @@ func TestUnchangedFromRegistryCommitsNothing(t *testing.T) {
 	if err != nil || !res.State.Committed || res.StepsCached != 0 {
 		t.Fatalf("first build (pulls the image): state %+v, %d/%d cached, %v", res.State, res.StepsCached, res.StepsTotal, err)
 	}
+	tree := inodeOf(t, st, "ci/e2e", "cache.db")
 	res, err = p.Run(context.Background(), e.request(dir))
 	if err != nil || res.State.Committed || !strings.Contains(res.State.Note, "nothing to commit") || generation(t, st, "ci/e2e") != 1 {
 		t.Fatalf("the same build again: state %+v, %v", res.State, err)
+	}
+	// The build took gen 1's tree (state.Clone.Took) and gave it back.
+	if got := inodeOf(t, st, "ci/e2e", "cache.db"); got != tree {
+		t.Errorf("gen 1 is a copy now (cache.db device and inode %v, was %v): the build's tree was discarded, not given back", got, tree)
 	}
 	if res.StepsTotal != 3 || res.StepsCached != 2 {
 		t.Errorf("steps %d/%d cached; want the FROM (one vertex for both) done, not cached", res.StepsCached, res.StepsTotal)

@@ -75,7 +75,7 @@ func write(t *testing.T, path, content string) {
 
 func clone(t *testing.T, s *state.Store, id string, read ...string) *state.Clone {
 	t.Helper()
-	c, err := s.Clone(ctx, id, read)
+	c, err := s.Clone(ctx, id, state.CloneOptions{Read: read})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,6 +159,81 @@ func TestCloneCommitDiscard(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A build that commits back to the namespace it reads takes the
+// generation's own tree (its files are the ones the last build ran on, so
+// their pages are in memory); the generation keeps an identical copy. A
+// session that reads ci/ takes nothing. Keep gives an all-cached build's
+// tree back while its generation is current; otherwise it discards it.
+func TestCloneTakesTheTreeOfWhereItCommits(t *testing.T) {
+	for _, fsType := range []string{"btrfs", "xfs"} {
+		t.Run(fsType, func(t *testing.T) {
+			s := testenv.StateStore(t, fsType, state.Options{})
+			seed := clone(t, s, "seed", "ci/app")
+			write(t, filepath.Join(seed.Dir, "cache/aa"), "compiled")
+			commit(t, seed, "ci/app")
+			gen := committedDir(s, "ci/app")
+			tree, hash := inode(t, filepath.Join(gen, "cache/aa")), treeHash(t, gen)
+
+			sess, err := s.Clone(ctx, "sess", state.CloneOptions{Read: []string{"dev/jpl-app", "ci/app"}, Write: "dev/jpl-app"})
+			if err != nil || sess.Took || inode(t, filepath.Join(gen, "cache/aa")) != tree {
+				t.Fatalf("a session's clone of ci/app took its tree: %+v, %v", sess, err)
+			}
+			c, err := s.Clone(ctx, "ci", state.CloneOptions{Read: []string{"ci/app"}, Write: "ci/app"})
+			if err != nil || !c.Took || inode(t, filepath.Join(c.Dir, "cache/aa")) != tree {
+				t.Fatalf("a CI clone did not take the tree: %+v, %v", c, err)
+			}
+			if inode(t, filepath.Join(gen, "cache/aa")) == tree || treeHash(t, gen) != hash {
+				t.Fatal("the generation does not hold an identical copy")
+			}
+			write(t, filepath.Join(c.Dir, "history"), "an all-cached build")
+			if err := c.Keep(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if inode(t, filepath.Join(gen, "cache/aa")) != tree || committedDir(s, "ci/app") != gen {
+				t.Fatal("Keep did not give the tree back to the same generation")
+			}
+
+			// Superseded meanwhile: the taken tree is discarded, the new generation stays.
+			c = clone2(t, s, "ci-2", "ci/app")
+			other := clone2(t, s, "ci-3", "ci/app")
+			write(t, filepath.Join(other.Dir, "cache/bb"), "newer")
+			commit(t, other, "ci/app")
+			newer := treeHash(t, committedDir(s, "ci/app"))
+			if err := c.Keep(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if treeHash(t, committedDir(s, "ci/app")) != newer {
+				t.Fatal("Keep of a superseded clone changed the current generation")
+			}
+			if err := sess.Discard(); err != nil {
+				t.Fatal(err)
+			}
+			if left, _ := os.ReadDir(filepath.Join(s.Root(), "work")); len(left) != 0 {
+				t.Fatalf("left in work/: %v", left)
+			}
+		})
+	}
+}
+
+// clone2 clones ns for a build that commits back to it.
+func clone2(t *testing.T, s *state.Store, id, ns string) *state.Clone {
+	t.Helper()
+	c, err := s.Clone(ctx, id, state.CloneOptions{Read: []string{ns}, Write: ns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func inode(t *testing.T, path string) uint64 {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Ino<<20 ^ st.Dev
 }
 
 // A directory on a filesystem that cannot clone (this machine's ext4) is
@@ -340,7 +415,7 @@ func commitLoop(root string) {
 		panic(err)
 	}
 	for i := 0; ; i++ {
-		c, err := s.Clone(ctx, fmt.Sprintf("loop-%d-%d", os.Getpid(), i), []string{"ci/app"})
+		c, err := s.Clone(ctx, fmt.Sprintf("loop-%d-%d", os.Getpid(), i), state.CloneOptions{Read: []string{"ci/app"}, Write: "ci/app"})
 		if err != nil {
 			panic(err)
 		}
@@ -363,7 +438,7 @@ func TestConcurrentClonesInOneProcess(t *testing.T) {
 	errs := make(chan error, 16)
 	for i := range 16 {
 		go func() {
-			c, err := s.Clone(ctx, fmt.Sprintf("c%d", i), []string{"ci/app"})
+			c, err := s.Clone(ctx, fmt.Sprintf("c%d", i), state.CloneOptions{Read: []string{"ci/app"}, Write: "ci/app"})
 			if err == nil {
 				err = c.Discard()
 			}
@@ -401,7 +476,7 @@ func TestHostileNamespacesStayInsideTheStore(t *testing.T) {
 		if err != nil && strings.ContainsAny(err.Error(), "\x1b\x00") {
 			t.Errorf("Remove(%q) echoes control characters: %q", ns, err)
 		}
-		if _, err := s.Clone(ctx, "c-"+fmt.Sprint(len(ns)), []string{ns}); err == nil {
+		if _, err := s.Clone(ctx, "c-"+fmt.Sprint(len(ns)), state.CloneOptions{Read: []string{ns}}); err == nil {
 			t.Errorf("Clone reading %q was accepted", ns)
 		}
 	}
