@@ -88,15 +88,11 @@ func (s *Store) Clone(ctx context.Context, id string, opts CloneOptions) (*Clone
 // mounts: 0.1–0.2 s of a sub-second build). The lock is exclusive when
 // taking, so that no other clone copies the tree while it changes hands.
 func (c *Clone) cloneFrom(ctx context.Context, ns string, take bool) (bool, error) {
-	dir, err := c.s.nsDir(ns)
-	if err != nil {
-		return false, err
-	}
 	how := unix.LOCK_SH
 	if take {
 		how = unix.LOCK_EX
 	}
-	unlock, err := lock(ctx, dir, how)
+	dir, unlock, err := c.s.lockNS(ctx, ns, how)
 	if err != nil {
 		return false, err
 	}
@@ -127,7 +123,7 @@ func (c *Clone) cloneFrom(ctx context.Context, ns string, take bool) (bool, erro
 // any point leaves the generation complete. A filesystem that cannot swap
 // (EINVAL) leaves the copy to the build.
 func (c *Clone) take(gen string) error {
-	err := unix.Renameat2(unix.AT_FDCWD, c.Dir, unix.AT_FDCWD, gen, unix.RENAME_EXCHANGE)
+	err := exchange(c.Dir, gen)
 	if errors.Is(err, unix.EINVAL) {
 		return nil
 	}
@@ -136,6 +132,11 @@ func (c *Clone) take(gen string) error {
 	}
 	c.Took = true
 	return nil
+}
+
+// exchange swaps two paths in one step.
+func exchange(a, b string) error {
+	return unix.Renameat2(unix.AT_FDCWD, a, unix.AT_FDCWD, b, unix.RENAME_EXCHANGE)
 }
 
 // Commit makes the clone ns's next generation, atomically: the generation
@@ -149,11 +150,7 @@ func (c *Clone) Commit(ctx context.Context, ns, writer string) (int, error) {
 	if c.done {
 		return 0, errors.New("state store: clone already committed or discarded")
 	}
-	dir, err := c.s.nsDir(ns)
-	if err != nil {
-		return 0, err
-	}
-	unlock, err := lock(ctx, dir, unix.LOCK_EX)
+	dir, unlock, err := c.s.lockNS(ctx, ns, unix.LOCK_EX)
 	if err != nil {
 		return 0, err
 	}
@@ -193,11 +190,7 @@ func (c *Clone) Keep(ctx context.Context) error {
 }
 
 func (c *Clone) giveBack(ctx context.Context) error {
-	dir, err := c.s.nsDir(c.From)
-	if err != nil {
-		return err
-	}
-	unlock, err := lock(ctx, dir, unix.LOCK_EX)
+	dir, unlock, err := c.s.lockNS(ctx, c.From, unix.LOCK_EX)
 	if err != nil {
 		return err
 	}
@@ -205,7 +198,7 @@ func (c *Clone) giveBack(ctx context.Context) error {
 	if gen, err := current(dir); err != nil || gen != c.Generation {
 		return err // superseded meanwhile: the tree is not needed
 	}
-	if err := unix.Renameat2(unix.AT_FDCWD, c.Dir, unix.AT_FDCWD, genDir(dir, c.Generation), unix.RENAME_EXCHANGE); err != nil {
+	if err := exchange(c.Dir, genDir(dir, c.Generation)); err != nil {
 		return fmt.Errorf("state store: give %s gen %d its tree back: %w", c.From, c.Generation, err)
 	}
 	return nil
@@ -235,6 +228,16 @@ func (s *Store) nsDir(ns string) (string, error) {
 		return "", err
 	}
 	return dir, ownDir(dir)
+}
+
+// lockNS is ns's directory (created on first use), locked (flock how).
+func (s *Store) lockNS(ctx context.Context, ns string, how int) (string, func(), error) {
+	dir, err := s.nsDir(ns)
+	if err != nil {
+		return "", nil, err
+	}
+	unlock, err := lock(ctx, dir, how)
+	return dir, unlock, err
 }
 
 // nsRE is a cache namespace: ci/NAME or dev/NAME, NAME by the registry's
