@@ -22,6 +22,10 @@ type StateReport struct {
 	Namespace    string `json:"namespace,omitempty"`
 	GenerationIn int    `json:"generation_in"`
 	BytesIn      int64  `json:"bytes_in,omitempty"`
+	// BytesGeneration is the earlier generation BytesIn was measured on
+	// (0: GenerationIn itself). The store measures once every few
+	// generations (state.Store.Tidy).
+	BytesGeneration int `json:"bytes_generation,omitempty"`
 	// Target is the namespace the build may commit to ("": none, as for
 	// ci_aux and a discarding session).
 	Target        string `json:"target,omitempty"`
@@ -41,7 +45,11 @@ func (s *StateReport) Line() string {
 	from := "no state yet (registry cache only)"
 	if s.Namespace != "" {
 		from = fmt.Sprintf("state %s gen %d", s.Namespace, s.GenerationIn)
-		if s.BytesIn > 0 { // 0: not measured yet (Store.Tidy)
+		switch {
+		case s.BytesIn == 0: // never measured yet (Store.Tidy)
+		case s.BytesGeneration != 0:
+			from += " (≈" + humanBytes(s.BytesIn) + ")"
+		default:
 			from += " (" + humanBytes(s.BytesIn) + ")"
 		}
 	}
@@ -69,9 +77,9 @@ type stateClone struct {
 	clone  *state.Clone
 	report StateReport
 	// stopTidy ends tidy (it gives up what is left) and waits for it;
-	// bytesIn is the size it measured of the generation cloned.
+	// size is the size it found of the namespace cloned.
 	stopTidy func()
-	bytesIn  int64
+	size     state.Size
 }
 
 // tidy runs Store.Tidy beside the build for the namespace the clone came
@@ -89,26 +97,27 @@ func (sc *stateClone) tidy(ctx context.Context, st *state.Store, log *slog.Logge
 			if ns == "" || (i == 1 && ns == from) {
 				continue
 			}
-			n, err := st.Tidy(ctx, ns)
+			size, err := st.Tidy(ctx, ns)
 			if err != nil && ctx.Err() == nil {
 				log.Warn("tidying the state store failed; `lian-build state gc` will", "namespace", ns, "err", err)
 			}
 			if ns == from {
-				sc.bytesIn = n
+				sc.size = size
 			}
 		}
 	}()
 }
 
-// endTidy stops tidy; the report takes the size it measured, if it did.
+// endTidy stops tidy; the report takes the size it measured of the
+// generation cloned, if it did.
 func (sc *stateClone) endTidy() {
 	if sc.stopTidy == nil {
 		return
 	}
 	sc.stopTidy()
 	sc.stopTidy = nil
-	if sc.report.BytesIn == 0 {
-		sc.report.BytesIn = sc.bytesIn
+	if sc.size.Generation == sc.report.GenerationIn && sc.size.Bytes > 0 {
+		sc.report.BytesIn, sc.report.BytesGeneration = sc.size.Bytes, 0
 	}
 }
 
@@ -127,6 +136,9 @@ func (p *Pipeline) cloneState(ctx context.Context, req Request, id string) (*sta
 		return nil, err
 	}
 	rep := StateReport{Namespace: c.From, GenerationIn: c.Generation, BytesIn: c.Bytes, Target: write, CloneMS: c.CloneTime.Milliseconds()}
+	if c.BytesGen != c.Generation {
+		rep.BytesGeneration = c.BytesGen
+	}
 	if write == "" {
 		rep.Note = "this actor commits no state"
 	}

@@ -26,8 +26,10 @@ type Clone struct {
 	From string
 	// Generation is From's generation that was cloned (0: none).
 	Generation int
-	// Bytes is the size of that generation (0: not measured yet, see Tidy).
-	Bytes int64
+	// Bytes is the size last measured of From: of generation BytesGen,
+	// Generation or an earlier one (0: never measured; see Tidy).
+	Bytes    int64
+	BytesGen int
 	// CloneTime is how long the clone took.
 	CloneTime time.Duration
 	// Took: the clone is the generation's own tree, taken for a build that
@@ -112,8 +114,8 @@ func (c *Clone) cloneFrom(ctx context.Context, ns string, take bool) (bool, erro
 	}
 	m, _ := readMeta(dir)
 	c.From, c.Generation = ns, gen
-	if m.BytesGen == gen {
-		c.Bytes = m.Bytes
+	if m.BytesGen > 0 && m.BytesGen <= gen {
+		c.Bytes, c.BytesGen = m.Bytes, m.BytesGen
 	}
 	m.Namespace, m.LastUsed = ns, time.Now().UTC()
 	return true, writeMeta(dir, m)
@@ -168,8 +170,11 @@ func (c *Clone) Commit(ctx context.Context, ns, writer string) (int, error) {
 	if err := setCurrent(dir, gen); err != nil {
 		return 0, err
 	}
+	// The size last measured stays, of the generation it was measured on.
+	m, _ := readMeta(dir)
 	now := time.Now().UTC()
-	return gen, writeMeta(dir, meta{Namespace: ns, LastUsed: now, Committed: now, LastWriter: writer})
+	m.Namespace, m.LastUsed, m.Committed, m.LastWriter = ns, now, now, writer
+	return gen, writeMeta(dir, m)
 }
 
 // Keep ends a clone whose build changed nothing worth a generation (every

@@ -292,8 +292,9 @@ func generationsOnDisk(t *testing.T, s *state.Store, ns string) []string {
 }
 
 // A commit leaves the superseded generation and the new one's size for
-// later: Tidy removes the one and measures the other, once; List measures
-// what was not; the next clone knows the size.
+// later: Tidy removes the one, and measures the current generation once its
+// kept size is ten generations old; List measures what was not; the next
+// clone knows the size last measured, and of which generation.
 func TestTidyDoesWhatACommitLeaves(t *testing.T) {
 	s := testenv.StateStore(t, "btrfs", state.Options{})
 	c := clone(t, s, "b1", "ci/app")
@@ -314,8 +315,8 @@ func TestTidyDoesWhatACommitLeaves(t *testing.T) {
 	if gens := generationsOnDisk(t, s, "ci/app"); len(gens) != 2 {
 		t.Fatalf("after the second commit: %v, want gen 1 left for Tidy and gen 2", gens)
 	}
-	if c := clone(t, s, "b3", "ci/app"); c.Bytes != 0 || c.Generation != 2 {
-		t.Fatalf("gen 2 is not measured yet, its clone says %d bytes (gen %d)", c.Bytes, c.Generation)
+	if c := clone(t, s, "b3", "ci/app"); c.Bytes != infos[0].Bytes || c.BytesGen != 1 || c.Generation != 2 {
+		t.Fatalf("gen 2 is not measured yet, its clone says %d bytes of gen %d (gen %d)", c.Bytes, c.BytesGen, c.Generation)
 	} else if err := c.Discard(); err != nil {
 		t.Fatal(err)
 	}
@@ -330,9 +331,10 @@ func TestTidyDoesWhatACommitLeaves(t *testing.T) {
 	if trash, _ := filepath.Glob(filepath.Join(nsDir, ".trash-gen-000001-*")); len(trash) != 1 || len(generationsOnDisk(t, s, "ci/app")) != 1 {
 		t.Fatalf("after a stopped Tidy: set aside %v, generations %v", trash, generationsOnDisk(t, s, "ci/app"))
 	}
+	// Gen 1's size is one generation old: kept, not measured again.
 	n, err := s.Tidy(ctx, "ci/app")
-	if err != nil || n < 1<<20+3000*4096 {
-		t.Fatalf("Tidy measured %d, %v", n, err)
+	if err != nil || n != (state.Size{Bytes: infos[0].Bytes, Generation: 1}) {
+		t.Fatalf("Tidy of gen 2 gave %+v, %v; want gen 1's size kept", n, err)
 	}
 	if gens := generationsOnDisk(t, s, "ci/app"); len(gens) != 1 || gens[0] != "gen-000002" {
 		t.Fatalf("after Tidy: %v", gens)
@@ -340,11 +342,21 @@ func TestTidyDoesWhatACommitLeaves(t *testing.T) {
 	if trash, _ := filepath.Glob(filepath.Join(nsDir, ".trash-*")); len(trash) != 0 {
 		t.Fatalf("Tidy left %v", trash)
 	}
-	if again, err := s.Tidy(ctx, "ci/app"); err != nil || again != n {
-		t.Fatalf("Tidy again: %d, %v (want the kept %d)", again, err, n)
+	// Ten generations on, Tidy measures the current one.
+	for i := 3; i <= 11; i++ {
+		commit(t, clone2(t, s, fmt.Sprintf("b%d", i+1), "ci/app"), "ci/app")
 	}
-	if n, err := s.Tidy(ctx, "ci/never-committed"); err != nil || n != 0 {
-		t.Fatalf("Tidy of a namespace never committed: %d, %v", n, err)
+	if n, err = s.Tidy(ctx, "ci/app"); err != nil || n.Generation != 11 || n.Bytes < 1<<20+3000*4096 {
+		t.Fatalf("Tidy of gen 11 gave %+v, %v; want it measured", n, err)
+	}
+	if again, err := s.Tidy(ctx, "ci/app"); err != nil || again != n {
+		t.Fatalf("Tidy again: %+v, %v (want the kept %+v)", again, err, n)
+	}
+	if gens := generationsOnDisk(t, s, "ci/app"); len(gens) != 1 || gens[0] != "gen-000011" {
+		t.Fatalf("after Tidy: %v", gens)
+	}
+	if n, err := s.Tidy(ctx, "ci/never-committed"); err != nil || n != (state.Size{}) {
+		t.Fatalf("Tidy of a namespace never committed: %+v, %v", n, err)
 	}
 	if _, err := os.Lstat(filepath.Join(s.Root(), "ns", "ci%2Fnever-committed")); !os.IsNotExist(err) {
 		t.Fatalf("Tidy made a namespace: %v", err)

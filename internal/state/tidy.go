@@ -7,24 +7,49 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// Size is a namespace's size as last measured, and the generation it was
+// measured on (0: never measured).
+type Size struct {
+	Bytes      int64
+	Generation int
+}
+
+// remeasureEvery is how many generations old a namespace's measured size
+// may grow before Tidy measures it again. A measurement walks every file
+// of a generation that no build has read (the snapshot a build left when
+// it took the tree, Clone.Took): 0.2 s of CPU for a 1 GB Go state, which
+// a build on 2 cores pays in its own time even though it runs beside it.
+// `state ls` and eviction measure exactly, whenever the size is not the
+// current generation's.
+const remeasureEvery = 10
+
 // Tidy does what commits of ns left for later: it removes the generations
-// a newer one superseded and measures the current generation's size, once
-// per generation. A build runs it beside its solve, off its critical path,
-// and stops it (ctx) when it is done: what is left is done the next time.
-// It returns that size (0: ns has no committed state).
-func (s *Store) Tidy(ctx context.Context, ns string) (int64, error) {
+// a newer one superseded and, once every remeasureEvery generations,
+// measures the current one. A build runs it beside its solve, off its
+// critical path, and stops it (ctx) when it is done: what is left is done
+// the next time. It returns ns's size as last measured (zero: ns has no
+// committed state).
+func (s *Store) Tidy(ctx context.Context, ns string) (Size, error) {
 	dir, err := s.existingNSDir(ns)
 	var none *NoNamespaceError
 	if errors.As(err, &none) {
-		return 0, nil
+		return Size{}, nil
 	} else if err != nil {
-		return 0, err
+		return Size{}, err
 	}
 	if _, err := s.gcNamespace(ctx, dir); err != nil {
-		return 0, err
+		return Size{}, err
 	}
-	m, _, err := s.measure(ctx, dir)
-	return m.Bytes, err
+	m, _ := readMeta(dir)
+	gen, err := current(dir)
+	if err != nil || gen == 0 {
+		return Size{}, err
+	}
+	if m.BytesGen > 0 && gen-m.BytesGen < remeasureEvery {
+		return Size{m.Bytes, m.BytesGen}, nil
+	}
+	m, gen, err = s.measure(ctx, dir)
+	return Size{m.Bytes, gen}, err
 }
 
 // measure is ns's meta and current generation, its size measured when meta
