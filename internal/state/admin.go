@@ -134,7 +134,7 @@ func (s *Store) List(ctx context.Context) ([]Info, error) {
 		if !e.IsDir() {
 			continue // not the store's: never followed
 		}
-		m, gen, err := s.measure(ctx, dir)
+		m, gen, err := s.measure(ctx, dir, 1)
 		if err != nil {
 			return nil, err
 		}

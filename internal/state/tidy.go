@@ -40,30 +40,27 @@ func (s *Store) Tidy(ctx context.Context, ns string) (Size, error) {
 	if _, err := s.gcNamespace(ctx, dir); err != nil {
 		return Size{}, err
 	}
-	m, _ := readMeta(dir)
-	gen, err := current(dir)
+	m, gen, err := s.measure(ctx, dir, remeasureEvery)
 	if err != nil || gen == 0 {
 		return Size{}, err
 	}
-	if m.BytesGen > 0 && gen-m.BytesGen < remeasureEvery {
-		return Size{m.Bytes, m.BytesGen}, nil
-	}
-	m, gen, err = s.measure(ctx, dir)
-	return Size{m.Bytes, gen}, err
+	return Size{m.Bytes, m.BytesGen}, nil
 }
 
-// measure is ns's meta and current generation, its size measured when meta
-// holds none for that generation, and then kept there. The walk holds no
-// lock (a commit would wait for it): a generation superseded and set aside
-// meanwhile is measured no more, its successor is.
-func (s *Store) measure(ctx context.Context, dir string) (meta, int, error) {
+// measure is ns's meta and current generation. The size meta holds stands
+// when it is of a generation fewer than within older than the current one
+// (1: the current one only); otherwise the current generation is measured
+// and its size kept in meta. The walk holds no lock (a commit would wait
+// for it): a generation superseded and set aside meanwhile is measured no
+// more, its successor is.
+func (s *Store) measure(ctx context.Context, dir string, within int) (meta, int, error) {
 	for try := 1; ; try++ {
 		m, _ := readMeta(dir)
 		gen, err := current(dir)
 		if err != nil || gen == 0 {
 			return meta{}, gen, err
 		}
-		if m.BytesGen == gen {
+		if m.BytesGen > 0 && gen-m.BytesGen < within {
 			return m, gen, nil
 		}
 		n, err := diskUsage(ctx, genDir(dir, gen))
