@@ -1,5 +1,5 @@
 # Sourced by bench/rust-app.sh (RUST_APP_PHASE=warm, or warm-go for bench/go-app) after the lamina images are built:
-# $reg, $work, $app, $workload, $statebase, $common, $args, $bk_args, now, elapsed are set.
+# $reg, $work, $app, $workload, $statebase, $common, $args, $bk_args, now, elapsed, median are set.
 # Every lian-build build runs on a fresh runner; "warm" ones start on a clone of the
 # committed state of ci/<workload> in a btrfs image (--state-store), without a registry
 # cache; "registry" ones import and export the registry cache only. The reference is one
@@ -81,8 +81,7 @@ row "src/ changed" "$ks" "$rs" "$ws" "≤1.2×"
 row "$deps_label" "$kg" "$rg" "$wg" "$deps_target"
 row "nothing changed" "$kn" "$rn" "$wn" "≤0.5 s"
 if [ "$src_rounds" -gt 0 ]; then
-  median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-  mk=$(awk '{print $1}' "$work/src_rounds.txt" | median); mw=$(awk '{print $2}' "$work/src_rounds.txt" | median)
+  mk=$(median $(awk '{print $1}' "$work/src_rounds.txt")); mw=$(median $(awk '{print $2}' "$work/src_rounds.txt"))
   row "src/ changed, median of $src_rounds" "$mk" "—" "$mw" "≤1.2×"
   echo "  rounds (persistent warm): $(tr '\n' ';' < "$work/src_rounds.txt")"
 fi

@@ -113,6 +113,8 @@ TOML
   elapsed "$t0" "$(now)"
 }
 
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
 if [ "${RUST_APP_PHASE:-}" = warm ] || [ "${RUST_APP_PHASE:-}" = warm-go ]; then
   . bench/rust-app-warm.sh
   exit 0
@@ -132,7 +134,6 @@ for r in $(seq "$rounds"); do
   done
 done
 
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 echo
 printf '%-34s %10s %10s %8s %12s\n' scenario lian-build by-hand ratio reference
 for s in cold src none; do

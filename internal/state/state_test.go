@@ -196,8 +196,8 @@ func TestCloneTakesTheTreeOfWhereItCommits(t *testing.T) {
 			}
 
 			// Superseded meanwhile: the taken tree is discarded, the new generation stays.
-			c = clone2(t, s, "ci-2", "ci/app")
-			other := clone2(t, s, "ci-3", "ci/app")
+			c = cloneToCommit(t, s, "ci-2", "ci/app")
+			other := cloneToCommit(t, s, "ci-3", "ci/app")
 			write(t, filepath.Join(other.Dir, "cache/bb"), "newer")
 			commit(t, other, "ci/app")
 			newer := treeHash(t, committedDir(s, "ci/app"))
@@ -217,8 +217,8 @@ func TestCloneTakesTheTreeOfWhereItCommits(t *testing.T) {
 	}
 }
 
-// clone2 clones ns for a build that commits back to it.
-func clone2(t *testing.T, s *state.Store, id, ns string) *state.Clone {
+// cloneToCommit clones ns for a build that commits back to it.
+func cloneToCommit(t *testing.T, s *state.Store, id, ns string) *state.Clone {
 	t.Helper()
 	c, err := s.Clone(ctx, id, state.CloneOptions{Read: []string{ns}, Write: ns})
 	if err != nil {
@@ -344,7 +344,7 @@ func TestTidyDoesWhatACommitLeaves(t *testing.T) {
 	}
 	// Ten generations on, Tidy measures the current one.
 	for i := 3; i <= 11; i++ {
-		commit(t, clone2(t, s, fmt.Sprintf("b%d", i+1), "ci/app"), "ci/app")
+		commit(t, cloneToCommit(t, s, fmt.Sprintf("b%d", i+1), "ci/app"), "ci/app")
 	}
 	if n, err = s.Tidy(ctx, "ci/app"); err != nil || n.Generation != 11 || n.Bytes < 1<<20+3000*4096 {
 		t.Fatalf("Tidy of gen 11 gave %+v, %v; want it measured", n, err)
