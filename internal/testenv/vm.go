@@ -11,7 +11,7 @@ import (
 )
 
 // VMHosts are runner hosts that are real VMs (internal/testenv/vmhost),
-// their consoles in the test log; the guest image is built on first use
+// their consoles in the test log after the test's own messages; the guest image is built on first use
 // (~1–5 minutes, then cached in vmhost.CacheDir). At the end of the test no
 // VM, namespace or qemu process of this process may be left.
 func VMHosts(t testing.TB, forward ...int) *vmhost.Hosts {
@@ -36,7 +36,7 @@ func VMHosts(t testing.TB, forward ...int) *vmhost.Hosts {
 		for _, id := range h.IDs() {
 			_ = h.Stop(context.Background(), id)
 		}
-		log.close()
+		log.flush()
 		if left := vmhost.Leftovers(); len(left) > 0 {
 			t.Errorf("left after the test: %s", strings.Join(left, ", "))
 		}
@@ -45,26 +45,44 @@ func VMHosts(t testing.TB, forward ...int) *vmhost.Hosts {
 	return h
 }
 
-// testLog writes lines into the test's log until the test ends.
+// testLog keeps what the VMs print (the last keepLines lines) and writes it
+// into the test's log when the test ends, after the test's own messages,
+// which a failure's excerpt then shows first.
 type testLog struct {
-	mu   sync.Mutex
-	t    testing.TB
-	done bool
+	mu    sync.Mutex
+	t     testing.TB
+	lines []string
+	cut   int
+	done  bool
 }
+
+const keepLines = 3000
 
 func (l *testLog) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if !l.done {
-		l.t.Log(strings.TrimRight(string(p), "\n"))
+	if l.done {
+		return len(p), nil
+	}
+	l.lines = append(l.lines, strings.TrimRight(string(p), "\n"))
+	if len(l.lines) > 2*keepLines {
+		l.cut += len(l.lines) - keepLines
+		l.lines = append(l.lines[:0], l.lines[len(l.lines)-keepLines:]...)
 	}
 	return len(p), nil
 }
 
-func (l *testLog) close() {
+func (l *testLog) flush() {
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	l.done = true
-	l.mu.Unlock()
+	if l.cut > 0 {
+		l.t.Logf("(the VMs' first %d lines left out)", l.cut)
+	}
+	for _, line := range l.lines {
+		l.t.Log(line)
+	}
+	l.lines = nil
 }
 
 // RunnerDownloads serves this machine's buildkitd, buildctl and runc to
