@@ -21,14 +21,17 @@ src_rounds=${WARM_SRC_ROUNDS:-0}
 warm_store=$work/warm-state.img
 rm -f "$warm_store"; umount "$warm_store.mnt" 2>/dev/null || true
 trap 'kill $regpid 2>/dev/null || true; umount "$warm_store.mnt" 2>/dev/null; rm -f "$warm_store"; umount "$statebase" 2>/dev/null && rm -f "$work/state.img"' EXIT
+warm_flags=(--state-store "$warm_store" --state-store-size 40GiB)
+[ "${WARM_VIA:-}" = pool ] && . bench/rust-app-pool.sh
 
 lianw() { # $1 = warm|registry, $2 = cache prefix
   # Warm state alone: no registry cache to export, as the persistent builder exports none.
   local t0 extra=(--registry "$reg/$2"); t0=$(now)
-  [ "$1" = warm ] && extra=(--state-store "$warm_store" --state-store-size 40GiB)
+  [ "$1" = warm ] && extra=("${warm_flags[@]}")
   lian-build build "${common[@]}" "${args[@]}" -f "$app/$df" --workspace "$workspace" \
     --actor ci --runner-type cax21 "${extra[@]}" --report-json "$work/last.json" "$app" 2>>"$work/lian.log" >/dev/null
   local t; t=$(elapsed "$t0" "$(now)")
+  [ "$1" = warm ] && [ "${WARM_VIA:-}" = pool ] && pool_settle
   [ "$1" = warm ] && python3 -c "import json; s=json.load(open('$work/last.json')).get('state') or {}; print('clone', s.get('clone_ms',0), 'ms, commit', s.get('commit_ms',0), 'ms, state in', round(s.get('bytes_in',0)/2**30, 2), 'GiB')" >> "$work/state_ms.txt"
   echo "$t"
 }
@@ -87,4 +90,4 @@ if [ "$src_rounds" -gt 0 ]; then
 fi
 echo
 echo "warm-state clone and commit per build (cold, src, deps, none):"; cat "$work/state_ms.txt"
-lian-build state ls --state-store "$warm_store"
+[ "${WARM_VIA:-}" = pool ] || lian-build state ls --state-store "$warm_store"

@@ -11,6 +11,8 @@
 #        mount (Dockerfile.warm): cold · src/ changed · Cargo.toml changed · nothing changed
 #        RUST_APP_PHASE=warm-go bench/rust-app.sh   the same for the Go service of bench/go-app
 #        (lamina/go: Debian's golang-go; the go-build cache on a cache mount)
+#        WARM_VIA=pool with either: the warm builds go through a VM pool on runner hosts
+#        (bench/rust-app-pool.sh) instead of the local runner's --state-store
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-1}

@@ -156,6 +156,40 @@ var _ = time.Second
 // never opened: the next lease starts on the last complete generation, and
 // its commit replaces the leftovers.
 func TestInterruptedCommitLeavesTheLastGeneration(t *testing.T) {
+	// A kill between each of commit_tree's renames: gens/2 moved in
+	// (holding another cache mount), current.new written, current not yet
+	// moved; and a work tree of a lease that never finished.
+	w, vm, ns := afterAKill(t, `cp -a %[1]s/gens/1 %[1]s/gens/2 && grep -rl ci %[1]s/gens/2 | head -1 | xargs sed -i s/ci/XX/ || true
+echo 2 > %[1]s/current.new
+mkdir -p %[1]s/../../work-pl-dead && echo junk > %[1]s/../../work-pl-dead/junk`)
+	out, _ := w.hosts.Run(vm.ServerID, fmt.Sprintf("cat %[1]s/current; ls %[1]s/gens; ls %[1]s/../..", ns))
+	if got := strings.Fields(string(out)); len(got) != 4 || strings.Join(got[:3], " ") != "2 2 ns" || !strings.HasPrefix(got[3], "work-r-") {
+		t.Errorf("after the commit: %q, want current 2, only gens/2, and no work tree but the one the VM was made ready on", out)
+	}
+	w.drainAndCheck(t)
+}
+
+// A lease's buildkitd runs on its generation's own tree, and the
+// generation keeps a copy (runner.sh's take_tree). A kill between the
+// take's renames — the tree gone to a work tree, its complete copy not yet
+// renamed into place, a partial copy beside it — loses nothing: the copy
+// becomes the generation again, the next lease opens it, and its commit
+// leaves one generation.
+func TestInterruptedTakeLeavesTheGeneration(t *testing.T) {
+	w, vm, ns := afterAKill(t, `mv %[1]s/gens/1 %[1]s/gens/1.copy
+mkdir -p %[1]s/gens/1.copy.tmp && echo partial > %[1]s/gens/1.copy.tmp/junk`)
+	out, _ := w.hosts.Run(vm.ServerID, fmt.Sprintf("cat %[1]s/current; ls %[1]s/gens", ns))
+	if got := strings.Fields(string(out)); strings.Join(got, " ") != "2 2" {
+		t.Errorf("after the commit: %q, want current 2 and only gens/2", out)
+	}
+	w.drainAndCheck(t)
+}
+
+// afterAKill builds ci/app once (generation 1, a cache mount marked "ci"),
+// plants what a kill left on its VM's disk (plant, with %[1]s the
+// namespace's directory there), and builds ci/app again on that VM, which
+// must open generation 1 whole and commit 2.
+func afterAKill(t *testing.T, plant string) (*world, pool.VM, string) {
 	w := warmWorld(t)
 	df := "FROM base\nRUN --mount=type=cache,target=/c echo ci > /c/mark\n"
 	if _, err, progress := w.build(t, df, inWorkspace("app", ci)); err != nil {
@@ -163,17 +197,9 @@ func TestInterruptedCommitLeavesTheLastGeneration(t *testing.T) {
 	}
 	vm := w.only(t)
 	ns := filepath.Join(w.hosts.HostDir(vm.ServerID), "warm", "ns", "ci_app")
-	// A kill between each of commit_tree's renames: gens/2 moved in
-	// (holding another cache mount), current.new written, current not yet
-	// moved; and a work tree of a lease that never finished.
-	plant := fmt.Sprintf(`set -e
-cp -a %[1]s/gens/1 %[1]s/gens/2 && grep -rl ci %[1]s/gens/2 | head -1 | xargs sed -i s/ci/XX/ || true
-echo 2 > %[1]s/current.new
-mkdir -p %[1]s/../../work-pl-dead && echo junk > %[1]s/../../work-pl-dead/junk
-cat %[1]s/current`, ns)
-	out, err := w.hosts.Run(vm.ServerID, plant)
+	out, err := w.hosts.Run(vm.ServerID, fmt.Sprintf("set -e\n"+plant+"\ncat %[1]s/current", ns))
 	if err != nil || strings.TrimSpace(string(out)) != "1" {
-		t.Fatalf("planting a half commit: %v\n%s", err, out)
+		t.Fatalf("planting what a kill left: %v\n%s", err, out)
 	}
 	// The VM was made ready on ci/app's generation 1 before the kill: a
 	// lease of another namespace takes it first, so that ci/app's next
@@ -188,14 +214,10 @@ cat %[1]s/current`, ns)
 	}
 	res, err, progress := w.build(t, "FROM base\nRUN --mount=type=cache,target=/c test \"$(cat /c/mark)\" = ci\n", inWorkspace("app", ci))
 	if err != nil {
-		t.Fatalf("the lease after an interrupted commit: %v\n%s", err, progress)
+		t.Fatalf("the lease after what a kill left: %v\n%s", err, progress)
 	}
 	if st := res.State; st == nil || st.GenerationIn != 1 || st.GenerationOut != 2 {
 		t.Errorf("state %+v: want opened 1 (the complete one), committed 2", res.State)
 	}
-	out, _ = w.hosts.Run(vm.ServerID, fmt.Sprintf("cat %[1]s/current; ls %[1]s/gens; ls %[1]s/../..", ns))
-	if got := strings.Fields(string(out)); len(got) != 4 || strings.Join(got[:3], " ") != "2 2 ns" || !strings.HasPrefix(got[3], "work-r-") {
-		t.Errorf("after the commit: %q, want current 2, only gens/2, and no work tree but the one the VM was made ready on", out)
-	}
-	w.drainAndCheck(t)
+	return w, vm, ns
 }

@@ -251,15 +251,41 @@ unmount_under() {
 		while read -r m; do umount -l "$m" || die "cannot unmount $m"; done
 }
 
-# open_tree NSDIR WORK restarts buildkitd on WORK, a copy of NSDIR's
-# committed generation (empty without one).
+# take_tree GEN WORK makes WORK the committed generation GEN's own tree,
+# whose files the last build left in memory, and GEN a copy of it (the
+# build runs on warm pages, the generation keeps its snapshot: ADR 0007).
+# The copy is complete before either rename, so a kill at any point leaves
+# GEN whole or GEN.copy whole for recover_gens.
+take_tree() {
+	g=$1 work=$2
+	rm -rf "$g.copy" "$g.copy.tmp"
+	copy_tree "$g" "$g.copy.tmp"
+	sync -f "$g.copy.tmp"
+	mv "$g.copy.tmp" "$g.copy"
+	mv "$g" "$work"
+	mv "$g.copy" "$g"
+}
+
+# recover_gens NSDIR puts back a generation a kill left taken (only its
+# complete copy there) and removes copies a kill left behind.
+recover_gens() {
+	for c in "$1"/gens/*.copy; do
+		[ -d "$c" ] || continue
+		if [ -d "${c%.copy}" ]; then rm -rf "$c"; else mv "$c" "${c%.copy}"; fi
+	done
+	rm -rf "$1"/gens/*.copy.tmp
+}
+
+# open_tree NSDIR WORK restarts buildkitd on WORK, NSDIR's committed
+# generation taken (empty without one).
 open_tree() {
 	nsdir=$1 work=$2
+	recover_gens "$nsdir"
 	gen=0
 	[ -f "$nsdir/current" ] && gen=$(cat "$nsdir/current")
 	rm -rf "$work"
 	if [ "$gen" -gt 0 ] && [ -d "$nsdir/gens/$gen" ]; then
-		copy_tree "$nsdir/gens/$gen" "$work"
+		take_tree "$nsdir/gens/$gen" "$work"
 	else
 		gen=0
 		mkdir -p "$work"
@@ -403,6 +429,7 @@ warm-commit)
 warm-export)
 	[ $# -eq 2 ] || die "usage: warm-export NAMESPACE"
 	d="$WARM/ns/$2"
+	recover_gens "$d"
 	g=$(cat "$d/current" 2>/dev/null) && [ -d "$d/gens/$g" ] || die "no committed generation of $2"
 	tar -C "$d/gens/$g" --xattrs --xattrs-include='*' --numeric-owner -cf - .
 	;;
@@ -425,6 +452,7 @@ warm-list)
 	[ $# -eq 1 ] || die "usage: warm-list"
 	for d in "$WARM"/ns/*/; do
 		[ -f "$d/current" ] || continue
+		recover_gens "${d%/}"
 		g=$(cat "$d/current")
 		[ -d "$d/gens/$g" ] && echo "$(basename "$d") generation $g bytes $(du -sb "$d/gens/$g" | cut -f1)"
 	done
