@@ -121,6 +121,11 @@ func (p *Pipeline) build(ctx context.Context, r compute.Runner, opts buildkit.Op
 	before, statsErr := readStats(ctx, r)
 	sctx, stopSampling := context.WithCancel(ctx)
 	smp := &sampler{}
+	if statsErr == nil {
+		// The baseline is the first sample: over SSH a second reading at
+		// the same moment is a session and a process beside the solve's start.
+		smp.samples = []compute.Stats{before}
+	}
 	done := make(chan struct{})
 	every := max(p.cfg.SampleEvery, compute.FeaturesOf(p.cfg.Provider.Name()).SampleEvery)
 	go func() { defer close(done); smp.run(sctx, r, every) }()

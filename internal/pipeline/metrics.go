@@ -27,16 +27,21 @@ type sampler struct {
 	samples []compute.Stats
 }
 
+// run reads at once unless a reading is there already (the one the
+// attempt took as its build started), then every interval until ctx ends.
 func (s *sampler) run(ctx context.Context, r compute.Runner, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
-	for {
+	if len(s.all()) == 0 {
 		s.take(ctx, r)
+	}
+	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
+		s.take(ctx, r)
 	}
 }
 
