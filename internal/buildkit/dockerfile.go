@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io/fs"
 	"path/filepath"
 	"strings"
 
@@ -33,11 +32,7 @@ func (e *DockerfileError) Error() string {
 func CheckDockerfile(path, target string) error {
 	b, err := safefile.Read(path, maxDockerfile)
 	if err != nil {
-		var pe *fs.PathError
-		if errors.As(err, &pe) {
-			err = pe.Err
-		}
-		return inputErr("file", path, "cannot read Dockerfile: %v", err)
+		return inputErr("file", path, "cannot read Dockerfile: %v", pathErr(err))
 	}
 	// A custom frontend (# syntax=…) has its own grammar; leave it to BuildKit.
 	if ref, _, _, ok := parser.DetectSyntax(b); ok && ref != "" {

@@ -1,12 +1,15 @@
 package buildkit
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestParseSecret(t *testing.T) {
@@ -186,5 +189,45 @@ func TestCheckDockerfile(t *testing.T) {
 		if !errors.As(err, &de) || de.Line != tt.line || !strings.Contains(err.Error(), tt.msg) {
 			t.Errorf("%q: err = %v (line %v), want line %d %q", tt.df, err, de, tt.line, tt.msg)
 		}
+	}
+}
+
+// An ignore file that is not a regular file, or that leads outside a
+// repository's checkout, is refused before any runner is asked for,
+// naming the file, and never read (a FIFO would block).
+func TestDefinitionIgnoreFileRefused(t *testing.T) {
+	checkout := t.TempDir()
+	ctxDir := filepath.Join(checkout, "app")
+	outside := filepath.Join(t.TempDir(), "patterns")
+	for _, f := range []string{filepath.Join(ctxDir, "Dockerfile"), outside} {
+		if err := os.MkdirAll(filepath.Dir(f), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(f, []byte("FROM scratch\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ignore := filepath.Join(ctxDir, ".dockerignore")
+	if err := os.Symlink(outside, ignore); err != nil {
+		t.Fatal(err)
+	}
+	o := Options{ContextDir: ctxDir, Checkout: checkout}
+	err := o.Validate()
+	var ie *InputError
+	if !errors.As(err, &ie) || !strings.Contains(err.Error(), ".dockerignore leads outside") || strings.Contains(err.Error(), outside) {
+		t.Errorf("a .dockerignore leading out of the checkout: %v", err)
+	}
+	if err := os.Remove(ignore); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mkfifo(ignore, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o.Checkout = ""
+	if err := o.Validate(); !errors.As(err, &ie) || !strings.Contains(err.Error(), ".dockerignore: not a regular file") {
+		t.Errorf("a FIFO .dockerignore: %v", err)
+	}
+	if _, err := Build(context.Background(), nil, o); !errors.As(err, &ie) {
+		t.Errorf("Build with a FIFO .dockerignore: %v", err)
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/docker/cli/cli/config"
 	"github.com/docker/cli/cli/config/types"
 	"github.com/moby/buildkit/client"
+	"github.com/moby/buildkit/client/llb"
 	"github.com/moby/buildkit/session"
 	"github.com/moby/buildkit/session/auth/authprovider"
 	"github.com/moby/buildkit/session/secrets"
@@ -120,6 +121,9 @@ func (o Options) Validate() error {
 		return inputErr("context", o.ContextDir, "is not a directory")
 	}
 	if err := CheckDockerfile(dockerfilePath(o.ContextDir, o.Dockerfile), o.Target); err != nil {
+		return err
+	}
+	if _, err := readDefinition(o); err != nil {
 		return err
 	}
 	for _, t := range o.Tags {
@@ -239,7 +243,11 @@ func (e *BuildError) Unwrap() error { return e.Err }
 
 // Build runs one build on c, its context streamed when o says so.
 func Build(ctx context.Context, c *client.Client, o Options) (Report, error) {
-	so, err := solveOpt(o)
+	def, err := readDefinition(o)
+	if err != nil {
+		return Report{}, err
+	}
+	so, err := solveOpt(o, def)
 	if err != nil {
 		return Report{}, err
 	}
@@ -250,7 +258,7 @@ func Build(ctx context.Context, c *client.Client, o Options) (Report, error) {
 	var cs *contextServer
 	var stream *ContextStream
 	if o.ContextStream != nil {
-		if cs, stream, err = streamContext(ctx, o, &so); err != nil {
+		if cs, stream, err = streamContext(ctx, o, def.excludes, &so); err != nil {
 			return Report{}, err
 		}
 	}
@@ -265,7 +273,7 @@ func Build(ctx context.Context, c *client.Client, o Options) (Report, error) {
 			// The daemon's loopback is not sshd's (buildkitd in a network
 			// namespace of its own): once more, through the session.
 			stream = &ContextStream{Note: "the context went through the session: buildkitd could not reach the forward on its loopback (" + cs.Addr + ")"}
-			if so, err = solveOpt(o); err == nil {
+			if so, err = solveOpt(o, def); err == nil {
 				rep, err = solve(ctx, c, o, so, masks)
 			}
 		}
@@ -371,20 +379,23 @@ var rpcPrefix = regexp.MustCompile(`^rpc error: code = \w+ desc = `)
 
 func cleanErr(err error) string { return rpcPrefix.ReplaceAllString(err.Error(), "") }
 
-func solveOpt(o Options) (client.SolveOpt, error) {
-	df := dockerfilePath(o.ContextDir, o.Dockerfile)
+func solveOpt(o Options, def definition) (client.SolveOpt, error) {
 	ctxFS, err := fsutil.NewFS(o.ContextDir)
 	if err != nil {
 		return client.SolveOpt{}, inputErr("context", o.ContextDir, "%v", err)
 	}
+	df := dockerfilePath(o.ContextDir, o.Dockerfile)
 	dfFS, err := fsutil.NewFS(filepath.Dir(df))
 	if err != nil {
 		return client.SolveOpt{}, inputErr("file", df, "%v", err)
 	}
+	// The frontend reads the definition from its input; the directory stays
+	// on the session for a # syntax= frontend too old to take inputs.
 	so := client.SolveOpt{
-		Frontend:      "dockerfile.v0",
-		FrontendAttrs: frontendAttrs(o, filepath.Base(df)),
-		LocalMounts:   map[string]fsutil.FS{"context": ctxFS, "dockerfile": dfFS},
+		Frontend:       "dockerfile.v0",
+		FrontendAttrs:  frontendAttrs(o, def.name),
+		LocalMounts:    map[string]fsutil.FS{"context": ctxFS, "dockerfile": dfFS},
+		FrontendInputs: map[string]llb.State{"dockerfile": def.state()},
 	}
 	if err := addNamedContexts(&so, o.NamedContexts); err != nil {
 		return so, err

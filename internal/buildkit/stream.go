@@ -11,7 +11,6 @@ import (
 	gofs "io/fs"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -19,7 +18,6 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/moby/buildkit/client"
 	"github.com/moby/buildkit/client/llb"
-	"github.com/moby/patternmatcher/ignorefile"
 	"github.com/tonistiigi/fsutil"
 	fstypes "github.com/tonistiigi/fsutil/types"
 )
@@ -203,27 +201,6 @@ func writeTarEntry(fs fsutil.FS, tw *tar.Writer, p string, entry gofs.DirEntry) 
 	return nil
 }
 
-// dockerignore reads the patterns the dockerfile frontend would: the
-// Dockerfile's own <Dockerfile>.dockerignore, else the context's.
-func dockerignore(contextDir, dockerfile string) ([]string, error) {
-	for _, p := range []string{dockerfile + ".dockerignore", filepath.Join(contextDir, ".dockerignore")} {
-		f, err := os.Open(p)
-		if errors.Is(err, os.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		defer f.Close()
-		pats, err := ignorefile.ReadAll(f)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", p, err)
-		}
-		return pats, nil
-	}
-	return nil, nil
-}
-
 // StreamStep is the step that fetches a streamed context, as progress
 // names it.
 const StreamStep = "[internal] load build context (one stream)"
@@ -240,12 +217,7 @@ func streamedContext(url string) llb.State {
 // streamContext points so's context at a tar served over a listener
 // o.ContextStream opens; the session keeps the rest. When the runner gives
 // no listener the context goes through the session, and the note says why.
-func streamContext(ctx context.Context, o Options, so *client.SolveOpt) (*contextServer, *ContextStream, error) {
-	df := dockerfilePath(o.ContextDir, o.Dockerfile)
-	excludes, err := dockerignore(o.ContextDir, df)
-	if err != nil {
-		return nil, nil, inputErr("context", o.ContextDir, ".dockerignore: %v", err)
-	}
+func streamContext(ctx context.Context, o Options, excludes []string, so *client.SolveOpt) (*contextServer, *ContextStream, error) {
 	ln, err := o.ContextStream(ctx)
 	if err != nil {
 		return nil, &ContextStream{Note: "the context went through the session: " + oneLine(err)}, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"os"
@@ -36,7 +37,11 @@ func streamWorld(t *testing.T) func(buildkit.Options) (buildkit.Report, error) {
 		defer c.Close()
 		o.Progress = "plain"
 		var out strings.Builder
-		o.ProgressOut = &out
+		if o.ProgressOut != nil {
+			o.ProgressOut = io.MultiWriter(&out, o.ProgressOut)
+		} else {
+			o.ProgressOut = &out
+		}
 		rep, err := buildkit.Build(context.Background(), c, o)
 		if err != nil {
 			t.Logf("progress:\n%s", out.String())
@@ -178,7 +183,7 @@ func TestStreamIsTheSession(t *testing.T) {
 }
 
 // A Dockerfile's own <name>.dockerignore wins over the context's, as in
-// the dockerfile frontend.
+// the dockerfile frontend, streamed or through the session.
 func TestStreamIgnoreFile(t *testing.T) {
 	build := streamWorld(t)
 	dir := hostileTree(t)
@@ -189,17 +194,19 @@ func TestStreamIgnoreFile(t *testing.T) {
 	if err := os.WriteFile(df+".dockerignore", []byte("app/\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out := t.TempDir()
-	if _, err := build(buildkit.Options{ContextDir: dir, Dockerfile: df, ContextStream: loopback,
-		Outputs: []buildkit.Output{{Type: "local", Dest: out, Attrs: map[string]string{}}}}); err != nil {
-		t.Fatal(err)
-	}
-	got := tree(t, filepath.Join(out, "ctx"))
-	if _, ok := got["app"]; ok {
-		t.Error("app/ was sent despite app.Dockerfile.dockerignore")
-	}
-	if _, ok := got["secret.env"]; !ok {
-		t.Error("secret.env is missing: the context's .dockerignore applied instead of the Dockerfile's")
+	for name, stream := range map[string]func(context.Context) (net.Listener, error){"streamed": loopback, "session": nil} {
+		out := t.TempDir()
+		if _, err := build(buildkit.Options{ContextDir: dir, Dockerfile: df, ContextStream: stream,
+			Outputs: []buildkit.Output{{Type: "local", Dest: out, Attrs: map[string]string{}}}}); err != nil {
+			t.Fatal(err)
+		}
+		got := tree(t, filepath.Join(out, "ctx"))
+		if _, ok := got["app"]; ok {
+			t.Errorf("%s: app/ was sent despite app.Dockerfile.dockerignore", name)
+		}
+		if _, ok := got["secret.env"]; !ok {
+			t.Errorf("%s: secret.env is missing: the context's .dockerignore applied instead of the Dockerfile's", name)
+		}
 	}
 }
 
@@ -286,5 +293,49 @@ func TestStreamUnreached(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(out, "ctx", "app", "main.go")); err != nil {
 		t.Errorf("the context did not arrive: %v", err)
+	}
+}
+
+// The Dockerfile and the ignore file reach the daemon inside the solve
+// request: the frontend syncs neither through the session (each sync is
+// round trips before the first step), and the build is what it was — the
+// Dockerfile's instructions, the .dockerignore's exclusions.
+func TestDefinitionGoesInTheRequest(t *testing.T) {
+	build := streamWorld(t)
+	dir := hostileTree(t)
+	out := t.TempDir()
+	var progress strings.Builder
+	o := buildkit.Options{ContextDir: dir, NoCache: true, ProgressOut: &progress,
+		Outputs: []buildkit.Output{{Type: "local", Dest: out, Attrs: map[string]string{}}}}
+	if _, err := build(o); err != nil {
+		t.Fatal(err)
+	}
+	got := tree(t, filepath.Join(out, "ctx"))
+	if _, ok := got["secret.env"]; ok {
+		t.Error("secret.env was sent despite .dockerignore")
+	}
+	if _, ok := got["keep.log"]; !ok {
+		t.Error("keep.log is missing: .dockerignore's !keep.log did not apply")
+	}
+	// No .dockerignore at all: nothing is left out, and nothing is asked
+	// of the session for it.
+	if err := os.Remove(filepath.Join(dir, ".dockerignore")); err != nil {
+		t.Fatal(err)
+	}
+	out2 := t.TempDir()
+	o.Outputs[0].Dest = out2
+	if _, err := build(o); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := tree(t, filepath.Join(out2, "ctx"))["secret.env"]; !ok {
+		t.Error("secret.env is missing with no .dockerignore")
+	}
+	for _, synced := range []string{"transferring dockerfile", "load .dockerignore"} {
+		if strings.Contains(progress.String(), synced) {
+			t.Errorf("the frontend synced the definition through the session (%q):\n%s", synced, progress.String())
+		}
+	}
+	if !strings.Contains(progress.String(), "[internal] load build definition from Dockerfile") {
+		t.Errorf("no step loads the build definition:\n%s", progress.String())
 	}
 }
