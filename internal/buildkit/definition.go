@@ -44,12 +44,13 @@ func readDefinition(o Options) (definition, error) {
 		if _, err := os.Lstat(p); errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
-		if o.Checkout != "" {
-			if err := safefile.Confine(o.Checkout, p); err != nil {
-				return definition{}, inputErr("context", o.ContextDir, "%s leads outside the repository's checkout; refused", filepath.Base(p))
-			}
+		var escape *safefile.EscapeError
+		if o.Checkout != "" && errors.As(safefile.Confine(o.Checkout, p), &escape) {
+			return definition{}, inputErr("context", o.ContextDir, "%s leads outside the repository's checkout; refused", filepath.Base(p))
 		}
-		if d.ignore, err = safefile.Read(p, maxIgnoreFile); err != nil {
+		if d.ignore, err = safefile.Read(p, maxIgnoreFile); errors.Is(err, fs.ErrNotExist) {
+			continue // a dangling link: no ignore file, as the frontend reads it
+		} else if err != nil {
 			return definition{}, inputErr("context", o.ContextDir, "%s: %v", filepath.Base(p), pathErr(err))
 		}
 		if d.excludes, err = ignorefile.ReadAll(bytes.NewReader(d.ignore)); err != nil {

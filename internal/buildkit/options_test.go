@@ -194,7 +194,8 @@ func TestCheckDockerfile(t *testing.T) {
 
 // An ignore file that is not a regular file, or that leads outside a
 // repository's checkout, is refused before any runner is asked for,
-// naming the file, and never read (a FIFO would block).
+// naming the file, and never read (a FIFO would block); a dangling link
+// is no ignore file.
 func TestDefinitionIgnoreFileRefused(t *testing.T) {
 	checkout := t.TempDir()
 	ctxDir := filepath.Join(checkout, "app")
@@ -229,5 +230,16 @@ func TestDefinitionIgnoreFileRefused(t *testing.T) {
 	}
 	if _, err := Build(context.Background(), nil, o); !errors.As(err, &ie) {
 		t.Errorf("Build with a FIFO .dockerignore: %v", err)
+	}
+	// A dangling link is no ignore file, as the frontend reads it.
+	if err := os.Remove(ignore); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("missing", ignore); err != nil {
+		t.Fatal(err)
+	}
+	o.Checkout = checkout
+	if err := o.Validate(); err != nil {
+		t.Errorf("a dangling .dockerignore: %v", err)
 	}
 }
