@@ -3,7 +3,8 @@
 # namespaces on this kernel, each with sshd and buildkitd), whose disks are a btrfs image, as a
 # pool VM's data disk is. Each build is a ci lease asking for its namespace's state
 # (--state-store volumes); the pool commits it after the build and makes the VM ready for the
-# namespace's next lease. Sets warm_flags and pool_settle.
+# namespace's next lease. POOL_LINK=lan|eu|transatlantic shapes the link to every runner host
+# (fake-hcloud --link). Sets warm_flags and pool_settle.
 pooldir=$work/pool
 umount "$pooldir" 2>/dev/null || true
 rm -f "$work/pool.img" && truncate -s 40G "$work/pool.img" && mkfs.btrfs -q -f "$work/pool.img"
@@ -11,7 +12,7 @@ mkdir -p "$pooldir" && mount -o loop "$work/pool.img" "$pooldir"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 hc=127.0.0.1:$(free_port) pl=127.0.0.1:$(free_port)
 echo fake-hcloud-token > "$pooldir/hcloud-token"; head -c 24 /dev/urandom | base64 > "$pooldir/pool-token"
-fake-hcloud --listen "$hc" --dir "$pooldir/fake" --buildkitd "$PWD/bin/buildkitd" --registry-port "$port" \
+fake-hcloud --listen "$hc" --dir "$pooldir/fake" --buildkitd "$PWD/bin/buildkitd" --registry-port "$port" ${POOL_LINK:+--link "$POOL_LINK"} \
   >"$work/fake-hcloud.log" 2>&1 & fakepid=$!
 lian-build pool serve --listen "$pl" --token-file "$pooldir/pool-token" --ssh-key-file "$pooldir/key" \
   --data-dir "$pooldir/nats" --hcloud-token-file "$pooldir/hcloud-token" --hcloud-endpoint "http://$hc/v1" \

@@ -272,6 +272,14 @@ type ContextStreamer interface {
 	ListenOnRunner(ctx context.Context) (net.Listener, error)
 }
 
+// Baseliner is a runner whose counters were read as it became ready,
+// before any build ran on it: a build's baseline (what its OOM kills are
+// counted from) without a reading of its own, a round trip on a remote
+// machine.
+type Baseliner interface {
+	Baseline() (Stats, bool)
+}
+
 // OutcomeSetter is implemented by runners that hand their machine back
 // rather than delete it: the pipeline tells them the outcome before
 // Destroy. A runner never told assumes OutcomeError.

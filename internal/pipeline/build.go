@@ -118,7 +118,7 @@ func (o attemptOutcome) runnerOutcome() compute.Outcome {
 
 // build is step 4 on a ready runner.
 func (p *Pipeline) build(ctx context.Context, r compute.Runner, opts buildkit.Options) attemptOutcome {
-	before, statsErr := readStats(ctx, r)
+	before, statsErr := baseline(ctx, r)
 	sctx, stopSampling := context.WithCancel(ctx)
 	smp := &sampler{}
 	if statsErr == nil {
@@ -194,6 +194,17 @@ const statsTries = 3
 
 // readStats reads the runner's counters, trying again when a reading
 // fails: the counters an OOM is told by are worth a second of waiting.
+// baseline is the runner's counters before its build: those it read as it
+// became ready (compute.Baseliner), else a reading now.
+func baseline(ctx context.Context, r compute.Runner) (compute.Stats, error) {
+	if b, ok := r.(compute.Baseliner); ok {
+		if s, ok := b.Baseline(); ok {
+			return s, nil
+		}
+	}
+	return readStats(ctx, r)
+}
+
 func readStats(ctx context.Context, r compute.Runner) (compute.Stats, error) {
 	var err error
 	for i := 1; ; i++ {

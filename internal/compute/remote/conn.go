@@ -42,8 +42,9 @@ type Conn struct {
 	Kernel        string
 	CgroupVersion int
 
-	mu   sync.Mutex
-	peak uint64
+	mu       sync.Mutex
+	peak     uint64
+	baseline *compute.Stats // read as buildkitd first answered
 	// spare is the client WaitReady reached buildkitd with: the next
 	// Client call takes it rather than dial again.
 	spare *client.Client
@@ -155,11 +156,16 @@ func (c *Conn) Stats(ctx context.Context) (compute.Stats, error) {
 	if err != nil {
 		return compute.Stats{}, fmt.Errorf("%s: %w", c.Name, err)
 	}
+	return c.record(s), nil
+}
+
+// record carries a reading's peak over the readings before it.
+func (c *Conn) record(s compute.Stats) compute.Stats {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.peak = max(c.peak, s.MemoryPeak, s.MemoryBytes)
 	s.MemoryPeak = c.peak
-	c.mu.Unlock()
-	return s, nil
+	return s
 }
 
 // WaitReady waits until buildkitd answers through the connection, polling
@@ -169,21 +175,19 @@ func (c *Conn) Stats(ctx context.Context) (compute.Stats, error) {
 // installed, no network) will never start buildkitd, and is a *BootError
 // quoting the end of cloud-init's output at once, not a timeout.
 func (c *Conn) WaitReady(ctx context.Context, poll time.Duration) error {
-	// The machine's kernel, unless known, is read while buildkitd is reached.
-	probed := make(chan error, 1)
-	if c.Kernel != "" && c.CgroupVersion != 0 {
-		probed <- nil
-	} else {
-		go func() { probed <- c.probeMachine(ctx) }()
-	}
+	// The machine and its counters are read while buildkitd is reached.
+	known := c.Kernel != "" && c.CgroupVersion != 0
+	probed := make(chan machineProbe, 1)
+	go func() { probed <- c.readMachine(ctx) }()
 	lastBoot := time.Time{}
-	for {
+	for first := true; ; first = false {
 		err := c.answers(ctx)
 		if err == nil {
-			if err = <-probed; err != nil {
-				err = c.probeMachine(ctx) // once more: it may have run before the machine was up
+			p := <-probed
+			if p.err != nil && !known {
+				p, first = c.readMachine(ctx), true // once more: it may have run before the machine was up
 			}
-			return err
+			return c.keep(p, known, first)
 		}
 		if time.Since(lastBoot) >= bootCheckEvery {
 			lastBoot = time.Now()
@@ -269,17 +273,62 @@ func ParseBootResult(name, out string) error {
 	return e
 }
 
-// probeMachine reads the machine's kernel release and which cgroup tree it
-// mounts, through the counters' command (all a pool lease's key may run).
-func (c *Conn) probeMachine(ctx context.Context) error {
+// readMachine reads the machine's kernel release, which cgroup tree it
+// mounts and the build cgroup's counters, through the counters' command
+// (all a pool lease's key may run).
+func (c *Conn) readMachine(ctx context.Context) machineProbe {
 	ctx, cancel := context.WithTimeout(ctx, statsTimeout)
 	defer cancel()
 	out, err := c.SSH.Run(ctx, StatsCommand)
 	if err != nil {
-		return fmt.Errorf("%s: read its kernel: %w", c.Name, err)
+		return machineProbe{err: fmt.Errorf("%s: read its kernel: %w", c.Name, err)}
 	}
-	if c.Kernel, c.CgroupVersion, err = ParseMachine(string(out)); err != nil {
-		return fmt.Errorf("%s: %w", c.Name, err)
+	var p machineProbe
+	if p.kernel, p.cgroupVersion, err = ParseMachine(string(out)); err != nil {
+		return machineProbe{err: fmt.Errorf("%s: %w", c.Name, err)}
+	}
+	p.stats, p.statsErr = ParseStats(string(out))
+	return p
+}
+
+// machineProbe is one reading of the machine and its counters.
+type machineProbe struct {
+	kernel        string
+	cgroupVersion int
+	stats         compute.Stats
+	statsErr      error
+	err           error
+}
+
+// keep takes what a probe read: the machine unless the connection knew it,
+// and the counters as the build's baseline when they were read as
+// buildkitd first answered (fresh), not during a boot long before.
+func (c *Conn) keep(p machineProbe, known, fresh bool) error {
+	if p.err != nil {
+		if known {
+			return nil
+		}
+		return p.err
+	}
+	if !known {
+		c.Kernel, c.CgroupVersion = p.kernel, p.cgroupVersion
+	}
+	if fresh && p.statsErr == nil {
+		s := c.record(p.stats)
+		c.mu.Lock()
+		c.baseline = &s
+		c.mu.Unlock()
 	}
 	return nil
+}
+
+// Baseline is the counters read as buildkitd first answered, before any
+// build (compute.Baseliner): a build needs no reading of its own to start.
+func (c *Conn) Baseline() (compute.Stats, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.baseline == nil {
+		return compute.Stats{}, false
+	}
+	return *c.baseline, true
 }

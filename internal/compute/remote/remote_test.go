@@ -120,3 +120,37 @@ func TestParseBootResult(t *testing.T) {
 		}
 	}
 }
+
+// What WaitReady's reading of the machine keeps: the machine unless the
+// connection knew it (a pool's grant), and the counters as the build's
+// baseline only when read as buildkitd first answered — a reading taken
+// during a boot would stretch the first CPU interval over the boot.
+func TestWaitReadyKeepsTheBaselineOnlyWhenFresh(t *testing.T) {
+	out := "== memory.current\n1048576\n== memory.peak\n2097152\n== memory.events\noom_kill 3\n== cpu.stat\nusage_usec 10\n== kernel\n6.1.0\n== cgroup\ncgroup2fs\n"
+	p := machineProbe{kernel: "6.1.0", cgroupVersion: 2}
+	p.stats, p.statsErr = ParseStats(out)
+	if p.statsErr != nil {
+		t.Fatal(p.statsErr)
+	}
+	var c Conn
+	if err := c.keep(p, false, false); err != nil || c.Kernel != "6.1.0" || c.CgroupVersion != 2 {
+		t.Fatalf("machine not kept: %v %q v%d", err, c.Kernel, c.CgroupVersion)
+	}
+	if _, ok := c.Baseline(); ok {
+		t.Error("a reading from before buildkitd answered is a baseline")
+	}
+	known := Conn{Kernel: "granted", CgroupVersion: 1}
+	if err := known.keep(p, true, true); err != nil || known.Kernel != "granted" {
+		t.Fatalf("the grant's machine replaced: %v %q", err, known.Kernel)
+	}
+	if s, ok := known.Baseline(); !ok || s.OOMKills != 3 || s.MemoryPeak != 2<<20 {
+		t.Errorf("baseline %+v %v, want the fresh reading", s, ok)
+	}
+	failed := machineProbe{err: errors.New("no answer")}
+	if err := known.keep(failed, true, true); err != nil {
+		t.Errorf("a failed reading fails a machine the grant described: %v", err)
+	}
+	if err := (&Conn{}).keep(failed, false, true); err == nil {
+		t.Error("a failed reading of an unknown machine passed")
+	}
+}
