@@ -29,36 +29,44 @@ type definition struct {
 // maxIgnoreFile bounds a .dockerignore.
 const maxIgnoreFile = 1 << 20
 
-// readDefinition reads o's Dockerfile and its ignore file as the frontend
-// would find them: <Dockerfile>.dockerignore beside the Dockerfile, else
-// the context's .dockerignore. A repository's ignore file must not lead
-// outside its checkout.
+// readDefinition reads o's Dockerfile and its ignore file.
 func readDefinition(o Options) (definition, error) {
 	df := dockerfilePath(o.ContextDir, o.Dockerfile)
-	b, err := safefile.Read(df, maxDockerfile)
+	b, err := readDockerfile(df)
 	if err != nil {
-		return definition{}, inputErr("file", df, "cannot read Dockerfile: %v", pathErr(err))
+		return definition{}, err
 	}
 	d := definition{name: filepath.Base(df), dockerfile: b}
+	d.ignore, d.excludes, err = readIgnoreFile(o, df)
+	return d, err
+}
+
+// readIgnoreFile reads the ignore file of the Dockerfile df as the frontend
+// would find it: <Dockerfile>.dockerignore beside it, else the context's
+// .dockerignore; its bytes and patterns (none: no file, or a dangling
+// link). A repository's ignore file must not lead outside its checkout.
+func readIgnoreFile(o Options, df string) ([]byte, []string, error) {
 	for _, p := range []string{df + ".dockerignore", filepath.Join(o.ContextDir, ".dockerignore")} {
 		if _, err := os.Lstat(p); errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		var escape *safefile.EscapeError
 		if o.Checkout != "" && errors.As(safefile.Confine(o.Checkout, p), &escape) {
-			return definition{}, inputErr("context", o.ContextDir, "%s leads outside the repository's checkout; refused", filepath.Base(p))
+			return nil, nil, inputErr("context", o.ContextDir, "%s leads outside the repository's checkout; refused", filepath.Base(p))
 		}
-		if d.ignore, err = safefile.Read(p, maxIgnoreFile); errors.Is(err, fs.ErrNotExist) {
+		b, err := safefile.Read(p, maxIgnoreFile)
+		if errors.Is(err, fs.ErrNotExist) {
 			continue // a dangling link: no ignore file, as the frontend reads it
 		} else if err != nil {
-			return definition{}, inputErr("context", o.ContextDir, "%s: %v", filepath.Base(p), pathErr(err))
+			return nil, nil, inputErr("context", o.ContextDir, "%s: %v", filepath.Base(p), pathErr(err))
 		}
-		if d.excludes, err = ignorefile.ReadAll(bytes.NewReader(d.ignore)); err != nil {
-			return definition{}, inputErr("context", o.ContextDir, "%s: %v", filepath.Base(p), err)
+		excludes, err := ignorefile.ReadAll(bytes.NewReader(b))
+		if err != nil {
+			return nil, nil, inputErr("context", o.ContextDir, "%s: %v", filepath.Base(p), err)
 		}
-		break
+		return b, excludes, nil
 	}
-	return d, nil
+	return nil, nil, nil
 }
 
 // state is the definition as the frontend's "dockerfile" input: the

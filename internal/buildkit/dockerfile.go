@@ -30,10 +30,24 @@ func (e *DockerfileError) Error() string {
 // CheckDockerfile parses a Dockerfile locally, so that a syntax error, or a
 // --target that names no stage, is reported before any runner is spawned.
 func CheckDockerfile(path, target string) error {
+	b, err := readDockerfile(path)
+	if err != nil {
+		return err
+	}
+	return checkDockerfile(path, b, target)
+}
+
+// readDockerfile reads the Dockerfile at path: a regular file, bounded.
+func readDockerfile(path string) ([]byte, error) {
 	b, err := safefile.Read(path, maxDockerfile)
 	if err != nil {
-		return inputErr("file", path, "cannot read Dockerfile: %v", pathErr(err))
+		return nil, inputErr("file", path, "cannot read Dockerfile: %v", pathErr(err))
 	}
+	return b, nil
+}
+
+// checkDockerfile is CheckDockerfile of the Dockerfile b read from path.
+func checkDockerfile(path string, b []byte, target string) error {
 	// A custom frontend (# syntax=…) has its own grammar; leave it to BuildKit.
 	if ref, _, _, ok := parser.DetectSyntax(b); ok && ref != "" {
 		return nil

@@ -120,10 +120,11 @@ func (o Options) Validate() error {
 	if !fi.IsDir() {
 		return inputErr("context", o.ContextDir, "is not a directory")
 	}
-	if err := CheckDockerfile(dockerfilePath(o.ContextDir, o.Dockerfile), o.Target); err != nil {
+	df := dockerfilePath(o.ContextDir, o.Dockerfile)
+	if err := CheckDockerfile(df, o.Target); err != nil {
 		return err
 	}
-	if _, err := readDefinition(o); err != nil {
+	if _, _, err := readIgnoreFile(o, df); err != nil {
 		return err
 	}
 	for _, t := range o.Tags {

@@ -192,8 +192,6 @@ func (o *attemptOutcome) oomKills(ctx context.Context, r compute.Runner) (uint64
 // statsTries bounds readStats.
 const statsTries = 3
 
-// readStats reads the runner's counters, trying again when a reading
-// fails: the counters an OOM is told by are worth a second of waiting.
 // baseline is the runner's counters before its build: those it read as it
 // became ready (compute.Baseliner), else a reading now.
 func baseline(ctx context.Context, r compute.Runner) (compute.Stats, error) {
@@ -205,6 +203,8 @@ func baseline(ctx context.Context, r compute.Runner) (compute.Stats, error) {
 	return readStats(ctx, r)
 }
 
+// readStats reads the runner's counters, trying again when a reading
+// fails: the counters an OOM is told by are worth a second of waiting.
 func readStats(ctx context.Context, r compute.Runner) (compute.Stats, error) {
 	var err error
 	for i := 1; ; i++ {
