@@ -5,9 +5,11 @@
 //
 // Events never fail or stall a build. The connection is made on first use
 // within a bounded time and then kept by the client, which reconnects on its
-// own: while NATS is away, events are buffered and sent when it is back, and
-// an outage costs one warning (and one note when events resume). No lock is
-// held while talking to the server.
+// own: while NATS is away, events are buffered here and sent when it is
+// back, and an outage costs one warning (and one note when events resume).
+// No lock is held while talking to the server, and nothing is asked of the
+// client while it is away: its reconnect attempts hold its own lock for up
+// to ConnectTimeout each, and an event must not wait for one.
 package events
 
 import (
@@ -39,12 +41,19 @@ type Options struct {
 type Publisher struct {
 	opts Options
 
-	mu     sync.Mutex // guards the fields below; never held during network I/O but the first connect
-	nc     *nats.Conn
-	js     jetstream.JetStream
-	outage bool            // the last publish failed; warned
-	stream map[string]bool // subject → covered by a stream
+	mu      sync.Mutex // guards the fields below; never held during network I/O but the first connect
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	up      bool            // connected, as the client's callbacks last said
+	pending []*nats.Msg     // published while away, oldest first; sent on reconnect
+	dropped int             // pending messages dropped for room this outage
+	outage  bool            // the last publish failed; warned
+	stream  map[string]bool // subject → covered by a stream
 }
+
+// MaxPending bounds the events held while NATS is away; past it the
+// oldest go.
+const MaxPending = 1000
 
 // New returns a publisher; it connects on first use.
 func New(opts Options) *Publisher {
@@ -68,7 +77,7 @@ func Subject(prefix, workspace, event string) string {
 	return prefix + "." + workspace + "." + event
 }
 
-// errBuffered is an event held by the client until NATS is back.
+// errBuffered is an event held until NATS is back.
 var errBuffered = errors.New("not connected; the event is buffered until NATS is back")
 
 // Publish sends e. Failures are logged once per outage and never returned.
@@ -97,6 +106,10 @@ func (p *Publisher) publish(ctx context.Context, subject, msgID string, v any) {
 	msg := nats.NewMsg(subject)
 	msg.Data = body
 	msg.Header.Set(jetstream.MsgIDHeader, msgID)
+	if p.hold(msg) {
+		p.failed("publishing "+msg.Subject+" failed", errBuffered)
+		return
+	}
 	if err := p.send(ctx, nc, js, msg); err != nil {
 		p.failed("publishing "+msg.Subject+" failed", err)
 		return
@@ -114,7 +127,9 @@ func (p *Publisher) conn() (*nats.Conn, jetstream.JetStream, error) {
 	}
 	nc, err := nats.Connect(p.opts.URL, nats.Timeout(p.opts.ConnectTimeout), nats.Name("lian-build"),
 		nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second),
-		nats.DrainTimeout(2*time.Second), nats.NoCallbacksAfterClientClose())
+		nats.DrainTimeout(2*time.Second), nats.NoCallbacksAfterClientClose(),
+		nats.ConnectHandler(p.back), nats.ReconnectHandler(p.back),
+		nats.DisconnectErrHandler(func(*nats.Conn, error) { p.away() }))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -123,12 +138,57 @@ func (p *Publisher) conn() (*nats.Conn, jetstream.JetStream, error) {
 		nc.Close()
 		return nil, nil, err
 	}
-	p.nc, p.js = nc, js
+	// A failed first connect is retried after ReconnectWait: no attempt
+	// holds the client yet.
+	p.nc, p.js, p.up = nc, js, nc.IsConnected()
 	return nc, js, nil
 }
 
+// hold keeps msg for later if NATS is away; it says whether it did.
+func (p *Publisher) hold(msg *nats.Msg) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.up {
+		return false
+	}
+	if len(p.pending) == MaxPending {
+		p.pending = p.pending[1:]
+		p.dropped++
+	}
+	p.pending = append(p.pending, msg)
+	return true
+}
+
+// away is the client's word that the connection is lost.
+func (p *Publisher) away() {
+	p.mu.Lock()
+	p.up = false
+	p.mu.Unlock()
+}
+
+// back is the client's word that it is connected (again): what was held
+// is sent, oldest first. The message ids let a stream drop a duplicate.
+func (p *Publisher) back(nc *nats.Conn) {
+	p.mu.Lock()
+	p.up = true
+	held, dropped := p.pending, p.dropped
+	p.pending, p.dropped = nil, 0
+	p.mu.Unlock()
+	for _, m := range held {
+		if err := nc.PublishMsg(m); err != nil {
+			p.opts.Logger.Warn("sending an event held while NATS was away", "subject", m.Subject, "err", err)
+		}
+	}
+	if dropped > 0 {
+		p.opts.Logger.Warn("events dropped while NATS was away", "dropped", dropped, "kept", MaxPending)
+	}
+	if len(held) > 0 {
+		_ = nc.FlushTimeout(p.opts.PublishTimeout)
+	}
+}
+
 func (p *Publisher) send(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, msg *nats.Msg) error {
-	if !nc.IsConnected() {
+	if !nc.IsConnected() { // lost, and the callback saying so not run yet
 		// The message id still lets a stream drop a duplicate later.
 		if err := nc.PublishMsg(msg); err != nil {
 			return err
@@ -244,17 +304,26 @@ func (p *Publisher) resumed() {
 	}
 }
 
-// Close sends what is buffered (within the drain timeout) and closes.
+// Close sends what is buffered if NATS is there (within 2 s) and closes.
 func (p *Publisher) Close() {
 	p.mu.Lock()
-	nc := p.nc
+	nc, up := p.nc, p.up
 	p.nc = nil
 	p.mu.Unlock()
 	if nc == nil {
 		return
 	}
-	if nc.IsConnected() {
+	if up {
+		p.back(nc) // held events the callback has not sent yet
 		_ = nc.FlushTimeout(2 * time.Second)
 	}
 	nc.Close()
+}
+
+// status is whether the client last said it is connected, and how many
+// events wait for NATS to be back.
+func (p *Publisher) status() (up bool, held int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.up, len(p.pending)
 }

@@ -68,7 +68,7 @@ func TestJetStreamDropsDuplicates(t *testing.T) {
 
 // NATS down: one warning, and all of a build's events cost ≤ 2 s together.
 func TestDownNATSIsBoundedAndWarnsOnce(t *testing.T) {
-	for name, url := range map[string]string{"refused": refusedURL(t), "black hole": blackHoleURL(t)} {
+	for name, url := range map[string]string{"refused": refusedURL(t), "black hole": "nats://" + testenv.SilentListener(t)} {
 		t.Run(name, func(t *testing.T) {
 			var logs bytes.Buffer
 			p := New(Options{URL: url, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
@@ -105,29 +105,74 @@ func refusedURL(t *testing.T) string {
 	return "nats://" + addr
 }
 
-// blackHoleURL accepts connections and never answers.
-func blackHoleURL(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
+// The client holds its own lock through each reconnect attempt, up to
+// ConnectTimeout against a server that accepts and never answers; an event
+// published meanwhile is held by the publisher instead of waiting for it.
+func TestPublishDoesNotWaitForAReconnectAttempt(t *testing.T) {
+	addr, accepted := testenv.SilentListenerAccepts(t)
+	const attempt = 3 * time.Second
+	p := New(Options{URL: "nats://" + addr, ConnectTimeout: attempt, Logger: slog.New(slog.DiscardHandler)})
+	defer p.Close()
+	p.Publish(context.Background(), ev(pipeline.EventStarted)) // the first connect: one attempt
+	for i := range 2 {
+		select {
+		case <-accepted:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("connection %d never came", i+1)
+		}
+	}
+	// The second connection is the client's first reconnect attempt: it
+	// holds the client for `attempt` from now.
+	start := time.Now()
+	p.Publish(context.Background(), ev(pipeline.EventCompleted))
+	if d := time.Since(start); d > attempt/3 {
+		t.Fatalf("a publish during a reconnect attempt took %s; the attempt holds the client for %s", d, attempt)
+	}
+	if _, n := p.status(); n != 2 {
+		t.Fatalf("%d events held, want 2", n)
+	}
+}
+
+// Events published while NATS is away reach its stream when it is back.
+func TestHeldEventsAreSentWhenNATSIsBack(t *testing.T) {
+	s := testenv.StartNATS(t, true)
+	js, _ := jetstream.New(testenv.ConnectNATS(t, s))
+	ctx := context.Background()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "BUILDS", Subjects: []string{"lian-build.>"}, Duplicates: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
-	var conns []net.Conn
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			conns = append(conns, c)
+	p := New(Options{URL: s.ClientURL(), Logger: slog.New(slog.DiscardHandler)})
+	defer p.Close()
+	p.Publish(ctx, ev(pipeline.EventStarted))
+	restart := testenv.StopNATS(t, s)
+	waitFor(t, "the publisher to notice NATS is away", func() bool { up, _ := p.status(); return !up })
+	p.Publish(ctx, ev(pipeline.EventFailed))
+	p.Publish(ctx, ev(pipeline.EventCompleted))
+	if _, n := p.status(); n != 2 {
+		t.Fatalf("%d events held, want 2", n)
+	}
+	s = restart()
+	js, _ = jetstream.New(testenv.ConnectNATS(t, s))
+	waitFor(t, "the held events in the stream", func() bool {
+		st, err := js.Stream(ctx, "BUILDS")
+		if err != nil {
+			return false
 		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		for _, c := range conns {
-			c.Close()
-		}
+		info, err := st.Info(ctx)
+		return err == nil && info.State.Msgs == 3
 	})
-	return "nats://" + ln.Addr().String()
+	if _, n := p.status(); n != 0 {
+		t.Fatalf("%d events still held", n)
+	}
+}
+
+func waitFor(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(15 * time.Second); !ok(); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited 15 s for %s", what)
+		}
+	}
 }
 
 // NATS goes away and comes back: the publisher warns once, keeps its

@@ -312,11 +312,19 @@ func copyFile(src, dst string, mode os.FileMode) error {
 // SilentListener is a loopback address that accepts connections and never
 // answers (a hung service); it and its connections close when the test ends.
 func SilentListener(t testing.TB) string {
+	addr, _ := SilentListenerAccepts(t)
+	return addr
+}
+
+// SilentListenerAccepts is SilentListener that also says, once per
+// connection, when it has accepted one (dropped if nobody is waiting).
+func SilentListenerAccepts(t testing.TB) (string, <-chan struct{}) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	accepted := make(chan struct{}, 16)
 	done := make(chan struct{})
 	t.Cleanup(func() { ln.Close(); <-done })
 	go func() {
@@ -333,9 +341,13 @@ func SilentListener(t testing.TB) string {
 				return
 			}
 			held = append(held, c)
+			select {
+			case accepted <- struct{}{}:
+			default:
+			}
 		}
 	}()
-	return ln.Addr().String()
+	return ln.Addr().String(), accepted
 }
 
 // LayoutDigest is the digest of the one manifest of an OCI layout (what

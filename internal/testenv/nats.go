@@ -21,12 +21,20 @@ func StartNATS(t testing.TB, js bool) *server.Server {
 // same port (an outage, then NATS back where clients look for it).
 func RestartNATS(t testing.TB, s *server.Server, down time.Duration) *server.Server {
 	t.Helper()
+	start := StopNATS(t, s)
+	time.Sleep(down)
+	return start()
+}
+
+// StopNATS shuts s down; start brings it back on the same port with the
+// same store.
+func StopNATS(t testing.TB, s *server.Server) (start func() *server.Server) {
+	t.Helper()
 	port := s.Addr().(*net.TCPAddr).Port
 	opts := &server.Options{Host: "127.0.0.1", Port: port, NoLog: true, NoSigs: true, JetStream: s.JetStreamEnabled(), StoreDir: s.StoreDir()}
 	s.Shutdown()
 	s.WaitForShutdown()
-	time.Sleep(down)
-	return startNATS(t, opts)
+	return func() *server.Server { t.Helper(); return startNATS(t, opts) }
 }
 
 func startNATS(t testing.TB, opts *server.Options) *server.Server {
