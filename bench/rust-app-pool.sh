@@ -1,13 +1,18 @@
 # Sourced by bench/rust-app-warm.sh when WARM_VIA=pool: the warm builds go through a VM pool
 # (lian-build pool serve, its NATS embedded) on the fake Hetzner API's runner hosts (network
-# namespaces on this kernel, each with sshd and buildkitd), whose disks are a btrfs image, as a
-# pool VM's data disk is. Each build is a ci lease asking for its namespace's state
+# namespaces on this kernel, each with sshd and buildkitd), whose disks are an XFS image with
+# reflink, as a pool VM's warm-state disk is (POOL_FS=btrfs for btrfs). Each build is a ci lease asking for its namespace's state
 # (--state-store volumes); the pool commits it after the build and makes the VM ready for the
 # namespace's next lease. POOL_LINK=lan|eu|transatlantic shapes the link to every runner host
 # (fake-hcloud --link). Sets warm_flags and pool_settle.
 pooldir=$work/pool
 umount "$pooldir" 2>/dev/null || true
-rm -f "$work/pool.img" && truncate -s 40G "$work/pool.img" && mkfs.btrfs -q -f "$work/pool.img"
+rm -f "$work/pool.img" && truncate -s 40G "$work/pool.img"
+case ${POOL_FS:-xfs} in
+xfs) mkfs.xfs -q -f -m reflink=1 "$work/pool.img" ;;
+btrfs) mkfs.btrfs -q -f "$work/pool.img" ;;
+*) echo "POOL_FS=$POOL_FS: want xfs or btrfs" >&2; exit 2 ;;
+esac
 mkdir -p "$pooldir" && mount -o loop "$work/pool.img" "$pooldir"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 hc=127.0.0.1:$(free_port) pl=127.0.0.1:$(free_port)
@@ -33,4 +38,14 @@ pool_settle() {
       grep -q -E 'recycling|creating' || return 0
     sleep 0.1
   done
+}
+# pool_direct builds the app by buildctl on the socket of the runner host's buildkitd (the
+# one the last return started on the namespace's tree), as keptb does on the persistent one.
+pool_direct() {
+  local sock t0; sock=$(find "$pooldir" /var/lib/lian-build -name buildkitd.sock -type s -newer "$work/last.json" 2>/dev/null | head -1)
+  [ -n "$sock" ] || sock=$(find "$pooldir" /var/lib/lian-build -name buildkitd.sock -type s 2>/dev/null | head -1)
+  t0=$(now)
+  buildctl --addr "unix://$sock" build --frontend dockerfile.v0 --local context="$app" --local dockerfile="$app" \
+    --opt filename="$df" "${bk_args[@]}" --progress plain 2>>"$work/direct.log"
+  elapsed "$t0" "$(now)"
 }

@@ -69,9 +69,12 @@ read -r wc ws wg wn <<<"$(scenario lianw warm warm)"
 if [ "$src_rounds" -gt 0 ]; then
   # One src change more per round, built by both on the same tree, the persistent one first.
   echo "src changed, $src_rounds interleaved rounds…"
-  : > "$work/src_rounds.txt"
+  : > "$work/src_rounds.txt"; : > "$work/direct_rounds.txt"
   for _ in $(seq "$src_rounds"); do
     touch_src; k=$(keptb); w=$(lianw warm warm); echo "$k $w" >> "$work/src_rounds.txt"
+    # WARM_DIRECT=1 (with WARM_VIA=pool): the same change once more, by buildctl on the socket
+    # of the pool VM's buildkitd that the return started for the namespace (no lease, no SSH).
+    [ -z "${WARM_DIRECT:-}" ] || { touch_src; pool_direct >> "$work/direct_rounds.txt"; }
   done
   kept_stop
 fi
@@ -87,6 +90,7 @@ if [ "$src_rounds" -gt 0 ]; then
   mk=$(median $(awk '{print $1}' "$work/src_rounds.txt")); mw=$(median $(awk '{print $2}' "$work/src_rounds.txt"))
   row "src/ changed, median of $src_rounds" "$mk" "—" "$mw" "≤1.2×"
   echo "  rounds (persistent warm): $(tr '\n' ';' < "$work/src_rounds.txt")"
+  [ -z "${WARM_DIRECT:-}" ] || echo "  the pool VM's buildkitd by buildctl on its socket, median $(median $(cat "$work/direct_rounds.txt")) s: $(tr '\n' ' ' < "$work/direct_rounds.txt")"
 fi
 echo
 echo "warm-state clone and commit per build (cold, src, deps, none):"; cat "$work/state_ms.txt"

@@ -28,7 +28,8 @@ func CloudInit(socket string, insecure []string, sw Software) string {
 	for _, r := range insecure {
 		fmt.Fprintf(&reg, "      [registry.%q]\n        http = true\n", r)
 	}
-	apt := "package_update: true\npackages: [runc, ca-certificates]\n"
+	// xfsprogs formats a pool VM's warm-state image (runner.sh warm_fs).
+	apt := "package_update: true\npackages: [runc, ca-certificates, xfsprogs]\n"
 	if sw.Runc != nil {
 		apt = ""
 	}

@@ -7,7 +7,9 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -401,4 +403,89 @@ func touchAll(b *testing.B, dir string) {
 	if err != nil {
 		b.Fatal(err)
 	}
+}
+
+// BenchmarkSmallBuild is the fixed cost of a transport on a build that
+// does almost nothing (one small file changed, copied): the same runner
+// through its unix socket, through SSH to its socket (direct-streamlocal),
+// through SSH and a `buildctl dial-stdio` command (a pool lease's key),
+// and through SSH with the context streamed; each with the client kept and
+// with a client dialled for the build (what a build pays: the dial, the
+// handshake, Info, the solve). Medians of b.N, order rotated each round.
+//
+//	go test -run '^$' -bench SmallBuild -benchtime 20x ./internal/compute/sshx
+func BenchmarkSmallBuild(b *testing.B) {
+	r, socket, conn := runnerOverSSH(b, "bench-small")
+	buildctl, err := exec.LookPath("buildctl")
+	if err != nil {
+		b.Fatal(err)
+	}
+	dialStdio := buildctl + " --addr unix://" + socket + " dial-stdio"
+	dir := b.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM scratch\nCOPY small /small\n"), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	type path struct {
+		name   string
+		dial   func(context.Context) (*client.Client, error)
+		stream func(context.Context) (net.Listener, error)
+	}
+	paths := []path{
+		{"socket", r.Client, nil},
+		{"ssh-unix", func(ctx context.Context) (*client.Client, error) { return conn.BuildKit(ctx, socket) }, nil},
+		{"ssh-dial-stdio", func(ctx context.Context) (*client.Client, error) { return conn.BuildKitCommand(ctx, dialStdio) }, nil},
+		{"ssh-unix-stream", func(ctx context.Context) (*client.Client, error) { return conn.BuildKit(ctx, socket) }, conn.ListenLoopback},
+	}
+	kept := make([]*client.Client, len(paths))
+	for i, p := range paths {
+		c, err := p.dial(context.Background())
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.Close()
+		kept[i] = c
+	}
+	solve := func(c *client.Client, p path, round int) {
+		b.StopTimer()
+		if err := os.WriteFile(filepath.Join(dir, "small"), []byte(fmt.Sprintf("%s %d\n", p.name, round)), 0o644); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		if _, err := buildkit.Build(context.Background(), c, buildkit.Options{ContextDir: dir, Progress: "quiet", ContextStream: p.stream}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	warm, fresh := make([][]time.Duration, len(paths)), make([][]time.Duration, len(paths))
+	for i := 0; i < b.N+1; i++ {
+		for k := range paths {
+			j := (i + k) % len(paths)
+			p := paths[j]
+			start := time.Now()
+			solve(kept[j], p, 2*i)
+			d := time.Since(start)
+			start = time.Now()
+			c, err := p.dial(context.Background())
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := c.Info(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+			solve(c, p, 2*i+1)
+			c.Close()
+			if i > 0 { // the first round warms every path
+				warm[j], fresh[j] = append(warm[j], d), append(fresh[j], time.Since(start))
+			}
+		}
+	}
+	for j, p := range paths {
+		b.ReportMetric(float64(medianOf(warm[j]).Microseconds())/1000, "ms/"+p.name)
+		b.ReportMetric(float64(medianOf(fresh[j]).Microseconds())/1000, "ms/"+p.name+"-dialled")
+	}
+}
+
+func medianOf(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
 }

@@ -298,8 +298,11 @@ func (hs *host) writeLayout(buildkitd string, insecure []string) error {
 		return err
 	}
 	// sshd's drop-ins are the host's own (its /run), included first by its
-	// config as Debian's sshd_config includes sshd_config.d.
-	env := fmt.Sprintf("ROOT=%q\nCONFIG=%q\nBUILDKITD=%q\nBUILDCTL=%q\nLOG=%q\nB=%q\nWARM=%q\nSYSTEM_PREP=0\nSSHD_CONFIG=%q\nSSHD_DROPIN=%q\nSSHD_PID=%q\n",
+	// config as Debian's sshd_config includes sshd_config.d. The warm state
+	// stays in the host's directory on this machine's disk (WARM_IMAGE
+	// empty), where the tests read it from outside the host's mounts; real
+	// VMs (vmhost) mount it from an XFS image.
+	env := fmt.Sprintf("ROOT=%q\nCONFIG=%q\nBUILDKITD=%q\nBUILDCTL=%q\nLOG=%q\nB=%q\nWARM=%q\nWARM_IMAGE=\nSYSTEM_PREP=0\nSSHD_CONFIG=%q\nSSHD_DROPIN=%q\nSSHD_PID=%q\n",
 		filepath.Join(hs.dir, "buildkit"), cfg, bin, filepath.Join(filepath.Dir(bin), "buildctl"), filepath.Join(hs.dir, "buildkitd.log"), cg,
 		filepath.Join(hs.dir, "warm"), filepath.Join(hs.dir, "sshd_config"), sshdDropins+"/lian-build-pool.conf", filepath.Join(hs.dir, "sshd.pid"))
 	return os.WriteFile(filepath.Join(hs.dir, "runner.env"), []byte(env), 0o600)
