@@ -20,8 +20,16 @@ fi
 src_rounds=${WARM_SRC_ROUNDS:-0}
 warm_store=$work/warm-state.img
 rm -f "$warm_store"; umount "$warm_store.mnt" 2>/dev/null || true
-trap 'kill $regpid 2>/dev/null || true; umount "$warm_store.mnt" 2>/dev/null; rm -f "$warm_store"; umount "$statebase" 2>/dev/null && rm -f "$work/state.img"' EXIT
+trap 'kill $regpid 2>/dev/null || true; umount "$work/warm-state.img.mnt" 2>/dev/null; rm -f "$work/warm-state.img"; umount "$statebase" 2>/dev/null && rm -f "$work/state.img"' EXIT
 warm_flags=(--state-store "$warm_store" --state-store-size 40GiB)
+# WARM_STORE_FS=xfs: the store is a directory on an XFS image with reflink (file-by-file
+# reflink clones) instead of the btrfs image lian-build makes (subvolume snapshots).
+if [ "${WARM_STORE_FS:-btrfs}" = xfs ]; then
+  truncate -s 40G "$warm_store" && mkfs.xfs -q -f -m reflink=1 "$warm_store"
+  mkdir -p "$warm_store.mnt" && mount -o loop "$warm_store" "$warm_store.mnt"
+  warm_flags=(--state-store "$warm_store.mnt")
+  warm_store=$warm_store.mnt
+fi
 [ "${WARM_VIA:-}" = pool ] && . bench/rust-app-pool.sh
 
 lianw() { # $1 = warm|registry, $2 = cache prefix
