@@ -49,7 +49,7 @@ WARM=/var/lib/lian-build/warm
 # stock server's ext4 root, which would copy a generation whole at every
 # lease), WARM_IMAGE, an XFS image with reflink on the root disk, made and
 # mounted at WARM when warm state is first used (and after a reboot). XFS,
-# not btrfs: a Go service's source change builds ~15 % slower on btrfs
+# not btrfs: a Go service's source change builds 15–30 % slower on btrfs
 # (bench/README). Empty: WARM as it is.
 WARM_IMAGE=/var/lib/lian-build/warm.xfs
 # image-prep also removes what a snapshot must not hand on (host keys,
