@@ -440,6 +440,11 @@ recycle() {
 	[ -z "$next" ] || keys "$admin" "$next"
 }
 
+# A VM whose warm image exists has it mounted before anything reads or
+# cleans the warm directory (after a reboot: the work trees a recycle
+# removes are in it).
+[ -z "$WARM_IMAGE" ] || [ ! -f "$WARM_IMAGE" ] || [ "${1:-}" = image-prep ] || warm_fs
+
 case "${1:-}" in
 recycle)
 	shift
