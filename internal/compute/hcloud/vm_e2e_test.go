@@ -40,7 +40,9 @@ func newVMWorld(t *testing.T, memMiB map[string]int, edit func(*hcloud.Settings)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if w.pl, err = pipeline.New(pipeline.Config{Provider: p, SpawnTimeout: 5 * time.Minute}); err != nil {
+	// A TCG guest on a loaded 2-core machine has booted in 93 s and has sat
+	// in soft lockups past 280 s (CI, 2026-12-07): 10 minutes to answer.
+	if w.pl, err = pipeline.New(pipeline.Config{Provider: p, SpawnTimeout: 10 * time.Minute}); err != nil {
 		t.Fatal(err)
 	}
 	return w
