@@ -40,10 +40,12 @@ pool_settle() {
   done
 }
 # pool_direct builds the app by buildctl on the socket of the runner host's buildkitd (the
-# one the last return started on the namespace's tree), as keptb does on the persistent one.
+# one the last return started on the namespace's tree: the newest socket under fake-hcloud's
+# runners), as keptb does on the persistent one.
 pool_direct() {
-  local sock t0; sock=$(find "$pooldir" /var/lib/lian-build -name buildkitd.sock -type s -newer "$work/last.json" 2>/dev/null | head -1)
-  [ -n "$sock" ] || sock=$(find "$pooldir" /var/lib/lian-build -name buildkitd.sock -type s 2>/dev/null | head -1)
+  local sock t0
+  sock=$(find "$pooldir/fake/runners" -name buildkitd.sock -type s -printf '%T@ %p\n' | sort -rn | head -n 1 | cut -d' ' -f2-)
+  [ -S "$sock" ] || { echo "pool_direct: no runner host's buildkitd socket under $pooldir/fake/runners" >&2; exit 1; }
   t0=$(now)
   buildctl --addr "unix://$sock" build --frontend dockerfile.v0 --local context="$app" --local dockerfile="$app" \
     --opt filename="$df" "${bk_args[@]}" --progress plain 2>>"$work/direct.log"
