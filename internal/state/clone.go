@@ -152,6 +152,9 @@ func (c *Clone) Commit(ctx context.Context, ns, writer string) (int, error) {
 	if c.done {
 		return 0, errors.New("state store: clone already committed or discarded")
 	}
+	if err := syncFS(c.Dir); err != nil {
+		return 0, fmt.Errorf("state store: commit %s: %w", ns, err)
+	}
 	dir, unlock, err := c.s.lockNS(ctx, ns, unix.LOCK_EX)
 	if err != nil {
 		return 0, err
@@ -195,6 +198,9 @@ func (c *Clone) Keep(ctx context.Context) error {
 }
 
 func (c *Clone) giveBack(ctx context.Context) error {
+	if err := syncFS(c.Dir); err != nil {
+		return fmt.Errorf("state store: give %s gen %d its tree back: %w", c.From, c.Generation, err)
+	}
 	dir, unlock, err := c.s.lockNS(ctx, c.From, unix.LOCK_EX)
 	if err != nil {
 		return err
@@ -206,7 +212,7 @@ func (c *Clone) giveBack(ctx context.Context) error {
 	if err := exchange(c.Dir, genDir(dir, c.Generation)); err != nil {
 		return fmt.Errorf("state store: give %s gen %d its tree back: %w", c.From, c.Generation, err)
 	}
-	return nil
+	return syncDir(dir)
 }
 
 // Discard throws the clone away. It is safe to call twice and after Commit.
@@ -328,6 +334,22 @@ func setCurrent(dir string, gen int) error {
 		return err
 	}
 	return syncDir(dir)
+}
+
+// syncFS makes everything written to dir's filesystem durable. A runner
+// may write its tree without syncing (the local provider's buildkitd does),
+// so a tree becomes a generation only after this: a host crash then leaves
+// the previous generation or the new one, complete.
+func syncFS(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := unix.Syncfs(int(d.Fd())); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
 }
 
 func syncDir(dir string) error {

@@ -1,6 +1,7 @@
 package state_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -515,4 +516,57 @@ func TestHostileNamespacesStayInsideTheStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = held.Discard()
+}
+
+// A generation survives a host crash: a tree written without a single
+// fsync (as a local runner's buildkitd writes it) is durable once Commit, or
+// Keep giving an all-cached build's tree back, returns. The crash is a copy
+// of the store's image taken right after, with everything the filesystem
+// had not yet written lost: what a power cut would leave on the disk. The
+// copy is mounted as a store of its own; its current generation must be the
+// one committed, whole.
+func TestCommitIsDurableWithoutTheBuildsFsyncs(t *testing.T) {
+	s, img := testenv.StateStoreImage(t, state.Options{})
+	data := make([]byte, 4<<20)
+	for i := range data {
+		data[i] = byte(i*7 + i>>11)
+	}
+	c := cloneToCommit(t, s, "commit", "ci/app")
+	write(t, filepath.Join(c.Dir, "cache", "data"), string(data))
+	gen := commit(t, c, "ci/app")
+	assertAfterCrash(t, img, "commit", gen, data)
+
+	c = cloneToCommit(t, s, "keep", "ci/app")
+	data[0], data[len(data)-1] = 'k', 'k'
+	write(t, filepath.Join(c.Dir, "cache", "data"), string(data))
+	if err := c.Keep(ctx); err != nil || !c.Took {
+		t.Fatalf("keep: %v (took the tree: %v)", err, c.Took)
+	}
+	assertAfterCrash(t, img, "keep", gen, data)
+}
+
+func assertAfterCrash(t *testing.T, img, after string, gen int, data []byte) {
+	t.Helper()
+	crashed := filepath.Join(t.TempDir(), "crashed.img")
+	if out, err := exec.Command("cp", "--sparse=always", img, crashed).CombinedOutput(); err != nil {
+		t.Fatalf("copy the image: %v: %s", err, out)
+	}
+	s, err := state.Open(ctx, state.Options{Path: crashed, Existing: true})
+	if err != nil {
+		t.Fatalf("after %s, the image as a crash left it does not open: %v", after, err)
+	}
+	defer func() {
+		if err := s.Unmount(); err != nil {
+			t.Error(err)
+		}
+	}()
+	c := clone(t, s, "check", "ci/app")
+	defer c.Discard()
+	if c.Generation != gen {
+		t.Fatalf("after %s and a crash, ci/app is at generation %d, want %d", after, c.Generation, gen)
+	}
+	b, err := os.ReadFile(filepath.Join(c.Dir, "cache", "data"))
+	if err != nil || !bytes.Equal(b, data) {
+		t.Fatalf("after %s and a crash, generation %d's file is not what was written: %d of %d bytes, %v", after, gen, len(b), len(data), err)
+	}
 }

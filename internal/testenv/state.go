@@ -16,6 +16,18 @@ import (
 // Both are unmounted when the test ends. opts.Path is set here.
 func StateStore(t testing.TB, fs string, opts state.Options) *state.Store {
 	t.Helper()
+	s, _ := stateStore(t, fs, opts)
+	return s
+}
+
+// StateStoreImage is StateStore on a btrfs image, and the image's path.
+func StateStoreImage(t testing.TB, opts state.Options) (*state.Store, string) {
+	t.Helper()
+	return stateStore(t, "btrfs", opts)
+}
+
+func stateStore(t testing.TB, fs string, opts state.Options) (*state.Store, string) {
+	t.Helper()
 	tool := map[string]string{"btrfs": "mkfs.btrfs", "xfs": "mkfs.xfs"}[fs]
 	if _, err := exec.LookPath(tool); err != nil || os.Geteuid() != 0 {
 		missingPrereq(t, "root and "+tool+" (apt install btrfs-progs xfsprogs)")
@@ -46,5 +58,5 @@ func StateStore(t testing.TB, fs string, opts state.Options) *state.Store {
 			t.Error(err)
 		}
 	})
-	return s
+	return s, opts.Path
 }

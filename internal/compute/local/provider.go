@@ -153,8 +153,12 @@ func (p *Provider) Spawn(ctx context.Context, tier sizing.Tier, lease compute.Le
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Own process group: a Ctrl-C in the terminal reaches lian-build, which destroys in order.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	filterErr, err := startWithoutSyncs(cmd)
+	if err != nil {
 		return fail(fmt.Errorf("local provider: start buildkitd: %w", err))
+	}
+	if filterErr != nil {
+		fmt.Fprintf(logf, "lian-build: buildkitd keeps its fsyncs: %v\n", filterErr)
 	}
 	r.pid = cmd.Process.Pid
 	go func() { r.waitErr = cmd.Wait(); close(r.exited) }()
