@@ -18,6 +18,7 @@ import (
 
 	"github.com/lian-build/action/internal/buildkit"
 	"github.com/lian-build/action/internal/compute"
+	"github.com/lian-build/action/internal/compute/local"
 	"github.com/lian-build/action/internal/compute/sshx"
 	"github.com/lian-build/action/internal/sizing"
 	"github.com/lian-build/action/internal/testenv"
@@ -27,9 +28,14 @@ import (
 // to this machine: its socket is reachable both ways. Both end with the test.
 func runnerOverSSH(tb testing.TB, lease string) (compute.Runner, string, *sshx.Conn) {
 	tb.Helper()
+	return runnerOverSSHOf(tb, lease, testenv.NewProvider(tb, nil))
+}
+
+func runnerOverSSHOf(tb testing.TB, lease string, p *local.Provider) (compute.Runner, string, *sshx.Conn) {
+	tb.Helper()
 	testenv.Require(tb)
 	sshd := testenv.StartSSHD(tb)
-	r, err := testenv.NewProvider(tb, nil).Spawn(context.Background(), sizing.HCloud[0], compute.Lease{ID: lease, TTL: time.Hour})
+	r, err := p.Spawn(context.Background(), sizing.HCloud[0], compute.Lease{ID: lease, TTL: time.Hour})
 	if err != nil {
 		tb.Fatal(err)
 	}

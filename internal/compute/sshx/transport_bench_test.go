@@ -19,6 +19,7 @@ import (
 
 	"github.com/lian-build/action/internal/buildkit"
 	"github.com/lian-build/action/internal/compute"
+	"github.com/lian-build/action/internal/compute/local"
 	"github.com/lian-build/action/internal/compute/sshx"
 	"github.com/lian-build/action/internal/sizing"
 	"github.com/lian-build/action/internal/testenv"
@@ -33,8 +34,12 @@ import (
 //
 //	go test -run '^$' -bench Transport -benchtime 3x ./internal/compute/sshx
 func BenchmarkTransport(b *testing.B) {
-	r, socket, conn := runnerOverSSH(b, "bench-transport")
-	dir := b.TempDir()
+	p, disk := diskProvider(b)
+	r, socket, conn := runnerOverSSHOf(b, "bench-transport", p)
+	dir := filepath.Join(disk, "context")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		b.Fatal(err)
+	}
 	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM scratch\nCOPY blob /blob\n"), 0o644); err != nil {
 		b.Fatal(err)
 	}
@@ -311,7 +316,8 @@ func clientOverLink(b *testing.B, sshd *testenv.SSHD, socket string, lk link.Pre
 func linkRunner(b *testing.B, lease string) (*testenv.SSHD, string) {
 	testenv.Require(b)
 	sshd := testenv.StartSSHD(b)
-	r, err := testenv.NewProvider(b, nil).Spawn(context.Background(), sizing.HCloud[0], compute.Lease{ID: lease, TTL: time.Hour})
+	p, _ := diskProvider(b)
+	r, err := p.Spawn(context.Background(), sizing.HCloud[0], compute.Lease{ID: lease, TTL: time.Hour})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -488,4 +494,19 @@ func medianOf(ds []time.Duration) time.Duration {
 	s := slices.Clone(ds)
 	slices.Sort(s)
 	return s[len(s)/2]
+}
+
+// diskProvider is a local provider whose runners keep their state on a
+// journaled ext4 disk of their own, as a runner VM's buildkitd does, and
+// that disk's mountpoint (testenv.Disk says why not this machine's root).
+func diskProvider(b *testing.B) (*local.Provider, string) {
+	b.Helper()
+	disk := testenv.Disk(b, "ext4", 32<<30)
+	opts := testenv.ProviderOptions(b, nil)
+	opts.StateDir = filepath.Join(disk, "runners")
+	p, err := local.New(opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return p, disk
 }

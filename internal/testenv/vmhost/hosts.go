@@ -57,17 +57,21 @@ type Hosts struct {
 var _ fakehcloud.Hosts = (*Hosts)(nil)
 
 type vm struct {
-	id      int64
-	dir     string
-	net     *vmNet
-	cmd     *exec.Cmd
-	exited  chan struct{}
-	console *syncbuf.Buffer
-	meta    *metadata
-	dhcp    *server4.Server
-	http    *http.Server
-	fwd     *netns.Forwarder
-	wg      sync.WaitGroup
+	id     int64
+	dir    string
+	net    *vmNet
+	exited chan struct{} // closed when qemu has exited or will not start (nil: not launched)
+	quit   chan struct{} // closed by stop: qemu must not start any more
+
+	mu       sync.Mutex
+	proc     *os.Process // qemu, once started
+	quitOnce sync.Once
+	console  *syncbuf.Buffer
+	meta     *metadata
+	dhcp     *server4.Server
+	http     *http.Server
+	fwd      *netns.Forwarder
+	wg       sync.WaitGroup
 }
 
 // tag tells this process's VMs from another's.
@@ -82,7 +86,7 @@ func (h *Hosts) Start(ctx context.Context, spec fakehcloud.HostSpec) (string, er
 	if len(spec.Volumes) > 0 {
 		return "", errors.New("vm runner hosts: volumes are not attached yet")
 	}
-	v := &vm{id: spec.ServerID, dir: filepath.Join(h.Dir, fmt.Sprint(spec.ServerID)), net: newVMNet(tag, spec.ServerID), exited: make(chan struct{}), console: &syncbuf.Buffer{}}
+	v := &vm{id: spec.ServerID, dir: filepath.Join(h.Dir, fmt.Sprint(spec.ServerID)), net: newVMNet(tag, spec.ServerID), quit: make(chan struct{}), console: &syncbuf.Buffer{}}
 	fail := func(err error) (string, error) {
 		return "", errors.Join(fmt.Errorf("vm for server %d: %w", spec.ServerID, err), v.stop())
 	}
@@ -114,19 +118,14 @@ func (h *Hosts) Start(ctx context.Context, spec fakehcloud.HostSpec) (string, er
 		mem = m
 	}
 	args := qemuArgs(Accel(ctx, h.Image), h.Image, overlay, v.agentSocket(), vcpus(spec.Cores), mem, v.net.MAC.String(), spec.ServerID, seed)
-	// In the namespace, where the tap is; not bound to ctx: the VM lives
-	// until Stop.
-	v.cmd = exec.Command("nsenter", append([]string{"--net=/run/netns/" + v.net.ns, "qemu-system-x86_64"}, args...)...)
 	var out io.Writer = v.console
 	if h.Log != nil {
 		out = io.MultiWriter(v.console, &lineWriter{w: h.Log, prefix: fmt.Sprintf("server %d │ ", spec.ServerID)})
 	}
-	v.cmd.Stdout, v.cmd.Stderr = out, out
-	v.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := v.cmd.Start(); err != nil {
-		return fail(err)
-	}
-	go func() { _ = v.cmd.Wait(); close(v.exited) }()
+	// In the namespace, where the tap is; not bound to ctx: the VM lives
+	// until Stop.
+	v.exited = make(chan struct{})
+	go v.run(args, out)
 	h.mu.Lock()
 	if h.vms == nil {
 		h.vms = map[int64]*vm{}
@@ -171,8 +170,8 @@ func (v *vm) overlay() string { return filepath.Join(v.dir, "root.qcow2") }
 // stop powers the VM off (a server's delete is not a shutdown) and removes
 // its network and files.
 func (v *vm) stop() error {
-	if v.cmd != nil && v.cmd.Process != nil {
-		_ = v.cmd.Process.Kill()
+	if v.exited != nil {
+		v.signal(syscall.SIGKILL, true)
 		<-v.exited
 	}
 	if v.dhcp != nil {
@@ -212,8 +211,8 @@ func (h *Hosts) Halt(_ context.Context, serverID int64) (string, error) {
 	if v == nil {
 		return "", fmt.Errorf("vm for server %d: not running", serverID)
 	}
-	if v.cmd != nil && v.cmd.Process != nil {
-		_ = v.cmd.Process.Signal(syscall.SIGTERM)
+	if v.exited != nil {
+		v.signal(syscall.SIGTERM, true)
 		select {
 		case <-v.exited:
 		case <-time.After(30 * time.Second):
