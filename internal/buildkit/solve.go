@@ -79,8 +79,9 @@ type Options struct {
 	// sync (stream.go). An error from it sends the context through the
 	// session, and the report says why.
 	ContextStream func(context.Context) (net.Listener, error)
-	// ContextZstd compresses a streamed context on the wire (zstd, its
-	// fastest level; buildkitd's unpack reads it).
+	// ContextZstd compresses a streamed context on the wire when its first
+	// 4 MiB shrink by a tenth or more (zstd, its fastest level; buildkitd's
+	// unpack reads it).
 	ContextZstd bool
 }
 

@@ -131,8 +131,8 @@ func (p *Pipeline) build(ctx context.Context, r compute.Runner, opts buildkit.Op
 	go func() { defer close(done); smp.run(sctx, r, every) }()
 
 	if cs, ok := contextAsStream(r); ok {
-		// zstd: source trees shrink 4× (BenchmarkSourceTreeOverLink);
-		// incompressible bytes cost a few percent on fast links.
+		// zstd: source trees shrink 4× (BenchmarkSourceTreeOverLink); a
+		// context that does not shrink goes plain (buildkit.zstdIfItPays).
 		opts.ContextStream, opts.ContextZstd = cs.ListenOnRunner, true
 	}
 	c, err := r.Client(ctx)
