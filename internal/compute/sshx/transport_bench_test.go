@@ -161,6 +161,7 @@ func BenchmarkTransportOverLink(b *testing.B) {
 // returns how long it took.
 func upload(b *testing.B, c *client.Client, dir string, size int64, stream func(context.Context) (net.Listener, error), zstd ...bool) time.Duration {
 	freshBlob(b, filepath.Join(dir, "blob"), size)
+	syscall.Sync()
 	start := time.Now()
 	if _, err := buildkit.Build(context.Background(), c, buildkit.Options{ContextDir: dir, NoCache: true, Progress: "quiet", ContextStream: stream, ContextZstd: len(zstd) > 0}); err != nil {
 		b.Fatal(err)
@@ -319,8 +320,8 @@ func clientOverLink(b *testing.B, sshd *testenv.SSHD, socket string, lk link.Pre
 // for the link benchmarks; the runner goes when the benchmark ends.
 func linkRunner(b *testing.B, lease string) (*testenv.SSHD, string) {
 	testenv.Require(b)
+	p, _ := diskProvider(b) // before sshd, which sees the mounts made before it starts
 	sshd := testenv.StartSSHD(b)
-	p, _ := diskProvider(b)
 	r, err := p.Spawn(context.Background(), sizing.HCloud[0], compute.Lease{ID: lease, TTL: time.Hour})
 	if err != nil {
 		b.Fatal(err)
