@@ -2,7 +2,5 @@ package local
 
 import "github.com/lian-build/action/internal/compute"
 
-var StartWithoutSyncs = startWithoutSyncs
-
 // DaemonPID is a local runner's buildkitd.
 func DaemonPID(r compute.Runner) int { return r.(*runner).pid }

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/lian-build/action/internal/compute"
+	"github.com/lian-build/action/internal/nosync"
 	"github.com/lian-build/action/internal/proc"
 	"github.com/lian-build/action/internal/sizing"
 	"github.com/moby/buildkit/client"
@@ -153,7 +154,7 @@ func (p *Provider) Spawn(ctx context.Context, tier sizing.Tier, lease compute.Le
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Own process group: a Ctrl-C in the terminal reaches lian-build, which destroys in order.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	filterErr, err := startWithoutSyncs(cmd)
+	filterErr, err := nosync.Start(cmd)
 	if err != nil {
 		return fail(fmt.Errorf("local provider: start buildkitd: %w", err))
 	}
