@@ -47,9 +47,9 @@ func TestPoolLeasesOnAVMHaveTheirOwnPeak(t *testing.T) {
 		t.Fatalf("VMs %+v %v", vms, err)
 	}
 	const warm = "/var/lib/lian-build/warm"
-	out, err := w.vms.Run(context.Background(), vms[0].ServerID, "stat -f -c %T / "+warm+"; xfs_info "+warm+" | grep -o 'reflink=[01]'; ls "+warm+"/ns/ci_app/gens")
-	if got := strings.Fields(string(out)); err != nil || strings.Join(got, " ") != "ext2/ext3 xfs reflink=1 2" {
-		t.Errorf("the VM's root and warm state: %q %v, want ext4 (ext2/ext3), xfs with reflink=1, generation 2", out, err)
+	out, err := w.vms.Run(context.Background(), vms[0].ServerID, "stat -f -c %T / "+warm+"; xfs_info "+warm+" | grep -o 'reflink=[01]'; ls "+warm+"/ns/ci_app/gens; grep ^Seccomp: /proc/$(pidof buildkitd)/status")
+	if got := strings.Fields(string(out)); err != nil || strings.Join(got, " ") != "ext2/ext3 xfs reflink=1 2 Seccomp: 2" {
+		t.Errorf("the VM's root, warm state and buildkitd: %q %v, want ext4 (ext2/ext3), xfs with reflink=1, generation 2, buildkitd under a seccomp filter (its syncs no-ops)", out, err)
 	}
 	w.drainAndCheck(t)
 }

@@ -3,6 +3,7 @@ package remote
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"path"
 	"strings"
@@ -36,10 +37,13 @@ func CloudInit(socket string, insecure []string, sw Software) string {
 	setup, start := bootLines(socket)
 	var run strings.Builder
 	for _, l := range append(append(setup, runcLine(sw.Runc), installLine(sw.Buildkit)), start) {
-		fmt.Fprintf(&run, "  - %s\n", l)
+		fmt.Fprintf(&run, "  - %s\n", yamlString(l))
 	}
 	return fmt.Sprintf(`#cloud-config
 %[3]swrite_files:
+  - path: %[6]s
+    content: |
+%[7]s
   - path: /etc/buildkit/buildkitd.toml
     content: |
       root = "/var/lib/buildkit"
@@ -52,7 +56,7 @@ func CloudInit(socket string, insecure []string, sw Software) string {
         enabled = false
 %[2]s
 runcmd:
-%[5]s`, socket, reg.String(), apt, BuildCgroup, run.String())
+%[5]s`, socket, reg.String(), apt, BuildCgroup, run.String(), NoSyncPath, indent(NoSyncProgram(), "      "))
 }
 
 // bootLines are what every boot of a runner machine runs: setup makes the
@@ -67,7 +71,7 @@ func bootLines(socket string) (setup []string, start string) {
 		fmt.Sprintf("mkdir -p %s/daemon %[1]s/steps", cg),
 		fmt.Sprintf("echo $(( $(awk '/^MemTotal:/ {print $2}' /proc/meminfo) * 1024 - 268435456 )) > %s/memory.max", cg),
 	}
-	start = fmt.Sprintf("test -x /usr/local/bin/buildkitd && { sh -c 'echo $$ > %s/daemon/cgroup.procs && exec /usr/local/bin/buildkitd --config /etc/buildkit/buildkitd.toml' >/var/log/buildkitd.log 2>&1 & }", cg)
+	start = fmt.Sprintf("test -x /usr/local/bin/buildkitd && { sh -c 'echo $$ > %s/daemon/cgroup.procs && %s /usr/local/bin/buildkitd --config /etc/buildkit/buildkitd.toml' >/var/log/buildkitd.log 2>&1 & }", cg, noSyncStart)
 	return setup, start
 }
 
@@ -76,7 +80,8 @@ func bootLines(socket string) (setup []string, start string) {
 // and the buildkitd the image holds, started in it; nothing downloaded.
 func BootScript(socket string) string {
 	setup, start := bootLines(socket)
-	return "#!/bin/sh\n# lian-build: the build cgroup and buildkitd, at every boot of a runner image\n" + strings.Join(append(setup, start), "\n") + "\n"
+	write := "mkdir -p " + path.Dir(NoSyncPath) + " && cat > " + NoSyncPath + " <<'LIAN_NOSYNC'\n" + NoSyncProgram() + "LIAN_NOSYNC"
+	return "#!/bin/sh\n# lian-build: the build cgroup and buildkitd, at every boot of a runner image\n" + strings.Join(append(setup, write, start), "\n") + "\n"
 }
 
 // BootScriptPath and BootUnitName are where a runner image keeps them.
@@ -106,4 +111,25 @@ func InstallBoot(ctx context.Context, c *sshx.Conn, socket string) error {
 	b64 := base64.StdEncoding.EncodeToString
 	_, err := RunScript(ctx, c, "image-boot", BootScriptPath, b64([]byte(BootScript(socket))), BootUnitName, b64([]byte(BootUnit)))
 	return err
+}
+
+// indent puts prefix before every line of s (a YAML block's content).
+func indent(s, prefix string) string {
+	lines := strings.Split(strings.TrimSuffix(s, "\n"), "\n")
+	for i, l := range lines {
+		if l != "" {
+			lines[i] = prefix + l
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
+// yamlString is s as a YAML double-quoted scalar (a JSON string is one): a
+// shell line may hold ": " or "#", which a plain scalar may not.
+func yamlString(s string) string {
+	var b strings.Builder
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(s) // a string always encodes
+	return strings.TrimSuffix(b.String(), "\n")
 }

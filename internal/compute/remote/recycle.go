@@ -19,7 +19,9 @@ var runnerScript string
 // RunnerScript is the runner machine's own commands (run as root over
 // SSH): a pool's recycle and grant between leases, and a lease's state
 // volume; its usage is at its top.
-func RunnerScript() string { return strings.Replace(runnerScript, "@STATS@", StatsCommand, 1) }
+func RunnerScript() string {
+	return strings.NewReplacer("@STATS@", StatsCommand, "@NOSYNC@", strings.TrimSuffix(NoSyncProgram(), "\n")).Replace(runnerScript)
+}
 
 // AuthorizedKey is a public key as one authorized_keys line, without comment.
 func AuthorizedKey(k ssh.PublicKey) string {

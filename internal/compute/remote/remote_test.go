@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"gopkg.in/yaml.v3"
 )
 
 func TestParseStatsCgroupV2AndV1(t *testing.T) {
@@ -37,6 +39,19 @@ func TestParseStatsCgroupV2AndV1(t *testing.T) {
 	}
 }
 
+// runcmd is the user-data's commands as the shell gets them, one a line
+// (the user-data must be valid YAML).
+func runcmd(t *testing.T, userData string) string {
+	t.Helper()
+	var cfg struct {
+		RunCmd []string `yaml:"runcmd"`
+	}
+	if err := yaml.Unmarshal([]byte(userData), &cfg); err != nil {
+		t.Fatalf("user-data is not valid YAML: %v\n%s", err, userData)
+	}
+	return strings.Join(cfg.RunCmd, "\n")
+}
+
 func TestCloudInitHoldsNoSecrets(t *testing.T) {
 	ci := CloudInit("/run/buildkit/buildkitd.sock", []string{"10.0.0.1:5000"}, Software{})
 	for _, w := range []string{"#cloud-config", `address = ["unix:///run/buildkit/buildkitd.sock"]`, `[registry."10.0.0.1:5000"]`, "defaultCgroupParent"} {
@@ -56,7 +71,7 @@ func TestCloudInitVerifiesWhatItDownloads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ci := CloudInit("/run/buildkit/buildkitd.sock", nil, Software{Buildkit: For("", pins, "arm64")})
+	ci := runcmd(t, CloudInit("/run/buildkit/buildkitd.sock", nil, Software{Buildkit: For("", pins, "arm64")}))
 	get, check, unpack := strings.Index(ci, "curl -fsSL"), strings.Index(ci, strings.Repeat("ab", 32)+"  /run/buildkit.tgz\" | sha256sum -c -"), strings.Index(ci, "tar -xzf /run/buildkit.tgz")
 	if get < 0 || check < get || unpack < check || !strings.Contains(ci, "set -e") || !strings.Contains(ci, "linux-arm64.tar.gz") {
 		t.Errorf("the download is not verified before it is unpacked:\n%s", ci)
@@ -64,7 +79,7 @@ func TestCloudInitVerifiesWhatItDownloads(t *testing.T) {
 	if strings.Contains(ci, "| tar") || !strings.Contains(ci, "test -x /usr/local/bin/buildkitd && ") {
 		t.Errorf("an unverified pipe into tar, or buildkitd started unconditionally:\n%s", ci)
 	}
-	if none := CloudInit("/s", nil, Software{Buildkit: For("", pins, "riscv64")}); strings.Contains(none, "curl") || !strings.Contains(none, "no pinned download") {
+	if none := runcmd(t, CloudInit("/s", nil, Software{Buildkit: For("", pins, "riscv64")})); strings.Contains(none, "curl") || !strings.Contains(none, "no pinned download") {
 		t.Errorf("without a pin the user-data downloads:\n%s", none)
 	}
 	for _, bad := range []string{"arm64=abc", "arm64", "mips=" + strings.Repeat("a", 64), "arm64=" + strings.Repeat("A", 64)} {
@@ -92,6 +107,7 @@ func TestCloudInitWithoutAPT(t *testing.T) {
 	if strings.Contains(ci, "packages:") || strings.Contains(ci, "package_update") {
 		t.Errorf("apt is still used:\n%s", ci)
 	}
+	ci = runcmd(t, ci)
 	get, check, inst := strings.Index(ci, "/run/runc \"http://172.31.1.1:8080/runc.amd64\""), strings.Index(ci, "  /run/runc\" | sha256sum -c -"), strings.Index(ci, "install -m 0755 /run/runc")
 	if get < 0 || check < get || inst < check {
 		t.Errorf("runc is not verified before it is installed:\n%s", ci)
