@@ -24,7 +24,9 @@ func TestBootDone(t *testing.T) {
 // With every slot taken, a VM waits until one is released, or until it is
 // stopped.
 func TestBootSlotsAreShared(t *testing.T) {
+	machine := bootSlotDir
 	bootSlotDir = t.TempDir() // not the machine's: VMs of other tests may boot
+	t.Cleanup(func() { bootSlotDir = machine })
 	var held []interface{ Close() error }
 	for range bootSlots() {
 		f, err := acquireBootSlot(nil)
