@@ -212,7 +212,7 @@ start() {
 		echo 0 >$CG/memory/$B/memory.max_usage_in_bytes
 	fi
 	mkdir -p "$(dirname "$SOCKET")" "$(dirname "$LOG")"
-	wrap=$(nosync_wrapper)
+	wrap=$(nosync_wrapper) || wrap=
 	setsid sh -c 'for f in $0; do echo $$ >"$f"; done; exec $4 "$1" --config "$2" $3' "$procs" "$BUILDKITD" "$CONFIG" "$root_flag" "$wrap" >"$LOG" 2>&1 </dev/null &
 	i=0
 	until [ -S "$SOCKET" ]; do
