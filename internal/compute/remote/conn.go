@@ -48,6 +48,8 @@ type Conn struct {
 	// spare is the client WaitReady reached buildkitd with: the next
 	// Client call takes it rather than dial again.
 	spare *client.Client
+	// unreachable: a new connection could not be made (afterLoss).
+	unreachable error
 }
 
 // Close closes the client no one took and the SSH connection.
@@ -70,23 +72,34 @@ func (c *Conn) Describe(i *compute.RunnerInfo) {
 
 // Health is the SSH connection's (lost, or the machine not answering) and
 // then buildkitd's: its socket no longer answering means the daemon died —
-// killed, or out of memory (Stats then says which).
+// killed, or out of memory (Stats then says which). A machine that does
+// not answer on the connection is asked about buildkitd on a new one
+// (afterLoss).
 func (c *Conn) Health(ctx context.Context) error {
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := c.SSH.Ping(pctx); err != nil {
+		// The connection's loss stays the answer; a new one adds whether
+		// buildkitd died (an OOM's sign, Stats reads the counters).
+		return errors.Join(err, c.afterLoss(ctx, func(fresh *sshx.Conn) error { return c.daemonAnswers(ctx, fresh) }))
+	}
+	return c.daemonAnswers(pctx, c.SSH)
+}
+
+// daemonAnswers reaches buildkitd over s.
+func (c *Conn) daemonAnswers(ctx context.Context, s *sshx.Conn) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if err := c.SSH.Ping(ctx); err != nil {
-		return err
-	}
 	var nc net.Conn
 	var err error
 	if c.Dial != "" {
-		nc, err = c.SSH.DialCommand(ctx, c.Dial)
+		nc, err = s.DialCommand(ctx, c.Dial)
 		if err == nil {
 			// The bridge runs once it reached the socket: a byte or EOF says.
 			err = probe(nc)
 		}
 	} else {
-		nc, err = c.SSH.DialUnix(ctx, c.Socket)
+		nc, err = s.DialUnix(ctx, c.Socket)
 	}
 	if err != nil {
 		if nc != nil {
@@ -95,6 +108,40 @@ func (c *Conn) Health(ctx context.Context) error {
 		return fmt.Errorf("buildkitd on %s is not answering: %w", c.Name, err)
 	}
 	return nc.Close()
+}
+
+// lostRedialTimeout bounds afterLoss: a TCG guest on a loaded machine,
+// thrashing at its memory limit, went 20+ s without answering.
+const lostRedialTimeout = 60 * time.Second
+
+// afterLoss runs fn over a new connection to the machine, when the
+// connection's own answer did not come: a guest thrashing at its memory
+// limit misses keep-alives for tens of seconds and then answers, and what
+// it says then (buildkitd's death, the OOM counters) tells an OOM from a
+// lost machine. A redial that failed on its own (not for ctx) ends the
+// tries for this connection: a machine that is gone is waited for once.
+func (c *Conn) afterLoss(ctx context.Context, fn func(*sshx.Conn) error) error {
+	c.mu.Lock()
+	gone := c.unreachable
+	c.mu.Unlock()
+	if gone != nil {
+		return gone
+	}
+	rctx, cancel := context.WithTimeout(ctx, lostRedialTimeout)
+	defer cancel()
+	fresh, err := c.SSH.Redial(rctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			c.mu.Lock()
+			c.unreachable = fmt.Errorf("%s: no new connection either: %w", c.Name, err)
+			gone = c.unreachable
+			c.mu.Unlock()
+			return gone
+		}
+		return err
+	}
+	defer fresh.Close()
+	return fn(fresh)
 }
 
 // Client connects to buildkitd through the SSH connection.
@@ -144,11 +191,20 @@ func probe(nc net.Conn) error {
 
 // Stats reads the machine's build cgroup in one SSH round trip; the peak is
 // the highest seen by this connection (a reading never goes down).
-func (c *Conn) Stats(ctx context.Context) (compute.Stats, error) {
-	// A reading never holds up the build: bounded, like every remote call.
-	ctx, cancel := context.WithTimeout(ctx, statsTimeout)
+func (c *Conn) Stats(parent context.Context) (compute.Stats, error) {
+	// A reading never holds up the build: bounded, like every remote call
+	// (a lost connection's reading waits for a new one: afterLoss).
+	ctx, cancel := context.WithTimeout(parent, statsTimeout)
 	defer cancel()
 	out, err := c.SSH.Run(ctx, StatsCommand)
+	if err != nil && c.SSH.Err() != nil {
+		err = c.afterLoss(parent, func(fresh *sshx.Conn) error {
+			rctx, cancel := context.WithTimeout(parent, statsTimeout)
+			defer cancel()
+			out, err = fresh.Run(rctx, StatsCommand)
+			return err
+		})
+	}
 	if err != nil {
 		return compute.Stats{}, err
 	}

@@ -55,6 +55,7 @@ func (e *HostKeyError) Error() string {
 
 // Conn is an SSH connection to a runner.
 type Conn struct {
+	cfg     Config // as dialled, for Redial
 	addr    string
 	hostKey ssh.PublicKey
 	client  *ssh.Client
@@ -113,7 +114,7 @@ func Dial(ctx context.Context, cfg Config) (*Conn, error) {
 		return nil, fmt.Errorf("ssh %s: %w", cfg.Addr, err)
 	}
 	_ = tcp.SetDeadline(time.Time{})
-	c := &Conn{addr: cfg.Addr, hostKey: seen, client: ssh.NewClient(cc, chans, reqs), stop: make(chan struct{}), done: make(chan struct{}), watched: make(chan struct{})}
+	c := &Conn{cfg: cfg, addr: cfg.Addr, hostKey: seen, client: ssh.NewClient(cc, chans, reqs), stop: make(chan struct{}), done: make(chan struct{}), watched: make(chan struct{})}
 	go c.keepAlive(cfg.KeepAlive)
 	go c.watch()
 	return c, nil
@@ -134,6 +135,14 @@ func (c *Conn) watch() {
 		err = errors.New("closed by the runner or the network on the way (EOF)")
 	}
 	c.fail(fmt.Errorf("ssh %s: connection lost: %w", c.addr, err))
+}
+
+// Redial opens a new connection to the same machine, its host key the one
+// this connection saw.
+func (c *Conn) Redial(ctx context.Context) (*Conn, error) {
+	cfg := c.cfg
+	cfg.HostKey, cfg.TrustFirst = c.hostKey, false
+	return Dial(ctx, cfg)
 }
 
 // Ping asks the server for an answer (a keep-alive request: no session, no

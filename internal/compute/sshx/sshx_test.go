@@ -1,6 +1,7 @@
 package sshx_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -253,5 +254,28 @@ func TestRunCancelledMidOutput(t *testing.T) {
 			t.Fatalf("Run = %d bytes, %v; want the deadline", len(out), err)
 		}
 		_ = strings.Count(string(out), "\n")
+	}
+}
+
+// Redial reaches the same machine on a new connection, the host key the
+// first one saw pinned (a connection trusting the first key pins it too),
+// and works after the first is closed.
+func TestRedial(t *testing.T) {
+	sshd := testenv.StartSSHD(t)
+	first, err := sshx.Dial(context.Background(), sshx.Config{Addr: sshd.Addr, Signer: sshd.Client, TrustFirst: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh, err := first.Redial(context.Background())
+	first.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Close()
+	if out, err := fresh.Run(context.Background(), "echo again"); err != nil || strings.TrimSpace(string(out)) != "again" {
+		t.Fatalf("over the new connection: %q %v", out, err)
+	}
+	if !bytes.Equal(fresh.HostKey().Marshal(), sshd.HostKey.Marshal()) {
+		t.Error("the new connection pinned another host key")
 	}
 }
