@@ -5,7 +5,7 @@ BIN   := $(CURDIR)/bin
 export PATH := $(BIN):$(PATH)
 
 # Debian packages the local runner, its tests and the demo need.
-APT_PACKAGES := runc busybox-static docker-registry openssh-server iproute2 btrfs-progs xfsprogs docker.io qemu-user-static prometheus qemu-system-x86 qemu-utils debootstrap
+APT_PACKAGES := runc busybox-static docker-registry openssh-server iproute2 btrfs-progs xfsprogs docker.io qemu-user-static prometheus qemu-system-x86 qemu-utils debootstrap python3
 
 .PHONY: all build deps tools demo test bench vet fmt-check clean fake-hcloud buildkit-image doctest soak soak-pool
 

@@ -58,14 +58,7 @@ const marker = "@@doctest block %d@@"
 // mounted or on disk outside the blocks' own directory.
 func TestREADMEBlocksRunAsWritten(t *testing.T) {
 	testenv.Require(t)
-	for _, tool := range []string{"docker-registry", "make", "mkfs.btrfs"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			if testenv.E2E() {
-				t.Fatalf("the README's blocks need %s (LIAN_E2E=1)", tool)
-			}
-			t.Skipf("*** SKIPPING: the README's blocks need %s", tool)
-		}
-	}
+	testenv.RequireTools(t, "docker-registry", "make", "mkfs.btrfs")
 	root := testenv.RepoRoot()
 	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
 	if err != nil {

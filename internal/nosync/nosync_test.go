@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/lian-build/action/internal/nosync"
+	"github.com/lian-build/action/internal/testenv"
 )
 
 const syncChildEnv = "LIAN_TEST_SYNC_CHILD"
@@ -116,24 +117,11 @@ func filteredThreads(t *testing.T) []string {
 	}
 	var out []string
 	for _, p := range tasks {
-		if seccompMode(p) != "0" {
+		if testenv.SeccompMode(p) != "0" {
 			out = append(out, p)
 		}
 	}
 	return out
-}
-
-func seccompMode(statusFile string) string {
-	b, err := os.ReadFile(statusFile)
-	if err != nil {
-		return "0" // the thread ended meanwhile
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "Seccomp:"); ok {
-			return strings.TrimSpace(v)
-		}
-	}
-	return "?"
 }
 
 // The table's calls are this machine's (the constants of its GOARCH), and

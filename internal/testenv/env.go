@@ -77,6 +77,21 @@ func Require(t testing.TB) string {
 	return bk
 }
 
+// RequireTools checks programs on PATH; it fails the test in CI and skips
+// it elsewhere, naming those missing.
+func RequireTools(t testing.TB, tools ...string) {
+	t.Helper()
+	var missing []string
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			missing = append(missing, tool)
+		}
+	}
+	if len(missing) > 0 {
+		missingPrereq(t, strings.Join(missing, ", "))
+	}
+}
+
 // missingPrereq fails the test under LIAN_E2E=1 and skips it, loudly, otherwise.
 func missingPrereq(t testing.TB, what string) {
 	t.Helper()

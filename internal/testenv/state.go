@@ -38,16 +38,7 @@ func stateStore(t testing.TB, fs string, opts state.Options) (*state.Store, stri
 		opts.ImageSize = 1 << 30
 	}
 	if fs == "xfs" {
-		opts.Path = filepath.Join(dir, "xfs")
-		img := filepath.Join(dir, "xfs.img")
-		for _, args := range [][]string{
-			{"truncate", "-s", "1G", img}, {"mkfs.xfs", "-q", "-m", "reflink=1", img}, {"mkdir", opts.Path}, {"mount", "-o", "loop", img, opts.Path},
-		} {
-			if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
-				t.Fatalf("%v: %v: %s", args, err, out)
-			}
-		}
-		t.Cleanup(func() { _ = exec.Command("umount", opts.Path).Run() })
+		opts.Path = Disk(t, "xfs", 1<<30)
 	}
 	s, err := state.Open(context.Background(), opts)
 	if err != nil {

@@ -3,8 +3,6 @@ package local_test
 import (
 	"context"
 	"fmt"
-	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -24,20 +22,7 @@ func TestRunnerDaemonSkipsSyncs(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = r.Destroy(context.WithoutCancel(ctx)) })
-	if got := seccompMode(fmt.Sprintf("/proc/%d/status", local.DaemonPID(r))); got != "2" {
+	if got := testenv.SeccompMode(fmt.Sprintf("/proc/%d/status", local.DaemonPID(r))); got != "2" {
 		t.Errorf("buildkitd's seccomp mode = %q, want 2 (filter)", got)
 	}
-}
-
-func seccompMode(statusFile string) string {
-	b, err := os.ReadFile(statusFile)
-	if err != nil {
-		return "0"
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "Seccomp:"); ok {
-			return strings.TrimSpace(v)
-		}
-	}
-	return "?"
 }

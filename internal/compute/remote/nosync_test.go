@@ -13,15 +13,9 @@ import (
 
 // The program a runner machine starts buildkitd through, run here by the
 // real python3: what it execs is under the filter (seccomp mode 2), and
-// fsync of a pipe succeeds there, where it
-// fails otherwise.
+// fsync of a pipe succeeds there, where it fails otherwise.
 func TestNoSyncProgramFiltersWhatItExecs(t *testing.T) {
-	if _, err := exec.LookPath("python3"); err != nil {
-		if testenv.E2E() {
-			t.Fatal("needs python3 (LIAN_E2E=1: missing prerequisites fail)")
-		}
-		t.Skip("needs python3")
-	}
+	testenv.RequireTools(t, "python3")
 	// fsync of a pipe fails with EINVAL, unless the call never runs.
 	probe := `grep '^Seccomp:' /proc/self/status; python3 -c 'import os; r, w = os.pipe(); os.fsync(r); print("fsync ok")' 2>&1 | tail -1`
 	plain, _ := exec.Command("sh", "-c", probe).CombinedOutput()

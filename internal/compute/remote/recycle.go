@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 
 	"golang.org/x/crypto/ssh"
 
@@ -19,9 +20,11 @@ var runnerScript string
 // RunnerScript is the runner machine's own commands (run as root over
 // SSH): a pool's recycle and grant between leases, and a lease's state
 // volume; its usage is at its top.
-func RunnerScript() string {
+func RunnerScript() string { return renderedRunnerScript() }
+
+var renderedRunnerScript = sync.OnceValue(func() string {
 	return strings.NewReplacer("@STATS@", StatsCommand, "@NOSYNC@", strings.TrimSuffix(NoSyncProgram(), "\n")).Replace(runnerScript)
-}
+})
 
 // AuthorizedKey is a public key as one authorized_keys line, without comment.
 func AuthorizedKey(k ssh.PublicKey) string {

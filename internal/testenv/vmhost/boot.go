@@ -75,7 +75,13 @@ func (v *vm) run(args []string, out io.Writer) {
 		fmt.Fprintf(out, "vmhost: server %d: %v\n", v.id, err)
 		return
 	}
-	defer slot.Close()
+	release := func() {
+		if slot != nil {
+			slot.Close()
+			slot = nil
+		}
+	}
+	defer release()
 	if w := time.Since(waited); w > time.Second {
 		fmt.Fprintf(out, "vmhost: server %d: boots after waiting %s for a boot slot\n", v.id, w.Round(time.Second))
 	}
@@ -96,12 +102,10 @@ func (v *vm) run(args []string, out io.Writer) {
 		case <-exit:
 			return
 		case <-hold:
-			slot.Close()
-			slot = nil
+			release()
 		case <-tick.C:
 			if bootDone(v.console.String()) {
-				slot.Close()
-				slot = nil
+				release()
 			}
 		}
 	}
