@@ -75,10 +75,14 @@ type Options struct {
 	ProgressOut io.Writer
 	// ContextStream, when set, opens a listener on buildkitd's machine
 	// whose connections reach this process (compute.ContextStreamer): the
-	// context then goes as one stream, not through the session's file
-	// sync (stream.go). An error from it sends the context through the
-	// session, and the report says why.
+	// context then goes as plain HTTP streams, not through the session's
+	// file sync (stream.go). An error from it sends the context through
+	// the session, and the report says why.
 	ContextStream func(context.Context) (net.Listener, error)
+	// ContextParts is how many parts a streamed context may be split into,
+	// at most (its files spread over them by size; 0: 8); each part is a
+	// stream of its own, and four go at a time.
+	ContextParts int
 	// ContextZstd compresses a streamed context on the wire when its first
 	// 4 MiB shrink by a tenth or more (zstd, its fastest level; buildkitd's
 	// unpack reads it).
@@ -207,7 +211,8 @@ type Report struct {
 // ContextStream is a context sent as one stream, or why it was not.
 type ContextStream struct {
 	Bytes    int64  `json:"bytes"`               // sent, compressed or not
-	TarBytes int64  `json:"tar_bytes,omitempty"` // the tar's, before compression
+	TarBytes int64  `json:"tar_bytes,omitempty"` // the tars', before compression
+	Parts    int    `json:"parts,omitempty"`     // how many streams: the context's parts
 	Note     string `json:"note,omitempty"`      // why it went through the session instead
 }
 

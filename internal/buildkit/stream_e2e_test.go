@@ -96,7 +96,8 @@ func hostileTree(t *testing.T) string {
 	return dir
 }
 
-// tree lists every entry under dir: path, mode, owner, size, mtime, link.
+// tree lists every entry under dir: path, mode, owner, contents, mtime
+// (files' and directories'), link.
 func tree(t *testing.T, dir string) map[string]string {
 	out := map[string]string{}
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
@@ -117,6 +118,8 @@ func tree(t *testing.T, dir string) map[string]string {
 		case fi.Mode().IsRegular():
 			b, _ := os.ReadFile(p)
 			desc += fmt.Sprintf(" %q %s", b, fi.ModTime().UTC().Format(time.RFC3339Nano))
+		case fi.IsDir() && rel != ".":
+			desc += " " + fi.ModTime().UTC().Format(time.RFC3339Nano)
 		}
 		out[rel] = desc
 		return nil
@@ -129,42 +132,49 @@ func tree(t *testing.T, dir string) map[string]string {
 
 // A streamed context arrives as the session would have sent it: the same
 // files, modes, owners (root), links, times to the nanosecond, and the
-// same .dockerignore exclusions; the report says how many bytes went.
+// same .dockerignore exclusions, whether in one stream or split into
+// several (each part holds every directory); the report says how many
+// bytes went, and in how many streams.
 func TestStreamIsTheSession(t *testing.T) {
 	build := streamWorld(t)
 	dir := hostileTree(t)
-	export := func(stream func(context.Context) (net.Listener, error), zstd ...bool) (map[string]string, buildkit.Report) {
+	export := func(stream func(context.Context) (net.Listener, error), zstd bool) (map[string]string, buildkit.Report) {
 		out := t.TempDir()
-		rep, err := build(buildkit.Options{ContextDir: dir, NoCache: true, ContextStream: stream, ContextZstd: len(zstd) > 0,
+		rep, err := build(buildkit.Options{ContextDir: dir, NoCache: true, ContextStream: stream, ContextZstd: zstd,
 			Outputs: []buildkit.Output{{Type: "local", Dest: out, Attrs: map[string]string{}}}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return tree(t, filepath.Join(out, "ctx")), rep
 	}
-	session, srep := export(nil)
-	streamed, rep := export(loopback)
+	session, srep := export(nil, false)
 	if srep.ContextStream != nil {
 		t.Errorf("a session build reports a stream: %+v", srep.ContextStream)
 	}
-	if rep.ContextStream == nil || rep.ContextStream.Bytes == 0 || rep.ContextStream.Note != "" {
+	streamed, rep := export(loopback, false)
+	if cs := rep.ContextStream; cs == nil || cs.Bytes == 0 || cs.Note != "" || cs.Parts != 1 {
 		t.Fatalf("the stream's report: %+v", rep.ContextStream)
 	}
 	compressed, zrep := export(loopback, true)
 	if z := zrep.ContextStream; z == nil || z.TarBytes != rep.ContextStream.Bytes || z.Bytes >= z.TarBytes/4 {
 		t.Errorf("zstd stream %+v, plain %+v: want the same tar in under a quarter of its bytes", z, rep.ContextStream)
 	}
-	for p, want := range session {
-		if got := streamed[p]; got != want {
-			t.Errorf("%s: streamed %q, through the session %q", p, got, want)
-		}
-		if got := compressed[p]; got != want {
-			t.Errorf("%s: streamed with zstd %q, through the session %q", p, got, want)
-		}
+	buildkit.SplitContextsAt(t, 1)
+	split, prep := export(loopback, false)
+	if cs := prep.ContextStream; cs == nil || cs.Parts < 4 || cs.Note != "" {
+		t.Errorf("a context split at every byte: %+v, want a part per file (more than go at a time)", cs)
 	}
-	for p := range streamed {
-		if _, ok := session[p]; !ok {
-			t.Errorf("%s: streamed, not sent by the session", p)
+	splitZstd, _ := export(loopback, true)
+	for name, got := range map[string]map[string]string{"streamed": streamed, "streamed with zstd": compressed, "in parts": split, "in parts with zstd": splitZstd} {
+		for p, want := range session {
+			if got[p] != want {
+				t.Errorf("%s: %s %q, through the session %q", p, name, got[p], want)
+			}
+		}
+		for p := range got {
+			if _, ok := session[p]; !ok {
+				t.Errorf("%s: %s, not sent by the session", p, name)
+			}
 		}
 	}
 	for _, gone := range []string{"secret.env", "debug.log", "build"} {

@@ -263,9 +263,9 @@ const (
 )
 
 // ContextStreamer is a runner whose buildkitd can fetch the build context
-// from this process as one stream (buildkit.Options.ContextStream): a
-// listener on the runner's loopback whose connections reach here, an SSH
-// remote forward. A runner that cannot give one this time (its sshd
+// from this process as plain HTTP streams (buildkit.Options.ContextStream):
+// a listener on the runner's loopback whose connections reach here, an SSH
+// remote forward (a channel per connection). A runner that cannot give one this time (its sshd
 // forwards nothing) returns an error, and the context goes through the
 // session.
 type ContextStreamer interface {

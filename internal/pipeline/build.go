@@ -220,7 +220,7 @@ func readStats(ctx context.Context, r compute.Runner) (compute.Stats, error) {
 	}
 }
 
-// contextAsStream says whether a runner's context goes as one stream, and
+// contextAsStream says whether a runner's context goes as streams, and
 // through what: it can take one (compute.ContextStreamer) and its daemon
 // starts without an earlier build's files, where the session's file sync
 // would send all of it, bound by its flow-control windows and round trips.

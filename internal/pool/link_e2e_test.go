@@ -19,7 +19,7 @@ func TestPoolLeaseOverAResetLink(t *testing.T) {
 	w := newWorld(t, worldConfig{hosts: true, link: &slow})
 	prog := &link.WhenUploading{Hosts: w.links, Fault: func(p *link.Proxy) { _ = p.Reset() }}
 	_, err := w.pl.Run(context.Background(), pipeline.Request{Workspace: "link", Build: buildkit.Options{
-		ContextDir: link.UploadContext(t, 8<<20), NamedContexts: []buildkit.NamedContext{w.base}, Progress: "plain", ProgressOut: prog}})
+		ContextDir: link.UploadContext(t, 12<<20), NamedContexts: []buildkit.NamedContext{w.base}, Progress: "plain", ProgressOut: prog}})
 	w.svc.Wait()
 	if err == nil || !strings.Contains(err.Error(), "connection lost") || !strings.Contains(err.Error(), "127.77.") {
 		t.Fatalf("err %v: want the lost link named\n%s", err, prog.Text())

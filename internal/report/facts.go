@@ -132,7 +132,7 @@ func runnerFact(r pipeline.Result) string {
 }
 
 // contextFact says how the last attempt's context crossed to a remote
-// runner: as one stream (its size, and on the wire), or why through the
+// runner: as one stream or several (its size, and on the wire), or why through the
 // session; "" when it went through the session as asked, or the build read
 // none of it.
 func contextFact(r pipeline.Result) string {
@@ -147,10 +147,15 @@ func contextFact(r pipeline.Result) string {
 		return cs.Note
 	case cs.Bytes == 0:
 		return ""
-	case cs.TarBytes > cs.Bytes:
-		return fmt.Sprintf("one stream: %s, %s sent (zstd)", Bytes(uint64(cs.TarBytes)), Bytes(uint64(cs.Bytes)))
 	}
-	return "one stream: " + Bytes(uint64(cs.Bytes))
+	how := "one stream"
+	if cs.Parts > 1 {
+		how = fmt.Sprintf("%d streams", cs.Parts)
+	}
+	if cs.TarBytes > cs.Bytes {
+		return fmt.Sprintf("%s: %s, %s sent (zstd)", how, Bytes(uint64(cs.TarBytes)), Bytes(uint64(cs.Bytes)))
+	}
+	return how + ": " + Bytes(uint64(cs.Bytes))
 }
 
 // legFacts are the report of a build split by architecture: a row per leg

@@ -151,7 +151,7 @@ func TestRunnerRowNamesKernelAndCgroup(t *testing.T) {
 }
 
 // The context row says how a remote runner's context crossed: one stream
-// (compressed or not), or why through the session; nothing for a build
+// or several (compressed or not), or why through the session; nothing for a build
 // that went through the session as asked, or read no context.
 func TestContextRow(t *testing.T) {
 	r := pipeline.Result{Provider: "hcloud", Attempts: []pipeline.Attempt{{Number: 1}}}
@@ -163,6 +163,8 @@ func TestContextRow(t *testing.T) {
 		{&buildkit.ContextStream{}, ""},
 		{&buildkit.ContextStream{Bytes: 3 << 20, TarBytes: 12 << 20}, "| Context | one stream: 12.0 MiB, 3.0 MiB sent (zstd) |"},
 		{&buildkit.ContextStream{Bytes: 5 << 20, TarBytes: 5 << 20}, "| Context | one stream: 5.0 MiB |"},
+		{&buildkit.ContextStream{Bytes: 30 << 20, TarBytes: 120 << 20, Parts: 4}, "| Context | 4 streams: 120.0 MiB, 30.0 MiB sent (zstd) |"},
+		{&buildkit.ContextStream{Bytes: 50 << 20, TarBytes: 50 << 20, Parts: 3}, "| Context | 3 streams: 50.0 MiB |"},
 		{&buildkit.ContextStream{Note: "the context went through the session: lb-1: a pool lease's key forwards no port"},
 			"| Context | the context went through the session: lb-1: a pool lease's key forwards no port |"},
 	}

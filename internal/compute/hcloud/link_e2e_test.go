@@ -11,15 +11,15 @@ import (
 	"github.com/lian-build/action/internal/testenv/link"
 )
 
-// slow is a link on which an 8 MB context takes seconds to cross.
+// slow is a link on which a 12 MB context takes seconds to cross.
 var slow = link.Preset{Name: "slow", RTT: 20 * time.Millisecond, Mbit: 16}
 
-// linkBuild builds a context holding an 8 MB file over the world's link,
+// linkBuild builds a context of 12 MB (two streams) over the world's link,
 // applying fault once the context is crossing it.
 func (w *world) linkBuild(t *testing.T, fault func(p *link.Proxy)) (pipeline.Result, error, string) {
 	prog := &link.WhenUploading{Hosts: w.links, Fault: fault}
 	res, err := w.pl.Run(context.Background(), pipeline.Request{Workspace: "link", Build: buildkit.Options{
-		ContextDir: link.UploadContext(t, 8<<20), NamedContexts: []buildkit.NamedContext{w.base}, Progress: "plain", ProgressOut: prog}})
+		ContextDir: link.UploadContext(t, 12<<20), NamedContexts: []buildkit.NamedContext{w.base}, Progress: "plain", ProgressOut: prog}})
 	if !prog.Fired() {
 		t.Errorf("the context never crossed the link:\n%s", prog.Text())
 	}
@@ -86,12 +86,15 @@ func TestLinkStallMidUpload(t *testing.T) {
 }
 
 // Closes that take seconds on the link hold nothing up for good: the
-// build succeeds and everything is removed.
+// build, its context in two streams, succeeds and everything is removed.
 func TestLinkSlowClose(t *testing.T) {
 	w := newWorld(t, worldConfig{link: &slow})
-	_, err, progress := w.linkBuild(t, func(p *link.Proxy) { _ = p.SlowClose(3 * time.Second) })
+	res, err, progress := w.linkBuild(t, func(p *link.Proxy) { _ = p.SlowClose(3 * time.Second) })
 	if err != nil {
 		t.Fatalf("build with slow closes: %v\n%s", err, progress)
+	}
+	if cs := res.Attempts[0].ContextStream; cs == nil || cs.Parts != 2 || cs.Note != "" {
+		t.Errorf("the context went %+v, want two streams", cs)
 	}
 	w.assertNothingLeft(t)
 }

@@ -1,8 +1,10 @@
 package sshx_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -27,13 +29,15 @@ import (
 	"github.com/lian-build/action/internal/testenv/link"
 )
 
-// BenchmarkTransport builds the same context (a ~200 MB file COPY'd, no
-// cache) on one runner, through its unix socket, through SSH
-// (direct-streamlocal), and through SSH with the context streamed (a
-// remote forward), alternating, and reports each against the socket.
-// Target: the streamed build ≤ 1.2 × local.
+// BenchmarkTransport builds the same context (2,000 files, 200 MB of
+// random bytes, COPY'd, no cache) on one runner: through its unix socket,
+// through SSH (direct-streamlocal), and through SSH with the context as
+// one stream and split into streams (remote forwards); each round in
+// another order, and reports each against the socket: the whole build,
+// and the context's upload (its steps, as buildkitd timed them). Target:
+// the streamed build ≤ 1.2 × local.
 //
-//	go test -run '^$' -bench Transport -benchtime 3x ./internal/compute/sshx
+//	go test -run '^$' -bench 'Transport$' -benchtime 3x ./internal/compute/sshx
 func BenchmarkTransport(b *testing.B) {
 	p, disk := diskProvider(b)
 	r, socket, conn := runnerOverSSHOf(b, "bench-transport", p)
@@ -41,21 +45,11 @@ func BenchmarkTransport(b *testing.B) {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		b.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM scratch\nCOPY blob /blob\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM scratch\nCOPY . /ctx/\n"), 0o644); err != nil {
 		b.Fatal(err)
 	}
-	build := func(c *client.Client, stream func(context.Context) (net.Listener, error), zstd ...bool) time.Duration {
-		freshBlob(b, filepath.Join(dir, "blob"), 200<<20)
-		// Each build starts with nothing dirty: the 200 MB just written,
-		// and what the build before wrote, are not written back during it.
-		syscall.Sync()
-		start := time.Now()
-		if _, err := buildkit.Build(context.Background(), c, buildkit.Options{ContextDir: dir, NoCache: true, Progress: "quiet", ContextStream: stream, ContextZstd: len(zstd) > 0}); err != nil {
-			b.Fatal(err)
-		}
-		return time.Since(start)
-	}
-	var local, overSSH, streamed, zstd time.Duration
+	names := []string{"local", "ssh", "stream", "streams"}
+	var builds, uploads [4]time.Duration // by way, in names' order
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		lc, err := r.Client(context.Background())
@@ -66,41 +60,37 @@ func BenchmarkTransport(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if i%2 == 0 {
-			local += build(lc, nil)
-			overSSH += build(sc, nil)
-			streamed += build(sc, conn.ListenLoopback)
-			zstd += build(sc, conn.ListenLoopback, true)
-		} else {
-			zstd += build(sc, conn.ListenLoopback, true)
-			streamed += build(sc, conn.ListenLoopback)
-			overSSH += build(sc, nil)
-			local += build(lc, nil)
-		}
+		ways := withStreams([]way{{"local", lc, buildkit.Options{}}, {"ssh", sc, buildkit.Options{}}}, sc, conn)
+		buildEachWay(b, i, dir, ways, builds[:], uploads[:])
 		lc.Close()
 		sc.Close()
 	}
-	b.ReportMetric(local.Seconds()/float64(b.N), "s/local-build")
-	b.ReportMetric(overSSH.Seconds()/float64(b.N), "s/ssh-build")
-	b.ReportMetric(streamed.Seconds()/float64(b.N), "s/ssh-stream-build")
-	b.ReportMetric(overSSH.Seconds()/local.Seconds(), "ssh/local")
-	b.ReportMetric(streamed.Seconds()/local.Seconds(), "stream/local")
-	b.ReportMetric(zstd.Seconds()/local.Seconds(), "stream-zstd/local")
+	n := float64(b.N)
+	b.ReportMetric(builds[0].Seconds()/n, "s/local-build")
+	b.ReportMetric(uploads[0].Seconds()/n, "s/local-upload")
+	for k, name := range names[1:] {
+		b.ReportMetric(builds[k+1].Seconds()/builds[0].Seconds(), name+"/local")
+		b.ReportMetric(uploads[k+1].Seconds()/uploads[0].Seconds(), name+"-upload/local")
+	}
 }
 
-// BenchmarkTransportOverLink uploads a fresh 50 MB context over each
-// shaped link preset (toxiproxy in front of sshd, and of a plain TCP
-// forward to buildkitd) and reports, against the link's floor (50 MB ÷
-// bandwidth + 2 round trips): the build through SSH, the same build over
-// TCP without SSH, the same bytes streamed raw through an SSH session, and
-// the build with its context streamed (what remote runners do).
+// BenchmarkTransportOverLink uploads a fresh context of 2,000 files, 200
+// MB of random bytes, over each shaped link preset (toxiproxy in front of
+// sshd, and of a plain TCP forward to buildkitd) and reports against the
+// link's floor (bytes ÷ bandwidth + 2 round trips): the same bytes
+// streamed raw through an SSH session; the build through the session over
+// SSH, and over TCP without SSH; the build with its context as one stream,
+// and split into streams (what remote runners do). "upload" is the
+// context's own steps, from the first one's start to the last one's end
+// (buildkitd's timestamps); the rest of a build is the same whichever way
+// its context came.
 //
-//	go test -run '^$' -bench TransportOverLink -benchtime 2x ./internal/compute/sshx
+//	go test -run '^$' -bench TransportOverLink -benchtime 1x ./internal/compute/sshx
 func BenchmarkTransportOverLink(b *testing.B) {
 	sshd, socket := linkRunner(b, "bench-link")
-	const size = 50 << 20
+	const size = contextBytes
 	dir := b.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM scratch\nCOPY blob /blob\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM scratch\nCOPY . /ctx/\n"), 0o644); err != nil {
 		b.Fatal(err)
 	}
 	tcp := unixOverTCP(b, socket)
@@ -112,11 +102,13 @@ func BenchmarkTransportOverLink(b *testing.B) {
 			}
 			defer conn.Close()
 			plain := link.Shape(b, tcp, lk).Addr
-			var overSSH, overTCP, streamed, empty, zstd, raw time.Duration
 			blob := make([]byte, size)
 			if _, err := rand.Read(blob); err != nil {
 				b.Fatal(err)
 			}
+			var raw time.Duration
+			var builds, uploads [4]time.Duration // by way, in names' order
+			names := []string{"ssh", "tcp", "stream", "streams"}
 			for i := 0; i < b.N; i++ {
 				start := time.Now()
 				if _, err := conn.RunInput(context.Background(), "cat > /dev/null", blob); err != nil {
@@ -131,30 +123,120 @@ func BenchmarkTransportOverLink(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				overSSH += upload(b, sc, dir, size, nil)
-				overTCP += upload(b, tc, dir, size, nil)
-				streamed += upload(b, sc, dir, size, conn.ListenLoopback)
-				empty += upload(b, sc, dir, 1, conn.ListenLoopback)
-				zstd += upload(b, sc, dir, size, conn.ListenLoopback, true)
+				ways := withStreams([]way{{"ssh", sc, buildkit.Options{}}, {"tcp", tc, buildkit.Options{}}}, sc, conn)
+				buildEachWay(b, i, dir, ways, builds[:], uploads[:])
 				sc.Close()
 				tc.Close()
 			}
 			n, floor := float64(b.N), lk.Floor(size, 2).Seconds()
-			b.ReportMetric(overSSH.Seconds()/n, "s/ssh")
-			b.ReportMetric(overTCP.Seconds()/n, "s/tcp")
 			b.ReportMetric(floor, "s/floor")
-			b.ReportMetric(overSSH.Seconds()/n/floor, "ssh/floor")
-			b.ReportMetric(overTCP.Seconds()/n/floor, "tcp/floor")
 			b.ReportMetric(raw.Seconds()/n/floor, "raw-ssh/floor")
-			b.ReportMetric(streamed.Seconds()/n, "s/stream")
-			b.ReportMetric(streamed.Seconds()/n/floor, "stream/floor")
-			// The upload alone: the build less the same build of a 1-byte
-			// file (the protocol's round trips), against bytes ÷ bandwidth.
-			b.ReportMetric(empty.Seconds()/n, "s/stream-1B")
-			b.ReportMetric((streamed-empty).Seconds()/n/lk.Floor(size, 0).Seconds(), "stream-upload/bandwidth")
-			b.ReportMetric(zstd.Seconds()/n/floor, "stream-zstd/floor")
+			for k, name := range names {
+				b.ReportMetric(builds[k].Seconds()/n/floor, name+"/floor")
+				b.ReportMetric(uploads[k].Seconds()/n/floor, name+"-upload/floor")
+			}
 		})
 	}
+}
+
+// way is one way a benchmark's build reaches the daemon.
+type way struct {
+	name string
+	c    *client.Client
+	o    buildkit.Options
+}
+
+// withStreams adds to ways the build through c with its context as one
+// stream, and split into parts, over conn's remote forwards.
+func withStreams(ways []way, c *client.Client, conn *sshx.Conn) []way {
+	return append(ways,
+		way{"stream", c, buildkit.Options{ContextStream: conn.ListenLoopback, ContextZstd: true, ContextParts: 1}},
+		way{"streams", c, buildkit.Options{ContextStream: conn.ListenLoopback, ContextZstd: true}})
+}
+
+// The transport benchmarks' context: 2,000 files, 200 MB of random bytes.
+const contextFiles, contextBytes = 2000, 200 << 20
+
+// buildEachWay builds a fresh context (contextFiles) each way,
+// round starting with its own way, and adds each way's times to builds
+// and uploads.
+func buildEachWay(b *testing.B, round int, dir string, ways []way, builds, uploads []time.Duration) {
+	for j := range ways {
+		k := (round + j) % len(ways)
+		freshFiles(b, dir, contextFiles, contextBytes)
+		build, upload := timedBuild(b, ways[k].c, dir, ways[k].o)
+		builds[k] += build
+		uploads[k] += upload
+		b.Logf("round %d %s: build %v, upload %v", round, ways[k].name, build, upload)
+	}
+}
+
+// freshFiles writes files files of size bytes in all, of random bytes,
+// 100 to a directory: the daemon keeps what an earlier build sent, and
+// each build must send all of it. Nothing is left dirty.
+func freshFiles(b *testing.B, dir string, files int, size int64) {
+	b.StopTimer()
+	defer b.StartTimer()
+	buf := make([]byte, size/int64(files))
+	for i := 0; i < files; i++ {
+		p := filepath.Join(dir, fmt.Sprintf("d%03d", i/100), fmt.Sprintf("f%04d", i))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := rand.Read(buf); err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(p, buf, 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	syscall.Sync()
+}
+
+// timedBuild builds dir on c (no cache) and returns how long the build
+// took and how long its context took to arrive: the steps that load,
+// unpack and merge it, first start to last end, as buildkitd timed them.
+func timedBuild(b *testing.B, c *client.Client, dir string, o buildkit.Options) (build, upload time.Duration) {
+	var progress bytes.Buffer
+	o.ContextDir, o.NoCache, o.Progress, o.ProgressOut = dir, true, "rawjson", &progress
+	start := time.Now()
+	if _, err := buildkit.Build(context.Background(), c, o); err != nil {
+		b.Fatal(err)
+	}
+	build = time.Since(start)
+	// A fresh runner holds no earlier build: the daemon drops what this
+	// one left (without, every way slowed by a half from round to round,
+	// as the loop disk's pages filled the page cache twice over).
+	b.StopTimer()
+	if err := c.Prune(context.Background(), nil, client.PruneAll); err != nil {
+		b.Fatal(err)
+	}
+	b.StartTimer()
+	var first, last time.Time
+	dec := json.NewDecoder(&progress)
+	for {
+		var st client.SolveStatus
+		if err := dec.Decode(&st); err == io.EOF {
+			break
+		} else if err != nil {
+			b.Fatal(err)
+		}
+		for _, v := range st.Vertexes {
+			if !strings.HasPrefix(v.Name, "[internal] load build context") && !strings.HasPrefix(v.Name, "[internal] unpack build context") && !strings.HasPrefix(v.Name, "[internal] merge build context") {
+				continue
+			}
+			if v.Started != nil && (first.IsZero() || v.Started.Before(first)) {
+				first = *v.Started
+			}
+			if v.Completed != nil && v.Completed.After(last) {
+				last = *v.Completed
+			}
+		}
+	}
+	if first.IsZero() || last.Before(first) {
+		b.Fatalf("no context step in the progress of %s", dir)
+	}
+	return build, last.Sub(first)
 }
 
 // upload builds a fresh context of size bytes (COPY'd, no cache) and

@@ -173,17 +173,20 @@ func (p *Proxy) Heal(ctx context.Context) {
 	}
 }
 
-// UploadContext is a build context whose Dockerfile COPYs a file of size
-// random bytes: an upload that takes a while on a slow link.
+// UploadContext is a build context whose Dockerfile COPYs four files of
+// size random bytes in all: an upload that takes a while on a slow link,
+// and goes in more than one stream when it is over one part's worth.
 func UploadContext(tb testing.TB, size int) string {
 	tb.Helper()
 	dir := tb.TempDir()
-	blob := make([]byte, size)
-	_, _ = rand.Read(blob)
-	if err := os.WriteFile(filepath.Join(dir, "blob"), blob, 0o644); err != nil {
-		tb.Fatal(err)
+	blob := make([]byte, size/4)
+	for i := 1; i <= 4; i++ {
+		_, _ = rand.Read(blob)
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("blob-%d", i)), blob, 0o644); err != nil {
+			tb.Fatal(err)
+		}
 	}
-	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM base\nCOPY blob /blob\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM base\nCOPY blob-* /\n"), 0o644); err != nil {
 		tb.Fatal(err)
 	}
 	return dir
