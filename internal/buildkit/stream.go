@@ -376,7 +376,11 @@ func writeTarEntry(fs fsutil.FS, tw *tar.Writer, p string, fi gofs.FileInfo) err
 		return err
 	}
 	defer f.Close()
-	if _, err := io.Copy(tw, f); err != nil {
+	n, err := io.Copy(tw, io.LimitReader(f, hdr.Size+1))
+	if errors.Is(err, tar.ErrWriteTooLong) || err == nil && n != hdr.Size {
+		return fmt.Errorf("%s: changed while the context was sent (%d bytes when it was listed)", p, hdr.Size)
+	}
+	if err != nil {
 		return fmt.Errorf("%s: %w", p, err)
 	}
 	return nil

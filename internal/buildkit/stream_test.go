@@ -265,3 +265,33 @@ func (l smallBuffers) Accept() (net.Conn, error) {
 	}
 	return c, err
 }
+
+// A file that grows or shrinks between the context's listing and its
+// sending fails the part with the file named, instead of a tar whose
+// next header carries the blame.
+func TestFileChangedWhileSent(t *testing.T) {
+	for name, change := range map[string]func(string) error{
+		"grew":   func(p string) error { return os.WriteFile(p, []byte("0123456789 and more"), 0o644) },
+		"shrank": func(p string) error { return os.Truncate(p, 3) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			for _, f := range []string{"a.txt", "b.txt"} {
+				if err := os.WriteFile(filepath.Join(dir, f), []byte("0123456789"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			plan, err := planContext(t.Context(), dir, nil, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := change(filepath.Join(dir, "a.txt")); err != nil {
+				t.Fatal(err)
+			}
+			err = plan.writeTar(t.Context(), 0, io.Discard)
+			if err == nil || !strings.Contains(err.Error(), "a.txt: changed while the context was sent") {
+				t.Errorf("err %v: want a.txt named as changed", err)
+			}
+		})
+	}
+}
