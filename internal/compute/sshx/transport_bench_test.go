@@ -302,8 +302,8 @@ func freshBlob(b *testing.B, path string, size int64) {
 // BenchmarkChangeAndOutputOverLink, over each shaped link through SSH: a
 // 2,000-file context (20 MB) sent once, then a build after one file
 // changed (only the change should cross: its time against the link's
-// round trips), a 50 MB result exported back with --output type=local
-// (against the link's floor for 50 MB), and the same result pushed from the
+// round trips), a 100 MB result exported back with --output type=local
+// (against the link's floor for 100 MB), and the same result pushed from the
 // runner to a registry (not over the link); the first build is also
 // measured with its context streamed.
 //
@@ -333,8 +333,8 @@ func BenchmarkChangeAndOutputOverLink(b *testing.B) {
 				if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM scratch\nCOPY big /big\n"), 0o644); err != nil {
 					b.Fatal(err)
 				}
-				freshBlob(b, filepath.Join(dir, "big"), 50<<20)
-				_ = build(buildkit.Options{}) // the 50 MB up, once
+				freshBlob(b, filepath.Join(dir, "big"), resultBytes)
+				_ = build(buildkit.Options{}) // the result's bytes up, once
 				out := b.TempDir()
 				b.StartTimer()
 				output += build(buildkit.Options{Outputs: []buildkit.Output{{Type: "local", Dest: out, Attrs: map[string]string{}}}})
@@ -349,12 +349,15 @@ func BenchmarkChangeAndOutputOverLink(b *testing.B) {
 			b.ReportMetric(firstStream.Seconds()/n/lk.Floor(2000*10<<10, 2).Seconds(), "first-stream/floor")
 			b.ReportMetric(change.Seconds()/n, "s/one-file-changed")
 			b.ReportMetric(change.Seconds()/n/lk.RTT.Seconds(), "changed/RTT")
-			b.ReportMetric(output.Seconds()/n, "s/output-50MB")
-			b.ReportMetric(output.Seconds()/n/lk.Floor(50<<20, 2).Seconds(), "output/floor")
-			b.ReportMetric(push.Seconds()/n, "s/push-50MB")
+			b.ReportMetric(output.Seconds()/n, "s/output-100MB")
+			b.ReportMetric(output.Seconds()/n/lk.Floor(resultBytes, 2).Seconds(), "output/floor")
+			b.ReportMetric(push.Seconds()/n, "s/push-100MB")
 		})
 	}
 }
+
+// resultBytes is the size of BenchmarkChangeAndOutputOverLink's result.
+const resultBytes = 100 << 20
 
 // manyFiles is a fresh context of n random files of size bytes under src/,
 // copied whole by its Dockerfile.
