@@ -416,13 +416,14 @@ func streamedContext(urls []string) llb.State {
 // o.ContextStream opens; the session keeps the rest. When the runner gives
 // no listener the context goes through the session, and the note says why.
 func streamContext(ctx context.Context, o Options, excludes []string, so *client.SolveOpt) (*contextServer, *ContextStream, error) {
-	plan, err := planContext(ctx, o.ContextDir, excludes, o.ContextParts)
-	if err != nil {
-		return nil, nil, fmt.Errorf("reading the context %s: %w", o.ContextDir, err)
-	}
 	ln, err := o.ContextStream(ctx)
 	if err != nil {
 		return nil, &ContextStream{Note: "the context went through the session: " + oneLine(err)}, nil
+	}
+	plan, err := planContext(ctx, o.ContextDir, excludes, o.ContextParts)
+	if err != nil {
+		ln.Close()
+		return nil, nil, fmt.Errorf("reading the context %s: %w", o.ContextDir, err)
 	}
 	s, err := serveContext(ln, plan, o.ContextZstd)
 	if err != nil {

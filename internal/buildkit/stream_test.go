@@ -174,8 +174,7 @@ func TestPartsGoAFewAtATime(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	defer func(old int64) { partBytes = old }(partBytes)
-	partBytes = 1
+	SplitContextsAt(t, 1)
 	plan, err := planContext(t.Context(), dir, nil, 0)
 	if err != nil {
 		t.Fatal(err)

@@ -56,7 +56,6 @@ func (e *HostKeyError) Error() string {
 // Conn is an SSH connection to a runner.
 type Conn struct {
 	cfg     Config // as dialled, for Redial
-	addr    string
 	hostKey ssh.PublicKey
 	client  *ssh.Client
 	stop    chan struct{}
@@ -114,7 +113,7 @@ func Dial(ctx context.Context, cfg Config) (*Conn, error) {
 		return nil, fmt.Errorf("ssh %s: %w", cfg.Addr, err)
 	}
 	_ = tcp.SetDeadline(time.Time{})
-	c := &Conn{cfg: cfg, addr: cfg.Addr, hostKey: seen, client: ssh.NewClient(cc, chans, reqs), stop: make(chan struct{}), done: make(chan struct{}), watched: make(chan struct{})}
+	c := &Conn{cfg: cfg, hostKey: seen, client: ssh.NewClient(cc, chans, reqs), stop: make(chan struct{}), done: make(chan struct{}), watched: make(chan struct{})}
 	go c.keepAlive(cfg.KeepAlive)
 	go c.watch()
 	return c, nil
@@ -134,7 +133,7 @@ func (c *Conn) watch() {
 	if err == nil || errors.Is(err, io.EOF) {
 		err = errors.New("closed by the runner or the network on the way (EOF)")
 	}
-	c.fail(fmt.Errorf("ssh %s: connection lost: %w", c.addr, err))
+	c.fail(fmt.Errorf("ssh %s: connection lost: %w", c.cfg.Addr, err))
 }
 
 // Redial opens a new connection to the same machine, its host key the one
@@ -154,11 +153,11 @@ func (c *Conn) Ping(ctx context.Context) error {
 	select {
 	case err := <-c.keepAliveRequest():
 		if err != nil {
-			return c.explain(fmt.Errorf("ssh %s: no answer: %w", c.addr, err))
+			return c.explain(fmt.Errorf("ssh %s: no answer: %w", c.cfg.Addr, err))
 		}
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("ssh %s: no answer: %w", c.addr, ctx.Err())
+		return fmt.Errorf("ssh %s: no answer: %w", c.cfg.Addr, ctx.Err())
 	}
 }
 
@@ -191,11 +190,11 @@ func (c *Conn) keepAlive(every time.Duration) {
 				missed = 0
 				continue
 			}
-			c.fail(fmt.Errorf("ssh %s: connection lost: %w", c.addr, err))
+			c.fail(fmt.Errorf("ssh %s: connection lost: %w", c.cfg.Addr, err))
 			return
 		case <-time.After(every):
 			if missed++; missed >= 2 {
-				c.fail(fmt.Errorf("ssh %s: connection lost: no answer to two keep-alives in %v", c.addr, 2*every))
+				c.fail(fmt.Errorf("ssh %s: connection lost: no answer to two keep-alives in %v", c.cfg.Addr, 2*every))
 				return
 			}
 		}
@@ -248,7 +247,7 @@ const openTimeout = 30 * time.Second
 func openChannel[T io.Closer](ctx context.Context, c *Conn, what string, open func() (T, error)) (T, error) {
 	var zero T
 	if err := c.Err(); err != nil {
-		return zero, fmt.Errorf("ssh %s: %s: %w", c.addr, what, err)
+		return zero, fmt.Errorf("ssh %s: %s: %w", c.cfg.Addr, what, err)
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -267,7 +266,7 @@ func openChannel[T io.Closer](ctx context.Context, c *Conn, what string, open fu
 	select {
 	case r := <-done:
 		if r.err != nil {
-			return zero, c.explain(fmt.Errorf("ssh %s: %s: %w", c.addr, what, r.err))
+			return zero, c.explain(fmt.Errorf("ssh %s: %s: %w", c.cfg.Addr, what, r.err))
 		}
 		return r.v, nil
 	case <-ctx.Done():
@@ -276,7 +275,7 @@ func openChannel[T io.Closer](ctx context.Context, c *Conn, what string, open fu
 				_ = r.v.Close()
 			}
 		}()
-		return zero, c.explain(fmt.Errorf("ssh %s: %s: no answer: %w", c.addr, what, ctx.Err()))
+		return zero, c.explain(fmt.Errorf("ssh %s: %s: no answer: %w", c.cfg.Addr, what, ctx.Err()))
 	}
 }
 
@@ -319,7 +318,7 @@ func (c *Conn) DialCommand(ctx context.Context, cmd string) (net.Conn, error) {
 		}
 	}
 	s.Close()
-	return nil, c.explain(fmt.Errorf("ssh %s: %q: %w", c.addr, cmd, err))
+	return nil, c.explain(fmt.Errorf("ssh %s: %q: %w", c.cfg.Addr, cmd, err))
 }
 
 // commandConn is a remote command's stdin and stdout as a net.Conn.
@@ -371,7 +370,7 @@ func (c *Conn) Run(ctx context.Context, cmd string) ([]byte, error) {
 }
 
 // Addr is the runner's sshd address.
-func (c *Conn) Addr() string { return c.addr }
+func (c *Conn) Addr() string { return c.cfg.Addr }
 
 // RunInput is Run with stdin as the command's standard input; an error
 // names the command's first word only (a script's arguments stay out).
@@ -417,7 +416,7 @@ func (c *Conn) RunStream(ctx context.Context, cmd string, stdin io.Reader, stdou
 		if stdin != nil {
 			shown, _, _ = strings.Cut(cmd, " ")
 		}
-		return c.explain(fmt.Errorf("ssh %s: %q: %w: %s", c.addr, shown, err, bytes.TrimSpace(errb.Bytes())))
+		return c.explain(fmt.Errorf("ssh %s: %q: %w: %s", c.cfg.Addr, shown, err, bytes.TrimSpace(errb.Bytes())))
 	}
 	return nil
 }

@@ -239,18 +239,6 @@ func timedBuild(b *testing.B, c *client.Client, dir string, o buildkit.Options) 
 	return build, last.Sub(first)
 }
 
-// upload builds a fresh context of size bytes (COPY'd, no cache) and
-// returns how long it took.
-func upload(b *testing.B, c *client.Client, dir string, size int64, stream func(context.Context) (net.Listener, error), zstd ...bool) time.Duration {
-	freshBlob(b, filepath.Join(dir, "blob"), size)
-	syscall.Sync()
-	start := time.Now()
-	if _, err := buildkit.Build(context.Background(), c, buildkit.Options{ContextDir: dir, NoCache: true, Progress: "quiet", ContextStream: stream, ContextZstd: len(zstd) > 0}); err != nil {
-		b.Fatal(err)
-	}
-	return time.Since(start)
-}
-
 // unixOverTCP forwards a loopback TCP port to buildkitd's unix socket: the
 // same build without SSH, for comparison.
 func unixOverTCP(b *testing.B, socket string) string {
